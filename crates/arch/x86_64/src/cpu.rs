@@ -1,0 +1,110 @@
+//! CPU instructions that the rest of the system needs by name.
+use core::arch::asm;
+use core::arch::x86_64::{__cpuid_count, _rdtsc};
+
+#[derive(Clone, Copy, Debug)]
+pub struct CpuidResult {
+    pub eax: u32,
+    pub ebx: u32,
+    pub ecx: u32,
+    pub edx: u32,
+}
+
+#[inline]
+pub fn cpuid(leaf: u32, subleaf: u32) -> CpuidResult {
+    let r = __cpuid_count(leaf, subleaf);
+    CpuidResult { eax: r.eax, ebx: r.ebx, ecx: r.ecx, edx: r.edx }
+}
+
+#[inline]
+pub fn rdtsc() -> u64 {
+    // SAFETY: RDTSC is unprivileged unless CR4.TSD is set, which we never set.
+    unsafe { _rdtsc() }
+}
+
+/// # Safety
+/// The MSR must exist; reading some MSRs is privileged.
+#[inline]
+pub unsafe fn rdmsr(msr: u32) -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: caller guarantees the MSR exists and we run at CPL0.
+    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) };
+    ((hi as u64) << 32) | lo as u64
+}
+
+/// # Safety
+/// Writing an MSR changes CPU behaviour arbitrarily.
+#[inline]
+pub unsafe fn wrmsr(msr: u32, val: u64) {
+    // SAFETY: caller guarantees the MSR write is meaningful.
+    unsafe {
+        asm!("wrmsr", in("ecx") msr, in("eax") val as u32, in("edx") (val >> 32) as u32, options(nostack, preserves_flags))
+    }
+}
+
+/// Disables interrupts and returns whether they were enabled before.
+/// Privileged: only the hardware platforms call this.
+#[inline]
+pub fn irq_save() -> bool {
+    let flags: u64;
+    // SAFETY: reading RFLAGS and clearing IF only affect interrupt delivery.
+    unsafe { asm!("pushfq; pop {}; cli", out(reg) flags, options(nomem, preserves_flags)) };
+    flags & (1 << 9) != 0
+}
+
+#[inline]
+pub fn irq_restore(enabled: bool) {
+    if enabled {
+        // SAFETY: re-enables interrupts that were enabled before `irq_save`.
+        unsafe { asm!("sti", options(nomem, nostack)) };
+    }
+}
+
+/// Atomically enables interrupts and halts until the next one arrives, then
+/// disables them again. `sti` delays interrupt delivery by one instruction,
+/// so no wake-up can slip in between the check that led here and the `hlt`.
+#[inline]
+pub fn wait_for_interrupt() {
+    // SAFETY: the caller runs with interrupts disabled and handlers installed.
+    unsafe { asm!("sti; hlt; cli", options(nomem, nostack)) };
+}
+
+pub fn halt_forever() -> ! {
+    loop {
+        // SAFETY: stops the CPU; nothing follows.
+        unsafe { asm!("cli; hlt", options(nomem, nostack)) };
+    }
+}
+
+#[inline]
+pub fn read_cr2() -> u64 {
+    let v: u64;
+    // SAFETY: reading CR2 has no side effects.
+    unsafe { asm!("mov {}, cr2", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+#[inline]
+pub fn read_cr3() -> u64 {
+    let v: u64;
+    // SAFETY: reading CR3 has no side effects.
+    unsafe { asm!("mov {}, cr3", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// # Safety
+/// `pml4` must be the physical address of a valid top-level page table that
+/// maps the currently executing code, stack and data at the same addresses.
+#[inline]
+pub unsafe fn write_cr3(pml4: u64) {
+    // SAFETY: see the function contract.
+    unsafe { asm!("mov cr3, {}", in(reg) pml4, options(nostack, preserves_flags)) };
+}
+
+#[inline]
+pub fn frame_pointer() -> u64 {
+    let v: u64;
+    // SAFETY: reading RBP has no side effects.
+    unsafe { asm!("mov {}, rbp", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}

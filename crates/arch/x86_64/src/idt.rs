@@ -1,0 +1,148 @@
+//! Interrupt descriptor table and the common trap entry. Every vector has a
+//! stub that pushes a uniform [`TrapFrame`] and calls the one handler the
+//! platform registered; policy (report, EOI, wake threads) lives there.
+use crate::gdt::{IST_EMERGENCY, KERNEL_CS};
+use core::arch::{asm, global_asm};
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+/// Registers saved on every trap, in stack order.
+#[repr(C)]
+#[derive(Debug)]
+pub struct TrapFrame {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rbp: u64,
+    pub rdi: u64,
+    pub rsi: u64,
+    pub rdx: u64,
+    pub rcx: u64,
+    pub rbx: u64,
+    pub rax: u64,
+    pub vector: u64,
+    pub error_code: u64,
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+}
+
+pub const EXCEPTION_NAMES: [&str; 32] = [
+    "divide error (#DE)", "debug (#DB)", "non-maskable interrupt (NMI)", "breakpoint (#BP)",
+    "overflow (#OF)", "bound range exceeded (#BR)", "invalid opcode (#UD)", "device not available (#NM)",
+    "double fault (#DF)", "coprocessor segment overrun", "invalid TSS (#TS)", "segment not present (#NP)",
+    "stack-segment fault (#SS)", "general protection fault (#GP)", "page fault (#PF)", "reserved (15)",
+    "x87 floating-point exception (#MF)", "alignment check (#AC)", "machine check (#MC)", "SIMD floating-point exception (#XM)",
+    "virtualization exception (#VE)", "control protection exception (#CP)", "reserved (22)", "reserved (23)",
+    "reserved (24)", "reserved (25)", "reserved (26)", "reserved (27)",
+    "hypervisor injection exception (#HV)", "VMM communication exception (#VC)", "security exception (#SX)", "reserved (31)",
+];
+
+pub const PAGE_FAULT: u64 = 14;
+
+// One 16-byte stub per vector. Vectors where the CPU pushes an error code
+// (8, 10-14, 17, 21, 29, 30) skip the dummy push so the frame is uniform.
+global_asm!(
+    ".section .text.unikit_isr, \"ax\"",
+    ".balign 16",
+    ".global unikit_isr_stubs",
+    "unikit_isr_stubs:",
+    ".set vec, 0",
+    ".rept 256",
+    ".balign 16",
+    ".if (vec == 8) || ((vec >= 10) && (vec <= 14)) || (vec == 17) || (vec == 21) || (vec == 29) || (vec == 30)",
+    "push vec",
+    ".else",
+    "push 0",
+    "push vec",
+    ".endif",
+    "jmp unikit_isr_common",
+    ".set vec, vec + 1",
+    ".endr",
+    "unikit_isr_common:",
+    "push rax", "push rbx", "push rcx", "push rdx", "push rsi", "push rdi", "push rbp",
+    "push r8", "push r9", "push r10", "push r11", "push r12", "push r13", "push r14", "push r15",
+    "mov rdi, rsp",
+    "cld",
+    "call {dispatch}",
+    "pop r15", "pop r14", "pop r13", "pop r12", "pop r11", "pop r10", "pop r9", "pop r8",
+    "pop rbp", "pop rdi", "pop rsi", "pop rdx", "pop rcx", "pop rbx", "pop rax",
+    "add rsp, 16",
+    "iretq",
+    ".text",
+    dispatch = sym trap_dispatch,
+);
+
+unsafe extern "C" {
+    static unikit_isr_stubs: u8;
+}
+
+static HANDLER: AtomicUsize = AtomicUsize::new(0);
+
+extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
+    let h = HANDLER.load(Ordering::Relaxed);
+    if h != 0 {
+        // SAFETY: only `init` stores into HANDLER, and it stores a `fn(&mut TrapFrame)`.
+        let h: fn(&mut TrapFrame) = unsafe { core::mem::transmute(h) };
+        h(frame);
+    } else {
+        crate::cpu::halt_forever();
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Gate {
+    off_lo: u16,
+    sel: u16,
+    ist: u8,
+    attr: u8,
+    off_mid: u16,
+    off_hi: u32,
+    _r: u32,
+}
+
+static mut IDT: [Gate; 256] = [Gate { off_lo: 0, sel: 0, ist: 0, attr: 0, off_mid: 0, off_hi: 0, _r: 0 }; 256];
+
+/// Fills and loads the IDT; every trap goes to `handler`.
+///
+/// # Safety
+/// Call on the boot CPU after [`crate::gdt::init`], before enabling interrupts.
+pub unsafe fn init(handler: fn(&mut TrapFrame)) {
+    HANDLER.store(handler as *const () as usize, Ordering::Relaxed);
+    // SAFETY: the stubs symbol is defined above; single-threaded early boot.
+    unsafe {
+        let base = &raw const unikit_isr_stubs as u64;
+        let idt = &mut *(&raw mut IDT);
+        for (v, gate) in idt.iter_mut().enumerate() {
+            let addr = base + 16 * v as u64;
+            // Faults that may arrive on a broken stack run on the emergency stack.
+            let ist = match v {
+                2 | 8 | 14 | 18 => IST_EMERGENCY,
+                _ => 0,
+            };
+            *gate = Gate {
+                off_lo: addr as u16,
+                sel: KERNEL_CS,
+                ist,
+                attr: 0x8e, // present, DPL0, 64-bit interrupt gate
+                off_mid: (addr >> 16) as u16,
+                off_hi: (addr >> 32) as u32,
+                _r: 0,
+            };
+        }
+        #[repr(C, packed)]
+        struct Pointer {
+            limit: u16,
+            base: u64,
+        }
+        let ptr = Pointer { limit: (core::mem::size_of::<[Gate; 256]>() - 1) as u16, base: idt.as_ptr() as u64 };
+        asm!("lidt [{}]", in(reg) &ptr, options(readonly, nostack, preserves_flags));
+    }
+}

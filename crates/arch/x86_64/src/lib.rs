@@ -1,0 +1,15 @@
+//! x86_64 CPU support. Everything here is a thin, safe-as-possible wrapper
+//! around one CPU mechanism; policy (what to map, when to arm a timer) lives
+//! in the platform and kernel crates.
+#![no_std]
+
+pub mod apic;
+pub mod backtrace;
+pub mod context;
+pub mod cpu;
+pub mod gdt;
+pub mod hypervisor;
+pub mod idt;
+pub mod io;
+pub mod paging;
+pub mod tsc;

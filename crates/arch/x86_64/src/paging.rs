@@ -1,0 +1,141 @@
+//! 4-level page tables for an identity-mapped kernel. Physical memory is
+//! identity mapped, so a table's physical address is also its pointer.
+
+pub const PAGE_SIZE: u64 = 4096;
+pub const HUGE_PAGE_SIZE: u64 = 2 * 1024 * 1024;
+
+const PRESENT: u64 = 1 << 0;
+const WRITABLE: u64 = 1 << 1;
+const PWT: u64 = 1 << 3;
+const PCD: u64 = 1 << 4;
+const HUGE: u64 = 1 << 7;
+const NO_EXECUTE: u64 = 1 << 63;
+const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flags {
+    pub writable: bool,
+    pub executable: bool,
+    /// Uncached, for device registers.
+    pub device: bool,
+}
+
+impl Flags {
+    pub const RAM: Self = Self { writable: true, executable: true, device: false };
+    pub const DEVICE: Self = Self { writable: true, executable: false, device: true };
+
+    fn bits(self) -> u64 {
+        let mut b = PRESENT;
+        if self.writable {
+            b |= WRITABLE;
+        }
+        if !self.executable {
+            b |= NO_EXECUTE;
+        }
+        if self.device {
+            b |= PCD | PWT;
+        }
+        b
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapError {
+    OutOfFrames,
+    Unaligned,
+}
+
+/// An address space under construction or in use.
+pub struct AddressSpace {
+    pml4: u64,
+}
+
+/// Source of zeroed, identity-mapped 4 KiB frames for page tables.
+pub trait FrameSource {
+    fn alloc_zeroed_frame(&mut self) -> Option<u64>;
+}
+
+impl AddressSpace {
+    pub fn new(frames: &mut dyn FrameSource) -> Result<Self, MapError> {
+        Ok(Self { pml4: frames.alloc_zeroed_frame().ok_or(MapError::OutOfFrames)? })
+    }
+
+    /// The address space currently loaded in CR3.
+    pub fn current() -> Self {
+        Self { pml4: crate::cpu::read_cr3() & ADDR_MASK }
+    }
+
+    pub fn root(&self) -> u64 {
+        self.pml4
+    }
+
+    /// Identity-maps `[start, start + len)`, both 4 KiB aligned, using 2 MiB
+    /// pages wherever alignment allows.
+    ///
+    /// # Safety
+    /// The tables must be identity mapped and owned by this address space.
+    pub unsafe fn identity_map(&mut self, start: u64, len: u64, flags: Flags, frames: &mut dyn FrameSource) -> Result<(), MapError> {
+        if start % PAGE_SIZE != 0 || len % PAGE_SIZE != 0 {
+            return Err(MapError::Unaligned);
+        }
+        let end = start + len;
+        let mut addr = start;
+        while addr < end {
+            let huge = addr % HUGE_PAGE_SIZE == 0 && end - addr >= HUGE_PAGE_SIZE;
+            // SAFETY: forwarded contract.
+            unsafe { self.map_one(addr, huge, flags.bits(), frames)? };
+            addr += if huge { HUGE_PAGE_SIZE } else { PAGE_SIZE };
+        }
+        Ok(())
+    }
+
+    unsafe fn map_one(&mut self, addr: u64, huge: bool, bits: u64, frames: &mut dyn FrameSource) -> Result<(), MapError> {
+        let mut table = self.pml4;
+        let levels: &[u32] = if huge { &[39, 30] } else { &[39, 30, 21] };
+        for &shift in levels {
+            let idx = ((addr >> shift) & 0x1ff) as usize;
+            // SAFETY: `table` is an identity-mapped page-table frame we own.
+            let entry = unsafe { &mut *((table as *mut u64).add(idx)) };
+            if *entry & PRESENT == 0 {
+                let f = frames.alloc_zeroed_frame().ok_or(MapError::OutOfFrames)?;
+                *entry = f | PRESENT | WRITABLE; // leaf entries decide the real permissions
+            } else if *entry & HUGE != 0 {
+                return Ok(()); // already covered by a larger page
+            }
+            table = *entry & ADDR_MASK;
+        }
+        let shift = if huge { 21 } else { 12 };
+        let idx = ((addr >> shift) & 0x1ff) as usize;
+        // SAFETY: as above.
+        unsafe { *((table as *mut u64).add(idx)) = addr | bits | if huge { HUGE } else { 0 } };
+        Ok(())
+    }
+
+    /// Physical address `vaddr` maps to, if mapped.
+    pub fn translate(&self, vaddr: u64) -> Option<u64> {
+        let mut table = self.pml4;
+        for shift in [39u32, 30, 21, 12] {
+            let idx = ((vaddr >> shift) & 0x1ff) as usize;
+            // SAFETY: page tables are identity mapped; we only read.
+            let entry = unsafe { *((table as *const u64).add(idx)) };
+            if entry & PRESENT == 0 {
+                return None;
+            }
+            if shift == 12 || entry & HUGE != 0 {
+                let mask = (1u64 << shift) - 1;
+                return Some((entry & ADDR_MASK & !mask) | (vaddr & mask));
+            }
+            table = entry & ADDR_MASK;
+        }
+        None
+    }
+
+    /// Switches the CPU to this address space.
+    ///
+    /// # Safety
+    /// Everything the CPU is using (code, stacks, data) must be mapped.
+    pub unsafe fn activate(&self) {
+        // SAFETY: forwarded contract.
+        unsafe { crate::cpu::write_cr3(self.pml4) }
+    }
+}

@@ -1,0 +1,434 @@
+//! `unikit build`: compile the app with the kernel platform crate and copy
+//! the image to `DIR/build/<name>_<plat>-x86_64`.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, anyhow, bail};
+
+use crate::error::{hinted, warn};
+use crate::manifest::Manifest;
+use crate::platform::{self, Platform, target_name};
+
+pub const GUEST_TARGET: &str = "x86_64-unknown-none";
+
+/// `unikit build [-C DIR] [--plat P]`.
+pub fn command(dir: &Path, plat: Option<&str>, quiet: bool) -> Result<()> {
+    // A bad --plat is reported before anything about the project.
+    if let Some(p) = plat {
+        platform::parse_supported(p)?;
+    }
+    let manifest = Manifest::load(dir)?;
+    let plats = match plat {
+        Some(p) => vec![selected(&manifest, p)?],
+        None => {
+            let (ok, skipped): (Vec<Platform>, Vec<Platform>) =
+                manifest.targets.iter().partition(|p| p.supported());
+            for p in skipped {
+                warn(format!(
+                    "skipping target {}: platform '{p}' is not supported by this version yet",
+                    target_name(p)
+                ));
+            }
+            if ok.is_empty() {
+                bail!(
+                    "none of the targets in unikit.toml can be built by this version of unikit (it supports qemu and linuxu)"
+                );
+            }
+            ok
+        }
+    };
+    let project = Project::find(dir)?;
+    for p in plats {
+        let image = build(dir, &project, &manifest, p, quiet)?;
+        println!("{}", image.describe());
+    }
+    Ok(())
+}
+
+/// Resolve `--plat P` against the manifest's targets.
+pub fn selected(manifest: &Manifest, plat: &str) -> Result<Platform> {
+    let p = platform::parse_supported(plat)?;
+    if !manifest.targets.contains(&p) {
+        return Err(hinted(
+            format!("target {} is not listed in unikit.toml", target_name(p)),
+            format!("add \"{}\" to `targets` in unikit.toml", target_name(p)),
+        ));
+    }
+    Ok(p)
+}
+
+/// The app's Cargo package, as `cargo metadata` sees it.
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub manifest_path: PathBuf,
+    pub bin: String,
+    pub target_dir: PathBuf,
+}
+
+fn cargo() -> OsString {
+    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
+}
+
+fn spawn_error(program: &OsString, e: std::io::Error) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        hinted(
+            format!("{} not found", program.to_string_lossy()),
+            "install Rust with rustup: https://rustup.rs",
+        )
+    } else {
+        anyhow!("cannot run {}: {e}", program.to_string_lossy())
+    }
+}
+
+impl Project {
+    pub fn find(dir: &Path) -> Result<Project> {
+        let manifest_path = dir.join("Cargo.toml");
+        if !manifest_path.is_file() {
+            return Err(hinted(
+                format!("no Cargo.toml in {}", dir.display()),
+                "the app is a Rust binary crate next to unikit.toml, depending on the `unikit` crate",
+            ));
+        }
+        let program = cargo();
+        let out = Command::new(&program)
+            .args([
+                "metadata",
+                "--format-version",
+                "1",
+                "--no-deps",
+                "--manifest-path",
+            ])
+            .arg(&manifest_path)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| spawn_error(&program, e))?;
+        if !out.status.success() {
+            eprint!("{}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "cannot read the Cargo project {} (cargo metadata failed)",
+                manifest_path.display()
+            );
+        }
+        Project::from_metadata(&out.stdout, &manifest_path)
+    }
+
+    /// Pick our package out of `cargo metadata` output.
+    pub fn from_metadata(json: &[u8], manifest_path: &Path) -> Result<Project> {
+        #[derive(serde::Deserialize)]
+        struct Meta {
+            packages: Vec<Package>,
+            target_directory: PathBuf,
+        }
+        #[derive(serde::Deserialize)]
+        struct Package {
+            name: String,
+            manifest_path: PathBuf,
+            targets: Vec<Target>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Target {
+            name: String,
+            kind: Vec<String>,
+        }
+        let meta: Meta = serde_json::from_slice(json)
+            .context("cannot understand the output of cargo metadata")?;
+        let want = canonical(manifest_path);
+        let pkg = meta
+            .packages
+            .into_iter()
+            .find(|p| canonical(&p.manifest_path) == want)
+            .ok_or_else(|| {
+                anyhow!(
+                    "{} does not define a package (is it only a workspace root?)",
+                    manifest_path.display()
+                )
+            })?;
+        let bins: Vec<String> = pkg
+            .targets
+            .into_iter()
+            .filter(|t| t.kind.iter().any(|k| k == "bin"))
+            .map(|t| t.name)
+            .collect();
+        let bin = match bins.as_slice() {
+            [] => {
+                return Err(hinted(
+                    format!("package '{}' has no binary target", pkg.name),
+                    "a unikit app is a binary crate: add src/main.rs",
+                ));
+            }
+            [one] => one.clone(),
+            many => match many.iter().find(|b| **b == pkg.name) {
+                Some(b) => b.clone(),
+                None => bail!(
+                    "package '{}' has several binary targets ({}); unikit needs one",
+                    pkg.name,
+                    many.join(", ")
+                ),
+            },
+        };
+        Ok(Project {
+            manifest_path: manifest_path.to_path_buf(),
+            bin,
+            target_dir: meta.target_directory,
+        })
+    }
+}
+
+fn canonical(p: &Path) -> PathBuf {
+    p.canonicalize().unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// The exact `cargo build` invocation for one platform (program excluded).
+pub struct CargoBuild {
+    pub args: Vec<OsString>,
+    pub env: Vec<(&'static str, OsString)>,
+    pub target_dir: PathBuf,
+}
+
+pub fn cargo_build(
+    project: &Project,
+    features: &[String],
+    plat: Platform,
+    quiet: bool,
+) -> CargoBuild {
+    let k = plat.kernel_plat();
+    let target_dir = project.target_dir.join("unikit").join(k);
+    let mut args: Vec<OsString> =
+        vec!["build".into(), "--release".into(), "--manifest-path".into()];
+    args.push(project.manifest_path.clone().into());
+    args.extend([
+        "--target".into(),
+        GUEST_TARGET.into(),
+        "--target-dir".into(),
+    ]);
+    args.push(target_dir.clone().into());
+    args.extend(["--features".into(), format!("unikit/plat-{k}").into()]);
+    if !features.is_empty() {
+        args.extend(["--features".into(), features.join(",").into()]);
+    }
+    if quiet {
+        args.push("--quiet".into());
+    }
+    let rustflags = [
+        "-Crelocation-model=static".to_string(),
+        "-Cforce-frame-pointers=yes".to_string(),
+        format!("-Clink-arg=-Tunikit-{k}.ld"),
+    ]
+    .join("\x1f");
+    let env = vec![
+        ("CARGO_ENCODED_RUSTFLAGS", rustflags.into()),
+        ("CARGO_PROFILE_RELEASE_OPT_LEVEL", "s".into()),
+        ("CARGO_PROFILE_RELEASE_LTO", "true".into()),
+        ("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1".into()),
+        ("CARGO_PROFILE_RELEASE_DEBUG", "false".into()),
+        ("CARGO_PROFILE_RELEASE_PANIC", "abort".into()),
+        ("CARGO_PROFILE_RELEASE_STRIP", "symbols".into()),
+    ];
+    CargoBuild {
+        args,
+        env,
+        target_dir,
+    }
+}
+
+/// A built image.
+pub struct Image {
+    pub path: PathBuf,
+    pub size: u64,
+}
+
+impl Image {
+    pub fn describe(&self) -> String {
+        format!(
+            "built {} ({} KiB)",
+            self.path.display(),
+            self.size.div_ceil(1024)
+        )
+    }
+}
+
+/// Build the image for one platform.
+pub fn build(
+    dir: &Path,
+    project: &Project,
+    manifest: &Manifest,
+    plat: Platform,
+    quiet: bool,
+) -> Result<Image> {
+    let inv = cargo_build(project, &manifest.features, plat, quiet);
+    let program = cargo();
+    let mut cmd = Command::new(&program);
+    cmd.args(&inv.args)
+        .envs(inv.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::inherit());
+    // With --quiet, keep cargo's messages and show them only on failure.
+    cmd.stderr(if quiet {
+        Stdio::piped()
+    } else {
+        Stdio::inherit()
+    });
+    let out = cmd.output().map_err(|e| spawn_error(&program, e))?;
+    if !out.status.success() {
+        eprint!("{}", String::from_utf8_lossy(&out.stderr));
+        let msg = format!(
+            "building {} for {} failed",
+            manifest.name,
+            target_name(plat)
+        );
+        if !guest_target_installed(dir) {
+            return Err(hinted(
+                format!("{msg}: the Rust target {GUEST_TARGET} is not installed"),
+                format!("rustup target add {GUEST_TARGET}"),
+            ));
+        }
+        bail!(msg);
+    }
+
+    let built = inv
+        .target_dir
+        .join(GUEST_TARGET)
+        .join("release")
+        .join(&project.bin);
+    let out_dir = dir.join("build");
+    let dest = out_dir.join(format!("{}_{}-x86_64", manifest.name, plat));
+    std::fs::create_dir_all(&out_dir)
+        .with_context(|| format!("cannot create {}", out_dir.display()))?;
+    // Copy then rename, so a running image is never overwritten in place.
+    let tmp = out_dir.join(format!(".{}_{}-x86_64.tmp", manifest.name, plat));
+    std::fs::copy(&built, &tmp)
+        .with_context(|| format!("cannot copy {} to {}", built.display(), tmp.display()))?;
+    std::fs::rename(&tmp, &dest).with_context(|| format!("cannot write {}", dest.display()))?;
+    let size = std::fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
+    Ok(Image { path: dest, size })
+}
+
+/// Is the guest target's standard library installed for the toolchain of `dir`?
+/// (Best effort: if rustc cannot tell us, assume it is.)
+fn guest_target_installed(dir: &Path) -> bool {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let Ok(out) = Command::new(rustc)
+        .args(["--print", "sysroot"])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+    else {
+        return true;
+    };
+    if !out.status.success() {
+        return true;
+    }
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    sysroot
+        .join("lib/rustlib")
+        .join(GUEST_TARGET)
+        .join("lib")
+        .is_dir()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn project() -> Project {
+        Project {
+            manifest_path: "/p/Cargo.toml".into(),
+            bin: "hello".into(),
+            target_dir: "/ws/target".into(),
+        }
+    }
+
+    #[test]
+    fn cargo_invocation() {
+        let b = cargo_build(
+            &project(),
+            &["net".into(), "fs".into()],
+            Platform::Qemu,
+            false,
+        );
+        let args: Vec<String> = b
+            .args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "build",
+                "--release",
+                "--manifest-path",
+                "/p/Cargo.toml",
+                "--target",
+                "x86_64-unknown-none",
+                "--target-dir",
+                "/ws/target/unikit/kvm",
+                "--features",
+                "unikit/plat-kvm",
+                "--features",
+                "net,fs"
+            ]
+        );
+        assert_eq!(b.target_dir, Path::new("/ws/target/unikit/kvm"));
+        let flags = &b
+            .env
+            .iter()
+            .find(|(k, _)| *k == "CARGO_ENCODED_RUSTFLAGS")
+            .unwrap()
+            .1;
+        assert_eq!(
+            flags.to_str().unwrap(),
+            "-Crelocation-model=static\x1f-Cforce-frame-pointers=yes\x1f-Clink-arg=-Tunikit-kvm.ld"
+        );
+        assert!(
+            b.env
+                .contains(&("CARGO_PROFILE_RELEASE_PANIC", "abort".into()))
+        );
+        assert!(
+            b.env
+                .contains(&("CARGO_PROFILE_RELEASE_STRIP", "symbols".into()))
+        );
+    }
+
+    #[test]
+    fn cargo_invocation_linuxu_quiet_no_features() {
+        let b = cargo_build(&project(), &[], Platform::Linuxu, true);
+        let args: Vec<String> = b
+            .args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            args.ends_with(&[
+                "--features".into(),
+                "unikit/plat-linuxu".into(),
+                "--quiet".into()
+            ]),
+            "{args:?}"
+        );
+        assert_eq!(b.target_dir, Path::new("/ws/target/unikit/linuxu"));
+    }
+
+    #[test]
+    fn metadata_picks_package_and_bin() {
+        let json = br#"{"packages":[
+            {"name":"other","manifest_path":"/elsewhere/Cargo.toml","targets":[{"name":"other","kind":["bin"]}]},
+            {"name":"hello","manifest_path":"/p/Cargo.toml","targets":[
+                {"name":"hello","kind":["lib"]},{"name":"tool","kind":["bin"]}]}],
+            "target_directory":"/ws/target","workspace_root":"/ws"}"#;
+        let p = Project::from_metadata(json, Path::new("/p/Cargo.toml")).unwrap();
+        assert_eq!(p.bin, "tool");
+        assert_eq!(p.target_dir, Path::new("/ws/target"));
+    }
+
+    #[test]
+    fn metadata_errors() {
+        let no_bin = br#"{"packages":[{"name":"hello","manifest_path":"/p/Cargo.toml","targets":[{"name":"hello","kind":["lib"]}]}],"target_directory":"/t"}"#;
+        let e = Project::from_metadata(no_bin, Path::new("/p/Cargo.toml")).unwrap_err();
+        assert_eq!(e.to_string(), "package 'hello' has no binary target");
+        let none = br#"{"packages":[],"target_directory":"/t"}"#;
+        assert!(Project::from_metadata(none, Path::new("/p/Cargo.toml")).is_err());
+        assert!(Project::from_metadata(b"garbage", Path::new("/p/Cargo.toml")).is_err());
+    }
+}

@@ -1,0 +1,121 @@
+//! The guest kernel command line:
+//! `<kernel_args...> <KEY=VALUE...> -- <app args...>`.
+//!
+//! A token is wrapped in double quotes when it is empty or contains
+//! whitespace, `"` or `\`; inside quotes, `"` and `\` are escaped with `\`.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Result, bail};
+
+/// Kernel option that turns off the boot log.
+pub const QUIET: &str = "unikit.quiet";
+
+/// `[A-Za-z_][A-Za-z0-9_]*`
+pub fn valid_env_key(key: &str) -> bool {
+    let mut chars = key.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Quote one token if needed.
+pub fn quote(token: &str) -> String {
+    let needs = token.is_empty()
+        || token
+            .chars()
+            .any(|c| c.is_whitespace() || c == '"' || c == '\\');
+    if !needs {
+        return token.to_string();
+    }
+    let mut out = String::with_capacity(token.len() + 2);
+    out.push('"');
+    for c in token.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// Build the whole command line.
+pub fn build(
+    kernel_args: &[String],
+    env: &BTreeMap<String, String>,
+    app_args: &[String],
+) -> Result<String> {
+    let mut tokens: Vec<String> = kernel_args.iter().map(|a| quote(a)).collect();
+    for (k, v) in env {
+        if !valid_env_key(k) {
+            bail!("invalid env variable name '{k}' (must match [A-Za-z_][A-Za-z0-9_]*)");
+        }
+        tokens.push(quote(&format!("{k}={v}")));
+    }
+    tokens.push("--".to_string());
+    tokens.extend(app_args.iter().map(|a| quote(a)));
+    Ok(tokens.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote("plain"), "plain");
+        assert_eq!(quote("a=b,c"), "a=b,c");
+        assert_eq!(quote(""), "\"\"");
+        assert_eq!(quote("two words"), "\"two words\"");
+        assert_eq!(quote("tab\there"), "\"tab\there\"");
+        assert_eq!(quote("say \"hi\""), r#""say \"hi\"""#);
+        assert_eq!(quote(r"c:\dir"), r#""c:\\dir""#);
+        assert_eq!(quote("é"), "é");
+    }
+
+    #[test]
+    fn env_keys() {
+        for ok in ["A", "_", "GREETING", "a_1", "_X9"] {
+            assert!(valid_env_key(ok), "{ok}");
+        }
+        for bad in ["", "1A", "A-B", "A B", "A=B", "é"] {
+            assert!(!valid_env_key(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn whole_line() {
+        let mut env = BTreeMap::new();
+        env.insert("GREETING".to_string(), "hello world".to_string());
+        env.insert("A".to_string(), "1".to_string());
+        let line = build(
+            &s(&["unikit.quiet"]),
+            &env,
+            &s(&["--greeting", "hi there", ""]),
+        )
+        .unwrap();
+        assert_eq!(
+            line,
+            r#"unikit.quiet A=1 "GREETING=hello world" -- --greeting "hi there" """#
+        );
+    }
+
+    #[test]
+    fn always_has_separator() {
+        assert_eq!(build(&[], &BTreeMap::new(), &[]).unwrap(), "--");
+        assert_eq!(build(&[], &BTreeMap::new(), &s(&["--"])).unwrap(), "-- --");
+    }
+
+    #[test]
+    fn rejects_bad_env_key() {
+        let mut env = BTreeMap::new();
+        env.insert("BAD-KEY".to_string(), "v".to_string());
+        assert!(build(&[], &env, &[]).is_err());
+    }
+}

@@ -1,0 +1,120 @@
+//! `unikit`: the host tool that builds unikernel images and runs them.
+//!
+//! Every failure is reported as one `error: ...` line on stderr (plus an
+//! optional `hint: ...` line) and exit code 125, like docker and podman.
+//! A successful `run` exits with the guest application's exit code.
+
+// One `unsafe` block lives in `platform.rs` (the KVM_GET_API_VERSION ioctl);
+// it is allowed there, with its SAFETY comment.
+#![deny(unsafe_code)]
+
+mod build;
+mod cmdline;
+mod console;
+mod error;
+mod manifest;
+mod memory;
+mod platform;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::error::{EXIT_TOOL_FAILURE, report};
+use crate::memory::Memory;
+
+#[derive(Parser, Debug)]
+#[command(name = "unikit", version, about = "Build and run unikernel images")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Build the project's images (default: every target of unikit.toml this version supports).
+    Build(BuildArgs),
+    /// Build the project and boot it; the guest console goes to stdout.
+    Run(RunArgs),
+    /// Show which platforms this host can run, and why not.
+    Platforms,
+}
+
+#[derive(clap::Args, Debug)]
+struct BuildArgs {
+    /// Project folder (with unikit.toml and Cargo.toml).
+    #[arg(short = 'C', value_name = "DIR", default_value = ".")]
+    dir: PathBuf,
+    /// Build only for this platform.
+    #[arg(long = "plat", value_name = "P")]
+    plat: Option<String>,
+    /// Do not show cargo's progress.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// Project folder (with unikit.toml and Cargo.toml).
+    #[arg(short = 'C', value_name = "DIR", default_value = ".")]
+    dir: PathBuf,
+    /// Platform to run on (default: the first target of unikit.toml this host can run).
+    #[arg(long = "plat", value_name = "P")]
+    plat: Option<String>,
+    /// Guest memory, e.g. 64M, 512K, 1G (plain number = MiB).
+    #[arg(short = 'm', long = "memory", value_name = "MEM", value_parser = Memory::parse_arg)]
+    memory: Option<Memory>,
+    /// QEMU accelerator (default: kvm when /dev/kvm works, else tcg).
+    #[arg(long, value_enum)]
+    accel: Option<Accel>,
+    /// No build output and no kernel boot log (adds `unikit.quiet`).
+    #[arg(short, long)]
+    quiet: bool,
+    /// Application arguments (replace the manifest's `args`).
+    #[arg(last = true, value_name = "ARGS")]
+    args: Option<Vec<String>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_TOOL_FAILURE)
+            } else {
+                ExitCode::SUCCESS // --help, --version
+            };
+        }
+    };
+    let result = match cli.command {
+        Command::Build(a) => build::command(&a.dir, a.plat.as_deref(), a.quiet).map(|()| 0),
+        Command::Run(a) => run::command(run::Options {
+            dir: a.dir,
+            plat: a.plat,
+            memory: a.memory,
+            accel: a.accel,
+            quiet: a.quiet,
+            args: a.args,
+        }),
+        Command::Platforms => {
+            platform::print_table();
+            Ok(0)
+        }
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            report(&e);
+            ExitCode::from(EXIT_TOOL_FAILURE)
+        }
+    }
+}

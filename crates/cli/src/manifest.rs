@@ -1,0 +1,306 @@
+//! The project manifest, `unikit.toml`.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::Path;
+
+use anyhow::Result;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::error::hinted;
+use crate::memory::Memory;
+use crate::platform::Platform;
+
+pub const FILE_NAME: &str = "unikit.toml";
+
+/// A validated manifest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    pub name: String,
+    /// Distinct platforms, in the order of `targets` (all for x86_64).
+    pub targets: Vec<Platform>,
+    pub memory: Memory,
+    pub args: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub features: Vec<String>,
+    pub kernel_args: Vec<String>,
+}
+
+/// The file as written, before validation.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    name: Spanned<String>,
+    targets: Spanned<Vec<Spanned<String>>>,
+    memory: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default)]
+    features: Vec<String>,
+    #[serde(default)]
+    kernel_args: Vec<String>,
+}
+
+/// A problem at a byte range of the file (when known).
+struct Problem {
+    span: Option<Range<usize>>,
+    message: String,
+}
+
+impl Problem {
+    fn at(span: Range<usize>, message: impl Into<String>) -> Problem {
+        Problem {
+            span: Some(span),
+            message: message.into(),
+        }
+    }
+}
+
+impl Manifest {
+    /// Read `DIR/unikit.toml`.
+    pub fn load(dir: &Path) -> Result<Manifest> {
+        let path = dir.join(FILE_NAME);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(hinted(
+                    format!("no {FILE_NAME} in {}", dir.display()),
+                    "a unikit project folder holds unikit.toml and the app's Cargo.toml; use -C DIR to choose it",
+                ));
+            }
+            Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
+        };
+        Manifest::parse(&text, &path)
+    }
+
+    /// Parse manifest text; `path` is only used in error messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Manifest> {
+        Manifest::parse_inner(text).map_err(|p| {
+            let message = p.message.trim().replace('\n', "; ");
+            match p.span {
+                Some(span) => {
+                    let (line, col) = line_col(text, span.start);
+                    anyhow::anyhow!("{}:{line}:{col}: {message}", path.display())
+                }
+                None => anyhow::anyhow!("{}: {message}", path.display()),
+            }
+        })
+    }
+
+    fn parse_inner(text: &str) -> Result<Manifest, Problem> {
+        let raw: Raw = toml::from_str(text).map_err(|e| Problem {
+            span: e.span(),
+            message: e.message().to_string(),
+        })?;
+
+        let name = raw.name.get_ref();
+        let name_ok = !name.is_empty()
+            && !name.starts_with('.')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !name_ok {
+            return Err(Problem::at(
+                raw.name.span(),
+                format!(
+                    "invalid name '{name}' (use letters, digits, '-', '_' and '.'; it names the image file)"
+                ),
+            ));
+        }
+
+        if raw.targets.get_ref().is_empty() {
+            return Err(Problem::at(
+                raw.targets.span(),
+                "'targets' is empty; list at least one, e.g. [\"qemu/x86_64\"]",
+            ));
+        }
+        let mut targets = Vec::new();
+        for t in raw.targets.get_ref() {
+            let p = parse_target(t.get_ref()).map_err(|m| Problem::at(t.span(), m))?;
+            if targets.contains(&p) {
+                return Err(Problem::at(
+                    t.span(),
+                    format!("target '{}' is listed twice", t.get_ref()),
+                ));
+            }
+            targets.push(p);
+        }
+
+        let memory = match &raw.memory {
+            None => Memory::DEFAULT,
+            Some(m) => {
+                let parsed = match m.get_ref() {
+                    toml::Value::String(s) => Memory::parse(s),
+                    toml::Value::Integer(n) => Memory::parse(&n.to_string()),
+                    other => Err(format!(
+                        "'memory' must be a string like \"64M\", not a {}",
+                        other.type_str()
+                    )),
+                };
+                parsed.map_err(|msg| Problem::at(m.span(), msg))?
+            }
+        };
+
+        for key in raw.env.keys() {
+            if !crate::cmdline::valid_env_key(key) {
+                return Err(Problem {
+                    span: None,
+                    message: format!(
+                        "invalid env variable name '{key}' (must match [A-Za-z_][A-Za-z0-9_]*)"
+                    ),
+                });
+            }
+        }
+
+        Ok(Manifest {
+            name: raw.name.into_inner(),
+            targets,
+            memory,
+            args: raw.args,
+            env: raw.env,
+            features: raw.features,
+            kernel_args: raw.kernel_args,
+        })
+    }
+}
+
+/// `<plat>/<arch>` with a known platform and arch `x86_64`.
+fn parse_target(t: &str) -> Result<Platform, String> {
+    let Some((plat, arch)) = t.split_once('/') else {
+        return Err(format!(
+            "invalid target '{t}' (expected \"<platform>/<arch>\", e.g. \"qemu/x86_64\")"
+        ));
+    };
+    let p = Platform::parse(plat).map_err(|e| format!("invalid target '{t}': {e}"))?;
+    if arch != "x86_64" {
+        return Err(format!(
+            "invalid target '{t}': unsupported architecture '{arch}' (only x86_64 for now)"
+        ));
+    }
+    Ok(p)
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Manifest, String> {
+        Manifest::parse(text, Path::new("p/unikit.toml")).map_err(|e| format!("{e:#}"))
+    }
+
+    #[test]
+    fn full_manifest() {
+        let m = parse(
+            r#"
+name = "hello"
+targets = ["qemu/x86_64", "linuxu/x86_64"]
+memory = "32M"
+args = ["--greeting", "hi"]
+env = { GREETING = "hello" }
+features = ["net"]
+kernel_args = ["unikit.quiet"]
+"#,
+        )
+        .unwrap();
+        assert_eq!(m.name, "hello");
+        assert_eq!(m.targets, vec![Platform::Qemu, Platform::Linuxu]);
+        assert_eq!(m.memory, Memory::parse("32M").unwrap());
+        assert_eq!(m.args, ["--greeting", "hi"]);
+        assert_eq!(m.env["GREETING"], "hello");
+        assert_eq!(m.features, ["net"]);
+        assert_eq!(m.kernel_args, ["unikit.quiet"]);
+    }
+
+    #[test]
+    fn minimal_manifest_defaults() {
+        let m = parse("name = \"a\"\ntargets = [\"kvm/x86_64\", \"xen/x86_64\"]\n").unwrap();
+        assert_eq!(m.targets, vec![Platform::Qemu, Platform::Xen]);
+        assert_eq!(m.memory, Memory::DEFAULT);
+        assert!(
+            m.args.is_empty()
+                && m.env.is_empty()
+                && m.features.is_empty()
+                && m.kernel_args.is_empty()
+        );
+        assert_eq!(
+            parse("name = \"a\"\ntargets = [\"qemu/x86_64\"]\nmemory = 16")
+                .unwrap()
+                .memory,
+            Memory::parse("16M").unwrap()
+        );
+    }
+
+    #[test]
+    fn missing_fields() {
+        let e = parse("targets = [\"qemu/x86_64\"]").unwrap_err();
+        assert!(
+            e.starts_with("p/unikit.toml") && e.contains("missing field `name`"),
+            "{e}"
+        );
+        let e = parse("name = \"a\"").unwrap_err();
+        assert!(e.contains("missing field `targets`"), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_has_position() {
+        let e = parse("name = \"a\"\ntargets = [\"qemu/x86_64\"]\nmemroy = \"1M\"\n").unwrap_err();
+        assert!(
+            e.starts_with("p/unikit.toml:3:1: unknown field `memroy`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn malformed_toml_has_position() {
+        let e = parse("name = \"a\ntargets = []").unwrap_err();
+        assert!(e.starts_with("p/unikit.toml:1:"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn bad_targets() {
+        let e = parse("name = \"a\"\ntargets = []").unwrap_err();
+        assert!(e.contains("p/unikit.toml:2:11: 'targets' is empty"), "{e}");
+        let e = parse("name = \"a\"\ntargets = [\"qemu\"]").unwrap_err();
+        assert!(e.contains("2:12: invalid target 'qemu' (expected"), "{e}");
+        let e = parse("name = \"a\"\ntargets = [\"foo/x86_64\"]").unwrap_err();
+        assert!(e.contains("unknown platform 'foo'"), "{e}");
+        let e = parse("name = \"a\"\ntargets = [\"qemu/aarch64\"]").unwrap_err();
+        assert!(e.contains("unsupported architecture 'aarch64'"), "{e}");
+        let e = parse("name = \"a\"\ntargets = [\"qemu/x86_64\", \"kvm/x86_64\"]").unwrap_err();
+        assert!(e.contains("listed twice"), "{e}");
+        let e = parse("name = \"a\"\ntargets = \"qemu/x86_64\"").unwrap_err();
+        assert!(e.contains("2:11:"), "{e}");
+    }
+
+    #[test]
+    fn bad_memory_name_env() {
+        let e = parse("name = \"a\"\ntargets = [\"qemu/x86_64\"]\nmemory = \"lots\"").unwrap_err();
+        assert!(e.contains("3:10: invalid memory size 'lots'"), "{e}");
+        let e = parse("name = \"a\"\ntargets = [\"qemu/x86_64\"]\nmemory = 1.5").unwrap_err();
+        assert!(e.contains("must be a string"), "{e}");
+        let e = parse("name = \"a/b\"\ntargets = [\"qemu/x86_64\"]").unwrap_err();
+        assert!(e.contains("1:8: invalid name 'a/b'"), "{e}");
+        let e = parse("name = \"a\"\ntargets = [\"qemu/x86_64\"]\nenv = { \"1X\" = \"v\" }")
+            .unwrap_err();
+        assert!(e.contains("invalid env variable name '1X'"), "{e}");
+    }
+
+    #[test]
+    fn line_col_counts_chars() {
+        assert_eq!(line_col("ab\ncé d", 7), (2, 4));
+        assert_eq!(line_col("", 5), (1, 1));
+    }
+}

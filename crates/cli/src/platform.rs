@@ -1,0 +1,253 @@
+//! Platforms: names, what this version supports, and what this host can run.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+
+use crate::error::hinted;
+
+pub const QEMU: &str = "qemu-system-x86_64";
+pub const QBOOT_ROM: &str = "/usr/share/qemu/qboot.rom";
+const KVM_DEV: &str = "/dev/kvm";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Platform {
+    Linuxu,
+    Qemu,
+    Fc,
+    Xen,
+    Solo5,
+    Vmware,
+    Hyperv,
+}
+
+impl Platform {
+    /// All platforms of the mission, in display order.
+    pub const ALL: [Platform; 7] = [
+        Platform::Linuxu,
+        Platform::Qemu,
+        Platform::Fc,
+        Platform::Xen,
+        Platform::Solo5,
+        Platform::Vmware,
+        Platform::Hyperv,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Platform::Linuxu => "linuxu",
+            Platform::Qemu => "qemu",
+            Platform::Fc => "fc",
+            Platform::Xen => "xen",
+            Platform::Solo5 => "solo5",
+            Platform::Vmware => "vmware",
+            Platform::Hyperv => "hyperv",
+        }
+    }
+
+    /// Parse a platform name (`kvm` is an alias of `qemu`).
+    pub fn parse(s: &str) -> Result<Platform, String> {
+        if s == "kvm" {
+            return Ok(Platform::Qemu);
+        }
+        Platform::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| {
+                let known: Vec<&str> = Platform::ALL.iter().map(|p| p.name()).collect();
+                format!("unknown platform '{s}' (known: {})", known.join(", "))
+            })
+    }
+
+    /// Can this version of unikit build and run images for it?
+    pub fn supported(self) -> bool {
+        matches!(self, Platform::Qemu | Platform::Linuxu)
+    }
+
+    pub fn check_supported(self) -> Result<()> {
+        if !self.supported() {
+            bail!("platform '{self}' is not supported by this version of unikit yet");
+        }
+        Ok(())
+    }
+
+    /// The kernel platform crate / cargo feature suffix (`unikit/plat-<k>`).
+    pub fn kernel_plat(self) -> &'static str {
+        match self {
+            Platform::Qemu => "kvm",
+            other => other.name(),
+        }
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Resolve a `--plat` value to a platform this version can build.
+pub fn parse_supported(s: &str) -> Result<Platform> {
+    let p = Platform::parse(s).map_err(anyhow::Error::msg)?;
+    p.check_supported()?;
+    Ok(p)
+}
+
+/// Find an executable on `PATH`.
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    p.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+pub fn host_is_linux_x86_64() -> bool {
+    cfg!(all(target_os = "linux", target_arch = "x86_64"))
+}
+
+/// Find QEMU or explain how to get it.
+pub fn find_qemu() -> Result<PathBuf> {
+    which(QEMU).ok_or_else(|| {
+        hinted(
+            format!("{QEMU} not found"),
+            "install it with: apt-get install qemu-system-x86",
+        )
+    })
+}
+
+/// Can this host run images of `p`? `Err` holds the reason why not.
+pub fn host_can_run(p: Platform) -> Result<()> {
+    match p {
+        Platform::Qemu => find_qemu().map(|_| ()),
+        Platform::Linuxu if host_is_linux_x86_64() => Ok(()),
+        Platform::Linuxu => bail!("linuxu images need a Linux x86_64 host"),
+        other => other.check_supported(),
+    }
+}
+
+/// Is KVM usable? `Err` holds the reason why not.
+pub fn probe_kvm() -> Result<(), String> {
+    use std::io::ErrorKind;
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(KVM_DEV)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            return Err(format!("{KVM_DEV} does not exist"));
+        }
+        Err(e) if e.kind() == ErrorKind::PermissionDenied => {
+            return Err(format!(
+                "no permission to open {KVM_DEV}; add your user to the 'kvm' group"
+            ));
+        }
+        Err(e) => return Err(format!("cannot open {KVM_DEV}: {e}")),
+    };
+    match kvm_api_version(&file) {
+        Ok(12) => Ok(()),
+        Ok(v) => Err(format!(
+            "{KVM_DEV} reports KVM API version {v}, expected 12"
+        )),
+        Err(e) => Err(format!("KVM_GET_API_VERSION on {KVM_DEV} failed: {e}")),
+    }
+}
+
+#[allow(unsafe_code)]
+fn kvm_api_version(file: &std::fs::File) -> std::io::Result<i32> {
+    use std::os::fd::AsRawFd;
+    const KVM_GET_API_VERSION: libc::c_ulong = 0xAE00;
+    // SAFETY: KVM_GET_API_VERSION takes no argument and touches no memory of
+    // ours; the fd is valid for the duration of the call (borrowed `file`).
+    let r = unsafe { libc::ioctl(file.as_raw_fd(), KVM_GET_API_VERSION, 0) };
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// `unikit platforms`: one row per platform, with the reason and the fix.
+pub fn print_table() {
+    println!("{:<8} {:<4} DETAILS", "PLATFORM", "RUN");
+    for p in Platform::ALL {
+        let (ok, details) = describe(p);
+        println!(
+            "{:<8} {:<4} {details}",
+            p.name(),
+            if ok { "yes" } else { "no" }
+        );
+    }
+}
+
+fn describe(p: Platform) -> (bool, String) {
+    let not_yet = "not supported by this version of unikit yet";
+    let tool_note = |tool: &str| match which(tool) {
+        Some(path) => format!("{not_yet} ({tool} found at {})", path.display()),
+        None => format!("{not_yet} ({tool} not on PATH)"),
+    };
+    match p {
+        Platform::Linuxu if host_is_linux_x86_64() => {
+            (true, "runs as a Linux x86_64 process on this host".into())
+        }
+        Platform::Linuxu => (false, "needs a Linux x86_64 host".into()),
+        Platform::Qemu => match which(QEMU) {
+            None => (
+                false,
+                format!("{QEMU} not found; install it with: apt-get install qemu-system-x86"),
+            ),
+            Some(path) => {
+                let accel = match probe_kvm() {
+                    Ok(()) => "accel kvm (/dev/kvm works)".to_string(),
+                    Err(why) => format!("accel tcg, slow software emulation ({why})"),
+                };
+                (true, format!("{} found; {accel}", path.display()))
+            }
+        },
+        Platform::Fc => (false, tool_note("firecracker")),
+        Platform::Xen => (false, tool_note("xl")),
+        Platform::Solo5 | Platform::Vmware | Platform::Hyperv => (false, not_yet.into()),
+    }
+}
+
+/// Display helper used in messages: `qemu/x86_64`.
+pub fn target_name(p: Platform) -> String {
+    format!("{p}/x86_64")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_names() {
+        for p in Platform::ALL {
+            assert_eq!(Platform::parse(p.name()), Ok(p));
+        }
+        assert_eq!(Platform::parse("kvm"), Ok(Platform::Qemu));
+        assert_eq!(
+            Platform::parse("foo").unwrap_err(),
+            "unknown platform 'foo' (known: linuxu, qemu, fc, xen, solo5, vmware, hyperv)"
+        );
+    }
+
+    #[test]
+    fn supported() {
+        assert!(parse_supported("qemu").is_ok());
+        assert!(parse_supported("linuxu").is_ok());
+        let e = parse_supported("xen").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "platform 'xen' is not supported by this version of unikit yet"
+        );
+        assert_eq!(Platform::Qemu.kernel_plat(), "kvm");
+        assert_eq!(Platform::Linuxu.kernel_plat(), "linuxu");
+    }
+}

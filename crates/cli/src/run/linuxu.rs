@@ -1,0 +1,73 @@
+//! Running a linuxu image: it is a static Linux ELF, run as a process.
+
+use std::collections::BTreeMap;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result};
+
+use crate::memory::Memory;
+
+/// Variables added to the app's environment.
+pub fn environment(
+    env: &BTreeMap<String, String>,
+    memory: Memory,
+    kernel_args: &[String],
+) -> Vec<(String, String)> {
+    let mut vars: Vec<(String, String)> = env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    vars.push(("UNIKIT_MEMORY".into(), memory.bytes().to_string()));
+    if !kernel_args.is_empty() {
+        vars.push(("UNIKIT_OPTS".into(), kernel_args.join(" ")));
+    }
+    vars
+}
+
+pub fn run(
+    image: &Path,
+    args: &[String],
+    env: &BTreeMap<String, String>,
+    memory: Memory,
+    kernel_args: &[String],
+) -> Result<u8> {
+    let status = Command::new(image)
+        .args(args)
+        .envs(environment(env, memory, kernel_args))
+        .status()
+        .with_context(|| format!("cannot run {}", image.display()))?;
+    if let Some(code) = status.code() {
+        return Ok((code & 0xff) as u8);
+    }
+    let sig = status.signal().unwrap_or(0);
+    eprintln!("unikit: guest killed by {}", super::signal_name(sig));
+    Ok((128 + sig).clamp(0, 255) as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_vars() {
+        let mut env = BTreeMap::new();
+        env.insert("GREETING".to_string(), "hi".to_string());
+        let v = environment(
+            &env,
+            Memory::parse("2M").unwrap(),
+            &["unikit.quiet".into(), "a=b".into()],
+        );
+        assert_eq!(
+            v,
+            [
+                ("GREETING".into(), "hi".into()),
+                ("UNIKIT_MEMORY".into(), "2097152".into()),
+                ("UNIKIT_OPTS".into(), "unikit.quiet a=b".into())
+            ]
+        );
+        let v = environment(&BTreeMap::new(), Memory::DEFAULT, &[]);
+        assert_eq!(
+            v,
+            [("UNIKIT_MEMORY".to_string(), (64u64 << 20).to_string())]
+        );
+    }
+}

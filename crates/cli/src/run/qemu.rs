@@ -1,0 +1,300 @@
+//! Booting an image with QEMU and reading its exit code.
+
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result};
+
+use crate::Accel;
+use crate::console::{GuestExit, MarkerFilter};
+use crate::error::hinted;
+use crate::memory::Memory;
+use crate::platform::QEMU;
+
+pub struct Config<'a> {
+    pub image: &'a Path,
+    pub memory: Memory,
+    pub cmdline: &'a str,
+    pub accel: Accel,
+    /// Firmware to use instead of QEMU's default SeaBIOS (qboot).
+    pub bios: Option<&'a Path>,
+}
+
+/// QEMU's arguments (without the program name).
+pub fn argv(cfg: &Config) -> Vec<OsString> {
+    let mut a: Vec<OsString> = Vec::new();
+    let mut push = |items: &[&str]| a.extend(items.iter().map(OsString::from));
+    push(&[
+        "-M",
+        "q35",
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-no-reboot",
+        "-smp",
+        "1",
+    ]);
+    push(&["-m", &cfg.memory.qemu_arg()]);
+    push(&[
+        "-serial",
+        "stdio",
+        "-device",
+        "isa-debug-exit,iobase=0xf4,iosize=0x04",
+    ]);
+    match cfg.accel {
+        // `-arch-capabilities`: QEMU cannot set MSR_IA32_ARCH_CAPABILITIES
+        // (0x10a) on some KVMs (e.g. kvm_pvm, nested) and aborts with
+        // `-cpu host`; the unikernel does not need that MSR.
+        Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host,-arch-capabilities"]),
+        Accel::Tcg => push(&["-accel", "tcg", "-cpu", "max"]),
+    }
+    if let Some(bios) = cfg.bios {
+        a.extend(["-bios".into(), bios.into()]);
+    }
+    a.extend([
+        "-kernel".into(),
+        cfg.image.into(),
+        "-append".into(),
+        cfg.cmdline.into(),
+    ]);
+    a
+}
+
+/// Decide the accelerator from the request and the KVM probe result.
+/// Returns the accelerator and, when falling back to TCG, a warning.
+pub fn choose_accel(
+    requested: Option<Accel>,
+    kvm: Result<(), String>,
+) -> Result<(Accel, Option<String>)> {
+    match (requested, kvm) {
+        (Some(Accel::Tcg), _) => Ok((Accel::Tcg, None)),
+        (_, Ok(())) => Ok((Accel::Kvm, None)),
+        (Some(Accel::Kvm), Err(why)) => Err(hinted(
+            format!("KVM is not usable: {why}"),
+            "use --accel tcg (slow software emulation), or leave --accel out to choose automatically",
+        )),
+        (None, Err(why)) => Ok((
+            Accel::Tcg,
+            Some(format!(
+                "KVM unavailable ({why}); using TCG software emulation (slow)"
+            )),
+        )),
+    }
+}
+
+/// How QEMU ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    Exited(i32),
+    Signaled(i32),
+}
+
+/// Our exit code, and lines to print on stderr.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub code: u8,
+    pub lines: Vec<String>,
+}
+
+/// Turn the guest's marker (if any) and QEMU's end into our exit code.
+pub fn verdict(marker: Option<&GuestExit>, end: End) -> Verdict {
+    if let Some(m) = marker {
+        let code = (m.code & 0xff) as u8;
+        let lines = m
+            .reason
+            .iter()
+            .map(|r| format!("unikit: guest {r} (exit code {code})"))
+            .collect();
+        return Verdict { code, lines };
+    }
+    match end {
+        End::Exited(s) if s > 1 && s % 2 == 1 => {
+            let code = ((s >> 1) & 0xff) as u8;
+            Verdict {
+                code,
+                lines: vec![format!(
+                    "unikit: warning: no exit marker seen on the console; exit code {code} from isa-debug-exit"
+                )],
+            }
+        }
+        End::Exited(s) => Verdict {
+            code: crate::error::EXIT_TOOL_FAILURE,
+            lines: vec![format!(
+                "error: guest stopped without reporting an exit code (qemu exit status {s})"
+            )],
+        },
+        End::Signaled(sig) => Verdict {
+            code: (128 + sig).clamp(0, 255) as u8,
+            lines: vec![format!(
+                "error: {QEMU} was killed by {}",
+                super::signal_name(sig)
+            )],
+        },
+    }
+}
+
+/// Boot the image; stream the console to stdout with the marker removed.
+pub fn run(qemu: &Path, cfg: &Config) -> Result<u8> {
+    let mut child = Command::new(qemu)
+        .args(argv(cfg))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("cannot start {}", qemu.display()))?;
+    let mut console = child.stdout.take().context("no pipe for QEMU's output")?;
+    let mut filter = MarkerFilter::new();
+    let mut buf = vec![0u8; 8192];
+    let mut out = Vec::with_capacity(8192);
+    let stdout = std::io::stdout();
+    loop {
+        let n = match console.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        filter.feed(&buf[..n], &mut out);
+        show(&stdout, &mut out);
+    }
+    filter.finish(&mut out);
+    show(&stdout, &mut out);
+    let status = child.wait().context("waiting for QEMU")?;
+    let end = match (status.code(), status.signal()) {
+        (Some(c), _) => End::Exited(c),
+        (None, Some(s)) => End::Signaled(s),
+        (None, None) => End::Exited(-1),
+    };
+    let v = verdict(filter.exit(), end);
+    for line in &v.lines {
+        eprintln!("{line}");
+    }
+    Ok(v.code)
+}
+
+/// Write console bytes now; if our stdout is gone, keep draining QEMU anyway.
+fn show(stdout: &std::io::Stdout, out: &mut Vec<u8>) {
+    if !out.is_empty() {
+        let mut lock = stdout.lock();
+        let _ = lock.write_all(out).and_then(|()| lock.flush());
+        out.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(v: Vec<OsString>) -> Vec<String> {
+        v.into_iter().map(|s| s.into_string().unwrap()).collect()
+    }
+
+    #[test]
+    fn argv_kvm_with_qboot() {
+        let cfg = Config {
+            image: Path::new("build/hello_qemu-x86_64"),
+            memory: Memory::parse("64M").unwrap(),
+            cmdline: "-- a",
+            accel: Accel::Kvm,
+            bios: Some(Path::new("/usr/share/qemu/qboot.rom")),
+        };
+        assert_eq!(
+            strings(argv(&cfg)).join(" "),
+            "-M q35 -nodefaults -no-user-config -display none -no-reboot -smp 1 -m 64M -serial stdio \
+             -device isa-debug-exit,iobase=0xf4,iosize=0x04 -accel kvm -cpu host,-arch-capabilities -bios /usr/share/qemu/qboot.rom \
+             -kernel build/hello_qemu-x86_64 -append -- a"
+        );
+    }
+
+    #[test]
+    fn argv_tcg_without_qboot() {
+        let cfg = Config {
+            image: Path::new("img"),
+            memory: Memory::parse("1536K").unwrap(),
+            cmdline: "x \"y z\" --",
+            accel: Accel::Tcg,
+            bios: None,
+        };
+        let a = strings(argv(&cfg));
+        assert!(a.windows(4).any(|w| w == ["-accel", "tcg", "-cpu", "max"]));
+        assert!(a.windows(2).any(|w| w == ["-m", "1536K"]));
+        assert!(!a.iter().any(|s| s == "-bios"));
+        assert_eq!(
+            a[a.len() - 2..],
+            ["-append".to_string(), "x \"y z\" --".to_string()]
+        );
+    }
+
+    #[test]
+    fn accel_choice() {
+        assert_eq!(choose_accel(None, Ok(())).unwrap(), (Accel::Kvm, None));
+        assert_eq!(
+            choose_accel(Some(Accel::Kvm), Ok(())).unwrap(),
+            (Accel::Kvm, None)
+        );
+        assert_eq!(
+            choose_accel(Some(Accel::Tcg), Ok(())).unwrap(),
+            (Accel::Tcg, None)
+        );
+        assert_eq!(
+            choose_accel(Some(Accel::Tcg), Err("x".into())).unwrap(),
+            (Accel::Tcg, None)
+        );
+        let (a, w) = choose_accel(None, Err("/dev/kvm does not exist".into())).unwrap();
+        assert_eq!(a, Accel::Tcg);
+        assert_eq!(
+            w.unwrap(),
+            "KVM unavailable (/dev/kvm does not exist); using TCG software emulation (slow)"
+        );
+        let e = choose_accel(Some(Accel::Kvm), Err("/dev/kvm does not exist".into())).unwrap_err();
+        assert_eq!(e.to_string(), "KVM is not usable: /dev/kvm does not exist");
+    }
+
+    #[test]
+    fn exit_decoding() {
+        let m = |code, reason: Option<&str>| GuestExit {
+            code,
+            reason: reason.map(String::from),
+        };
+        assert_eq!(
+            verdict(Some(&m(0, None)), End::Exited(1)),
+            Verdict {
+                code: 0,
+                lines: vec![]
+            }
+        );
+        assert_eq!(verdict(Some(&m(258, None)), End::Exited(5)).code, 2);
+        assert_eq!(verdict(Some(&m(-1, None)), End::Signaled(9)).code, 255);
+        let v = verdict(Some(&m(101, Some("panic"))), End::Exited(203));
+        assert_eq!(
+            v,
+            Verdict {
+                code: 101,
+                lines: vec!["unikit: guest panic (exit code 101)".into()]
+            }
+        );
+        let v = verdict(None, End::Exited(7));
+        assert_eq!(v.code, 3);
+        assert!(v.lines[0].starts_with("unikit: warning: no exit marker"));
+        for s in [0, 1, 2, 4] {
+            let v = verdict(None, End::Exited(s));
+            assert_eq!(v.code, 125);
+            assert_eq!(
+                v.lines,
+                [format!(
+                    "error: guest stopped without reporting an exit code (qemu exit status {s})"
+                )]
+            );
+        }
+        let v = verdict(None, End::Signaled(9));
+        assert_eq!(v.code, 137);
+        assert_eq!(
+            v.lines,
+            ["error: qemu-system-x86_64 was killed by signal 9, SIGKILL"]
+        );
+    }
+}

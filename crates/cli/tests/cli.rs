@@ -1,0 +1,412 @@
+//! End-to-end tests of the `unikit` binary. They need no guest kernel: the
+//! projects here depend on a tiny stand-in `unikit` crate, and QEMU is
+//! replaced by a shell script where its behaviour matters.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use tempfile::TempDir;
+
+const BIN: &str = env!("CARGO_BIN_EXE_unikit");
+
+fn unikit(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run unikit")
+}
+
+fn unikit_with_path(dir: &Path, path: &std::ffi::OsStr, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .current_dir(dir)
+        .env("PATH", path)
+        .args(args)
+        .output()
+        .expect("run unikit")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A failure: exit 125, an `error:` line, and no panic.
+#[track_caller]
+fn assert_error(o: &Output, expected: &str) -> String {
+    let err = stderr(o);
+    assert!(!o.status.success(), "should fail; stderr: {err}");
+    assert_eq!(o.status.code(), Some(125), "stderr: {err}");
+    assert!(
+        err.lines().any(|l| l.starts_with("error: ")),
+        "no error line in: {err}"
+    );
+    assert!(err.contains(expected), "expected {expected:?} in: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+/// A folder with only a `unikit.toml`.
+fn project(manifest: &str) -> TempDir {
+    let dir = TempDir::new().unwrap();
+    fs::write(dir.path().join("unikit.toml"), manifest).unwrap();
+    dir
+}
+
+const STUB_CARGO: &str = r#"[package]
+name = "unikit"
+version = "0.0.0"
+edition = "2021"
+[features]
+plat-kvm = []
+plat-linuxu = []
+"#;
+
+/// Puts `unikit-<k>.ld` on the link search path, as the real platform crates do.
+const STUB_BUILD: &str = r#"fn main() {
+    let out = std::env::var("OUT_DIR").unwrap();
+    for k in ["kvm", "linuxu"] {
+        std::fs::write(format!("{out}/unikit-{k}.ld"), "ENTRY(_start)\n").unwrap();
+    }
+    println!("cargo:rustc-link-search=native={out}");
+}
+"#;
+
+const STUB_LIB: &str = r#"#![no_std]
+use core::arch::asm;
+pub fn write(s: &[u8]) {
+    unsafe { asm!("syscall", inlateout("rax") 1usize => _, in("rdi") 1usize, in("rsi") s.as_ptr(),
+                  in("rdx") s.len(), lateout("rcx") _, lateout("r11") _) };
+}
+pub fn exit(code: i32) -> ! {
+    unsafe { asm!("syscall", in("rax") 231usize, in("rdi") code as usize, options(noreturn)) }
+}
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! { exit(101) }
+"#;
+
+const APP_MAIN: &str = r#"#![no_std]
+#![no_main]
+#[no_mangle]
+pub extern "C" fn _start() -> ! {
+    unikit::write(b"hello from fixture\n");
+    unikit::exit(7)
+}
+"#;
+
+/// A buildable project (`<tmp>/app`) against a stand-in `unikit` crate.
+fn fixture(manifest: &str, main_rs: &str) -> (TempDir, PathBuf) {
+    let tmp = TempDir::new().unwrap();
+    let stub = tmp.path().join("unikit");
+    fs::create_dir_all(stub.join("src")).unwrap();
+    fs::write(stub.join("Cargo.toml"), STUB_CARGO).unwrap();
+    fs::write(stub.join("build.rs"), STUB_BUILD).unwrap();
+    fs::write(stub.join("src/lib.rs"), STUB_LIB).unwrap();
+    let app = tmp.path().join("app");
+    fs::create_dir_all(app.join("src")).unwrap();
+    fs::write(
+        app.join("Cargo.toml"),
+        "[package]\nname = \"fixture\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\
+         [dependencies]\nunikit = { path = \"../unikit\" }\n[workspace]\n",
+    )
+    .unwrap();
+    fs::write(app.join("src/main.rs"), main_rs).unwrap();
+    fs::write(app.join("unikit.toml"), manifest).unwrap();
+    (tmp, app)
+}
+
+/// A folder with a fake `qemu-system-x86_64` that records its arguments and
+/// behaves according to `$FAKE_QEMU_MODE`; returns (dir, PATH with it first).
+fn fake_qemu() -> (TempDir, std::ffi::OsString) {
+    let bin = TempDir::new().unwrap();
+    let script = bin.path().join("qemu-system-x86_64");
+    fs::write(
+        &script,
+        r#"#!/bin/sh
+printf '%s\n' "$@" > "$FAKE_QEMU_ARGS"
+case "$FAKE_QEMU_MODE" in
+marker)
+    printf 'booting\n'
+    printf 'bye\033_unikit:exit=3'
+    sleep 0.2
+    printf ';reason=panic\033\\\n'
+    printf 'after\n'
+    exit 7 ;;
+nomarker)
+    printf 'no marker here\n'
+    exit 9 ;;
+*)
+    printf 'quiet\n'
+    exit 0 ;;
+esac
+"#,
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    let mut paths = vec![bin.path().to_path_buf()];
+    paths.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    let path = std::env::join_paths(paths).unwrap();
+    (bin, path)
+}
+
+const QEMU_LINUXU: &str = "name = \"fx\"\ntargets = [\"qemu/x86_64\", \"linuxu/x86_64\"]\n";
+
+#[test]
+fn platforms_lists_all_seven() {
+    let tmp = TempDir::new().unwrap();
+    let o = unikit(tmp.path(), &["platforms"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for name in ["linuxu", "qemu", "fc", "xen", "solo5", "vmware", "hyperv"] {
+        assert!(
+            out.lines().any(|l| l.starts_with(&format!("{name} "))),
+            "{name} missing in:\n{out}"
+        );
+    }
+    assert!(out.contains("not supported by this version"), "{out}");
+}
+
+#[test]
+fn malformed_toml() {
+    let p = project("name = \"x\ntargets = [\"qemu/x86_64\"]\n");
+    let err = assert_error(&unikit(p.path(), &["build"]), "unikit.toml:1:");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn unknown_key() {
+    let p = project("name = \"x\"\ntargets = [\"qemu/x86_64\"]\nbogus = 1\n");
+    assert_error(
+        &unikit(p.path(), &["run"]),
+        "unikit.toml:3:1: unknown field `bogus`",
+    );
+}
+
+#[test]
+fn bad_target_and_memory_in_manifest() {
+    let p = project("name = \"x\"\ntargets = [\"qemu-x86_64\"]\n");
+    assert_error(
+        &unikit(p.path(), &["build"]),
+        "invalid target 'qemu-x86_64'",
+    );
+    let p = project("name = \"x\"\ntargets = [\"qemu/x86_64\"]\nmemory = \"lots\"\n");
+    assert_error(
+        &unikit(p.path(), &["build"]),
+        "unikit.toml:3:10: invalid memory size 'lots'",
+    );
+}
+
+#[test]
+fn missing_manifest() {
+    let tmp = TempDir::new().unwrap();
+    let err = assert_error(&unikit(tmp.path(), &["build"]), "no unikit.toml in .");
+    assert!(err.contains("hint: "), "{err}");
+}
+
+#[test]
+fn unknown_platform() {
+    let p = project(QEMU_LINUXU);
+    assert_error(
+        &unikit(p.path(), &["run", "--plat", "foo"]),
+        "error: unknown platform 'foo' (known: linuxu, qemu, fc, xen, solo5, vmware, hyperv)",
+    );
+}
+
+#[test]
+fn unsupported_platform() {
+    let p = project("name = \"x\"\ntargets = [\"xen/x86_64\"]\n");
+    assert_error(
+        &unikit(p.path(), &["build", "--plat", "xen"]),
+        "error: platform 'xen' is not supported by this version of unikit yet",
+    );
+    assert_error(
+        &unikit(p.path(), &["run", "--plat", "solo5"]),
+        "platform 'solo5' is not supported",
+    );
+    assert_error(
+        &unikit(p.path(), &["build"]),
+        "none of the targets in unikit.toml can be built",
+    );
+}
+
+#[test]
+fn platform_not_in_manifest() {
+    let p = project("name = \"x\"\ntargets = [\"qemu/x86_64\"]\n");
+    assert_error(
+        &unikit(p.path(), &["build", "--plat", "linuxu"]),
+        "target linuxu/x86_64 is not listed in unikit.toml",
+    );
+}
+
+#[test]
+fn bad_memory_flag() {
+    let p = project(QEMU_LINUXU);
+    assert_error(
+        &unikit(p.path(), &["run", "-m", "lots"]),
+        "invalid memory size 'lots'",
+    );
+    assert_error(&unikit(p.path(), &["run", "-m", "0"]), "must be positive");
+}
+
+#[test]
+fn bad_flag() {
+    let p = project(QEMU_LINUXU);
+    assert_error(&unikit(p.path(), &["run", "--accel", "hvf"]), "error:");
+    assert_error(&unikit(p.path(), &["frobnicate"]), "error:");
+}
+
+#[test]
+fn missing_qemu() {
+    let p = project(QEMU_LINUXU);
+    let empty = TempDir::new().unwrap();
+    let o = unikit_with_path(
+        p.path(),
+        empty.path().as_os_str(),
+        &["run", "--plat", "qemu"],
+    );
+    let err = assert_error(&o, "error: qemu-system-x86_64 not found");
+    assert!(
+        err.contains("hint: install it with: apt-get install qemu-system-x86"),
+        "{err}"
+    );
+
+    let only_qemu = project("name = \"x\"\ntargets = [\"qemu/x86_64\"]\n");
+    let o = unikit_with_path(only_qemu.path(), empty.path().as_os_str(), &["run"]);
+    assert_error(
+        &o,
+        "none of the targets in unikit.toml can run on this host",
+    );
+}
+
+#[test]
+fn missing_cargo_toml() {
+    let p = project(QEMU_LINUXU);
+    assert_error(
+        &unikit(p.path(), &["build", "--plat", "linuxu"]),
+        "no Cargo.toml in .",
+    );
+}
+
+#[test]
+fn compile_error_is_shown_then_our_line() {
+    let (_tmp, app) = fixture(QEMU_LINUXU, "fn main( {\n");
+    for quiet in [false, true] {
+        let mut args = vec!["build", "--plat", "linuxu"];
+        if quiet {
+            args.push("-q");
+        }
+        let err = assert_error(
+            &unikit(&app, &args),
+            "error: building fx for linuxu/x86_64 failed",
+        );
+        let compiler = err
+            .find("src/main.rs")
+            .unwrap_or_else(|| panic!("compiler output missing: {err}"));
+        let ours = err.find("error: building fx").unwrap();
+        assert!(compiler < ours, "{err}");
+    }
+}
+
+#[test]
+fn build_every_supported_target() {
+    let (_tmp, app) = fixture(
+        "name = \"fx\"\ntargets = [\"linuxu/x86_64\", \"xen/x86_64\", \"kvm/x86_64\"]\n",
+        APP_MAIN,
+    );
+    let o = unikit(&app, &["build"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("built ./build/fx_linuxu-x86_64 ("), "{out}");
+    assert!(out.contains("built ./build/fx_qemu-x86_64 ("), "{out}");
+    assert!(stderr(&o).contains("skipping target xen/x86_64"));
+    assert!(app.join("build/fx_linuxu-x86_64").is_file());
+    assert!(app.join("build/fx_qemu-x86_64").is_file());
+}
+
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#[test]
+fn run_linuxu_exit_code_and_output() {
+    let (_tmp, app) = fixture(QEMU_LINUXU, APP_MAIN);
+    let o = unikit(&app, &["run", "--plat", "linuxu", "-q"]);
+    assert_eq!(stdout(&o), "hello from fixture\n");
+    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+    assert!(stderr(&o).is_empty(), "{}", stderr(&o));
+}
+
+#[test]
+fn run_qemu_strips_marker_and_reports_panic() {
+    let manifest =
+        "name = \"fx\"\ntargets = [\"qemu/x86_64\"]\nenv = { A = \"1\" }\nmemory = \"16M\"\n";
+    let (_tmp, app) = fixture(manifest, APP_MAIN);
+    let (_bin, path) = fake_qemu();
+    let args_file = app.join("qemu-args");
+    let o = Command::new(BIN)
+        .current_dir(&app)
+        .env("PATH", &path)
+        .env("FAKE_QEMU_MODE", "marker")
+        .env("FAKE_QEMU_ARGS", &args_file)
+        .args(["run", "-q", "--accel", "tcg", "-m", "32M", "--", "x", "y z"])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&o), "booting\nbyeafter\n");
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("unikit: guest panic (exit code 3)"),
+        "{}",
+        stderr(&o)
+    );
+    let argv = fs::read_to_string(&args_file).unwrap();
+    let argv: Vec<&str> = argv.lines().collect();
+    assert!(argv.windows(2).any(|w| w == ["-m", "32M"]), "{argv:?}");
+    assert!(
+        argv.windows(4)
+            .any(|w| w == ["-accel", "tcg", "-cpu", "max"]),
+        "{argv:?}"
+    );
+    assert!(
+        argv.windows(2)
+            .any(|w| w == ["-kernel", "./build/fx_qemu-x86_64"]),
+        "{argv:?}"
+    );
+    assert_eq!(
+        argv.last(),
+        Some(&"unikit.quiet A=1 -- x \"y z\""),
+        "{argv:?}"
+    );
+}
+
+#[test]
+fn run_qemu_without_marker() {
+    let (_tmp, app) = fixture(QEMU_LINUXU, APP_MAIN);
+    let (_bin, path) = fake_qemu();
+    let run = |mode: &str| {
+        Command::new(BIN)
+            .current_dir(&app)
+            .env("PATH", &path)
+            .env("FAKE_QEMU_MODE", mode)
+            .env("FAKE_QEMU_ARGS", app.join("qemu-args"))
+            .args(["run", "--plat", "qemu", "-q", "--accel", "tcg"])
+            .output()
+            .unwrap()
+    };
+    let o = run("nomarker");
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("warning: no exit marker"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run("zero");
+    assert_eq!(stdout(&o), "quiet\n");
+    assert_error(
+        &o,
+        "error: guest stopped without reporting an exit code (qemu exit status 0)",
+    );
+}

@@ -1,0 +1,5 @@
+//! Legacy PC devices found on QEMU q35/microvm, Firecracker and most
+//! hypervisors' emulated chipsets.
+pub mod i8254;
+pub mod rtc;
+pub mod uart16550;

@@ -1,0 +1,77 @@
+//! CMOS real-time clock (MC146818): wall-clock time at boot.
+use arch::io::{inb, outb};
+
+const ADDR: u16 = 0x70;
+const DATA: u16 = 0x71;
+
+fn read(reg: u8) -> u8 {
+    // SAFETY: the CMOS index/data ports; bit 7 of the index keeps NMI enabled state as-is (0).
+    unsafe {
+        outb(ADDR, reg);
+        inb(DATA)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DateTime {
+    pub year: u32,
+    pub month: u32,
+    pub day: u32,
+    pub hour: u32,
+    pub minute: u32,
+    pub second: u32,
+}
+
+impl DateTime {
+    /// Seconds since the Unix epoch (the RTC is assumed to run in UTC, as
+    /// QEMU and cloud hypervisors set it).
+    pub fn unix_seconds(&self) -> u64 {
+        let (y, m) = if self.month <= 2 { (self.year as i64 - 1, self.month as i64 + 9) } else { (self.year as i64, self.month as i64 - 3) };
+        // Days from civil (Howard Hinnant's algorithm).
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let doy = (153 * m + 2) / 5 + self.day as i64 - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        let days = era * 146_097 + doe - 719_468;
+        (days * 86_400 + self.hour as i64 * 3600 + self.minute as i64 * 60 + self.second as i64).max(0) as u64
+    }
+}
+
+fn snapshot() -> [u8; 7] {
+    [read(0x00), read(0x02), read(0x04), read(0x07), read(0x08), read(0x09), read(0x32)]
+}
+
+/// Reads the RTC, waiting out an update in progress and re-reading until two
+/// consecutive reads agree.
+pub fn read_datetime() -> DateTime {
+    let mut prev = [0xffu8; 7];
+    for _ in 0..8 {
+        let mut spins = 0;
+        while read(0x0a) & 0x80 != 0 && spins < 100_000 {
+            spins += 1;
+        }
+        let now = snapshot();
+        if now == prev {
+            break;
+        }
+        prev = now;
+    }
+    let status_b = read(0x0b);
+    let bcd = status_b & 0x04 == 0;
+    let h24 = status_b & 0x02 != 0;
+    let conv = |v: u8| if bcd { ((v >> 4) * 10 + (v & 0x0f)) as u32 } else { v as u32 };
+    let [sec, min, hour_raw, day, month, year, century] = prev;
+    let pm = hour_raw & 0x80 != 0;
+    let mut hour = conv(hour_raw & 0x7f);
+    if !h24 {
+        hour %= 12;
+        if pm {
+            hour += 12;
+        }
+    }
+    let century = match conv(century) {
+        c @ 19..=21 => c,
+        _ => 20,
+    };
+    DateTime { year: century * 100 + conv(year), month: conv(month), day: conv(day), hour, minute: conv(min), second: conv(sec) }
+}

@@ -1,0 +1,126 @@
+//! Stopping the machine: normal exit, panics, CPU exceptions and deadlock,
+//! each with its own exit code and a report on the console.
+//!
+//! On platforms where the host only sees the console (VMs), the last thing
+//! printed is the marker `ESC _ unikit:exit=<code>[;reason=<r>] ESC \`: an
+//! ANSI "application program command" that terminals do not display and
+//! `unikit run` strips after reading the code.
+use crate::console::emergency_print;
+use crate::platform::platform;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+pub const EXIT_PANIC: i32 = 101;
+pub const EXIT_EXCEPTION: i32 = 102;
+pub const EXIT_DEADLOCK: i32 = 103;
+
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
+/// Exits the whole unikernel with the app's exit code.
+pub fn exit(code: i32) -> ! {
+    stop(code, None)
+}
+
+fn stop(code: i32, reason: Option<&str>) -> ! {
+    if !STOPPING.swap(true, Ordering::SeqCst) {
+        crate::boot::print_exit_stats();
+    }
+    let p = platform();
+    if p.needs_exit_marker() {
+        match reason {
+            Some(r) => emergency_print(format_args!("\x1b_unikit:exit={code};reason={r}\x1b\\\n")),
+            None => emergency_print(format_args!("\x1b_unikit:exit={code}\x1b\\\n")),
+        }
+    }
+    p.shutdown(code)
+}
+
+fn print_backtrace(rbp: u64) {
+    let (lo, hi) = crate::sched::current_stack();
+    emergency_print(format_args!("backtrace:\n"));
+    let mut any = false;
+    arch::backtrace::walk(
+        rbp,
+        |a, b| lo != hi && a >= lo && b <= hi,
+        |i, ret| {
+            any = true;
+            emergency_print(format_args!("  #{i:<2} {ret:#018x}\n"));
+        },
+    );
+    if !any {
+        emergency_print(format_args!("  (no frames: frame pointer outside the thread's stack)\n"));
+    }
+}
+
+struct ThreadName;
+impl core::fmt::Display for ThreadName {
+    fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+        let mut r = Ok(());
+        crate::sched::try_current_name(&mut |n| r = f.write_str(n));
+        r
+    }
+}
+
+static PANICKING: AtomicBool = AtomicBool::new(false);
+
+/// Reports a panic and stops with [`EXIT_PANIC`].
+pub fn panic(info: &core::panic::PanicInfo) -> ! {
+    if PANICKING.swap(true, Ordering::SeqCst) {
+        emergency_print(format_args!("\npanic while panicking: {}\n", info.message()));
+        stop(EXIT_PANIC, Some("panic"));
+    }
+    emergency_print(format_args!("\n[unikit] PANIC in thread '{}': {}", ThreadName, info.message()));
+    if let Some(loc) = info.location() {
+        emergency_print(format_args!(" at {}:{}:{}", loc.file(), loc.line(), loc.column()));
+    }
+    emergency_print(format_args!("\n"));
+    print_backtrace(arch::cpu::frame_pointer());
+    stop(EXIT_PANIC, Some("panic"))
+}
+
+/// What the platform knows about a fatal CPU exception.
+pub struct Exception {
+    pub vector: u64,
+    pub name: &'static str,
+    pub rip: u64,
+    pub rsp: u64,
+    pub rbp: u64,
+    pub error_code: u64,
+    /// Faulting address, for page faults.
+    pub fault_addr: Option<u64>,
+}
+
+/// Reports a fatal CPU exception and stops with [`EXIT_EXCEPTION`].
+pub fn exception(e: &Exception) -> ! {
+    if PANICKING.swap(true, Ordering::SeqCst) {
+        emergency_print(format_args!("\nexception {} while crashing\n", e.name));
+        stop(EXIT_EXCEPTION, Some("exception"));
+    }
+    emergency_print(format_args!("\n[unikit] CPU EXCEPTION in thread '{}': {} (vector {})\n", ThreadName, e.name, e.vector));
+    emergency_print(format_args!("  rip {:#018x}  rsp {:#018x}  rbp {:#018x}  error code {:#x}\n", e.rip, e.rsp, e.rbp, e.error_code));
+    if let Some(a) = e.fault_addr {
+        let what = if e.error_code & 1 == 0 { "page not present" } else { "protection violation" };
+        let access = if e.error_code & 0x10 != 0 {
+            "instruction fetch"
+        } else if e.error_code & 2 != 0 {
+            "write"
+        } else {
+            "read"
+        };
+        emergency_print(format_args!("  fault address (cr2) {a:#018x}: {access}, {what}\n"));
+    }
+    emergency_print(format_args!("  #0  {:#018x} (faulting instruction)\n", e.rip));
+    print_backtrace(e.rbp);
+    stop(EXIT_EXCEPTION, Some("exception"))
+}
+
+/// Every thread is blocked and nothing can wake one.
+pub fn deadlock() -> ! {
+    emergency_print(format_args!("\n[unikit] DEADLOCK: every thread is blocked and no timer or device can wake one\n"));
+    stop(EXIT_DEADLOCK, Some("deadlock"))
+}
+
+#[cfg(all(not(test), target_os = "none"))]
+#[panic_handler]
+fn on_panic(info: &core::panic::PanicInfo) -> ! {
+    panic(info)
+}

@@ -1,0 +1,23 @@
+//! The unikit kernel core. It knows no hardware: a platform crate (kvm,
+//! linuxu, ...) boots the machine, implements [`Platform`] and hands control
+//! to [`boot::start`]. Everything above (the `unikit` app API) calls in here.
+//!
+//! `unsafe` is denied except in `mem` (it hands out raw memory), in `sched`
+//! (it switches stacks) and where `boot` calls the app's entry symbol; each
+//! block says why it is sound.
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_code)]
+
+extern crate alloc;
+
+pub mod boot;
+pub mod cmdline;
+pub mod console;
+pub mod exit;
+pub mod mem;
+pub mod platform;
+pub mod sched;
+pub mod sync;
+pub mod time;
+
+pub use platform::{platform, Platform};

@@ -1,0 +1,185 @@
+//! Physical frame allocator: one bit per 4 KiB frame (set = in use), with a
+//! next-fit search for contiguous runs. 4 GiB of RAM costs 128 KiB of bitmap.
+
+pub const FRAME_SIZE: u64 = 4096;
+
+pub struct FrameAllocator<'a> {
+    bitmap: &'a mut [u64],
+    base: u64,
+    nframes: usize,
+    free: usize,
+    next: usize,
+}
+
+impl<'a> FrameAllocator<'a> {
+    /// Covers `nframes` frames from physical address `base`, all marked used.
+    pub fn new(bitmap: &'a mut [u64], base: u64, nframes: usize) -> Self {
+        assert!(bitmap.len() * 64 >= nframes);
+        bitmap.fill(u64::MAX);
+        Self { bitmap, base, nframes, free: 0, next: 0 }
+    }
+
+    /// Words of bitmap needed for `nframes` frames.
+    pub const fn bitmap_words(nframes: usize) -> usize {
+        nframes.div_ceil(64)
+    }
+
+    fn is_used(&self, i: usize) -> bool {
+        self.bitmap[i / 64] & (1 << (i % 64)) != 0
+    }
+
+    fn set(&mut self, i: usize, used: bool) {
+        let was = self.is_used(i);
+        if used && !was {
+            self.bitmap[i / 64] |= 1 << (i % 64);
+            self.free -= 1;
+        } else if !used && was {
+            self.bitmap[i / 64] &= !(1 << (i % 64));
+            self.free += 1;
+        }
+    }
+
+    /// Frame indexes fully inside `[start, end)` (`inner`) or touching it.
+    fn frames(&self, start: u64, end: u64, inner: bool) -> core::ops::Range<usize> {
+        let (s, e) = if inner {
+            (start.div_ceil(FRAME_SIZE) * FRAME_SIZE, end / FRAME_SIZE * FRAME_SIZE)
+        } else {
+            (start / FRAME_SIZE * FRAME_SIZE, end.div_ceil(FRAME_SIZE) * FRAME_SIZE)
+        };
+        let lo = (s.max(self.base) - self.base) / FRAME_SIZE;
+        let hi = (e.max(self.base) - self.base) / FRAME_SIZE;
+        (lo as usize).min(self.nframes)..(hi as usize).min(self.nframes)
+    }
+
+    /// Marks whole frames inside `[start, end)` free.
+    pub fn add_free(&mut self, start: u64, end: u64) {
+        for i in self.frames(start, end, true) {
+            self.set(i, false);
+        }
+    }
+
+    /// Marks every frame touching `[start, end)` used.
+    pub fn reserve(&mut self, start: u64, end: u64) {
+        for i in self.frames(start, end, false) {
+            self.set(i, true);
+        }
+    }
+
+    /// Allocates `n` contiguous frames whose first frame is aligned to
+    /// `align` frames; returns the physical address.
+    pub fn alloc(&mut self, n: usize, align: usize) -> Option<u64> {
+        if n == 0 || n > self.free {
+            return None;
+        }
+        let start = self.next.min(self.nframes);
+        let i = self
+            .find(start, self.nframes, n, align)
+            .or_else(|| self.find(0, (start + n - 1).min(self.nframes), n, align))?;
+        for j in i..i + n {
+            self.set(j, true);
+        }
+        self.next = i + n;
+        Some(self.base + i as u64 * FRAME_SIZE)
+    }
+
+    /// First free run of `n` aligned frames lying inside `[from, to)`.
+    fn find(&self, from: usize, to: usize, n: usize, align: usize) -> Option<usize> {
+        let align = align.max(1);
+        let base_idx = (self.base / FRAME_SIZE) as usize;
+        let mut i = from;
+        while i + n <= to {
+            let mis = (base_idx + i) % align;
+            if mis != 0 {
+                i += align - mis;
+                continue;
+            }
+            match (i..i + n).rev().find(|&j| self.is_used(j)) {
+                Some(used) => i = used + 1,
+                None => return Some(i),
+            }
+        }
+        None
+    }
+
+    pub fn dealloc(&mut self, addr: u64, n: usize) {
+        for i in self.frames(addr, addr + n as u64 * FRAME_SIZE, true) {
+            debug_assert!(self.is_used(i), "double free of frame {:#x}", self.base + i as u64 * FRAME_SIZE);
+            self.set(i, false);
+        }
+    }
+
+    pub fn free_frames(&self) -> usize {
+        self.free
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_alloc(nframes: usize, f: impl FnOnce(&mut FrameAllocator)) {
+        let mut bm = vec![0u64; FrameAllocator::bitmap_words(nframes)];
+        let mut fa = FrameAllocator::new(&mut bm, 0x10_0000, nframes);
+        f(&mut fa);
+    }
+
+    #[test]
+    fn starts_full_and_frees_whole_frames_only() {
+        with_alloc(100, |fa| {
+            assert_eq!(fa.free_frames(), 0);
+            assert_eq!(fa.alloc(1, 1), None);
+            fa.add_free(0x10_0800, 0x10_5800); // partial frames at both ends are not free
+            assert_eq!(fa.free_frames(), 4);
+            assert_eq!(fa.alloc(1, 1), Some(0x10_1000));
+        });
+    }
+
+    #[test]
+    fn reserve_carves_out_and_contiguous_runs_skip_holes() {
+        with_alloc(64, |fa| {
+            fa.add_free(0x10_0000, 0x10_0000 + 64 * FRAME_SIZE);
+            fa.reserve(0x10_2fff, 0x10_3001); // touches frames 2 and 3
+            assert_eq!(fa.free_frames(), 62);
+            assert_eq!(fa.alloc(2, 1), Some(0x10_0000));
+            assert_eq!(fa.alloc(3, 1), Some(0x10_4000));
+            fa.dealloc(0x10_0000, 2);
+            // next-fit continues after the last allocation, then wraps around
+            assert_eq!(fa.alloc(1, 1), Some(0x10_7000));
+            assert_eq!(fa.alloc(57, 1), None);
+            assert_eq!(fa.alloc(56, 1), Some(0x10_8000));
+            assert_eq!(fa.alloc(2, 1), Some(0x10_0000));
+        });
+    }
+
+    #[test]
+    fn wraps_around_to_freed_frames() {
+        with_alloc(8, |fa| {
+            fa.add_free(0x10_0000, 0x10_8000);
+            assert_eq!(fa.alloc(8, 1), Some(0x10_0000));
+            assert_eq!(fa.alloc(1, 1), None);
+            fa.dealloc(0x10_2000, 2);
+            assert_eq!(fa.alloc(2, 1), Some(0x10_2000));
+        });
+    }
+
+    #[test]
+    fn alignment_is_in_physical_terms() {
+        with_alloc(1024, |fa| {
+            fa.add_free(0x10_0000, 0x10_0000 + 1024 * FRAME_SIZE);
+            assert_eq!(fa.alloc(1, 1), Some(0x10_0000));
+            assert_eq!(fa.alloc(512, 512), Some(0x20_0000));
+        });
+    }
+
+    #[test]
+    fn ranges_outside_are_ignored() {
+        with_alloc(4, |fa| {
+            fa.add_free(0, 0x1_0000_0000);
+            assert_eq!(fa.free_frames(), 4);
+            fa.reserve(0, 0x1000);
+            assert_eq!(fa.free_frames(), 4);
+            assert_eq!(fa.alloc(0, 1), None);
+            assert_eq!(fa.alloc(5, 1), None);
+        });
+    }
+}

@@ -1,0 +1,129 @@
+//! Memory: the physical frame allocator and the kernel heap.
+//!
+//! This module may use `unsafe`: it turns physical memory described by the
+//! platform into Rust memory (the frame bitmap, heap arenas, stacks).
+#![allow(unsafe_code)]
+
+pub mod frames;
+pub mod heap;
+
+use frames::{FrameAllocator, FRAME_SIZE};
+use spin::Mutex;
+
+/// A physical address range `[start, end)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Region {
+    pub start: u64,
+    pub end: u64,
+}
+
+impl Region {
+    pub const fn new(start: u64, end: u64) -> Self {
+        Self { start, end }
+    }
+    pub fn len(&self) -> u64 {
+        self.end.saturating_sub(self.start)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn overlaps(&self, o: &Region) -> bool {
+        self.start < o.end && o.start < self.end
+    }
+}
+
+static FRAMES: Mutex<Option<FrameAllocator<'static>>> = Mutex::new(None);
+static TOTAL_BYTES: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+#[derive(Debug)]
+pub enum InitError {
+    NoRoomForBitmap,
+}
+
+/// Sets up the frame allocator over `usable` RAM minus `reserved`.
+///
+/// # Safety
+/// `usable` must be RAM that is identity mapped (or, on linuxu, mapped at
+/// those addresses) and that nobody else uses, except the `reserved` ranges.
+pub unsafe fn init(usable: &[Region], reserved: &[Region]) -> Result<(), InitError> {
+    let lo = usable.iter().map(|r| r.start).min().unwrap_or(0) / FRAME_SIZE * FRAME_SIZE;
+    let hi = usable.iter().map(|r| r.end).max().unwrap_or(0);
+    let nframes = ((hi.saturating_sub(lo)) / FRAME_SIZE) as usize;
+    let bytes = (FrameAllocator::bitmap_words(nframes) * 8) as u64;
+    let bytes = bytes.div_ceil(FRAME_SIZE) * FRAME_SIZE;
+    // The bitmap goes in the first usable, unreserved hole big enough for it.
+    let mut spot = None;
+    'regions: for r in usable {
+        let mut start = (r.start.div_ceil(FRAME_SIZE) * FRAME_SIZE).max(FRAME_SIZE); // page 0 stays unmapped
+        while start + bytes <= r.end {
+            let cand = Region::new(start, start + bytes);
+            if let Some(clash) = reserved.iter().filter(|x| x.overlaps(&cand)).map(|x| x.end).max() {
+                start = clash.div_ceil(FRAME_SIZE) * FRAME_SIZE;
+                continue;
+            }
+            spot = Some(cand);
+            break 'regions;
+        }
+    }
+    let spot = spot.ok_or(InitError::NoRoomForBitmap)?;
+    // SAFETY: `spot` is usable RAM outside every reserved range (caller's
+    // contract), and from here on it belongs to the bitmap alone.
+    let bitmap = unsafe {
+        core::slice::from_raw_parts_mut(spot.start as *mut u64, (spot.len() / 8) as usize)
+    };
+    let mut fa = FrameAllocator::new(bitmap, lo, nframes);
+    for r in usable {
+        fa.add_free(r.start, r.end);
+    }
+    for r in reserved {
+        fa.reserve(r.start, r.end);
+    }
+    fa.reserve(spot.start, spot.end);
+    fa.reserve(0, FRAME_SIZE); // never hand out page 0: null must stay invalid
+    TOTAL_BYTES.store(usable.iter().map(|r| r.len()).sum(), core::sync::atomic::Ordering::Relaxed);
+    *FRAMES.lock() = Some(fa);
+    Ok(())
+}
+
+/// Allocates `n` contiguous frames aligned to `align` frames.
+pub fn alloc_frames(n: usize, align: usize) -> Option<u64> {
+    FRAMES.lock().as_mut()?.alloc(n, align)
+}
+
+/// Allocates one zeroed frame.
+pub fn alloc_zeroed_frame() -> Option<u64> {
+    let f = alloc_frames(1, 1)?;
+    // SAFETY: the frame was just handed to us and is mapped (init contract).
+    unsafe { core::ptr::write_bytes(f as *mut u8, 0, FRAME_SIZE as usize) };
+    Some(f)
+}
+
+pub fn free_frames(addr: u64, n: usize) {
+    if let Some(fa) = FRAMES.lock().as_mut() {
+        fa.dealloc(addr, n);
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Stats {
+    /// RAM the platform reported as usable.
+    pub total_bytes: u64,
+    /// Frames not yet handed out (heap arenas count as used).
+    pub free_bytes: u64,
+    /// Bytes the heap has claimed from the frame allocator.
+    pub heap_bytes: u64,
+}
+
+pub fn stats() -> Stats {
+    let free = FRAMES.lock().as_ref().map(|f| f.free_frames()).unwrap_or(0) as u64 * FRAME_SIZE;
+    Stats {
+        total_bytes: TOTAL_BYTES.load(core::sync::atomic::Ordering::Relaxed),
+        free_bytes: free,
+        heap_bytes: heap::claimed_bytes(),
+    }
+}
+
+/// Physical address behind `vaddr`, from the platform's MMU if it has one.
+pub fn virt_to_phys(vaddr: u64) -> Option<u64> {
+    crate::platform().virt_to_phys(vaddr)
+}

@@ -1,0 +1,397 @@
+//! Threads and the scheduler.
+//!
+//! Cooperative and single-CPU today: a thread runs until it blocks, sleeps,
+//! yields or exits. All state sits behind one lock taken with interrupts
+//! off, and the timer interrupt only wakes the idle wait, so adding
+//! preemption means having the timer handler request a reschedule; adding
+//! SMP means per-CPU `current` and run queues behind the same interface.
+//!
+//! `unsafe` here is the stack switch and the pointer to the saved stack
+//! pointer it writes; both are justified where they happen.
+#![allow(unsafe_code)]
+
+use crate::mem;
+use crate::platform::{platform, IrqGuard};
+use alloc::boxed::Box;
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use spin::{Mutex, MutexGuard};
+
+pub type Tid = u64;
+
+pub const MAIN_TID: Tid = 1;
+pub const DEFAULT_STACK_SIZE: usize = 64 * 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Ready,
+    Running,
+    Blocked,
+    Exited,
+}
+
+struct Thread {
+    name: String,
+    state: State,
+    /// Saved stack pointer while not running.
+    sp: u64,
+    /// Frames backing the stack (`None` for the boot thread's stack).
+    stack: Option<(u64, usize)>,
+    stack_range: (u64, u64),
+    entry: Option<Box<dyn FnOnce() + Send>>,
+    joiner: Option<Tid>,
+    detached: bool,
+    wake_at: Option<u64>,
+}
+
+pub(crate) struct Sched {
+    threads: BTreeMap<Tid, Box<Thread>>,
+    current: Tid,
+    ready: VecDeque<Tid>,
+    sleepers: BTreeSet<(u64, Tid)>,
+    reap: Vec<Tid>,
+    next_tid: Tid,
+}
+
+static SCHED: Mutex<Option<Sched>> = Mutex::new(None);
+static STACK_LO: AtomicU64 = AtomicU64::new(0);
+static STACK_HI: AtomicU64 = AtomicU64::new(0);
+/// Things besides timers that can wake a thread (device interrupts).
+/// While there are none, "every thread blocked, no timer" is a deadlock.
+static EVENT_SOURCES: AtomicUsize = AtomicUsize::new(0);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    NoSuchThread,
+    JoinSelf,
+    AlreadyJoined,
+    OutOfMemory,
+}
+
+type Guard = MutexGuard<'static, Option<Sched>>;
+
+impl Sched {
+    fn thread(&mut self, tid: Tid) -> &mut Thread {
+        self.threads.get_mut(&tid).expect("scheduler lost a thread")
+    }
+
+    fn make_ready(&mut self, tid: Tid) {
+        let Some(t) = self.threads.get_mut(&tid) else { return };
+        if t.state == State::Blocked {
+            t.state = State::Ready;
+            if let Some(d) = t.wake_at.take() {
+                self.sleepers.remove(&(d, tid));
+            }
+            self.ready.push_back(tid);
+        }
+    }
+
+    fn wake_sleepers(&mut self, now: u64) {
+        while let Some(&(d, tid)) = self.sleepers.first() {
+            if d > now {
+                break;
+            }
+            self.make_ready(tid);
+        }
+    }
+}
+
+fn lock() -> Guard {
+    SCHED.lock()
+}
+
+/// Adopts the running boot context as the main thread.
+pub fn init(boot_stack: (u64, u64)) {
+    let main = Box::new(Thread {
+        name: "main".into(),
+        state: State::Running,
+        sp: 0,
+        stack: None,
+        stack_range: boot_stack,
+        entry: None,
+        joiner: None,
+        detached: false,
+        wake_at: None,
+    });
+    let mut threads = BTreeMap::new();
+    threads.insert(MAIN_TID, main);
+    STACK_LO.store(boot_stack.0, Ordering::Relaxed);
+    STACK_HI.store(boot_stack.1, Ordering::Relaxed);
+    *lock() = Some(Sched {
+        threads,
+        current: MAIN_TID,
+        ready: VecDeque::new(),
+        sleepers: BTreeSet::new(),
+        reap: Vec::new(),
+        next_tid: MAIN_TID + 1,
+    });
+}
+
+/// Picks the next thread and switches to it. The current thread's state
+/// must already say why it stops (Ready and queued, Blocked, Exited).
+/// Interrupts are off (the caller holds an `IrqGuard`).
+fn reschedule(mut g: Guard) {
+    loop {
+        let s = g.as_mut().expect("scheduler not initialised");
+        s.wake_sleepers(platform().monotonic_ns());
+        if let Some(next) = s.ready.pop_front() {
+            let cur = s.current;
+            if next == cur {
+                s.thread(cur).state = State::Running;
+                return;
+            }
+            let (next_sp, range) = {
+                let t = s.thread(next);
+                t.state = State::Running;
+                (t.sp, t.stack_range)
+            };
+            let save: *mut u64 = &mut s.thread(cur).sp;
+            s.current = next;
+            STACK_LO.store(range.0, Ordering::Relaxed);
+            STACK_HI.store(range.1, Ordering::Relaxed);
+            drop(g);
+            // SAFETY: `save` points into a boxed Thread that stays in the map
+            // until it is reaped, which happens only after it has switched
+            // away; `next_sp` was saved by a previous switch or init_stack.
+            unsafe { arch::context::switch(save, next_sp) };
+            reap();
+            return;
+        }
+        if s.thread(s.current).state == State::Running {
+            return; // a yield with nobody else ready
+        }
+        let deadline = s.sleepers.first().map(|&(d, _)| d);
+        if deadline.is_none() && EVENT_SOURCES.load(Ordering::Relaxed) == 0 {
+            drop(g);
+            crate::exit::deadlock();
+        }
+        drop(g);
+        platform().wait_for_event(deadline);
+        g = lock();
+    }
+}
+
+/// Frees threads that exited detached. Runs on a different stack than theirs.
+fn reap() {
+    let mut g = lock();
+    let s = g.as_mut().unwrap();
+    let cur = s.current;
+    let dead: Vec<Tid> = s.reap.iter().copied().filter(|&t| t != cur).collect();
+    s.reap.retain(|&t| t == cur);
+    let freed: Vec<Box<Thread>> = dead.iter().filter_map(|t| s.threads.remove(t)).collect();
+    drop(g);
+    for t in freed {
+        free_stack(&t);
+    }
+}
+
+fn free_stack(t: &Thread) {
+    if let Some((base, n)) = t.stack {
+        mem::free_frames(base, n);
+    }
+}
+
+extern "C" fn thread_start(_: usize) -> ! {
+    reap();
+    let f = {
+        let mut g = lock();
+        let s = g.as_mut().unwrap();
+        let cur = s.current;
+        s.thread(cur).entry.take()
+    };
+    platform().irq_restore(true); // we arrive from `reschedule` with interrupts off
+    if let Some(f) = f {
+        f();
+    }
+    exit_current()
+}
+
+/// Starts a thread running `f` with a stack of `stack_size` bytes.
+pub fn spawn(name: String, stack_size: usize, f: Box<dyn FnOnce() + Send>) -> Result<Tid, Error> {
+    let frames = stack_size.max(16 * 1024).div_ceil(mem::frames::FRAME_SIZE as usize);
+    let base = mem::alloc_frames(frames, 1).ok_or(Error::OutOfMemory)?;
+    let top = base + (frames as u64) * mem::frames::FRAME_SIZE;
+    // SAFETY: the frames were just allocated for this stack alone.
+    let sp = unsafe { arch::context::init_stack(top, thread_start, 0) };
+    let _irq = IrqGuard::new();
+    let mut g = lock();
+    let s = g.as_mut().unwrap();
+    let tid = s.next_tid;
+    s.next_tid += 1;
+    s.threads.insert(
+        tid,
+        Box::new(Thread {
+            name,
+            state: State::Ready,
+            sp,
+            stack: Some((base, frames)),
+            stack_range: (base, top),
+            entry: Some(f),
+            joiner: None,
+            detached: false,
+            wake_at: None,
+        }),
+    );
+    s.ready.push_back(tid);
+    Ok(tid)
+}
+
+pub fn current() -> Tid {
+    lock().as_ref().map(|s| s.current).unwrap_or(MAIN_TID)
+}
+
+pub fn current_name() -> String {
+    let g = lock();
+    g.as_ref().and_then(|s| s.threads.get(&s.current)).map(|t| t.name.clone()).unwrap_or_else(|| "main".into())
+}
+
+/// Same as [`current_name`] but never blocks (for crash reports).
+pub fn try_current_name(out: &mut dyn FnMut(&str)) {
+    if let Some(g) = SCHED.try_lock() {
+        if let Some(t) = g.as_ref().and_then(|s| s.threads.get(&s.current)) {
+            out(&t.name);
+            return;
+        }
+    }
+    out("?");
+}
+
+/// Stack bounds of the running thread.
+pub fn current_stack() -> (u64, u64) {
+    (STACK_LO.load(Ordering::Relaxed), STACK_HI.load(Ordering::Relaxed))
+}
+
+pub fn yield_now() {
+    let _irq = IrqGuard::new();
+    let mut g = lock();
+    let s = g.as_mut().unwrap();
+    let cur = s.current;
+    s.thread(cur).state = State::Ready;
+    s.ready.push_back(cur);
+    reschedule(g);
+}
+
+/// Blocks the current thread until the monotonic clock reaches `deadline_ns`.
+pub fn sleep_until(deadline_ns: u64) {
+    let _irq = IrqGuard::new();
+    if platform().monotonic_ns() >= deadline_ns {
+        drop(_irq);
+        yield_now();
+        return;
+    }
+    let mut g = lock();
+    let s = g.as_mut().unwrap();
+    let cur = s.current;
+    block_locked(s, cur, Some(deadline_ns));
+    reschedule(g);
+}
+
+fn block_locked(s: &mut Sched, tid: Tid, deadline: Option<u64>) {
+    let t = s.thread(tid);
+    t.state = State::Blocked;
+    t.wake_at = deadline;
+    if let Some(d) = deadline {
+        s.sleepers.insert((d, tid));
+    }
+}
+
+/// Marks the current thread exited, wakes its joiner and never returns.
+pub fn exit_current() -> ! {
+    core::mem::forget(IrqGuard::new()); // interrupts stay off until the switch
+    let mut g = lock();
+    let s = g.as_mut().unwrap();
+    let cur = s.current;
+    if cur == MAIN_TID {
+        drop(g);
+        crate::exit::exit(0);
+    }
+    let t = s.thread(cur);
+    t.state = State::Exited;
+    let joiner = t.joiner.take();
+    if t.detached {
+        s.reap.push(cur);
+    }
+    if let Some(j) = joiner {
+        s.make_ready(j);
+    }
+    reschedule(g);
+    unreachable!("an exited thread was scheduled again");
+}
+
+/// Waits for thread `tid` to exit and frees it.
+pub fn join(tid: Tid) -> Result<(), Error> {
+    loop {
+        let _irq = IrqGuard::new();
+        let mut g = lock();
+        let s = g.as_mut().unwrap();
+        let cur = s.current;
+        if tid == cur {
+            return Err(Error::JoinSelf);
+        }
+        let t = s.threads.get_mut(&tid).ok_or(Error::NoSuchThread)?;
+        if t.state == State::Exited {
+            let t = s.threads.remove(&tid).unwrap();
+            drop(g);
+            free_stack(&t);
+            return Ok(());
+        }
+        match t.joiner {
+            Some(j) if j != cur => return Err(Error::AlreadyJoined),
+            _ => t.joiner = Some(cur),
+        }
+        block_locked(s, cur, None);
+        reschedule(g);
+    }
+}
+
+/// Lets thread `tid` be freed as soon as it exits, without a join.
+pub fn detach(tid: Tid) {
+    let _irq = IrqGuard::new();
+    let mut g = lock();
+    let s = g.as_mut().unwrap();
+    let Some(t) = s.threads.get_mut(&tid) else { return };
+    if t.state == State::Exited {
+        let t = s.threads.remove(&tid).unwrap();
+        drop(g);
+        free_stack(&t);
+    } else {
+        t.detached = true;
+    }
+}
+
+/// Number of threads that exist (running, ready, blocked or unjoined).
+pub fn thread_count() -> usize {
+    lock().as_ref().map(|s| s.threads.len()).unwrap_or(0)
+}
+
+pub fn register_event_source() {
+    EVENT_SOURCES.fetch_add(1, Ordering::Relaxed);
+}
+
+pub fn unregister_event_source() {
+    EVENT_SOURCES.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Blocks the current thread on a wait queue's behalf; see `sync::WaitQueue`.
+pub(crate) fn block_current_and_reschedule(mut g: Guard, deadline: Option<u64>) {
+    let s = g.as_mut().unwrap();
+    let cur = s.current;
+    block_locked(s, cur, deadline);
+    reschedule(g);
+}
+
+pub(crate) fn lock_sched() -> Guard {
+    lock()
+}
+
+pub(crate) fn wake_locked(g: &mut Guard, tid: Tid) {
+    if let Some(s) = g.as_mut() {
+        s.make_ready(tid);
+    }
+}
+
+pub(crate) fn current_locked(g: &Guard) -> Tid {
+    g.as_ref().map(|s| s.current).unwrap_or(MAIN_TID)
+}

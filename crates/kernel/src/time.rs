@@ -1,0 +1,16 @@
+//! Time: a monotonic clock that starts at the first instruction of the boot
+//! entry, wall-clock time, and sleeping.
+use crate::platform::platform;
+
+pub fn monotonic_ns() -> u64 {
+    platform().monotonic_ns()
+}
+
+pub fn wall_clock_ns() -> u64 {
+    platform().wall_clock_ns()
+}
+
+/// Blocks the calling thread for at least `ns` nanoseconds.
+pub fn sleep_ns(ns: u64) {
+    crate::sched::sleep_until(monotonic_ns().saturating_add(ns));
+}

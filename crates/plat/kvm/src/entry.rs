@@ -1,0 +1,143 @@
+//! PVH entry: the hypervisor jumps to `pvh_start32` in 32-bit protected mode,
+//! paging off, with `ebx` = physical address of `hvm_start_info`. The stub
+//! records the TSC (boot time zero), identity-maps 4 GiB with 2 MiB pages,
+//! enters long mode and calls `kvm_main`. The kernel replaces these tables
+//! with its own as soon as it has a frame allocator, and frees them.
+use core::arch::global_asm;
+
+/// XEN_ELFNOTE_PHYS32_ENTRY: the note QEMU, Firecracker and Xen look for.
+const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
+
+global_asm!(
+    r#"
+    .section .note.pvh, "a", @note
+    .p2align 2
+    .long 4
+    .long 4
+    .long {note_type}
+    .asciz "Xen"
+    .p2align 2
+    .long pvh_start32
+    .p2align 2
+
+    .section .bss.boot_pt, "aw", @nobits
+    .p2align 12
+boot_pml4: .skip 4096
+boot_pdpt: .skip 4096
+boot_pd:   .skip 4 * 4096
+
+    .section .bss.boot_stack, "aw", @nobits
+    .p2align 4
+    .global unikit_boot_stack_bottom
+unikit_boot_stack_bottom:
+    .skip 64 * 1024
+    .global unikit_boot_stack_top
+unikit_boot_stack_top:
+
+    .section .data.boot, "aw"
+    .p2align 3
+    .global unikit_boot_tsc
+unikit_boot_tsc: .quad 0
+    .global unikit_start_info
+unikit_start_info: .quad 0
+boot_gdt:
+    .quad 0
+    .quad 0x00af9a000000ffff
+    .quad 0x00cf92000000ffff
+boot_gdt_ptr:
+    .word 23
+    .long boot_gdt
+
+    .section .text.boot, "ax"
+    .code32
+    .global pvh_start32
+pvh_start32:
+    rdtsc
+    movl %eax, unikit_boot_tsc
+    movl %edx, unikit_boot_tsc + 4
+    movl %ebx, unikit_start_info
+    cli
+    cld
+    movl $unikit_boot_stack_top, %esp
+
+    /* PD entries: 2048 x 2 MiB pages = 4 GiB, present | writable | huge */
+    xorl %ecx, %ecx
+1:  movl %ecx, %eax
+    shll $21, %eax
+    orl $0x83, %eax
+    movl %ecx, %edx
+    shrl $11, %edx
+    movl %eax, boot_pd(,%ecx,8)
+    movl %edx, boot_pd + 4(,%ecx,8)
+    incl %ecx
+    cmpl $2048, %ecx
+    jne 1b
+
+    movl $boot_pd + 0x0003, boot_pdpt
+    movl $boot_pd + 0x1003, boot_pdpt + 8
+    movl $boot_pd + 0x2003, boot_pdpt + 16
+    movl $boot_pd + 0x3003, boot_pdpt + 24
+    movl $boot_pdpt + 3, boot_pml4
+
+    movl %cr4, %eax
+    orl $(1 << 5), %eax             /* PAE */
+    movl %eax, %cr4
+    movl $boot_pml4, %eax
+    movl %eax, %cr3
+    movl $0xc0000080, %ecx          /* EFER */
+    rdmsr
+    orl $((1 << 8) | (1 << 11)), %eax   /* LME | NXE */
+    wrmsr
+    movl %cr0, %eax
+    orl $((1 << 31) | (1 << 16) | 1), %eax  /* PG | WP | PE */
+    movl %eax, %cr0
+    lgdt boot_gdt_ptr
+    ljmp $0x08, $2f
+
+    .code64
+2:  movw $0x10, %ax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    xorl %eax, %eax
+    movw %ax, %fs
+    movw %ax, %gs
+    movq $unikit_boot_stack_top, %rsp
+    movl unikit_start_info(%rip), %edi
+    xorl %ebp, %ebp
+    call {main}
+3:  hlt
+    jmp 3b
+    .text
+    "#,
+    note_type = const XEN_ELFNOTE_PHYS32_ENTRY,
+    main = sym crate::kvm_main,
+    options(att_syntax)
+);
+
+unsafe extern "C" {
+    pub static unikit_boot_tsc: u64;
+    pub static unikit_boot_stack_bottom: u8;
+    pub static unikit_boot_stack_top: u8;
+    pub static __kernel_start: u8;
+    pub static __kernel_end: u8;
+    pub static __boot_pt_start: u8;
+    pub static __boot_pt_end: u8;
+}
+
+pub fn boot_tsc() -> u64 {
+    // SAFETY: written once by the entry stub before any Rust code runs.
+    unsafe { core::ptr::read_volatile(&raw const unikit_boot_tsc) }
+}
+
+pub fn boot_stack() -> (u64, u64) {
+    (&raw const unikit_boot_stack_bottom as u64, &raw const unikit_boot_stack_top as u64)
+}
+
+pub fn kernel_image() -> (u64, u64) {
+    (&raw const __kernel_start as u64, &raw const __kernel_end as u64)
+}
+
+pub fn boot_page_tables() -> (u64, u64) {
+    (&raw const __boot_pt_start as u64, &raw const __boot_pt_end as u64)
+}

@@ -1,0 +1,196 @@
+//! The kvm platform: unikit as an x86_64 virtual machine booted through PVH
+//! (QEMU `-kernel` on q35 or microvm, Firecracker >= 1.12, cloud-hypervisor).
+//!
+//! Boot: `entry` (32-bit stub) -> [`kvm_main`]: CPU tables, memory map,
+//! frame allocator, the kernel's own page tables, then the kernel core.
+#![no_std]
+
+mod clock;
+mod entry;
+mod start_info;
+
+use arch::hypervisor::Hypervisor;
+use arch::idt::TrapFrame;
+use arch::paging::{AddressSpace, Flags, FrameSource, PAGE_SIZE};
+use core::fmt::Write;
+use drivers::pc::uart16550::{Uart16550, COM1};
+use spin::Once;
+use unikit_kernel::boot::{Args, BootInfo};
+use unikit_kernel::mem::Region;
+use unikit_kernel::platform::{set_platform, Platform};
+
+const TIMER_VECTOR: u8 = 0x20;
+const SPURIOUS_VECTOR: u8 = 0xff;
+
+pub struct Kvm {
+    hypervisor: Once<(Hypervisor, u32)>,
+}
+
+static KVM: Kvm = Kvm { hypervisor: Once::new() };
+static KVM_DYN: &dyn Platform = &KVM;
+// SAFETY: COM1 is the 16550 every PC-shaped VM (and Firecracker) provides.
+static UART: Uart16550 = unsafe { Uart16550::new(COM1) };
+static UART_READY: Once<()> = Once::new();
+static ADDRESS_SPACE: Once<u64> = Once::new();
+
+fn hypervisor() -> (Hypervisor, u32) {
+    *KVM.hypervisor.call_once(arch::hypervisor::detect)
+}
+
+impl Platform for Kvm {
+    fn name(&self) -> &'static str {
+        "kvm"
+    }
+
+    fn console_write(&self, bytes: &[u8]) {
+        UART_READY.call_once(|| UART.init());
+        UART.write(bytes);
+    }
+
+    fn monotonic_ns(&self) -> u64 {
+        clock::monotonic_ns()
+    }
+
+    fn wall_clock_ns(&self) -> u64 {
+        clock::wall_clock_ns()
+    }
+
+    fn wait_for_event(&self, deadline_ns: Option<u64>) {
+        clock::wait(deadline_ns);
+    }
+
+    fn irq_save(&self) -> bool {
+        arch::cpu::irq_save()
+    }
+
+    fn irq_restore(&self, was_enabled: bool) {
+        arch::cpu::irq_restore(was_enabled)
+    }
+
+    fn shutdown(&self, code: i32) -> ! {
+        shutdown(code)
+    }
+
+    fn virt_to_phys(&self, vaddr: u64) -> Option<u64> {
+        ADDRESS_SPACE.get()?;
+        AddressSpace::current().translate(vaddr)
+    }
+
+    fn describe(&self, out: &mut dyn Write) -> core::fmt::Result {
+        clock::describe(out)
+    }
+}
+
+/// Stops the VM. The exit marker has already told the host the code; these
+/// are the ways to make the hypervisor stop, most specific first.
+fn shutdown(code: i32) -> ! {
+    // SAFETY: each write targets a device that, when present, stops the VM,
+    // and is ignored when absent.
+    unsafe {
+        // QEMU isa-debug-exit: QEMU exits with status (code << 1) | 1.
+        arch::io::outb(0xf4, code as u8);
+        // ACPI S5 on QEMU q35 (ICH9 PM1a_CNT at 0x604) and on piix (0xb004).
+        arch::io::outw(0x604, 0x2000);
+        arch::io::outw(0xb004, 0x2000);
+        // i8042 reset line: Firecracker stops; QEMU with -no-reboot exits.
+        arch::io::outb(0x64, 0xfe);
+    }
+    arch::cpu::halt_forever()
+}
+
+struct KernelFrames;
+impl FrameSource for KernelFrames {
+    fn alloc_zeroed_frame(&mut self) -> Option<u64> {
+        unikit_kernel::mem::alloc_zeroed_frame()
+    }
+}
+
+/// Early fatal error: there is no kernel yet to report it.
+fn early_fail(args: core::fmt::Arguments) -> ! {
+    let _ = write!(unikit_kernel::console::BootLogWriter, "unikit: fatal boot error: {args}\n");
+    shutdown(unikit_kernel::exit::EXIT_PANIC)
+}
+
+fn trap(frame: &mut TrapFrame) {
+    match frame.vector {
+        v if v < 32 => {
+            let fault_addr = (v == arch::idt::PAGE_FAULT).then(arch::cpu::read_cr2);
+            unikit_kernel::exit::exception(&unikit_kernel::exit::Exception {
+                vector: v,
+                name: arch::idt::EXCEPTION_NAMES[v as usize],
+                rip: frame.rip,
+                rsp: frame.rsp,
+                rbp: frame.rbp,
+                error_code: frame.error_code,
+                fault_addr,
+            })
+        }
+        v if v == SPURIOUS_VECTOR as u64 => {}
+        _ => clock::eoi(), // timer: waking the idle wait is all it has to do
+    }
+}
+
+/// Rust entry, called by the PVH stub on the boot stack with paging on.
+pub extern "C" fn kvm_main(start_info: u64) -> ! {
+    set_platform(&KVM_DYN);
+    // SAFETY: boot CPU, interrupts off, before anything else uses the tables.
+    unsafe {
+        arch::gdt::init();
+        arch::idt::init(trap);
+    }
+    // SAFETY: the PVH contract: ebx (passed through) points at start_info.
+    let params = match unsafe { start_info::parse(start_info) } {
+        Ok(p) => p,
+        Err(e) => early_fail(format_args!("bad PVH start_info: {e:?}")),
+    };
+    let ram = &params.ram[..params.nr_ram];
+    let (img_lo, img_hi) = entry::kernel_image();
+    let mut reserved = [Region::new(0, 0); 4];
+    reserved[0] = Region::new(img_lo, img_hi);
+    reserved[1..].copy_from_slice(&params.boot_data);
+    // SAFETY: RAM from the memory map, identity mapped by the boot tables
+    // (first 4 GiB) minus what holds the kernel and the boot data.
+    if let Err(e) = unsafe { unikit_kernel::mem::init(ram, &reserved) } {
+        early_fail(format_args!("memory init: {e:?}"));
+    }
+    build_page_tables(ram, &reserved);
+
+    let (hv, _) = hypervisor();
+    arch::cpu::irq_restore(true);
+    unikit_kernel::boot::start(BootInfo {
+        args: Args::Kernel(params.cmdline),
+        hypervisor: hv.name(),
+        boot_stack: entry::boot_stack(),
+    })
+}
+
+/// Builds the kernel's own identity map (RAM and boot data; page 0 left
+/// unmapped so null dereferences fault; the local APIC uncached), switches
+/// to it and returns the boot stub's tables to the frame allocator.
+fn build_page_tables(ram: &[Region], reserved: &[Region]) {
+    let mut frames = KernelFrames;
+    fn fail<T>(e: arch::paging::MapError) -> T {
+        early_fail(format_args!("building page tables: {e:?}"))
+    }
+    let mut aspace = AddressSpace::new(&mut frames).unwrap_or_else(fail);
+    for r in ram.iter().chain(reserved.iter()).filter(|r| !r.is_empty()) {
+        let start = (r.start / PAGE_SIZE * PAGE_SIZE).max(PAGE_SIZE);
+        let end = r.end.div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        if end > start {
+            // SAFETY: tables come from the frame allocator, identity mapped.
+            unsafe { aspace.identity_map(start, end - start, Flags::RAM, &mut frames) }.unwrap_or_else(fail);
+        }
+    }
+    let apic = arch::apic::LocalApic::mmio_base();
+    // SAFETY: as above; the APIC page is device memory.
+    unsafe { aspace.identity_map(apic, PAGE_SIZE, Flags::DEVICE, &mut frames) }.unwrap_or_else(fail);
+    // SAFETY: every page the kernel uses (image, stacks, heap, boot data) is mapped.
+    unsafe { aspace.activate() };
+    ADDRESS_SPACE.call_once(|| aspace.root());
+    let (lo, hi) = entry::boot_page_tables();
+    unikit_kernel::mem::free_frames(lo, ((hi - lo) / PAGE_SIZE) as usize);
+}
+
+pub(crate) fn timer_vectors() -> (u8, u8) {
+    (TIMER_VECTOR, SPURIOUS_VECTOR)
+}

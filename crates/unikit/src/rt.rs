@@ -1,0 +1,43 @@
+//! Glue between `#[unikit::main]` and the kernel.
+use core::fmt::Debug;
+
+/// What `main` may return, as in `std::process::Termination`.
+pub trait Termination {
+    fn report(self) -> i32;
+}
+
+impl Termination for () {
+    fn report(self) -> i32 {
+        0
+    }
+}
+
+impl Termination for i32 {
+    fn report(self) -> i32 {
+        self
+    }
+}
+
+impl Termination for u8 {
+    fn report(self) -> i32 {
+        self as i32
+    }
+}
+
+impl<T: Termination, E: Debug> Termination for Result<T, E> {
+    fn report(self) -> i32 {
+        match self {
+            Ok(v) => v.report(),
+            Err(e) => {
+                crate::eprintln!("Error: {e:?}");
+                1
+            }
+        }
+    }
+}
+
+pub fn run<T: Termination>(crate_name: &'static str, main: fn() -> T) -> i32 {
+    unikit_kernel::boot::set_default_program(crate_name);
+    unikit_kernel::boot::mark_main_entered();
+    main().report()
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what unikit needs on a Debian 12 host: QEMU (from bookworm-backports when
+# available, for QEMU 10), the Rust targets, and cargo-nextest. Idempotent.
+set -euo pipefail
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+need_pkgs=()
+command -v qemu-system-x86_64 >/dev/null || need_pkgs+=(qemu-system-x86 qemu-system-data)
+[ -e /usr/share/qemu/qboot.rom ] || need_pkgs+=(qemu-system-data)
+
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+    # Enable bookworm-backports by reusing the mirror this machine already uses:
+    # never hard-code a registry host name here.
+    if grep -q 'bookworm' /etc/os-release 2>/dev/null && \
+       ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+        uri=$(grep -rhs -E '^(URIs:|deb )' /etc/apt/sources.list.d/debian.sources /etc/apt/sources.list 2>/dev/null \
+              | grep -v security | grep -o -E 'https?://[^ ]+/debian/?' | head -n1 || true)
+        if [ -n "$uri" ]; then
+            echo "deb $uri bookworm-backports main" | $SUDO tee /etc/apt/sources.list.d/unikit-backports.list >/dev/null
+        fi
+    fi
+    $SUDO apt-get update -qq
+    if grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t bookworm-backports \
+            --no-install-recommends "${need_pkgs[@]}" \
+        || $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}"
+    else
+        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}"
+    fi
+fi
+
+rustup target add x86_64-unknown-none >/dev/null 2>&1 || rustup target add x86_64-unknown-none
+command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
+echo "setup: $(qemu-system-x86_64 --version | head -n1); rust $(rustc --version | cut -d' ' -f2)"

@@ -1,0 +1,4 @@
+#![no_std]
+#![no_main]
+#[unikit::main]
+fn main() {}
