@@ -26,7 +26,7 @@ static CMDLINE: spin::Once<CommandLine> = spin::Once::new();
 static PROGRAM: spin::Once<String> = spin::Once::new();
 static QUIET: AtomicBool = AtomicBool::new(false);
 static BOOTSTATS: AtomicBool = AtomicBool::new(false);
-static MAIN_NS: AtomicU64 = AtomicU64::new(0);
+static MAIN_RAW: AtomicU64 = AtomicU64::new(0);
 
 const KNOWN_OPTIONS: &[&str] = &["unikit.quiet", "unikit.bootstats"];
 
@@ -80,12 +80,12 @@ fn boot_log(hypervisor: &str, cl: &CommandLine) {
 
 /// Called by the app runtime just before the app's `main` runs.
 pub fn mark_main_entered() {
-    MAIN_NS.store(platform().monotonic_ns(), Ordering::Relaxed);
+    MAIN_RAW.store(platform().raw_timestamp(), Ordering::Relaxed);
 }
 
 /// Nanoseconds from the first boot instruction to `main`.
 pub fn boot_time_ns() -> u64 {
-    MAIN_NS.load(Ordering::Relaxed)
+    platform().raw_to_ns(MAIN_RAW.load(Ordering::Relaxed))
 }
 
 pub(crate) fn print_exit_stats() {

@@ -10,6 +10,15 @@ pub trait Platform: Sync {
     fn console_write(&self, bytes: &[u8]);
     /// Nanoseconds since the first instruction of the boot entry.
     fn monotonic_ns(&self) -> u64;
+    /// A cheap raw timestamp (e.g. TSC ticks since boot) for measuring
+    /// boot time without forcing clock calibration during boot.
+    fn raw_timestamp(&self) -> u64 {
+        self.monotonic_ns()
+    }
+    /// Converts a [`Platform::raw_timestamp`] to nanoseconds since boot.
+    fn raw_to_ns(&self, raw: u64) -> u64 {
+        raw
+    }
     /// Nanoseconds since the Unix epoch.
     fn wall_clock_ns(&self) -> u64;
     /// Called with interrupts disabled when no thread can run: returns after

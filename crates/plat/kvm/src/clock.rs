@@ -82,6 +82,10 @@ fn kvmclock_tsc_hz() -> Option<u64> {
     Some(hz as u64)
 }
 
+pub fn ticks_to_ns(ticks: u64) -> u64 {
+    tsc().scale.ticks_to_ns(ticks)
+}
+
 pub fn monotonic_ns() -> u64 {
     tsc().scale.ticks_to_ns(rdtsc().wrapping_sub(boot_tsc()))
 }
@@ -136,5 +140,6 @@ pub fn wait(deadline: Option<u64>) {
 pub fn describe(out: &mut dyn Write) -> core::fmt::Result {
     let c = tsc();
     write!(out, ", TSC {}.{:02} GHz ({})", c.scale.hz / 1_000_000_000, c.scale.hz / 10_000_000 % 100, c.source)?;
-    write!(out, ", {}", if LocalApic::has_x2apic() { "x2APIC" } else { "xAPIC" })
+    let deadline = cpuid(1, 0).ecx & (1 << 24) != 0;
+    write!(out, ", {}{}", if LocalApic::has_x2apic() { "x2APIC" } else { "xAPIC" }, if deadline { " TSC-deadline" } else { "" })
 }

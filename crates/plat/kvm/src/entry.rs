@@ -1,6 +1,6 @@
 //! PVH entry: the hypervisor jumps to `pvh_start32` in 32-bit protected mode,
 //! paging off, with `ebx` = physical address of `hvm_start_info`. The stub
-//! records the TSC (boot time zero), identity-maps 4 GiB with 2 MiB pages,
+//! records the TSC (boot time zero), identity-maps 1 GiB with 2 MiB pages,
 //! enters long mode and calls `kvm_main`. The kernel replaces these tables
 //! with its own as soon as it has a frame allocator, and frees them.
 use core::arch::global_asm;
@@ -20,11 +20,25 @@ global_asm!(
     .long pvh_start32
     .p2align 2
 
+    /* Boot page tables. The PD is prebuilt in the image: code that runs
+       with paging off is emulated instruction by instruction on some
+       hypervisors (e.g. page-table-based nested KVM), so a loop that fills
+       512 entries at boot would cost far more than 4 KiB of image. */
     .section .bss.boot_pt, "aw", @nobits
     .p2align 12
-boot_pml4: .skip 4096
-boot_pdpt: .skip 4096
-boot_pd:   .skip 4 * 4096
+    .global unikit_boot_pml4
+unikit_boot_pml4: .skip 4096
+    .global unikit_boot_pdpt
+unikit_boot_pdpt: .skip 4096
+    .section .data.boot_pt, "aw"
+    .p2align 12
+    .global unikit_boot_pd
+unikit_boot_pd:
+    .set i, 0
+    .rept 512
+    .quad (i << 21) | 0xe3  /* present, writable, accessed, dirty, 2 MiB */
+    .set i, i + 1
+    .endr
 
     .section .bss.boot_stack, "aw", @nobits
     .p2align 4
@@ -60,29 +74,14 @@ pvh_start32:
     cld
     movl $unikit_boot_stack_top, %esp
 
-    /* PD entries: 2048 x 2 MiB pages = 4 GiB, present | writable | huge */
-    xorl %ecx, %ecx
-1:  movl %ecx, %eax
-    shll $21, %eax
-    orl $0x83, %eax
-    movl %ecx, %edx
-    shrl $11, %edx
-    movl %eax, boot_pd(,%ecx,8)
-    movl %edx, boot_pd + 4(,%ecx,8)
-    incl %ecx
-    cmpl $2048, %ecx
-    jne 1b
-
-    movl $boot_pd + 0x0003, boot_pdpt
-    movl $boot_pd + 0x1003, boot_pdpt + 8
-    movl $boot_pd + 0x2003, boot_pdpt + 16
-    movl $boot_pd + 0x3003, boot_pdpt + 24
-    movl $boot_pdpt + 3, boot_pml4
+    /* Identity-map the first 1 GiB (kernel, boot data, low RAM). */
+    movl $unikit_boot_pd + 0x23, unikit_boot_pdpt
+    movl $unikit_boot_pdpt + 0x23, unikit_boot_pml4
 
     movl %cr4, %eax
     orl $(1 << 5), %eax             /* PAE */
     movl %eax, %cr4
-    movl $boot_pml4, %eax
+    movl $unikit_boot_pml4, %eax
     movl %eax, %cr3
     movl $0xc0000080, %ecx          /* EFER */
     rdmsr
@@ -121,8 +120,9 @@ unsafe extern "C" {
     pub static unikit_boot_stack_top: u8;
     pub static __kernel_start: u8;
     pub static __kernel_end: u8;
-    pub static __boot_pt_start: u8;
-    pub static __boot_pt_end: u8;
+    pub static unikit_boot_pml4: u8;
+    pub static unikit_boot_pdpt: u8;
+    pub static unikit_boot_pd: u8;
 }
 
 pub fn boot_tsc() -> u64 {
@@ -138,6 +138,7 @@ pub fn kernel_image() -> (u64, u64) {
     (&raw const __kernel_start as u64, &raw const __kernel_end as u64)
 }
 
-pub fn boot_page_tables() -> (u64, u64) {
-    (&raw const __boot_pt_start as u64, &raw const __boot_pt_end as u64)
+/// The three 4 KiB pages of the boot stub's page tables.
+pub fn boot_page_tables() -> [u64; 3] {
+    [&raw const unikit_boot_pml4 as u64, &raw const unikit_boot_pdpt as u64, &raw const unikit_boot_pd as u64]
 }

@@ -51,6 +51,14 @@ impl Platform for Kvm {
         clock::monotonic_ns()
     }
 
+    fn raw_timestamp(&self) -> u64 {
+        arch::cpu::rdtsc().wrapping_sub(entry::boot_tsc())
+    }
+
+    fn raw_to_ns(&self, raw: u64) -> u64 {
+        clock::ticks_to_ns(raw)
+    }
+
     fn wall_clock_ns(&self) -> u64 {
         clock::wall_clock_ns()
     }
@@ -187,8 +195,9 @@ fn build_page_tables(ram: &[Region], reserved: &[Region]) {
     // SAFETY: every page the kernel uses (image, stacks, heap, boot data) is mapped.
     unsafe { aspace.activate() };
     ADDRESS_SPACE.call_once(|| aspace.root());
-    let (lo, hi) = entry::boot_page_tables();
-    unikit_kernel::mem::free_frames(lo, ((hi - lo) / PAGE_SIZE) as usize);
+    for page in entry::boot_page_tables() {
+        unikit_kernel::mem::free_frames(page, 1);
+    }
 }
 
 pub(crate) fn timer_vectors() -> (u8, u8) {

@@ -39,7 +39,7 @@ pub struct BootParams {
 
 #[derive(Debug)]
 pub enum Error {
-    BadMagic(u32),
+    BadMagic(#[allow(dead_code)] u32),
     NoMemoryMap,
 }
 
