@@ -110,39 +110,51 @@ struct Gate {
 
 static mut IDT: [Gate; 256] = [Gate { off_lo: 0, sel: 0, ist: 0, attr: 0, off_mid: 0, off_hi: 0, _r: 0 }; 256];
 
-/// Fills and loads the IDT; every trap goes to `handler`.
+/// Loads the IDT with gates for the 32 CPU exceptions and the spurious
+/// vector (0xff); every trap goes to `handler`. Other vectors get a gate
+/// when a driver asks for one ([`enable_vector`]): fewer instructions at
+/// boot, and a stray interrupt on an unused vector faults visibly (#GP).
 ///
 /// # Safety
 /// Call on the boot CPU after [`crate::gdt::init`], before enabling interrupts.
 pub unsafe fn init(handler: fn(&mut TrapFrame)) {
     HANDLER.store(handler as *const () as usize, Ordering::Relaxed);
-    // SAFETY: the stubs symbol is defined above; single-threaded early boot.
+    for v in (0..32).chain([0xff]) {
+        // SAFETY: forwarded contract.
+        unsafe { enable_vector(v) };
+    }
+    #[repr(C, packed)]
+    struct Pointer {
+        limit: u16,
+        base: u64,
+    }
+    let ptr = Pointer { limit: (core::mem::size_of::<[Gate; 256]>() - 1) as u16, base: &raw const IDT as u64 };
+    // SAFETY: the IDT is a static that lives forever.
+    unsafe { asm!("lidt [{}]", in(reg) &ptr, options(readonly, nostack, preserves_flags)) };
+}
+
+/// Installs the gate for `vector` (all vectors share the one handler).
+///
+/// # Safety
+/// Single CPU, and the handler must be ready for this vector.
+pub unsafe fn enable_vector(vector: u8) {
+    let v = vector as usize;
+    // SAFETY: the stubs symbol is defined above; the caller serialises writers.
     unsafe {
-        let base = &raw const unikit_isr_stubs as u64;
-        let idt = &mut *(&raw mut IDT);
-        for (v, gate) in idt.iter_mut().enumerate() {
-            let addr = base + 16 * v as u64;
-            // Faults that may arrive on a broken stack run on the emergency stack.
-            let ist = match v {
-                2 | 8 | 14 | 18 => IST_EMERGENCY,
-                _ => 0,
-            };
-            *gate = Gate {
-                off_lo: addr as u16,
-                sel: KERNEL_CS,
-                ist,
-                attr: 0x8e, // present, DPL0, 64-bit interrupt gate
-                off_mid: (addr >> 16) as u16,
-                off_hi: (addr >> 32) as u32,
-                _r: 0,
-            };
-        }
-        #[repr(C, packed)]
-        struct Pointer {
-            limit: u16,
-            base: u64,
-        }
-        let ptr = Pointer { limit: (core::mem::size_of::<[Gate; 256]>() - 1) as u16, base: idt.as_ptr() as u64 };
-        asm!("lidt [{}]", in(reg) &ptr, options(readonly, nostack, preserves_flags));
+        let addr = &raw const unikit_isr_stubs as u64 + 16 * v as u64;
+        // Faults that may arrive on a broken stack run on the emergency stack.
+        let ist = match v {
+            2 | 8 | 14 | 18 => IST_EMERGENCY,
+            _ => 0,
+        };
+        (*(&raw mut IDT))[v] = Gate {
+            off_lo: addr as u16,
+            sel: KERNEL_CS,
+            ist,
+            attr: 0x8e, // present, DPL0, 64-bit interrupt gate
+            off_mid: (addr >> 16) as u16,
+            off_hi: (addr >> 32) as u32,
+            _r: 0,
+        };
     }
 }

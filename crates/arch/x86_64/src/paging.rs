@@ -8,6 +8,8 @@ const PRESENT: u64 = 1 << 0;
 const WRITABLE: u64 = 1 << 1;
 const PWT: u64 = 1 << 3;
 const PCD: u64 = 1 << 4;
+const ACCESSED: u64 = 1 << 5;
+const DIRTY: u64 = 1 << 6;
 const HUGE: u64 = 1 << 7;
 const NO_EXECUTE: u64 = 1 << 63;
 const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
@@ -70,7 +72,9 @@ impl AddressSpace {
     }
 
     /// Identity-maps `[start, start + len)`, both 4 KiB aligned, using 2 MiB
-    /// pages wherever alignment allows.
+    /// pages wherever alignment allows. Entries are written with the
+    /// accessed and dirty bits already set, which spares shadow-paging
+    /// hypervisors an assist on first use.
     ///
     /// # Safety
     /// The tables must be identity mapped and owned by this address space.
@@ -79,17 +83,35 @@ impl AddressSpace {
             return Err(MapError::Unaligned);
         }
         let end = start + len;
+        let bits = flags.bits() | ACCESSED | DIRTY;
         let mut addr = start;
         while addr < end {
             let huge = addr % HUGE_PAGE_SIZE == 0 && end - addr >= HUGE_PAGE_SIZE;
+            let (shift, size) = if huge { (21, HUGE_PAGE_SIZE) } else { (12, PAGE_SIZE) };
             // SAFETY: forwarded contract.
-            unsafe { self.map_one(addr, huge, flags.bits(), frames)? };
-            addr += if huge { HUGE_PAGE_SIZE } else { PAGE_SIZE };
+            let Some(table) = (unsafe { self.leaf_table(addr, huge, frames)? }) else {
+                addr = (addr / HUGE_PAGE_SIZE + 1) * HUGE_PAGE_SIZE; // already a 2 MiB page
+                continue;
+            };
+            // Fill this leaf table in one go.
+            let mut idx = ((addr >> shift) & 0x1ff) as usize;
+            while idx < 512 && addr < end {
+                if huge != (addr % HUGE_PAGE_SIZE == 0 && end - addr >= HUGE_PAGE_SIZE) {
+                    break;
+                }
+                // SAFETY: `table` is an identity-mapped page-table frame we own.
+                unsafe { *((table as *mut u64).add(idx)) = addr | bits | if huge { HUGE } else { 0 } };
+                idx += 1;
+                addr += size;
+            }
         }
         Ok(())
     }
 
-    unsafe fn map_one(&mut self, addr: u64, huge: bool, bits: u64, frames: &mut dyn FrameSource) -> Result<(), MapError> {
+    /// The table holding the leaf entry for `addr` (a PD for 2 MiB pages, a
+    /// PT for 4 KiB ones), creating intermediate tables; `None` when `addr`
+    /// is already inside a 2 MiB page.
+    unsafe fn leaf_table(&mut self, addr: u64, huge: bool, frames: &mut dyn FrameSource) -> Result<Option<u64>, MapError> {
         let mut table = self.pml4;
         let levels: &[u32] = if huge { &[39, 30] } else { &[39, 30, 21] };
         for &shift in levels {
@@ -98,17 +120,13 @@ impl AddressSpace {
             let entry = unsafe { &mut *((table as *mut u64).add(idx)) };
             if *entry & PRESENT == 0 {
                 let f = frames.alloc_zeroed_frame().ok_or(MapError::OutOfFrames)?;
-                *entry = f | PRESENT | WRITABLE; // leaf entries decide the real permissions
+                *entry = f | PRESENT | WRITABLE | ACCESSED; // leaf entries decide the real permissions
             } else if *entry & HUGE != 0 {
-                return Ok(()); // already covered by a larger page
+                return Ok(None);
             }
             table = *entry & ADDR_MASK;
         }
-        let shift = if huge { 21 } else { 12 };
-        let idx = ((addr >> shift) & 0x1ff) as usize;
-        // SAFETY: as above.
-        unsafe { *((table as *mut u64).add(idx)) = addr | bits | if huge { HUGE } else { 0 } };
-        Ok(())
+        Ok(Some(table))
     }
 
     /// Physical address `vaddr` maps to, if mapped.

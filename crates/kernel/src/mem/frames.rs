@@ -28,17 +28,6 @@ impl<'a> FrameAllocator<'a> {
         self.bitmap[i / 64] & (1 << (i % 64)) != 0
     }
 
-    fn set(&mut self, i: usize, used: bool) {
-        let was = self.is_used(i);
-        if used && !was {
-            self.bitmap[i / 64] |= 1 << (i % 64);
-            self.free -= 1;
-        } else if !used && was {
-            self.bitmap[i / 64] &= !(1 << (i % 64));
-            self.free += 1;
-        }
-    }
-
     /// Frame indexes fully inside `[start, end)` (`inner`) or touching it.
     fn frames(&self, start: u64, end: u64, inner: bool) -> core::ops::Range<usize> {
         let (s, e) = if inner {
@@ -51,18 +40,35 @@ impl<'a> FrameAllocator<'a> {
         (lo as usize).min(self.nframes)..(hi as usize).min(self.nframes)
     }
 
+    /// Marks frames `range` used or free, a bitmap word at a time (boot
+    /// code is short on instructions: on some hypervisors it is emulated).
+    fn set_range(&mut self, range: core::ops::Range<usize>, used: bool) {
+        let mut i = range.start;
+        while i < range.end {
+            let (w, b) = (i / 64, i % 64);
+            let n = (64 - b).min(range.end - i);
+            let mask = if n == 64 { u64::MAX } else { ((1u64 << n) - 1) << b };
+            let old = self.bitmap[w];
+            let new = if used { old | mask } else { old & !mask };
+            let changed = (old ^ new).count_ones() as usize;
+            if used {
+                self.free -= changed;
+            } else {
+                self.free += changed;
+            }
+            self.bitmap[w] = new;
+            i += n;
+        }
+    }
+
     /// Marks whole frames inside `[start, end)` free.
     pub fn add_free(&mut self, start: u64, end: u64) {
-        for i in self.frames(start, end, true) {
-            self.set(i, false);
-        }
+        self.set_range(self.frames(start, end, true), false);
     }
 
     /// Marks every frame touching `[start, end)` used.
     pub fn reserve(&mut self, start: u64, end: u64) {
-        for i in self.frames(start, end, false) {
-            self.set(i, true);
-        }
+        self.set_range(self.frames(start, end, false), true);
     }
 
     /// Allocates `n` contiguous frames whose first frame is aligned to
@@ -75,9 +81,7 @@ impl<'a> FrameAllocator<'a> {
         let i = self
             .find(start, self.nframes, n, align)
             .or_else(|| self.find(0, (start + n - 1).min(self.nframes), n, align))?;
-        for j in i..i + n {
-            self.set(j, true);
-        }
+        self.set_range(i..i + n, true);
         self.next = i + n;
         Some(self.base + i as u64 * FRAME_SIZE)
     }
@@ -102,10 +106,9 @@ impl<'a> FrameAllocator<'a> {
     }
 
     pub fn dealloc(&mut self, addr: u64, n: usize) {
-        for i in self.frames(addr, addr + n as u64 * FRAME_SIZE, true) {
-            debug_assert!(self.is_used(i), "double free of frame {:#x}", self.base + i as u64 * FRAME_SIZE);
-            self.set(i, false);
-        }
+        let range = self.frames(addr, addr + n as u64 * FRAME_SIZE, true);
+        debug_assert!(range.clone().all(|i| self.is_used(i)), "double free of frames at {addr:#x}");
+        self.set_range(range, false);
     }
 
     pub fn free_frames(&self) -> usize {
@@ -168,6 +171,22 @@ mod tests {
             fa.add_free(0x10_0000, 0x10_0000 + 1024 * FRAME_SIZE);
             assert_eq!(fa.alloc(1, 1), Some(0x10_0000));
             assert_eq!(fa.alloc(512, 512), Some(0x20_0000));
+        });
+    }
+
+    #[test]
+    fn word_boundaries_and_counts() {
+        with_alloc(200, |fa| {
+            fa.add_free(0x10_0000 + 3 * FRAME_SIZE, 0x10_0000 + 190 * FRAME_SIZE);
+            assert_eq!(fa.free_frames(), 187);
+            fa.reserve(0x10_0000 + 60 * FRAME_SIZE, 0x10_0000 + 130 * FRAME_SIZE);
+            assert_eq!(fa.free_frames(), 117);
+            fa.reserve(0x10_0000 + 60 * FRAME_SIZE, 0x10_0000 + 130 * FRAME_SIZE);
+            assert_eq!(fa.free_frames(), 117, "reserving twice must not count twice");
+            assert_eq!(fa.alloc(70, 1), None);
+            assert_eq!(fa.alloc(60, 1), Some(0x10_0000 + 130 * FRAME_SIZE));
+            assert_eq!(fa.alloc(57, 1), Some(0x10_0000 + 3 * FRAME_SIZE));
+            assert_eq!(fa.free_frames(), 0);
         });
     }
 

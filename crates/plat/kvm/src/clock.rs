@@ -101,8 +101,12 @@ pub fn wall_clock_ns() -> u64 {
 fn apic() -> (LocalApic, u64) {
     *APIC.call_once(|| {
         let (timer, spurious) = crate::timer_vectors();
-        // SAFETY: the IDT handles both vectors; the xAPIC page is mapped.
-        let apic = unsafe { LocalApic::enable(timer, spurious) };
+        // SAFETY: the IDT gets a gate for the timer (the spurious vector has
+        // one from boot); the xAPIC page is mapped.
+        let apic = unsafe {
+            arch::idt::enable_vector(timer);
+            LocalApic::enable(timer, spurious)
+        };
         let ratio = if apic.uses_tsc_deadline() {
             0
         } else {
