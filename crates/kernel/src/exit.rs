@@ -34,16 +34,18 @@ fn stop(code: i32, reason: Option<&str>) -> ! {
     p.shutdown(code)
 }
 
-fn print_backtrace(rbp: u64) {
+fn print_backtrace(rbp: u64, first: usize) {
     let (lo, hi) = crate::sched::current_stack();
-    emergency_print(format_args!("backtrace:\n"));
+    if first == 0 {
+        emergency_print(format_args!("backtrace:\n"));
+    }
     let mut any = false;
     arch::backtrace::walk(
         rbp,
         |a, b| lo != hi && a >= lo && b <= hi,
         |i, ret| {
             any = true;
-            emergency_print(format_args!("  #{i:<2} {ret:#018x}\n"));
+            emergency_print(format_args!("  #{:<2} {ret:#018x}\n", first + i));
         },
     );
     if !any {
@@ -73,7 +75,7 @@ pub fn panic(info: &core::panic::PanicInfo) -> ! {
         emergency_print(format_args!(" at {}:{}:{}", loc.file(), loc.line(), loc.column()));
     }
     emergency_print(format_args!("\n"));
-    print_backtrace(arch::cpu::frame_pointer());
+    print_backtrace(arch::cpu::frame_pointer(), 0);
     stop(EXIT_PANIC, Some("panic"))
 }
 
@@ -108,8 +110,8 @@ pub fn exception(e: &Exception) -> ! {
         };
         emergency_print(format_args!("  fault address (cr2) {a:#018x}: {access}, {what}\n"));
     }
-    emergency_print(format_args!("  #0  {:#018x} (faulting instruction)\n", e.rip));
-    print_backtrace(e.rbp);
+    emergency_print(format_args!("backtrace:\n  #0  {:#018x} (faulting instruction)\n", e.rip));
+    print_backtrace(e.rbp, 1);
     stop(EXIT_EXCEPTION, Some("exception"))
 }
 

@@ -5,8 +5,9 @@ use crate::sched::{self, Tid};
 use alloc::collections::VecDeque;
 use core::ops::{Deref, DerefMut};
 
-/// Threads waiting for a condition. The condition is checked under the
-/// scheduler lock, so a notify between the check and the sleep is not lost.
+/// Threads waiting for a condition. The condition is re-checked after the
+/// waiter is registered and marked blocked, so a notify that races with the
+/// check is never lost; conditions run with no scheduler lock held.
 pub struct WaitQueue {
     waiters: spin::Mutex<VecDeque<Tid>>,
 }
@@ -22,46 +23,56 @@ impl WaitQueue {
         Self { waiters: spin::Mutex::new(VecDeque::new()) }
     }
 
-    /// Sleeps until `cond()` is true. `cond` must not block or touch the
-    /// scheduler (it runs with the scheduler lock held).
-    pub fn wait_until(&self, mut cond: impl FnMut() -> bool) {
-        self.wait_until_deadline(&mut cond, None);
+    /// Sleeps until `cond()` is true.
+    pub fn wait_until(&self, cond: impl FnMut() -> bool) {
+        self.wait_until_deadline(cond, None);
     }
 
     /// Like `wait_until` with a monotonic deadline; returns whether the
     /// condition became true (false: timed out).
     pub fn wait_until_deadline(&self, mut cond: impl FnMut() -> bool, deadline_ns: Option<u64>) -> bool {
+        let me = sched::current();
         loop {
-            let _irq = IrqGuard::new();
-            let g = sched::lock_sched();
             if cond() {
                 return true;
             }
-            let me = sched::current_locked(&g);
-            if let Some(d) = deadline_ns {
-                if platform().monotonic_ns() >= d {
-                    self.waiters.lock().retain(|&t| t != me);
-                    return false;
-                }
+            if deadline_ns.is_some_and(|d| platform().monotonic_ns() >= d) {
+                return false;
             }
-            {
-                let mut w = self.waiters.lock();
-                if !w.contains(&me) {
-                    w.push_back(me);
-                }
+            self.enqueue(me);
+            sched::prepare_block(deadline_ns);
+            if cond() {
+                sched::cancel_block();
+                self.remove(me);
+                return true;
             }
-            sched::block_current_and_reschedule(g, deadline_ns);
+            sched::commit_block();
+            self.remove(me); // woken by a timeout rather than a notify
         }
+    }
+
+    fn enqueue(&self, tid: Tid) {
+        let _irq = IrqGuard::new();
+        let mut w = self.waiters.lock();
+        if !w.contains(&tid) {
+            w.push_back(tid);
+        }
+    }
+
+    fn remove(&self, tid: Tid) {
+        let _irq = IrqGuard::new();
+        self.waiters.lock().retain(|&t| t != tid);
     }
 
     /// Wakes one waiter; returns whether there was one.
     pub fn notify_one(&self) -> bool {
-        let _irq = IrqGuard::new();
-        let mut g = sched::lock_sched();
-        let next = self.waiters.lock().pop_front();
+        let next = {
+            let _irq = IrqGuard::new();
+            self.waiters.lock().pop_front()
+        };
         match next {
             Some(t) => {
-                sched::wake_locked(&mut g, t);
+                sched::wake(t);
                 true
             }
             None => false,
@@ -69,12 +80,17 @@ impl WaitQueue {
     }
 
     pub fn notify_all(&self) {
-        let _irq = IrqGuard::new();
-        let mut g = sched::lock_sched();
-        let all: VecDeque<Tid> = core::mem::take(&mut *self.waiters.lock());
+        let all = {
+            let _irq = IrqGuard::new();
+            core::mem::take(&mut *self.waiters.lock())
+        };
         for t in all {
-            sched::wake_locked(&mut g, t);
+            sched::wake(t);
         }
+    }
+
+    pub fn has_waiters(&self) -> bool {
+        !self.waiters.lock().is_empty()
     }
 }
 
@@ -128,6 +144,8 @@ impl<T> DerefMut for MutexGuard<'_, T> {
 impl<T> Drop for MutexGuard<'_, T> {
     fn drop(&mut self) {
         self.guard.take();
-        self.queue.notify_one();
+        if self.queue.has_waiters() {
+            self.queue.notify_one();
+        }
     }
 }

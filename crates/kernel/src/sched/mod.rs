@@ -46,7 +46,7 @@ struct Thread {
     wake_at: Option<u64>,
 }
 
-pub(crate) struct Sched {
+struct Sched {
     threads: BTreeMap<Tid, Box<Thread>>,
     current: Tid,
     ready: VecDeque<Tid>,
@@ -374,24 +374,53 @@ pub fn unregister_event_source() {
     EVENT_SOURCES.fetch_sub(1, Ordering::Relaxed);
 }
 
-/// Blocks the current thread on a wait queue's behalf; see `sync::WaitQueue`.
-pub(crate) fn block_current_and_reschedule(mut g: Guard, deadline: Option<u64>) {
+// Blocking in three steps, so that a wait condition can be checked without
+// any scheduler lock held (it may take other locks, or even notify):
+// `prepare_block` marks the running thread blocked, the caller re-checks
+// its condition, then either `cancel_block` or `commit_block`. A wake-up
+// that lands in between makes the thread ready again, so it is not lost.
+
+/// Marks the running thread blocked (until woken or `deadline_ns`) while it
+/// keeps running.
+pub fn prepare_block(deadline_ns: Option<u64>) {
+    let _irq = IrqGuard::new();
+    let mut g = lock();
     let s = g.as_mut().unwrap();
     let cur = s.current;
-    block_locked(s, cur, deadline);
-    reschedule(g);
+    block_locked(s, cur, deadline_ns);
 }
 
-pub(crate) fn lock_sched() -> Guard {
-    lock()
-}
-
-pub(crate) fn wake_locked(g: &mut Guard, tid: Tid) {
-    if let Some(s) = g.as_mut() {
-        s.make_ready(tid);
+/// Undoes `prepare_block` (the condition turned out true).
+pub fn cancel_block() {
+    let _irq = IrqGuard::new();
+    let mut g = lock();
+    let s = g.as_mut().unwrap();
+    let cur = s.current;
+    let t = s.thread(cur);
+    let was = t.state;
+    t.state = State::Running;
+    if let Some(d) = t.wake_at.take() {
+        s.sleepers.remove(&(d, cur));
+    }
+    if was == State::Ready {
+        s.ready.retain(|&t| t != cur);
     }
 }
 
-pub(crate) fn current_locked(g: &Guard) -> Tid {
-    g.as_ref().map(|s| s.current).unwrap_or(MAIN_TID)
+/// Sleeps unless a wake-up already arrived since `prepare_block`.
+pub fn commit_block() {
+    let _irq = IrqGuard::new();
+    let g = lock();
+    let s = g.as_ref().unwrap();
+    if matches!(s.threads.get(&s.current).map(|t| t.state), Some(State::Blocked | State::Ready)) {
+        reschedule(g);
+    }
+}
+
+/// Makes a blocked thread runnable (no effect on others).
+pub fn wake(tid: Tid) {
+    let _irq = IrqGuard::new();
+    if let Some(s) = lock().as_mut() {
+        s.make_ready(tid);
+    }
 }
