@@ -297,7 +297,7 @@ pub fn build(
     std::fs::create_dir_all(&out_dir)
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
     // Copy then rename, so a running image is never overwritten in place.
-    let tmp = out_dir.join(format!(".{}_{}-x86_64.tmp", manifest.name, plat));
+    let tmp = out_dir.join(format!(".{}_{}-x86_64.{}.tmp", manifest.name, plat, std::process::id()));
     std::fs::copy(&built, &tmp)
         .with_context(|| format!("cannot copy {} to {}", built.display(), tmp.display()))?;
     std::fs::rename(&tmp, &dest).with_context(|| format!("cannot write {}", dest.display()))?;

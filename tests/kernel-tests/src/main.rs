@@ -241,7 +241,16 @@ fn clock_wall() -> TestResult {
     Ok(())
 }
 
+fn env_from_command_line() -> TestResult {
+    // Set by unikit.toml's `env` table, passed on the kernel command line.
+    let v = unikit::env::var("KT_GREETING");
+    check!(v.as_deref() == Some("hello world"), "KT_GREETING is {v:?}");
+    check!(unikit::env::var("KT_MISSING").is_none(), "unset variable found");
+    Ok(())
+}
+
 const TESTS: &[(&str, fn() -> TestResult)] = &[
+    ("env::from_command_line", env_from_command_line),
     ("alloc::vec_growth", alloc_vec_growth),
     ("alloc::alignment", alloc_alignment),
     ("alloc::reuse_does_not_grow", alloc_reuse_does_not_grow),

@@ -63,6 +63,7 @@ pub fn command(opts: Options) -> Result<u8> {
 
     match qemu {
         Some((qemu_path, (accel, warning))) => {
+            check_memory(&image.path, memory)?;
             if let Some(w) = warning {
                 crate::error::warn(w);
             }
@@ -80,6 +81,46 @@ pub fn command(opts: Options) -> Result<u8> {
     }
 }
 
+/// Headroom the kernel needs above its image: frame bitmap, page tables,
+/// the first heap arena and a thread stack.
+const MIN_HEADROOM: u64 = 256 << 10;
+
+/// Refuses a memory size the image cannot boot in (QEMU would load the
+/// kernel past the end of RAM and the guest would run garbage).
+fn check_memory(image: &std::path::Path, memory: Memory) -> Result<()> {
+    let Ok(bytes) = std::fs::read(image) else { return Ok(()) };
+    let Some(end) = image_end(&bytes) else { return Ok(()) };
+    let need = (end + MIN_HEADROOM).div_ceil(64 << 10) * (64 << 10);
+    if memory.bytes() < need {
+        bail!(
+            "-m {} is too small for {}: the kernel image ends at {:#x}, so it needs at least {} KiB (try -m {}M)",
+            memory,
+            image.display(),
+            end,
+            need / 1024,
+            need.div_ceil(1 << 20)
+        );
+    }
+    Ok(())
+}
+
+/// Highest physical address a PT_LOAD segment of an ELF64 image occupies.
+fn image_end(elf: &[u8]) -> Option<u64> {
+    let u16_at = |o: usize| Some(u16::from_le_bytes(elf.get(o..o + 2)?.try_into().ok()?));
+    let u32_at = |o: usize| Some(u32::from_le_bytes(elf.get(o..o + 4)?.try_into().ok()?));
+    let u64_at = |o: usize| Some(u64::from_le_bytes(elf.get(o..o + 8)?.try_into().ok()?));
+    if elf.get(0..5)? != b"\x7fELF\x02" {
+        return None;
+    }
+    let (phoff, phentsize, phnum) = (u64_at(0x20)? as usize, u16_at(0x36)? as usize, u16_at(0x38)? as usize);
+    (0..phnum)
+        .filter_map(|i| {
+            let ph = phoff.checked_add(i.checked_mul(phentsize)?)?;
+            (u32_at(ph)? == 1).then(|| Some(u64_at(ph + 0x18)?.checked_add(u64_at(ph + 0x28)?)?))?
+        })
+        .max()
+}
+
 /// The first target of the manifest this host can run.
 fn pick(manifest: &Manifest) -> Result<Platform> {
     let mut why = Vec::new();
@@ -93,6 +134,41 @@ fn pick(manifest: &Manifest) -> Result<Platform> {
         "none of the targets in unikit.toml can run on this host ({})",
         why.join("; ")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::image_end;
+
+    fn elf_with(segments: &[(u32, u64, u64)]) -> Vec<u8> {
+        let mut e = vec![0u8; 64 + 56 * segments.len()];
+        e[..5].copy_from_slice(b"\x7fELF\x02");
+        e[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
+        e[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+        e[0x38..0x3a].copy_from_slice(&(segments.len() as u16).to_le_bytes());
+        for (i, &(ty, paddr, memsz)) in segments.iter().enumerate() {
+            let ph = 64 + 56 * i;
+            e[ph..ph + 4].copy_from_slice(&ty.to_le_bytes());
+            e[ph + 0x18..ph + 0x20].copy_from_slice(&paddr.to_le_bytes());
+            e[ph + 0x28..ph + 0x30].copy_from_slice(&memsz.to_le_bytes());
+        }
+        e
+    }
+
+    #[test]
+    fn image_end_takes_the_highest_load_segment() {
+        let e = elf_with(&[(1, 0x10_0000, 0x1000), (4, 0x90_0000, 0x10), (1, 0x10_2000, 0x2_0000)]);
+        assert_eq!(image_end(&e), Some(0x12_2000));
+    }
+
+    #[test]
+    fn image_end_rejects_garbage() {
+        assert_eq!(image_end(b"not an elf"), None);
+        let mut e = elf_with(&[(1, u64::MAX, 2)]);
+        assert_eq!(image_end(&e), None);
+        e.truncate(70);
+        assert_eq!(image_end(&e), None);
+    }
 }
 
 /// Name of a common signal, for messages.
