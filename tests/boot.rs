@@ -158,3 +158,10 @@ fn qemu_out_of_memory_is_reported() {
     let r = unikit("tests/kernel-tests", &["--plat", "qemu", "--accel", "tcg", "-m", "2M", "-q"]);
     assert_ne!(r.code, 0, "{}", r.stdout);
 }
+
+#[test]
+fn tcg_seabios() {
+    // SeaBIOS leaves the legacy PIC and PIT running (IRQ0 on vector 8):
+    // the kernel must tame them. A sleep gives the PIT time to fire.
+    unikit("examples/threads", &["--plat", "qemu", "--accel", "tcg", "--firmware", "seabios", "-q"]).expect(0, &["threads: ok"]);
+}

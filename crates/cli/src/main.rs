@@ -69,12 +69,21 @@ struct RunArgs {
     /// QEMU accelerator (default: kvm when /dev/kvm works, else tcg).
     #[arg(long, value_enum)]
     accel: Option<Accel>,
+    /// Firmware for qemu: qboot (fast; the default when installed) or seabios.
+    #[arg(long, value_enum)]
+    firmware: Option<Firmware>,
     /// No build output and no kernel boot log (adds `unikit.quiet`).
     #[arg(short, long)]
     quiet: bool,
     /// Application arguments (replace the manifest's `args`).
     #[arg(last = true, value_name = "ARGS")]
     args: Option<Vec<String>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Firmware {
+    Qboot,
+    Seabios,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -102,6 +111,7 @@ fn main() -> ExitCode {
             plat: a.plat,
             memory: a.memory,
             accel: a.accel,
+            firmware: a.firmware,
             quiet: a.quiet,
             args: a.args,
         }),

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 
-use crate::Accel;
+use crate::{Accel, Firmware};
 use crate::build::{self, Project};
 use crate::cmdline;
 use crate::manifest::Manifest;
@@ -19,6 +19,7 @@ pub struct Options {
     pub plat: Option<String>,
     pub memory: Option<Memory>,
     pub accel: Option<Accel>,
+    pub firmware: Option<Firmware>,
     pub quiet: bool,
     pub args: Option<Vec<String>>,
 }
@@ -37,6 +38,18 @@ pub fn command(opts: Options) -> Result<u8> {
     if opts.accel.is_some() && plat != Platform::Qemu {
         bail!("--accel only applies to the qemu platform, not {plat}");
     }
+    if opts.firmware.is_some() && plat != Platform::Qemu {
+        bail!("--firmware only applies to the qemu platform, not {plat}");
+    }
+    let qboot = std::path::Path::new(platform::QBOOT_ROM);
+    let bios = match opts.firmware {
+        Some(Firmware::Qboot) if !qboot.is_file() => bail!(
+            "--firmware qboot: {} not found (install the qemu-system-data package)",
+            qboot.display()
+        ),
+        Some(Firmware::Seabios) => None,
+        _ => qboot.is_file().then_some(qboot),
+    };
     // Check the host before spending time on a build.
     platform::host_can_run(plat)?;
     let qemu = match plat {
@@ -67,14 +80,7 @@ pub fn command(opts: Options) -> Result<u8> {
             if let Some(w) = warning {
                 crate::error::warn(w);
             }
-            let bios = std::path::Path::new(platform::QBOOT_ROM);
-            let cfg = qemu::Config {
-                image: &image.path,
-                memory,
-                cmdline: &line,
-                accel,
-                bios: bios.is_file().then_some(bios),
-            };
+            let cfg = qemu::Config { image: &image.path, memory, cmdline: &line, accel, bios };
             qemu::run(&qemu_path, &cfg)
         }
         None => linuxu::run(&image.path, &args, &manifest.env, memory, &kernel_args),

@@ -21,6 +21,7 @@ use unikit_kernel::platform::{set_platform, Platform};
 
 const TIMER_VECTOR: u8 = 0x20;
 const SPURIOUS_VECTOR: u8 = 0xff;
+const PIC_BASE: u8 = drivers::pc::i8259::VECTOR_BASE;
 
 pub struct Kvm {
     hypervisor: Once<(Hypervisor, u32)>,
@@ -134,6 +135,7 @@ fn trap(frame: &mut TrapFrame) {
             })
         }
         v if v == SPURIOUS_VECTOR as u64 => {}
+        v if (PIC_BASE as u64..PIC_BASE as u64 + 16).contains(&v) => {} // spurious legacy PIC IRQ
         _ => clock::eoi(), // timer: waking the idle wait is all it has to do
     }
 }
@@ -145,7 +147,10 @@ pub extern "C" fn kvm_main(start_info: u64) -> ! {
     unsafe {
         arch::gdt::init();
         arch::idt::init(trap);
+        arch::idt::enable_vector(PIC_BASE + 7);
+        arch::idt::enable_vector(PIC_BASE + 15);
     }
+    drivers::pc::i8259::remap_and_mask();
     // SAFETY: the PVH contract: ebx (passed through) points at start_info.
     let params = match unsafe { start_info::parse(start_info) } {
         Ok(p) => p,
