@@ -110,6 +110,15 @@ fn invalid_opcode(plat: &[&str]) {
     crash(plat, "ud2", 102, &["invalid opcode (#UD) (vector 6)", "(faulting instruction)"]);
 }
 
+fn stack_overflow(plat: &[&str]) {
+    crash(
+        plat,
+        "stack-overflow",
+        102,
+        &["CPU EXCEPTION in thread 'deep': page fault (#PF)", "STACK OVERFLOW: thread 'deep' ran past the bottom of its stack into the guard page"],
+    );
+}
+
 fn deadlock(plat: &[&str]) {
     crash(plat, "deadlock", 103, &["DEADLOCK: every thread is blocked"]);
 }
@@ -145,7 +154,7 @@ macro_rules! on_every_platform {
     };
 }
 
-on_every_platform!(kernel_tests, panics, page_fault, invalid_opcode, deadlock, threads);
+on_every_platform!(kernel_tests, panics, page_fault, invalid_opcode, stack_overflow, deadlock, threads);
 
 #[test]
 fn tcg_boots_in_small_memory() {

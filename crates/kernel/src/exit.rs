@@ -109,6 +109,10 @@ pub fn exception(e: &Exception) -> ! {
             "read"
         };
         emergency_print(format_args!("  fault address (cr2) {a:#018x}: {access}, {what}\n"));
+        let (lo, _) = crate::sched::current_stack();
+        if lo >= crate::sched::GUARD_SIZE && (lo - crate::sched::GUARD_SIZE..lo).contains(&a) {
+            emergency_print(format_args!("  STACK OVERFLOW: thread '{}' ran past the bottom of its stack into the guard page\n", ThreadName));
+        }
     }
     emergency_print(format_args!("backtrace:\n  #0  {:#018x} (faulting instruction)\n", e.rip));
     print_backtrace(e.rbp, 1);

@@ -34,6 +34,12 @@ pub trait Platform: Sync {
     fn needs_exit_marker(&self) -> bool {
         true
     }
+    /// Makes the 4 KiB page at `addr` inaccessible (`guard`) or accessible
+    /// again. Returns false when the platform cannot; stacks then have no
+    /// guard page.
+    fn set_guard_page(&self, _addr: u64, _guard: bool) -> bool {
+        false
+    }
     /// Physical address behind a virtual one, if the platform has an MMU.
     fn virt_to_phys(&self, _vaddr: u64) -> Option<u64> {
         None

@@ -277,6 +277,18 @@ fn crash(mode: &str) -> i32 {
         "fault" => unsafe { core::ptr::write_volatile(0x10 as *mut u64, 1) },
         // SAFETY: as above.
         "ud2" => unsafe { core::arch::asm!("ud2") },
+        "stack-overflow" => {
+            fn recurse(depth: u64) -> u64 {
+                let buf = core::hint::black_box([depth; 32]);
+                buf[0] + recurse(depth + 1) + core::hint::black_box(1)
+            }
+            let h = thread::Builder::new()
+                .name("deep".into())
+                .stack_size(16 * 1024)
+                .spawn(|| recurse(0))
+                .expect("spawn");
+            let _ = h.join();
+        }
         "deadlock" => {
             let wq = Arc::new(WaitQueue::new());
             let w = wq.clone();

@@ -101,6 +101,13 @@ pub unsafe fn write_cr3(pml4: u64) {
     unsafe { asm!("mov cr3, {}", in(reg) pml4, options(nostack, preserves_flags)) };
 }
 
+/// Drops the TLB entries for the page holding `addr`.
+#[inline]
+pub fn invlpg(addr: u64) {
+    // SAFETY: invalidating a TLB entry only costs a later page walk.
+    unsafe { asm!("invlpg [{}]", in(reg) addr, options(nostack, preserves_flags)) };
+}
+
 #[inline]
 pub fn frame_pointer() -> u64 {
     let v: u64;

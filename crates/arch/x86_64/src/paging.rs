@@ -45,6 +45,7 @@ impl Flags {
 pub enum MapError {
     OutOfFrames,
     Unaligned,
+    NotMapped,
 }
 
 /// An address space under construction or in use.
@@ -127,6 +128,51 @@ impl AddressSpace {
             table = *entry & ADDR_MASK;
         }
         Ok(Some(table))
+    }
+
+    /// Marks the 4 KiB page at `addr` present or not present, splitting a
+    /// 2 MiB page into 4 KiB ones first if needed. `addr` must be mapped.
+    ///
+    /// # Safety
+    /// The caller must not need the page while it is not present.
+    pub unsafe fn set_page_present(&mut self, addr: u64, present: bool, frames: &mut dyn FrameSource) -> Result<(), MapError> {
+        if addr % PAGE_SIZE != 0 {
+            return Err(MapError::Unaligned);
+        }
+        let mut table = self.pml4;
+        for shift in [39u32, 30] {
+            // SAFETY: identity-mapped page-table frames we own.
+            let entry = unsafe { *((table as *const u64).add(((addr >> shift) & 0x1ff) as usize)) };
+            if entry & PRESENT == 0 || entry & HUGE != 0 {
+                return Err(MapError::NotMapped);
+            }
+            table = entry & ADDR_MASK;
+        }
+        // SAFETY: as above.
+        let pde = unsafe { &mut *((table as *mut u64).add(((addr >> 21) & 0x1ff) as usize)) };
+        if *pde & PRESENT == 0 {
+            return Err(MapError::NotMapped);
+        }
+        if *pde & HUGE != 0 {
+            let pt = frames.alloc_zeroed_frame().ok_or(MapError::OutOfFrames)?;
+            let base = *pde & ADDR_MASK & !(HUGE_PAGE_SIZE - 1);
+            let flags = *pde & (0x7f | NO_EXECUTE) & !HUGE;
+            for i in 0..512u64 {
+                // SAFETY: `pt` is a fresh frame we own.
+                unsafe { *((pt as *mut u64).add(i as usize)) = (base + i * PAGE_SIZE) | flags };
+            }
+            *pde = pt | PRESENT | WRITABLE | ACCESSED;
+        }
+        let pt = *pde & ADDR_MASK;
+        // SAFETY: as above.
+        let pte = unsafe { &mut *((pt as *mut u64).add(((addr >> 12) & 0x1ff) as usize)) };
+        if present {
+            *pte |= PRESENT;
+        } else {
+            *pte &= !PRESENT;
+        }
+        crate::cpu::invlpg(addr);
+        Ok(())
     }
 
     /// Physical address `vaddr` maps to, if mapped.

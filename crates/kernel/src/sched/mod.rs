@@ -37,8 +37,9 @@ struct Thread {
     state: State,
     /// Saved stack pointer while not running.
     sp: u64,
-    /// Frames backing the stack (`None` for the boot thread's stack).
-    stack: Option<(u64, usize)>,
+    /// Frames backing the stack, guard page included (`None` for the boot
+    /// thread's stack).
+    stack: Option<Stack>,
     stack_range: (u64, u64),
     entry: Option<Box<dyn FnOnce() + Send>>,
     joiner: Option<Tid>,
@@ -61,6 +62,17 @@ static STACK_HI: AtomicU64 = AtomicU64::new(0);
 /// Things besides timers that can wake a thread (device interrupts).
 /// While there are none, "every thread blocked, no timer" is a deadlock.
 static EVENT_SOURCES: AtomicUsize = AtomicUsize::new(0);
+
+/// A thread stack: `frames` frames from `base`; the lowest one is an
+/// inaccessible guard page when the platform supports it, so an overflow
+/// faults (and is reported as one) instead of corrupting memory.
+struct Stack {
+    base: u64,
+    frames: usize,
+    guarded: bool,
+}
+
+pub const GUARD_SIZE: u64 = mem::frames::FRAME_SIZE;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Error {
@@ -188,8 +200,11 @@ fn reap() {
 }
 
 fn free_stack(t: &Thread) {
-    if let Some((base, n)) = t.stack {
-        mem::free_frames(base, n);
+    if let Some(s) = &t.stack {
+        if s.guarded {
+            platform().set_guard_page(s.base, false);
+        }
+        mem::free_frames(s.base, s.frames);
     }
 }
 
@@ -210,8 +225,9 @@ extern "C" fn thread_start(_: usize) -> ! {
 
 /// Starts a thread running `f` with a stack of `stack_size` bytes.
 pub fn spawn(name: String, stack_size: usize, f: Box<dyn FnOnce() + Send>) -> Result<Tid, Error> {
-    let frames = stack_size.max(16 * 1024).div_ceil(mem::frames::FRAME_SIZE as usize);
+    let frames = stack_size.max(16 * 1024).div_ceil(mem::frames::FRAME_SIZE as usize) + 1;
     let base = mem::alloc_frames(frames, 1).ok_or(Error::OutOfMemory)?;
+    let guarded = platform().set_guard_page(base, true);
     let top = base + (frames as u64) * mem::frames::FRAME_SIZE;
     // SAFETY: the frames were just allocated for this stack alone.
     let sp = unsafe { arch::context::init_stack(top, thread_start, 0) };
@@ -226,8 +242,8 @@ pub fn spawn(name: String, stack_size: usize, f: Box<dyn FnOnce() + Send>) -> Re
             name,
             state: State::Ready,
             sp,
-            stack: Some((base, frames)),
-            stack_range: (base, top),
+            stack: Some(Stack { base, frames, guarded }),
+            stack_range: (base + GUARD_SIZE, top),
             entry: Some(f),
             joiner: None,
             detached: false,

@@ -41,7 +41,9 @@ unikit_boot_pd:
     .endr
 
     .section .bss.boot_stack, "aw", @nobits
-    .p2align 4
+    .p2align 12
+unikit_boot_stack_guard:
+    .skip 4096
     .global unikit_boot_stack_bottom
 unikit_boot_stack_bottom:
     .skip 64 * 1024

@@ -21,7 +21,6 @@ use unikit_kernel::platform::{set_platform, Platform};
 
 const TIMER_VECTOR: u8 = 0x20;
 const SPURIOUS_VECTOR: u8 = 0xff;
-const PIC_BASE: u8 = drivers::pc::i8259::VECTOR_BASE;
 
 pub struct Kvm {
     hypervisor: Once<(Hypervisor, u32)>,
@@ -80,6 +79,16 @@ impl Platform for Kvm {
         shutdown(code)
     }
 
+    fn set_guard_page(&self, addr: u64, guard: bool) -> bool {
+        if ADDRESS_SPACE.get().is_none() {
+            return false;
+        }
+        let _irq = unikit_kernel::platform::IrqGuard::new();
+        // SAFETY: the page belongs to a stack being created or freed; nobody
+        // uses it while it is a guard.
+        unsafe { AddressSpace::current().set_page_present(addr, !guard, &mut KernelFrames) }.is_ok()
+    }
+
     fn virt_to_phys(&self, vaddr: u64) -> Option<u64> {
         ADDRESS_SPACE.get()?;
         AddressSpace::current().translate(vaddr)
@@ -135,7 +144,6 @@ fn trap(frame: &mut TrapFrame) {
             })
         }
         v if v == SPURIOUS_VECTOR as u64 => {}
-        v if (PIC_BASE as u64..PIC_BASE as u64 + 16).contains(&v) => {} // spurious legacy PIC IRQ
         _ => clock::eoi(), // timer: waking the idle wait is all it has to do
     }
 }
@@ -147,10 +155,8 @@ pub extern "C" fn kvm_main(start_info: u64) -> ! {
     unsafe {
         arch::gdt::init();
         arch::idt::init(trap);
-        arch::idt::enable_vector(PIC_BASE + 7);
-        arch::idt::enable_vector(PIC_BASE + 15);
     }
-    drivers::pc::i8259::remap_and_mask();
+    drivers::pc::i8259::mask_all();
     // SAFETY: the PVH contract: ebx (passed through) points at start_info.
     let params = match unsafe { start_info::parse(start_info) } {
         Ok(p) => p,
@@ -200,6 +206,7 @@ fn build_page_tables(ram: &[Region], reserved: &[Region]) {
     // SAFETY: every page the kernel uses (image, stacks, heap, boot data) is mapped.
     unsafe { aspace.activate() };
     ADDRESS_SPACE.call_once(|| aspace.root());
+    KVM.set_guard_page(entry::boot_stack().0 - PAGE_SIZE, true);
     for page in entry::boot_page_tables() {
         unikit_kernel::mem::free_frames(page, 1);
     }

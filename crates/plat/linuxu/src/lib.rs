@@ -64,6 +64,9 @@ impl Platform for Linuxu {
     fn shutdown(&self, code: i32) -> ! {
         sys::exit_group(code)
     }
+    fn set_guard_page(&self, addr: u64, guard: bool) -> bool {
+        sys::protect_page(addr, guard)
+    }
     fn needs_exit_marker(&self) -> bool {
         false
     }

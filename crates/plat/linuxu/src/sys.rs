@@ -3,6 +3,7 @@ use core::arch::asm;
 
 pub const SYS_WRITE: u64 = 1;
 pub const SYS_MMAP: u64 = 9;
+pub const SYS_MPROTECT: u64 = 10;
 pub const SYS_RT_SIGACTION: u64 = 13;
 pub const SYS_RT_SIGRETURN: u64 = 15;
 pub const SYS_SIGALTSTACK: u64 = 131;
@@ -69,6 +70,13 @@ pub fn mmap_anon(len: u64) -> Option<u64> {
     // SAFETY: a fresh anonymous mapping aliases nothing.
     let r = unsafe { syscall6(SYS_MMAP, [0, len, PROT_RW, MAP_PRIVATE_ANON_NORESERVE, u64::MAX, 0]) };
     (r > 0).then_some(r as u64)
+}
+
+/// Makes one page inaccessible (`none`) or read-write again.
+pub fn protect_page(addr: u64, none: bool) -> bool {
+    let prot = if none { 0 } else { 0x1 | 0x2 };
+    // SAFETY: the page is part of our own heap mapping.
+    unsafe { syscall6(SYS_MPROTECT, [addr, 4096, prot, 0, 0, 0]) == 0 }
 }
 
 pub fn exit_group(code: i32) -> ! {
