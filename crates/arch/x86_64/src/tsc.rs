@@ -55,3 +55,33 @@ impl Scale {
         (ns as u128 * self.hz as u128 / 1_000_000_000) as u64
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Scale;
+
+    #[test]
+    fn converts_both_ways() {
+        for hz in [1_000_000_000u64, 2_593_906_000, 3_000_000_000, 24_000_000] {
+            let s = Scale::from_hz(hz);
+            // one second of ticks is one second, within the fixed-point error
+            let ns = s.ticks_to_ns(hz);
+            assert!(ns.abs_diff(1_000_000_000) <= 1, "{hz} Hz: {ns} ns");
+            assert!(s.ns_to_ticks(1_000_000_000).abs_diff(hz) <= 1);
+        }
+    }
+
+    #[test]
+    fn no_overflow_after_years() {
+        let s = Scale::from_hz(3_000_000_000);
+        let ten_years = 10 * 365 * 86_400 * 3_000_000_000u64;
+        let ns = s.ticks_to_ns(ten_years);
+        assert!(ns.abs_diff(10 * 365 * 86_400 * 1_000_000_000) < 1_000_000_000);
+    }
+
+    #[test]
+    fn zero_hz_does_not_divide_by_zero() {
+        let s = Scale::from_hz(0);
+        assert_eq!(s.hz, 1);
+    }
+}

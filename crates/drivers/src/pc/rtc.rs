@@ -75,3 +75,25 @@ pub fn read_datetime() -> DateTime {
     };
     DateTime { year: century * 100 + conv(year), month: conv(month), day: conv(day), hour, minute: conv(min), second: conv(sec) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::DateTime;
+
+    fn dt(year: u32, month: u32, day: u32, hour: u32, minute: u32, second: u32) -> DateTime {
+        DateTime { year, month, day, hour, minute, second }
+    }
+
+    #[test]
+    fn unix_seconds_known_dates() {
+        assert_eq!(dt(1970, 1, 1, 0, 0, 0).unix_seconds(), 0);
+        assert_eq!(dt(2000, 2, 29, 12, 0, 0).unix_seconds(), 951_825_600);
+        assert_eq!(dt(2026, 11, 26, 18, 19, 0).unix_seconds(), 1_795_717_140);
+        assert_eq!(dt(2038, 1, 19, 3, 14, 8).unix_seconds(), 2_147_483_648);
+    }
+
+    #[test]
+    fn before_epoch_clamps_to_zero() {
+        assert_eq!(dt(1969, 12, 31, 23, 59, 59).unix_seconds(), 0);
+    }
+}
