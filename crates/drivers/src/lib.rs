@@ -2,4 +2,5 @@
 //! a specialised image carries only what its platform needs).
 #![cfg_attr(not(test), no_std)]
 
+pub mod irq;
 pub mod pc;

@@ -13,6 +13,8 @@ extern crate alloc;
 pub mod boot;
 pub mod cmdline;
 pub mod console;
+pub mod dev;
+pub mod event;
 pub mod exit;
 pub mod mem;
 pub mod platform;

@@ -1,0 +1,42 @@
+//! Events: a flag plus a wait queue. Interrupt handlers (or the platform's
+//! idle loop, on linuxu) signal them; threads wait on them. A signal that
+//! arrives while nobody waits is remembered until the next wait.
+use crate::sync::WaitQueue;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+pub struct Event {
+    pending: AtomicBool,
+    wq: WaitQueue,
+}
+
+impl Default for Event {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Event {
+    pub const fn new() -> Self {
+        Self { pending: AtomicBool::new(false), wq: WaitQueue::new() }
+    }
+
+    /// Marks the event and wakes its waiters. Safe in interrupt handlers:
+    /// every lock it takes is held elsewhere only with interrupts off.
+    pub fn signal(&self) {
+        self.pending.store(true, Ordering::Release);
+        self.wq.notify_all();
+    }
+
+    /// Waits until signalled or until the monotonic `deadline_ns`; returns
+    /// whether it was signalled, and clears the signal.
+    pub fn wait(&self, deadline_ns: Option<u64>) -> bool {
+        let got = self.wq.wait_until_deadline(|| self.pending.load(Ordering::Acquire), deadline_ns);
+        self.pending.store(false, Ordering::Release);
+        got
+    }
+
+    /// Clears and returns the signal without waiting.
+    pub fn take(&self) -> bool {
+        self.pending.swap(false, Ordering::AcqRel)
+    }
+}
