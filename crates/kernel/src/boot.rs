@@ -23,6 +23,7 @@ pub struct BootInfo {
 }
 
 static CMDLINE: spin::Once<CommandLine> = spin::Once::new();
+static INITRD: spin::Once<&'static [u8]> = spin::Once::new();
 static PROGRAM: spin::Once<String> = spin::Once::new();
 static QUIET: AtomicBool = AtomicBool::new(false);
 static BOOTSTATS: AtomicBool = AtomicBool::new(false);
@@ -108,6 +109,17 @@ pub fn is_quiet() -> bool {
 /// name, which the runtime provides.
 pub fn set_default_program(name: &str) {
     PROGRAM.call_once(|| name.into());
+}
+
+/// The initial RAM disk the platform was given (PVH module, or the file
+/// named by `UNIKIT_INITRD` on linuxu), if any.
+pub fn initrd() -> Option<&'static [u8]> {
+    INITRD.get().copied()
+}
+
+/// Called by the platform before `start`.
+pub fn set_initrd(data: &'static [u8]) {
+    INITRD.call_once(|| data);
 }
 
 pub fn program() -> &'static str {

@@ -57,6 +57,13 @@ pub fn tokenize(s: &str) -> Vec<String> {
     out
 }
 
+/// Options a hypervisor appends to whatever command line it was given
+/// (Firecracker adds `virtio_mmio.device=...` after the app's arguments):
+/// the kernel takes them wherever they are.
+fn is_hypervisor_option(tok: &str) -> bool {
+    tok.starts_with("virtio_mmio.device=")
+}
+
 fn env_pair(tok: &str) -> Option<(String, String)> {
     let (k, v) = tok.split_once('=')?;
     let mut chars = k.chars();
@@ -81,11 +88,17 @@ pub fn parse(s: &str) -> CommandLine {
                     cl.options.push(t.clone()); // unknown options are kept, and reported by the boot log
                 }
             }
-            cl.args.extend(tokens[split + 1..].iter().cloned());
+            for t in &tokens[split + 1..] {
+                if is_hypervisor_option(t) {
+                    cl.options.push(t.clone());
+                } else {
+                    cl.args.push(t.clone());
+                }
+            }
         }
         None => {
             for t in tokens {
-                if t.starts_with("unikit.") {
+                if t.starts_with("unikit.") || is_hypervisor_option(&t) {
                     cl.options.push(t);
                 } else {
                     cl.args.push(t);
@@ -94,6 +107,44 @@ pub fn parse(s: &str) -> CommandLine {
         }
     }
     cl
+}
+
+/// A virtio-mmio device as Linux, QEMU microvm and Firecracker describe it
+/// on the command line: `virtio_mmio.device=<size>@<base>:<irq>` (size and
+/// base in decimal or 0x-hex, size with an optional K/M suffix).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VirtioMmio {
+    pub base: u64,
+    pub size: u64,
+    pub irq: u32,
+}
+
+fn parse_num(s: &str) -> Option<u64> {
+    let (digits, mult) = match s.as_bytes().last()? {
+        b'K' | b'k' => (&s[..s.len() - 1], 1 << 10),
+        b'M' | b'm' => (&s[..s.len() - 1], 1 << 20),
+        _ => (s, 1),
+    };
+    let v = match digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16).ok()?,
+        None => digits.parse().ok()?,
+    };
+    v.checked_mul(mult)
+}
+
+/// Every well-formed `virtio_mmio.device=` option (malformed ones are skipped).
+pub fn virtio_mmio_devices(cl: &CommandLine) -> Vec<VirtioMmio> {
+    cl.options
+        .iter()
+        .filter_map(|o| o.strip_prefix("virtio_mmio.device="))
+        .filter_map(|v| {
+            let (size, rest) = v.split_once('@')?;
+            let (base, irq) = rest.split_once(':')?;
+            let irq = irq.split(':').next()?; // Linux allows a trailing :<id>
+            let d = VirtioMmio { base: parse_num(base)?, size: parse_num(size)?, irq: irq.parse().ok()? };
+            (d.size > 0 && d.base.checked_add(d.size).is_some()).then_some(d)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -136,6 +187,25 @@ mod tests {
         assert_eq!(cl.args, v(&["a", "--", "b"]));
         assert_eq!(parse("").args.len(), 0);
         assert_eq!(parse("--").args.len(), 0);
+    }
+
+    #[test]
+    fn virtio_mmio_entries() {
+        let cl = parse("virtio_mmio.device=512@0xfeb00000:12 virtio_mmio.device=4K@0xd0000000:5:3 -- x");
+        assert_eq!(
+            virtio_mmio_devices(&cl),
+            vec![
+                VirtioMmio { base: 0xfeb0_0000, size: 512, irq: 12 },
+                VirtioMmio { base: 0xd000_0000, size: 4096, irq: 5 }
+            ]
+        );
+        // Firecracker appends them after the user's arguments, without `--`.
+        let cl = parse("-- a b virtio_mmio.device=0x1000@4096:7");
+        assert_eq!(virtio_mmio_devices(&cl), vec![VirtioMmio { base: 4096, size: 4096, irq: 7 }]);
+        assert_eq!(cl.args, v(&["a", "b"]), "hypervisor options are not app arguments");
+        for bad in ["virtio_mmio.device=", "virtio_mmio.device=512", "virtio_mmio.device=512@zz:1", "virtio_mmio.device=0@0x1000:1", "virtio_mmio.device=1@0xffffffffffffffff:1", "virtio_mmio.device=512@0x1000:x"] {
+            assert!(virtio_mmio_devices(&parse(bad)).is_empty(), "{bad}");
+        }
     }
 
     #[test]

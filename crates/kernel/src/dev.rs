@@ -73,6 +73,21 @@ pub trait BlockDevice: Send + Sync {
 }
 
 static NET: Mutex<Vec<Arc<dyn NetDevice>>> = Mutex::new(Vec::new());
+static PROBE: spin::Once<fn()> = spin::Once::new();
+static PROBED: spin::Once<()> = spin::Once::new();
+
+/// The platform's device discovery (PCI scan, virtio-mmio, tap, ...). It
+/// runs on the first request for devices, so a program that uses none
+/// (hello) does not pay for bus scans at boot.
+pub fn set_probe(probe: fn()) {
+    PROBE.call_once(|| probe);
+}
+
+fn ensure_probed() {
+    if let Some(probe) = PROBE.get() {
+        PROBED.call_once(probe);
+    }
+}
 static BLOCK: Mutex<Vec<Arc<dyn BlockDevice>>> = Mutex::new(Vec::new());
 
 pub fn register_net(dev: Arc<dyn NetDevice>) {
@@ -87,10 +102,12 @@ pub fn register_block(dev: Arc<dyn BlockDevice>) {
 }
 
 pub fn net_devices() -> Vec<Arc<dyn NetDevice>> {
+    ensure_probed();
     NET.lock().clone()
 }
 
 pub fn block_devices() -> Vec<Arc<dyn BlockDevice>> {
+    ensure_probed();
     BLOCK.lock().clone()
 }
 

@@ -40,6 +40,11 @@ pub trait Platform: Sync {
     fn set_guard_page(&self, _addr: u64, _guard: bool) -> bool {
         false
     }
+    /// Makes the device registers at physical `[phys, phys + len)`
+    /// accessible (identity-mapped, uncached). Returns false if it cannot.
+    fn map_device(&self, _phys: u64, _len: u64) -> bool {
+        false
+    }
     /// Physical address behind a virtual one, if the platform has an MMU.
     fn virt_to_phys(&self, _vaddr: u64) -> Option<u64> {
         None

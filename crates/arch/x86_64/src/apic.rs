@@ -88,6 +88,13 @@ impl LocalApic {
         }
     }
 
+    /// This CPU's APIC id (the destination for MSIs and I/O APIC routes).
+    pub fn id(&self) -> u32 {
+        // SAFETY: reading the ID register has no side effects.
+        let raw = unsafe { self.read(0x20) };
+        if self.x2apic { raw } else { raw >> 24 }
+    }
+
     pub fn eoi(&self) {
         // SAFETY: writing 0 to EOI acknowledges the in-service interrupt.
         unsafe { self.write(REG_EOI, 0) }

@@ -108,6 +108,13 @@ pub fn invlpg(addr: u64) {
     unsafe { asm!("invlpg [{}]", in(reg) addr, options(nostack, preserves_flags)) };
 }
 
+/// Flushes all non-global TLB entries (by reloading CR3).
+#[inline]
+pub fn flush_tlb() {
+    // SAFETY: reloading the current CR3 changes no mapping.
+    unsafe { write_cr3(read_cr3()) };
+}
+
 #[inline]
 pub fn frame_pointer() -> u64 {
     let v: u64;

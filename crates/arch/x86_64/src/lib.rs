@@ -11,5 +11,6 @@ pub mod gdt;
 pub mod hypervisor;
 pub mod idt;
 pub mod io;
+pub mod ioapic;
 pub mod paging;
 pub mod tsc;

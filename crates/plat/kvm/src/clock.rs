@@ -117,6 +117,11 @@ fn apic() -> (LocalApic, u64) {
     })
 }
 
+/// The local APIC, enabled on first use.
+pub fn local_apic() -> LocalApic {
+    apic().0
+}
+
 pub fn eoi() {
     if let Some((apic, _)) = APIC.get() {
         apic.eoi();

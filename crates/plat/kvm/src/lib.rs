@@ -7,6 +7,7 @@
 
 mod clock;
 mod entry;
+mod irq;
 mod start_info;
 
 use arch::hypervisor::Hypervisor;
@@ -26,7 +27,7 @@ pub struct Kvm {
     hypervisor: Once<(Hypervisor, u32)>,
 }
 
-static KVM: Kvm = Kvm { hypervisor: Once::new() };
+pub(crate) static KVM: Kvm = Kvm { hypervisor: Once::new() };
 static KVM_DYN: &dyn Platform = &KVM;
 // SAFETY: COM1 is the 16550 every PC-shaped VM (and Firecracker) provides.
 static UART: Uart16550 = unsafe { Uart16550::new(COM1) };
@@ -89,6 +90,20 @@ impl Platform for Kvm {
         unsafe { AddressSpace::current().set_page_present(addr, !guard, &mut KernelFrames) }.is_ok()
     }
 
+    fn map_device(&self, phys: u64, len: u64) -> bool {
+        if ADDRESS_SPACE.get().is_none() || len == 0 {
+            return false;
+        }
+        let start = phys / PAGE_SIZE * PAGE_SIZE;
+        let Some(end) = phys.checked_add(len).map(|e| e.div_ceil(PAGE_SIZE) * PAGE_SIZE) else { return false };
+        let _irq = unikit_kernel::platform::IrqGuard::new();
+        let mut aspace = AddressSpace::current();
+        // SAFETY: device registers, mapped uncached; tables from the frame allocator.
+        let ok = unsafe { aspace.identity_map(start, end - start, Flags::DEVICE, &mut KernelFrames) }.is_ok();
+        arch::cpu::flush_tlb();
+        ok
+    }
+
     fn virt_to_phys(&self, vaddr: u64) -> Option<u64> {
         ADDRESS_SPACE.get()?;
         AddressSpace::current().translate(vaddr)
@@ -144,6 +159,7 @@ fn trap(frame: &mut TrapFrame) {
             })
         }
         v if v == SPURIOUS_VECTOR as u64 => {}
+        v if irq::dispatch(v) => {}
         _ => clock::eoi(), // timer: waking the idle wait is all it has to do
     }
 }
@@ -164,9 +180,12 @@ pub extern "C" fn kvm_main(start_info: u64) -> ! {
     };
     let ram = &params.ram[..params.nr_ram];
     let (img_lo, img_hi) = entry::kernel_image();
-    let mut reserved = [Region::new(0, 0); 4];
+    let mut reserved = [Region::new(0, 0); 5];
     reserved[0] = Region::new(img_lo, img_hi);
-    reserved[1..].copy_from_slice(&params.boot_data);
+    reserved[1..4].copy_from_slice(&params.boot_data);
+    if let Some(rd) = params.initrd {
+        reserved[4] = rd;
+    }
     // SAFETY: RAM from the memory map, identity mapped by the boot tables
     // (first 4 GiB) minus what holds the kernel and the boot data.
     if let Err(e) = unsafe { unikit_kernel::mem::init(ram, &reserved) } {
@@ -174,6 +193,10 @@ pub extern "C" fn kvm_main(start_info: u64) -> ! {
     }
     build_page_tables(ram, &reserved);
 
+    if let Some(rd) = params.initrd {
+        // SAFETY: the module is reserved RAM, mapped, never written.
+        unikit_kernel::boot::set_initrd(unsafe { core::slice::from_raw_parts(rd.start as *const u8, rd.len() as usize) });
+    }
     let (hv, _) = hypervisor();
     arch::cpu::irq_restore(true);
     unikit_kernel::boot::start(BootInfo {

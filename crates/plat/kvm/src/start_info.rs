@@ -35,6 +35,17 @@ pub struct BootParams {
     pub nr_ram: usize,
     /// Memory holding the start info, memory map and command line.
     pub boot_data: [Region; 3],
+    /// The first boot module (QEMU `-initrd`): the initial RAM disk.
+    pub initrd: Option<Region>,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct ModlistEntry {
+    paddr: u64,
+    size: u64,
+    cmdline_paddr: u64,
+    reserved: u64,
 }
 
 #[derive(Debug)]
@@ -86,7 +97,15 @@ pub unsafe fn parse(paddr: u64) -> Result<BootParams, Error> {
     } else {
         ("", 0)
     };
+    let initrd = if si.nr_modules > 0 && si.modlist_paddr != 0 {
+        // SAFETY: the hypervisor describes nr_modules (>= 1) entries there.
+        let m = unsafe { (si.modlist_paddr as *const ModlistEntry).read() };
+        m.paddr.checked_add(m.size).filter(|_| m.size > 0).map(|end| Region::new(m.paddr, end))
+    } else {
+        None
+    };
     Ok(BootParams {
+        initrd,
         cmdline,
         ram,
         nr_ram,
