@@ -278,6 +278,7 @@ fn crash(mode: &str) -> i32 {
         // SAFETY: as above.
         "ud2" => unsafe { core::arch::asm!("ud2") },
         "stack-overflow" => {
+            #[allow(unconditional_recursion)]
             fn recurse(depth: u64) -> u64 {
                 let buf = core::hint::black_box([depth; 32]);
                 buf[0] + recurse(depth + 1) + core::hint::black_box(1)

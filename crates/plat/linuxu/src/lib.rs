@@ -3,6 +3,7 @@
 //! exit code = `exit_group`, CPU exceptions = signals reported like the VM's.
 #![no_std]
 
+mod devices;
 mod signals;
 mod sys;
 
@@ -52,9 +53,9 @@ impl Platform for Linuxu {
         sys::clock_ns(sys::CLOCK_REALTIME)
     }
     fn wait_for_event(&self, deadline_ns: Option<u64>) {
-        let boot = BOOT_NS.load(Ordering::Relaxed);
-        let until = deadline_ns.map(|d| boot + d).unwrap_or_else(|| sys::clock_ns(sys::CLOCK_MONOTONIC) + 1_000_000_000);
-        sys::sleep_until_monotonic(until);
+        // Device "interrupts" are readable descriptors (tap): wait on them.
+        let timeout = deadline_ns.map(|d| d.saturating_sub(self.monotonic_ns()));
+        devices::poll_fds(timeout);
     }
     // A process has no interrupts to mask; signal handlers never enter the scheduler.
     fn irq_save(&self) -> bool {
@@ -140,6 +141,22 @@ extern "C" fn linuxu_main(sp: *const u64) -> ! {
         sys::exit_group(125)
     }
     signals::install();
+    devices::CONFIG.call_once(|| devices::Config {
+        tap: find(b"UNIKIT_NET=tap:").map(lossy),
+        disk: find(b"UNIKIT_DISK=").map(lossy),
+    });
+    unikit_kernel::dev::set_probe(devices::probe);
+    if let Some(path) = find(b"UNIKIT_INITRD=") {
+        match devices::map_initrd(path) {
+            Ok(data) => unikit_kernel::boot::set_initrd(data),
+            Err(e) => {
+                sys::write(2, b"unikit: cannot read the initrd named by UNIKIT_INITRD: ");
+                sys::write(2, e.as_bytes());
+                sys::write(2, b"\n");
+                sys::exit_group(125)
+            }
+        }
+    }
 
     let mut cmdline = CommandLine::default();
     // SAFETY: as above.
@@ -148,7 +165,7 @@ extern "C" fn linuxu_main(sp: *const u64) -> ! {
     for e in env_bytes() {
         if let Some(opts) = e.strip_prefix(b"UNIKIT_OPTS=") {
             cmdline.options.extend(lossy(opts).split_whitespace().map(String::from));
-        } else if e.starts_with(b"UNIKIT_MEMORY=") {
+        } else if [&b"UNIKIT_MEMORY="[..], b"UNIKIT_NET=", b"UNIKIT_DISK=", b"UNIKIT_INITRD="].iter().any(|k| e.starts_with(k)) {
         } else if let Some(i) = e.iter().position(|&b| b == b'=') {
             cmdline.env.push((lossy(&e[..i]), lossy(&e[i + 1..])));
         }
