@@ -8,6 +8,7 @@ SUDO=""
 
 need_pkgs=()
 command -v qemu-system-x86_64 >/dev/null || need_pkgs+=(qemu-system-x86 qemu-system-data)
+command -v cpio >/dev/null || need_pkgs+=(cpio)
 [ -e /usr/share/qemu/qboot.rom ] || need_pkgs+=(qemu-system-data)
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then

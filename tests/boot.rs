@@ -30,19 +30,32 @@ fn unikit(project: &str, args: &[&str]) -> Run {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     };
-    assert!(!r.stderr.contains("panicked"), "the CLI panicked:\n{}", r.stderr);
+    assert!(
+        !r.stderr.contains("panicked"),
+        "the CLI panicked:\n{}",
+        r.stderr
+    );
     r
 }
 
 impl Run {
     #[track_caller]
     fn expect(&self, code: i32, needles: &[&str]) -> &Self {
-        let ctx = format!("exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr);
+        let ctx = format!(
+            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        );
         assert_eq!(self.code, code, "wrong exit code\n{ctx}");
         for n in needles {
-            assert!(self.stdout.contains(n), "missing {n:?} in the console\n{ctx}");
+            assert!(
+                self.stdout.contains(n),
+                "missing {n:?} in the console\n{ctx}"
+            );
         }
-        assert!(!self.stdout.contains("\x1b_unikit:exit"), "exit marker leaked to stdout\n{ctx}");
+        assert!(
+            !self.stdout.contains("\x1b_unikit:exit"),
+            "exit marker leaked to stdout\n{ctx}"
+        );
         self
     }
 }
@@ -74,7 +87,11 @@ fn hello(plat: &[&str], banner: &str, hypervisor: &str) {
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let r = unikit("examples/hello", &argv);
     r.expect(0, &[&format!("Hello from unikit on {banner}!")]);
-    assert!(!r.stdout.contains("unikit 0."), "-q must silence the boot log:\n{}", r.stdout);
+    assert!(
+        !r.stdout.contains("unikit 0."),
+        "-q must silence the boot log:\n{}",
+        r.stdout
+    );
 }
 
 fn kernel_tests(plat: &[&str]) {
@@ -90,11 +107,26 @@ fn crash(plat: &[&str], mode: &str, code: i32, needles: &[&str]) {
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let r = unikit("tests/kernel-tests", &argv);
     r.expect(code, needles);
-    assert!(r.stdout.contains("backtrace:") || mode == "deadlock", "no backtrace:\n{}", r.stdout);
+    assert!(
+        r.stdout.contains("backtrace:") || mode == "deadlock",
+        "no backtrace:\n{}",
+        r.stdout
+    );
 }
 
 fn panics(plat: &[&str]) {
-    crash(plat, "panic", 101, &["PANIC in thread 'main': deliberate panic from kernel-tests", "#0  0x"]);
+    // Backtraces are symbolized by `unikit run` from the image's .sym file.
+    crash(
+        plat,
+        "panic",
+        101,
+        &[
+            "PANIC in thread 'main': deliberate panic from kernel-tests",
+            "#0  0x",
+            "__unikit_main+0x",
+            "unikit_kernel::boot::start+0x",
+        ],
+    );
 }
 
 fn page_fault(plat: &[&str]) {
@@ -102,12 +134,21 @@ fn page_fault(plat: &[&str]) {
         plat,
         "fault",
         102,
-        &["CPU EXCEPTION in thread 'main': page fault (#PF) (vector 14)", "fault address (cr2) 0x0000000000000010: write", "rip 0x"],
+        &[
+            "CPU EXCEPTION in thread 'main': page fault (#PF) (vector 14)",
+            "fault address (cr2) 0x0000000000000010: write",
+            "rip 0x",
+        ],
     );
 }
 
 fn invalid_opcode(plat: &[&str]) {
-    crash(plat, "ud2", 102, &["invalid opcode (#UD) (vector 6)", "(faulting instruction)"]);
+    crash(
+        plat,
+        "ud2",
+        102,
+        &["invalid opcode (#UD) (vector 6)", "(faulting instruction)"],
+    );
 }
 
 fn stack_overflow(plat: &[&str]) {
@@ -115,12 +156,20 @@ fn stack_overflow(plat: &[&str]) {
         plat,
         "stack-overflow",
         102,
-        &["CPU EXCEPTION in thread 'deep': page fault (#PF)", "STACK OVERFLOW: thread 'deep' ran past the bottom of its stack into the guard page"],
+        &[
+            "CPU EXCEPTION in thread 'deep': page fault (#PF)",
+            "STACK OVERFLOW: thread 'deep' ran past the bottom of its stack into the guard page",
+        ],
     );
 }
 
 fn deadlock(plat: &[&str]) {
-    crash(plat, "deadlock", 103, &["DEADLOCK: every thread is blocked"]);
+    crash(
+        plat,
+        "deadlock",
+        103,
+        &["DEADLOCK: every thread is blocked"],
+    );
 }
 
 fn threads(plat: &[&str]) {
@@ -154,17 +203,32 @@ macro_rules! on_every_platform {
     };
 }
 
-on_every_platform!(kernel_tests, panics, page_fault, invalid_opcode, stack_overflow, deadlock, threads);
+on_every_platform!(
+    kernel_tests,
+    panics,
+    page_fault,
+    invalid_opcode,
+    stack_overflow,
+    deadlock,
+    threads
+);
 
 #[test]
 fn tcg_boots_in_small_memory() {
-    unikit("examples/hello", &["--plat", "qemu", "--accel", "tcg", "-m", "4M", "-q"]).expect(0, &["Hello from unikit on kvm!"]);
+    unikit(
+        "examples/hello",
+        &["--plat", "qemu", "--accel", "tcg", "-m", "4M", "-q"],
+    )
+    .expect(0, &["Hello from unikit on kvm!"]);
 }
 
 #[test]
 fn qemu_out_of_memory_is_reported() {
     // Far too little RAM for the heap: the guest must say so and stop, not hang.
-    let r = unikit("tests/kernel-tests", &["--plat", "qemu", "--accel", "tcg", "-m", "2M", "-q"]);
+    let r = unikit(
+        "tests/kernel-tests",
+        &["--plat", "qemu", "--accel", "tcg", "-m", "2M", "-q"],
+    );
     assert_ne!(r.code, 0, "{}", r.stdout);
 }
 
@@ -172,5 +236,17 @@ fn qemu_out_of_memory_is_reported() {
 fn tcg_seabios() {
     // SeaBIOS leaves the legacy PIC and PIT running (IRQ0 on vector 8):
     // the kernel must tame them. A sleep gives the PIT time to fire.
-    unikit("examples/threads", &["--plat", "qemu", "--accel", "tcg", "--firmware", "seabios", "-q"]).expect(0, &["threads: ok"]);
+    unikit(
+        "examples/threads",
+        &[
+            "--plat",
+            "qemu",
+            "--accel",
+            "tcg",
+            "--firmware",
+            "seabios",
+            "-q",
+        ],
+    )
+    .expect(0, &["threads: ok"]);
 }

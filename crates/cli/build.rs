@@ -4,9 +4,15 @@
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(unikit_no_kvm)");
     println!("cargo:rerun-if-changed=/dev/kvm");
-    let usable = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
+    let usable = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok();
     if !usable {
         println!("cargo:rustc-cfg=unikit_no_kvm");
-        println!("cargo:warning=/dev/kvm is not usable here: KVM boot tests will be skipped (TCG tests still run)");
+        println!(
+            "cargo:warning=/dev/kvm is not usable here: KVM boot tests will be skipped (TCG tests still run)"
+        );
     }
 }

@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, anyhow, bail};
 
+use crate::elf;
 use crate::error::{hinted, warn};
 use crate::manifest::Manifest;
 use crate::platform::{self, Platform, target_name};
@@ -224,7 +225,10 @@ pub fn cargo_build(
         ("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1".into()),
         ("CARGO_PROFILE_RELEASE_DEBUG", "false".into()),
         ("CARGO_PROFILE_RELEASE_PANIC", "abort".into()),
-        ("CARGO_PROFILE_RELEASE_STRIP", "symbols".into()),
+        // Keep the symbol table (but not the DWARF that the prebuilt core
+        // library brings): `build` writes a stripped image itself and keeps
+        // this one (`.sym`) to symbolize crash backtraces.
+        ("CARGO_PROFILE_RELEASE_STRIP", "debuginfo".into()),
     ];
     CargoBuild {
         args,
@@ -237,6 +241,8 @@ pub fn cargo_build(
 pub struct Image {
     pub path: PathBuf,
     pub size: u64,
+    /// The same image with its symbol table (`<path>.sym`).
+    pub symbols: PathBuf,
 }
 
 impl Image {
@@ -293,16 +299,51 @@ pub fn build(
         .join("release")
         .join(&project.bin);
     let out_dir = dir.join("build");
-    let dest = out_dir.join(format!("{}_{}-x86_64", manifest.name, plat));
+    let file = format!("{}_{}-x86_64", manifest.name, plat);
+    let dest = out_dir.join(&file);
+    let sym = out_dir.join(format!("{file}.sym"));
     std::fs::create_dir_all(&out_dir)
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
-    // Copy then rename, so a running image is never overwritten in place.
-    let tmp = out_dir.join(format!(".{}_{}-x86_64.{}.tmp", manifest.name, plat, std::process::id()));
-    std::fs::copy(&built, &tmp)
-        .with_context(|| format!("cannot copy {} to {}", built.display(), tmp.display()))?;
-    std::fs::rename(&tmp, &dest).with_context(|| format!("cannot write {}", dest.display()))?;
-    let size = std::fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
-    Ok(Image { path: dest, size })
+    let unstripped =
+        std::fs::read(&built).with_context(|| format!("cannot read {}", built.display()))?;
+    let mode = std::fs::metadata(&built)
+        .with_context(|| format!("cannot read {}", built.display()))?
+        .permissions();
+    let image = match elf::strip(&unstripped) {
+        Ok(stripped) => stripped,
+        Err(why) => {
+            warn(format!(
+                "cannot strip {} ({why}); using the unstripped image",
+                built.display()
+            ));
+            unstripped.clone()
+        }
+    };
+    // The symbols first: an image is never newer than its `.sym`.
+    write_atomic(&sym, &unstripped, &mode)?;
+    write_atomic(&dest, &image, &mode)?;
+    Ok(Image {
+        path: dest,
+        size: image.len() as u64,
+        symbols: sym,
+    })
+}
+
+/// Write `dest` through a temporary file and a rename, so that a running
+/// image is never overwritten in place and a reader never sees half a file.
+fn write_atomic(dest: &Path, data: &[u8], mode: &std::fs::Permissions) -> Result<()> {
+    let name = dest.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dest.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let result = std::fs::write(&tmp, data)
+        .and_then(|()| std::fs::set_permissions(&tmp, mode.clone()))
+        .with_context(|| format!("cannot write {}", tmp.display()))
+        .and_then(|()| {
+            std::fs::rename(&tmp, dest).with_context(|| format!("cannot write {}", dest.display()))
+        });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// Is the guest target's standard library installed for the toolchain of `dir`?
@@ -387,7 +428,7 @@ mod tests {
         );
         assert!(
             b.env
-                .contains(&("CARGO_PROFILE_RELEASE_STRIP", "symbols".into()))
+                .contains(&("CARGO_PROFILE_RELEASE_STRIP", "debuginfo".into()))
         );
     }
 

@@ -11,11 +11,13 @@
 mod build;
 mod cmdline;
 mod console;
+mod elf;
 mod error;
 mod manifest;
 mod memory;
 mod platform;
 mod run;
+mod symbols;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

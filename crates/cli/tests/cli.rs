@@ -139,6 +139,10 @@ marker)
 nomarker)
     printf 'no marker here\n'
     exit 9 ;;
+backtrace)
+    printf 'backtrace:\r\n  #1  0x%s\r\n' "$FAKE_QEMU_ADDR"
+    printf '\033_unikit:exit=102;reason=exception\033\\\r\n'
+    exit 1 ;;
 *)
     printf 'quiet\n'
     exit 0 ;;
@@ -408,5 +412,82 @@ fn run_qemu_without_marker() {
     assert_error(
         &o,
         "error: guest stopped without reporting an exit code (qemu exit status 0)",
+    );
+}
+
+/// Prints a backtrace whose addresses are in its own `fixture::deep::crash_site`.
+const APP_BACKTRACE: &str = r#"#![no_std]
+#![no_main]
+mod deep {
+    #[inline(never)]
+    pub fn crash_site(x: usize) -> usize {
+        core::hint::black_box(x).wrapping_mul(3) ^ 0x55
+    }
+}
+fn hex(addr: usize) {
+    let mut b = [0u8; 16];
+    for (i, d) in b.iter_mut().enumerate() {
+        *d = b"0123456789abcdef"[(addr >> (60 - 4 * i)) & 0xf];
+    }
+    unikit::write(&b);
+}
+#[no_mangle]
+pub extern "C" fn _start() -> ! {
+    let f = deep::crash_site as usize;
+    core::hint::black_box(deep::crash_site(1));
+    unikit::write(b"backtrace:\n  #0  0x");
+    hex(f + 2);
+    unikit::write(b" (faulting instruction)\n  #1  0x");
+    hex(f + 1);
+    unikit::write(b"\n  #2  0x0000000000000010\ndone\n");
+    unikit::exit(102)
+}
+"#;
+
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#[test]
+fn run_annotates_backtraces() {
+    let (_tmp, app) = fixture(QEMU_LINUXU, APP_BACKTRACE);
+    let o = unikit(&app, &["run", "--plat", "linuxu", "-q"]);
+    assert_eq!(o.status.code(), Some(102), "{}", stderr(&o));
+    assert!(stderr(&o).is_empty(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 5, "{out}");
+    assert!(
+        lines[1].ends_with(" (faulting instruction) fixture::deep::crash_site+0x2"),
+        "{out}"
+    );
+    assert!(
+        lines[2].ends_with(" fixture::deep::crash_site+0x1"),
+        "{out}"
+    );
+    assert_eq!(lines[3], "  #2  0x0000000000000010", "{out}");
+    assert_eq!(lines[4], "done");
+    // The image is stripped; its symbols are next to it.
+    let image = fs::read(app.join("build/fx_linuxu-x86_64")).unwrap();
+    let sym = fs::read(app.join("build/fx_linuxu-x86_64.sym")).unwrap();
+    assert!(image.len() < sym.len());
+    assert_eq!(image[0x28..0x30], [0; 8], "e_shoff");
+    assert!(!image.windows(10).any(|w| w == b"crash_site"));
+    assert!(sym.windows(10).any(|w| w == b"crash_site"));
+
+    // On a VM console (`\r\n`, exit marker), with the same address: the qemu
+    // image is the same program, linked the same way.
+    let addr = &lines[2]["  #1  0x".len().."  #1  0x".len() + 16];
+    let (_bin, path) = fake_qemu();
+    let o = Command::new(BIN)
+        .current_dir(&app)
+        .env("PATH", &path)
+        .env("FAKE_QEMU_MODE", "backtrace")
+        .env("FAKE_QEMU_ADDR", addr)
+        .env("FAKE_QEMU_ARGS", app.join("qemu-args"))
+        .args(["run", "--plat", "qemu", "-q", "--accel", "tcg"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(102), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        format!("backtrace:\r\n  #1  0x{addr} fixture::deep::crash_site+0x1\r\n")
     );
 }

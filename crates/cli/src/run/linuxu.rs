@@ -3,11 +3,12 @@
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result};
 
 use crate::memory::Memory;
+use crate::symbols::Annotator;
 
 /// Variables added to the app's environment.
 pub fn environment(
@@ -23,18 +24,28 @@ pub fn environment(
     vars
 }
 
+/// Run the image as a process; its stdout (the console) goes to ours with
+/// backtraces annotated, its stdin and stderr are ours.
 pub fn run(
     image: &Path,
     args: &[String],
     env: &BTreeMap<String, String>,
     memory: Memory,
     kernel_args: &[String],
+    annotator: &mut Annotator,
 ) -> Result<u8> {
-    let status = Command::new(image)
+    let mut child = Command::new(image)
         .args(args)
         .envs(environment(env, memory, kernel_args))
-        .status()
+        .stdout(Stdio::piped())
+        .spawn()
         .with_context(|| format!("cannot run {}", image.display()))?;
+    if let Some(console) = child.stdout.take() {
+        super::stream(console, None, annotator);
+    }
+    let status = child
+        .wait()
+        .with_context(|| format!("waiting for {}", image.display()))?;
     if let Some(code) = status.code() {
         return Ok((code & 0xff) as u8);
     }

@@ -3,16 +3,19 @@
 mod linuxu;
 mod qemu;
 
+use std::io::{Read, Write};
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 
-use crate::{Accel, Firmware};
 use crate::build::{self, Project};
 use crate::cmdline;
+use crate::console::MarkerFilter;
 use crate::manifest::Manifest;
 use crate::memory::Memory;
 use crate::platform::{self, Platform, target_name};
+use crate::symbols::{Annotator, Symbols};
+use crate::{Accel, Firmware};
 
 pub struct Options {
     pub dir: PathBuf,
@@ -73,6 +76,14 @@ pub fn command(opts: Options) -> Result<u8> {
     if !opts.quiet {
         eprintln!("{}", image.describe());
     }
+    let symbols = match Symbols::load(&image.symbols) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            crate::error::warn(format!("crash backtraces will not be symbolized: {e}"));
+            None
+        }
+    };
+    let mut annotator = Annotator::new(symbols);
 
     match qemu {
         Some((qemu_path, (accel, warning))) => {
@@ -80,10 +91,69 @@ pub fn command(opts: Options) -> Result<u8> {
             if let Some(w) = warning {
                 crate::error::warn(w);
             }
-            let cfg = qemu::Config { image: &image.path, memory, cmdline: &line, accel, bios };
-            qemu::run(&qemu_path, &cfg)
+            let cfg = qemu::Config {
+                image: &image.path,
+                memory,
+                cmdline: &line,
+                accel,
+                bios,
+            };
+            qemu::run(&qemu_path, &cfg, &mut annotator)
         }
-        None => linuxu::run(&image.path, &args, &manifest.env, memory, &kernel_args),
+        None => linuxu::run(
+            &image.path,
+            &args,
+            &manifest.env,
+            memory,
+            &kernel_args,
+            &mut annotator,
+        ),
+    }
+}
+
+/// Copy the guest console to our stdout as it arrives, through the exit
+/// marker filter (VM consoles) and the backtrace annotator. If our stdout is
+/// gone, keep draining the guest anyway so that it is never blocked.
+fn stream(
+    mut console: impl Read,
+    mut marker: Option<&mut MarkerFilter>,
+    annotator: &mut Annotator,
+) {
+    let mut buf = vec![0u8; 8192];
+    let mut filtered = Vec::with_capacity(8192);
+    let mut out = Vec::with_capacity(8192);
+    let stdout = std::io::stdout();
+    loop {
+        let n = match console.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        match marker.as_deref_mut() {
+            Some(m) => {
+                m.feed(&buf[..n], &mut filtered);
+                annotator.feed(&filtered, &mut out);
+                filtered.clear();
+            }
+            None => annotator.feed(&buf[..n], &mut out),
+        }
+        show(&stdout, &mut out);
+    }
+    if let Some(m) = marker {
+        m.finish(&mut filtered);
+        annotator.feed(&filtered, &mut out);
+    }
+    annotator.finish(&mut out);
+    show(&stdout, &mut out);
+}
+
+/// Write console bytes now, ignoring errors (see [`stream`]).
+fn show(stdout: &std::io::Stdout, out: &mut Vec<u8>) {
+    if !out.is_empty() {
+        let mut lock = stdout.lock();
+        let _ = lock.write_all(out).and_then(|()| lock.flush());
+        out.clear();
     }
 }
 
@@ -94,8 +164,12 @@ const MIN_HEADROOM: u64 = 256 << 10;
 /// Refuses a memory size the image cannot boot in (QEMU would load the
 /// kernel past the end of RAM and the guest would run garbage).
 fn check_memory(image: &std::path::Path, memory: Memory) -> Result<()> {
-    let Ok(bytes) = std::fs::read(image) else { return Ok(()) };
-    let Some(end) = image_end(&bytes) else { return Ok(()) };
+    let Ok(bytes) = std::fs::read(image) else {
+        return Ok(());
+    };
+    let Some(end) = image_end(&bytes) else {
+        return Ok(());
+    };
     let need = (end + MIN_HEADROOM).div_ceil(64 << 10) * (64 << 10);
     if memory.bytes() < need {
         bail!(
@@ -118,11 +192,15 @@ fn image_end(elf: &[u8]) -> Option<u64> {
     if elf.get(0..5)? != b"\x7fELF\x02" {
         return None;
     }
-    let (phoff, phentsize, phnum) = (u64_at(0x20)? as usize, u16_at(0x36)? as usize, u16_at(0x38)? as usize);
+    let (phoff, phentsize, phnum) = (
+        u64_at(0x20)? as usize,
+        u16_at(0x36)? as usize,
+        u16_at(0x38)? as usize,
+    );
     (0..phnum)
         .filter_map(|i| {
             let ph = phoff.checked_add(i.checked_mul(phentsize)?)?;
-            (u32_at(ph)? == 1).then(|| Some(u64_at(ph + 0x18)?.checked_add(u64_at(ph + 0x28)?)?))?
+            (u32_at(ph)? == 1).then(|| u64_at(ph + 0x18)?.checked_add(u64_at(ph + 0x28)?))?
         })
         .max()
 }
@@ -140,6 +218,27 @@ fn pick(manifest: &Manifest) -> Result<Platform> {
         "none of the targets in unikit.toml can run on this host ({})",
         why.join("; ")
     )
+}
+
+/// Name of a common signal, for messages.
+pub fn signal_name(sig: i32) -> String {
+    let name = match sig {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        31 => "SIGSYS",
+        _ => return format!("signal {sig}"),
+    };
+    format!("signal {sig}, {name}")
 }
 
 #[cfg(test)]
@@ -163,7 +262,11 @@ mod tests {
 
     #[test]
     fn image_end_takes_the_highest_load_segment() {
-        let e = elf_with(&[(1, 0x10_0000, 0x1000), (4, 0x90_0000, 0x10), (1, 0x10_2000, 0x2_0000)]);
+        let e = elf_with(&[
+            (1, 0x10_0000, 0x1000),
+            (4, 0x90_0000, 0x10),
+            (1, 0x10_2000, 0x2_0000),
+        ]);
         assert_eq!(image_end(&e), Some(0x12_2000));
     }
 
@@ -175,25 +278,4 @@ mod tests {
         e.truncate(70);
         assert_eq!(image_end(&e), None);
     }
-}
-
-/// Name of a common signal, for messages.
-pub fn signal_name(sig: i32) -> String {
-    let name = match sig {
-        1 => "SIGHUP",
-        2 => "SIGINT",
-        3 => "SIGQUIT",
-        4 => "SIGILL",
-        6 => "SIGABRT",
-        7 => "SIGBUS",
-        8 => "SIGFPE",
-        9 => "SIGKILL",
-        11 => "SIGSEGV",
-        13 => "SIGPIPE",
-        14 => "SIGALRM",
-        15 => "SIGTERM",
-        31 => "SIGSYS",
-        _ => return format!("signal {sig}"),
-    };
-    format!("signal {sig}, {name}")
 }

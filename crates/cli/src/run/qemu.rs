@@ -1,7 +1,6 @@
 //! Booting an image with QEMU and reading its exit code.
 
 use std::ffi::OsString;
-use std::io::{Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -13,6 +12,7 @@ use crate::console::{GuestExit, MarkerFilter};
 use crate::error::hinted;
 use crate::memory::Memory;
 use crate::platform::QEMU;
+use crate::symbols::Annotator;
 
 pub struct Config<'a> {
     pub image: &'a Path,
@@ -137,8 +137,9 @@ pub fn verdict(marker: Option<&GuestExit>, end: End) -> Verdict {
     }
 }
 
-/// Boot the image; stream the console to stdout with the marker removed.
-pub fn run(qemu: &Path, cfg: &Config) -> Result<u8> {
+/// Boot the image; stream the console to stdout with the marker removed
+/// and backtraces annotated.
+pub fn run(qemu: &Path, cfg: &Config, annotator: &mut Annotator) -> Result<u8> {
     let mut child = Command::new(qemu)
         .args(argv(cfg))
         .stdin(Stdio::null())
@@ -146,23 +147,9 @@ pub fn run(qemu: &Path, cfg: &Config) -> Result<u8> {
         .stderr(Stdio::inherit())
         .spawn()
         .with_context(|| format!("cannot start {}", qemu.display()))?;
-    let mut console = child.stdout.take().context("no pipe for QEMU's output")?;
+    let console = child.stdout.take().context("no pipe for QEMU's output")?;
     let mut filter = MarkerFilter::new();
-    let mut buf = vec![0u8; 8192];
-    let mut out = Vec::with_capacity(8192);
-    let stdout = std::io::stdout();
-    loop {
-        let n = match console.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
-        };
-        filter.feed(&buf[..n], &mut out);
-        show(&stdout, &mut out);
-    }
-    filter.finish(&mut out);
-    show(&stdout, &mut out);
+    super::stream(console, Some(&mut filter), annotator);
     let status = child.wait().context("waiting for QEMU")?;
     let end = match (status.code(), status.signal()) {
         (Some(c), _) => End::Exited(c),
@@ -174,15 +161,6 @@ pub fn run(qemu: &Path, cfg: &Config) -> Result<u8> {
         eprintln!("{line}");
     }
     Ok(v.code)
-}
-
-/// Write console bytes now; if our stdout is gone, keep draining QEMU anyway.
-fn show(stdout: &std::io::Stdout, out: &mut Vec<u8>) {
-    if !out.is_empty() {
-        let mut lock = stdout.lock();
-        let _ = lock.write_all(out).and_then(|()| lock.flush());
-        out.clear();
-    }
 }
 
 #[cfg(test)]
