@@ -11,6 +11,8 @@
 mod build;
 mod cmdline;
 mod console;
+mod cpio;
+mod devices;
 mod elf;
 mod error;
 mod manifest;
@@ -74,12 +76,36 @@ struct RunArgs {
     /// Firmware for qemu: qboot (fast; the default when installed) or seabios.
     #[arg(long, value_enum)]
     firmware: Option<Firmware>,
+    /// QEMU machine: q35 (PCI devices) or microvm (virtio-mmio, Firecracker's shape).
+    #[arg(long, value_enum)]
+    machine: Option<Machine>,
+    /// Forward TCP 127.0.0.1:HOST to the guest's port GUEST (QEMU user networking). Repeatable.
+    #[arg(short = 'p', long = "publish", value_name = "HOST:GUEST", value_parser = devices::parse_publish)]
+    publish: Vec<(u16, u16)>,
+    /// Network: `user` (QEMU user networking) or `tap:NAME` (an existing tap interface).
+    #[arg(long, value_name = "user|tap:NAME", value_parser = devices::parse_net)]
+    net: Option<devices::Net>,
+    /// Guest IPv4 address, `ADDR/PREFIX[:GATEWAY]` or `dhcp` (default: DHCP; 10.0.2.15/24 with user networking).
+    #[arg(long, value_name = "ADDR/PREFIX[:GW]", value_parser = devices::parse_ip)]
+    ip: Option<String>,
+    /// Attach FILE (raw image) as a block device. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    disk: Vec<PathBuf>,
+    /// Pack DIR into a cpio initrd and mount it as the root file system.
+    #[arg(long, value_name = "DIR")]
+    rootfs: Option<PathBuf>,
     /// No build output and no kernel boot log (adds `unikit.quiet`).
     #[arg(short, long)]
     quiet: bool,
     /// Application arguments (replace the manifest's `args`).
     #[arg(last = true, value_name = "ARGS")]
     args: Option<Vec<String>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Machine {
+    Q35,
+    Microvm,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -114,6 +140,8 @@ fn main() -> ExitCode {
             memory: a.memory,
             accel: a.accel,
             firmware: a.firmware,
+            machine: a.machine,
+            devices: devices::Devices { publish: a.publish, net: a.net, ip: a.ip, disks: a.disk, rootfs: a.rootfs },
             quiet: a.quiet,
             args: a.args,
         }),

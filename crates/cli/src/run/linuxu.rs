@@ -10,14 +10,30 @@ use anyhow::{Context, Result};
 use crate::memory::Memory;
 use crate::symbols::Annotator;
 
+/// What the platform attaches, passed through `UNIKIT_*` variables.
+pub struct Devices<'a> {
+    pub devices: &'a crate::devices::Devices,
+    pub initrd: Option<&'a Path>,
+}
+
 /// Variables added to the app's environment.
 pub fn environment(
     env: &BTreeMap<String, String>,
     memory: Memory,
     kernel_args: &[String],
+    dev: &Devices,
 ) -> Vec<(String, String)> {
     let mut vars: Vec<(String, String)> = env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     vars.push(("UNIKIT_MEMORY".into(), memory.bytes().to_string()));
+    if let Some(crate::devices::Net::Tap(name)) = &dev.devices.net {
+        vars.push(("UNIKIT_NET".into(), format!("tap:{name}")));
+    }
+    if let Some(disk) = dev.devices.disks.first() {
+        vars.push(("UNIKIT_DISK".into(), disk.display().to_string()));
+    }
+    if let Some(rd) = dev.initrd {
+        vars.push(("UNIKIT_INITRD".into(), rd.display().to_string()));
+    }
     if !kernel_args.is_empty() {
         vars.push(("UNIKIT_OPTS".into(), kernel_args.join(" ")));
     }
@@ -32,11 +48,12 @@ pub fn run(
     env: &BTreeMap<String, String>,
     memory: Memory,
     kernel_args: &[String],
+    dev: &Devices,
     annotator: &mut Annotator,
 ) -> Result<u8> {
     let mut child = Command::new(image)
         .args(args)
-        .envs(environment(env, memory, kernel_args))
+        .envs(environment(env, memory, kernel_args, dev))
         .stdout(Stdio::piped())
         .spawn()
         .with_context(|| format!("cannot run {}", image.display()))?;
@@ -66,6 +83,7 @@ mod tests {
             &env,
             Memory::parse("2M").unwrap(),
             &["unikit.quiet".into(), "a=b".into()],
+            &Devices { devices: &Default::default(), initrd: None },
         );
         assert_eq!(
             v,
@@ -75,10 +93,25 @@ mod tests {
                 ("UNIKIT_OPTS".into(), "unikit.quiet a=b".into())
             ]
         );
-        let v = environment(&BTreeMap::new(), Memory::DEFAULT, &[]);
+        let devices = crate::devices::Devices {
+            net: Some(crate::devices::Net::Tap("tap0".into())),
+            disks: vec!["d.img".into()],
+            ..Default::default()
+        };
+        let v = environment(
+            &BTreeMap::new(),
+            Memory::DEFAULT,
+            &[],
+            &Devices { devices: &devices, initrd: Some(Path::new("r.cpio")) },
+        );
         assert_eq!(
             v,
-            [("UNIKIT_MEMORY".to_string(), (64u64 << 20).to_string())]
+            [
+                ("UNIKIT_MEMORY".to_string(), (64u64 << 20).to_string()),
+                ("UNIKIT_NET".into(), "tap:tap0".into()),
+                ("UNIKIT_DISK".into(), "d.img".into()),
+                ("UNIKIT_INITRD".into(), "r.cpio".into())
+            ]
         );
     }
 }

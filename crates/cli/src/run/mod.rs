@@ -15,7 +15,8 @@ use crate::manifest::Manifest;
 use crate::memory::Memory;
 use crate::platform::{self, Platform, target_name};
 use crate::symbols::{Annotator, Symbols};
-use crate::{Accel, Firmware};
+use crate::devices::{Devices, Net};
+use crate::{Accel, Firmware, Machine};
 
 pub struct Options {
     pub dir: PathBuf,
@@ -23,6 +24,8 @@ pub struct Options {
     pub memory: Option<Memory>,
     pub accel: Option<Accel>,
     pub firmware: Option<Firmware>,
+    pub machine: Option<Machine>,
+    pub devices: Devices,
     pub quiet: bool,
     pub args: Option<Vec<String>>,
 }
@@ -44,6 +47,19 @@ pub fn command(opts: Options) -> Result<u8> {
     if opts.firmware.is_some() && plat != Platform::Qemu {
         bail!("--firmware only applies to the qemu platform, not {plat}");
     }
+    if opts.machine.is_some() && plat != Platform::Qemu {
+        bail!("--machine only applies to the qemu platform, not {plat}");
+    }
+    let mut devices = opts.devices.clone();
+    if plat == Platform::Linuxu {
+        if !devices.publish.is_empty() || devices.net == Some(Net::User) {
+            bail!("linuxu has no user-mode network to forward ports through; use --net tap:NAME (and --ip)");
+        }
+        if devices.disks.len() > 1 {
+            bail!("linuxu attaches one --disk (got {})", devices.disks.len());
+        }
+    }
+    devices.check()?;
     let qboot = std::path::Path::new(platform::QBOOT_ROM);
     let bios = match opts.firmware {
         Some(Firmware::Qboot) if !qboot.is_file() => bail!(
@@ -66,6 +82,7 @@ pub fn command(opts: Options) -> Result<u8> {
     let memory = opts.memory.unwrap_or(manifest.memory);
     let args = opts.args.clone().unwrap_or_else(|| manifest.args.clone());
     let mut kernel_args = manifest.kernel_args.clone();
+    kernel_args.extend(devices.kernel_args());
     if opts.quiet && !kernel_args.iter().any(|a| a == cmdline::QUIET) {
         kernel_args.push(cmdline::QUIET.to_string());
     }
@@ -84,6 +101,7 @@ pub fn command(opts: Options) -> Result<u8> {
         }
     };
     let mut annotator = Annotator::new(symbols);
+    let initrd = devices.initrd(&opts.dir.join("build"), &manifest.name)?;
 
     match qemu {
         Some((qemu_path, (accel, warning))) => {
@@ -97,6 +115,9 @@ pub fn command(opts: Options) -> Result<u8> {
                 cmdline: &line,
                 accel,
                 bios,
+                machine: opts.machine.unwrap_or(Machine::Q35),
+                devices: &devices,
+                initrd: initrd.as_deref(),
             };
             qemu::run(&qemu_path, &cfg, &mut annotator)
         }
@@ -106,6 +127,7 @@ pub fn command(opts: Options) -> Result<u8> {
             &manifest.env,
             memory,
             &kernel_args,
+            &linuxu::Devices { devices: &devices, initrd: initrd.as_deref() },
             &mut annotator,
         ),
     }

@@ -7,7 +7,8 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result};
 
-use crate::Accel;
+use crate::devices::{Devices, Net};
+use crate::{Accel, Machine};
 use crate::console::{GuestExit, MarkerFilter};
 use crate::error::hinted;
 use crate::memory::Memory;
@@ -21,15 +22,24 @@ pub struct Config<'a> {
     pub accel: Accel,
     /// Firmware to use instead of QEMU's default SeaBIOS (qboot).
     pub bios: Option<&'a Path>,
+    pub machine: Machine,
+    pub devices: &'a Devices,
+    pub initrd: Option<&'a Path>,
 }
 
 /// QEMU's arguments (without the program name).
 pub fn argv(cfg: &Config) -> Vec<OsString> {
     let mut a: Vec<OsString> = Vec::new();
     let mut push = |items: &[&str]| a.extend(items.iter().map(OsString::from));
+    let machine = match cfg.machine {
+        Machine::Q35 => "q35",
+        // No ACPI tables (the kernel reads the devices from the command
+        // line, as on Firecracker); QEMU appends virtio_mmio.device= entries.
+        Machine::Microvm => "microvm,acpi=off",
+    };
     push(&[
         "-M",
-        "q35",
+        machine,
         "-nodefaults",
         "-no-user-config",
         "-display",
@@ -52,8 +62,36 @@ pub fn argv(cfg: &Config) -> Vec<OsString> {
         Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host,-arch-capabilities"]),
         Accel::Tcg => push(&["-accel", "tcg", "-cpu", "max"]),
     }
+    let (net_dev, blk_dev) = match cfg.machine {
+        Machine::Q35 => ("virtio-net-pci", "virtio-blk-pci"),
+        Machine::Microvm => ("virtio-net-device", "virtio-blk-device"),
+    };
+    match &cfg.devices.net {
+        Some(Net::User) => {
+            let mut nd = String::from("user,id=net0");
+            for (h, g) in &cfg.devices.publish {
+                nd.push_str(&format!(",hostfwd=tcp:127.0.0.1:{h}-:{g}"));
+            }
+            push(&["-netdev", &nd, "-device", &format!("{net_dev},netdev=net0")]);
+        }
+        Some(Net::Tap(name)) => push(&[
+            "-netdev",
+            &format!("tap,id=net0,ifname={name},script=no,downscript=no"),
+            "-device",
+            &format!("{net_dev},netdev=net0"),
+        ]),
+        None => {}
+    }
+    for (i, disk) in cfg.devices.disks.iter().enumerate() {
+        // QEMU's -drive syntax uses ',' as separator: double it in paths.
+        let file = disk.display().to_string().replace(',', ",,");
+        push(&["-drive", &format!("file={file},if=none,id=disk{i},format=raw"), "-device", &format!("{blk_dev},drive=disk{i}")]);
+    }
     if let Some(bios) = cfg.bios {
         a.extend(["-bios".into(), bios.into()]);
+    }
+    if let Some(rd) = cfg.initrd {
+        a.extend(["-initrd".into(), rd.into()]);
     }
     a.extend([
         "-kernel".into(),
@@ -179,6 +217,9 @@ mod tests {
             cmdline: "-- a",
             accel: Accel::Kvm,
             bios: Some(Path::new("/usr/share/qemu/qboot.rom")),
+            machine: Machine::Q35,
+            devices: &Devices::default(),
+            initrd: None,
         };
         assert_eq!(
             strings(argv(&cfg)).join(" "),
@@ -196,6 +237,9 @@ mod tests {
             cmdline: "x \"y z\" --",
             accel: Accel::Tcg,
             bios: None,
+            machine: Machine::Q35,
+            devices: &Devices::default(),
+            initrd: None,
         };
         let a = strings(argv(&cfg));
         assert!(a.windows(4).any(|w| w == ["-accel", "tcg", "-cpu", "max"]));
@@ -205,6 +249,38 @@ mod tests {
             a[a.len() - 2..],
             ["-append".to_string(), "x \"y z\" --".to_string()]
         );
+    }
+
+    #[test]
+    fn argv_devices_on_q35_and_microvm() {
+        let devices = Devices {
+            publish: vec![(8080, 80), (2222, 22)],
+            net: Some(Net::User),
+            disks: vec!["a,b.img".into()],
+            ..Default::default()
+        };
+        let mut cfg = Config {
+            image: Path::new("img"),
+            memory: Memory::parse("64M").unwrap(),
+            cmdline: "--",
+            accel: Accel::Tcg,
+            bios: None,
+            machine: Machine::Q35,
+            devices: &devices,
+            initrd: Some(Path::new("build/x.rootfs.cpio")),
+        };
+        let a = strings(argv(&cfg)).join(" ");
+        assert!(a.contains("-netdev user,id=net0,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=tcp:127.0.0.1:2222-:22 -device virtio-net-pci,netdev=net0"), "{a}");
+        assert!(a.contains("-drive file=a,,b.img,if=none,id=disk0,format=raw -device virtio-blk-pci,drive=disk0"), "{a}");
+        assert!(a.contains("-initrd build/x.rootfs.cpio -kernel img"), "{a}");
+        cfg.machine = Machine::Microvm;
+        let a = strings(argv(&cfg)).join(" ");
+        assert!(a.starts_with("-M microvm,acpi=off "), "{a}");
+        assert!(a.contains("-device virtio-net-device,netdev=net0") && a.contains("-device virtio-blk-device,drive=disk0"), "{a}");
+        let tap = Devices { net: Some(Net::Tap("tap7".into())), ..Default::default() };
+        cfg.devices = &tap;
+        let a = strings(argv(&cfg)).join(" ");
+        assert!(a.contains("-netdev tap,id=net0,ifname=tap7,script=no,downscript=no"), "{a}");
     }
 
     #[test]

@@ -1,0 +1,170 @@
+//! Devices a run attaches: network (`-p`, `--net`, `--ip`), disks
+//! (`--disk`) and the root file system (`--rootfs`), checked up front.
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+/// The address QEMU's user-mode network gives the guest, and its gateway.
+pub const USER_NET_IP: &str = "10.0.2.15/24:10.0.2.2";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Net {
+    /// QEMU user-mode networking (slirp), with `-p` forwards on 127.0.0.1.
+    User,
+    /// An existing tap interface.
+    Tap(String),
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Devices {
+    /// TCP forwards from 127.0.0.1:HOST to the guest's GUEST port.
+    pub publish: Vec<(u16, u16)>,
+    pub net: Option<Net>,
+    /// Guest address as `ADDR/PREFIX[:GATEWAY]` or `dhcp`.
+    pub ip: Option<String>,
+    pub disks: Vec<PathBuf>,
+    pub rootfs: Option<PathBuf>,
+}
+
+fn port(s: &str, what: &str, spec: &str) -> Result<u16> {
+    match s.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(p),
+        _ => bail!("-p {spec}: {what} port must be a number from 1 to 65535"),
+    }
+}
+
+/// `HOST:GUEST` (optionally with a `/tcp` suffix).
+pub fn parse_publish(spec: &str) -> Result<(u16, u16)> {
+    let s = spec.strip_suffix("/tcp").unwrap_or(spec);
+    if s.ends_with("/udp") {
+        bail!("-p {spec}: only TCP ports can be forwarded");
+    }
+    let Some((h, g)) = s.split_once(':') else { bail!("-p {spec}: expected HOSTPORT:GUESTPORT, e.g. -p 8080:80") };
+    Ok((port(h, "host", spec)?, port(g, "guest", spec)?))
+}
+
+pub fn parse_net(spec: &str) -> Result<Net> {
+    match spec.split_once(':') {
+        _ if spec == "user" => Ok(Net::User),
+        Some(("tap", name)) if !name.is_empty() && name.len() < 16 && !name.contains(['/', ' ', ',', '=']) => {
+            Ok(Net::Tap(name.into()))
+        }
+        Some(("tap", _)) => bail!("--net {spec}: tap interface names are 1 to 15 characters without '/', ',', '=' or spaces"),
+        _ => bail!("--net {spec}: expected `user` or `tap:NAME`"),
+    }
+}
+
+/// Checks `ADDR/PREFIX[:GATEWAY]` or `dhcp` (the guest parses it again).
+pub fn parse_ip(spec: &str) -> Result<String> {
+    if spec == "dhcp" {
+        return Ok(spec.into());
+    }
+    let ipv4 = |s: &str| s.parse::<std::net::Ipv4Addr>().is_ok();
+    let (cidr, gw) = match spec.split_once(':') {
+        Some((c, g)) => (c, Some(g)),
+        None => (spec, None),
+    };
+    let ok = match cidr.split_once('/') {
+        Some((a, p)) => ipv4(a) && p.parse::<u8>().is_ok_and(|p| p <= 32),
+        None => false,
+    };
+    if !ok || gw.is_some_and(|g| !ipv4(g)) {
+        bail!("--ip {spec}: expected ADDR/PREFIX[:GATEWAY], e.g. 10.0.0.2/24:10.0.0.1, or dhcp");
+    }
+    Ok(spec.into())
+}
+
+impl Devices {
+    /// Validates the combination and the files; call before building.
+    pub fn check(&mut self) -> Result<()> {
+        if !self.publish.is_empty() {
+            match &self.net {
+                None => self.net = Some(Net::User),
+                Some(Net::User) => {}
+                Some(Net::Tap(_)) => bail!("-p forwards ports through QEMU's user-mode network; with --net tap:NAME, reach the guest at its own address"),
+            }
+        }
+        if self.net == Some(Net::User) && self.ip.is_none() {
+            self.ip = Some(USER_NET_IP.into());
+        }
+        for d in &self.disks {
+            let m = std::fs::metadata(d).with_context(|| format!("--disk {}", d.display()))?;
+            if !m.is_file() {
+                bail!("--disk {}: not a regular file (create one with e.g. `truncate -s 64M disk.img`)", d.display());
+            }
+            if m.len() < 512 {
+                bail!("--disk {}: smaller than one 512-byte sector", d.display());
+            }
+        }
+        Ok(())
+    }
+
+    /// Kernel options for the guest (network address).
+    pub fn kernel_args(&self) -> Vec<String> {
+        self.ip.iter().map(|ip| format!("netdev.ip={ip}")).collect()
+    }
+
+    /// Packs `--rootfs` into `out_dir`; returns the archive's path.
+    pub fn initrd(&self, out_dir: &Path, name: &str) -> Result<Option<PathBuf>> {
+        let Some(dir) = &self.rootfs else { return Ok(None) };
+        let data = crate::cpio::pack(dir)?;
+        std::fs::create_dir_all(out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
+        let dest = out_dir.join(format!("{name}.rootfs.cpio"));
+        let tmp = out_dir.join(format!(".{name}.rootfs.cpio.{}.tmp", std::process::id()));
+        std::fs::write(&tmp, data).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &dest).with_context(|| format!("cannot write {}", dest.display()))?;
+        Ok(Some(dest))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_specs() {
+        assert_eq!(parse_publish("8080:80").unwrap(), (8080, 80));
+        assert_eq!(parse_publish("8080:80/tcp").unwrap(), (8080, 80));
+        for bad in ["80", "0:80", "8080:0", "x:80", "8080:99999", "8080:80/udp", ":"] {
+            assert!(parse_publish(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn net_and_ip_specs() {
+        assert_eq!(parse_net("tap:tap0").unwrap(), Net::Tap("tap0".into()));
+        assert_eq!(parse_net("user").unwrap(), Net::User);
+        for bad in ["tap:", "tap:a/b", "tap:0123456789abcdef", "bridge:br0", "tap"] {
+            assert!(parse_net(bad).is_err(), "{bad}");
+        }
+        assert!(parse_ip("10.0.0.2/24:10.0.0.1").is_ok());
+        assert!(parse_ip("10.0.0.2/24").is_ok());
+        assert!(parse_ip("dhcp").is_ok());
+        for bad in ["10.0.0.2", "10.0.0.2/33", "10.0.0/24", "10.0.0.2/24:gw", "x"] {
+            assert!(parse_ip(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn publish_implies_user_network_and_its_address() {
+        let mut d = Devices { publish: vec![(8080, 80)], ..Default::default() };
+        d.check().unwrap();
+        assert_eq!(d.net, Some(Net::User));
+        assert_eq!(d.kernel_args(), ["netdev.ip=10.0.2.15/24:10.0.2.2"]);
+        let mut d = Devices { publish: vec![(1, 2)], net: Some(Net::Tap("t".into())), ..Default::default() };
+        assert!(d.check().is_err());
+    }
+
+    #[test]
+    fn disks_must_be_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = Devices { disks: vec![dir.path().into()], ..Default::default() };
+        assert!(d.check().unwrap_err().to_string().contains("not a regular file"));
+        let mut d = Devices { disks: vec![dir.path().join("missing.img")], ..Default::default() };
+        assert!(d.check().is_err());
+        let f = dir.path().join("d.img");
+        std::fs::write(&f, vec![0u8; 1024]).unwrap();
+        let mut d = Devices { disks: vec![f], ..Default::default() };
+        d.check().unwrap();
+    }
+}
