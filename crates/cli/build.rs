@@ -3,6 +3,14 @@
 // silently or failing where there is no /dev/kvm.
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(unikit_no_kvm)");
+    println!("cargo::rustc-check-cfg=cfg(unikit_no_netns)");
+    // Network-namespace tests need root (CAP_SYS_ADMIN) and iproute2.
+    let root = std::process::Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false);
+    let ip = std::path::Path::new("/usr/sbin/ip").exists() || std::path::Path::new("/sbin/ip").exists() || std::path::Path::new("/usr/bin/ip").exists();
+    if !(root && ip) {
+        println!("cargo:rustc-cfg=unikit_no_netns");
+        println!("cargo:warning=not root or no iproute2: network-namespace tests will be skipped");
+    }
     println!("cargo:rerun-if-changed=/dev/kvm");
     let usable = std::fs::OpenOptions::new()
         .read(true)

@@ -30,6 +30,8 @@ static BOOTSTATS: AtomicBool = AtomicBool::new(false);
 static MAIN_RAW: AtomicU64 = AtomicU64::new(0);
 
 const KNOWN_OPTIONS: &[&str] = &["unikit.quiet", "unikit.bootstats"];
+/// Options with a value, consumed by drivers and services.
+const KNOWN_PREFIXES: &[&str] = &["virtio_mmio.device=", "netdev.ip="];
 
 #[allow(unsafe_code)]
 unsafe extern "Rust" {
@@ -74,7 +76,8 @@ fn boot_log(hypervisor: &str, cl: &CommandLine) {
     let mut w = crate::console::BootLogWriter;
     let _ = p.describe(&mut w);
     emergency_print(format_args!("\n"));
-    for o in cl.options.iter().filter(|o| !KNOWN_OPTIONS.contains(&o.as_str())) {
+    let known = |o: &str| KNOWN_OPTIONS.contains(&o) || KNOWN_PREFIXES.iter().any(|p| o.starts_with(p));
+    for o in cl.options.iter().filter(|o| !known(o)) {
         emergency_print(format_args!("unikit: ignoring unknown kernel option '{o}'\n"));
     }
 }

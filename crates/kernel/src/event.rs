@@ -30,9 +30,9 @@ impl Event {
     /// Waits until signalled or until the monotonic `deadline_ns`; returns
     /// whether it was signalled, and clears the signal.
     pub fn wait(&self, deadline_ns: Option<u64>) -> bool {
-        let got = self.wq.wait_until_deadline(|| self.pending.load(Ordering::Acquire), deadline_ns);
-        self.pending.store(false, Ordering::Release);
-        got
+        // Consume the signal in the same step that observes it: clearing it
+        // afterwards would lose a signal that lands in between.
+        self.wq.wait_until_deadline(|| self.pending.swap(false, Ordering::AcqRel), deadline_ns)
     }
 
     /// Clears and returns the signal without waiting.

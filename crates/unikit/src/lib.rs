@@ -26,7 +26,9 @@ extern crate unikit_plat_linuxu;
 pub use unikit_macros::main;
 
 pub mod env;
+pub mod fs;
 pub mod io;
+pub mod net;
 pub mod process;
 pub mod sync;
 pub mod thread;

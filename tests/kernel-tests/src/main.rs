@@ -290,6 +290,30 @@ fn crash(mode: &str) -> i32 {
                 .expect("spawn");
             let _ = h.join();
         }
+        // Raw block device, across boots: `disk-write SEED` then `disk-read SEED`
+        // (unaligned offset and length: read-modify-write inside the disk layer).
+        "disk-write" | "disk-read" => {
+            let seed: u8 = unikit::env::args().nth(2).and_then(|s| s.parse().ok()).unwrap_or(1);
+            let pattern: Vec<u8> = (0..70_000u32).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect();
+            let disk = match unikit::fs::Disk::open(0) {
+                Ok(d) => d,
+                Err(e) => {
+                    println!("kernel-tests: no disk: {e}");
+                    return 4;
+                }
+            };
+            if mode == "disk-write" {
+                disk.write_at(4096 + 7, &pattern).and_then(|_| disk.flush()).expect("disk write");
+                println!("kernel-tests: wrote {} bytes", pattern.len());
+            } else {
+                let mut back = vec![0u8; pattern.len()];
+                disk.read_at(4096 + 7, &mut back).expect("disk read");
+                let ok = back == pattern;
+                println!("kernel-tests: read back {} bytes: {}", back.len(), if ok { "match" } else { "MISMATCH" });
+                return if ok { 0 } else { 5 };
+            }
+            return 0;
+        }
         "deadlock" => {
             let wq = Arc::new(WaitQueue::new());
             let w = wq.clone();

@@ -1,31 +1,48 @@
 //! i8254 programmable interval timer, used only to measure the TSC when no
-//! CPUID leaf or paravirtual clock gives its frequency.
+//! CPUID leaf or paravirtual clock gives its frequency. Channel 0 is read
+//! back through latch commands, which works on every PIT (QEMU microvm has
+//! no port 0x61 gate for channel 2).
 use arch::cpu::rdtsc;
 use arch::io::{inb, outb};
 
 const PIT_HZ: u64 = 1_193_182;
 
-/// Counts TSC ticks during `ms` milliseconds of PIT channel 2 and returns
-/// the TSC frequency in Hz, or `None` if the PIT does not seem to count.
-pub fn measure_tsc_hz(ms: u64) -> Option<u64> {
-    let count = (PIT_HZ * ms / 1000).min(0xffff) as u16;
-    // SAFETY: channel 2 is gated by port 0x61 and wired to nothing else we use.
+fn read_count() -> u16 {
+    // SAFETY: latch channel 0, then read its count low byte, high byte.
     unsafe {
-        let gate = inb(0x61);
-        outb(0x61, (gate & !0x02) | 0x01); // gate on, speaker off
-        outb(0x43, 0b1011_0000); // channel 2, lo/hi, mode 0
-        outb(0x42, count as u8);
-        outb(0x42, (count >> 8) as u8);
-        let t0 = rdtsc();
-        let mut spins: u64 = 0;
-        while inb(0x61) & 0x20 == 0 {
-            spins += 1;
-            if spins > 100_000_000 {
-                return None;
-            }
-        }
-        let t1 = rdtsc();
-        outb(0x61, gate);
-        Some((t1 - t0) * PIT_HZ / count as u64)
+        outb(0x43, 0x00);
+        let lo = inb(0x40) as u16;
+        let hi = inb(0x40) as u16;
+        (hi << 8) | lo
     }
+}
+
+/// Counts TSC ticks during `ms` milliseconds of PIT time and returns the
+/// TSC frequency in Hz, or `None` if there is no counting PIT.
+pub fn measure_tsc_hz(ms: u64) -> Option<u64> {
+    let target = PIT_HZ * ms / 1000;
+    // SAFETY: channel 0, lo/hi access, mode 2 (rate generator), reload 0
+    // (= 65536). Its IRQ 0 is masked at the PIC and the I/O APIC.
+    unsafe {
+        outb(0x43, 0x34);
+        outb(0x40, 0);
+        outb(0x40, 0);
+    }
+    let mut last = read_count();
+    let t0 = rdtsc();
+    let mut elapsed = 0u64;
+    let mut reads = 0u32;
+    while elapsed < target {
+        let now = read_count();
+        elapsed += last.wrapping_sub(now) as u64; // counts down, wraps at 65536
+        last = now;
+        reads += 1;
+        if reads > 2_000_000 {
+            return None; // not counting (no PIT behind the ports)
+        }
+    }
+    let t1 = rdtsc();
+    let hz = (t1 - t0) as u128 * PIT_HZ as u128 / elapsed as u128;
+    // Anything outside 100 MHz..20 GHz is not a TSC we believe in.
+    (100_000_000..20_000_000_000).contains(&(hz as u64)).then_some(hz as u64)
 }

@@ -1,7 +1,7 @@
 //! The kernel heap: `talc`, growing on demand with arenas taken from the
 //! frame allocator, so a small VM only spends what it uses.
 use core::alloc::Layout;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use talc::{OomHandler, Span, Talc, Talck};
 
 /// Smallest arena the heap asks for at once.
@@ -25,8 +25,51 @@ impl OomHandler for GrowFromFrames {
     }
 }
 
-#[cfg_attr(not(test), global_allocator)]
-static ALLOCATOR: Talck<spin::Mutex<()>, GrowFromFrames> = Talc::new(GrowFromFrames).lock();
+/// The heap lock keeps interrupts off while held: an interrupt handler
+/// that allocates (waking a thread can grow the run queue) must not find
+/// the lock taken by the code it interrupted.
+pub struct IrqSpinLock {
+    locked: AtomicBool,
+    irqs_were_on: AtomicBool,
+}
+
+// SAFETY: mutual exclusion by the `locked` flag (acquire on lock, release on
+// unlock); the saved interrupt state belongs to the holder.
+unsafe impl lock_api::RawMutex for IrqSpinLock {
+    #[allow(clippy::declare_interior_mutable_const)]
+    const INIT: Self = Self { locked: AtomicBool::new(false), irqs_were_on: AtomicBool::new(false) };
+    type GuardMarker = lock_api::GuardNoSend;
+
+    fn lock(&self) {
+        let was = crate::platform().irq_save();
+        while self.locked.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            core::hint::spin_loop();
+        }
+        self.irqs_were_on.store(was, Ordering::Relaxed);
+    }
+
+    fn try_lock(&self) -> bool {
+        let was = crate::platform().irq_save();
+        if self.locked.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+            self.irqs_were_on.store(was, Ordering::Relaxed);
+            true
+        } else {
+            crate::platform().irq_restore(was);
+            false
+        }
+    }
+
+    unsafe fn unlock(&self) {
+        let was = self.irqs_were_on.load(Ordering::Relaxed);
+        self.locked.store(false, Ordering::Release);
+        crate::platform().irq_restore(was);
+    }
+}
+
+// Only the guest gets this allocator: a host test binary that links the
+// kernel keeps the host's.
+#[cfg_attr(target_os = "none", global_allocator)]
+static ALLOCATOR: Talck<IrqSpinLock, GrowFromFrames> = Talc::new(GrowFromFrames).lock();
 
 pub fn claimed_bytes() -> u64 {
     CLAIMED.load(Ordering::Relaxed)

@@ -197,6 +197,7 @@ pub extern "C" fn kvm_main(start_info: u64) -> ! {
         // SAFETY: the module is reserved RAM, mapped, never written.
         unikit_kernel::boot::set_initrd(unsafe { core::slice::from_raw_parts(rd.start as *const u8, rd.len() as usize) });
     }
+    unikit_kernel::dev::set_probe(probe_devices);
     let (hv, _) = hypervisor();
     arch::cpu::irq_restore(true);
     unikit_kernel::boot::start(BootInfo {
@@ -204,6 +205,22 @@ pub extern "C" fn kvm_main(start_info: u64) -> ! {
         hypervisor: hv.name(),
         boot_stack: entry::boot_stack(),
     })
+}
+
+/// Finds the machine's devices on first use: virtio on PCI (q35) and the
+/// virtio-mmio devices named on the command line (microvm, Firecracker).
+fn probe_devices() {
+    let irq: &'static dyn drivers::irq::InterruptController = &irq::CONTROLLER;
+    let cl = unikit_kernel::boot::command_line();
+    let mmio = unikit_kernel::cmdline::virtio_mmio_devices(cl);
+    if mmio.is_empty() {
+        drivers::virtio::probe_pci(Some(irq));
+    }
+    for d in mmio {
+        if let Err(e) = drivers::virtio::probe_mmio(d.base, d.size, d.irq, Some(irq)) {
+            unikit_kernel::kprintln!("unikit: virtio-mmio device at {:#x}: {e}", d.base);
+        }
+    }
 }
 
 /// Builds the kernel's own identity map (RAM and boot data; page 0 left
