@@ -10,6 +10,8 @@
 //! Runs alternate between configurations so that machine noise spreads
 //! evenly, and the report quotes medians. QEMU is started with the same
 //! arguments `unikit run` uses (crates/cli/src/run/qemu.rs).
+mod net;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -143,6 +145,9 @@ fn smallest_memory(image: &Path, kvm: bool) -> Option<u64> {
 
 fn main() {
     let unikit = repo().join("target/release/unikit");
+    // Builds the httpd images up front so that the first wrk run does not
+    // wait for the compiler.
+    let prebuild = |plat: &str| Command::new(&unikit).args(["build", "-q", "--plat", plat, "-C"]).arg(repo().join("examples/httpd")).status();
     let st = Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
         .args(["build", "--release", "-q", "-p", "unikit-cli"])
         .current_dir(repo())
@@ -150,6 +155,7 @@ fn main() {
         .expect("cannot run cargo");
     assert!(st.success(), "building the unikit CLI failed");
     let (qemu_img, linuxu_img) = build_images(&unikit);
+    let _ = (prebuild("qemu"), prebuild("linuxu"));
     let kvm = kvm_usable();
     let qboot = Path::new(QBOOT).exists();
 
@@ -242,6 +248,11 @@ fn main() {
     let _ = writeln!(r, "\nTargets (Unikraft's published figures): guest boot <= 50 us (Unikraft 55 us on QEMU/KVM), hello image <= 150 KB (213 KB), boots in <= 2 MB (2 MB).");
     if kvm_module.starts_with("kvm_pvm") {
         let _ = writeln!(r, "\nOn this host /dev/kvm is kvm_pvm: a guest that does not use the PVM paravirtual ABI runs its kernel-mode code through KVM's instruction emulator, so the KVM rows measure that emulator (several microseconds per instruction), not hardware virtualization; TCG is faster here. On hardware KVM the guest runs natively.");
+    }
+    if std::env::args().any(|a| a == "--no-net") {
+        let _ = writeln!(r, "\n(HTTP throughput not measured: --no-net)");
+    } else {
+        r.push_str(&net::run(&repo(), &unikit, kvm));
     }
     print!("{r}");
     std::fs::write(repo().join("bench/REPORT.md"), &r).expect("cannot write bench/REPORT.md");

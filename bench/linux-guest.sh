@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Assembles the Linux guest the network benchmark compares against: Debian's
+# stock kernel (linux-image-amd64) with a tiny busybox initramfs that brings
+# up virtio-net and serves a directory with busybox httpd. Downloads by
+# package name into a cache outside the repository; nothing is committed.
+#   bench/linux-guest.sh WWW_DIR   -> prints "KERNEL INITRD"
+set -euo pipefail
+www=$(realpath "${1:?usage: linux-guest.sh WWW_DIR}")
+cache=${UNIKIT_CACHE:-$HOME/.cache/unikit}/linux-guest
+mkdir -p "$cache"
+cd "$cache"
+
+if [ ! -d kernel ]; then
+    pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+    [ -n "$pkg" ] || { echo "linux-guest: cannot resolve linux-image-amd64" >&2; exit 1; }
+    rm -f ./*.deb
+    apt-get download "$pkg" >/dev/null 2>&1 || { echo "linux-guest: apt-get download $pkg failed" >&2; exit 1; }
+    rm -rf kernel.tmp && dpkg-deb -x ./"$pkg"_*.deb kernel.tmp && mv kernel.tmp kernel
+fi
+if [ ! -x busybox ]; then
+    apt-get download busybox-static >/dev/null 2>&1 || { echo "linux-guest: apt-get download busybox-static failed" >&2; exit 1; }
+    rm -rf bb.tmp && dpkg-deb -x ./busybox-static_*.deb bb.tmp && cp bb.tmp/bin/busybox busybox && rm -rf bb.tmp
+fi
+
+vmlinuz=$(ls kernel/boot/vmlinuz-* | head -n1)
+moddir=$(ls -d kernel/lib/modules/* | head -n1)
+root=$(mktemp -d)
+trap 'rm -rf "$root"' EXIT
+mkdir -p "$root"/{bin,proc,sys,dev,www,lib/modules}
+cp busybox "$root/bin/busybox"
+for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net; do
+    f=$(find "$moddir" -name "$m.ko*" | head -n1)
+    [ -n "$f" ] && cp "$f" "$root/lib/modules/"
+done
+cp -r "$www"/. "$root/www/"
+cat > "$root/init" <<'INIT'
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net; do
+    [ -e /lib/modules/$m.ko ] && insmod /lib/modules/$m.ko
+done
+i=0
+while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+ip link set lo up
+ip link set eth0 up
+ip addr add 10.0.2.15/24 dev eth0
+ip route add default via 10.0.2.2
+echo "linux-guest: serving /www on port 80"
+exec httpd -f -p 80 -h /www
+INIT
+chmod +x "$root/init"
+(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > initrd.img
+echo "$cache/$vmlinuz $cache/initrd.img"
