@@ -205,6 +205,9 @@ fn describe(p: Platform) -> (bool, String) {
             ),
             Some(path) => {
                 let accel = match probe_kvm() {
+                    Ok(()) if std::path::Path::new("/sys/module/kvm_pvm").exists() => {
+                        "accel kvm (/dev/kvm works, but it is kvm_pvm: a guest kernel that does not use PVM's paravirtual ABI is run by KVM's instruction emulator, often slower than --accel tcg)".to_string()
+                    }
                     Ok(()) => "accel kvm (/dev/kvm works)".to_string(),
                     Err(why) => format!("accel tcg, slow software emulation ({why})"),
                 };
