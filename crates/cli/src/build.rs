@@ -43,7 +43,9 @@ pub fn command(dir: &Path, plat: Option<&str>, quiet: bool) -> Result<()> {
     let project = Project::find(dir)?;
     for p in plats {
         let image = build(dir, &project, &manifest, p, quiet)?;
-        println!("{}", image.describe());
+        // Ignore a closed stdout (`unikit build | head -1`): the build happened.
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), "{}", image.describe());
     }
     Ok(())
 }

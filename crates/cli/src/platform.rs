@@ -175,16 +175,18 @@ fn kvm_api_version(file: &std::fs::File) -> std::io::Result<i32> {
 }
 
 /// `unikit platforms`: one row per platform, with the reason and the fix.
+/// A closed stdout (`unikit platforms | head -1`) just ends the listing.
 pub fn print_table() {
-    println!("{:<8} {:<4} DETAILS", "PLATFORM", "RUN");
-    for p in Platform::ALL {
-        let (ok, details) = describe(p);
-        println!(
-            "{:<8} {:<4} {details}",
-            p.name(),
-            if ok { "yes" } else { "no" }
-        );
-    }
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = (|| -> std::io::Result<()> {
+        writeln!(out, "{:<8} {:<4} DETAILS", "PLATFORM", "RUN")?;
+        for p in Platform::ALL {
+            let (ok, details) = describe(p);
+            writeln!(out, "{:<8} {:<4} {details}", p.name(), if ok { "yes" } else { "no" })?;
+        }
+        out.flush()
+    })();
 }
 
 fn describe(p: Platform) -> (bool, String) {

@@ -491,3 +491,18 @@ fn run_annotates_backtraces() {
         format!("backtrace:\r\n  #1  0x{addr} fixture::deep::crash_site+0x1\r\n")
     );
 }
+
+#[test]
+fn platforms_survives_a_closed_stdout() {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_unikit"))
+        .arg("platforms")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader goes away at once, like `| head -0`
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+}
