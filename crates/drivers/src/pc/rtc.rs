@@ -23,6 +23,10 @@ pub struct DateTime {
 }
 
 impl DateTime {
+    pub fn is_valid(&self) -> bool {
+        (1..=12).contains(&self.month) && (1..=31).contains(&self.day) && self.hour < 24 && self.minute < 60 && self.second < 60
+    }
+
     /// Seconds since the Unix epoch (the RTC is assumed to run in UTC, as
     /// QEMU and cloud hypervisors set it).
     pub fn unix_seconds(&self) -> u64 {
@@ -42,8 +46,9 @@ fn snapshot() -> [u8; 7] {
 }
 
 /// Reads the RTC, waiting out an update in progress and re-reading until two
-/// consecutive reads agree.
-pub fn read_datetime() -> DateTime {
+/// consecutive reads agree. `None` when there is no RTC or it holds no
+/// valid date (a machine without CMOS reads all ones or all zeros).
+pub fn read_datetime() -> Option<DateTime> {
     let mut prev = [0xffu8; 7];
     for _ in 0..8 {
         let mut spins = 0;
@@ -59,6 +64,9 @@ pub fn read_datetime() -> DateTime {
     let status_b = read(0x0b);
     let bcd = status_b & 0x04 == 0;
     let h24 = status_b & 0x02 != 0;
+    if bcd && prev.iter().any(|&v| v >> 4 > 9 || v & 0x0f > 9) && prev[2] & 0x80 == 0 {
+        return None;
+    }
     let conv = |v: u8| if bcd { ((v >> 4) * 10 + (v & 0x0f)) as u32 } else { v as u32 };
     let [sec, min, hour_raw, day, month, year, century] = prev;
     let pm = hour_raw & 0x80 != 0;
@@ -73,7 +81,8 @@ pub fn read_datetime() -> DateTime {
         c @ 19..=21 => c,
         _ => 20,
     };
-    DateTime { year: century * 100 + conv(year), month: conv(month), day: conv(day), hour, minute: conv(min), second: conv(sec) }
+    let dt = DateTime { year: century * 100 + conv(year), month: conv(month), day: conv(day), hour, minute: conv(min), second: conv(sec) };
+    dt.is_valid().then_some(dt)
 }
 
 #[cfg(test)]
@@ -90,6 +99,13 @@ mod tests {
         assert_eq!(dt(2000, 2, 29, 12, 0, 0).unix_seconds(), 951_825_600);
         assert_eq!(dt(2026, 11, 26, 18, 19, 0).unix_seconds(), 1_795_717_140);
         assert_eq!(dt(2038, 1, 19, 3, 14, 8).unix_seconds(), 2_147_483_648);
+    }
+
+    #[test]
+    fn validity() {
+        assert!(dt(2026, 11, 26, 18, 19, 0).is_valid());
+        assert!(!dt(2000, 0, 0, 0, 0, 0).is_valid());
+        assert!(!dt(2165, 165, 165, 165, 165, 165).is_valid());
     }
 
     #[test]

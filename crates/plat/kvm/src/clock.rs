@@ -39,47 +39,106 @@ fn tsc() -> TscClock {
     })
 }
 
-/// The TSC frequency KVM's paravirtual clock uses (as Linux's kvm_get_tsc_khz).
-fn kvmclock_tsc_hz() -> Option<u64> {
-    const KVM_FEATURE_CLOCKSOURCE2: u32 = 1 << 3;
-    const MSR_KVM_SYSTEM_TIME_NEW: u32 = 0x4b56_4d01;
-    if cpuid(0x4000_0001, 0).eax & KVM_FEATURE_CLOCKSOURCE2 == 0 {
+const KVM_FEATURE_CLOCKSOURCE2: u32 = 1 << 3;
+const MSR_KVM_WALL_CLOCK_NEW: u32 = 0x4b56_4d00;
+const MSR_KVM_SYSTEM_TIME_NEW: u32 = 0x4b56_4d01;
+
+#[repr(C, align(64))]
+struct PvclockTimeInfo {
+    version: u32,
+    pad0: u32,
+    tsc_timestamp: u64,
+    system_time: u64,
+    tsc_to_system_mul: u32,
+    tsc_shift: i8,
+    flags: u8,
+    pad: [u8; 2],
+}
+
+#[repr(C, align(16))]
+struct PvclockWallClock {
+    version: u32,
+    sec: u32,
+    nsec: u32,
+}
+
+/// One consistent reading of KVM's paravirtual clock, taken by enabling it,
+/// reading it and disabling it again (unikit keeps time with the TSC).
+struct KvmClock {
+    tsc_timestamp: u64,
+    system_time: u64,
+    mul: u32,
+    shift: i8,
+}
+
+fn has_kvmclock() -> bool {
+    crate::hypervisor().0 == Hypervisor::Kvm && cpuid(0x4000_0001, 0).eax & KVM_FEATURE_CLOCKSOURCE2 != 0
+}
+
+fn read_kvmclock() -> Option<KvmClock> {
+    if !has_kvmclock() {
         return None;
-    }
-    #[repr(C, align(64))]
-    struct PvclockTimeInfo {
-        version: u32,
-        pad0: u32,
-        tsc_timestamp: u64,
-        system_time: u64,
-        tsc_to_system_mul: u32,
-        tsc_shift: i8,
-        flags: u8,
-        pad: [u8; 2],
     }
     static mut INFO: PvclockTimeInfo =
         PvclockTimeInfo { version: 0, pad0: 0, tsc_timestamp: 0, system_time: 0, tsc_to_system_mul: 0, tsc_shift: 0, flags: 0, pad: [0; 2] };
     let addr = &raw mut INFO as u64;
-    // SAFETY: identity-mapped static; KVM writes the structure on enable and
-    // stops when we write 0. We read the fields with volatile loads.
-    let (mul, shift) = unsafe {
+    // SAFETY: identity-mapped static; KVM writes the structure when enabled
+    // and stops when we write 0. Fields are read with volatile loads, and
+    // the version check (even, unchanged) guards against a torn read.
+    unsafe {
         arch::cpu::wrmsr(MSR_KVM_SYSTEM_TIME_NEW, addr | 1);
-        let mul = core::ptr::read_volatile(&raw const INFO.tsc_to_system_mul);
-        let shift = core::ptr::read_volatile(&raw const INFO.tsc_shift);
+        let c = loop {
+            let v0 = core::ptr::read_volatile(&raw const INFO.version);
+            let c = KvmClock {
+                tsc_timestamp: core::ptr::read_volatile(&raw const INFO.tsc_timestamp),
+                system_time: core::ptr::read_volatile(&raw const INFO.system_time),
+                mul: core::ptr::read_volatile(&raw const INFO.tsc_to_system_mul),
+                shift: core::ptr::read_volatile(&raw const INFO.tsc_shift),
+            };
+            if v0 % 2 == 0 && v0 == core::ptr::read_volatile(&raw const INFO.version) {
+                break c;
+            }
+        };
         arch::cpu::wrmsr(MSR_KVM_SYSTEM_TIME_NEW, 0);
-        (mul, shift)
+        (c.mul != 0).then_some(c)
+    }
+}
+
+impl KvmClock {
+    /// KVM's system time (ns since the VM started) at TSC value `tsc`.
+    fn ns_at(&self, tsc: u64) -> u64 {
+        let mut delta = tsc.wrapping_sub(self.tsc_timestamp);
+        delta = if self.shift < 0 { delta >> -self.shift as u32 } else { delta << self.shift as u32 };
+        self.system_time + ((delta as u128 * self.mul as u128) >> 32) as u64
+    }
+
+    /// The TSC frequency behind the conversion (as Linux's kvm_get_tsc_khz).
+    fn tsc_hz(&self) -> u64 {
+        let mut hz = (1_000_000_000u128 << 32) / self.mul as u128;
+        if self.shift < 0 {
+            hz <<= -self.shift as u32;
+        } else {
+            hz >>= self.shift as u32;
+        }
+        hz as u64
+    }
+}
+
+fn kvmclock_tsc_hz() -> Option<u64> {
+    read_kvmclock().map(|c| c.tsc_hz())
+}
+
+/// Unix time now from KVM's wall clock (the host's time when the VM's
+/// system time was zero) plus the system time.
+fn kvm_wall_clock_ns() -> Option<u64> {
+    let clock = read_kvmclock()?;
+    static mut WC: PvclockWallClock = PvclockWallClock { version: 0, sec: 0, nsec: 0 };
+    // SAFETY: as for the system time: KVM writes the static once per MSR write.
+    let (sec, nsec) = unsafe {
+        arch::cpu::wrmsr(MSR_KVM_WALL_CLOCK_NEW, &raw mut WC as u64);
+        (core::ptr::read_volatile(&raw const WC.sec), core::ptr::read_volatile(&raw const WC.nsec))
     };
-    if mul == 0 {
-        return None;
-    }
-    // ns = ((tsc << shift) * mul) >> 32  =>  hz = (10^9 << 32) / mul, shifted back.
-    let mut hz = (1_000_000_000u128 << 32) / mul as u128;
-    if shift < 0 {
-        hz <<= -shift as u32;
-    } else {
-        hz >>= shift as u32;
-    }
-    Some(hz as u64)
+    (sec != 0).then(|| sec as u64 * 1_000_000_000 + nsec as u64 + clock.ns_at(rdtsc()))
 }
 
 pub fn ticks_to_ns(ticks: u64) -> u64 {
@@ -90,10 +149,16 @@ pub fn monotonic_ns() -> u64 {
     tsc().scale.ticks_to_ns(rdtsc().wrapping_sub(boot_tsc()))
 }
 
+/// Wall-clock time: KVM's paravirtual wall clock where there is one
+/// (Firecracker has no CMOS RTC), else the CMOS RTC; 0 (1970) if neither
+/// gives a sane date.
 pub fn wall_clock_ns() -> u64 {
     let (unix, mono) = *WALL_BASE.call_once(|| {
         let mono = monotonic_ns();
-        (drivers::pc::rtc::read_datetime().unix_seconds() * 1_000_000_000, mono)
+        let unix = kvm_wall_clock_ns()
+            .or_else(|| drivers::pc::rtc::read_datetime().map(|d| d.unix_seconds() * 1_000_000_000))
+            .unwrap_or(0);
+        (unix, mono)
     });
     unix + monotonic_ns().saturating_sub(mono)
 }
