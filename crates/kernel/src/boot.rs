@@ -53,7 +53,7 @@ pub fn start(info: BootInfo) -> ! {
     QUIET.store(quiet, Ordering::Relaxed);
     BOOTSTATS.store(cl.has_option("unikit.bootstats"), Ordering::Relaxed);
     if !quiet {
-        boot_log(&info.hypervisor, &cl);
+        boot_log(info.hypervisor, &cl);
     }
     CMDLINE.call_once(|| cl);
     #[allow(unsafe_code)]

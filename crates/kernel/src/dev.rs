@@ -115,7 +115,7 @@ pub fn block_devices() -> Vec<Arc<dyn BlockDevice>> {
 /// block size, inside the device. For drivers to call first.
 pub fn check_block_request(dev: &dyn BlockDevice, block: u64, len: usize) -> Result<(), DevError> {
     let bs = dev.block_size();
-    if len == 0 || len % bs != 0 {
+    if len == 0 || !len.is_multiple_of(bs) {
         return Err(DevError::BadLength);
     }
     let n = (len / bs) as u64;

@@ -8,7 +8,7 @@ pub const MAX_FRAMES: usize = 32;
 /// stops the walk instead of faulting.
 pub fn walk(mut rbp: u64, readable: impl Fn(u64, u64) -> bool, mut f: impl FnMut(usize, u64)) {
     for i in 0..MAX_FRAMES {
-        if rbp == 0 || rbp % 8 != 0 || !readable(rbp, rbp + 16) {
+        if rbp == 0 || !rbp.is_multiple_of(8) || !readable(rbp, rbp + 16) {
             return;
         }
         // SAFETY: `readable` vouched for the 16 bytes at `rbp`.

@@ -80,14 +80,14 @@ impl AddressSpace {
     /// # Safety
     /// The tables must be identity mapped and owned by this address space.
     pub unsafe fn identity_map(&mut self, start: u64, len: u64, flags: Flags, frames: &mut dyn FrameSource) -> Result<(), MapError> {
-        if start % PAGE_SIZE != 0 || len % PAGE_SIZE != 0 {
+        if !start.is_multiple_of(PAGE_SIZE) || !len.is_multiple_of(PAGE_SIZE) {
             return Err(MapError::Unaligned);
         }
         let end = start + len;
         let bits = flags.bits() | ACCESSED | DIRTY;
         let mut addr = start;
         while addr < end {
-            let huge = addr % HUGE_PAGE_SIZE == 0 && end - addr >= HUGE_PAGE_SIZE;
+            let huge = addr.is_multiple_of(HUGE_PAGE_SIZE) && end - addr >= HUGE_PAGE_SIZE;
             let (shift, size) = if huge { (21, HUGE_PAGE_SIZE) } else { (12, PAGE_SIZE) };
             // SAFETY: forwarded contract.
             let Some(table) = (unsafe { self.leaf_table(addr, huge, frames)? }) else {
@@ -97,7 +97,7 @@ impl AddressSpace {
             // Fill this leaf table in one go.
             let mut idx = ((addr >> shift) & 0x1ff) as usize;
             while idx < 512 && addr < end {
-                if huge != (addr % HUGE_PAGE_SIZE == 0 && end - addr >= HUGE_PAGE_SIZE) {
+                if huge != (addr.is_multiple_of(HUGE_PAGE_SIZE) && end - addr >= HUGE_PAGE_SIZE) {
                     break;
                 }
                 // SAFETY: `table` is an identity-mapped page-table frame we own.
@@ -136,7 +136,7 @@ impl AddressSpace {
     /// # Safety
     /// The caller must not need the page while it is not present.
     pub unsafe fn set_page_present(&mut self, addr: u64, present: bool, frames: &mut dyn FrameSource) -> Result<(), MapError> {
-        if addr % PAGE_SIZE != 0 {
+        if !addr.is_multiple_of(PAGE_SIZE) {
             return Err(MapError::Unaligned);
         }
         let mut table = self.pml4;

@@ -69,6 +69,7 @@ unsafe impl lock_api::RawMutex for IrqSpinLock {
 // Only the guest gets this allocator: a host test binary that links the
 // kernel keeps the host's.
 #[cfg_attr(target_os = "none", global_allocator)]
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
 static ALLOCATOR: Talck<IrqSpinLock, GrowFromFrames> = Talc::new(GrowFromFrames).lock();
 
 pub fn claimed_bytes() -> u64 {

@@ -265,12 +265,11 @@ pub fn current_name() -> String {
 
 /// Same as [`current_name`] but never blocks (for crash reports).
 pub fn try_current_name(out: &mut dyn FnMut(&str)) {
-    if let Some(g) = SCHED.try_lock() {
-        if let Some(t) = g.as_ref().and_then(|s| s.threads.get(&s.current)) {
+    if let Some(g) = SCHED.try_lock()
+        && let Some(t) = g.as_ref().and_then(|s| s.threads.get(&s.current)) {
             out(&t.name);
             return;
         }
-    }
     out("?");
 }
 
