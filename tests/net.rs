@@ -93,14 +93,14 @@ fn check_httpd(wrap: &[&str], base: &str, guest: &mut Guest) {
     assert_eq!(missing, "404");
     let traversal = curl(wrap, &["--path-as-is", "-o", "/dev/null", "-w", "%{http_code}", &format!("{base}/../etc/passwd")], guest, false);
     assert_eq!(traversal, "404");
-    // Many clients at once: 48 parallel connections, each must get the page.
-    let urls: Vec<String> = (0..48).map(|i| format!("{base}/?client={i}")).collect();
-    let mut args: Vec<&str> = vec!["--parallel", "--parallel-max", "48", "-w", "%{http_code}\n"];
+    // Many clients at once: 64 parallel connections, each must get the page.
+    let urls: Vec<String> = (0..64).map(|i| format!("{base}/?client={i}")).collect();
+    let mut args: Vec<&str> = vec!["--parallel", "--parallel-max", "64", "-w", "%{http_code}\n"];
     for u in &urls {
         args.extend(["-o", "/dev/null", u.as_str()]);
     }
     let codes = curl(wrap, &args, guest, false);
-    assert_eq!(codes.lines().filter(|c| *c == "200").count(), 48, "{codes}");
+    assert_eq!(codes.lines().filter(|c| *c == "200").count(), 64, "{codes}");
 }
 
 fn httpd_qemu(accel: &str, machine: &str) {

@@ -185,6 +185,10 @@ pub fn run(qemu: &Path, cfg: &Config, annotator: &mut Annotator) -> Result<u8> {
         .stderr(Stdio::inherit())
         .spawn()
         .with_context(|| format!("cannot start {}", qemu.display()))?;
+    if matches!(cfg.devices.net, Some(Net::User)) && !cfg.devices.publish.is_empty() {
+        let (pid, ports) = (child.id(), cfg.devices.publish.iter().map(|&(h, _)| h).collect());
+        std::thread::spawn(move || hostfwd_backlog::widen(pid, ports));
+    }
     let console = child.stdout.take().context("no pipe for QEMU's output")?;
     let mut filter = MarkerFilter::new();
     super::stream(console, Some(&mut filter), annotator);
@@ -199,6 +203,89 @@ pub fn run(qemu: &Path, cfg: &Config, annotator: &mut Annotator) -> Result<u8> {
         eprintln!("{line}");
     }
     Ok(v.code)
+}
+
+/// QEMU's user networking (libslirp) listens on every `hostfwd` port with
+/// `listen(fd, 1)`: the host kernel queues at most two finished handshakes
+/// until QEMU's main loop accepts them, one per iteration. A burst of
+/// clients connecting at once overflows that queue; the kernel drops their
+/// SYNs and handshake ACKs (`TcpExtListenOverflows`), and they only get in
+/// through their own retransmission timers (SYN: 1, 3, 7 s...; data after a
+/// SYN cookie: 0.2, 0.4, 0.8 s...), about two per round since all of them
+/// back off in step. So `-p` with many parallel clients stalls for tens of
+/// seconds whatever the guest does.
+///
+/// `listen()` on a socket that already listens only changes its backlog,
+/// so this takes a duplicate of QEMU's listening sockets (pidfd_getfd(2),
+/// Linux 5.6+, allowed to the parent) and raises their backlog to
+/// `SOMAXCONN`. Where that is refused (old kernel, seccomp, Yama ptrace
+/// scope 2+), QEMU keeps its backlog of 1: bursts are slow, nothing breaks.
+#[allow(unsafe_code)] // raw syscalls (pidfd_open, pidfd_getfd, listen)
+mod hostfwd_backlog {
+    use std::collections::BTreeSet;
+    use std::time::{Duration, Instant};
+
+    /// Watches the child `pid` until each of `ports` has its TCP listening
+    /// socket (QEMU opens them while starting, before the guest runs) and
+    /// widens it; gives up after a few seconds or when QEMU is gone.
+    pub fn widen(pid: u32, ports: Vec<u16>) {
+        // SAFETY: plain system calls on integers; the descriptors they
+        // return are closed below.
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_int, 0) } as libc::c_int;
+        if pidfd < 0 {
+            return;
+        }
+        let mut left: BTreeSet<u16> = ports.into_iter().collect();
+        let mut seen = BTreeSet::new();
+        let until = Instant::now() + Duration::from_secs(10);
+        while !left.is_empty() && Instant::now() < until {
+            let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { break };
+            for e in dir.flatten() {
+                let Some(fd) = e.file_name().to_str().and_then(|n| n.parse::<libc::c_int>().ok()) else { continue };
+                let Ok(link) = std::fs::read_link(e.path()) else { continue };
+                let link = link.to_string_lossy().into_owned();
+                if !link.starts_with("socket:") || !seen.insert((fd, link)) {
+                    continue;
+                }
+                if let Some(port) = relisten(pidfd, fd, &left) {
+                    left.remove(&port);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // SAFETY: our own descriptor.
+        unsafe { libc::close(pidfd) };
+    }
+
+    /// If QEMU's `fd` is a listening TCP socket on one of `ports`, raises
+    /// its backlog and returns the port.
+    fn relisten(pidfd: libc::c_int, fd: libc::c_int, ports: &BTreeSet<u16>) -> Option<u16> {
+        // SAFETY: see `widen`; `dup` is ours and closed before returning,
+        // the option and address buffers are sized as passed.
+        unsafe {
+            let dup = libc::syscall(libc::SYS_pidfd_getfd, pidfd, fd, 0) as libc::c_int;
+            if dup < 0 {
+                return None;
+            }
+            let opt = |name| {
+                let mut v: libc::c_int = 0;
+                let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+                let r = libc::getsockopt(dup, libc::SOL_SOCKET, name, (&mut v as *mut libc::c_int).cast(), &mut len);
+                (r == 0).then_some(v)
+            };
+            let mut sa: libc::sockaddr_in = std::mem::zeroed();
+            let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            let port = (opt(libc::SO_ACCEPTCONN) == Some(1)
+                && opt(libc::SO_TYPE) == Some(libc::SOCK_STREAM)
+                && libc::getsockname(dup, (&mut sa as *mut libc::sockaddr_in).cast(), &mut len) == 0
+                && sa.sin_family == libc::AF_INET as libc::sa_family_t)
+                .then(|| u16::from_be(sa.sin_port))
+                .filter(|p| ports.contains(p))
+                .filter(|_| libc::listen(dup, libc::SOMAXCONN) == 0);
+            libc::close(dup);
+            port
+        }
+    }
 }
 
 #[cfg(test)]
