@@ -32,7 +32,7 @@ struct Config {
 
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
-    Qemu { kvm: bool, qboot: bool },
+    Qemu { kvm: bool, qboot: bool, microvm: bool },
     Linuxu,
     NativeEcho,
 }
@@ -44,9 +44,9 @@ struct Samples {
     failures: usize,
 }
 
-fn qemu_cmd(image: &Path, kvm: bool, qboot: bool, mem_k: u64, append: &str) -> Command {
+fn qemu_cmd(image: &Path, kvm: bool, qboot: bool, microvm: bool, mem_k: u64, append: &str) -> Command {
     let mut c = Command::new("qemu-system-x86_64");
-    c.args(["-M", "q35", "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-smp", "1"]);
+    c.args(["-M", if microvm { "microvm,acpi=off" } else { "q35" }, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-smp", "1"]);
     c.args(["-m", &format!("{mem_k}K"), "-serial", "stdio", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
     if kvm {
         c.args(["-accel", "kvm", "-cpu", "host,-arch-capabilities"]);
@@ -110,7 +110,7 @@ fn smallest_memory(image: &Path, kvm: bool) -> Option<u64> {
     let mut best = None;
     let mut k = 8 * 1024;
     while k >= 512 {
-        let mut cmd = qemu_cmd(image, kvm, true, k, "unikit.quiet --");
+        let mut cmd = qemu_cmd(image, kvm, true, false, k, "unikit.quiet --");
         cmd.stdin(Stdio::null()).stderr(Stdio::null());
         // A guest without enough RAM may run off into garbage: bound it.
         let ok = match cmd.stdout(Stdio::piped()).spawn() {
@@ -161,10 +161,12 @@ fn main() {
 
     let mut configs = vec![];
     if kvm {
-        configs.push(Config { name: "qemu q35, KVM, qboot", kind: Kind::Qemu { kvm: true, qboot } });
-        configs.push(Config { name: "qemu q35, KVM, SeaBIOS", kind: Kind::Qemu { kvm: true, qboot: false } });
+        configs.push(Config { name: "qemu q35, KVM, qboot", kind: Kind::Qemu { kvm: true, qboot, microvm: false } });
+        configs.push(Config { name: "qemu microvm, KVM, qboot", kind: Kind::Qemu { kvm: true, qboot, microvm: true } });
+        configs.push(Config { name: "qemu q35, KVM, SeaBIOS", kind: Kind::Qemu { kvm: true, qboot: false, microvm: false } });
     }
-    configs.push(Config { name: "qemu q35, TCG, qboot", kind: Kind::Qemu { kvm: false, qboot } });
+    configs.push(Config { name: "qemu q35, TCG, qboot", kind: Kind::Qemu { kvm: false, qboot, microvm: false } });
+    configs.push(Config { name: "qemu microvm, TCG, qboot", kind: Kind::Qemu { kvm: false, qboot, microvm: true } });
     configs.push(Config { name: "linuxu (Linux process)", kind: Kind::Linuxu });
     configs.push(Config { name: "baseline: /bin/echo (native process)", kind: Kind::NativeEcho });
 
@@ -177,7 +179,7 @@ fn main() {
                 continue;
             }
             let (out, wall) = match c.kind {
-                Kind::Qemu { kvm, qboot } => run(qemu_cmd(&qemu_img, kvm, qboot, 16 * 1024, "unikit.quiet unikit.bootstats --")),
+                Kind::Qemu { kvm, qboot, microvm } => run(qemu_cmd(&qemu_img, kvm, qboot, microvm, 16 * 1024, "unikit.quiet unikit.bootstats --")),
                 Kind::Linuxu => {
                     let mut cmd = Command::new(&linuxu_img);
                     cmd.env("UNIKIT_OPTS", "unikit.quiet unikit.bootstats");

@@ -11,6 +11,7 @@ fn main() {
         println!("cargo:rustc-cfg=unikit_no_netns");
         println!("cargo:warning=not root or no iproute2: network-namespace tests will be skipped");
     }
+    firecracker();
     println!("cargo:rerun-if-changed=/dev/kvm");
     let usable = std::fs::OpenOptions::new()
         .read(true)
@@ -22,5 +23,29 @@ fn main() {
         println!(
             "cargo:warning=/dev/kvm is not usable here: KVM boot tests will be skipped (TCG tests still run)"
         );
+    }
+}
+
+/// The real-Firecracker boot tests (tests/fc.rs) run when a `firecracker`
+/// binary is given by $UNIKIT_FIRECRACKER or found on PATH at build time;
+/// otherwise they are compiled as ignored, with the reason.
+fn firecracker() {
+    println!("cargo::rustc-check-cfg=cfg(unikit_no_firecracker)");
+    println!("cargo:rerun-if-env-changed=UNIKIT_FIRECRACKER");
+    println!("cargo:rerun-if-env-changed=PATH");
+    let found = std::env::var_os("UNIKIT_FIRECRACKER")
+        .map(std::path::PathBuf::from)
+        .filter(|p| p.is_file())
+        .or_else(|| {
+            std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+                .map(|d| d.join("firecracker"))
+                .find(|p| p.is_file())
+        });
+    match found {
+        Some(p) => println!("cargo:rustc-env=UNIKIT_TEST_FIRECRACKER={}", p.display()),
+        None => {
+            println!("cargo:rustc-cfg=unikit_no_firecracker");
+            println!("cargo:rustc-env=UNIKIT_TEST_FIRECRACKER=");
+        }
     }
 }

@@ -34,7 +34,7 @@ pub fn command(dir: &Path, plat: Option<&str>, quiet: bool) -> Result<()> {
             }
             if ok.is_empty() {
                 bail!(
-                    "none of the targets in unikit.toml can be built by this version of unikit (it supports qemu and linuxu)"
+                    "none of the targets in unikit.toml can be built by this version of unikit (it supports qemu, fc and linuxu)"
                 );
             }
             ok

@@ -50,7 +50,7 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<u8>, ino: &mut u32) -> Result<()>
 }
 
 fn pad4(out: &mut Vec<u8>) {
-    while out.len() % 4 != 0 {
+    while !out.len().is_multiple_of(4) {
         out.push(0);
     }
 }

@@ -79,7 +79,13 @@ struct RunArgs {
     /// QEMU machine: q35 (PCI devices) or microvm (virtio-mmio, Firecracker's shape).
     #[arg(long, value_enum)]
     machine: Option<Machine>,
-    /// Forward TCP 127.0.0.1:HOST to the guest's port GUEST (QEMU user networking). Repeatable.
+    /// Number of vCPUs (fc only: 1 or an even number up to 32; default 1).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=32))]
+    cpus: Option<u8>,
+    /// The Firecracker binary for --plat fc (default: `firecracker` on PATH); implies --plat fc.
+    #[arg(long, value_name = "PATH")]
+    firecracker: Option<PathBuf>,
+    /// Forward TCP 127.0.0.1:HOST to the guest's port GUEST (QEMU user networking; on fc a tap in a private network namespace). Repeatable.
     #[arg(short = 'p', long = "publish", value_name = "HOST:GUEST", value_parser = devices::parse_publish)]
     publish: Vec<(u16, u16)>,
     /// Network: `user` (QEMU user networking) or `tap:NAME` (an existing tap interface).
@@ -141,6 +147,8 @@ fn main() -> ExitCode {
             accel: a.accel,
             firmware: a.firmware,
             machine: a.machine,
+            cpus: a.cpus,
+            firecracker: a.firecracker,
             devices: devices::Devices { publish: a.publish, net: a.net, ip: a.ip, disks: a.disk, rootfs: a.rootfs },
             quiet: a.quiet,
             args: a.args,

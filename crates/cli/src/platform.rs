@@ -9,6 +9,7 @@ use crate::error::hinted;
 
 pub const QEMU: &str = "qemu-system-x86_64";
 pub const QBOOT_ROM: &str = "/usr/share/qemu/qboot.rom";
+pub const FIRECRACKER: &str = "firecracker";
 const KVM_DEV: &str = "/dev/kvm";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -62,7 +63,7 @@ impl Platform {
 
     /// Can this version of unikit build and run images for it?
     pub fn supported(self) -> bool {
-        matches!(self, Platform::Qemu | Platform::Linuxu)
+        matches!(self, Platform::Qemu | Platform::Linuxu | Platform::Fc)
     }
 
     pub fn check_supported(self) -> Result<()> {
@@ -73,9 +74,10 @@ impl Platform {
     }
 
     /// The kernel platform crate / cargo feature suffix (`unikit/plat-<k>`).
+    /// Firecracker boots the same PVH image as QEMU.
     pub fn kernel_plat(self) -> &'static str {
         match self {
-            Platform::Qemu => "kvm",
+            Platform::Qemu | Platform::Fc => "kvm",
             other => other.name(),
         }
     }
@@ -122,10 +124,42 @@ pub fn find_qemu() -> Result<PathBuf> {
     })
 }
 
+/// Where to get Firecracker, and what to use meanwhile (one line).
+pub const FIRECRACKER_HINT: &str = "download a release binary (release-vX.Y.Z-x86_64.tgz, file firecracker-vX.Y.Z-x86_64) from \
+https://github.com/firecracker-microvm/firecracker/releases and put it on PATH as `firecracker` or pass --firecracker PATH, \
+or build it from source (cargo build --release -p firecracker); meanwhile `unikit run --plat qemu --machine microvm` \
+boots the same image in Firecracker's shape";
+
+/// Find Firecracker (`--firecracker PATH`, else `firecracker` on PATH) or explain how to get it.
+pub fn find_firecracker(explicit: Option<&Path>) -> Result<PathBuf> {
+    match explicit {
+        Some(p) if is_executable(p) => Ok(p.to_path_buf()),
+        Some(p) if p.exists() => Err(hinted(
+            format!("--firecracker {}: not an executable file", p.display()),
+            "chmod +x it, or point --firecracker at the firecracker binary",
+        )),
+        Some(p) => Err(hinted(format!("--firecracker {}: no such file", p.display()), FIRECRACKER_HINT)),
+        None => which(FIRECRACKER).ok_or_else(|| {
+            hinted(format!("{FIRECRACKER} not found on PATH (the fc platform runs images with Firecracker)"), FIRECRACKER_HINT)
+        }),
+    }
+}
+
+/// Firecracker has no software emulation: it needs a working /dev/kvm.
+pub fn check_kvm_for_firecracker() -> Result<()> {
+    probe_kvm().map_err(|why| {
+        hinted(
+            format!("Firecracker needs KVM, and KVM is not usable: {why}"),
+            "run on a host with /dev/kvm, or use `unikit run --plat qemu --machine microvm` (TCG works there)",
+        )
+    })
+}
+
 /// Can this host run images of `p`? `Err` holds the reason why not.
 pub fn host_can_run(p: Platform) -> Result<()> {
     match p {
         Platform::Qemu => find_qemu().map(|_| ()),
+        Platform::Fc => find_firecracker(None).and_then(|_| check_kvm_for_firecracker()),
         Platform::Linuxu if host_is_linux_x86_64() => Ok(()),
         Platform::Linuxu => bail!("linuxu images need a Linux x86_64 host"),
         other => other.check_supported(),
@@ -216,7 +250,19 @@ fn describe(p: Platform) -> (bool, String) {
                 (true, format!("{} found; {accel}", path.display()))
             }
         },
-        Platform::Fc => (false, tool_note("firecracker")),
+        Platform::Fc => match which(FIRECRACKER) {
+            None => (
+                false,
+                format!("{FIRECRACKER} not on PATH; to get it: {FIRECRACKER_HINT}"),
+            ),
+            Some(path) => match probe_kvm() {
+                Ok(()) => (true, format!("{} found; /dev/kvm works", path.display())),
+                Err(why) => (
+                    false,
+                    format!("{} found, but Firecracker needs KVM: {why}", path.display()),
+                ),
+            },
+        },
         Platform::Xen => (false, tool_note("xl")),
         Platform::Solo5 | Platform::Vmware | Platform::Hyperv => (false, not_yet.into()),
     }
@@ -247,6 +293,8 @@ mod tests {
     fn supported() {
         assert!(parse_supported("qemu").is_ok());
         assert!(parse_supported("linuxu").is_ok());
+        assert!(parse_supported("fc").is_ok());
+        assert_eq!(Platform::Fc.kernel_plat(), "kvm");
         let e = parse_supported("xen").unwrap_err().to_string();
         assert_eq!(
             e,

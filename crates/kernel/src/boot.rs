@@ -31,7 +31,7 @@ static MAIN_RAW: AtomicU64 = AtomicU64::new(0);
 
 const KNOWN_OPTIONS: &[&str] = &["unikit.quiet", "unikit.bootstats"];
 /// Options with a value, consumed by drivers and services.
-const KNOWN_PREFIXES: &[&str] = &["virtio_mmio.device=", "netdev.ip="];
+const KNOWN_PREFIXES: &[&str] = &["virtio_mmio.device=", "netdev.", "pci="];
 
 #[allow(unsafe_code)]
 unsafe extern "Rust" {

@@ -57,11 +57,13 @@ pub fn tokenize(s: &str) -> Vec<String> {
     out
 }
 
-/// Options a hypervisor appends to whatever command line it was given
-/// (Firecracker adds `virtio_mmio.device=...` after the app's arguments):
-/// the kernel takes them wherever they are.
+/// Options a hypervisor adds to whatever command line it was given
+/// (Firecracker inserts `pci=off` and `virtio_mmio.device=...` before the
+/// first " -- ", or appends them when there is none): the kernel takes
+/// them wherever they are, so they never reach the app as arguments or
+/// environment variables.
 fn is_hypervisor_option(tok: &str) -> bool {
-    tok.starts_with("virtio_mmio.device=")
+    tok.starts_with("virtio_mmio.device=") || tok.starts_with("pci=")
 }
 
 fn env_pair(tok: &str) -> Option<(String, String)> {
@@ -80,7 +82,7 @@ pub fn parse(s: &str) -> CommandLine {
     match tokens.iter().position(|t| t == "--") {
         Some(split) => {
             for t in &tokens[..split] {
-                if t.starts_with("unikit.") {
+                if t.starts_with("unikit.") || is_hypervisor_option(t) {
                     cl.options.push(t.clone());
                 } else if let Some(kv) = env_pair(t) {
                     cl.env.push(kv);
@@ -203,6 +205,12 @@ mod tests {
         let cl = parse("-- a b virtio_mmio.device=0x1000@4096:7");
         assert_eq!(virtio_mmio_devices(&cl), vec![VirtioMmio { base: 4096, size: 4096, irq: 7 }]);
         assert_eq!(cl.args, v(&["a", "b"]), "hypervisor options are not app arguments");
+        // Firecracker: `pci=off` before our `--` (not an env var) or after it.
+        let cl = parse("pci=off virtio_mmio.device=4K@0xc0001000:5 unikit.quiet -- x");
+        assert!(cl.env.is_empty() && cl.args == v(&["x"]));
+        let cl = parse("-- x pci=off virtio_mmio.device=4K@0xc0001000:5");
+        assert_eq!(cl.args, v(&["x"]));
+        assert_eq!(virtio_mmio_devices(&cl), vec![VirtioMmio { base: 0xc000_1000, size: 4096, irq: 5 }]);
         for bad in ["virtio_mmio.device=", "virtio_mmio.device=512", "virtio_mmio.device=512@zz:1", "virtio_mmio.device=0@0x1000:1", "virtio_mmio.device=1@0xffffffffffffffff:1", "virtio_mmio.device=512@0x1000:x"] {
             assert!(virtio_mmio_devices(&parse(bad)).is_empty(), "{bad}");
         }

@@ -1,6 +1,8 @@
 //! `unikit run`: build the image, boot it, and exit with the app's exit code.
 
+mod fc;
 mod linuxu;
+mod netns;
 mod qemu;
 
 use std::io::{Read, Write};
@@ -25,6 +27,8 @@ pub struct Options {
     pub accel: Option<Accel>,
     pub firmware: Option<Firmware>,
     pub machine: Option<Machine>,
+    pub cpus: Option<u8>,
+    pub firecracker: Option<PathBuf>,
     pub devices: Devices,
     pub quiet: bool,
     pub args: Option<Vec<String>>,
@@ -39,6 +43,8 @@ pub fn command(opts: Options) -> Result<u8> {
     let manifest = Manifest::load(&opts.dir)?;
     let plat = match opts.plat.as_deref() {
         Some(p) => build::selected(&manifest, p)?,
+        // `--firecracker PATH` alone means `--plat fc`.
+        None if opts.firecracker.is_some() => build::selected(&manifest, "fc")?,
         None => pick(&manifest)?,
     };
     if opts.accel.is_some() && plat != Platform::Qemu {
@@ -50,7 +56,42 @@ pub fn command(opts: Options) -> Result<u8> {
     if opts.machine.is_some() && plat != Platform::Qemu {
         bail!("--machine only applies to the qemu platform, not {plat}");
     }
+    if opts.cpus.is_some() && plat != Platform::Fc {
+        bail!("--cpus only applies to the fc platform (the {plat} guest gets one CPU)");
+    }
+    if opts.firecracker.is_some() && plat != Platform::Fc {
+        bail!("--firecracker only applies to the fc platform, not {plat}");
+    }
     let mut devices = opts.devices.clone();
+    // -p on fc: a tap in a network namespace owned by the run (see netns.rs).
+    let mut fc_publish = Vec::new();
+    if plat == Platform::Fc {
+        if devices.net == Some(Net::User) {
+            return Err(crate::error::hinted(
+                "--net user is QEMU's user-mode network; Firecracker has none",
+                "use -p HOST:GUEST (unikit then makes a tap in a private network namespace) or --net tap:NAME",
+            ));
+        }
+        if !devices.publish.is_empty() {
+            if let Some(Net::Tap(_)) = devices.net {
+                bail!("-p on fc makes its own tap in a private network namespace; with --net tap:NAME, reach the guest at its own address");
+            }
+            match devices.ip.as_deref() {
+                None => devices.ip = Some(netns::GUEST_IP.into()),
+                Some(netns::GUEST_IP) => {}
+                Some(other) => bail!("--ip {other}: with -p on fc the guest is {} (leave --ip out)", netns::GUEST_IP),
+            }
+            fc_publish = std::mem::take(&mut devices.publish);
+        }
+        if let Some(Net::Tap(name)) = &devices.net
+            && !std::path::Path::new("/sys/class/net").join(name).exists()
+        {
+            return Err(crate::error::hinted(
+                format!("--net tap:{name}: there is no network interface '{name}' on this host"),
+                format!("create it first, e.g. `sudo ip tuntap add dev {name} mode tap user $USER && sudo ip link set {name} up`, or use -p HOST:GUEST as root"),
+            ));
+        }
+    }
     if plat == Platform::Linuxu {
         if !devices.publish.is_empty() || devices.net == Some(Net::User) {
             bail!("linuxu has no user-mode network to forward ports through; use --net tap:NAME (and --ip)");
@@ -70,7 +111,19 @@ pub fn command(opts: Options) -> Result<u8> {
         _ => qboot.is_file().then_some(qboot),
     };
     // Check the host before spending time on a build.
-    platform::host_can_run(plat)?;
+    let firecracker = match plat {
+        Platform::Fc => {
+            let path = platform::find_firecracker(opts.firecracker.as_deref())?;
+            platform::check_kvm_for_firecracker()?;
+            fc::check_cpus(opts.cpus.unwrap_or(1))?;
+            Some(path)
+        }
+        _ => {
+            platform::host_can_run(plat)?;
+            None
+        }
+    };
+    let ns_ip = if fc_publish.is_empty() { None } else { Some(netns::check_host()?) };
     let qemu = match plat {
         Platform::Qemu => Some((
             platform::find_qemu()?,
@@ -103,6 +156,39 @@ pub fn command(opts: Options) -> Result<u8> {
     let mut annotator = Annotator::new(symbols);
     let initrd = devices.initrd(&opts.dir.join("build"), &manifest.name)?;
 
+    if let Some(fc_path) = firecracker {
+        check_memory(&image.path, memory)?;
+        let (mib, rounded) = fc::mem_size_mib(memory);
+        if rounded {
+            crate::error::warn(format!("Firecracker sizes memory in whole MiB: -m {memory} is rounded up to {mib}M"));
+        }
+        let ns = match ns_ip {
+            Some(ip) => {
+                let ns = netns::Netns::create(ip)?;
+                for &(host, guest) in &fc_publish {
+                    ns.forward(host, guest)?;
+                }
+                Some(ns)
+            }
+            None => None,
+        };
+        let tap = match (&ns, &devices.net) {
+            (Some(_), _) => Some(netns::TAP),
+            (None, Some(Net::Tap(name))) => Some(name.as_str()),
+            _ => None,
+        };
+        let cfg = fc::Config {
+            image: &image.path,
+            memory,
+            cpus: opts.cpus.unwrap_or(1),
+            cmdline: &line,
+            initrd: initrd.as_deref(),
+            disks: &devices.disks,
+            tap,
+            mac: fc::guest_mac(std::process::id()),
+        };
+        return fc::run(&fc_path, &cfg, ns.as_ref(), &mut annotator);
+    }
     match qemu {
         Some((qemu_path, (accel, warning))) => {
             check_memory(&image.path, memory)?;

@@ -1,0 +1,433 @@
+//! Booting an image with Firecracker: write its JSON configuration, run
+//! `firecracker --no-api --config-file`, stream the serial console and exit
+//! with the code of the guest's exit marker.
+//!
+//! Firecracker facts this relies on (firecracker-microvm/firecracker, v1.17
+//! development tree, read from its source):
+//! - `--no-api` requires `--config-file`; `--log-path` sends Firecracker's own
+//!   log to a file (without it the log goes to stdout, mixed with the guest
+//!   serial console); errors are also printed on stderr
+//!   (src/firecracker/src/main.rs).
+//! - The config file's top-level keys are kebab-case `boot-source`,
+//!   `machine-config`, `drives`, `network-interfaces` (src/vmm/src/resources.rs
+//!   `VmmConfig`, `#[serde(rename_all = "kebab-case")]`; example in
+//!   tests/framework/vm_config.json).
+//! - Field names, types and required fields follow
+//!   src/firecracker/swagger/firecracker.yaml: `BootSource` {kernel_image_path
+//!   (required), boot_args, initrd_path}; `MachineConfiguration` {vcpu_count
+//!   (required, 1..=32, "1 or an even number"), mem_size_mib (required,
+//!   integer MiB), smt}; `Drive` {drive_id, is_root_device (required),
+//!   path_on_host, is_read_only}; `NetworkInterface` {iface_id, host_dev_name
+//!   (required), guest_mac}. Every struct is `deny_unknown_fields`
+//!   (src/vmm/src/vmm_config/{boot_source,machine_config,drive,net}.rs), so
+//!   nothing else may appear.
+//! - Firecracker appends `pci=off` and one `virtio_mmio.device=4K@<base>:<irq>`
+//!   per device to the boot-args part before ` -- ` (linux-loader's
+//!   `Cmdline::try_from` splits boot args and init args at the first ` -- `;
+//!   src/vmm/src/builder.rs inserts them).
+//! - The serial console (16550 on ttyS0) is Firecracker's stdout; stdin is
+//!   only read when it is a terminal or a FIFO (src/vmm/src/devices/legacy/serial.rs).
+//! - A guest reset through the i8042 (`outb 0x64, 0xfe`) ends Firecracker
+//!   with exit status 0 (`FcExitCode::Ok`, src/vmm/src/lib.rs); 152 is a bad
+//!   configuration, 153 bad arguments, 1 a generic error.
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+use crate::console::{GuestExit, MarkerFilter};
+use crate::memory::Memory;
+use crate::platform::FIRECRACKER;
+use crate::symbols::Annotator;
+
+use super::netns::Netns;
+
+/// Everything one Firecracker run needs.
+pub struct Config<'a> {
+    pub image: &'a Path,
+    pub memory: Memory,
+    pub cpus: u8,
+    pub cmdline: &'a str,
+    pub initrd: Option<&'a Path>,
+    pub disks: &'a [PathBuf],
+    /// Host tap interface for the guest's virtio-net device.
+    pub tap: Option<&'a str>,
+    pub mac: String,
+}
+
+/// The JSON document of `--config-file` (only the parts unikit uses).
+#[derive(Serialize, Debug)]
+pub struct VmConfig {
+    #[serde(rename = "boot-source")]
+    pub boot_source: BootSource,
+    #[serde(rename = "machine-config")]
+    pub machine_config: MachineConfig,
+    pub drives: Vec<Drive>,
+    #[serde(rename = "network-interfaces")]
+    pub network_interfaces: Vec<NetworkInterface>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct BootSource {
+    pub kernel_image_path: String,
+    pub boot_args: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub initrd_path: Option<String>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct MachineConfig {
+    pub vcpu_count: u8,
+    pub mem_size_mib: u64,
+    pub smt: bool,
+}
+
+#[derive(Serialize, Debug)]
+pub struct Drive {
+    pub drive_id: String,
+    pub is_root_device: bool,
+    pub path_on_host: String,
+    pub is_read_only: bool,
+}
+
+#[derive(Serialize, Debug)]
+pub struct NetworkInterface {
+    pub iface_id: String,
+    pub host_dev_name: String,
+    pub guest_mac: String,
+}
+
+/// Guest memory in whole MiB (Firecracker's unit), rounded up; `true` when
+/// rounding changed the size.
+pub fn mem_size_mib(memory: Memory) -> (u64, bool) {
+    let mib = memory.bytes().div_ceil(1 << 20);
+    (mib, !memory.bytes().is_multiple_of(1 << 20))
+}
+
+/// Firecracker's rule for `vcpu_count` (machine_config.rs, swagger).
+pub fn check_cpus(n: u8) -> Result<()> {
+    if n == 0 || n > 32 || (n > 1 && n % 2 == 1) {
+        bail!("--cpus {n}: Firecracker takes 1 or an even number of vCPUs up to 32");
+    }
+    Ok(())
+}
+
+/// A locally administered, unicast MAC address derived from `seed`.
+pub fn guest_mac(seed: u32) -> String {
+    let b = seed.to_be_bytes();
+    format!("06:00:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3])
+}
+
+fn path_string(p: &Path) -> String {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string()
+}
+
+/// The configuration for `cfg`, with absolute host paths.
+pub fn vm_config(cfg: &Config) -> VmConfig {
+    VmConfig {
+        boot_source: BootSource {
+            kernel_image_path: path_string(cfg.image),
+            boot_args: cfg.cmdline.to_string(),
+            initrd_path: cfg.initrd.map(path_string),
+        },
+        machine_config: MachineConfig {
+            vcpu_count: cfg.cpus,
+            mem_size_mib: mem_size_mib(cfg.memory).0,
+            smt: false,
+        },
+        drives: cfg
+            .disks
+            .iter()
+            .enumerate()
+            .map(|(i, d)| Drive {
+                drive_id: format!("disk{i}"),
+                is_root_device: false,
+                path_on_host: path_string(d),
+                is_read_only: false,
+            })
+            .collect(),
+        network_interfaces: cfg
+            .tap
+            .iter()
+            .map(|tap| NetworkInterface {
+                iface_id: "net0".into(),
+                host_dev_name: tap.to_string(),
+                guest_mac: cfg.mac.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// Firecracker's arguments (without the program name).
+pub fn argv(config: &Path, log: &Path) -> Vec<std::ffi::OsString> {
+    vec![
+        "--no-api".into(),
+        "--config-file".into(),
+        config.into(),
+        "--log-path".into(),
+        log.into(),
+        "--level".into(),
+        "Warning".into(),
+    ]
+}
+
+/// How Firecracker ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    Exited(i32),
+    Signaled(i32),
+}
+
+/// Our exit code and the lines for stderr. Without a marker, Firecracker's
+/// own status says nothing about the app, so that is a failure.
+pub fn verdict(marker: Option<&GuestExit>, end: End) -> (u8, Vec<String>) {
+    if let Some(m) = marker {
+        let code = (m.code & 0xff) as u8;
+        let lines = m.reason.iter().map(|r| format!("unikit: guest {r} (exit code {code})")).collect();
+        return (code, lines);
+    }
+    let why = match end {
+        End::Exited(0) => "the guest reset the machine".to_string(),
+        End::Exited(152) => "firecracker exit status 152: bad configuration".to_string(),
+        End::Exited(153) => "firecracker exit status 153: bad arguments".to_string(),
+        End::Exited(s) => format!("firecracker exit status {s}"),
+        End::Signaled(sig) => {
+            return (
+                (128 + sig).clamp(0, 255) as u8,
+                vec![format!("error: {FIRECRACKER} was killed by {}", super::signal_name(sig))],
+            );
+        }
+    };
+    (
+        crate::error::EXIT_TOOL_FAILURE,
+        vec![format!("error: guest stopped without reporting an exit code ({why})")],
+    )
+}
+
+static CHILD: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn pass_on(sig: libc::c_int) {
+    let pid = CHILD.load(Ordering::Relaxed);
+    if pid > 0 {
+        // SAFETY: kill(2) is async-signal-safe and takes no pointers.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+}
+
+/// SIGINT, SIGTERM and SIGHUP to `unikit` go to Firecracker instead, so that
+/// the run ends through the normal path and removes what it made (network
+/// namespace, run folder). Handlers are reset by exec: Firecracker itself
+/// keeps the default actions.
+#[allow(unsafe_code)]
+fn forward_signals(pid: u32) {
+    CHILD.store(i32::try_from(pid).unwrap_or(0), Ordering::Relaxed);
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: installs an async-signal-safe handler (an atomic load and
+        // kill(2)); no other code of unikit installs handlers for these.
+        unsafe {
+            libc::signal(sig, pass_on as extern "C" fn(libc::c_int) as libc::sighandler_t);
+        }
+    }
+}
+
+/// The run's private folder (config, log), removed when the run succeeds.
+struct RunDir(PathBuf, bool);
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        if !self.1 {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// Boot the image under Firecracker (inside `netns` when given).
+pub fn run(firecracker: &Path, cfg: &Config, netns: Option<&Netns>, annotator: &mut Annotator) -> Result<u8> {
+    let dir = std::env::temp_dir().join(format!("unikit-fc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut run_dir = RunDir(dir.clone(), false);
+    let config = dir.join("config.json");
+    let log = dir.join("firecracker.log");
+    let json = serde_json::to_string_pretty(&vm_config(cfg)).context("cannot encode the Firecracker config")?;
+    std::fs::write(&config, json).with_context(|| format!("cannot write {}", config.display()))?;
+
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new(super::netns::ip_command()?);
+            c.args(["netns", "exec", ns.name()]).arg(firecracker);
+            c
+        }
+        None => Command::new(firecracker),
+    };
+    let mut child = cmd
+        .args(argv(&config, &log))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("cannot start {}", firecracker.display()))?;
+    forward_signals(child.id());
+    let console = child.stdout.take().context("no pipe for Firecracker's output")?;
+    let mut filter = MarkerFilter::new();
+    super::stream(console, Some(&mut filter), annotator);
+    let status = child.wait().context("waiting for Firecracker")?;
+    let end = match (status.code(), status.signal()) {
+        (Some(c), _) => End::Exited(c),
+        (None, Some(s)) => End::Signaled(s),
+        (None, None) => End::Exited(-1),
+    };
+    let (code, lines) = verdict(filter.exit(), end);
+    for line in &lines {
+        eprintln!("{line}");
+    }
+    // A killed run has nothing to investigate; otherwise keep the evidence.
+    if filter.exit().is_none() && matches!(end, End::Exited(_)) {
+        // Keep the evidence and show Firecracker's own words.
+        run_dir.1 = true;
+        if let Ok(text) = std::fs::read_to_string(&log) {
+            let tail: Vec<&str> = text.lines().rev().take(20).collect();
+            if !tail.is_empty() {
+                eprintln!("Firecracker's log ({}):", log.display());
+                for l in tail.iter().rev() {
+                    eprintln!("  {l}");
+                }
+            }
+        }
+        eprintln!("unikit: the Firecracker config is kept in {}", config.display());
+    }
+    Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn typical<'a>(disks: &'a [PathBuf]) -> Config<'a> {
+        Config {
+            image: Path::new("/p/build/hello_fc-x86_64"),
+            memory: Memory::parse("16M").unwrap(),
+            cpus: 1,
+            cmdline: "netdev.ip=172.16.0.2/30:172.16.0.1 -- --exit 3",
+            initrd: Some(Path::new("/p/build/hello.rootfs.cpio")),
+            disks,
+            tap: Some("tap0"),
+            mac: guest_mac(0x1234),
+        }
+    }
+
+    /// Keys allowed by Firecracker's structs (all `deny_unknown_fields`).
+    fn keys(v: &Value) -> Vec<&str> {
+        let mut k: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        k.sort();
+        k
+    }
+
+    #[test]
+    fn config_matches_firecrackers_schema() {
+        let disks = [PathBuf::from("/d/a.img"), PathBuf::from("/d/b.img")];
+        let text = serde_json::to_string(&vm_config(&typical(&disks))).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(keys(&v), ["boot-source", "drives", "machine-config", "network-interfaces"]);
+        let b = &v["boot-source"];
+        assert_eq!(keys(b), ["boot_args", "initrd_path", "kernel_image_path"]);
+        assert_eq!(b["kernel_image_path"], "/p/build/hello_fc-x86_64");
+        assert_eq!(b["initrd_path"], "/p/build/hello.rootfs.cpio");
+        assert_eq!(b["boot_args"], "netdev.ip=172.16.0.2/30:172.16.0.1 -- --exit 3");
+        let m = &v["machine-config"];
+        assert_eq!(keys(m), ["mem_size_mib", "smt", "vcpu_count"]);
+        assert_eq!(m["vcpu_count"], 1);
+        assert_eq!(m["mem_size_mib"], 16);
+        assert_eq!(m["smt"], false);
+        let d = v["drives"].as_array().unwrap();
+        assert_eq!(d.len(), 2);
+        assert_eq!(keys(&d[0]), ["drive_id", "is_read_only", "is_root_device", "path_on_host"]);
+        assert_eq!(d[0]["drive_id"], "disk0");
+        assert_eq!(d[1]["drive_id"], "disk1");
+        assert_eq!(d[1]["path_on_host"], "/d/b.img");
+        assert_eq!(d[0]["is_root_device"], false);
+        assert_eq!(d[0]["is_read_only"], false);
+        let n = v["network-interfaces"].as_array().unwrap();
+        assert_eq!(n.len(), 1);
+        assert_eq!(keys(&n[0]), ["guest_mac", "host_dev_name", "iface_id"]);
+        assert_eq!(n[0]["iface_id"], "net0");
+        assert_eq!(n[0]["host_dev_name"], "tap0");
+        assert_eq!(n[0]["guest_mac"], "06:00:00:00:12:34");
+    }
+
+    #[test]
+    fn minimal_config_has_empty_device_lists_and_no_initrd() {
+        let mut cfg = typical(&[]);
+        cfg.initrd = None;
+        cfg.tap = None;
+        cfg.image = Path::new("rel/img");
+        let v: Value = serde_json::to_value(vm_config(&cfg)).unwrap();
+        assert_eq!(keys(&v["boot-source"]), ["boot_args", "kernel_image_path"]);
+        // Paths are made absolute: Firecracker opens them from its own cwd.
+        assert!(v["boot-source"]["kernel_image_path"].as_str().unwrap().starts_with('/'));
+        assert!(v["boot-source"]["kernel_image_path"].as_str().unwrap().ends_with("/rel/img"));
+        assert_eq!(v["drives"], Value::Array(vec![]));
+        assert_eq!(v["network-interfaces"], Value::Array(vec![]));
+    }
+
+    #[test]
+    fn memory_rounds_up_to_mib() {
+        assert_eq!(mem_size_mib(Memory::parse("64M").unwrap()), (64, false));
+        assert_eq!(mem_size_mib(Memory::parse("1536K").unwrap()), (2, true));
+        assert_eq!(mem_size_mib(Memory::parse("1G").unwrap()), (1024, false));
+        assert_eq!(mem_size_mib(Memory::parse("1K").unwrap()), (1, true));
+    }
+
+    #[test]
+    fn vcpu_rule() {
+        for ok in [1, 2, 4, 32] {
+            check_cpus(ok).unwrap();
+        }
+        for bad in [0, 3, 5, 31, 33, 34] {
+            assert!(check_cpus(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn mac_is_local_unicast() {
+        let m = guest_mac(0xdead_beef);
+        assert_eq!(m, "06:00:de:ad:be:ef");
+        let first = u8::from_str_radix(&m[..2], 16).unwrap();
+        assert_eq!(first & 1, 0, "unicast");
+        assert_eq!(first & 2, 2, "locally administered");
+    }
+
+    #[test]
+    fn arguments() {
+        let a: Vec<String> = argv(Path::new("/r/config.json"), Path::new("/r/fc.log"))
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect();
+        assert_eq!(a, ["--no-api", "--config-file", "/r/config.json", "--log-path", "/r/fc.log", "--level", "Warning"]);
+    }
+
+    #[test]
+    fn exit_decoding() {
+        let m = GuestExit { code: 3, reason: None };
+        assert_eq!(verdict(Some(&m), End::Exited(0)), (3, vec![]));
+        let p = GuestExit { code: 101, reason: Some("panic".into()) };
+        assert_eq!(verdict(Some(&p), End::Exited(0)), (101, vec!["unikit: guest panic (exit code 101)".to_string()]));
+        let (c, l) = verdict(None, End::Exited(0));
+        assert_eq!(c, 125);
+        assert_eq!(l, ["error: guest stopped without reporting an exit code (the guest reset the machine)"]);
+        let (c, l) = verdict(None, End::Exited(152));
+        assert_eq!(c, 125);
+        assert!(l[0].contains("bad configuration"), "{l:?}");
+        let (c, l) = verdict(None, End::Signaled(9));
+        assert_eq!(c, 137);
+        assert_eq!(l, ["error: firecracker was killed by signal 9, SIGKILL"]);
+    }
+}
