@@ -178,6 +178,49 @@ fn threads(plat: &[&str]) {
     unikit("examples/threads", &argv).expect(0, &["wake order [1, 2, 0]", "threads: ok"]);
 }
 
+/// hello on QEMU microvm (Firecracker's shape: no PCI, virtio-mmio, no
+/// firmware tables), through `unikit run`.
+fn hello_microvm(accel: &[&str]) {
+    let args = with(accel, &["--machine", "microvm", "-q", "--", "x", "--exit", "5"]);
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    unikit("examples/hello", &argv).expect(5, &["Hello from unikit on kvm!", "argv[1] = \"x\""]);
+}
+
+#[test]
+fn tcg_microvm_hello() {
+    hello_microvm(TCG);
+}
+
+#[test]
+#[cfg_attr(unikit_no_kvm, ignore = "SKIPPED: /dev/kvm is not usable on this host")]
+fn kvm_microvm_hello() {
+    hello_microvm(KVM);
+}
+
+/// Without QEMU's isa-debug-exit (Firecracker has none, and microvm has no
+/// i8042 to reset through either) the guest must still stop the VM and
+/// report its exit code on the console.
+#[test]
+fn microvm_stops_without_an_exit_device() {
+    let st = Command::new(env!("CARGO_BIN_EXE_unikit"))
+        .args(["build", "-q", "--plat", "qemu", "-C"])
+        .arg(repo().join("examples/hello"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let image = repo().join("examples/hello/build/hello_qemu-x86_64");
+    let out = Command::new("timeout")
+        .args(["60", "qemu-system-x86_64", "-M", "microvm,acpi=off", "-nodefaults", "-no-user-config", "-display", "none"])
+        .args(["-no-reboot", "-m", "16M", "-serial", "stdio", "-accel", "tcg", "-cpu", "max", "-kernel"])
+        .arg(&image)
+        .args(["-append", "unikit.quiet -- --exit 7"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "QEMU did not stop by itself:\n{stdout}");
+    assert!(stdout.contains("\x1b_unikit:exit=7\x1b\\"), "no exit marker:\n{stdout}");
+}
+
 macro_rules! on_every_platform {
     ($($name:ident),* $(,)?) => {
         mod kvm {

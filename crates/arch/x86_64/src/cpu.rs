@@ -69,6 +69,21 @@ pub fn wait_for_interrupt() {
     unsafe { asm!("sti; hlt; cli", options(nomem, nostack)) };
 }
 
+/// Resets the machine the hard way: with an empty IDT, any exception
+/// escalates to a triple fault. Hypervisors turn that into a reset or a
+/// shutdown (QEMU with -no-reboot exits, KVM reports a shutdown exit).
+pub fn triple_fault() -> ! {
+    #[repr(C, packed)]
+    struct Pointer {
+        limit: u16,
+        base: u64,
+    }
+    let empty = Pointer { limit: 0, base: 0 };
+    // SAFETY: the point is to stop the machine.
+    unsafe { asm!("lidt [{}]", "int3", in(reg) &empty, options(nostack)) };
+    halt_forever()
+}
+
 pub fn halt_forever() -> ! {
     loop {
         // SAFETY: stops the CPU; nothing follows.
