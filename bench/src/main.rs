@@ -35,6 +35,7 @@ enum Kind {
     Qemu { kvm: bool, qboot: bool, microvm: bool },
     Linuxu,
     NativeEcho,
+    Firecracker,
 }
 
 #[derive(Default)]
@@ -101,6 +102,29 @@ fn build_images(unikit: &Path) -> (PathBuf, PathBuf) {
     (b.join("hello_qemu-x86_64"), b.join("hello_linuxu-x86_64"))
 }
 
+/// A Firecracker binary from `UNIKIT_FIRECRACKER` or PATH.
+fn find_firecracker() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("UNIKIT_FIRECRACKER") {
+        return Some(PathBuf::from(p));
+    }
+    std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("firecracker")).find(|p| p.is_file()))
+}
+
+/// `firecracker --no-api` with a config that boots `image` (as `unikit run --plat fc` does).
+fn firecracker_cmd(fc: &Path, image: &Path, append: &str) -> Command {
+    let dir = std::env::temp_dir().join(format!("unikit-bench-fc-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let cfg = dir.join("config.json");
+    let json = format!(
+        r#"{{"boot-source":{{"kernel_image_path":"{}","boot_args":"{append}"}},"drives":[],"machine-config":{{"vcpu_count":1,"mem_size_mib":16,"smt":false}}}}"#,
+        image.display()
+    );
+    std::fs::write(&cfg, json).expect("cannot write the Firecracker config");
+    let mut c = Command::new(fc);
+    c.args(["--no-api", "--config-file"]).arg(&cfg).args(["--log-path", "/dev/null", "--level", "Error"]);
+    c
+}
+
 fn kvm_usable() -> bool {
     std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok()
 }
@@ -155,6 +179,7 @@ fn main() {
         .expect("cannot run cargo");
     assert!(st.success(), "building the unikit CLI failed");
     let (qemu_img, linuxu_img) = build_images(&unikit);
+    let firecracker = find_firecracker();
     let _ = (prebuild("qemu"), prebuild("linuxu"));
     let kvm = kvm_usable();
     let qboot = Path::new(QBOOT).exists();
@@ -167,6 +192,9 @@ fn main() {
     }
     configs.push(Config { name: "qemu q35, TCG, qboot", kind: Kind::Qemu { kvm: false, qboot, microvm: false } });
     configs.push(Config { name: "qemu microvm, TCG, qboot", kind: Kind::Qemu { kvm: false, qboot, microvm: true } });
+    if kvm && firecracker.is_some() {
+        configs.push(Config { name: "Firecracker (built from source), KVM", kind: Kind::Firecracker });
+    }
     configs.push(Config { name: "linuxu (Linux process)", kind: Kind::Linuxu });
     configs.push(Config { name: "baseline: /bin/echo (native process)", kind: Kind::NativeEcho });
 
@@ -185,6 +213,7 @@ fn main() {
                     cmd.env("UNIKIT_OPTS", "unikit.quiet unikit.bootstats");
                     run(cmd)
                 }
+                Kind::Firecracker => run(firecracker_cmd(firecracker.as_deref().unwrap(), &qemu_img, "unikit.quiet unikit.bootstats --")),
                 Kind::NativeEcho => {
                     let mut cmd = Command::new("/bin/echo");
                     cmd.arg("Hello from a native process!");
