@@ -431,4 +431,33 @@ mod real {
         assert!(err.contains("firecracker was killed by signal 15, SIGTERM"), "{err}");
         assert!(!netns_list().contains(&ns), "namespace left behind");
     }
+
+    #[cfg_attr(unikit_no_firecracker, ignore = "SKIPPED: no firecracker binary ($UNIKIT_FIRECRACKER or PATH at build time)")]
+    #[cfg_attr(unikit_no_kvm, ignore = "SKIPPED: /dev/kvm is not usable on this host")]
+    #[test]
+    fn kernel_tests_and_a_crash() {
+        let o = run("tests/kernel-tests", &["-q"]);
+        assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+        assert!(stdout(&o).contains("kernel-tests: 17 passed, 0 failed"), "{}", stdout(&o));
+        let o = run("tests/kernel-tests", &["-q", "--", "fault"]);
+        assert_eq!(o.status.code(), Some(102), "{}", stdout(&o));
+        assert!(stdout(&o).contains("page fault (#PF)"), "{}", stdout(&o));
+    }
+
+    #[cfg_attr(unikit_no_firecracker, ignore = "SKIPPED: no firecracker binary ($UNIKIT_FIRECRACKER or PATH at build time)")]
+    #[cfg_attr(unikit_no_kvm, ignore = "SKIPPED: /dev/kvm is not usable on this host")]
+    #[test]
+    fn disk_survives_reboots() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("disk.img");
+        std::fs::File::create(&img).unwrap().set_len(8 << 20).unwrap();
+        let img = img.to_str().unwrap();
+        for (i, extra) in [(1, &["--", "--format"][..]), (2, &[][..])] {
+            let mut args = vec!["-q", "--disk", img];
+            args.extend_from_slice(extra);
+            let o = run("examples/counter", &args);
+            assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+            assert!(stdout(&o).contains(&format!("counter: boot {i}")), "{}", stdout(&o));
+        }
+    }
 }
