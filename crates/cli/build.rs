@@ -12,6 +12,7 @@ fn main() {
         println!("cargo:warning=not root or no iproute2: network-namespace tests will be skipped");
     }
     firecracker();
+    solo5_hvt();
     println!("cargo:rerun-if-changed=/dev/kvm");
     let usable = std::fs::OpenOptions::new()
         .read(true)
@@ -47,5 +48,24 @@ fn firecracker() {
             println!("cargo:rustc-cfg=unikit_no_firecracker");
             println!("cargo:rustc-env=UNIKIT_TEST_FIRECRACKER=");
         }
+    }
+}
+
+/// The tests that run images under upstream Solo5's tender (tests/solo5.rs)
+/// run when `solo5-hvt` is given by $UNIKIT_SOLO5_HVT or found on PATH at
+/// build time; otherwise they are compiled as ignored, with the reason.
+fn solo5_hvt() {
+    println!("cargo::rustc-check-cfg=cfg(unikit_no_solo5_hvt)");
+    println!("cargo:rerun-if-env-changed=UNIKIT_SOLO5_HVT");
+    let found = std::env::var_os("UNIKIT_SOLO5_HVT")
+        .map(std::path::PathBuf::from)
+        .filter(|p| p.is_file())
+        .or_else(|| {
+            std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+                .map(|d| d.join("solo5-hvt"))
+                .find(|p| p.is_file())
+        });
+    if found.is_none() {
+        println!("cargo:rustc-cfg=unikit_no_solo5_hvt");
     }
 }

@@ -34,7 +34,7 @@ pub fn command(dir: &Path, plat: Option<&str>, quiet: bool) -> Result<()> {
             }
             if ok.is_empty() {
                 bail!(
-                    "none of the targets in unikit.toml can be built by this version of unikit (it supports qemu, fc and linuxu)"
+                    "none of the targets in unikit.toml can be built by this version of unikit (it supports qemu, fc, linuxu and solo5)"
                 );
             }
             ok
@@ -42,7 +42,7 @@ pub fn command(dir: &Path, plat: Option<&str>, quiet: bool) -> Result<()> {
     };
     let project = Project::find(dir)?;
     for p in plats {
-        let image = build(dir, &project, &manifest, p, quiet)?;
+        let image = build(dir, &project, &manifest, p, &manifest.solo5_devices, quiet)?;
         // Ignore a closed stdout (`unikit build | head -1`): the build happened.
         use std::io::Write;
         let _ = writeln!(std::io::stdout(), "{}", image.describe());
@@ -190,10 +190,15 @@ pub struct CargoBuild {
     pub target_dir: PathBuf,
 }
 
+/// The environment variable that tells the solo5 platform crate which
+/// devices to declare in the image's Solo5 manifest (`net:NAME,block:NAME`).
+pub const SOLO5_DEVICES_ENV: &str = "UNIKIT_SOLO5_DEVICES";
+
 pub fn cargo_build(
     project: &Project,
     features: &[String],
     plat: Platform,
+    solo5_devices: &[String],
     quiet: bool,
 ) -> CargoBuild {
     let k = plat.kernel_plat();
@@ -220,7 +225,7 @@ pub fn cargo_build(
         format!("-Clink-arg=-Tunikit-{k}.ld"),
     ]
     .join("\x1f");
-    let env = vec![
+    let mut env = vec![
         ("CARGO_ENCODED_RUSTFLAGS", rustflags.into()),
         ("CARGO_PROFILE_RELEASE_OPT_LEVEL", "s".into()),
         ("CARGO_PROFILE_RELEASE_LTO", "true".into()),
@@ -232,6 +237,11 @@ pub fn cargo_build(
         // this one (`.sym`) to symbolize crash backtraces.
         ("CARGO_PROFILE_RELEASE_STRIP", "debuginfo".into()),
     ];
+    if plat == Platform::Solo5 {
+        // Always set (possibly empty), so that a stray value in the caller's
+        // environment never leaks into the image.
+        env.push((SOLO5_DEVICES_ENV, solo5_devices.join(",").into()));
+    }
     CargoBuild {
         args,
         env,
@@ -263,9 +273,10 @@ pub fn build(
     project: &Project,
     manifest: &Manifest,
     plat: Platform,
+    solo5_devices: &[String],
     quiet: bool,
 ) -> Result<Image> {
-    let inv = cargo_build(project, &manifest.features, plat, quiet);
+    let inv = cargo_build(project, &manifest.features, plat, solo5_devices, quiet);
     let program = cargo();
     let mut cmd = Command::new(&program);
     cmd.args(&inv.args)
@@ -389,6 +400,7 @@ mod tests {
             &project(),
             &["net".into(), "fs".into()],
             Platform::Qemu,
+            &["net:service".into()],
             false,
         );
         let args: Vec<String> = b
@@ -432,11 +444,27 @@ mod tests {
             b.env
                 .contains(&("CARGO_PROFILE_RELEASE_STRIP", "debuginfo".into()))
         );
+        // Only solo5 builds get the device list.
+        assert!(!b.env.iter().any(|(k, _)| *k == SOLO5_DEVICES_ENV));
+    }
+
+    #[test]
+    fn cargo_invocation_solo5() {
+        let devs = ["net:service".to_string(), "block:storage".to_string()];
+        let b = cargo_build(&project(), &[], Platform::Solo5, &devs, false);
+        let args: Vec<String> = b.args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert!(args.ends_with(&["--features".into(), "unikit/plat-solo5".into()]), "{args:?}");
+        assert_eq!(b.target_dir, Path::new("/ws/target/unikit/solo5"));
+        let flags = &b.env.iter().find(|(k, _)| *k == "CARGO_ENCODED_RUSTFLAGS").unwrap().1;
+        assert!(flags.to_str().unwrap().ends_with("-Clink-arg=-Tunikit-solo5.ld"));
+        assert!(b.env.contains(&(SOLO5_DEVICES_ENV, "net:service,block:storage".into())));
+        let b = cargo_build(&project(), &[], Platform::Solo5, &[], false);
+        assert!(b.env.contains(&(SOLO5_DEVICES_ENV, "".into())));
     }
 
     #[test]
     fn cargo_invocation_linuxu_quiet_no_features() {
-        let b = cargo_build(&project(), &[], Platform::Linuxu, true);
+        let b = cargo_build(&project(), &[], Platform::Linuxu, &[], true);
         let args: Vec<String> = b
             .args
             .iter()

@@ -36,6 +36,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Build the project's images (default: every target of unikit.toml this version supports).
@@ -85,7 +87,11 @@ struct RunArgs {
     /// The Firecracker binary for --plat fc (default: `firecracker` on PATH); implies --plat fc.
     #[arg(long, value_name = "PATH")]
     firecracker: Option<PathBuf>,
-    /// Forward TCP 127.0.0.1:HOST to the guest's port GUEST (QEMU user networking; on fc a tap in a private network namespace). Repeatable.
+    /// The Solo5 hvt tender for --plat solo5: `unikit-hvt` (default, found next to unikit or on PATH),
+    /// `solo5-hvt` (upstream's, on PATH) or a path; implies --plat solo5.
+    #[arg(long, value_name = "unikit-hvt|solo5-hvt|PATH")]
+    tender: Option<PathBuf>,
+    /// Forward TCP 127.0.0.1:HOST to the guest's port GUEST (QEMU user networking; on fc and solo5 a tap in a private network namespace). Repeatable.
     #[arg(short = 'p', long = "publish", value_name = "HOST:GUEST", value_parser = devices::parse_publish)]
     publish: Vec<(u16, u16)>,
     /// Network: `user` (QEMU user networking) or `tap:NAME` (an existing tap interface).
@@ -149,6 +155,7 @@ fn main() -> ExitCode {
             machine: a.machine,
             cpus: a.cpus,
             firecracker: a.firecracker,
+            tender: a.tender,
             devices: devices::Devices { publish: a.publish, net: a.net, ip: a.ip, disks: a.disk, rootfs: a.rootfs },
             quiet: a.quiet,
             args: a.args,

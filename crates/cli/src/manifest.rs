@@ -25,6 +25,10 @@ pub struct Manifest {
     pub env: BTreeMap<String, String>,
     pub features: Vec<String>,
     pub kernel_args: Vec<String>,
+    /// Devices a solo5 image declares in its Solo5 manifest when built with
+    /// `unikit build` (`net:NAME` / `block:NAME`); `unikit run` derives them
+    /// from its own `--net`/`-p`/`--disk` flags instead.
+    pub solo5_devices: Vec<String>,
 }
 
 /// The file as written, before validation.
@@ -42,6 +46,8 @@ struct Raw {
     features: Vec<String>,
     #[serde(default)]
     kernel_args: Vec<String>,
+    #[serde(default)]
+    solo5_devices: Vec<Spanned<String>>,
 }
 
 /// A problem at a byte range of the file (when known).
@@ -155,6 +161,16 @@ impl Manifest {
             }
         }
 
+        let mut solo5_devices: Vec<String> = Vec::new();
+        for d in &raw.solo5_devices {
+            let dev = d.get_ref();
+            check_solo5_device(dev).map_err(|m| Problem::at(d.span(), m))?;
+            if solo5_devices.iter().any(|x| x.split_once(':').map(|p| p.1) == dev.split_once(':').map(|p| p.1)) {
+                return Err(Problem::at(d.span(), format!("solo5 device '{dev}' is named twice")));
+            }
+            solo5_devices.push(dev.clone());
+        }
+
         Ok(Manifest {
             name: raw.name.into_inner(),
             targets,
@@ -163,8 +179,21 @@ impl Manifest {
             env: raw.env,
             features: raw.features,
             kernel_args: raw.kernel_args,
+            solo5_devices,
         })
     }
+}
+
+/// `net:NAME` or `block:NAME`, NAME being 1 to 67 of [A-Za-z0-9] (what
+/// solo5-hvt's `--net:NAME=` / `--block:NAME=` accept).
+pub fn check_solo5_device(dev: &str) -> Result<(), String> {
+    let bad = || format!("invalid solo5 device '{dev}' (expected \"net:NAME\" or \"block:NAME\", NAME of 1 to 67 letters and digits)");
+    let (kind, name) = dev.split_once(':').ok_or_else(bad)?;
+    let name_ok = !name.is_empty() && name.len() <= 67 && name.bytes().all(|b| b.is_ascii_alphanumeric());
+    if !matches!(kind, "net" | "block") || !name_ok {
+        return Err(bad());
+    }
+    Ok(())
 }
 
 /// `<plat>/<arch>` with a known platform and arch `x86_64`.
@@ -221,6 +250,20 @@ kernel_args = ["unikit.quiet"]
         assert_eq!(m.env["GREETING"], "hello");
         assert_eq!(m.features, ["net"]);
         assert_eq!(m.kernel_args, ["unikit.quiet"]);
+    }
+
+    #[test]
+    fn solo5_devices() {
+        let m = parse("name = \"a\"\ntargets = [\"solo5/x86_64\"]\nsolo5_devices = [\"net:service\", \"block:storage\"]\n").unwrap();
+        assert_eq!(m.targets, vec![Platform::Solo5]);
+        assert_eq!(m.solo5_devices, ["net:service", "block:storage"]);
+        let e = parse("name = \"a\"\ntargets = [\"solo5/x86_64\"]\nsolo5_devices = [\"disk:x\"]\n").unwrap_err();
+        assert_eq!(e, "p/unikit.toml:3:18: invalid solo5 device 'disk:x' (expected \"net:NAME\" or \"block:NAME\", NAME of 1 to 67 letters and digits)");
+        let e = parse("name = \"a\"\ntargets = [\"solo5/x86_64\"]\nsolo5_devices = [\"net:my_net\"]\n").unwrap_err();
+        assert!(e.contains("invalid solo5 device 'net:my_net'"), "{e}");
+        let e = parse("name = \"a\"\ntargets = [\"solo5/x86_64\"]\nsolo5_devices = [\"net:a\", \"block:a\"]\n").unwrap_err();
+        assert!(e.contains("named twice"), "{e}");
+        assert!(parse("name = \"a\"\ntargets = [\"qemu/x86_64\"]\n").unwrap().solo5_devices.is_empty());
     }
 
     #[test]

@@ -10,6 +10,9 @@ use crate::error::hinted;
 pub const QEMU: &str = "qemu-system-x86_64";
 pub const QBOOT_ROM: &str = "/usr/share/qemu/qboot.rom";
 pub const FIRECRACKER: &str = "firecracker";
+/// unikit's Solo5 hvt tender (crates/tender), and upstream's.
+pub const UNIKIT_HVT: &str = "unikit-hvt";
+pub const SOLO5_HVT: &str = "solo5-hvt";
 const KVM_DEV: &str = "/dev/kvm";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -63,7 +66,7 @@ impl Platform {
 
     /// Can this version of unikit build and run images for it?
     pub fn supported(self) -> bool {
-        matches!(self, Platform::Qemu | Platform::Linuxu | Platform::Fc)
+        matches!(self, Platform::Qemu | Platform::Linuxu | Platform::Fc | Platform::Solo5)
     }
 
     pub fn check_supported(self) -> Result<()> {
@@ -155,6 +158,51 @@ pub fn check_kvm_for_firecracker() -> Result<()> {
     })
 }
 
+/// Where to get a tender for the solo5 platform (one line).
+pub const TENDER_HINT: &str = "build it with `cargo build --release -p unikit-hvt` (it lands next to `unikit` in target/release), \
+or put `unikit-hvt` on PATH; `--tender solo5-hvt` uses upstream Solo5's tender if it is on PATH";
+
+/// Find the hvt tender: `--tender solo5-hvt` (upstream's, on PATH),
+/// `--tender PATH`, or by default `unikit-hvt` next to this `unikit` binary
+/// (target/{debug,release}) or on PATH.
+pub fn find_tender(explicit: Option<&Path>) -> Result<PathBuf> {
+    match explicit {
+        Some(p) if p == Path::new(SOLO5_HVT) => which(SOLO5_HVT).ok_or_else(|| {
+            hinted(
+                format!("--tender {SOLO5_HVT}: upstream Solo5's tender is not on PATH"),
+                "build Solo5 (git clone https://github.com/Solo5/solo5 && ./configure.sh && make) and put tenders/hvt/solo5-hvt on PATH, \
+or leave --tender out to use unikit-hvt",
+            )
+        }),
+        Some(p) if p == Path::new(UNIKIT_HVT) => find_tender(None),
+        Some(p) if is_executable(p) => Ok(p.to_path_buf()),
+        Some(p) if p.exists() => Err(hinted(format!("--tender {}: not an executable file", p.display()), TENDER_HINT)),
+        Some(p) => Err(hinted(format!("--tender {}: no such file", p.display()), TENDER_HINT)),
+        None => next_to_me(UNIKIT_HVT).or_else(|| which(UNIKIT_HVT)).ok_or_else(|| {
+            hinted(format!("{UNIKIT_HVT} not found next to unikit or on PATH (the solo5 platform runs images with it)"), TENDER_HINT)
+        }),
+    }
+}
+
+/// An executable in the same folder as the running `unikit` (cargo puts
+/// every binary of the workspace in target/{debug,release}).
+fn next_to_me(name: &str) -> Option<PathBuf> {
+    let me = std::env::current_exe().ok()?;
+    let dir = me.parent()?;
+    // Test binaries live in target/<profile>/deps; the tools one level up.
+    [dir.join(name), dir.parent()?.join(name)].into_iter().find(|p| is_executable(p))
+}
+
+/// A Solo5 hvt tender is a KVM monitor: it needs a working /dev/kvm.
+pub fn check_kvm_for_solo5() -> Result<()> {
+    probe_kvm().map_err(|why| {
+        hinted(
+            format!("the solo5 platform (hvt) needs KVM, and KVM is not usable: {why}"),
+            "run on a host with /dev/kvm, or use --plat qemu (TCG works without KVM)",
+        )
+    })
+}
+
 /// Can this host run images of `p`? `Err` holds the reason why not.
 pub fn host_can_run(p: Platform) -> Result<()> {
     match p {
@@ -162,6 +210,7 @@ pub fn host_can_run(p: Platform) -> Result<()> {
         Platform::Fc => find_firecracker(None).and_then(|_| check_kvm_for_firecracker()),
         Platform::Linuxu if host_is_linux_x86_64() => Ok(()),
         Platform::Linuxu => bail!("linuxu images need a Linux x86_64 host"),
+        Platform::Solo5 => find_tender(None).and_then(|_| check_kvm_for_solo5()),
         other => other.check_supported(),
     }
 }
@@ -264,7 +313,31 @@ fn describe(p: Platform) -> (bool, String) {
             },
         },
         Platform::Xen => (false, tool_note("xl")),
-        Platform::Solo5 | Platform::Vmware | Platform::Hyperv => (false, not_yet.into()),
+        Platform::Solo5 => {
+            let upstream = match which(SOLO5_HVT) {
+                Some(p) => format!("; upstream {SOLO5_HVT} at {} (--tender {SOLO5_HVT})", p.display()),
+                None => String::new(),
+            };
+            let kvm = match probe_kvm() {
+                Ok(()) if std::path::Path::new("/sys/module/kvm_pvm").exists() => {
+                    Ok("/dev/kvm works (kvm_pvm: guest kernel code is emulated, slow but correct)".to_string())
+                }
+                Ok(()) => Ok("/dev/kvm works".to_string()),
+                Err(why) => Err(format!("the hvt tender needs KVM: {why}")),
+            };
+            match (find_tender(None), kvm) {
+                (Ok(t), Ok(k)) => (true, format!("tender {} found; {k}{upstream}", t.display())),
+                (Ok(t), Err(k)) => (false, format!("tender {} found, but {k}", t.display())),
+                (Err(_), Ok(k)) if which(SOLO5_HVT).is_some() => {
+                    (true, format!("{UNIKIT_HVT} not found, use --tender {SOLO5_HVT}; {k}{upstream}"))
+                }
+                (Err(_), k) => (
+                    false,
+                    format!("{UNIKIT_HVT} not found ({TENDER_HINT}){}", k.err().map(|w| format!("; {w}")).unwrap_or_default()),
+                ),
+            }
+        }
+        Platform::Vmware | Platform::Hyperv => (false, not_yet.into()),
     }
 }
 
@@ -294,6 +367,8 @@ mod tests {
         assert!(parse_supported("qemu").is_ok());
         assert!(parse_supported("linuxu").is_ok());
         assert!(parse_supported("fc").is_ok());
+        assert!(parse_supported("solo5").is_ok());
+        assert_eq!(Platform::Solo5.kernel_plat(), "solo5");
         assert_eq!(Platform::Fc.kernel_plat(), "kvm");
         let e = parse_supported("xen").unwrap_err().to_string();
         assert_eq!(

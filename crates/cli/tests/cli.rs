@@ -231,8 +231,8 @@ fn unsupported_platform() {
         "error: platform 'xen' is not supported by this version of unikit yet",
     );
     assert_error(
-        &unikit(p.path(), &["run", "--plat", "solo5"]),
-        "platform 'solo5' is not supported",
+        &unikit(p.path(), &["run", "--plat", "vmware"]),
+        "platform 'vmware' is not supported",
     );
     assert_error(
         &unikit(p.path(), &["build"]),

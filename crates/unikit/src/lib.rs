@@ -22,6 +22,8 @@ extern crate alloc;
 extern crate unikit_plat_kvm;
 #[cfg(feature = "plat-linuxu")]
 extern crate unikit_plat_linuxu;
+#[cfg(feature = "plat-solo5")]
+extern crate unikit_plat_solo5;
 
 pub use unikit_macros::main;
 

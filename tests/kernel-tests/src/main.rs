@@ -93,7 +93,9 @@ fn page_tables() -> TestResult {
     let va = &*heap as *const u64 as u64;
     check!(mem::virt_to_phys(va) == Some(va), "heap not identity mapped");
     check!(mem::virt_to_phys(0).is_none(), "page 0 is mapped (null would not fault)");
-    check!(mem::virt_to_phys(0xfee0_0000).is_some(), "local APIC not mapped");
+    if unikit::platform() == "kvm" {
+        check!(mem::virt_to_phys(0xfee0_0000).is_some(), "local APIC not mapped"); // Solo5 hvt has none
+    }
     check!(mem::virt_to_phys(64 << 30).is_none(), "memory beyond RAM is mapped");
     let code = page_tables as *const () as u64;
     check!(mem::virt_to_phys(code) == Some(code), "kernel text not identity mapped");

@@ -226,7 +226,7 @@ extern "C" fn pass_on(sig: libc::c_int) {
 /// namespace, run folder). Handlers are reset by exec: Firecracker itself
 /// keeps the default actions.
 #[allow(unsafe_code)]
-fn forward_signals(pid: u32) {
+pub(super) fn forward_signals(pid: u32) {
     CHILD.store(i32::try_from(pid).unwrap_or(0), Ordering::Relaxed);
     for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
         // SAFETY: installs an async-signal-safe handler (an atomic load and

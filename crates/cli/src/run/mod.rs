@@ -4,6 +4,7 @@ mod fc;
 mod linuxu;
 mod netns;
 mod qemu;
+mod solo5;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -29,6 +30,7 @@ pub struct Options {
     pub machine: Option<Machine>,
     pub cpus: Option<u8>,
     pub firecracker: Option<PathBuf>,
+    pub tender: Option<PathBuf>,
     pub devices: Devices,
     pub quiet: bool,
     pub args: Option<Vec<String>>,
@@ -45,6 +47,8 @@ pub fn command(opts: Options) -> Result<u8> {
         Some(p) => build::selected(&manifest, p)?,
         // `--firecracker PATH` alone means `--plat fc`.
         None if opts.firecracker.is_some() => build::selected(&manifest, "fc")?,
+        // `--tender T` alone means `--plat solo5`.
+        None if opts.tender.is_some() => build::selected(&manifest, "solo5")?,
         None => pick(&manifest)?,
     };
     if opts.accel.is_some() && plat != Platform::Qemu {
@@ -62,24 +66,28 @@ pub fn command(opts: Options) -> Result<u8> {
     if opts.firecracker.is_some() && plat != Platform::Fc {
         bail!("--firecracker only applies to the fc platform, not {plat}");
     }
+    if opts.tender.is_some() && plat != Platform::Solo5 {
+        bail!("--tender only applies to the solo5 platform, not {plat}");
+    }
     let mut devices = opts.devices.clone();
-    // -p on fc: a tap in a network namespace owned by the run (see netns.rs).
+    // -p on fc and solo5: a tap in a network namespace owned by the run (see netns.rs).
     let mut fc_publish = Vec::new();
-    if plat == Platform::Fc {
+    if plat == Platform::Fc || plat == Platform::Solo5 {
         if devices.net == Some(Net::User) {
+            let who = if plat == Platform::Fc { "Firecracker" } else { "Solo5 (hvt)" };
             return Err(crate::error::hinted(
-                "--net user is QEMU's user-mode network; Firecracker has none",
+                format!("--net user is QEMU's user-mode network; {who} has none"),
                 "use -p HOST:GUEST (unikit then makes a tap in a private network namespace) or --net tap:NAME",
             ));
         }
         if !devices.publish.is_empty() {
             if let Some(Net::Tap(_)) = devices.net {
-                bail!("-p on fc makes its own tap in a private network namespace; with --net tap:NAME, reach the guest at its own address");
+                bail!("-p on {plat} makes its own tap in a private network namespace; with --net tap:NAME, reach the guest at its own address");
             }
             match devices.ip.as_deref() {
                 None => devices.ip = Some(netns::GUEST_IP.into()),
                 Some(netns::GUEST_IP) => {}
-                Some(other) => bail!("--ip {other}: with -p on fc the guest is {} (leave --ip out)", netns::GUEST_IP),
+                Some(other) => bail!("--ip {other}: with -p on {plat} the guest is {} (leave --ip out)", netns::GUEST_IP),
             }
             fc_publish = std::mem::take(&mut devices.publish);
         }
@@ -91,6 +99,12 @@ pub fn command(opts: Options) -> Result<u8> {
                 format!("create it first, e.g. `sudo ip tuntap add dev {name} mode tap user $USER && sudo ip link set {name} up`, or use -p HOST:GUEST as root"),
             ));
         }
+    }
+    if plat == Platform::Solo5 && devices.rootfs.is_some() {
+        return Err(crate::error::hinted(
+            "--rootfs is not available on solo5: the hvt ABI has no initrd",
+            "put the files on a disk image (--disk) or run on qemu, fc or linuxu",
+        ));
     }
     if plat == Platform::Linuxu {
         if !devices.publish.is_empty() || devices.net == Some(Net::User) {
@@ -118,12 +132,21 @@ pub fn command(opts: Options) -> Result<u8> {
             fc::check_cpus(opts.cpus.unwrap_or(1))?;
             Some(path)
         }
+        _ => None,
+    };
+    let tender = match plat {
+        Platform::Solo5 => {
+            let path = platform::find_tender(opts.tender.as_deref())?;
+            platform::check_kvm_for_solo5()?;
+            Some(path)
+        }
+        Platform::Fc => None,
         _ => {
             platform::host_can_run(plat)?;
             None
         }
     };
-    let ns_ip = if fc_publish.is_empty() { None } else { Some(netns::check_host()?) };
+    let ns_ip = if fc_publish.is_empty() { None } else { Some(netns::check_host(plat.name())?) };
     let qemu = match plat {
         Platform::Qemu => Some((
             platform::find_qemu()?,
@@ -142,7 +165,12 @@ pub fn command(opts: Options) -> Result<u8> {
     let line = cmdline::build(&kernel_args, &manifest.env, &args)?;
 
     let project = Project::find(&opts.dir)?;
-    let image = build::build(&opts.dir, &project, &manifest, plat, opts.quiet)?;
+    // A solo5 image declares its devices in its Solo5 manifest: the ones this run attaches.
+    let solo5_devices = match plat {
+        Platform::Solo5 => solo5::devices_for(&devices, ns_ip.is_some()),
+        _ => Vec::new(),
+    };
+    let image = build::build(&opts.dir, &project, &manifest, plat, &solo5_devices, opts.quiet)?;
     if !opts.quiet {
         eprintln!("{}", image.describe());
     }
@@ -156,6 +184,37 @@ pub fn command(opts: Options) -> Result<u8> {
     let mut annotator = Annotator::new(symbols);
     let initrd = devices.initrd(&opts.dir.join("build"), &manifest.name)?;
 
+    if let Some(tender_path) = tender {
+        let (mib, rounded) = solo5::mem_mib(memory);
+        if rounded {
+            crate::error::warn(format!("the hvt tender sizes memory in 2 MiB steps: -m {memory} is rounded up to {mib}M"));
+        }
+        check_memory(&image.path, Memory::parse(&format!("{mib}M")).unwrap_or(memory))?;
+        let ns = match ns_ip {
+            Some(ip) => {
+                let ns = netns::Netns::create(ip)?;
+                for &(host, guest) in &fc_publish {
+                    ns.forward(host, guest)?;
+                }
+                Some(ns)
+            }
+            None => None,
+        };
+        let tap = match (&ns, &devices.net) {
+            (Some(_), _) => Some(netns::TAP),
+            (None, Some(Net::Tap(name))) => Some(name.as_str()),
+            _ => None,
+        };
+        let cfg = solo5::Config {
+            image: &image.path,
+            memory,
+            cmdline: &line,
+            disks: &devices.disks,
+            tap,
+            mac: fc::guest_mac(std::process::id()),
+        };
+        return solo5::run(&tender_path, &cfg, ns.as_ref(), &mut annotator);
+    }
     if let Some(fc_path) = firecracker {
         check_memory(&image.path, memory)?;
         let (mib, rounded) = fc::mem_size_mib(memory);

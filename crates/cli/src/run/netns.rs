@@ -1,6 +1,7 @@
-//! `-p HOST:GUEST` on Firecracker, which has no user-mode network: the run
+//! `-p HOST:GUEST` on Firecracker and Solo5 (hvt), which have no user-mode
+//! network: the run
 //! owns a network namespace `unikit-fc-<pid>` holding a tap (`tap0`,
-//! 172.16.0.1/30; the guest is 172.16.0.2). Firecracker runs inside it
+//! 172.16.0.1/30; the guest is 172.16.0.2). Firecracker (or the tender) runs inside it
 //! (`ip netns exec`), and a relay thread accepts on 127.0.0.1:HOST on the
 //! host and connects to the guest from inside the namespace (`setns` on that
 //! thread only), so the host's routes and firewall are never touched.
@@ -25,18 +26,26 @@ const PREFIX: &str = "unikit-fc-";
 const NETNS_DIR: &str = "/run/netns";
 
 /// How to make a tap by hand (for the hints).
-pub const MANUAL_TAP: &str = "or make a tap yourself and pass it: `sudo ip tuntap add dev fc0 mode tap user $USER && \
+pub fn manual_tap(plat: &str) -> String {
+    format!(
+        "or make a tap yourself and pass it: `sudo ip tuntap add dev fc0 mode tap user $USER && \
 sudo ip addr add 172.16.0.1/30 dev fc0 && sudo ip link set fc0 up`, then \
-`unikit run --plat fc --net tap:fc0 --ip 172.16.0.2/30:172.16.0.1` and reach the guest at 172.16.0.2";
+`unikit run --plat {plat} --net tap:fc0 --ip 172.16.0.2/30:172.16.0.1` and reach the guest at 172.16.0.2"
+    )
+}
 
 /// iproute2's `ip` (also where PATH lacks /usr/sbin).
 pub fn ip_command() -> Result<PathBuf> {
+    ip_command_for("fc")
+}
+
+fn ip_command_for(plat: &str) -> Result<PathBuf> {
     crate::platform::which("ip")
         .or_else(|| ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"].iter().map(PathBuf::from).find(|p| p.is_file()))
         .ok_or_else(|| {
             hinted(
-                "-p on fc needs iproute2's `ip` to create a network namespace and a tap, and it is not installed",
-                format!("apt-get install iproute2; {MANUAL_TAP}"),
+                format!("-p on {plat} needs iproute2's `ip` to create a network namespace and a tap, and it is not installed"),
+                format!("apt-get install iproute2; {}", manual_tap(plat)),
             )
         })
 }
@@ -47,21 +56,21 @@ fn effective_uid() -> Option<u32> {
     line.split_whitespace().nth(2)?.parse().ok()
 }
 
-/// Everything `-p` on fc needs from the host, checked before building.
-pub fn check_host() -> Result<PathBuf> {
+/// Everything `-p` on `plat` (fc, solo5) needs from the host, checked before building.
+pub fn check_host(plat: &str) -> Result<PathBuf> {
     if effective_uid() != Some(0) {
         return Err(hinted(
-            "-p on fc creates a tap in a private network namespace, which needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN)",
-            format!("run unikit as root, {MANUAL_TAP}"),
+            format!("-p on {plat} creates a tap in a private network namespace, which needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN)"),
+            format!("run unikit as root, {}", manual_tap(plat)),
         ));
     }
     if !Path::new("/dev/net/tun").exists() {
         return Err(hinted(
-            "-p on fc needs a tap device, and /dev/net/tun does not exist on this host",
+            format!("-p on {plat} needs a tap device, and /dev/net/tun does not exist on this host"),
             "load the tun module (modprobe tun), or in a container pass the device through (--device /dev/net/tun)",
         ));
     }
-    ip_command()
+    ip_command_for(plat)
 }
 
 fn ip(ip: &Path, args: &[&str]) -> Result<()> {
