@@ -30,12 +30,14 @@ struct Config {
     kind: Kind,
 }
 
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, PartialEq)]
 enum Kind {
     Qemu { kvm: bool, qboot: bool, microvm: bool },
     Linuxu,
     NativeEcho,
     Firecracker,
+    /// A Solo5 hvt tender: unikit's own (`None`) or upstream's.
+    Solo5(Option<PathBuf>),
 }
 
 #[derive(Default)]
@@ -90,7 +92,7 @@ fn fmt_us(ns: Option<u64>) -> String {
 }
 
 fn build_images(unikit: &Path) -> (PathBuf, PathBuf) {
-    for plat in ["qemu", "linuxu"] {
+    for plat in ["qemu", "linuxu", "solo5"] {
         let st = Command::new(unikit)
             .args(["build", "-q", "--plat", plat, "-C"])
             .arg(repo().join("examples/hello"))
@@ -180,6 +182,8 @@ fn main() {
     assert!(st.success(), "building the unikit CLI failed");
     let (qemu_img, linuxu_img) = build_images(&unikit);
     let firecracker = find_firecracker();
+    let solo5_img = repo().join("examples/hello/build/hello_solo5-x86_64");
+    let hvt = repo().join("target/release/unikit-hvt");
     let _ = (prebuild("qemu"), prebuild("linuxu"));
     let kvm = kvm_usable();
     let qboot = Path::new(QBOOT).exists();
@@ -195,6 +199,12 @@ fn main() {
     if kvm && firecracker.is_some() {
         configs.push(Config { name: "Firecracker (built from source), KVM", kind: Kind::Firecracker });
     }
+    if kvm && hvt.is_file() {
+        configs.push(Config { name: "Solo5 hvt, unikit-hvt tender (KVM)", kind: Kind::Solo5(None) });
+        if let Ok(up) = std::env::var("UNIKIT_SOLO5_HVT") {
+            configs.push(Config { name: "Solo5 hvt, upstream solo5-hvt tender (KVM)", kind: Kind::Solo5(Some(PathBuf::from(up))) });
+        }
+    }
     configs.push(Config { name: "linuxu (Linux process)", kind: Kind::Linuxu });
     configs.push(Config { name: "baseline: /bin/echo (native process)", kind: Kind::NativeEcho });
 
@@ -206,11 +216,16 @@ fn main() {
             if matches!(c.kind, Kind::Qemu { qboot: false, .. }) && round >= 5 {
                 continue;
             }
-            let (out, wall) = match c.kind {
+            let (out, wall) = match c.kind.clone() {
                 Kind::Qemu { kvm, qboot, microvm } => run(qemu_cmd(&qemu_img, kvm, qboot, microvm, 16 * 1024, "unikit.quiet unikit.bootstats --")),
                 Kind::Linuxu => {
                     let mut cmd = Command::new(&linuxu_img);
                     cmd.env("UNIKIT_OPTS", "unikit.quiet unikit.bootstats");
+                    run(cmd)
+                }
+                Kind::Solo5(ref upstream) => {
+                    let mut cmd = Command::new(upstream.as_deref().unwrap_or(&hvt));
+                    cmd.arg("--mem=16").arg(&solo5_img).args(["unikit.quiet", "unikit.bootstats", "--"]);
                     run(cmd)
                 }
                 Kind::Firecracker => run(firecracker_cmd(firecracker.as_deref().unwrap(), &qemu_img, "unikit.quiet unikit.bootstats --")),
@@ -221,7 +236,7 @@ fn main() {
                 }
             };
             s.wall_ns.push(wall);
-            match (c.kind, boot_ns(&out)) {
+            match (&c.kind, boot_ns(&out)) {
                 (Kind::NativeEcho, _) => {}
                 (_, Some(b)) => s.boot_ns.push(b),
                 (_, None) => s.failures += 1,
