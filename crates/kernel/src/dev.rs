@@ -73,22 +73,36 @@ pub trait BlockDevice: Send + Sync {
 }
 
 static NET: Mutex<Vec<Arc<dyn NetDevice>>> = Mutex::new(Vec::new());
-static PROBE: spin::Once<fn()> = spin::Once::new();
+static BLOCK: Mutex<Vec<Arc<dyn BlockDevice>>> = Mutex::new(Vec::new());
 static PROBED: spin::Once<()> = spin::Once::new();
 
-/// The platform's device discovery (PCI scan, virtio-mmio, tap, ...). It
-/// runs on the first request for devices, so a program that uses none
-/// (hello) does not pay for bus scans at boot.
-pub fn set_probe(probe: fn()) {
-    PROBE.call_once(|| probe);
+#[allow(unsafe_code)]
+unsafe extern "Rust" {
+    /// The platform's device discovery (PCI scan, virtio-mmio, tap, Solo5
+    /// manifest, ...), defined with `#[unsafe(no_mangle)]` by each platform.
+    /// A symbol rather than a registered function pointer: a program that
+    /// never asks for devices (hello) never references it, so the linker
+    /// drops the platform's drivers from the image.
+    fn __unikit_probe_devices();
 }
 
-fn ensure_probed() {
-    if let Some(probe) = PROBE.get() {
-        PROBED.call_once(probe);
-    }
+/// Host builds (unit tests of services that link the kernel) have no
+/// platform: nothing to discover there.
+#[cfg(not(target_os = "none"))]
+mod host {
+    #[allow(unsafe_code)]
+    #[unsafe(no_mangle)]
+    pub fn __unikit_probe_devices() {}
 }
-static BLOCK: Mutex<Vec<Arc<dyn BlockDevice>>> = Mutex::new(Vec::new());
+
+/// Runs the platform's device discovery once, on the first request for
+/// devices: programs that use none do not pay for bus scans at boot.
+fn ensure_probed() {
+    #[allow(unsafe_code)]
+    // SAFETY: every platform crate defines the symbol with this signature;
+    // linking fails otherwise.
+    PROBED.call_once(|| unsafe { __unikit_probe_devices() });
+}
 
 pub fn register_net(dev: Arc<dyn NetDevice>) {
     if dev.has_interrupts() {

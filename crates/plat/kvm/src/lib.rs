@@ -199,7 +199,6 @@ pub extern "C" fn kvm_main(start_info: u64) -> ! {
         // SAFETY: the module is reserved RAM, mapped, never written.
         unikit_kernel::boot::set_initrd(unsafe { core::slice::from_raw_parts(rd.start as *const u8, rd.len() as usize) });
     }
-    unikit_kernel::dev::set_probe(probe_devices);
     let (hv, _) = hypervisor();
     arch::cpu::irq_restore(true);
     unikit_kernel::boot::start(BootInfo {
@@ -209,9 +208,10 @@ pub extern "C" fn kvm_main(start_info: u64) -> ! {
     })
 }
 
-/// Finds the machine's devices on first use: virtio on PCI (q35) and the
+/// The kernel's device discovery hook, run on first use: virtio on PCI (q35) and the
 /// virtio-mmio devices named on the command line (microvm, Firecracker).
-fn probe_devices() {
+#[unsafe(no_mangle)]
+pub fn __unikit_probe_devices() {
     let irq: &'static dyn drivers::irq::InterruptController = &irq::CONTROLLER;
     let cl = unikit_kernel::boot::command_line();
     let mmio = unikit_kernel::cmdline::virtio_mmio_devices(cl);

@@ -37,7 +37,9 @@ pub fn poll_fds(timeout_ns: Option<u64>) {
     }
 }
 
-pub fn probe() {
+/// The kernel's device discovery hook (the tap and disk named at start-up).
+#[unsafe(no_mangle)]
+pub fn __unikit_probe_devices() {
     let Some(cfg) = CONFIG.get() else { return };
     if let Some(name) = &cfg.tap {
         match Tap::open(name) {

@@ -145,7 +145,6 @@ extern "C" fn linuxu_main(sp: *const u64) -> ! {
         tap: find(b"UNIKIT_NET=tap:").map(lossy),
         disk: find(b"UNIKIT_DISK=").map(lossy),
     });
-    unikit_kernel::dev::set_probe(devices::probe);
     if let Some(path) = find(b"UNIKIT_INITRD=") {
         match devices::map_initrd(path) {
             Ok(data) => unikit_kernel::boot::set_initrd(data),

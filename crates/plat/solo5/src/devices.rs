@@ -31,8 +31,9 @@ pub fn set_attached(devs: Vec<Attached>) {
     ATTACHED.call_once(|| devs);
 }
 
-/// `dev::set_probe` hook: registers every attached device.
-pub fn probe() {
+/// The kernel's device discovery hook: registers every attached device.
+#[unsafe(no_mangle)]
+pub fn __unikit_probe_devices() {
     for a in ATTACHED.get().map(|v| v.as_slice()).unwrap_or(&[]) {
         match a.dev {
             Device::Net { mac, mtu } => {

@@ -182,7 +182,6 @@ pub extern "C" fn solo5_main(boot_info: u64) -> ! {
     }
 
     build_page_tables(img_start, text_end, rodata_end, mem_end);
-    unikit_kernel::dev::set_probe(devices::probe);
     unikit_kernel::boot::start(BootInfo { args: Args::Kernel(cmdline), hypervisor: "Solo5 hvt", boot_stack: entry::boot_stack() })
 }
 
