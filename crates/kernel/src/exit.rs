@@ -119,6 +119,20 @@ pub fn exception(e: &Exception) -> ! {
     stop(EXIT_EXCEPTION, Some("exception"))
 }
 
+/// Reports a fatal CPU exception taken through the IDT (vectors 0-31).
+pub fn cpu_exception(frame: &arch::idt::TrapFrame) -> ! {
+    let v = frame.vector;
+    exception(&Exception {
+        vector: v,
+        name: arch::idt::EXCEPTION_NAMES.get(v as usize).copied().unwrap_or("unknown exception"),
+        rip: frame.rip,
+        rsp: frame.rsp,
+        rbp: frame.rbp,
+        error_code: frame.error_code,
+        fault_addr: (v == arch::idt::PAGE_FAULT).then(arch::cpu::read_cr2),
+    })
+}
+
 /// Every thread is blocked and nothing can wake one.
 pub fn deadlock() -> ! {
     emergency_print(format_args!("\n[unikit] DEADLOCK: every thread is blocked and no timer or device can wake one\n"));

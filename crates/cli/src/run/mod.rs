@@ -190,21 +190,8 @@ pub fn command(opts: Options) -> Result<u8> {
             crate::error::warn(format!("the hvt tender sizes memory in 2 MiB steps: -m {memory} is rounded up to {mib}M"));
         }
         check_memory(&image.path, Memory::parse(&format!("{mib}M")).unwrap_or(memory))?;
-        let ns = match ns_ip {
-            Some(ip) => {
-                let ns = netns::Netns::create(ip)?;
-                for &(host, guest) in &fc_publish {
-                    ns.forward(host, guest)?;
-                }
-                Some(ns)
-            }
-            None => None,
-        };
-        let tap = match (&ns, &devices.net) {
-            (Some(_), _) => Some(netns::TAP),
-            (None, Some(Net::Tap(name))) => Some(name.as_str()),
-            _ => None,
-        };
+        let ns = publish_namespace(ns_ip, &fc_publish)?;
+        let tap = tap_for(ns.as_ref(), &devices);
         let cfg = solo5::Config {
             image: &image.path,
             memory,
@@ -221,21 +208,8 @@ pub fn command(opts: Options) -> Result<u8> {
         if rounded {
             crate::error::warn(format!("Firecracker sizes memory in whole MiB: -m {memory} is rounded up to {mib}M"));
         }
-        let ns = match ns_ip {
-            Some(ip) => {
-                let ns = netns::Netns::create(ip)?;
-                for &(host, guest) in &fc_publish {
-                    ns.forward(host, guest)?;
-                }
-                Some(ns)
-            }
-            None => None,
-        };
-        let tap = match (&ns, &devices.net) {
-            (Some(_), _) => Some(netns::TAP),
-            (None, Some(Net::Tap(name))) => Some(name.as_str()),
-            _ => None,
-        };
+        let ns = publish_namespace(ns_ip, &fc_publish)?;
+        let tap = tap_for(ns.as_ref(), &devices);
         let cfg = fc::Config {
             image: &image.path,
             memory,
@@ -321,6 +295,26 @@ fn show(stdout: &std::io::Stdout, out: &mut Vec<u8>) {
         let mut lock = stdout.lock();
         let _ = lock.write_all(out).and_then(|()| lock.flush());
         out.clear();
+    }
+}
+
+/// For the tap-only platforms (fc, solo5): the network namespace that
+/// carries `-p` forwards, when there are any.
+fn publish_namespace(ns_ip: Option<std::path::PathBuf>, publish: &[(u16, u16)]) -> Result<Option<netns::Netns>> {
+    let Some(ip) = ns_ip else { return Ok(None) };
+    let ns = netns::Netns::create(ip)?;
+    for &(host, guest) in publish {
+        ns.forward(host, guest)?;
+    }
+    Ok(Some(ns))
+}
+
+/// The tap the VMM attaches: the run's own namespace tap, or the user's.
+fn tap_for<'a>(ns: Option<&netns::Netns>, devices: &'a Devices) -> Option<&'a str> {
+    match (ns, &devices.net) {
+        (Some(_), _) => Some(netns::TAP),
+        (None, Some(Net::Tap(name))) => Some(name.as_str()),
+        _ => None,
     }
 }
 

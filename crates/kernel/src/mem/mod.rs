@@ -98,6 +98,16 @@ pub fn alloc_zeroed_frame() -> Option<u64> {
     Some(f)
 }
 
+/// The frame allocator as a page-table frame source, for platforms that
+/// build or change page tables.
+pub struct KernelFrames;
+
+impl arch::paging::FrameSource for KernelFrames {
+    fn alloc_zeroed_frame(&mut self) -> Option<u64> {
+        alloc_zeroed_frame()
+    }
+}
+
 pub fn free_frames(addr: u64, n: usize) {
     if let Some(fa) = FRAMES.lock().as_mut() {
         fa.dealloc(addr, n);

@@ -12,12 +12,12 @@ mod start_info;
 
 use arch::hypervisor::Hypervisor;
 use arch::idt::TrapFrame;
-use arch::paging::{AddressSpace, Flags, FrameSource, PAGE_SIZE};
+use arch::paging::{AddressSpace, Flags, PAGE_SIZE};
 use core::fmt::Write;
 use drivers::pc::uart16550::{Uart16550, COM1};
 use spin::Once;
 use unikit_kernel::boot::{Args, BootInfo};
-use unikit_kernel::mem::Region;
+use unikit_kernel::mem::{KernelFrames, Region};
 use unikit_kernel::platform::{set_platform, Platform};
 
 const TIMER_VECTOR: u8 = 0x20;
@@ -133,13 +133,6 @@ fn shutdown(code: i32) -> ! {
     arch::cpu::triple_fault()
 }
 
-struct KernelFrames;
-impl FrameSource for KernelFrames {
-    fn alloc_zeroed_frame(&mut self) -> Option<u64> {
-        unikit_kernel::mem::alloc_zeroed_frame()
-    }
-}
-
 /// Early fatal error: there is no kernel yet to report it.
 fn early_fail(args: core::fmt::Arguments) -> ! {
     let _ = write!(unikit_kernel::console::BootLogWriter, "unikit: fatal boot error: {args}\n");
@@ -148,18 +141,7 @@ fn early_fail(args: core::fmt::Arguments) -> ! {
 
 fn trap(frame: &mut TrapFrame) {
     match frame.vector {
-        v if v < 32 => {
-            let fault_addr = (v == arch::idt::PAGE_FAULT).then(arch::cpu::read_cr2);
-            unikit_kernel::exit::exception(&unikit_kernel::exit::Exception {
-                vector: v,
-                name: arch::idt::EXCEPTION_NAMES[v as usize],
-                rip: frame.rip,
-                rsp: frame.rsp,
-                rbp: frame.rbp,
-                error_code: frame.error_code,
-                fault_addr,
-            })
-        }
+        v if v < 32 => unikit_kernel::exit::cpu_exception(frame),
         v if v == SPURIOUS_VECTOR as u64 => {}
         v if irq::dispatch(v) => {}
         _ => clock::eoi(), // timer: waking the idle wait is all it has to do

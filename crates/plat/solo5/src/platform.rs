@@ -2,12 +2,12 @@
 use crate::{devices, entry, hvt, mft};
 use alloc::string::String;
 use arch::idt::TrapFrame;
-use arch::paging::{AddressSpace, Flags, FrameSource, PAGE_SIZE};
+use arch::paging::{AddressSpace, Flags, PAGE_SIZE};
 use arch::tsc::Scale;
 use core::fmt::Write;
 use spin::Once;
 use unikit_kernel::boot::{Args, BootInfo};
-use unikit_kernel::mem::Region;
+use unikit_kernel::mem::{KernelFrames, Region};
 use unikit_kernel::platform::{set_platform, Platform};
 
 pub struct Solo5 {
@@ -99,13 +99,6 @@ impl Platform for Solo5 {
     }
 }
 
-struct KernelFrames;
-impl FrameSource for KernelFrames {
-    fn alloc_zeroed_frame(&mut self) -> Option<u64> {
-        unikit_kernel::mem::alloc_zeroed_frame()
-    }
-}
-
 /// Early fatal error: there is no kernel yet to report it.
 fn early_fail(args: core::fmt::Arguments) -> ! {
     let _ = writeln!(unikit_kernel::console::BootLogWriter, "unikit: fatal boot error: {args}");
@@ -113,18 +106,8 @@ fn early_fail(args: core::fmt::Arguments) -> ! {
 }
 
 fn trap(frame: &mut TrapFrame) {
-    let v = frame.vector;
-    if v < 32 {
-        let fault_addr = (v == arch::idt::PAGE_FAULT).then(arch::cpu::read_cr2);
-        unikit_kernel::exit::exception(&unikit_kernel::exit::Exception {
-            vector: v,
-            name: arch::idt::EXCEPTION_NAMES[v as usize],
-            rip: frame.rip,
-            rsp: frame.rsp,
-            rbp: frame.rbp,
-            error_code: frame.error_code,
-            fault_addr,
-        })
+    if frame.vector < 32 {
+        unikit_kernel::exit::cpu_exception(frame)
     }
     // Nothing raises other vectors on hvt (no interrupt controller).
 }
