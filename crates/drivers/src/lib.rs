@@ -14,6 +14,7 @@ pub mod pc;
 pub mod pci;
 mod port;
 pub mod virtio;
+pub mod xen;
 
 /// Driver log line (guest only, silenced by `unikit.quiet`; nothing on the host).
 #[allow(unused_macros)]

@@ -1,0 +1,34 @@
+//! Xen paravirtual devices and the machinery under them: hypercalls, event
+//! channels, the console ring (and, in their own modules, grant tables,
+//! xenstore, netfront and blkfront).
+//!
+//! The platform (crates/plat/xen) maps the shared pages (shared info,
+//! console and xenstore rings, grant table) and hands them over; nothing
+//! here knows whether the guest runs PV or PVH except through
+//! [`frame_of`], which gives the frame number Xen knows a page by (the
+//! machine frame for PV, the guest frame for PVH).
+pub mod abi;
+pub mod console;
+pub mod evtchn;
+pub mod hypercall;
+
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+static FRAME_OF: AtomicUsize = AtomicUsize::new(0);
+
+/// Installs the platform's page-to-frame translation.
+pub fn set_frame_translation(f: fn(u64) -> Option<u64>) {
+    FRAME_OF.store(f as usize, Ordering::Release);
+}
+
+/// The frame number Xen knows the page at virtual address `va` by (what a
+/// grant entry or a ring reference carries).
+pub fn frame_of(va: u64) -> Option<u64> {
+    let f = FRAME_OF.load(Ordering::Acquire);
+    if f == 0 {
+        return None;
+    }
+    // SAFETY: only `set_frame_translation` stores here, a `fn(u64) -> Option<u64>`.
+    let f: fn(u64) -> Option<u64> = unsafe { core::mem::transmute(f) };
+    f(va)
+}
