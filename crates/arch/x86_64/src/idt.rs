@@ -133,6 +133,18 @@ pub unsafe fn init(handler: fn(&mut TrapFrame)) {
     unsafe { asm!("lidt [{}]", in(reg) &ptr, options(readonly, nostack, preserves_flags)) };
 }
 
+/// Sets the handler every stub calls, without loading an IDT: for Xen PV,
+/// where the hypervisor's trap table points at stubs that end up in
+/// [`stub_address`]'s stubs.
+pub fn set_handler(handler: fn(&mut TrapFrame)) {
+    HANDLER.store(handler as *const () as usize, Ordering::Relaxed);
+}
+
+/// Address of the entry stub of `vector` (16 bytes each).
+pub fn stub_address(vector: u8) -> u64 {
+    &raw const unikit_isr_stubs as u64 + 16 * vector as u64
+}
+
 /// Installs the gate for `vector` (all vectors share the one handler).
 ///
 /// # Safety

@@ -20,6 +20,39 @@ global_asm!(
     .long pvh_start32
     .p2align 2
 
+    /* Xen PV: the same image boots as a PV guest (crates/plat/xen). The
+       pseudo-physical layout is the identity (VIRT_BASE 0), like PVH. */
+    .section .note.xen, "a", @note
+    .p2align 2
+    .long 4, 2f - 1f, 6             /* GUEST_OS */
+    .asciz "Xen"
+1:  .asciz "unikit"
+2:  .p2align 2
+    .long 4, 2f - 1f, 8             /* LOADER */
+    .asciz "Xen"
+1:  .asciz "generic"
+2:  .p2align 2
+    .long 4, 2f - 1f, 5             /* XEN_VERSION */
+    .asciz "Xen"
+1:  .asciz "xen-3.0"
+2:  .p2align 2
+    .long 4, 2f - 1f, 10            /* FEATURES */
+    .asciz "Xen"
+1:  .asciz "!writable_page_tables"
+2:  .p2align 2
+    .long 4, 8, 3                   /* VIRT_BASE */
+    .asciz "Xen"
+    .quad 0
+    .long 4, 8, 4                   /* PADDR_OFFSET */
+    .asciz "Xen"
+    .quad 0
+    .long 4, 8, 1                   /* ENTRY */
+    .asciz "Xen"
+    .quad xen_pv_start
+    .long 4, 8, 2                   /* HYPERCALL_PAGE */
+    .asciz "Xen"
+    .quad xen_hypercall_page
+
     /* Boot page tables. The PD is prebuilt in the image: code that runs
        with paging off is emulated instruction by instruction on some
        hypervisors (e.g. page-table-based nested KVM), so a loop that fills

@@ -10,6 +10,9 @@ mod entry;
 mod irq;
 mod start_info;
 
+// The Xen PV entry and its drivers live there; the ELF notes here point at it.
+use unikit_plat_xen as _;
+
 use arch::hypervisor::Hypervisor;
 use arch::idt::TrapFrame;
 use arch::paging::{AddressSpace, Flags, PAGE_SIZE};
