@@ -97,7 +97,7 @@ impl Platform for Xen {
     fn virt_to_phys(&self, vaddr: u64) -> Option<u64> {
         // Pseudo-physical addresses are the identity; machine frames are
         // what Xen devices need, and they come from `drivers::xen::frame_of`.
-        MMU.get().filter(|m| vaddr / mmu::PAGE < m.nr_pages()).map(|_| vaddr)
+        MMU.get().filter(|m| m.is_mapped(vaddr)).map(|_| vaddr)
     }
 
     fn describe(&self, out: &mut dyn Write) -> core::fmt::Result {
