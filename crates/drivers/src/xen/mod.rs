@@ -10,7 +10,10 @@
 pub mod abi;
 pub mod console;
 pub mod evtchn;
+pub mod gnttab;
 pub mod hypercall;
+pub mod ring;
+pub mod xenstore;
 
 use core::sync::atomic::{AtomicUsize, Ordering};
 
