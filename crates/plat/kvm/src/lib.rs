@@ -9,6 +9,7 @@ mod clock;
 mod entry;
 mod irq;
 mod start_info;
+mod xen_pvh;
 
 // The Xen PV entry and its drivers live there; the ELF notes here point at it.
 use unikit_plat_xen as _;
@@ -146,6 +147,7 @@ fn trap(frame: &mut TrapFrame) {
     match frame.vector {
         v if v < 32 => unikit_kernel::exit::cpu_exception(frame),
         v if v == SPURIOUS_VECTOR as u64 => {}
+        v if v == xen_pvh::XEN_VECTOR as u64 => unikit_plat_xen::hvm::upcall(),
         v if irq::dispatch(v) => {}
         _ => clock::eoi(), // timer: waking the idle wait is all it has to do
     }
@@ -185,6 +187,9 @@ pub extern "C" fn kvm_main(start_info: u64) -> ! {
         unikit_kernel::boot::set_initrd(unsafe { core::slice::from_raw_parts(rd.start as *const u8, rd.len() as usize) });
     }
     let (hv, _) = hypervisor();
+    if hv == Hypervisor::Xen {
+        xen_pvh();
+    }
     arch::cpu::irq_restore(true);
     unikit_kernel::boot::start(BootInfo {
         args: Args::Kernel(params.cmdline),
@@ -193,10 +198,33 @@ pub extern "C" fn kvm_main(start_info: u64) -> ! {
     })
 }
 
+/// PVH on Xen: move console, time, idle and shutdown to Xen's interfaces.
+/// If Xen's interfaces cannot be set up, stay on the PC devices (which a
+/// Xen PVH guest mostly lacks, but the kernel still runs).
+fn xen_pvh() {
+    let map = |phys: u64| -> bool {
+        let mut aspace = AddressSpace::current();
+        // SAFETY: a page Xen shares with us (ring), mapped at its own address.
+        let ok = unsafe { aspace.identity_map(phys & !(PAGE_SIZE - 1), PAGE_SIZE, Flags::RAM, &mut KernelFrames) }.is_ok();
+        arch::cpu::flush_tlb();
+        ok
+    };
+    // SAFETY: boot CPU, interrupts off; trap() routes the vector to Xen's upcall.
+    unsafe { arch::idt::enable_vector(xen_pvh::XEN_VECTOR) };
+    match unikit_plat_xen::hvm::init(&map, xen_pvh::XEN_VECTOR) {
+        Ok(()) => set_platform(&xen_pvh::XEN_PVH_DYN),
+        Err(e) => unikit_kernel::kprintln!("unikit: Xen PVH interfaces unavailable ({e:?}); staying on PC devices"),
+    }
+}
+
 /// The kernel's device discovery hook, run on first use: virtio on PCI (q35) and the
-/// virtio-mmio devices named on the command line (microvm, Firecracker).
+/// virtio-mmio devices named on the command line (microvm, Firecracker);
+/// on Xen, netfront and blkfront from xenstore.
 #[unsafe(no_mangle)]
 pub fn __unikit_probe_devices() {
+    if unikit_plat_xen::active() || unikit_plat_xen::hvm::active() {
+        return unikit_plat_xen::probe_devices();
+    }
     let irq: &'static dyn drivers::irq::InterruptController = &irq::CONTROLLER;
     let cl = unikit_kernel::boot::command_line();
     let mmio = unikit_kernel::cmdline::virtio_mmio_devices(cl);

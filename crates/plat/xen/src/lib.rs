@@ -13,6 +13,8 @@
 //! (crates/plat/kvm), which also boots through PVH on QEMU and Firecracker.
 #![no_std]
 
+mod devices;
+pub mod hvm;
 pub mod mmu;
 mod pv;
 pub mod time;
@@ -31,7 +33,7 @@ static XEN_DYN: &dyn Platform = &XEN;
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 static MMU: Once<mmu::Mmu> = Once::new();
 
-/// Whether this boot came in through a Xen entry.
+/// Whether this boot came in through the Xen PV entry.
 pub fn active() -> bool {
     ACTIVE.load(Ordering::Relaxed)
 }
@@ -123,6 +125,18 @@ fn shutdown(code: i32) -> ! {
         hypercall::yield_cpu();
     }
 }
+
+/// The page the shared info frame is mapped over (PV) or placed at (PVH).
+#[repr(C, align(4096))]
+struct Page([u8; 4096]);
+static mut SHARED_INFO_PAGE: Page = Page([0; 4096]);
+
+fn shared_info_page() -> u64 {
+    // Only the address is taken; the page is never used as memory.
+    &raw mut SHARED_INFO_PAGE as u64
+}
+
+pub use devices::probe as probe_devices;
 
 /// The frame number Xen knows a page by: PV uses machine frames.
 fn frame_of_pv(va: u64) -> Option<u64> {

@@ -36,11 +36,6 @@ unsafe extern "C" {
     static __kernel_start: u8;
 }
 
-/// The page the shared info frame is mapped over.
-#[repr(C, align(4096))]
-struct Page([u8; 4096]);
-static mut SHARED_INFO_PAGE: Page = Page([0; 4096]);
-
 /// Nothing works yet: say it on Xen's console (if it listens) and stop.
 fn fail(what: core::fmt::Arguments) -> ! {
     let _ = core::fmt::write(&mut EmergencyWriter, format_args!("unikit: fatal Xen PV boot error: {what}\n"));
@@ -66,8 +61,7 @@ extern "C" fn xen_pv_main(si: *const StartInfo) -> ! {
     if !si.magic.starts_with(b"xen-3.0-x86_64") {
         fail(format_args!("start_info magic is not xen-3.0-x86_64"));
     }
-    // The page is ours (image .bss); from here on the shared info frame is behind it.
-    let shared = &raw mut SHARED_INFO_PAGE as u64;
+    let shared = crate::shared_info_page();
     if let Err(e) = mmu::update_va_mapping(shared, si.shared_info | mmu::RAM) {
         fail(format_args!("mapping shared info: {e:?}"));
     }
@@ -105,6 +99,9 @@ extern "C" fn xen_pv_main(si: *const StartInfo) -> ! {
         fail(format_args!("memory init: {e:?}"));
     }
     let _ = mmu.set_present(stack.0 - PAGE, false);
+    if let Some(store) = mmu.pfn(si.store_mfn) {
+        crate::devices::STORE.call_once(|| (store * PAGE, si.store_evtchn));
+    }
     drivers::xen::set_frame_translation(crate::frame_of_pv);
     if let Err(e) = time::bind_timer() {
         fail(format_args!("binding the timer VIRQ: {e:?}"));

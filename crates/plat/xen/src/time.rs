@@ -104,11 +104,15 @@ pub fn bind_timer() -> Result<u32, evtchn::Error> {
 /// atomically and returns once one is pending (the upcall runs on the way
 /// back); events are masked again before returning.
 pub fn wait_pv(deadline_ns: Option<u64>) {
-    if let Some(d) = deadline_ns {
-        let at = BOOT_SYSTIME.load(Ordering::Relaxed).saturating_add(d).max(1);
-        hypercall::set_timer(at);
-    }
+    arm(deadline_ns);
     // SAFETY: SCHEDOP_block takes no argument.
     unsafe { hypercall::sched_op(abi::SCHEDOP_BLOCK, 0) };
     evtchn::mask_upcalls();
+}
+
+/// Asks for a timer event at monotonic time `deadline_ns`.
+pub fn arm(deadline_ns: Option<u64>) {
+    if let Some(d) = deadline_ns {
+        hypercall::set_timer(BOOT_SYSTIME.load(Ordering::Relaxed).saturating_add(d).max(1));
+    }
 }
