@@ -8,7 +8,7 @@
 //! [`init`]. Refs 0..8 are Xen's (`GNTTAB_NR_RESERVED_ENTRIES`).
 use super::abi::HYPERVISOR_GRANT_TABLE_OP;
 use alloc::vec::Vec;
-use core::sync::atomic::{fence, AtomicU16, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU16, AtomicU32, Ordering, fence};
 
 pub type GrantRef = u32;
 
@@ -65,12 +65,8 @@ pub fn setup_table(nr_frames: u32) -> Result<Vec<u64>, Error> {
         frame_list: u64,
     }
     let mut frames = alloc::vec![0u64; nr_frames as usize];
-    let mut op = SetupTable {
-        dom: super::abi::DOMID_SELF,
-        nr_frames,
-        status: 0,
-        frame_list: frames.as_mut_ptr() as u64,
-    };
+    let mut op =
+        SetupTable { dom: super::abi::DOMID_SELF, nr_frames, status: 0, frame_list: frames.as_mut_ptr() as u64 };
     // SAFETY: `op` is the structure Xen expects; `frame_list` has room
     // for `nr_frames` entries and both outlive the call.
     let rc = unsafe {

@@ -8,11 +8,16 @@
 //! [`frame_of`], which gives the frame number Xen knows a page by (the
 //! machine frame for PV, the guest frame for PVH).
 pub mod abi;
+pub mod blkfront;
 pub mod console;
 pub mod evtchn;
 pub mod gnttab;
 pub mod hypercall;
+pub mod netfront;
+#[cfg(target_os = "none")]
+pub mod probe;
 pub mod ring;
+pub mod xenbus;
 pub mod xenstore;
 
 use core::sync::atomic::{AtomicUsize, Ordering};

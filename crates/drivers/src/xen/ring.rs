@@ -13,7 +13,7 @@
 //! looked at.
 use core::marker::PhantomData;
 use core::ptr::{read_volatile, write_volatile};
-use core::sync::atomic::{fence, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, Ordering, fence};
 
 pub const PAGE_SIZE: usize = 4096;
 /// Bytes before the first entry.

@@ -22,7 +22,7 @@
 use alloc::collections::VecDeque;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use core::sync::atomic::{fence, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, Ordering, fence};
 
 pub const XS_DIRECTORY: u32 = 1;
 pub const XS_READ: u32 = 2;
@@ -51,8 +51,22 @@ const WATCH_QUEUE: usize = 16;
 
 /// Error names xenstored sends in XS_ERROR replies (xs_wire.h).
 const ERRORS: [&str; 16] = [
-    "EINVAL", "EACCES", "EEXIST", "EISDIR", "ENOENT", "ENOMEM", "ENOSPC", "EIO", "ENOTEMPTY", "ENOSYS", "EROFS",
-    "EBUSY", "EAGAIN", "EISCONN", "E2BIG", "EPERM",
+    "EINVAL",
+    "EACCES",
+    "EEXIST",
+    "EISDIR",
+    "ENOENT",
+    "ENOMEM",
+    "ENOSPC",
+    "EIO",
+    "ENOTEMPTY",
+    "ENOSYS",
+    "EROFS",
+    "EBUSY",
+    "EAGAIN",
+    "EISCONN",
+    "E2BIG",
+    "EPERM",
 ];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -471,7 +485,12 @@ impl<E: Env> Client<E> {
             let token = alloc::format!("unikit-{n}");
             // Registered before the request: the first event may come
             // before the reply.
-            c.watches.push(WatchSlot { token: token.clone(), path: path.to_string(), events: VecDeque::new(), overflowed: false });
+            c.watches.push(WatchSlot {
+                token: token.clone(),
+                path: path.to_string(),
+                events: VecDeque::new(),
+                overflowed: false,
+            });
             token
         };
         match self.request(XS_WATCH, &[path.as_bytes(), b"\0", token.as_bytes(), b"\0"]) {
@@ -593,7 +612,7 @@ mod guest {
 }
 
 #[cfg(target_os = "none")]
-pub use guest::{client, directory, init, read, read_int, read_u32, watch, write, GuestEnv};
+pub use guest::{GuestEnv, client, directory, init, read, read_int, read_u32, watch, write};
 
 #[cfg(test)]
 #[path = "xenstore_tests.rs"]
