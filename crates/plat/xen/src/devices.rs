@@ -51,5 +51,5 @@ pub fn probe() {
         unikit_kernel::kprintln!("unikit: xen: no grant table ({e}); no devices");
         return;
     }
-    // netfront/blkfront discovery lands with drivers::xen::probe.
+    drivers::xen::probe::probe_devices();
 }
