@@ -34,7 +34,7 @@ pub fn command(dir: &Path, plat: Option<&str>, quiet: bool) -> Result<()> {
             }
             if ok.is_empty() {
                 bail!(
-                    "none of the targets in unikit.toml can be built by this version of unikit (it supports qemu, fc, linuxu and solo5)"
+                    "none of the targets in unikit.toml can be built by this version of unikit (it supports qemu, fc, xen, linuxu and solo5)"
                 );
             }
             ok

@@ -1,5 +1,6 @@
-//! Packs a directory into a cpio "newc" archive: the initrd behind
-//! `unikit run --rootfs DIR`.
+//! cpio "newc" archives: the initrd behind `unikit run --rootfs DIR`
+//! ([`pack`]), and archives built entry by entry ([`Archive`], the Xen test
+//! bed's dom0 initramfs).
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -18,6 +19,51 @@ pub fn pack(dir: &Path) -> Result<Vec<u8>> {
     walk(dir, dir, &mut out, &mut ino)?;
     entry(&mut out, "TRAILER!!!", 0, 0, 0, &[])?;
     Ok(out)
+}
+
+/// An archive built in memory, entry by entry. Parent directories must be
+/// added before what they contain (the kernel unpacks in order).
+pub struct Archive {
+    out: Vec<u8>,
+    ino: u32,
+}
+
+impl Default for Archive {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Archive {
+    pub fn new() -> Archive {
+        Archive { out: Vec::new(), ino: 1 }
+    }
+
+    fn next_ino(&mut self) -> u32 {
+        self.ino += 1;
+        self.ino
+    }
+
+    pub fn dir(&mut self, name: &str, perm: u32) -> Result<()> {
+        let ino = self.next_ino();
+        entry(&mut self.out, name, 0o040000 | (perm & 0o7777), ino, 0, &[])
+    }
+
+    pub fn file(&mut self, name: &str, perm: u32, data: &[u8]) -> Result<()> {
+        let ino = self.next_ino();
+        entry(&mut self.out, name, 0o100000 | (perm & 0o7777), ino, 0, data)
+    }
+
+    pub fn symlink(&mut self, name: &str, target: &str) -> Result<()> {
+        let ino = self.next_ino();
+        entry(&mut self.out, name, 0o120777, ino, 0, target.as_bytes())
+    }
+
+    /// The archive with its trailer.
+    pub fn finish(mut self) -> Result<Vec<u8>> {
+        entry(&mut self.out, "TRAILER!!!", 0, 0, 0, &[])?;
+        Ok(self.out)
+    }
 }
 
 fn walk(root: &Path, dir: &Path, out: &mut Vec<u8>, ino: &mut u32) -> Result<()> {
@@ -110,6 +156,30 @@ mod tests {
             let out = child.wait_with_output().unwrap();
             let list = String::from_utf8_lossy(&out.stdout);
             assert_eq!(list.lines().collect::<Vec<_>>(), ["home.html", "index.html", "static", "static/a.txt"]);
+        }
+    }
+
+    #[test]
+    fn archive_entries_the_host_cpio_can_read() {
+        let mut a = Archive::new();
+        a.dir("etc", 0o755).unwrap();
+        a.file("etc/init", 0o755, b"#!/bin/sh\n").unwrap();
+        a.symlink("sh", "bin/busybox").unwrap();
+        let bytes = a.finish().unwrap();
+        assert_eq!(bytes.len() % 4, 0);
+        let d = tempfile::tempdir().unwrap();
+        if let Ok(mut child) = std::process::Command::new("cpio")
+            .args(["-i", "-d", "--quiet"])
+            .current_dir(d.path())
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+        {
+            child.stdin.take().unwrap().write_all(&bytes).unwrap();
+            assert!(child.wait().unwrap().success());
+            assert_eq!(std::fs::read(d.path().join("etc/init")).unwrap(), b"#!/bin/sh\n");
+            let mode = std::fs::metadata(d.path().join("etc/init")).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o755);
+            assert_eq!(std::fs::read_link(d.path().join("sh")).unwrap(), Path::new("bin/busybox"));
         }
     }
 

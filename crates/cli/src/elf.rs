@@ -8,7 +8,9 @@
 
 pub const PT_LOAD: u32 = 1;
 pub const SHT_SYMTAB: u32 = 2;
+pub const SHT_DYNAMIC: u32 = 6;
 pub const SHT_NOBITS: u32 = 8;
+const DT_NEEDED: u64 = 1;
 pub const SHF_ALLOC: u64 = 2;
 
 const EHDR_SIZE: usize = 64;
@@ -209,6 +211,29 @@ impl<'a> Elf<'a> {
     }
 }
 
+impl Elf<'_> {
+    /// The shared libraries a dynamically linked program or library names
+    /// (`DT_NEEDED` entries of its `.dynamic` section), in order.
+    pub fn needed(&self) -> Result<Vec<String>, String> {
+        let Some(dynamic) = self.sections().find(|s| s.sh_type == SHT_DYNAMIC) else {
+            return Ok(Vec::new()); // statically linked
+        };
+        let data = self.section_data(&dynamic).ok_or(".dynamic lies outside the file")?;
+        let strtab = self.section(dynamic.link as usize).ok_or(".dynamic has no string table")?;
+        let strings = self.section_data(&strtab).ok_or(".dynstr lies outside the file")?;
+        let mut out = Vec::new();
+        for e in data.chunks_exact(16) {
+            let tag = u64::from_le_bytes(e[..8].try_into().unwrap_or_default());
+            let val = u64::from_le_bytes(e[8..].try_into().unwrap_or_default());
+            if tag == DT_NEEDED {
+                let name = u32::try_from(val).ok().and_then(|o| string_at(strings, o)).ok_or("bad DT_NEEDED offset")?;
+                out.push(String::from_utf8_lossy(name).into_owned());
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// The NUL-terminated string at `off` in a string table.
 pub fn string_at(strings: &[u8], off: u32) -> Option<&[u8]> {
     let s = strings.get(off as usize..)?;
@@ -402,6 +427,26 @@ pub mod tests {
             if let Ok(elf) = Elf::parse(&e[..n]) {
                 let _ = elf.symtab();
             }
+        }
+    }
+
+    #[test]
+    fn needed_libraries() {
+        // .dynamic at 0x200: NEEDED "libc.so.6", (an unrelated tag), NEEDED "libz.so.1", NULL.
+        let mut e = build(0x400, &[(PT_LOAD, 0, 0x200)], 0x300, &[(SHT_DYNAMIC, 0, 0x200, 0x40, 2, 16), (3, 0, 0x240, 0x20, 0, 0)]);
+        let dynamic: [(u64, u64); 4] = [(1, 1), (0x6ffffef5, 7), (1, 11), (0, 0)];
+        for (i, (tag, val)) in dynamic.iter().enumerate() {
+            e[0x200 + 16 * i..0x208 + 16 * i].copy_from_slice(&tag.to_le_bytes());
+            e[0x208 + 16 * i..0x210 + 16 * i].copy_from_slice(&val.to_le_bytes());
+        }
+        e[0x240..0x240 + 21].copy_from_slice(b"\0libc.so.6\0libz.so.1\0");
+        assert_eq!(Elf::parse(&e).unwrap().needed().unwrap(), ["libc.so.6", "libz.so.1"]);
+        // A bad string offset is an error, not a panic.
+        e[0x208..0x210].copy_from_slice(&0x1000u64.to_le_bytes());
+        assert!(Elf::parse(&e).unwrap().needed().is_err());
+        // A real dynamically linked program of the host.
+        if let Ok(ls) = std::fs::read("/bin/ls") {
+            assert!(Elf::parse(&ls).unwrap().needed().unwrap().iter().any(|l| l == "libc.so.6"));
         }
     }
 }

@@ -46,6 +46,30 @@ enum Command {
     Run(RunArgs),
     /// Show which platforms this host can run, and why not.
     Platforms,
+    /// Development aid: boot any PV kernel file (Xen-notes ELF or Linux bzImage) in the Xen test bed.
+    #[command(hide = true)]
+    XenTestbed(XenTestbedArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct XenTestbedArgs {
+    /// Guest memory (default 64M).
+    #[arg(short = 'm', long = "memory", value_name = "MEM", value_parser = Memory::parse_arg)]
+    memory: Option<Memory>,
+    /// Initial ramdisk for the guest.
+    #[arg(long, value_name = "FILE")]
+    ramdisk: Option<PathBuf>,
+    /// Forward TCP 127.0.0.1:HOST to the guest (10.0.0.2) port GUEST.
+    #[arg(short = 'p', long = "publish", value_name = "HOST:GUEST", value_parser = devices::parse_publish)]
+    publish: Vec<(u16, u16)>,
+    /// Attach FILE as the guest's disk xvdX. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    disk: Vec<PathBuf>,
+    /// The kernel file.
+    kernel: PathBuf,
+    /// The guest's command line, verbatim (words joined by spaces).
+    #[arg(last = true, value_name = "CMDLINE")]
+    cmdline: Vec<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -91,6 +115,13 @@ struct RunArgs {
     /// `solo5-hvt` (upstream's, on PATH) or a path; implies --plat solo5.
     #[arg(long, value_name = "unikit-hvt|solo5-hvt|PATH")]
     tender: Option<PathBuf>,
+    /// Run xen images in the Xen test bed: a real Xen 4.17 with a Linux dom0 from Debian's packages,
+    /// under QEMU TCG (slow, ~30 s; downloaded once into ~/.cache/unikit/xen-testbed); implies --plat xen.
+    #[arg(long)]
+    xen_testbed: bool,
+    /// Xen guest type: pv (default; runs anywhere, including the test bed) or pvh (needs VT-x/AMD-V).
+    #[arg(long, value_enum, value_name = "pv|pvh")]
+    xen_type: Option<XenType>,
     /// Forward TCP 127.0.0.1:HOST to the guest's port GUEST (QEMU user networking; on fc and solo5 a tap in a private network namespace). Repeatable.
     #[arg(short = 'p', long = "publish", value_name = "HOST:GUEST", value_parser = devices::parse_publish)]
     publish: Vec<(u16, u16)>,
@@ -127,6 +158,12 @@ pub enum Firmware {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum XenType {
+    Pv,
+    Pvh,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Accel {
     Kvm,
     Tcg,
@@ -157,9 +194,22 @@ fn main() -> ExitCode {
             firecracker: a.firecracker,
             tender: a.tender,
             devices: devices::Devices { publish: a.publish, net: a.net, ip: a.ip, disks: a.disk, rootfs: a.rootfs },
+            xen_testbed: a.xen_testbed,
+            xen_type: a.xen_type.map(|t| match t {
+                XenType::Pv => run::xen::GuestType::Pv,
+                XenType::Pvh => run::xen::GuestType::Pvh,
+            }),
             quiet: a.quiet,
             args: a.args,
         }),
+        Command::XenTestbed(a) => run::xen::boot_file(
+            &a.kernel,
+            a.ramdisk.as_deref(),
+            a.memory.unwrap_or(Memory::DEFAULT),
+            &a.cmdline.join(" "),
+            &a.publish,
+            &a.disk,
+        ),
         Command::Platforms => {
             platform::print_table();
             Ok(0)

@@ -209,8 +209,11 @@ pub fn verdict(marker: Option<&GuestExit>, end: End) -> (u8, Vec<String>) {
 }
 
 static CHILD: AtomicI32 = AtomicI32::new(0);
+/// The last signal passed on (0: none).
+static LAST_SIGNAL: AtomicI32 = AtomicI32::new(0);
 
 extern "C" fn pass_on(sig: libc::c_int) {
+    LAST_SIGNAL.store(sig, Ordering::Relaxed);
     let pid = CHILD.load(Ordering::Relaxed);
     if pid > 0 {
         // SAFETY: kill(2) is async-signal-safe and takes no pointers.
@@ -235,6 +238,13 @@ pub(super) fn forward_signals(pid: u32) {
             libc::signal(sig, pass_on as extern "C" fn(libc::c_int) as libc::sighandler_t);
         }
     }
+}
+
+/// The signal [`forward_signals`] last passed on, if any (a run that was
+/// interrupted reports that rather than a guest failure). With pid 0,
+/// `forward_signals` only records signals.
+pub(super) fn forwarded_signal() -> Option<i32> {
+    Some(LAST_SIGNAL.load(Ordering::Relaxed)).filter(|&s| s != 0)
 }
 
 /// The run's private folder (config, log), removed when the run succeeds.

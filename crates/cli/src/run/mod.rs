@@ -5,6 +5,7 @@ mod linuxu;
 mod netns;
 mod qemu;
 mod solo5;
+pub(crate) mod xen;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -32,6 +33,9 @@ pub struct Options {
     pub firecracker: Option<PathBuf>,
     pub tender: Option<PathBuf>,
     pub devices: Devices,
+    /// `--xen-testbed`: run xen images in the QEMU-hosted Xen test bed.
+    pub xen_testbed: bool,
+    pub xen_type: Option<xen::GuestType>,
     pub quiet: bool,
     pub args: Option<Vec<String>>,
 }
@@ -49,6 +53,8 @@ pub fn command(opts: Options) -> Result<u8> {
         None if opts.firecracker.is_some() => build::selected(&manifest, "fc")?,
         // `--tender T` alone means `--plat solo5`.
         None if opts.tender.is_some() => build::selected(&manifest, "solo5")?,
+        // `--xen-testbed` alone means `--plat xen`.
+        None if opts.xen_testbed => build::selected(&manifest, "xen")?,
         None => pick(&manifest)?,
     };
     if opts.accel.is_some() && plat != Platform::Qemu {
@@ -69,7 +75,43 @@ pub fn command(opts: Options) -> Result<u8> {
     if opts.tender.is_some() && plat != Platform::Solo5 {
         bail!("--tender only applies to the solo5 platform, not {plat}");
     }
+    if opts.xen_testbed && plat != Platform::Xen {
+        bail!("--xen-testbed only applies to the xen platform, not {plat}");
+    }
+    if opts.xen_type.is_some() && plat != Platform::Xen {
+        bail!("--xen-type only applies to the xen platform, not {plat}");
+    }
     let mut devices = opts.devices.clone();
+    // Xen: decided before anything is built; -p and --ip become the guest's vif.
+    let xen_mode = match plat {
+        Platform::Xen => Some(xen::host_mode(opts.xen_testbed)?),
+        _ => None,
+    };
+    let mut xen_publish = Vec::new();
+    let mut xen_net = false;
+    if let Some(mode) = &xen_mode {
+        if devices.net.is_some() {
+            return Err(crate::error::hinted(
+                "--net does not apply to xen: the guest's network interface is a Xen vif on the bridge xenbr0",
+                "use -p HOST:GUEST with --xen-testbed, or --ip ADDR/PREFIX[:GW] on a dom0 whose bridge xenbr0 reaches that network",
+            ));
+        }
+        if !devices.publish.is_empty() {
+            if *mode != xen::Mode::Testbed {
+                return Err(crate::error::hinted(
+                    "-p is not available on a Xen dom0: the guest sits on the bridge xenbr0, not behind a user-mode network",
+                    "give it an address with --ip ADDR/PREFIX[:GW] and reach it there, or use --xen-testbed, where -p works",
+                ));
+            }
+            match devices.ip.as_deref() {
+                None => devices.ip = Some(xen::TESTBED_GUEST_IP.into()),
+                Some(xen::TESTBED_GUEST_IP) => {}
+                Some(other) => bail!("--ip {other}: with -p in the Xen test bed the guest is {} (leave --ip out)", xen::TESTBED_GUEST_IP),
+            }
+            xen_publish = std::mem::take(&mut devices.publish);
+        }
+        xen_net = devices.ip.is_some();
+    }
     // -p on fc and solo5: a tap in a network namespace owned by the run (see netns.rs).
     let mut fc_publish = Vec::new();
     if plat == Platform::Fc || plat == Platform::Solo5 {
@@ -140,7 +182,7 @@ pub fn command(opts: Options) -> Result<u8> {
             platform::check_kvm_for_solo5()?;
             Some(path)
         }
-        Platform::Fc => None,
+        Platform::Fc | Platform::Xen => None,
         _ => {
             platform::host_can_run(plat)?;
             None
@@ -201,6 +243,21 @@ pub fn command(opts: Options) -> Result<u8> {
             mac: fc::guest_mac(std::process::id()),
         };
         return solo5::run(&tender_path, &cfg, ns.as_ref(), &mut annotator);
+    }
+    if let Some(mode) = xen_mode {
+        check_memory(&image.path, memory)?;
+        let cfg = xen::RunConfig {
+            image: &image.path,
+            name: &manifest.name,
+            memory,
+            cmdline: &line,
+            guest_type: opts.xen_type.unwrap_or(xen::GuestType::Pv),
+            rootfs: initrd.as_deref(),
+            publish: &xen_publish,
+            net: xen_net,
+            disks: &devices.disks,
+        };
+        return xen::run(&mode, &cfg, &mut annotator);
     }
     if let Some(fc_path) = firecracker {
         check_memory(&image.path, memory)?;

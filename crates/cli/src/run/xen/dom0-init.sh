@@ -71,7 +71,8 @@ xl create -F -c /unikit/guest.cfg 2>/tmp/xl.log
 status=$?
 reason=$(sed -n 's/.*has shut down, reason code \([0-9]*\).*/\1/p' /tmp/xl.log | head -n 1)
 end_line "$status" "${reason:-unknown}"
-# After the end line: noise again, for the host to show when the run failed.
+# After the end line: noise again, for the host to show when the run failed
+# (Xen's own log first, so that xl's messages are the last ones).
+xl dmesg 2>/dev/null | tail -n 30
 cat /tmp/xl.log
-xl dmesg 2>/dev/null | tail -n 40
 poweroff_now

@@ -1,0 +1,458 @@
+//! `unikit run --plat xen`: boot the image as a Xen guest with `xl`.
+//!
+//! - On a Xen dom0 (`xl` on PATH and `/proc/xen/capabilities` says
+//!   `control_d`): write an xl config (config.rs) and run
+//!   `xl create -F -c CFG` (-F: xl stays in the foreground and reports how
+//!   the domain shut down; -c: the guest console on its stdout).
+//! - `--xen-testbed`: the same inside a real Xen booted by QEMU under TCG
+//!   (testbed.rs), for hosts that are not a dom0.
+//!
+//! Either way the console goes through the same exit-marker filter and
+//! backtrace annotator as every VM platform (run::stream), and the exit code
+//! is the one the guest reports in its marker.
+
+mod config;
+mod demux;
+mod testbed;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+pub use config::GuestType;
+use config::{Disk, DomainConfig, Vif};
+
+use crate::console::{GuestExit, MarkerFilter};
+use crate::error::{EXIT_TOOL_FAILURE, hinted};
+use crate::memory::Memory;
+use crate::platform::which;
+use crate::symbols::Annotator;
+
+/// The guest's address behind `-p` in the test bed (dom0's bridge is .1).
+pub const TESTBED_GUEST_IP: &str = testbed::GUEST_IP;
+
+/// How this run reaches Xen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// This host is a Xen dom0: run `xl` here.
+    Dom0 { xl: PathBuf },
+    /// Boot the test bed under QEMU.
+    Testbed,
+}
+
+const CAPABILITIES: &str = "/proc/xen/capabilities";
+
+/// Is this host Xen's control domain? (`/proc/xen` is xenfs; its
+/// `capabilities` file reads `control_d` in dom0.)
+pub fn is_dom0() -> bool {
+    std::fs::read_to_string(CAPABILITIES).is_ok_and(|c| c.contains("control_d"))
+}
+
+fn testbed_hint() -> String {
+    "add --xen-testbed to boot it in a real Xen 4.17 under QEMU instead (slow: about 30 s per run; \
+     downloads about 80 MB of Debian packages once)"
+        .into()
+}
+
+/// Decide how to run, or say why the host cannot.
+pub fn host_mode(testbed: bool) -> Result<Mode> {
+    if testbed {
+        testbed::check_host()?;
+        return Ok(Mode::Testbed);
+    }
+    match (which("xl"), is_dom0()) {
+        (Some(xl), true) => Ok(Mode::Dom0 { xl }),
+        (Some(xl), false) => Err(hinted(
+            format!("the xen platform needs a Xen dom0: {} is here, but this host is not Xen's control domain ({CAPABILITIES} does not say control_d)", xl.display()),
+            testbed_hint(),
+        )),
+        (None, _) => Err(hinted("the xen platform needs a Xen dom0 with `xl` (the Xen toolstack), and this host has no `xl` on PATH", testbed_hint())),
+    }
+}
+
+/// For `unikit platforms`: can `--plat xen` run here, and how.
+pub fn describe() -> (bool, String) {
+    match (which("xl"), is_dom0()) {
+        (Some(xl), true) => (true, format!("{} found; this host is a Xen dom0 (`--xen-testbed` also works)", xl.display())),
+        (xl, _) => {
+            let why = match xl {
+                Some(p) => format!("{} found, but this host is not a Xen dom0", p.display()),
+                None => "no Xen dom0 here (`xl` not on PATH)".to_string(),
+            };
+            match testbed::check_host() {
+                Ok(()) => (false, format!("{why}; {}", testbed::describe_host())),
+                Err(e) => (false, format!("{why}; `--xen-testbed` is not available either: {e}")),
+            }
+        }
+    }
+}
+
+/// One guest to run.
+pub struct RunConfig<'a> {
+    pub image: &'a Path,
+    /// The manifest's name (the domain is named after it).
+    pub name: &'a str,
+    pub memory: Memory,
+    pub cmdline: &'a str,
+    pub guest_type: GuestType,
+    pub rootfs: Option<&'a Path>,
+    pub publish: &'a [(u16, u16)],
+    /// Give the guest a network interface (on bridge xenbr0).
+    pub net: bool,
+    pub disks: &'a [PathBuf],
+}
+
+/// Boot `cfg` the way `mode` says; returns our exit code.
+pub fn run(mode: &Mode, cfg: &RunConfig, annotator: &mut Annotator) -> Result<u8> {
+    let (mib, rounded) = config::memory_mib(cfg.memory)?;
+    if rounded {
+        crate::error::warn(format!("xl sizes memory in whole MiB: -m {} is rounded up to {mib}M", cfg.memory));
+    }
+    let pid = std::process::id();
+    let name = config::domain_name(cfg.name, pid);
+    let mac = super::fc::guest_mac(pid);
+    match mode {
+        Mode::Testbed => testbed::run(
+            &testbed::Config {
+                image: cfg.image,
+                name: &name,
+                memory_mib: mib,
+                cmdline: cfg.cmdline,
+                guest_type: cfg.guest_type,
+                rootfs: cfg.rootfs,
+                publish: cfg.publish,
+                net: cfg.net,
+                disks: cfg.disks,
+                mac,
+            },
+            annotator,
+        ),
+        Mode::Dom0 { xl } => {
+            let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string();
+            let dc = DomainConfig {
+                name,
+                guest_type: cfg.guest_type,
+                kernel: abs(cfg.image),
+                ramdisk: cfg.rootfs.map(abs),
+                memory_mib: mib,
+                cmdline: cfg.cmdline.to_string(),
+                // The host's own bridge and libxl's stock hotplug scripts.
+                vifs: if cfg.net { vec![Vif { mac, bridge: "xenbr0".into(), script: None }] } else { Vec::new() },
+                disks: cfg.disks.iter().map(|d| Disk { target: abs(d), script: None }).collect(),
+            };
+            run_dom0(xl, &dc, annotator)
+        }
+    }
+}
+
+/// `unikit xen-testbed KERNEL` (hidden, for development): boot any PV
+/// kernel (an ELF with Xen notes, or a Linux bzImage) in the test bed, with
+/// a verbatim command line and no project or build.
+pub fn boot_file(kernel: &Path, ramdisk: Option<&Path>, memory: Memory, cmdline: &str, publish: &[(u16, u16)], disks: &[PathBuf]) -> Result<u8> {
+    if !kernel.is_file() {
+        anyhow::bail!("{}: no such file", kernel.display());
+    }
+    for d in disks {
+        if !d.is_file() {
+            anyhow::bail!("--disk {}: not a regular file", d.display());
+        }
+    }
+    testbed::check_host()?;
+    let name = kernel.file_name().and_then(|n| n.to_str()).unwrap_or("kernel");
+    let cfg = RunConfig {
+        image: kernel,
+        name,
+        memory,
+        cmdline,
+        guest_type: GuestType::Pv,
+        rootfs: ramdisk,
+        publish,
+        net: !publish.is_empty(),
+        disks,
+    };
+    run(&Mode::Testbed, &cfg, &mut Annotator::new(None))
+}
+
+/// How a run ended, from every source that can tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub marker: Option<GuestExit>,
+    /// dom0's end line (the test bed), or what xl said (dom0 mode).
+    pub end: Option<demux::End>,
+    /// The guest console started.
+    pub begun: bool,
+    pub exit: Exit,
+    /// (limit in seconds, whether it fired after the guest ended).
+    pub timed_out: Option<(u64, bool)>,
+    pub interrupted: Option<i32>,
+    /// What ran: "QEMU" (the test bed) or "xl".
+    pub runner: &'static str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+/// Our exit code, the lines for stderr, and whether the run failed in a way
+/// worth showing the bed's own messages for.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub code: u8,
+    pub lines: Vec<String>,
+    pub failed: bool,
+}
+
+/// Xen's shutdown reason codes (xen/include/public/sched.h SHUTDOWN_*).
+fn shutdown_reason(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "0" => "the domain powered off",
+        "1" => "the domain rebooted, which ends the run (on_reboot = \"destroy\")",
+        "2" => "the domain suspended",
+        "3" => "the domain crashed",
+        "4" => "Xen's watchdog for the domain fired",
+        "5" => "the domain asked for a soft reset",
+        _ => return None,
+    })
+}
+
+pub fn verdict(o: &Outcome) -> Verdict {
+    if let Some(m) = &o.marker {
+        let code = (m.code & 0xff) as u8;
+        let mut lines: Vec<String> = m.reason.iter().map(|r| format!("unikit: guest {r} (exit code {code})")).collect();
+        if let Some((secs, true)) = o.timed_out {
+            lines.push(format!("unikit: warning: the Xen test bed did not power off within {secs} s after the guest ended; it was stopped"));
+        }
+        return Verdict { code, lines, failed: false };
+    }
+    let fail = |code: u8, line: String| Verdict { code, lines: vec![line], failed: true };
+    if let Some(sig) = o.interrupted {
+        return fail((128 + sig).clamp(0, 255) as u8, format!("error: interrupted ({}); the guest was stopped", super::signal_name(sig)));
+    }
+    match o.timed_out {
+        Some((secs, false)) => {
+            return fail(
+                EXIT_TOOL_FAILURE,
+                format!("error: the Xen test bed did not start the guest within {secs} s (set {}=SECONDS to wait longer, 0 for no limit)", testbed::TIMEOUT_ENV),
+            );
+        }
+        Some((secs, true)) => {
+            return fail(EXIT_TOOL_FAILURE, format!("error: guest stopped without reporting an exit code, and the test bed did not power off within {secs} s"));
+        }
+        None => {}
+    }
+    if let Some(end) = &o.end {
+        if end.xl == "setup" {
+            return fail(EXIT_TOOL_FAILURE, "error: the test bed's dom0 could not start Xen's toolstack, so the guest never ran".into());
+        }
+        let why = match shutdown_reason(&end.shutdown) {
+            Some(r) => r.to_string(),
+            None if end.xl != "0" => format!("`xl create` failed with exit status {}: the domain was not built or xl lost it", end.xl),
+            None => "xl reported no shutdown reason".to_string(),
+        };
+        return fail(EXIT_TOOL_FAILURE, format!("error: guest stopped without reporting an exit code ({why})"));
+    }
+    match o.exit {
+        Exit::Signal(sig) => fail((128 + sig).clamp(0, 255) as u8, format!("error: {} was killed by {}", o.runner, super::signal_name(sig))),
+        Exit::Code(c) if o.begun => fail(
+            EXIT_TOOL_FAILURE,
+            format!("error: the test bed stopped while the guest ran, without dom0's end line ({} exit status {c})", o.runner),
+        ),
+        Exit::Code(c) => fail(
+            EXIT_TOOL_FAILURE,
+            format!("error: the test bed stopped before the guest started ({} exit status {c}; Xen or dom0 failed to boot)", o.runner),
+        ),
+    }
+}
+
+/// `Domain 1 has shut down, reason code 3 0x3` in xl's -F output.
+pub fn xl_shutdown_code(log: &str) -> Option<String> {
+    log.lines().find_map(|l| {
+        let rest = l.split("has shut down, reason code ").nth(1)?;
+        let code: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+        (!code.is_empty()).then_some(code)
+    })
+}
+
+/// The run's folder (xl config and log); kept when the run failed.
+struct RunDir {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// `xl create -F -c` on this dom0, with `xl destroy` on Ctrl-C.
+fn run_dom0(xl: &Path, dc: &DomainConfig, annotator: &mut Annotator) -> Result<u8> {
+    let text = dc.render()?;
+    let dir = std::env::temp_dir().join(format!("unikit-xen-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut run_dir = RunDir { path: dir.clone(), keep: false };
+    let cfg_path = dir.join("guest.cfg");
+    std::fs::write(&cfg_path, &text).with_context(|| format!("cannot write {}", cfg_path.display()))?;
+    let log_path = dir.join("xl.log");
+    let log = std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
+    let mut child = Command::new(xl)
+        .args(["create", "-F", "-c"])
+        .arg(&cfg_path)
+        // A pipe that stays open and is not a terminal: xenconsole neither
+        // sees end-of-input nor puts the user's terminal in raw mode.
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("cannot start {}", xl.display()))?;
+    let _keep_stdin_open = child.stdin.take();
+    // Ctrl-C: destroy the domain (xl would leave it running), which ends
+    // the console and xl.
+    super::fc::forward_signals(0);
+    let done = Arc::new(AtomicBool::new(false));
+    {
+        let (done, xl, name) = (done.clone(), xl.to_path_buf(), dc.name.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                if super::fc::forwarded_signal().is_some() {
+                    let _ = Command::new(&xl).args(["destroy", &name]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status();
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+    }
+    let console = child.stdout.take().context("no pipe for xl's output")?;
+    let mut filter = MarkerFilter::new();
+    super::stream(console, Some(&mut filter), annotator);
+    let status = child.wait().context("waiting for xl")?;
+    done.store(true, Ordering::Relaxed);
+    use std::os::unix::process::ExitStatusExt;
+    let xl_log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let code = status.code();
+    let outcome = Outcome {
+        marker: filter.exit().cloned(),
+        end: code.map(|c| demux::End {
+            xl: c.to_string(),
+            shutdown: xl_shutdown_code(&xl_log).unwrap_or_else(|| "unknown".into()),
+        }),
+        begun: true,
+        exit: match (code, status.signal()) {
+            (Some(c), _) => Exit::Code(c),
+            (None, Some(s)) => Exit::Signal(s),
+            (None, None) => Exit::Code(-1),
+        },
+        timed_out: None,
+        interrupted: super::fc::forwarded_signal(),
+        runner: "xl",
+    };
+    let v = verdict(&outcome);
+    for line in &v.lines {
+        eprintln!("{line}");
+    }
+    if v.failed && outcome.interrupted.is_none() {
+        run_dir.keep = true;
+        let lines: Vec<&str> = xl_log.lines().filter(|l| !l.trim().is_empty()).collect();
+        if !lines.is_empty() {
+            eprintln!("xl's messages:");
+            for l in &lines[lines.len().saturating_sub(20)..] {
+                eprintln!("  {l}");
+            }
+        }
+        eprintln!("unikit: the xl config and log are kept in {}", dir.display());
+    }
+    Ok(v.code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome() -> Outcome {
+        Outcome { marker: None, end: None, begun: false, exit: Exit::Code(0), timed_out: None, interrupted: None, runner: "QEMU" }
+    }
+
+    fn end(xl: &str, shutdown: &str) -> Option<demux::End> {
+        Some(demux::End { xl: xl.into(), shutdown: shutdown.into() })
+    }
+
+    #[test]
+    fn marker_decides() {
+        let mut o = outcome();
+        o.marker = Some(GuestExit { code: 3, reason: None });
+        o.end = end("0", "0");
+        assert_eq!(verdict(&o), Verdict { code: 3, lines: vec![], failed: false });
+        o.marker = Some(GuestExit { code: 101, reason: Some("panic".into()) });
+        o.end = end("0", "3");
+        assert_eq!(verdict(&o), Verdict { code: 101, lines: vec!["unikit: guest panic (exit code 101)".into()], failed: false });
+        o.marker = Some(GuestExit { code: 258, reason: None });
+        o.timed_out = Some((300, true));
+        let v = verdict(&o);
+        assert_eq!(v.code, 2);
+        assert!(v.lines[0].contains("did not power off within 300 s"), "{v:?}");
+    }
+
+    #[test]
+    fn without_a_marker_say_what_happened() {
+        let msg = |o: &Outcome| {
+            let v = verdict(o);
+            assert!(v.failed);
+            assert_eq!(v.lines.len(), 1);
+            assert!(v.lines[0].starts_with("error: "), "{v:?}");
+            (v.code, v.lines[0].clone())
+        };
+        let mut o = outcome();
+        o.begun = true;
+        o.end = end("0", "3");
+        assert_eq!(msg(&o), (125, "error: guest stopped without reporting an exit code (the domain crashed)".into()));
+        o.end = end("0", "0");
+        assert!(msg(&o).1.contains("(the domain powered off)"));
+        o.end = end("0", "1");
+        assert!(msg(&o).1.contains("rebooted"));
+        o.end = end("3", "unknown");
+        assert!(msg(&o).1.contains("`xl create` failed with exit status 3"), "{}", msg(&o).1);
+        o.end = end("setup", "none");
+        assert!(msg(&o).1.contains("could not start Xen's toolstack"));
+        o.end = None;
+        o.exit = Exit::Code(0);
+        assert!(msg(&o).1.contains("while the guest ran"));
+        o.begun = false;
+        assert!(msg(&o).1.contains("before the guest started (QEMU exit status 0"));
+        o.exit = Exit::Signal(9);
+        assert_eq!(msg(&o), (137, "error: QEMU was killed by signal 9, SIGKILL".into()));
+        o.timed_out = Some((300, false));
+        let (c, l) = msg(&o);
+        assert_eq!(c, 125);
+        assert!(l.contains("did not start the guest within 300 s") && l.contains("UNIKIT_XEN_TESTBED_TIMEOUT"), "{l}");
+        o.interrupted = Some(2);
+        assert_eq!(msg(&o), (130, "error: interrupted (signal 2, SIGINT); the guest was stopped".into()));
+    }
+
+    #[test]
+    fn xl_log_reason() {
+        let log = "Parsing config from /unikit/guest.cfg\nWaiting for domain guest (domid 1) to die [pid 128]\n\
+                   Domain 1 has shut down, reason code 3 0x3\nAction for shutdown reason code 3 is destroy\n";
+        assert_eq!(xl_shutdown_code(log).as_deref(), Some("3"));
+        assert_eq!(xl_shutdown_code("libxl: error: nothing"), None);
+    }
+
+    #[test]
+    fn no_dom0_here_is_one_error_with_a_hint() {
+        if is_dom0() {
+            return;
+        }
+        let e = host_mode(false).unwrap_err();
+        let h = e.chain().find_map(|c| c.downcast_ref::<crate::error::Hinted>()).expect("a hint");
+        assert!(e.to_string().contains("needs a Xen dom0"), "{e}");
+        assert!(h.hint.contains("--xen-testbed"), "{}", h.hint);
+    }
+}
