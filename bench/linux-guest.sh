@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Assembles the Linux guest the network benchmark compares against: Debian's
 # stock kernel (linux-image-amd64) with a tiny busybox initramfs that brings
-# up virtio-net and serves a directory with busybox httpd. Downloads by
+# up virtio-net (QEMU) or xen-netfront (Xen PV) and serves a directory
+# with busybox httpd. The address comes from `guest_ip=`/`guest_gw=` on the
+# kernel command line (default: QEMU user networking's 10.0.2.15). Downloads by
 # package name into a cache outside the repository; nothing is committed.
 #   bench/linux-guest.sh WWW_DIR   -> prints "KERNEL INITRD"
 set -euo pipefail
@@ -28,7 +30,7 @@ root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
 mkdir -p "$root"/{bin,proc,sys,dev,www,lib/modules}
 cp busybox "$root/bin/busybox"
-for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net; do
+for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net xen-netfront; do
     f=$(find "$moddir" -name "$m.ko*" | head -n1)
     [ -n "$f" ] && cp "$f" "$root/lib/modules/"
 done
@@ -38,15 +40,19 @@ cat > "$root/init" <<'INIT'
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
-for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net; do
+for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net xen-netfront; do
     [ -e /lib/modules/$m.ko ] && insmod /lib/modules/$m.ko
 done
 i=0
 while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
 ip link set lo up
 ip link set eth0 up
-ip addr add 10.0.2.15/24 dev eth0
-ip route add default via 10.0.2.2
+ip=10.0.2.15/24 gw=10.0.2.2
+for w in $(cat /proc/cmdline); do
+    case $w in guest_ip=*) ip=${w#guest_ip=} ;; guest_gw=*) gw=${w#guest_gw=} ;; esac
+done
+ip addr add $ip dev eth0
+ip route add default via $gw
 echo "linux-guest: serving /www on port 80"
 exec httpd -f -p 80 -h /www
 INIT
