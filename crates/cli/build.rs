@@ -13,6 +13,7 @@ fn main() {
     }
     firecracker();
     solo5_hvt();
+    xen_testbed();
     println!("cargo:rerun-if-changed=/dev/kvm");
     let usable = std::fs::OpenOptions::new()
         .read(true)
@@ -67,5 +68,21 @@ fn solo5_hvt() {
         });
     if found.is_none() {
         println!("cargo:rustc-cfg=unikit_no_solo5_hvt");
+    }
+}
+
+/// The Xen test-bed boot tests (tests/xen.rs) need QEMU and Debian's apt and
+/// dpkg (the bed is assembled from Debian packages); without them they are
+/// compiled as ignored, with the reason.
+fn xen_testbed() {
+    println!("cargo::rustc-check-cfg=cfg(unikit_no_xen_testbed)");
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let missing: Vec<&str> = ["qemu-system-x86_64", "apt-get", "apt-cache", "dpkg-deb"]
+        .into_iter()
+        .filter(|t| !std::env::split_paths(&path).any(|d| d.join(t).is_file()))
+        .collect();
+    if !missing.is_empty() {
+        println!("cargo:rustc-cfg=unikit_no_xen_testbed");
+        println!("cargo:warning=no {} here: the Xen test-bed boot tests will be skipped", missing.join(", "));
     }
 }

@@ -65,8 +65,12 @@ struct XenTestbedArgs {
     /// Attach FILE as the guest's disk xvdX. Repeatable.
     #[arg(long, value_name = "FILE")]
     disk: Vec<PathBuf>,
-    /// The kernel file.
-    kernel: PathBuf,
+    /// Boot the bed's own Linux kernel with a busybox initramfs instead of a file (checks the bed).
+    #[arg(long, conflicts_with = "kernel")]
+    linux: bool,
+    /// The kernel file: an ELF with Xen PV notes, or a Linux bzImage.
+    #[arg(required_unless_present = "linux")]
+    kernel: Option<PathBuf>,
     /// The guest's command line, verbatim (words joined by spaces).
     #[arg(last = true, value_name = "CMDLINE")]
     cmdline: Vec<String>,
@@ -119,7 +123,7 @@ struct RunArgs {
     /// under QEMU TCG (slow, ~30 s; downloaded once into ~/.cache/unikit/xen-testbed); implies --plat xen.
     #[arg(long)]
     xen_testbed: bool,
-    /// Xen guest type: pv (default; runs anywhere, including the test bed) or pvh (needs VT-x/AMD-V).
+    /// Xen guest type: pv (default; needs no hardware virtualization) or pvh (needs VT-x/AMD-V; works in the test bed).
     #[arg(long, value_enum, value_name = "pv|pvh")]
     xen_type: Option<XenType>,
     /// Forward TCP 127.0.0.1:HOST to the guest's port GUEST (QEMU user networking; on fc and solo5 a tap in a private network namespace). Repeatable.
@@ -203,9 +207,12 @@ fn main() -> ExitCode {
             args: a.args,
         }),
         Command::XenTestbed(a) => run::xen::boot_file(
-            &a.kernel,
+            match &a.kernel {
+                Some(k) => run::xen::DevKernel::File(k),
+                None => run::xen::DevKernel::Linux,
+            },
             a.ramdisk.as_deref(),
-            a.memory.unwrap_or(Memory::DEFAULT),
+            a.memory.unwrap_or(if a.linux { Memory::parse("256M").unwrap_or(Memory::DEFAULT) } else { Memory::DEFAULT }),
             &a.cmdline.join(" "),
             &a.publish,
             &a.disk,

@@ -31,9 +31,10 @@ pub const MIN_MIB: u64 = 4;
 /// The guest's virtualization mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GuestType {
-    /// Paravirtualized: no hardware virtualization needed (the test bed).
+    /// Paravirtualized: runs without hardware virtualization.
     Pv,
-    /// PVH: HVM container with PV interfaces; needs VT-x/AMD-V on the host.
+    /// PVH: an HVM container with PV interfaces; needs VT-x/AMD-V (in the
+    /// test bed, QEMU's TCG emulates AMD-V for Xen).
     Pvh,
 }
 

@@ -149,32 +149,87 @@ pub fn run(mode: &Mode, cfg: &RunConfig, annotator: &mut Annotator) -> Result<u8
     }
 }
 
-/// `unikit xen-testbed KERNEL` (hidden, for development): boot any PV
-/// kernel (an ELF with Xen notes, or a Linux bzImage) in the test bed, with
-/// a verbatim command line and no project or build.
-pub fn boot_file(kernel: &Path, ramdisk: Option<&Path>, memory: Memory, cmdline: &str, publish: &[(u16, u16)], disks: &[PathBuf]) -> Result<u8> {
-    if !kernel.is_file() {
-        anyhow::bail!("{}: no such file", kernel.display());
-    }
+/// What `unikit xen-testbed` boots.
+pub enum DevKernel<'a> {
+    /// A PV kernel file (an ELF with Xen notes, or a Linux bzImage).
+    File(&'a Path),
+    /// The bed's own Linux kernel, with a busybox initramfs whose /init
+    /// prints its command line and reports exit code 0 with unikit's exit
+    /// marker: checks the bed without any unikit image.
+    Linux,
+}
+
+/// /init of the Linux domU of `unikit xen-testbed --linux`.
+const LINUX_DOMU_INIT: &str = "#!/bin/busybox sh\n\
+/bin/busybox mkdir -p /proc /sys\n\
+/bin/busybox mount -t proc proc /proc\n\
+/bin/busybox mount -t sysfs sysfs /sys\n\
+echo \"Linux PV domU: $(/bin/busybox cat /proc/cmdline)\"\n\
+echo \"xen devices: $(/bin/busybox ls /sys/bus/xen/devices | /bin/busybox tr '\\n' ' ')\"\n\
+printf '\\033_unikit:exit=0\\033\\\\\\n'\n\
+/bin/busybox poweroff -f\n";
+
+/// `unikit xen-testbed` (hidden, for development): boot a PV kernel in the
+/// test bed with a verbatim command line, without a project or a build.
+pub fn boot_file(
+    kernel: DevKernel,
+    ramdisk: Option<&Path>,
+    memory: Memory,
+    cmdline: &str,
+    publish: &[(u16, u16)],
+    disks: &[PathBuf],
+) -> Result<u8> {
     for d in disks {
         if !d.is_file() {
             anyhow::bail!("--disk {}: not a regular file", d.display());
         }
     }
     testbed::check_host()?;
-    let name = kernel.file_name().and_then(|n| n.to_str()).unwrap_or("kernel");
+    let mut _linux_rd = None;
+    let (image, ramdisk, name) = match kernel {
+        DevKernel::File(k) => {
+            if !k.is_file() {
+                anyhow::bail!("{}: no such file", k.display());
+            }
+            (k.to_path_buf(), ramdisk.map(Path::to_path_buf), k.file_name().and_then(|n| n.to_str()).unwrap_or("kernel").to_string())
+        }
+        DevKernel::Linux => {
+            if ramdisk.is_some() {
+                anyhow::bail!("--linux brings its own ramdisk (busybox from the bed)");
+            }
+            let bed = testbed::prepare()?;
+            // The bed's base initramfs has /bin/busybox; add an /init.
+            let mut data = std::fs::read(&bed.base_initrd).with_context(|| format!("cannot read {}", bed.base_initrd.display()))?;
+            let mut a = crate::cpio::Archive::new();
+            a.file("init", 0o755, LINUX_DOMU_INIT.as_bytes())?;
+            data.extend(a.finish()?);
+            let rd = std::env::temp_dir().join(format!("unikit-xen-linux-{}.cpio", std::process::id()));
+            std::fs::write(&rd, data).with_context(|| format!("cannot write {}", rd.display()))?;
+            _linux_rd = Some(TempFile(rd.clone()));
+            (bed.dom0_kernel, Some(rd), "linux".to_string())
+        }
+    };
     let cfg = RunConfig {
-        image: kernel,
-        name,
+        image: &image,
+        name: &name,
         memory,
         cmdline,
         guest_type: GuestType::Pv,
-        rootfs: ramdisk,
+        rootfs: ramdisk.as_deref(),
         publish,
         net: !publish.is_empty(),
         disks,
     };
     run(&Mode::Testbed, &cfg, &mut Annotator::new(None))
+}
+
+/// A file removed when dropped.
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// How a run ended, from every source that can tell.

@@ -1,0 +1,343 @@
+//! The Xen platform (`--plat xen`) end to end.
+//!
+//! - Always run: without a Xen dom0, `run --plat xen` says what it needs and
+//!   offers `--xen-testbed`; Xen-only flags elsewhere are refused;
+//!   `platforms` has a xen row; `build --plat xen` makes the image.
+//! - `bed::*` boot real guests in the Xen test bed (Xen 4.17 and a Debian
+//!   dom0 under QEMU TCG, assembled from Debian packages on first use):
+//!   a Linux PV domU (the bed alone), hello (arguments, exit codes, -q, PVH),
+//!   the kernel tests and a crash, httpd answering curl through `-p`, a FAT
+//!   disk written and read back across two boots, and a failure report.
+//!   They need QEMU, apt and dpkg (crates/cli/build.rs compiles them as
+//!   ignored, with the reason, where those are missing), and run one at a
+//!   time (nextest group `xen-testbed` in .config/nextest.toml, and a lock
+//!   here for plain `cargo test`): each one is a whole Xen machine on TCG.
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+const BIN: &str = env!("CARGO_BIN_EXE_unikit");
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A failure: exit 125, an `error:` line, no panic.
+#[track_caller]
+fn assert_error(o: &Output, expected: &str) -> String {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(125), "stderr: {err}");
+    assert!(err.lines().any(|l| l.starts_with("error: ")), "no error line in: {err}");
+    assert!(err.contains(expected), "expected {expected:?} in: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+fn is_dom0() -> bool {
+    std::fs::read_to_string("/proc/xen/capabilities").is_ok_and(|c| c.contains("control_d"))
+}
+
+fn project(manifest: &str) -> TempDir {
+    let p = TempDir::new().unwrap();
+    std::fs::write(p.path().join("unikit.toml"), manifest).unwrap();
+    p
+}
+
+#[test]
+fn without_a_dom0_run_says_what_is_needed() {
+    if is_dom0() {
+        eprintln!("SKIPPED: this host is a Xen dom0, so --plat xen runs here");
+        return;
+    }
+    let p = project("name = \"x\"\ntargets = [\"xen/x86_64\"]\n");
+    let empty = TempDir::new().unwrap();
+    let o = Command::new(BIN).current_dir(p.path()).env("PATH", empty.path()).args(["run", "--plat", "xen"]).output().unwrap();
+    let err = assert_error(&o, "error: the xen platform needs a Xen dom0 with `xl`");
+    assert_eq!(err.lines().count(), 2, "one error line and one hint: {err}");
+    assert!(err.contains("hint: add --xen-testbed"), "{err}");
+    // Without --plat, xen is not picked (the test bed is only used when asked for).
+    let o = Command::new(BIN).current_dir(p.path()).env("PATH", empty.path()).arg("run").output().unwrap();
+    assert_error(&o, "xen/x86_64: the xen platform needs a Xen dom0");
+}
+
+#[test]
+fn xen_flags_elsewhere_are_refused() {
+    let p = project("name = \"x\"\ntargets = [\"qemu/x86_64\", \"xen/x86_64\"]\n");
+    let run = |args: &[&str]| Command::new(BIN).current_dir(p.path()).arg("run").args(args).output().unwrap();
+    assert_error(&run(&["--plat", "qemu", "--xen-testbed"]), "--xen-testbed only applies to the xen platform, not qemu");
+    assert_error(&run(&["--plat", "qemu", "--xen-type", "pvh"]), "--xen-type only applies to the xen platform");
+    assert_error(&run(&["--plat", "xen", "--accel", "tcg"]), "--accel only applies to the qemu platform");
+    assert_error(&run(&["--plat", "xen", "--cpus", "2"]), "--cpus only applies to the fc platform");
+    let o = run(&["--plat", "xen", "--xen-type", "hvm"]);
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+}
+
+#[cfg_attr(unikit_no_xen_testbed, ignore = "SKIPPED: the Xen test bed needs qemu-system-x86_64, apt-get, apt-cache and dpkg-deb")]
+#[test]
+fn test_bed_network_rules() {
+    let p = project("name = \"x\"\ntargets = [\"xen/x86_64\"]\n");
+    let run = |args: &[&str]| Command::new(BIN).current_dir(p.path()).args(["run", "--xen-testbed"]).args(args).output().unwrap();
+    let err = assert_error(&run(&["--net", "user"]), "--net does not apply to xen");
+    assert!(err.contains("hint: use -p HOST:GUEST with --xen-testbed"), "{err}");
+    assert_error(&run(&["-p", "8080:80", "--ip", "10.9.9.2/24"]), "with -p in the Xen test bed the guest is 10.0.0.2/24:10.0.0.1 (leave --ip out)");
+}
+
+#[test]
+fn platforms_has_a_xen_row() {
+    let o = Command::new(BIN).arg("platforms").output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let row = out.lines().find(|l| l.starts_with("xen ")).unwrap_or_else(|| panic!("no xen row:\n{out}"));
+    if is_dom0() {
+        assert!(row.starts_with("xen      yes "), "{row}");
+    } else if cfg!(unikit_no_xen_testbed) {
+        assert!(row.contains("`--xen-testbed` is not available either"), "{row}");
+    } else {
+        assert!(row.starts_with("xen      no ") && row.contains("`--xen-testbed` runs xen images in Xen 4.17"), "{row}");
+    }
+}
+
+#[test]
+fn build_for_xen_makes_a_xen_image() {
+    let o = Command::new(BIN).args(["build", "-q", "--plat", "xen", "-C"]).arg(repo().join("examples/hello")).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("build/hello_xen-x86_64 ("), "{}", stdout(&o));
+    let image = std::fs::read(repo().join("examples/hello/build/hello_xen-x86_64")).unwrap();
+    // The same x86_64 VM image as qemu's, which Xen's PV loader reads through its ELF notes.
+    assert!(image.starts_with(b"\x7fELF") && image.windows(4).any(|w| w == b"Xen\0"), "no Xen ELF note");
+}
+
+/// Boot tests on the Xen test bed, one at a time.
+mod bed {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Serializes the boots inside this test binary (`cargo test` runs
+    /// tests on threads; nextest's test group does the same across processes).
+    static BED: Mutex<()> = Mutex::new(());
+
+    /// Generous: the bed boots in ~30 s, much slower while the machine is
+    /// busy; the first run also downloads and assembles it.
+    const LIMIT: Duration = Duration::from_secs(900);
+
+    /// Run `unikit ARGS` to the end (killing its process group after LIMIT).
+    fn unikit(args: &[&str]) -> Output {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+        let mut child = cmd.spawn().expect("cannot start unikit");
+        let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+        let t_out = std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = out.read_to_end(&mut v);
+            v
+        });
+        let t_err = std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = err.read_to_end(&mut v);
+            v
+        });
+        let start = Instant::now();
+        let status = loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                break st;
+            }
+            if start.elapsed() > LIMIT {
+                // SAFETY: signalling our own child's process group.
+                unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+                let _ = child.wait();
+                panic!("unikit {args:?} did not finish within {LIMIT:?}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let o = Output { status, stdout: t_out.join().unwrap(), stderr: t_err.join().unwrap() };
+        assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+        assert!(!stdout(&o).contains("\x1b_unikit"), "a marker leaked to stdout:\n{}", stdout(&o));
+        o
+    }
+
+    fn run(project: &str, args: &[&str]) -> Output {
+        let dir = repo().join(project);
+        let mut all = vec!["run", "-C", dir.to_str().unwrap(), "--plat", "xen", "--xen-testbed"];
+        all.extend_from_slice(args);
+        unikit(&all)
+    }
+
+    #[track_caller]
+    fn expect(o: &Output, code: i32, needles: &[&str]) {
+        let ctx = format!("exit {:?}\n--- stdout\n{}\n--- stderr\n{}", o.status.code(), stdout(o), stderr(o));
+        assert_eq!(o.status.code(), Some(code), "{ctx}");
+        for n in needles {
+            assert!(stdout(o).contains(n), "missing {n:?}\n{ctx}");
+        }
+    }
+
+    fn lock() -> std::sync::MutexGuard<'static, ()> {
+        BED.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn disk(dir: &Path, mib: u64) -> String {
+        let img = dir.join("disk.img");
+        std::fs::File::create(&img).unwrap().set_len(mib << 20).unwrap();
+        img.to_str().unwrap().to_string()
+    }
+
+    #[cfg_attr(unikit_no_xen_testbed, ignore = "SKIPPED: the Xen test bed needs qemu-system-x86_64, apt-get, apt-cache and dpkg-deb")]
+    #[test]
+    fn linux_pv_domu_boots() {
+        let _bed = lock();
+        let tmp = TempDir::new().unwrap();
+        let img = disk(tmp.path(), 1);
+        let o = unikit(&["xen-testbed", "--linux", "--disk", &img, "--", "console=hvc0", "quiet", "hello=world"]);
+        expect(&o, 0, &["Linux PV domU: console=hvc0 quiet hello=world", "xen devices: vbd-51712"]);
+        let err = stderr(&o);
+        assert!(err.contains("booting the Xen test bed") && err.contains("about 30 s"), "{err}");
+        // The bed's own boot messages stay hidden.
+        assert!(!stdout(&o).contains("(XEN)") && !stdout(&o).contains("unikit-dom0"), "{}", stdout(&o));
+    }
+
+    #[cfg_attr(unikit_no_xen_testbed, ignore = "SKIPPED: the Xen test bed needs qemu-system-x86_64, apt-get, apt-cache and dpkg-deb")]
+    #[test]
+    fn hello_arguments_and_exit_code() {
+        let _bed = lock();
+        let o = run("examples/hello", &["--", "one", "two words", "--exit", "3"]);
+        expect(
+            &o,
+            3,
+            &["Hello from unikit on xen!", "argv[1] = \"one\"", "argv[2] = \"two words\"", "argv[3] = \"--exit\"", "argv[4] = \"3\""],
+        );
+        let o = run("examples/hello", &["-q"]);
+        expect(&o, 0, &["Hello from unikit on xen!"]);
+        assert!(!stdout(&o).contains("unikit 0."), "-q must silence the boot log:\n{}", stdout(&o));
+    }
+
+    #[cfg_attr(unikit_no_xen_testbed, ignore = "SKIPPED: the Xen test bed needs qemu-system-x86_64, apt-get, apt-cache and dpkg-deb")]
+    #[test]
+    fn hello_as_a_pvh_guest() {
+        let _bed = lock();
+        let o = run("examples/hello", &["--xen-type", "pvh", "-q", "--", "--exit", "4"]);
+        expect(&o, 4, &["Hello from unikit on xen!"]);
+    }
+
+    #[cfg_attr(unikit_no_xen_testbed, ignore = "SKIPPED: the Xen test bed needs qemu-system-x86_64, apt-get, apt-cache and dpkg-deb")]
+    #[test]
+    fn kernel_tests_and_a_crash() {
+        let _bed = lock();
+        let o = run("tests/kernel-tests", &["-q"]);
+        expect(&o, 0, &["kernel-tests: "]);
+        let summary = stdout(&o).lines().find(|l| l.starts_with("kernel-tests: ")).unwrap_or_default().to_string();
+        assert!(summary.ends_with(" passed, 0 failed"), "{}", stdout(&o));
+        let o = run("tests/kernel-tests", &["-q", "--", "fault"]);
+        expect(&o, 102, &["CPU EXCEPTION in thread 'main': page fault (#PF) (vector 14)", "backtrace:", "__unikit_main+0x"]);
+        assert!(stderr(&o).contains("unikit: guest exception (exit code 102)") || stdout(&o).contains("exit code 102"), "{}", stderr(&o));
+    }
+
+    #[cfg_attr(unikit_no_xen_testbed, ignore = "SKIPPED: the Xen test bed needs qemu-system-x86_64, apt-get, apt-cache and dpkg-deb")]
+    #[test]
+    fn disk_survives_reboots() {
+        let _bed = lock();
+        let tmp = TempDir::new().unwrap();
+        let img = disk(tmp.path(), 8);
+        for (i, extra) in [(1, &["--", "--format"][..]), (2, &[][..])] {
+            let mut args = vec!["-q", "--disk", img.as_str()];
+            args.extend_from_slice(extra);
+            let o = run("examples/counter", &args);
+            expect(&o, 0, &[&format!("counter: boot {i}")]);
+        }
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    }
+
+    /// curl's output, when it succeeded.
+    fn curl(args: &[&str]) -> Option<String> {
+        let o = Command::new("curl").args(["-s", "--max-time", "60"]).args(args).output().expect("curl not installed");
+        o.status.success().then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+    }
+
+    #[cfg_attr(unikit_no_xen_testbed, ignore = "SKIPPED: the Xen test bed needs qemu-system-x86_64, apt-get, apt-cache and dpkg-deb")]
+    #[test]
+    fn httpd_through_publish() {
+        let _bed = lock();
+        let port = free_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let proj = repo().join("examples/httpd");
+        let www = repo().join("examples/httpd/www");
+        let log = TempDir::new().unwrap();
+        let log_path = log.path().join("run.log");
+        let out = std::fs::File::create(&log_path).unwrap();
+        let mut child = Command::new(BIN)
+            .args(["run", "-q", "--xen-testbed", "-C", proj.to_str().unwrap(), "-p", &format!("{port}:80"), "--rootfs", www.to_str().unwrap()])
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let log_text = || std::fs::read_to_string(&log_path).unwrap_or_default();
+        let deadline = Instant::now() + LIMIT;
+        let index = loop {
+            if let Some(page) = curl(&[&format!("{base}/")]).filter(|p| !p.is_empty()) {
+                break page;
+            }
+            if let Ok(Some(st)) = child.try_wait() {
+                panic!("the run stopped ({st}) before httpd answered:\n{}", log_text());
+            }
+            if Instant::now() > deadline {
+                // SAFETY: signalling our own child's process group.
+                unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+                panic!("httpd did not answer within {LIMIT:?}:\n{}", log_text());
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        let big = curl(&["-o", "/dev/null", "-w", "%{http_code} %{size_download}", &format!("{base}/static/64k.txt")]);
+        let missing = curl(&["-o", "/dev/null", "-w", "%{http_code}", &format!("{base}/no/such/file")]);
+        // Several clients at once through dom0's relay (a forked busybox nc
+        // per connection, slow under TCG) and the guest's vif.
+        let urls: Vec<String> = (0..8).map(|i| format!("{base}/?client={i}")).collect();
+        let mut args: Vec<&str> = vec!["-s", "--max-time", "120", "--parallel", "--parallel-max", "8", "-w", "%{http_code}\n"];
+        for u in &urls {
+            args.extend(["-o", "/dev/null", u.as_str()]);
+        }
+        let codes = Command::new("curl").args(&args).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+        // Ctrl-C (here SIGTERM) stops QEMU and with it the whole bed.
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = child.wait().unwrap();
+        let text = log_text();
+        assert!(index.contains("Hello from unikit!"), "{index}\n{text}");
+        assert_eq!(big.as_deref(), Some("200 65536"), "{text}");
+        assert_eq!(missing.as_deref(), Some("404"), "{text}");
+        assert_eq!(codes.lines().filter(|c| *c == "200").count(), 8, "{codes}\n{text}");
+        assert_eq!(status.code(), Some(128 + 15), "{text}");
+        assert!(text.contains("error: interrupted (signal 15, SIGTERM)"), "{text}");
+    }
+
+    #[cfg_attr(unikit_no_xen_testbed, ignore = "SKIPPED: the Xen test bed needs qemu-system-x86_64, apt-get, apt-cache and dpkg-deb")]
+    #[test]
+    fn a_kernel_xen_refuses_is_explained() {
+        let _bed = lock();
+        let tmp = TempDir::new().unwrap();
+        let bogus = tmp.path().join("not-a-kernel");
+        std::fs::write(&bogus, vec![0x90u8; 4096]).unwrap();
+        let o = unikit(&["xen-testbed", bogus.to_str().unwrap()]);
+        let err = assert_error(&o, "error: guest stopped without reporting an exit code (`xl create` failed");
+        // The tail of the bed's messages says why, and the logs are kept.
+        assert!(err.contains("xc_dom_find_loader: no loader found"), "{err}");
+        let kept = err.lines().find_map(|l| l.strip_prefix("unikit: the test bed's full log and the xl config are kept in ")).expect("kept dir");
+        assert!(Path::new(kept).join("serial-noise.log").is_file(), "{err}");
+        std::fs::remove_dir_all(kept).unwrap();
+    }
+}
