@@ -2,7 +2,10 @@
 //!
 //! - Always run: without a Xen dom0, `run --plat xen` says what it needs and
 //!   offers `--xen-testbed`; Xen-only flags elsewhere are refused;
-//!   `platforms` has a xen row; `build --plat xen` makes the image.
+//!   `platforms` has a xen row; `build --plat xen` makes the image; a fake
+//!   `xl` plays a dom0 (`UNIKIT_XEN_CAPABILITIES` points at a fake
+//!   /proc/xen/capabilities) to check the xl config, the console and exit
+//!   code, crash reports and `xl destroy` on SIGTERM.
 //! - `bed::*` boot real guests in the Xen test bed (Xen 4.17 and a Debian
 //!   dom0 under QEMU TCG, assembled from Debian packages on first use):
 //!   a Linux PV domU (the bed alone), hello (arguments, exit codes, -q, PVH),
@@ -117,6 +120,169 @@ fn build_for_xen_makes_a_xen_image() {
     let image = std::fs::read(repo().join("examples/hello/build/hello_xen-x86_64")).unwrap();
     // The same x86_64 VM image as qemu's, which Xen's PV loader reads through its ELF notes.
     assert!(image.starts_with(b"\x7fELF") && image.windows(4).any(|w| w == b"Xen\0"), "no Xen ELF note");
+}
+
+const STUB_CARGO: &str = "[package]\nname = \"unikit\"\nversion = \"0.0.0\"\nedition = \"2021\"\n[features]\nplat-kvm = []\n";
+const STUB_BUILD: &str = r#"fn main() {
+    let out = std::env::var("OUT_DIR").unwrap();
+    std::fs::write(format!("{out}/unikit-kvm.ld"), "ENTRY(_start)\n").unwrap();
+    println!("cargo:rustc-link-search=native={out}");
+}
+"#;
+const STUB_LIB: &str = "#![no_std]\n#[panic_handler]\nfn panic(_: &core::panic::PanicInfo) -> ! { loop {} }\n";
+const APP_MAIN: &str = "#![no_std]\n#![no_main]\nextern crate unikit;\n#[no_mangle]\npub extern \"C\" fn _start() -> ! { loop {} }\n";
+
+/// A buildable project (`<tmp>/app`) against a stand-in `unikit` crate.
+fn fixture(manifest: &str) -> (TempDir, PathBuf) {
+    let tmp = TempDir::new().unwrap();
+    let stub = tmp.path().join("unikit");
+    std::fs::create_dir_all(stub.join("src")).unwrap();
+    std::fs::write(stub.join("Cargo.toml"), STUB_CARGO).unwrap();
+    std::fs::write(stub.join("build.rs"), STUB_BUILD).unwrap();
+    std::fs::write(stub.join("src/lib.rs"), STUB_LIB).unwrap();
+    let app = tmp.path().join("app");
+    std::fs::create_dir_all(app.join("src")).unwrap();
+    std::fs::write(
+        app.join("Cargo.toml"),
+        "[package]\nname = \"fixture\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\
+         [dependencies]\nunikit = { path = \"../unikit\" }\n[workspace]\n",
+    )
+    .unwrap();
+    std::fs::write(app.join("src/main.rs"), APP_MAIN).unwrap();
+    std::fs::write(app.join("unikit.toml"), manifest).unwrap();
+    (tmp, app)
+}
+
+/// A fake dom0 in `dir`: an `xl` script that saves the config it is given
+/// and acts as $FAKE_XL_MODE says, and a capabilities file saying
+/// control_d. Returns (PATH, capabilities file).
+fn fake_dom0(dir: &Path) -> (std::ffi::OsString, PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    let script = dir.join("xl");
+    std::fs::write(
+        &script,
+        r#"#!/bin/sh
+case "$1" in
+create)
+    if [ "$2" != -F ] || [ "$3" != -c ] || [ ! -f "$4" ]; then
+        echo "fake xl: unexpected arguments: $*" >&2
+        exit 2
+    fi
+    cp "$4" "$FAKE_XL_CONFIG"
+    echo "Parsing config from $4" >&2
+    case "$FAKE_XL_MODE" in
+    marker)
+        printf 'guest says hi
+_unikit:exit=7\
+'
+        echo "Domain 1 has shut down, reason code 0 0x0" >&2 ;;
+    crash)
+        printf 'oops
+'
+        echo "Domain 1 has shut down, reason code 3 0x3" >&2 ;;
+    hang)
+        echo ready
+        while [ ! -f "$FAKE_XL_DESTROYED" ]; do sleep 0.1; done
+        echo "Domain 1 has shut down, reason code 0 0x0" >&2 ;;
+    esac
+    exit 0 ;;
+destroy)
+    echo "$2" > "$FAKE_XL_DESTROYED"
+    exit 0 ;;
+esac
+exit 2
+"#,
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let caps = dir.join("capabilities");
+    std::fs::write(&caps, "control_d\n").unwrap();
+    let mut paths = vec![dir.to_path_buf()];
+    paths.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()));
+    (std::env::join_paths(paths).unwrap(), caps)
+}
+
+/// `unikit run --plat xen ARGS` in `app` on a fake dom0 kept in `tmp`.
+fn dom0_run(app: &Path, tmp: &Path, mode: &str, args: &[&str]) -> Command {
+    let (path, caps) = fake_dom0(&tmp.join("fake-dom0"));
+    let mut c = Command::new(BIN);
+    c.current_dir(app)
+        .env("PATH", path)
+        .env("UNIKIT_XEN_CAPABILITIES", caps)
+        .env("FAKE_XL_MODE", mode)
+        .env("FAKE_XL_CONFIG", tmp.join("guest.cfg"))
+        .env("FAKE_XL_DESTROYED", tmp.join("destroyed"))
+        .args(["run", "--plat", "xen"])
+        .args(args);
+    c
+}
+
+#[test]
+fn dom0_config_console_and_exit_code() {
+    let (tmp, app) = fixture("name = \"fx\"\ntargets = [\"xen/x86_64\"]\nenv = { FOO = \"bar\" }\n");
+    let disk = tmp.path().join("d.img");
+    std::fs::write(&disk, vec![0u8; 4096]).unwrap();
+    let www = tmp.path().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "hi").unwrap();
+    let o = dom0_run(&app, tmp.path(), "marker", &["-q", "-m", "4100K", "--ip", "10.0.0.2/24:10.0.0.1", "--disk", disk.to_str().unwrap(), "--rootfs", www.to_str().unwrap(), "--", "a", "b c"])
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(7), "{err}");
+    assert_eq!(stdout(&o), "guest says hi\n", "{err}");
+    assert!(err.contains("xl sizes memory in whole MiB: -m 4100K is rounded up to 5M"), "{err}");
+    let cfg = std::fs::read_to_string(tmp.path().join("guest.cfg")).unwrap();
+    let image = app.join("build/fx_xen-x86_64").canonicalize().unwrap();
+    let initrd = app.join("build/fx.rootfs.cpio").canonicalize().unwrap();
+    let line = |k: &str| cfg.lines().find(|l| l.starts_with(&format!("{k} = "))).unwrap_or_else(|| panic!("no {k} in:\n{cfg}")).to_string();
+    assert!(line("name").starts_with("name = \"unikit-fx-"), "{cfg}");
+    assert_eq!(line("type"), "type = \"pv\"");
+    assert_eq!(std::path::Path::new(line("kernel").trim_start_matches("kernel = \"").trim_end_matches('"')).canonicalize().unwrap(), image);
+    assert_eq!(std::path::Path::new(line("ramdisk").trim_start_matches("ramdisk = \"").trim_end_matches('"')).canonicalize().unwrap(), initrd);
+    assert_eq!(line("memory"), "memory = 5");
+    assert_eq!(line("vcpus"), "vcpus = 1");
+    assert_eq!(line("cmdline"), r#"cmdline = "netdev.ip=10.0.0.2/24:10.0.0.1 unikit.quiet FOO=bar -- a \"b c\"""#);
+    assert!(line("vif").starts_with("vif = [ \"mac=06:00:") && line("vif").ends_with(",bridge=xenbr0\" ]"), "{cfg}");
+    assert_eq!(line("disk"), format!("disk = [ \"format=raw,vdev=xvda,access=rw,target={}\" ]", std::path::absolute(&disk).unwrap().display()));
+    for k in ["on_poweroff", "on_reboot", "on_crash"] {
+        assert_eq!(line(k), format!("{k} = \"destroy\""));
+    }
+    // -p needs the test bed's user network; on a dom0 it is refused.
+    let o = dom0_run(&app, tmp.path(), "marker", &["-p", "8080:80"]).output().unwrap();
+    assert_error(&o, "-p is not available on a Xen dom0");
+}
+
+#[test]
+fn dom0_crash_is_reported_with_xls_words() {
+    let (tmp, app) = fixture("name = \"fx\"\ntargets = [\"xen/x86_64\"]\n");
+    let o = dom0_run(&app, tmp.path(), "crash", &["-q"]).output().unwrap();
+    let err = assert_error(&o, "error: guest stopped without reporting an exit code (the domain crashed)");
+    assert!(err.contains("xl's messages:") && err.contains("Domain 1 has shut down, reason code 3 0x3"), "{err}");
+    assert_eq!(stdout(&o), "oops\n");
+    let kept = err.lines().find_map(|l| l.strip_prefix("unikit: the xl config and log are kept in ")).expect("kept folder");
+    assert!(Path::new(kept).join("guest.cfg").is_file());
+    std::fs::remove_dir_all(kept).unwrap();
+}
+
+#[test]
+fn dom0_sigterm_destroys_the_domain() {
+    let (tmp, app) = fixture("name = \"fx\"\ntargets = [\"xen/x86_64\"]\n");
+    let mut child = dom0_run(&app, tmp.path(), "hang", &["-q"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut first = [0u8; 6];
+    out.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"ready\n");
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert_eq!(status.code(), Some(128 + 15), "{err}");
+    assert!(err.contains("error: interrupted (signal 15, SIGTERM); the guest was stopped"), "{err}");
+    let destroyed = std::fs::read_to_string(tmp.path().join("destroyed")).unwrap();
+    assert!(destroyed.starts_with("unikit-fx-"), "xl destroy got {destroyed:?}");
 }
 
 /// Boot tests on the Xen test bed, one at a time.

@@ -45,11 +45,18 @@ pub enum Mode {
 }
 
 const CAPABILITIES: &str = "/proc/xen/capabilities";
+/// Read this file instead of /proc/xen/capabilities: lets tests play a
+/// dom0 with a fake `xl`.
+const CAPABILITIES_ENV: &str = "UNIKIT_XEN_CAPABILITIES";
+
+fn capabilities_path() -> PathBuf {
+    std::env::var_os(CAPABILITIES_ENV).map(PathBuf::from).unwrap_or_else(|| CAPABILITIES.into())
+}
 
 /// Is this host Xen's control domain? (`/proc/xen` is xenfs; its
 /// `capabilities` file reads `control_d` in dom0.)
 pub fn is_dom0() -> bool {
-    std::fs::read_to_string(CAPABILITIES).is_ok_and(|c| c.contains("control_d"))
+    std::fs::read_to_string(capabilities_path()).is_ok_and(|c| c.contains("control_d"))
 }
 
 fn testbed_hint() -> String {
@@ -67,7 +74,11 @@ pub fn host_mode(testbed: bool) -> Result<Mode> {
     match (which("xl"), is_dom0()) {
         (Some(xl), true) => Ok(Mode::Dom0 { xl }),
         (Some(xl), false) => Err(hinted(
-            format!("the xen platform needs a Xen dom0: {} is here, but this host is not Xen's control domain ({CAPABILITIES} does not say control_d)", xl.display()),
+            format!(
+                "the xen platform needs a Xen dom0: {} is here, but this host is not Xen's control domain ({} does not say control_d)",
+                xl.display(),
+                capabilities_path().display()
+            ),
             testbed_hint(),
         )),
         (None, _) => Err(hinted("the xen platform needs a Xen dom0 with `xl` (the Xen toolstack), and this host has no `xl` on PATH", testbed_hint())),
