@@ -11,6 +11,10 @@ command -v qemu-system-x86_64 >/dev/null || need_pkgs+=(qemu-system-x86 qemu-sys
 command -v cpio >/dev/null || need_pkgs+=(cpio)
 command -v curl >/dev/null || need_pkgs+=(curl)
 command -v ip >/dev/null || need_pkgs+=(iproute2)
+# The Xen test bed (unikit run --xen-testbed) is assembled with apt-get
+# download + dpkg-deb (on every Debian) and unpacks Xen with gzip; xz for
+# kernels whose modules are .ko.xz.
+command -v xz >/dev/null || need_pkgs+=(xz-utils)
 [ -e /usr/share/qemu/qboot.rom ] || need_pkgs+=(qemu-system-data)
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
