@@ -319,8 +319,10 @@ pub fn prepare() -> Result<Bed> {
         download(&debs, &missing)?;
     }
     eprintln!("unikit: assembling the Xen test bed in {}", dir.display());
+    // Leftovers of runs killed while assembling (we hold the lock: no one
+    // else is assembling now).
+    remove_entries(&cache, |n| n.starts_with("tmp-"));
     let tmp = cache.join(format!("tmp-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
     let result = assemble(&debs, &pkgs, &kernel, &tmp);
     let staged = tmp.join("bed");
     let finished = result.and_then(|()| {
@@ -331,7 +333,23 @@ pub fn prepare() -> Result<Bed> {
     });
     let _ = std::fs::remove_dir_all(&tmp);
     finished?;
+    // Beds and packages of older versions are not used again.
+    let bed_name = format!("bed-{key}");
+    remove_entries(&cache, |n| n.starts_with("bed-") && n != bed_name);
+    let wanted: Vec<String> = all.iter().map(|p| p.deb_name()).collect();
+    remove_entries(&debs, |n| n.ends_with(".deb") && !wanted.iter().any(|w| w == n));
     Ok(bed)
+}
+
+/// Remove the entries of `dir` whose names satisfy `pred` (best effort).
+fn remove_entries(dir: &Path, pred: impl Fn(&str) -> bool) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        if e.file_name().to_str().is_some_and(&pred) {
+            let p = e.path();
+            let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+        }
+    }
 }
 
 fn download(debs: &Path, pkgs: &[&&Pkg]) -> Result<()> {
