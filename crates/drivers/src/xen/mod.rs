@@ -7,6 +7,11 @@
 //! here knows whether the guest runs PV or PVH except through
 //! [`frame_of`], which gives the frame number Xen knows a page by (the
 //! machine frame for PV, the guest frame for PVH).
+//!
+//! Devices: [`gnttab`] (v1 grant table), [`xenstore`] (the store client),
+//! [`xenbus`] (frontend handshake, granted pages, event binding), [`ring`]
+//! (the shared I/O ring), [`netfront`], [`blkfront`]; the platform's entry
+//! point is `probe::probe_devices()` once xenstore and grants are set up.
 pub mod abi;
 pub mod blkfront;
 pub mod console;

@@ -50,23 +50,10 @@ pub const TIMEOUT_NS: u64 = 10_000_000_000;
 const WATCH_QUEUE: usize = 16;
 
 /// Error names xenstored sends in XS_ERROR replies (xs_wire.h).
+#[rustfmt::skip]
 const ERRORS: [&str; 16] = [
-    "EINVAL",
-    "EACCES",
-    "EEXIST",
-    "EISDIR",
-    "ENOENT",
-    "ENOMEM",
-    "ENOSPC",
-    "EIO",
-    "ENOTEMPTY",
-    "ENOSYS",
-    "EROFS",
-    "EBUSY",
-    "EAGAIN",
-    "EISCONN",
-    "E2BIG",
-    "EPERM",
+    "EINVAL", "EACCES", "EEXIST", "EISDIR", "ENOENT", "ENOMEM", "ENOSPC", "EIO",
+    "ENOTEMPTY", "ENOSYS", "EROFS", "EBUSY", "EAGAIN", "EISCONN", "E2BIG", "EPERM",
 ];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
