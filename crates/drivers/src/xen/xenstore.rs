@@ -17,7 +17,7 @@
 //!
 //! [`Client`] holds the protocol and is generic over [`Env`] (clock,
 //! notify, sleep), so the host tests run it against a fake xenstored. The
-//! guest has one global client ([`init`], [`read`], [`write`], ...) whose
+//! guest has one global client ([`init`](init()), [`read`](read()), [`write`](write()), ...) whose
 //! event-channel handler wakes waiting threads, which then read the ring.
 use alloc::collections::VecDeque;
 use alloc::string::{String, ToString};
