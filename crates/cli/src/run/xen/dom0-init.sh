@@ -46,9 +46,10 @@ done < /lib/modules/unikit/modules.order
 mount -t xenfs xenfs /proc/xen || fail "cannot mount xenfs (is this dom0 under Xen?)"
 grep -q control_d /proc/xen/capabilities || fail "not running as Xen's control domain"
 
-xenstored --pid-file /var/run/xenstored.pid || fail "xenstored did not start"
-xen-init-dom0 >/dev/null || fail "xen-init-dom0 failed"
-xenconsoled --pid-file=/var/run/xenconsoled.pid || fail "xenconsoled did not start"
+# The daemons' own words go to files: the console carries the guest's.
+xenstored --pid-file /var/run/xenstored.pid >/var/log/xen/xenstored.log 2>&1 || fail "xenstored did not start: $(cat /var/log/xen/xenstored.log)"
+xen-init-dom0 >/var/log/xen/init-dom0.log 2>&1 || fail "xen-init-dom0 failed: $(cat /var/log/xen/init-dom0.log)"
+xenconsoled --pid-file=/var/run/xenconsoled.pid >/var/log/xen/xenconsoled.log 2>&1 || fail "xenconsoled did not start: $(cat /var/log/xen/xenconsoled.log)"
 
 if [ "$UNIKIT_NET" = 1 ]; then
     ip link set lo up
@@ -58,9 +59,11 @@ if [ "$UNIKIT_NET" = 1 ]; then
     brctl setfd xenbr0 0
     ip addr add 10.0.0.1/24 dev xenbr0
     ip link set xenbr0 up
-    # HOST:GUEST: QEMU forwards 127.0.0.1:HOST to dom0's HOST; relay it on.
+    # HOST:GUEST: QEMU forwards 127.0.0.1:HOST to dom0's HOST; relay it on
+    # (one nc per connection; "connection refused" before the guest listens
+    # goes to the log, not into the guest's console).
     for p in $UNIKIT_PUBLISH; do
-        nc -ll -p "${p%%:*}" -e nc 10.0.0.2 "${p##*:}" &
+        nc -ll -p "${p%%:*}" -e nc 10.0.0.2 "${p##*:}" 2>>/var/log/xen/relay.log &
     done
 fi
 
@@ -74,5 +77,8 @@ end_line "$status" "${reason:-unknown}"
 # After the end line: noise again, for the host to show when the run failed
 # (Xen's own log first, so that xl's messages are the last ones).
 xl dmesg 2>/dev/null | tail -n 30
+for f in /var/log/xen/*.log; do
+    [ -s "$f" ] && { echo "--- $f"; tail -n 5 "$f"; }
+done
 cat /tmp/xl.log
 poweroff_now
