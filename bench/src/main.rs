@@ -11,6 +11,7 @@
 //! evenly, and the report quotes medians. QEMU is started with the same
 //! arguments `unikit run` uses (crates/cli/src/run/qemu.rs).
 mod net;
+mod xen;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -295,10 +296,16 @@ fn main() {
     if kvm_module.starts_with("kvm_pvm") {
         let _ = writeln!(r, "\nOn this host /dev/kvm is kvm_pvm: a guest that does not use the PVM paravirtual ABI runs its kernel-mode code through KVM's instruction emulator, so the KVM rows measure that emulator (several microseconds per instruction), not hardware virtualization; TCG is faster here. On hardware KVM the guest runs natively.");
     }
-    if std::env::args().any(|a| a == "--no-net") {
-        let _ = writeln!(r, "\n(HTTP throughput not measured: --no-net)");
-    } else {
+    let with_net = !std::env::args().any(|a| a == "--no-net");
+    if with_net {
         r.push_str(&net::run(&repo(), &unikit, kvm));
+    } else {
+        let _ = writeln!(r, "\n(HTTP throughput not measured: --no-net)");
+    }
+    if std::env::args().any(|a| a == "--no-xen") {
+        let _ = writeln!(r, "\n(Xen not measured: --no-xen)");
+    } else {
+        r.push_str(&xen::run(&repo(), &unikit, with_net));
     }
     print!("{r}");
     std::fs::write(repo().join("bench/REPORT.md"), &r).expect("cannot write bench/REPORT.md");

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const ROUNDS: usize = 3;
+pub const ROUNDS: usize = 3;
 const SECONDS: u32 = 5;
 const CONNECTIONS: u32 = 16;
 
@@ -59,7 +59,7 @@ fn cmd(wrap: &[String], prog: &str) -> Command {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -76,7 +76,8 @@ pub fn unikit_qemu(repo: &Path, unikit: &Path, accel: &str) -> Option<Server> {
     wait_up(&s.wrap, &s.url, 300).then_some(s)
 }
 
-pub fn linux_guest(repo: &Path) -> Option<Server> {
+/// The Linux guest's kernel and initramfs (bench/linux-guest.sh).
+pub fn linux_guest_files(repo: &Path) -> Option<(String, String)> {
     let out = Command::new(repo.join("bench/linux-guest.sh")).arg(repo.join("examples/httpd/www")).output().ok()?;
     if !out.status.success() {
         eprintln!("bench: linux guest unavailable: {}", String::from_utf8_lossy(&out.stderr).trim());
@@ -84,7 +85,18 @@ pub fn linux_guest(repo: &Path) -> Option<Server> {
     }
     let paths = String::from_utf8_lossy(&out.stdout);
     let mut it = paths.split_whitespace();
-    let (kernel, initrd) = (it.next()?.to_string(), it.next()?.to_string());
+    Some((it.next()?.to_string(), it.next()?.to_string()))
+}
+
+/// Starts a server on 127.0.0.1:`port` and waits up to `secs` for it to answer.
+pub fn server(name: String, cmd: &mut Command, port: u16, secs: u64) -> Option<Server> {
+    let child = spawn(cmd)?;
+    let s = Server { name, wrap: vec![], url: format!("http://127.0.0.1:{port}/index.html"), child, cleanup: vec![] };
+    wait_up(&s.wrap, &s.url, secs).then_some(s)
+}
+
+pub fn linux_guest(repo: &Path) -> Option<Server> {
+    let (kernel, initrd) = linux_guest_files(repo)?;
     let port = free_port();
     let child = spawn(Command::new("qemu-system-x86_64").args([
         "-M", "q35", "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-smp", "1", "-m", "256M",
@@ -132,7 +144,7 @@ pub fn busybox_host(repo: &Path) -> Option<Server> {
 }
 
 /// Requests per second, or None if wrk failed.
-fn wrk(s: &Server, close: bool) -> Option<f64> {
+pub fn wrk(s: &Server, close: bool) -> Option<f64> {
     let mut c = cmd(&s.wrap, "wrk");
     c.args(["-t2", &format!("-c{CONNECTIONS}"), &format!("-d{SECONDS}s")]);
     if close {
@@ -143,7 +155,7 @@ fn wrk(s: &Server, close: bool) -> Option<f64> {
     text.lines().find_map(|l| l.strip_prefix("Requests/sec:")).and_then(|v| v.trim().parse().ok())
 }
 
-fn median(v: &mut [f64]) -> Option<f64> {
+pub fn median(v: &mut [f64]) -> Option<f64> {
     v.sort_by(|a, b| a.total_cmp(b));
     v.get(v.len() / 2).copied()
 }

@@ -68,6 +68,9 @@ struct XenTestbedArgs {
     /// Boot the bed's own Linux kernel with a busybox initramfs instead of a file (checks the bed).
     #[arg(long, conflicts_with = "kernel")]
     linux: bool,
+    /// Guest type (pvh needs the kernel's PVH entry).
+    #[arg(long = "xen-type", value_enum, default_value = "pv")]
+    xen_type: XenType,
     /// The kernel file: an ELF with Xen PV notes, or a Linux bzImage.
     #[arg(required_unless_present = "linux")]
     kernel: Option<PathBuf>,
@@ -216,6 +219,10 @@ fn main() -> ExitCode {
             &a.cmdline.join(" "),
             &a.publish,
             &a.disk,
+            match a.xen_type {
+                XenType::Pv => run::xen::GuestType::Pv,
+                XenType::Pvh => run::xen::GuestType::Pvh,
+            },
         ),
         Command::Platforms => {
             platform::print_table();

@@ -69,6 +69,10 @@ fi
 
 echo "unikit-dom0: starting the guest"
 printf '\033_unikit-xen:begin\033\\\n'
+# hvc0 reaches the serial line asynchronously: let the marker out whole
+# before `xl create` makes Xen print (PVH domain build), or Xen's lines
+# can land inside it.
+usleep 300000
 # -F: xl stays in the foreground and reports how the domain shut down.
 xl create -F -c /unikit/guest.cfg 2>/tmp/xl.log
 status=$?

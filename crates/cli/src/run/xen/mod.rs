@@ -189,6 +189,7 @@ pub fn boot_file(
     cmdline: &str,
     publish: &[(u16, u16)],
     disks: &[PathBuf],
+    guest_type: GuestType,
 ) -> Result<u8> {
     for d in disks {
         if !d.is_file() {
@@ -225,7 +226,7 @@ pub fn boot_file(
         name: &name,
         memory,
         cmdline,
-        guest_type: GuestType::Pv,
+        guest_type,
         rootfs: ramdisk.as_deref(),
         publish,
         net: !publish.is_empty(),
