@@ -409,6 +409,29 @@ mod bed {
         assert!(stderr(&o).contains("unikit: guest exception (exit code 102)") || stdout(&o).contains("exit code 102"), "{}", stderr(&o));
     }
 
+    /// A PV guest cannot take a fault on an overflowed stack (Xen has no
+    /// IST for PV); Xen crashes the domain and the CLI reports from Xen's dump.
+    #[cfg_attr(unikit_no_xen_testbed, ignore = "SKIPPED: the Xen test bed needs qemu-system-x86_64, apt-get, apt-cache and dpkg-deb")]
+    #[test]
+    fn pv_stack_overflow_is_reported_from_xens_dump() {
+        let _bed = lock();
+        let o = run("tests/kernel-tests", &["-q", "--", "stack-overflow"]);
+        assert_eq!(o.status.code(), Some(102), "{}", stderr(&o));
+        let err = stderr(&o);
+        assert!(err.contains("STACK OVERFLOW") && err.contains("kernel_tests::crash::recurse+0x"), "{err}");
+    }
+
+    /// The in-VM kernel tests as a PVH guest: hardware paging, the
+    /// callback vector, pvclock and set_timer_op.
+    #[cfg_attr(unikit_no_xen_testbed, ignore = "SKIPPED: the Xen test bed needs qemu-system-x86_64, apt-get, apt-cache and dpkg-deb")]
+    #[test]
+    fn kernel_tests_as_a_pvh_guest() {
+        let _bed = lock();
+        let o = run("tests/kernel-tests", &["--xen-type", "pvh"]);
+        expect(&o, 0, &["PVH, pvclock", "kernel-tests: "]);
+        assert!(stdout(&o).contains(" passed, 0 failed"), "{}", stdout(&o));
+    }
+
     #[cfg_attr(unikit_no_xen_testbed, ignore = "SKIPPED: the Xen test bed needs qemu-system-x86_64, apt-get, apt-cache and dpkg-deb")]
     #[test]
     fn disk_survives_reboots() {

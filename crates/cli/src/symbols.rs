@@ -170,6 +170,12 @@ impl Annotator {
         }
     }
 
+    /// `name+0xoff` for a code address, if the image's symbols know it.
+    pub fn name(&self, addr: u64) -> Option<String> {
+        let (name, off) = self.symbols.as_ref()?.lookup(addr)?;
+        Some(format!("{}+{off:#x}", demangle(name)))
+    }
+
     /// Annotate a chunk; what should be shown is appended to `out`.
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) {
         if self.symbols.is_none() {

@@ -12,6 +12,7 @@
 //! is the one the guest reports in its marker.
 
 mod config;
+mod crash;
 mod demux;
 mod testbed;
 

@@ -979,7 +979,15 @@ pub fn run(cfg: &Config, annotator: &mut Annotator) -> Result<u8> {
         interrupted: signal,
         runner: "QEMU",
     };
-    let v: Verdict = super::verdict(&outcome);
+    let mut v: Verdict = super::verdict(&outcome);
+    // A crash Xen saw but the guest could not report: Xen's dump tells what happened.
+    let crash = (outcome.marker.is_none() && outcome.end.as_ref().is_some_and(|e| e.shutdown == "3"))
+        .then(|| noise.lock().ok().and_then(|n| super::crash::parse(&n.last_lines(400))))
+        .flatten();
+    if let Some(c) = &crash {
+        v.lines = c.report(&|a| annotator.name(a));
+        v.code = 102; // the kernel's EXIT_EXCEPTION: what the guest would have reported
+    }
     for line in &v.lines {
         eprintln!("{line}");
     }
