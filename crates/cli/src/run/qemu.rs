@@ -221,7 +221,7 @@ pub fn run(qemu: &Path, cfg: &Config, annotator: &mut Annotator) -> Result<u8> {
 /// `SOMAXCONN`. Where that is refused (old kernel, seccomp, Yama ptrace
 /// scope 2+), QEMU keeps its backlog of 1: bursts are slow, nothing breaks.
 #[allow(unsafe_code)] // raw syscalls (pidfd_open, pidfd_getfd, listen)
-mod hostfwd_backlog {
+pub(super) mod hostfwd_backlog {
     use std::collections::BTreeSet;
     use std::time::{Duration, Instant};
 

@@ -922,6 +922,11 @@ pub fn run(cfg: &Config, annotator: &mut Annotator) -> Result<u8> {
         .with_context(|| format!("cannot start {}", qemu.display()))?;
     let pid = child.id();
     super::super::fc::forward_signals(pid);
+    if !cfg.publish.is_empty() {
+        // As for the qemu platform: slirp listens with a backlog of 1.
+        let ports = cfg.publish.iter().map(|&(h, _)| h).collect();
+        std::thread::spawn(move || super::super::qemu::hostfwd_backlog::widen(pid, ports));
+    }
     // QEMU's own complaints are noise too (shown on failure).
     if let Some(mut err) = child.stderr.take() {
         let noise = noise.clone();
