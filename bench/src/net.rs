@@ -145,8 +145,14 @@ pub fn busybox_host(repo: &Path) -> Option<Server> {
 
 /// Requests per second, or None if wrk failed.
 pub fn wrk(s: &Server, close: bool) -> Option<f64> {
+    wrk_with(s, close, SECONDS, 2)
+}
+
+/// wrk for `secs` seconds; a request slower than `timeout` seconds counts
+/// as an error, not as a request.
+pub fn wrk_with(s: &Server, close: bool, secs: u32, timeout: u32) -> Option<f64> {
     let mut c = cmd(&s.wrap, "wrk");
-    c.args(["-t2", &format!("-c{CONNECTIONS}"), &format!("-d{SECONDS}s")]);
+    c.args(["-t2", &format!("-c{CONNECTIONS}"), &format!("-d{secs}s"), &format!("--timeout={timeout}s")]);
     if close {
         c.args(["-H", "Connection: close"]);
     }
