@@ -438,7 +438,9 @@ mod bed {
         let _bed = lock();
         let tmp = TempDir::new().unwrap();
         let img = disk(tmp.path(), 8);
-        for (i, extra) in [(1, &["--", "--format"][..]), (2, &[][..])] {
+        // The second boot is a PVH guest: its grant table comes from
+        // XENMEM_add_to_physmap instead of the PV mapping.
+        for (i, extra) in [(1, &["--", "--format"][..]), (2, &["--xen-type", "pvh"][..]), (3, &[][..])] {
             let mut args = vec!["-q", "--disk", img.as_str()];
             args.extend_from_slice(extra);
             let o = run("examples/counter", &args);
