@@ -38,32 +38,28 @@ fn cpuid_base() -> Option<u32> {
     })
 }
 
+/// `struct xen_hvm_param` (hvm/hvm_op.h).
+#[repr(C)]
+struct HvmParam {
+    domid: u16,
+    pad: u16,
+    index: u32,
+    value: u64,
+}
+
+fn hvm_param(op: usize, index: u32, value: u64) -> Result<u64, Error> {
+    let mut p = HvmParam { domid: abi::DOMID_SELF, pad: 0, index, value };
+    // SAFETY: the structure HVMOP_get_param/set_param read and write.
+    let rc = unsafe { hypercall(abi::HYPERVISOR_HVM_OP, op, &raw mut p as usize, 0, 0, 0) };
+    if rc < 0 { Err(Error::Hypercall("HVMOP_get/set_param", rc)) } else { Ok(p.value) }
+}
+
 fn get_param(index: u32) -> Result<u64, Error> {
-    #[repr(C)]
-    struct HvmParam {
-        domid: u16,
-        pad: u16,
-        index: u32,
-        value: u64,
-    }
-    let mut p = HvmParam { domid: abi::DOMID_SELF, pad: 0, index, value: 0 };
-    // SAFETY: the structure HVMOP_get_param reads and writes.
-    let rc = unsafe { hypercall(abi::HYPERVISOR_HVM_OP, abi::HVMOP_GET_PARAM, &raw mut p as usize, 0, 0, 0) };
-    if rc < 0 { Err(Error::Hypercall("HVMOP_get_param", rc)) } else { Ok(p.value) }
+    hvm_param(abi::HVMOP_GET_PARAM, index, 0)
 }
 
 fn set_param(index: u32, value: u64) -> Result<(), Error> {
-    #[repr(C)]
-    struct HvmParam {
-        domid: u16,
-        pad: u16,
-        index: u32,
-        value: u64,
-    }
-    let p = HvmParam { domid: abi::DOMID_SELF, pad: 0, index, value };
-    // SAFETY: as above.
-    let rc = unsafe { hypercall(abi::HYPERVISOR_HVM_OP, abi::HVMOP_SET_PARAM, &raw const p as usize, 0, 0, 0) };
-    if rc < 0 { Err(Error::Hypercall("HVMOP_set_param", rc)) } else { Ok(()) }
+    hvm_param(abi::HVMOP_SET_PARAM, index, value).map(|_| ())
 }
 
 /// Puts Xen's frame `idx` of `space` at guest frame `gpfn` (the RAM page
