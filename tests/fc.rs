@@ -18,62 +18,11 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-const BIN: &str = env!("CARGO_BIN_EXE_unikit");
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// A failure: exit 125, an `error:` line, no panic.
-#[track_caller]
-fn assert_error(o: &Output, expected: &str) -> String {
-    let err = stderr(o);
-    assert_eq!(o.status.code(), Some(125), "stderr: {err}");
-    assert!(err.lines().any(|l| l.starts_with("error: ")), "no error line in: {err}");
-    assert!(err.contains(expected), "expected {expected:?} in: {err}");
-    assert!(!err.contains("panicked"), "{err}");
-    err
-}
+mod common;
+use common::{APP_SPIN, BIN, assert_error, fixture, stderr, stdout};
 
 fn run_in(dir: &Path, path: &std::ffi::OsStr, args: &[&str]) -> Output {
     Command::new(BIN).current_dir(dir).env("PATH", path).args(args).output().expect("run unikit")
-}
-
-const STUB_CARGO: &str = "[package]\nname = \"unikit\"\nversion = \"0.0.0\"\nedition = \"2021\"\n[features]\nplat-kvm = []\nplat-linuxu = []\n";
-const STUB_BUILD: &str = r#"fn main() {
-    let out = std::env::var("OUT_DIR").unwrap();
-    for k in ["kvm", "linuxu"] {
-        std::fs::write(format!("{out}/unikit-{k}.ld"), "ENTRY(_start)\n").unwrap();
-    }
-    println!("cargo:rustc-link-search=native={out}");
-}
-"#;
-const STUB_LIB: &str = "#![no_std]\n#[panic_handler]\nfn panic(_: &core::panic::PanicInfo) -> ! { loop {} }\n";
-const APP_MAIN: &str = "#![no_std]\n#![no_main]\nextern crate unikit;\n#[no_mangle]\npub extern \"C\" fn _start() -> ! { loop {} }\n";
-
-/// A buildable project (`<tmp>/app`) against a stand-in `unikit` crate.
-fn fixture(manifest: &str) -> (TempDir, PathBuf) {
-    let tmp = TempDir::new().unwrap();
-    let stub = tmp.path().join("unikit");
-    fs::create_dir_all(stub.join("src")).unwrap();
-    fs::write(stub.join("Cargo.toml"), STUB_CARGO).unwrap();
-    fs::write(stub.join("build.rs"), STUB_BUILD).unwrap();
-    fs::write(stub.join("src/lib.rs"), STUB_LIB).unwrap();
-    let app = tmp.path().join("app");
-    fs::create_dir_all(app.join("src")).unwrap();
-    fs::write(
-        app.join("Cargo.toml"),
-        "[package]\nname = \"fixture\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\
-         [dependencies]\nunikit = { path = \"../unikit\" }\n[workspace]\n",
-    )
-    .unwrap();
-    fs::write(app.join("src/main.rs"), APP_MAIN).unwrap();
-    fs::write(app.join("unikit.toml"), manifest).unwrap();
-    (tmp, app)
 }
 
 /// A fake `firecracker` that checks its arguments, saves them and the
@@ -199,7 +148,7 @@ fn odd_vcpu_counts_are_refused() {
 #[cfg_attr(unikit_no_kvm, ignore = "SKIPPED: /dev/kvm is not usable on this host (run --plat fc checks it)")]
 #[test]
 fn config_file_and_marker_through_a_fake_firecracker() {
-    let (tmp, app) = fixture("name = \"fx\"\ntargets = [\"fc/x86_64\"]\nenv = { FOO = \"bar\" }\n");
+    let (tmp, app) = fixture("name = \"fx\"\ntargets = [\"fc/x86_64\"]\nenv = { FOO = \"bar\" }\n", APP_SPIN);
     let disk = tmp.path().join("d.img");
     fs::write(&disk, vec![0u8; 4096]).unwrap();
     let www = tmp.path().join("www");
@@ -260,7 +209,7 @@ fn config_file_and_marker_through_a_fake_firecracker() {
 #[cfg_attr(unikit_no_kvm, ignore = "SKIPPED: /dev/kvm is not usable on this host (run --plat fc checks it)")]
 #[test]
 fn firecracker_failing_without_marker_is_reported() {
-    let (tmp, app) = fixture("name = \"fx\"\ntargets = [\"fc/x86_64\"]\n");
+    let (tmp, app) = fixture("name = \"fx\"\ntargets = [\"fc/x86_64\"]\n", APP_SPIN);
     let (_bin, path) = fake_firecracker();
     let args = tmp.path().join("args");
     let o = Command::new(BIN)
@@ -295,7 +244,7 @@ fn free_port() -> u16 {
 #[cfg_attr(unikit_no_netns, ignore = "SKIPPED: creating network namespaces needs root and iproute2")]
 #[test]
 fn publish_makes_a_namespace_with_a_tap_and_relays() {
-    let (tmp, app) = fixture("name = \"fx\"\ntargets = [\"fc/x86_64\"]\n");
+    let (tmp, app) = fixture("name = \"fx\"\ntargets = [\"fc/x86_64\"]\n", APP_SPIN);
     let (_bin, path) = fake_firecracker();
     let info = tmp.path().join("netns");
     let config = tmp.path().join("config.json");

@@ -23,29 +23,11 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-const BIN: &str = env!("CARGO_BIN_EXE_unikit");
+mod common;
+use common::{APP_SPIN, BIN, assert_error, fixture, stderr, stdout};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// A failure: exit 125, an `error:` line, no panic.
-#[track_caller]
-fn assert_error(o: &Output, expected: &str) -> String {
-    let err = stderr(o);
-    assert_eq!(o.status.code(), Some(125), "stderr: {err}");
-    assert!(err.lines().any(|l| l.starts_with("error: ")), "no error line in: {err}");
-    assert!(err.contains(expected), "expected {expected:?} in: {err}");
-    assert!(!err.contains("panicked"), "{err}");
-    err
 }
 
 fn is_dom0() -> bool {
@@ -122,36 +104,6 @@ fn build_for_xen_makes_a_xen_image() {
     assert!(image.starts_with(b"\x7fELF") && image.windows(4).any(|w| w == b"Xen\0"), "no Xen ELF note");
 }
 
-const STUB_CARGO: &str = "[package]\nname = \"unikit\"\nversion = \"0.0.0\"\nedition = \"2021\"\n[features]\nplat-kvm = []\n";
-const STUB_BUILD: &str = r#"fn main() {
-    let out = std::env::var("OUT_DIR").unwrap();
-    std::fs::write(format!("{out}/unikit-kvm.ld"), "ENTRY(_start)\n").unwrap();
-    println!("cargo:rustc-link-search=native={out}");
-}
-"#;
-const STUB_LIB: &str = "#![no_std]\n#[panic_handler]\nfn panic(_: &core::panic::PanicInfo) -> ! { loop {} }\n";
-const APP_MAIN: &str = "#![no_std]\n#![no_main]\nextern crate unikit;\n#[no_mangle]\npub extern \"C\" fn _start() -> ! { loop {} }\n";
-
-/// A buildable project (`<tmp>/app`) against a stand-in `unikit` crate.
-fn fixture(manifest: &str) -> (TempDir, PathBuf) {
-    let tmp = TempDir::new().unwrap();
-    let stub = tmp.path().join("unikit");
-    std::fs::create_dir_all(stub.join("src")).unwrap();
-    std::fs::write(stub.join("Cargo.toml"), STUB_CARGO).unwrap();
-    std::fs::write(stub.join("build.rs"), STUB_BUILD).unwrap();
-    std::fs::write(stub.join("src/lib.rs"), STUB_LIB).unwrap();
-    let app = tmp.path().join("app");
-    std::fs::create_dir_all(app.join("src")).unwrap();
-    std::fs::write(
-        app.join("Cargo.toml"),
-        "[package]\nname = \"fixture\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\
-         [dependencies]\nunikit = { path = \"../unikit\" }\n[workspace]\n",
-    )
-    .unwrap();
-    std::fs::write(app.join("src/main.rs"), APP_MAIN).unwrap();
-    std::fs::write(app.join("unikit.toml"), manifest).unwrap();
-    (tmp, app)
-}
 
 /// A fake dom0 in `dir`: an `xl` script that saves the config it is given
 /// and acts as $FAKE_XL_MODE says, and a capabilities file saying
@@ -220,7 +172,7 @@ fn dom0_run(app: &Path, tmp: &Path, mode: &str, args: &[&str]) -> Command {
 
 #[test]
 fn dom0_config_console_and_exit_code() {
-    let (tmp, app) = fixture("name = \"fx\"\ntargets = [\"xen/x86_64\"]\nenv = { FOO = \"bar\" }\n");
+    let (tmp, app) = fixture("name = \"fx\"\ntargets = [\"xen/x86_64\"]\nenv = { FOO = \"bar\" }\n", APP_SPIN);
     let disk = tmp.path().join("d.img");
     std::fs::write(&disk, vec![0u8; 4096]).unwrap();
     let www = tmp.path().join("www");
@@ -256,7 +208,7 @@ fn dom0_config_console_and_exit_code() {
 
 #[test]
 fn dom0_crash_is_reported_with_xls_words() {
-    let (tmp, app) = fixture("name = \"fx\"\ntargets = [\"xen/x86_64\"]\n");
+    let (tmp, app) = fixture("name = \"fx\"\ntargets = [\"xen/x86_64\"]\n", APP_SPIN);
     let o = dom0_run(&app, tmp.path(), "crash", &["-q"]).output().unwrap();
     let err = assert_error(&o, "error: guest stopped without reporting an exit code (the domain crashed)");
     assert!(err.contains("xl's messages:") && err.contains("Domain 1 has shut down, reason code 3 0x3"), "{err}");
@@ -268,7 +220,7 @@ fn dom0_crash_is_reported_with_xls_words() {
 
 #[test]
 fn dom0_sigterm_destroys_the_domain() {
-    let (tmp, app) = fixture("name = \"fx\"\ntargets = [\"xen/x86_64\"]\n");
+    let (tmp, app) = fixture("name = \"fx\"\ntargets = [\"xen/x86_64\"]\n", APP_SPIN);
     let mut child = dom0_run(&app, tmp.path(), "hang", &["-q"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let mut out = child.stdout.take().unwrap();
     let mut first = [0u8; 6];

@@ -3,12 +3,14 @@
 //! replaced by a shell script where its behaviour matters.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use tempfile::TempDir;
 
-const BIN: &str = env!("CARGO_BIN_EXE_unikit");
+#[path = "../../../tests/common/mod.rs"]
+mod common;
+use common::{BIN, assert_error, fixture, stderr, stdout};
 
 fn unikit(dir: &Path, args: &[&str]) -> Output {
     Command::new(BIN)
@@ -27,67 +29,12 @@ fn unikit_with_path(dir: &Path, path: &std::ffi::OsStr, args: &[&str]) -> Output
         .expect("run unikit")
 }
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// A failure: exit 125, an `error:` line, and no panic.
-#[track_caller]
-fn assert_error(o: &Output, expected: &str) -> String {
-    let err = stderr(o);
-    assert!(!o.status.success(), "should fail; stderr: {err}");
-    assert_eq!(o.status.code(), Some(125), "stderr: {err}");
-    assert!(
-        err.lines().any(|l| l.starts_with("error: ")),
-        "no error line in: {err}"
-    );
-    assert!(err.contains(expected), "expected {expected:?} in: {err}");
-    assert!(!err.contains("panicked"), "{err}");
-    err
-}
-
 /// A folder with only a `unikit.toml`.
 fn project(manifest: &str) -> TempDir {
     let dir = TempDir::new().unwrap();
     fs::write(dir.path().join("unikit.toml"), manifest).unwrap();
     dir
 }
-
-const STUB_CARGO: &str = r#"[package]
-name = "unikit"
-version = "0.0.0"
-edition = "2021"
-[features]
-plat-kvm = []
-plat-linuxu = []
-"#;
-
-/// Puts `unikit-<k>.ld` on the link search path, as the real platform crates do.
-const STUB_BUILD: &str = r#"fn main() {
-    let out = std::env::var("OUT_DIR").unwrap();
-    for k in ["kvm", "linuxu"] {
-        std::fs::write(format!("{out}/unikit-{k}.ld"), "ENTRY(_start)\n").unwrap();
-    }
-    println!("cargo:rustc-link-search=native={out}");
-}
-"#;
-
-const STUB_LIB: &str = r#"#![no_std]
-use core::arch::asm;
-pub fn write(s: &[u8]) {
-    unsafe { asm!("syscall", inlateout("rax") 1usize => _, in("rdi") 1usize, in("rsi") s.as_ptr(),
-                  in("rdx") s.len(), lateout("rcx") _, lateout("r11") _) };
-}
-pub fn exit(code: i32) -> ! {
-    unsafe { asm!("syscall", in("rax") 231usize, in("rdi") code as usize, options(noreturn)) }
-}
-#[panic_handler]
-fn panic(_: &core::panic::PanicInfo) -> ! { exit(101) }
-"#;
 
 const APP_MAIN: &str = r#"#![no_std]
 #![no_main]
@@ -97,27 +44,6 @@ pub extern "C" fn _start() -> ! {
     unikit::exit(7)
 }
 "#;
-
-/// A buildable project (`<tmp>/app`) against a stand-in `unikit` crate.
-fn fixture(manifest: &str, main_rs: &str) -> (TempDir, PathBuf) {
-    let tmp = TempDir::new().unwrap();
-    let stub = tmp.path().join("unikit");
-    fs::create_dir_all(stub.join("src")).unwrap();
-    fs::write(stub.join("Cargo.toml"), STUB_CARGO).unwrap();
-    fs::write(stub.join("build.rs"), STUB_BUILD).unwrap();
-    fs::write(stub.join("src/lib.rs"), STUB_LIB).unwrap();
-    let app = tmp.path().join("app");
-    fs::create_dir_all(app.join("src")).unwrap();
-    fs::write(
-        app.join("Cargo.toml"),
-        "[package]\nname = \"fixture\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\
-         [dependencies]\nunikit = { path = \"../unikit\" }\n[workspace]\n",
-    )
-    .unwrap();
-    fs::write(app.join("src/main.rs"), main_rs).unwrap();
-    fs::write(app.join("unikit.toml"), manifest).unwrap();
-    (tmp, app)
-}
 
 /// A folder with a fake `qemu-system-x86_64` that records its arguments and
 /// behaves according to `$FAKE_QEMU_MODE`; returns (dir, PATH with it first).
