@@ -16,6 +16,18 @@ mod port;
 pub mod virtio;
 pub mod xen;
 
+/// A MAC address as `aa:bb:cc:dd:ee:ff`, for the drivers' device lines.
+#[cfg(target_os = "none")]
+pub(crate) struct Mac(pub [u8; 6]);
+
+#[cfg(target_os = "none")]
+impl core::fmt::Display for Mac {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let m = self.0;
+        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+    }
+}
+
 /// Driver log line (guest only, silenced by `unikit.quiet`; nothing on the host).
 #[allow(unused_macros)]
 macro_rules! dlog {

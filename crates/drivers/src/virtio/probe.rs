@@ -38,11 +38,10 @@ fn attach(ty: u32, t: &'static dyn Transport, ints: &Ints, place: &dyn core::fmt
             let n = NET_COUNT.load(Ordering::Relaxed);
             let dev = VirtioNet::new(format!("virtio-net{n}"), t, ints)?;
             NET_COUNT.store(n + 1, Ordering::Relaxed);
-            let m = unikit_kernel::dev::NetDevice::mac(&dev);
             dlog!(
-                "virtio-net{n}: {} at {place}, mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, {}",
+                "virtio-net{n}: {} at {place}, mac {}, {}",
                 dev.transport_kind(),
-                m[0], m[1], m[2], m[3], m[4], m[5],
+                crate::Mac(unikit_kernel::dev::NetDevice::mac(&dev)),
                 if unikit_kernel::dev::NetDevice::has_interrupts(&dev) { "interrupts" } else { "polled" }
             );
             unikit_kernel::dev::register_net(Arc::new(dev));

@@ -36,17 +36,7 @@ pub fn probe_devices() -> usize {
         let node = format!("device/vif/{id}");
         match NetFront::new(format!("xen-net{n}"), node.clone()) {
             Ok(dev) => {
-                let m = dev.mac();
-                dlog!(
-                    "xen-net{n}: {node}, backend {}, mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, interrupts",
-                    dev.backend(),
-                    m[0],
-                    m[1],
-                    m[2],
-                    m[3],
-                    m[4],
-                    m[5]
-                );
+                dlog!("xen-net{n}: {node}, backend {}, mac {}, interrupts", dev.backend(), crate::Mac(dev.mac()));
                 dev::register_net(Arc::new(dev));
                 nets += 1;
             }
