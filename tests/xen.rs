@@ -104,7 +104,6 @@ fn build_for_xen_makes_a_xen_image() {
     assert!(image.starts_with(b"\x7fELF") && image.windows(4).any(|w| w == b"Xen\0"), "no Xen ELF note");
 }
 
-
 /// A fake dom0 in `dir`: an `xl` script that saves the config it is given
 /// and acts as $FAKE_XL_MODE says, and a capabilities file saying
 /// control_d. Returns (PATH, capabilities file).
@@ -132,6 +131,8 @@ create)
         printf 'oops
 '
         echo "Domain 1 has shut down, reason code 3 0x3" >&2 ;;
+    overflow)
+        echo "Domain 1 has shut down, reason code 3 0x3" >&2 ;;
     hang)
         echo ready
         while [ ! -f "$FAKE_XL_DESTROYED" ]; do sleep 0.1; done
@@ -140,6 +141,17 @@ create)
     exit 0 ;;
 destroy)
     echo "$2" > "$FAKE_XL_DESTROYED"
+    exit 0 ;;
+dmesg)
+    # What Xen 4.17 printed for a PV guest's stack overflow in the test bed.
+    if [ "$FAKE_XL_MODE" = overflow ]; then
+        echo "(XEN) Pagetable walk from 0000000000012e08:"
+        echo "(XEN) domain_crash_sync called from entry.S: fault at ffff82d0403602d0 x86_64/entry.S#domain_crash_page_fault_6x8+0/0x4"
+        echo "(XEN) Domain 1 (vcpu#0) crashed on cpu#0:"
+        echo "(XEN) RIP:    e033:[<00000000001042be>]"
+        echo "(XEN) rbp: 0000000000013038   rsp: 0000000000012e18   r8:  0000000000000000"
+        echo "(XEN) cr3: 000000007b569000   cr2: 0000000000012f20"
+    fi
     exit 0 ;;
 esac
 exit 2
@@ -216,6 +228,20 @@ fn dom0_crash_is_reported_with_xls_words() {
     let kept = err.lines().find_map(|l| l.strip_prefix("unikit: the xl config and log are kept in ")).expect("kept folder");
     assert!(Path::new(kept).join("guest.cfg").is_file());
     std::fs::remove_dir_all(kept).unwrap();
+}
+
+/// A crash the guest could not report (a PV stack overflow): the report
+/// comes from Xen's dump, read with `xl dmesg`.
+#[test]
+fn dom0_crash_without_a_report_is_explained_from_xl_dmesg() {
+    let (tmp, app) = fixture("name = \"fx\"\ntargets = [\"xen/x86_64\"]\n", APP_SPIN);
+    let o = dom0_run(&app, tmp.path(), "overflow", &["-q"]).output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(102), "{err}");
+    assert!(err.contains("rip 0x1042be") && err.contains("fault address 0x12f20") && err.contains("STACK OVERFLOW"), "{err}");
+    if let Some(kept) = err.lines().find_map(|l| l.strip_prefix("unikit: the xl config and log are kept in ")) {
+        std::fs::remove_dir_all(kept).unwrap();
+    }
 }
 
 #[test]

@@ -338,6 +338,19 @@ pub fn verdict(o: &Outcome) -> Verdict {
     }
 }
 
+/// A domain that crashed without the guest's exit marker: when Xen's
+/// console (`xen_log`, read only then) has the crash dump, it becomes the
+/// report (see crash.rs), with the exit code the guest would have given.
+fn explain_crash(o: &Outcome, xen_log: impl FnOnce() -> Vec<String>, annotator: &Annotator, v: &mut Verdict) {
+    if o.marker.is_some() || o.end.as_ref().is_none_or(|e| e.shutdown != "3") {
+        return;
+    }
+    if let Some(c) = crash::parse(&xen_log()) {
+        v.lines = c.report(&|a| annotator.name(a));
+        v.code = 102; // the kernel's EXIT_EXCEPTION
+    }
+}
+
 /// `Domain 1 has shut down, reason code 3 0x3` in xl's -F output.
 pub fn xl_shutdown_code(log: &str) -> Option<String> {
     log.lines().find_map(|l| {
@@ -423,7 +436,13 @@ fn run_dom0(xl: &Path, dc: &DomainConfig, annotator: &mut Annotator) -> Result<u
         interrupted: super::fc::forwarded_signal(),
         runner: "xl",
     };
-    let v = verdict(&outcome);
+    let mut v = verdict(&outcome);
+    // Xen's console ring (crash dumps included) is what `xl dmesg` prints.
+    let dmesg = || {
+        let out = Command::new(xl).arg("dmesg").stdin(Stdio::null()).stderr(Stdio::null()).output();
+        out.map(|o| String::from_utf8_lossy(&o.stdout).lines().map(String::from).collect()).unwrap_or_default()
+    };
+    explain_crash(&outcome, dmesg, annotator, &mut v);
     for line in &v.lines {
         eprintln!("{line}");
     }

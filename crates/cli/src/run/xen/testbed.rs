@@ -985,14 +985,7 @@ pub fn run(cfg: &Config, annotator: &mut Annotator) -> Result<u8> {
         runner: "QEMU",
     };
     let mut v: Verdict = super::verdict(&outcome);
-    // A crash Xen saw but the guest could not report: Xen's dump tells what happened.
-    let crash = (outcome.marker.is_none() && outcome.end.as_ref().is_some_and(|e| e.shutdown == "3"))
-        .then(|| noise.lock().ok().and_then(|n| super::crash::parse(&n.last_lines(400))))
-        .flatten();
-    if let Some(c) = &crash {
-        v.lines = c.report(&|a| annotator.name(a));
-        v.code = 102; // the kernel's EXIT_EXCEPTION: what the guest would have reported
-    }
+    super::explain_crash(&outcome, || noise.lock().map(|n| n.last_lines(400)).unwrap_or_default(), annotator, &mut v);
     for line in &v.lines {
         eprintln!("{line}");
     }
