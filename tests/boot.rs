@@ -30,32 +30,19 @@ fn unikit(project: &str, args: &[&str]) -> Run {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     };
-    assert!(
-        !r.stderr.contains("panicked"),
-        "the CLI panicked:\n{}",
-        r.stderr
-    );
+    assert!(!r.stderr.contains("panicked"), "the CLI panicked:\n{}", r.stderr);
     r
 }
 
 impl Run {
     #[track_caller]
     fn expect(&self, code: i32, needles: &[&str]) -> &Self {
-        let ctx = format!(
-            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        );
+        let ctx = format!("exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr);
         assert_eq!(self.code, code, "wrong exit code\n{ctx}");
         for n in needles {
-            assert!(
-                self.stdout.contains(n),
-                "missing {n:?} in the console\n{ctx}"
-            );
+            assert!(self.stdout.contains(n), "missing {n:?} in the console\n{ctx}");
         }
-        assert!(
-            !self.stdout.contains("\x1b_unikit:exit"),
-            "exit marker leaked to stdout\n{ctx}"
-        );
+        assert!(!self.stdout.contains("\x1b_unikit:exit"), "exit marker leaked to stdout\n{ctx}");
         self
     }
 }
@@ -87,11 +74,7 @@ fn hello(plat: &[&str], banner: &str, hypervisor: &str) {
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let r = unikit("examples/hello", &argv);
     r.expect(0, &[&format!("Hello from unikit on {banner}!")]);
-    assert!(
-        !r.stdout.contains("unikit 0."),
-        "-q must silence the boot log:\n{}",
-        r.stdout
-    );
+    assert!(!r.stdout.contains("unikit 0."), "-q must silence the boot log:\n{}", r.stdout);
 }
 
 fn kernel_tests(plat: &[&str]) {
@@ -107,11 +90,7 @@ fn crash(plat: &[&str], mode: &str, code: i32, needles: &[&str]) {
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let r = unikit("tests/kernel-tests", &argv);
     r.expect(code, needles);
-    assert!(
-        r.stdout.contains("backtrace:") || mode == "deadlock",
-        "no backtrace:\n{}",
-        r.stdout
-    );
+    assert!(r.stdout.contains("backtrace:") || mode == "deadlock", "no backtrace:\n{}", r.stdout);
 }
 
 fn panics(plat: &[&str]) {
@@ -143,12 +122,7 @@ fn page_fault(plat: &[&str]) {
 }
 
 fn invalid_opcode(plat: &[&str]) {
-    crash(
-        plat,
-        "ud2",
-        102,
-        &["invalid opcode (#UD) (vector 6)", "(faulting instruction)"],
-    );
+    crash(plat, "ud2", 102, &["invalid opcode (#UD) (vector 6)", "(faulting instruction)"]);
 }
 
 fn stack_overflow(plat: &[&str]) {
@@ -164,12 +138,7 @@ fn stack_overflow(plat: &[&str]) {
 }
 
 fn deadlock(plat: &[&str]) {
-    crash(
-        plat,
-        "deadlock",
-        103,
-        &["DEADLOCK: every thread is blocked"],
-    );
+    crash(plat, "deadlock", 103, &["DEADLOCK: every thread is blocked"]);
 }
 
 fn threads(plat: &[&str]) {
@@ -210,7 +179,16 @@ fn microvm_stops_without_an_exit_device() {
     assert!(st.success());
     let image = repo().join("examples/hello/build/hello_qemu-x86_64");
     let out = Command::new("timeout")
-        .args(["60", "qemu-system-x86_64", "-M", "microvm,acpi=off", "-nodefaults", "-no-user-config", "-display", "none"])
+        .args([
+            "60",
+            "qemu-system-x86_64",
+            "-M",
+            "microvm,acpi=off",
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+        ])
         .args(["-no-reboot", "-m", "16M", "-serial", "stdio", "-accel", "tcg", "-cpu", "max", "-kernel"])
         .arg(&image)
         .args(["-append", "unikit.quiet -- --exit 7"])
@@ -246,32 +224,18 @@ macro_rules! on_every_platform {
     };
 }
 
-on_every_platform!(
-    kernel_tests,
-    panics,
-    page_fault,
-    invalid_opcode,
-    stack_overflow,
-    deadlock,
-    threads
-);
+on_every_platform!(kernel_tests, panics, page_fault, invalid_opcode, stack_overflow, deadlock, threads);
 
 #[test]
 fn tcg_boots_in_small_memory() {
-    unikit(
-        "examples/hello",
-        &["--plat", "qemu", "--accel", "tcg", "-m", "4M", "-q"],
-    )
-    .expect(0, &["Hello from unikit on kvm!"]);
+    unikit("examples/hello", &["--plat", "qemu", "--accel", "tcg", "-m", "4M", "-q"])
+        .expect(0, &["Hello from unikit on kvm!"]);
 }
 
 #[test]
 fn qemu_out_of_memory_is_reported() {
     // Far too little RAM for the heap: the guest must say so and stop, not hang.
-    let r = unikit(
-        "tests/kernel-tests",
-        &["--plat", "qemu", "--accel", "tcg", "-m", "2M", "-q"],
-    );
+    let r = unikit("tests/kernel-tests", &["--plat", "qemu", "--accel", "tcg", "-m", "2M", "-q"]);
     assert_ne!(r.code, 0, "{}", r.stdout);
 }
 
@@ -279,17 +243,6 @@ fn qemu_out_of_memory_is_reported() {
 fn tcg_seabios() {
     // SeaBIOS leaves the legacy PIC and PIT running (IRQ0 on vector 8):
     // the kernel must tame them. A sleep gives the PIT time to fire.
-    unikit(
-        "examples/threads",
-        &[
-            "--plat",
-            "qemu",
-            "--accel",
-            "tcg",
-            "--firmware",
-            "seabios",
-            "-q",
-        ],
-    )
-    .expect(0, &["threads: ok"]);
+    unikit("examples/threads", &["--plat", "qemu", "--accel", "tcg", "--firmware", "seabios", "-q"])
+        .expect(0, &["threads: ok"]);
 }

@@ -102,10 +102,14 @@ fn without_firecracker_run_and_platforms_explain() {
     assert!(err.contains("hint: download a release binary"), "{err}");
 
     // --firecracker alone selects fc.
-    assert_error(&run_in(p.path(), path, &["run", "--firecracker", "/nonexistent/fc"]), "--firecracker /nonexistent/fc: no such file");
+    assert_error(
+        &run_in(p.path(), path, &["run", "--firecracker", "/nonexistent/fc"]),
+        "--firecracker /nonexistent/fc: no such file",
+    );
 
     // Without --plat: no target can run, and fc says why.
-    let err = assert_error(&run_in(p.path(), path, &["run"]), "none of the targets in unikit.toml can run on this host");
+    let err =
+        assert_error(&run_in(p.path(), path, &["run"]), "none of the targets in unikit.toml can run on this host");
     assert!(err.contains("fc/x86_64: firecracker not found"), "{err}");
 
     let o = run_in(p.path(), path, &["platforms"]);
@@ -113,7 +117,10 @@ fn without_firecracker_run_and_platforms_explain() {
     let out = stdout(&o);
     let fc = out.lines().find(|l| l.starts_with("fc ")).unwrap_or_else(|| panic!("no fc row:\n{out}"));
     assert!(fc.starts_with("fc       no "), "{fc}");
-    assert!(fc.contains("firecracker not on PATH") && fc.contains("releases") && fc.contains("--machine microvm"), "{fc}");
+    assert!(
+        fc.contains("firecracker not on PATH") && fc.contains("releases") && fc.contains("--machine microvm"),
+        "{fc}"
+    );
 }
 
 #[test]
@@ -121,9 +128,18 @@ fn fc_only_flags_and_fc_network_rules() {
     let p = TempDir::new().unwrap();
     fs::write(p.path().join("unikit.toml"), "name = \"x\"\ntargets = [\"qemu/x86_64\", \"fc/x86_64\"]\n").unwrap();
     let (_bin, path) = fake_firecracker();
-    assert_error(&run_in(p.path(), &path, &["run", "--plat", "qemu", "--cpus", "2"]), "--cpus only applies to the fc platform");
-    assert_error(&run_in(p.path(), &path, &["run", "--plat", "qemu", "--firecracker", "/x"]), "--firecracker only applies to the fc platform");
-    assert_error(&run_in(p.path(), &path, &["run", "--plat", "fc", "--machine", "microvm"]), "--machine only applies to the qemu platform");
+    assert_error(
+        &run_in(p.path(), &path, &["run", "--plat", "qemu", "--cpus", "2"]),
+        "--cpus only applies to the fc platform",
+    );
+    assert_error(
+        &run_in(p.path(), &path, &["run", "--plat", "qemu", "--firecracker", "/x"]),
+        "--firecracker only applies to the fc platform",
+    );
+    assert_error(
+        &run_in(p.path(), &path, &["run", "--plat", "fc", "--machine", "microvm"]),
+        "--machine only applies to the qemu platform",
+    );
     let err = assert_error(&run_in(p.path(), &path, &["run", "--plat", "fc", "--net", "user"]), "Firecracker has none");
     assert!(err.contains("hint: use -p HOST:GUEST"), "{err}");
     let err = assert_error(
@@ -131,8 +147,14 @@ fn fc_only_flags_and_fc_network_rules() {
         "no network interface 'nosuchtap9'",
     );
     assert!(err.contains("ip tuntap add dev nosuchtap9 mode tap"), "{err}");
-    assert_error(&run_in(p.path(), &path, &["run", "--plat", "fc", "-p", "8080:80", "--net", "tap:lo"]), "makes its own tap");
-    assert_error(&run_in(p.path(), &path, &["run", "--plat", "fc", "-p", "8080:80", "--ip", "10.0.0.2/24"]), "leave --ip out");
+    assert_error(
+        &run_in(p.path(), &path, &["run", "--plat", "fc", "-p", "8080:80", "--net", "tap:lo"]),
+        "makes its own tap",
+    );
+    assert_error(
+        &run_in(p.path(), &path, &["run", "--plat", "fc", "-p", "8080:80", "--ip", "10.0.0.2/24"]),
+        "leave --ip out",
+    );
     assert_error(&run_in(p.path(), &path, &["run", "--plat", "fc", "--cpus", "40"]), "error:");
 }
 
@@ -187,12 +209,12 @@ fn config_file_and_marker_through_a_fake_firecracker() {
     let v: serde_json::Value = serde_json::from_str(&fs::read_to_string(&config).unwrap()).unwrap();
     let image = app.join("build/fx_fc-x86_64").canonicalize().unwrap();
     assert_eq!(Path::new(v["boot-source"]["kernel_image_path"].as_str().unwrap()).canonicalize().unwrap(), image);
-    assert_eq!(
-        v["boot-source"]["boot_args"],
-        "netdev.ip=10.0.0.2/24:10.0.0.1 unikit.quiet FOO=bar -- a \"b c\""
-    );
+    assert_eq!(v["boot-source"]["boot_args"], "netdev.ip=10.0.0.2/24:10.0.0.1 unikit.quiet FOO=bar -- a \"b c\"");
     let initrd = v["boot-source"]["initrd_path"].as_str().unwrap();
-    assert!(initrd.starts_with('/') && initrd.ends_with("/build/fx.rootfs.cpio") && Path::new(initrd).is_file(), "{initrd}");
+    assert!(
+        initrd.starts_with('/') && initrd.ends_with("/build/fx.rootfs.cpio") && Path::new(initrd).is_file(),
+        "{initrd}"
+    );
     assert_eq!(v["machine-config"], serde_json::json!({"vcpu_count": 2, "mem_size_mib": 3, "smt": false}));
     assert_eq!(
         v["drives"],
@@ -318,7 +340,10 @@ mod real {
         o
     }
 
-    #[cfg_attr(unikit_no_firecracker, ignore = "SKIPPED: no firecracker binary ($UNIKIT_FIRECRACKER or PATH at build time)")]
+    #[cfg_attr(
+        unikit_no_firecracker,
+        ignore = "SKIPPED: no firecracker binary ($UNIKIT_FIRECRACKER or PATH at build time)"
+    )]
     #[cfg_attr(unikit_no_kvm, ignore = "SKIPPED: /dev/kvm is not usable on this host")]
     #[test]
     fn hello_exit_code() {
@@ -328,7 +353,10 @@ mod real {
         assert!(out.contains("Hello from unikit on kvm!") && out.contains("argv[1] = \"one\""), "{out}");
     }
 
-    #[cfg_attr(unikit_no_firecracker, ignore = "SKIPPED: no firecracker binary ($UNIKIT_FIRECRACKER or PATH at build time)")]
+    #[cfg_attr(
+        unikit_no_firecracker,
+        ignore = "SKIPPED: no firecracker binary ($UNIKIT_FIRECRACKER or PATH at build time)"
+    )]
     #[cfg_attr(unikit_no_kvm, ignore = "SKIPPED: /dev/kvm is not usable on this host")]
     #[test]
     fn hello_quiet_exits_zero() {
@@ -338,7 +366,10 @@ mod real {
         assert!(out.contains("Hello from unikit on kvm!") && !out.contains("unikit 0."), "{out}");
     }
 
-    #[cfg_attr(unikit_no_firecracker, ignore = "SKIPPED: no firecracker binary ($UNIKIT_FIRECRACKER or PATH at build time)")]
+    #[cfg_attr(
+        unikit_no_firecracker,
+        ignore = "SKIPPED: no firecracker binary ($UNIKIT_FIRECRACKER or PATH at build time)"
+    )]
     #[cfg_attr(unikit_no_kvm, ignore = "SKIPPED: /dev/kvm is not usable on this host")]
     #[cfg_attr(unikit_no_netns, ignore = "SKIPPED: creating network namespaces needs root and iproute2")]
     #[test]
@@ -381,7 +412,10 @@ mod real {
         assert!(!netns_list().contains(&ns), "namespace left behind");
     }
 
-    #[cfg_attr(unikit_no_firecracker, ignore = "SKIPPED: no firecracker binary ($UNIKIT_FIRECRACKER or PATH at build time)")]
+    #[cfg_attr(
+        unikit_no_firecracker,
+        ignore = "SKIPPED: no firecracker binary ($UNIKIT_FIRECRACKER or PATH at build time)"
+    )]
     #[cfg_attr(unikit_no_kvm, ignore = "SKIPPED: /dev/kvm is not usable on this host")]
     #[test]
     fn kernel_tests_and_a_crash() {
@@ -393,7 +427,10 @@ mod real {
         assert!(stdout(&o).contains("page fault (#PF)"), "{}", stdout(&o));
     }
 
-    #[cfg_attr(unikit_no_firecracker, ignore = "SKIPPED: no firecracker binary ($UNIKIT_FIRECRACKER or PATH at build time)")]
+    #[cfg_attr(
+        unikit_no_firecracker,
+        ignore = "SKIPPED: no firecracker binary ($UNIKIT_FIRECRACKER or PATH at build time)"
+    )]
     #[cfg_attr(unikit_no_kvm, ignore = "SKIPPED: /dev/kvm is not usable on this host")]
     #[test]
     fn disk_survives_reboots() {

@@ -83,15 +83,44 @@ fn check_httpd(wrap: &[&str], base: &str, guest: &mut Guest) {
     let index = curl(wrap, &[&format!("{base}/")], guest, true);
     assert!(index.contains("Hello from unikit!"), "{index}");
     // Two requests on one kept-alive connection.
-    let v = curl(wrap, &["-v", "-o", "/dev/null", "-o", "/dev/null", &format!("{base}/"), &format!("{base}/static/style.css")], guest, false);
+    let v = curl(
+        wrap,
+        &["-v", "-o", "/dev/null", "-o", "/dev/null", &format!("{base}/"), &format!("{base}/static/style.css")],
+        guest,
+        false,
+    );
     let _ = v; // curl -v writes to stderr; keep-alive is checked below with -w
-    let reuse = curl(wrap, &["-o", "/dev/null", "-o", "/dev/null", "-w", "%{num_connects}\n", &format!("{base}/"), &format!("{base}/static/style.css")], guest, false);
+    let reuse = curl(
+        wrap,
+        &[
+            "-o",
+            "/dev/null",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{num_connects}\n",
+            &format!("{base}/"),
+            &format!("{base}/static/style.css"),
+        ],
+        guest,
+        false,
+    );
     assert_eq!(reuse.lines().collect::<Vec<_>>(), ["1", "0"], "second request did not reuse the connection");
-    let big = curl(wrap, &["-o", "/dev/null", "-w", "%{http_code} %{size_download}", &format!("{base}/static/64k.txt")], guest, false);
+    let big = curl(
+        wrap,
+        &["-o", "/dev/null", "-w", "%{http_code} %{size_download}", &format!("{base}/static/64k.txt")],
+        guest,
+        false,
+    );
     assert_eq!(big, "200 65536");
     let missing = curl(wrap, &["-o", "/dev/null", "-w", "%{http_code}", &format!("{base}/no/such/file")], guest, false);
     assert_eq!(missing, "404");
-    let traversal = curl(wrap, &["--path-as-is", "-o", "/dev/null", "-w", "%{http_code}", &format!("{base}/../etc/passwd")], guest, false);
+    let traversal = curl(
+        wrap,
+        &["--path-as-is", "-o", "/dev/null", "-w", "%{http_code}", &format!("{base}/../etc/passwd")],
+        guest,
+        false,
+    );
     assert_eq!(traversal, "404");
     // Many clients at once: 64 parallel connections, each must get the page.
     let urls: Vec<String> = (0..64).map(|i| format!("{base}/?client={i}")).collect();
@@ -110,7 +139,21 @@ fn httpd_qemu(accel: &str, machine: &str) {
     let publish = format!("{port}:80");
     let mut g = Guest::start(
         &[],
-        &["-q", "-C", proj.to_str().unwrap(), "--plat", "qemu", "--accel", accel, "--machine", machine, "-p", &publish, "--rootfs", www.to_str().unwrap()],
+        &[
+            "-q",
+            "-C",
+            proj.to_str().unwrap(),
+            "--plat",
+            "qemu",
+            "--accel",
+            accel,
+            "--machine",
+            machine,
+            "-p",
+            &publish,
+            "--rootfs",
+            www.to_str().unwrap(),
+        ],
         &format!("{accel}-{machine}"),
     );
     check_httpd(&[], &format!("http://127.0.0.1:{port}"), &mut g);
@@ -180,7 +223,19 @@ fn httpd_linuxu_tap_in_netns() {
     let proj = repo().join("examples/httpd");
     let mut g = Guest::start(
         &wrap,
-        &["-q", "-C", proj.to_str().unwrap(), "--plat", "linuxu", "--net", "tap:tap0", "--ip", "10.0.0.2/24:10.0.0.1", "--rootfs", www.to_str().unwrap()],
+        &[
+            "-q",
+            "-C",
+            proj.to_str().unwrap(),
+            "--plat",
+            "linuxu",
+            "--net",
+            "tap:tap0",
+            "--ip",
+            "10.0.0.2/24:10.0.0.1",
+            "--rootfs",
+            www.to_str().unwrap(),
+        ],
         "linuxu",
     );
     check_httpd(&wrap, "http://10.0.0.2", &mut g);
@@ -190,7 +245,8 @@ fn httpd_linuxu_tap_in_netns() {
 fn linuxu_tap_that_cannot_be_opened_is_reported() {
     // `lo` exists and is not a tap: opening it as one fails at run time.
     let proj = repo().join("examples/httpd");
-    let (code, out) = run(&["-q", "-C", proj.to_str().unwrap(), "--plat", "linuxu", "--net", "tap:lo", "--ip", "10.9.9.2/24"]);
+    let (code, out) =
+        run(&["-q", "-C", proj.to_str().unwrap(), "--plat", "linuxu", "--net", "tap:lo", "--ip", "10.9.9.2/24"]);
     assert_ne!(code, 0, "{out}");
     assert!(out.contains("unikit: cannot open tap device 'lo': TUNSETIFF"), "{out}");
     assert!(out.contains("no network device"), "{out}");

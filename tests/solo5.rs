@@ -33,7 +33,11 @@ fn text(o: &Output) -> String {
 /// The guest side must exist: fail loudly, not silently pass.
 fn need_platform_crate() {
     let c = repo().join("crates/plat/solo5/Cargo.toml");
-    assert!(c.is_file(), "the solo5 guest platform crate is missing ({}): these tests cannot check anything", c.display());
+    assert!(
+        c.is_file(),
+        "the solo5 guest platform crate is missing ({}): these tests cannot check anything",
+        c.display()
+    );
 }
 
 /// `unikit-hvt`, built next to `unikit` (where `unikit run` looks for it).
@@ -45,7 +49,8 @@ fn tender() -> &'static Path {
         let unikit = PathBuf::from(env!("CARGO_BIN_EXE_unikit"));
         let dir = unikit.parent().unwrap().to_path_buf();
         let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-        cmd.args(["build", "-q", "-p", "unikit-hvt", "--bin", "unikit-hvt", "--manifest-path"]).arg(repo().join("Cargo.toml"));
+        cmd.args(["build", "-q", "-p", "unikit-hvt", "--bin", "unikit-hvt", "--manifest-path"])
+            .arg(repo().join("Cargo.toml"));
         if dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }
@@ -78,7 +83,12 @@ fn hello_output_args_and_exit_code() {
     let (code, out) = run(&["-C", &hello, "--plat", "solo5", "--", "--exit", "3", "two words"]);
     assert_eq!(code, 3, "{out}");
     assert!(out.contains("Hello from unikit on solo5!"), "{out}");
-    assert!(out.contains("argv[1] = \"--exit\"") && out.contains("argv[2] = \"3\"") && out.contains("argv[3] = \"two words\""), "{out}");
+    assert!(
+        out.contains("argv[1] = \"--exit\"")
+            && out.contains("argv[2] = \"3\"")
+            && out.contains("argv[3] = \"two words\""),
+        "{out}"
+    );
     assert!(out.contains("hello_solo5-x86_64"), "the image name: {out}");
     // Quiet: no build output, no boot log; exit 0.
     let (code, out) = run(&["-q", "-C", &hello, "--plat", "solo5"]);
@@ -199,7 +209,10 @@ fn httpd_over_a_tap_in_a_network_namespace() {
     let head = curl(&["-i", &format!("{base}/no/such/file")], &mut g);
     assert!(head.starts_with("HTTP/1.1 404") && head.contains("Server: unikit-httpd"), "{head}");
     // Kept-alive connection, then many clients at once.
-    let reuse = curl(&["-o", "/dev/null", "-o", "/dev/null", "-w", "%{num_connects}\n", &format!("{base}/a"), &format!("{base}/b")], &mut g);
+    let reuse = curl(
+        &["-o", "/dev/null", "-o", "/dev/null", "-w", "%{num_connects}\n", &format!("{base}/a"), &format!("{base}/b")],
+        &mut g,
+    );
     assert_eq!(reuse.lines().collect::<Vec<_>>(), ["1", "0"], "{reuse}");
     let urls: Vec<String> = (0..32).map(|i| format!("{base}/?client={i}")).collect();
     let mut args: Vec<&str> = vec!["--parallel", "--parallel-max", "32", "-w", "%{http_code}\n"];
@@ -217,7 +230,11 @@ fn run_tender(image: &[u8], extra: &[&str]) -> (i32, String, String) {
     std::fs::write(&p, image).unwrap();
     let o = Command::new(tender()).arg("--mem=2").arg(&p).args(extra).output().unwrap();
     let code = o.status.code().unwrap_or_else(|| panic!("the tender was killed: {o:?}"));
-    (code, String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).replace(p.to_str().unwrap(), "IMG"))
+    (
+        code,
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).replace(p.to_str().unwrap(), "IMG"),
+    )
 }
 
 #[test]
@@ -234,7 +251,10 @@ fn guest_passing_a_bad_pointer_is_stopped() {
     // The argument structure itself outside memory.
     let (code, _, err) = run_tender(&testguest::bad_struct(5, 0xffff_f000), &[]);
     assert_eq!(code, 121, "{err}");
-    assert!(err.starts_with("unikit-hvt: guest passed an invalid block_read argument pointer (struct at 0xfffff000"), "{err}");
+    assert!(
+        err.starts_with("unikit-hvt: guest passed an invalid block_read argument pointer (struct at 0xfffff000"),
+        "{err}"
+    );
     // And a well-behaved one for contrast.
     let (code, out, err) = run_tender(&testguest::hello(b"fine\n", 4), &[]);
     assert_eq!((code, out.as_str(), err.as_str()), (4, "fine\n", ""));
@@ -245,9 +265,18 @@ fn wrong_or_missing_abi_note_is_refused() {
     let code = testguest::hypercalls(&[]);
     let mft = testguest::mft_note(&testguest::mft(&[]));
     for (notes, msg) in [
-        (vec![mft.clone()], "unikit-hvt: IMG: no Solo5 ABI note (.note.solo5.abi) in the executable: it is not a Solo5 unikernel\n"),
-        (vec![testguest::abi_note(3, 2), mft.clone()], "unikit-hvt: IMG: the executable is built for the Solo5 'virtio' target (ABI target 3), not hvt\n"),
-        (vec![testguest::abi_note(1, 1), mft.clone()], "unikit-hvt: IMG: the executable requests hvt ABI version 1; this tender implements version 2\n"),
+        (
+            vec![mft.clone()],
+            "unikit-hvt: IMG: no Solo5 ABI note (.note.solo5.abi) in the executable: it is not a Solo5 unikernel\n",
+        ),
+        (
+            vec![testguest::abi_note(3, 2), mft.clone()],
+            "unikit-hvt: IMG: the executable is built for the Solo5 'virtio' target (ABI target 3), not hvt\n",
+        ),
+        (
+            vec![testguest::abi_note(1, 1), mft.clone()],
+            "unikit-hvt: IMG: the executable requests hvt ABI version 1; this tender implements version 2\n",
+        ),
     ] {
         let (c, out, err) = run_tender(&testguest::guest(&code, 0, 0, 0, b"", &notes), &[]);
         assert_eq!((c, out.as_str(), err.as_str()), (120, "", msg));
@@ -271,7 +300,8 @@ fn cli_errors_for_solo5() {
     let (code, out) = run(&["-C", &hello, "--plat", "solo5", "--net", "user"]);
     assert_eq!(code, 125, "{out}");
     assert!(out.contains("error: --net user is QEMU's user-mode network; Solo5 (hvt) has none"), "{out}");
-    let (code, out) = run(&["-C", &httpd, "--plat", "solo5", "--rootfs", &repo().join("examples/httpd/www").to_string_lossy()]);
+    let (code, out) =
+        run(&["-C", &httpd, "--plat", "solo5", "--rootfs", &repo().join("examples/httpd/www").to_string_lossy()]);
     assert_eq!(code, 125, "{out}");
     assert!(out.contains("error: --rootfs is not available on solo5"), "{out}");
     let (code, out) = run(&["-C", &hello, "--plat", "qemu", "--tender", "solo5-hvt"]);
@@ -281,7 +311,8 @@ fn cli_errors_for_solo5() {
     assert_eq!(code, 125, "{out}");
     assert!(out.contains("error: --tender /nonexistent/hvt: no such file"), "{out}");
     let o = unikit().arg("platforms").output().unwrap();
-    let row = String::from_utf8_lossy(&o.stdout).lines().find(|l| l.starts_with("solo5")).unwrap_or_default().to_string();
+    let row =
+        String::from_utf8_lossy(&o.stdout).lines().find(|l| l.starts_with("solo5")).unwrap_or_default().to_string();
     if cfg!(unikit_no_kvm) {
         assert!(row.starts_with("solo5    no") && row.contains("KVM"), "{row}");
     } else {
@@ -291,7 +322,10 @@ fn cli_errors_for_solo5() {
 
 #[test]
 #[cfg_attr(unikit_no_kvm, ignore = "SKIPPED: /dev/kvm is not usable on this host")]
-#[cfg_attr(unikit_no_solo5_hvt, ignore = "SKIPPED: no upstream solo5-hvt on PATH or in $UNIKIT_SOLO5_HVT at build time")]
+#[cfg_attr(
+    unikit_no_solo5_hvt,
+    ignore = "SKIPPED: no upstream solo5-hvt on PATH or in $UNIKIT_SOLO5_HVT at build time"
+)]
 fn unikit_image_runs_on_upstream_solo5_hvt() {
     let mut path = std::env::var_os("PATH").unwrap_or_default();
     if let Some(t) = std::env::var_os("UNIKIT_SOLO5_HVT") {
@@ -300,7 +334,11 @@ fn unikit_image_runs_on_upstream_solo5_hvt() {
     }
     need_platform_crate();
     let hello = example("hello");
-    let o = unikit().env("PATH", path).args(["run", "-q", "-C", &hello, "--plat", "solo5", "--tender", "solo5-hvt", "--", "--exit", "6"]).output().unwrap();
+    let o = unikit()
+        .env("PATH", path)
+        .args(["run", "-q", "-C", &hello, "--plat", "solo5", "--tender", "solo5-hvt", "--", "--exit", "6"])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(6), "{}", text(&o));
     assert!(text(&o).contains("Hello from unikit on solo5!"), "{}", text(&o));
 }

@@ -48,7 +48,12 @@ fn without_a_dom0_run_says_what_is_needed() {
     }
     let p = project("name = \"x\"\ntargets = [\"xen/x86_64\"]\n");
     let empty = TempDir::new().unwrap();
-    let o = Command::new(BIN).current_dir(p.path()).env("PATH", empty.path()).args(["run", "--plat", "xen"]).output().unwrap();
+    let o = Command::new(BIN)
+        .current_dir(p.path())
+        .env("PATH", empty.path())
+        .args(["run", "--plat", "xen"])
+        .output()
+        .unwrap();
     let err = assert_error(&o, "error: the xen platform needs a Xen dom0 with `xl`");
     assert_eq!(err.lines().count(), 2, "one error line and one hint: {err}");
     assert!(err.contains("hint: add --xen-testbed"), "{err}");
@@ -61,7 +66,10 @@ fn without_a_dom0_run_says_what_is_needed() {
 fn xen_flags_elsewhere_are_refused() {
     let p = project("name = \"x\"\ntargets = [\"qemu/x86_64\", \"xen/x86_64\"]\n");
     let run = |args: &[&str]| Command::new(BIN).current_dir(p.path()).arg("run").args(args).output().unwrap();
-    assert_error(&run(&["--plat", "qemu", "--xen-testbed"]), "--xen-testbed only applies to the xen platform, not qemu");
+    assert_error(
+        &run(&["--plat", "qemu", "--xen-testbed"]),
+        "--xen-testbed only applies to the xen platform, not qemu",
+    );
     assert_error(&run(&["--plat", "qemu", "--xen-type", "pvh"]), "--xen-type only applies to the xen platform");
     assert_error(&run(&["--plat", "xen", "--accel", "tcg"]), "--accel only applies to the qemu platform");
     assert_error(&run(&["--plat", "xen", "--cpus", "2"]), "--cpus only applies to the fc platform");
@@ -69,14 +77,22 @@ fn xen_flags_elsewhere_are_refused() {
     assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
 }
 
-#[cfg_attr(unikit_no_xen_testbed, ignore = "SKIPPED: the Xen test bed needs qemu-system-x86_64, apt-get, apt-cache and dpkg-deb")]
+#[cfg_attr(
+    unikit_no_xen_testbed,
+    ignore = "SKIPPED: the Xen test bed needs qemu-system-x86_64, apt-get, apt-cache and dpkg-deb"
+)]
 #[test]
 fn test_bed_network_rules() {
     let p = project("name = \"x\"\ntargets = [\"xen/x86_64\"]\n");
-    let run = |args: &[&str]| Command::new(BIN).current_dir(p.path()).args(["run", "--xen-testbed"]).args(args).output().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(BIN).current_dir(p.path()).args(["run", "--xen-testbed"]).args(args).output().unwrap()
+    };
     let err = assert_error(&run(&["--net", "user"]), "--net does not apply to xen");
     assert!(err.contains("hint: use -p HOST:GUEST with --xen-testbed"), "{err}");
-    assert_error(&run(&["-p", "8080:80", "--ip", "10.9.9.2/24"]), "with -p in the Xen test bed the guest is 10.0.0.2/24:10.0.0.1 (leave --ip out)");
+    assert_error(
+        &run(&["-p", "8080:80", "--ip", "10.9.9.2/24"]),
+        "with -p in the Xen test bed the guest is 10.0.0.2/24:10.0.0.1 (leave --ip out)",
+    );
 }
 
 #[test]
@@ -90,13 +106,20 @@ fn platforms_has_a_xen_row() {
     } else if cfg!(unikit_no_xen_testbed) {
         assert!(row.contains("`--xen-testbed` is not available either"), "{row}");
     } else {
-        assert!(row.starts_with("xen      no ") && row.contains("`--xen-testbed` runs xen images in Xen 4.17"), "{row}");
+        assert!(
+            row.starts_with("xen      no ") && row.contains("`--xen-testbed` runs xen images in Xen 4.17"),
+            "{row}"
+        );
     }
 }
 
 #[test]
 fn build_for_xen_makes_a_xen_image() {
-    let o = Command::new(BIN).args(["build", "-q", "--plat", "xen", "-C"]).arg(repo().join("examples/hello")).output().unwrap();
+    let o = Command::new(BIN)
+        .args(["build", "-q", "--plat", "xen", "-C"])
+        .arg(repo().join("examples/hello"))
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("build/hello_xen-x86_64 ("), "{}", stdout(&o));
     let image = std::fs::read(repo().join("examples/hello/build/hello_xen-x86_64")).unwrap();
@@ -190,9 +213,27 @@ fn dom0_config_console_and_exit_code() {
     let www = tmp.path().join("www");
     std::fs::create_dir_all(&www).unwrap();
     std::fs::write(www.join("index.html"), "hi").unwrap();
-    let o = dom0_run(&app, tmp.path(), "marker", &["-q", "-m", "4100K", "--ip", "10.0.0.2/24:10.0.0.1", "--disk", disk.to_str().unwrap(), "--rootfs", www.to_str().unwrap(), "--", "a", "b c"])
-        .output()
-        .unwrap();
+    let o = dom0_run(
+        &app,
+        tmp.path(),
+        "marker",
+        &[
+            "-q",
+            "-m",
+            "4100K",
+            "--ip",
+            "10.0.0.2/24:10.0.0.1",
+            "--disk",
+            disk.to_str().unwrap(),
+            "--rootfs",
+            www.to_str().unwrap(),
+            "--",
+            "a",
+            "b c",
+        ],
+    )
+    .output()
+    .unwrap();
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(7), "{err}");
     assert_eq!(stdout(&o), "guest says hi\n", "{err}");
@@ -200,16 +241,37 @@ fn dom0_config_console_and_exit_code() {
     let cfg = std::fs::read_to_string(tmp.path().join("guest.cfg")).unwrap();
     let image = app.join("build/fx_xen-x86_64").canonicalize().unwrap();
     let initrd = app.join("build/fx.rootfs.cpio").canonicalize().unwrap();
-    let line = |k: &str| cfg.lines().find(|l| l.starts_with(&format!("{k} = "))).unwrap_or_else(|| panic!("no {k} in:\n{cfg}")).to_string();
+    let line = |k: &str| {
+        cfg.lines()
+            .find(|l| l.starts_with(&format!("{k} = ")))
+            .unwrap_or_else(|| panic!("no {k} in:\n{cfg}"))
+            .to_string()
+    };
     assert!(line("name").starts_with("name = \"unikit-fx-"), "{cfg}");
     assert_eq!(line("type"), "type = \"pv\"");
-    assert_eq!(std::path::Path::new(line("kernel").trim_start_matches("kernel = \"").trim_end_matches('"')).canonicalize().unwrap(), image);
-    assert_eq!(std::path::Path::new(line("ramdisk").trim_start_matches("ramdisk = \"").trim_end_matches('"')).canonicalize().unwrap(), initrd);
+    assert_eq!(
+        std::path::Path::new(line("kernel").trim_start_matches("kernel = \"").trim_end_matches('"'))
+            .canonicalize()
+            .unwrap(),
+        image
+    );
+    assert_eq!(
+        std::path::Path::new(line("ramdisk").trim_start_matches("ramdisk = \"").trim_end_matches('"'))
+            .canonicalize()
+            .unwrap(),
+        initrd
+    );
     assert_eq!(line("memory"), "memory = 5");
     assert_eq!(line("vcpus"), "vcpus = 1");
     assert_eq!(line("cmdline"), r#"cmdline = "netdev.ip=10.0.0.2/24:10.0.0.1 unikit.quiet FOO=bar -- a \"b c\"""#);
     assert!(line("vif").starts_with("vif = [ \"mac=06:00:") && line("vif").ends_with(",bridge=xenbr0\" ]"), "{cfg}");
-    assert_eq!(line("disk"), format!("disk = [ \"format=raw,vdev=xvda,access=rw,target={}\" ]", std::path::absolute(&disk).unwrap().display()));
+    assert_eq!(
+        line("disk"),
+        format!(
+            "disk = [ \"format=raw,vdev=xvda,access=rw,target={}\" ]",
+            std::path::absolute(&disk).unwrap().display()
+        )
+    );
     for k in ["on_poweroff", "on_reboot", "on_crash"] {
         assert_eq!(line(k), format!("{k} = \"destroy\""));
     }
@@ -225,7 +287,8 @@ fn dom0_crash_is_reported_with_xls_words() {
     let err = assert_error(&o, "error: guest stopped without reporting an exit code (the domain crashed)");
     assert!(err.contains("xl's messages:") && err.contains("Domain 1 has shut down, reason code 3 0x3"), "{err}");
     assert_eq!(stdout(&o), "oops\n");
-    let kept = err.lines().find_map(|l| l.strip_prefix("unikit: the xl config and log are kept in ")).expect("kept folder");
+    let kept =
+        err.lines().find_map(|l| l.strip_prefix("unikit: the xl config and log are kept in ")).expect("kept folder");
     assert!(Path::new(kept).join("guest.cfg").is_file());
     std::fs::remove_dir_all(kept).unwrap();
 }
@@ -238,7 +301,10 @@ fn dom0_crash_without_a_report_is_explained_from_xl_dmesg() {
     let o = dom0_run(&app, tmp.path(), "overflow", &["-q"]).output().unwrap();
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(102), "{err}");
-    assert!(err.contains("rip 0x1042be") && err.contains("fault address 0x12f20") && err.contains("STACK OVERFLOW"), "{err}");
+    assert!(
+        err.contains("rip 0x1042be") && err.contains("fault address 0x12f20") && err.contains("STACK OVERFLOW"),
+        "{err}"
+    );
     if let Some(kept) = err.lines().find_map(|l| l.strip_prefix("unikit: the xl config and log are kept in ")) {
         std::fs::remove_dir_all(kept).unwrap();
     }
@@ -247,7 +313,8 @@ fn dom0_crash_without_a_report_is_explained_from_xl_dmesg() {
 #[test]
 fn dom0_sigterm_destroys_the_domain() {
     let (tmp, app) = fixture("name = \"fx\"\ntargets = [\"xen/x86_64\"]\n", APP_SPIN);
-    let mut child = dom0_run(&app, tmp.path(), "hang", &["-q"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child =
+        dom0_run(&app, tmp.path(), "hang", &["-q"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let mut out = child.stdout.take().unwrap();
     let mut first = [0u8; 6];
     out.read_exact(&mut first).unwrap();
@@ -337,7 +404,10 @@ mod bed {
         img.to_str().unwrap().to_string()
     }
 
-    #[cfg_attr(unikit_no_xen_testbed, ignore = "SKIPPED: the Xen test bed needs qemu-system-x86_64, apt-get, apt-cache and dpkg-deb")]
+    #[cfg_attr(
+        unikit_no_xen_testbed,
+        ignore = "SKIPPED: the Xen test bed needs qemu-system-x86_64, apt-get, apt-cache and dpkg-deb"
+    )]
     #[test]
     fn linux_pv_domu_boots() {
         let _bed = lock();
@@ -351,7 +421,10 @@ mod bed {
         assert!(!stdout(&o).contains("(XEN)") && !stdout(&o).contains("unikit-dom0"), "{}", stdout(&o));
     }
 
-    #[cfg_attr(unikit_no_xen_testbed, ignore = "SKIPPED: the Xen test bed needs qemu-system-x86_64, apt-get, apt-cache and dpkg-deb")]
+    #[cfg_attr(
+        unikit_no_xen_testbed,
+        ignore = "SKIPPED: the Xen test bed needs qemu-system-x86_64, apt-get, apt-cache and dpkg-deb"
+    )]
     #[test]
     fn hello_arguments_and_exit_code() {
         let _bed = lock();
@@ -359,14 +432,23 @@ mod bed {
         expect(
             &o,
             3,
-            &["Hello from unikit on xen!", "argv[1] = \"one\"", "argv[2] = \"two words\"", "argv[3] = \"--exit\"", "argv[4] = \"3\""],
+            &[
+                "Hello from unikit on xen!",
+                "argv[1] = \"one\"",
+                "argv[2] = \"two words\"",
+                "argv[3] = \"--exit\"",
+                "argv[4] = \"3\"",
+            ],
         );
         let o = run("examples/hello", &["-q"]);
         expect(&o, 0, &["Hello from unikit on xen!"]);
         assert!(!stdout(&o).contains("unikit 0."), "-q must silence the boot log:\n{}", stdout(&o));
     }
 
-    #[cfg_attr(unikit_no_xen_testbed, ignore = "SKIPPED: the Xen test bed needs qemu-system-x86_64, apt-get, apt-cache and dpkg-deb")]
+    #[cfg_attr(
+        unikit_no_xen_testbed,
+        ignore = "SKIPPED: the Xen test bed needs qemu-system-x86_64, apt-get, apt-cache and dpkg-deb"
+    )]
     #[test]
     fn hello_as_a_pvh_guest() {
         let _bed = lock();
@@ -374,7 +456,10 @@ mod bed {
         expect(&o, 4, &["Hello from unikit on xen!"]);
     }
 
-    #[cfg_attr(unikit_no_xen_testbed, ignore = "SKIPPED: the Xen test bed needs qemu-system-x86_64, apt-get, apt-cache and dpkg-deb")]
+    #[cfg_attr(
+        unikit_no_xen_testbed,
+        ignore = "SKIPPED: the Xen test bed needs qemu-system-x86_64, apt-get, apt-cache and dpkg-deb"
+    )]
     #[test]
     fn kernel_tests_and_a_crash() {
         let _bed = lock();
@@ -383,13 +468,24 @@ mod bed {
         let summary = stdout(&o).lines().find(|l| l.starts_with("kernel-tests: ")).unwrap_or_default().to_string();
         assert!(summary.ends_with(" passed, 0 failed"), "{}", stdout(&o));
         let o = run("tests/kernel-tests", &["-q", "--", "fault"]);
-        expect(&o, 102, &["CPU EXCEPTION in thread 'main': page fault (#PF) (vector 14)", "backtrace:", "__unikit_main+0x"]);
-        assert!(stderr(&o).contains("unikit: guest exception (exit code 102)") || stdout(&o).contains("exit code 102"), "{}", stderr(&o));
+        expect(
+            &o,
+            102,
+            &["CPU EXCEPTION in thread 'main': page fault (#PF) (vector 14)", "backtrace:", "__unikit_main+0x"],
+        );
+        assert!(
+            stderr(&o).contains("unikit: guest exception (exit code 102)") || stdout(&o).contains("exit code 102"),
+            "{}",
+            stderr(&o)
+        );
     }
 
     /// A PV guest cannot take a fault on an overflowed stack (Xen has no
     /// IST for PV); Xen crashes the domain and the CLI reports from Xen's dump.
-    #[cfg_attr(unikit_no_xen_testbed, ignore = "SKIPPED: the Xen test bed needs qemu-system-x86_64, apt-get, apt-cache and dpkg-deb")]
+    #[cfg_attr(
+        unikit_no_xen_testbed,
+        ignore = "SKIPPED: the Xen test bed needs qemu-system-x86_64, apt-get, apt-cache and dpkg-deb"
+    )]
     #[test]
     fn pv_stack_overflow_is_reported_from_xens_dump() {
         let _bed = lock();
@@ -401,7 +497,10 @@ mod bed {
 
     /// The in-VM kernel tests as a PVH guest: hardware paging, the
     /// callback vector, pvclock and set_timer_op.
-    #[cfg_attr(unikit_no_xen_testbed, ignore = "SKIPPED: the Xen test bed needs qemu-system-x86_64, apt-get, apt-cache and dpkg-deb")]
+    #[cfg_attr(
+        unikit_no_xen_testbed,
+        ignore = "SKIPPED: the Xen test bed needs qemu-system-x86_64, apt-get, apt-cache and dpkg-deb"
+    )]
     #[test]
     fn kernel_tests_as_a_pvh_guest() {
         let _bed = lock();
@@ -410,7 +509,10 @@ mod bed {
         assert!(stdout(&o).contains(" passed, 0 failed"), "{}", stdout(&o));
     }
 
-    #[cfg_attr(unikit_no_xen_testbed, ignore = "SKIPPED: the Xen test bed needs qemu-system-x86_64, apt-get, apt-cache and dpkg-deb")]
+    #[cfg_attr(
+        unikit_no_xen_testbed,
+        ignore = "SKIPPED: the Xen test bed needs qemu-system-x86_64, apt-get, apt-cache and dpkg-deb"
+    )]
     #[test]
     fn disk_survives_reboots() {
         let _bed = lock();
@@ -471,7 +573,17 @@ mod bed {
         let log = TempDir::new().unwrap();
         let out = std::fs::File::create(log.path().join("run.log")).unwrap();
         let child = Command::new(BIN)
-            .args(["run", "-q", "--xen-testbed", "-C", proj.to_str().unwrap(), "-p", &format!("{port}:80"), "--rootfs", www.to_str().unwrap()])
+            .args([
+                "run",
+                "-q",
+                "--xen-testbed",
+                "-C",
+                proj.to_str().unwrap(),
+                "-p",
+                &format!("{port}:80"),
+                "--rootfs",
+                www.to_str().unwrap(),
+            ])
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
@@ -497,7 +609,10 @@ mod bed {
         (h, base, index)
     }
 
-    #[cfg_attr(unikit_no_xen_testbed, ignore = "SKIPPED: the Xen test bed needs qemu-system-x86_64, apt-get, apt-cache and dpkg-deb")]
+    #[cfg_attr(
+        unikit_no_xen_testbed,
+        ignore = "SKIPPED: the Xen test bed needs qemu-system-x86_64, apt-get, apt-cache and dpkg-deb"
+    )]
     #[test]
     fn httpd_through_publish() {
         let _bed = lock();
@@ -512,7 +627,10 @@ mod bed {
 
     /// Several clients at once through dom0's relay (a forked busybox nc
     /// per connection, slow under TCG) and the guest's vif.
-    #[cfg_attr(unikit_no_xen_testbed, ignore = "SKIPPED: the Xen test bed needs qemu-system-x86_64, apt-get, apt-cache and dpkg-deb")]
+    #[cfg_attr(
+        unikit_no_xen_testbed,
+        ignore = "SKIPPED: the Xen test bed needs qemu-system-x86_64, apt-get, apt-cache and dpkg-deb"
+    )]
     #[cfg_attr(
         not(unikit_no_xen_testbed),
         ignore = "KNOWN BUG, not fixed yet: in bursts of 8 connections through the bed, about 1 connection in 8 bursts is reset or stalls 30 s with a unikit guest (PV and PVH); a Linux PV guest in the same bed answers them all"
@@ -522,16 +640,24 @@ mod bed {
         let _bed = lock();
         let (httpd, base, _) = start_httpd();
         let urls: Vec<String> = (0..8).map(|i| format!("{base}/?client={i}")).collect();
-        let mut args: Vec<&str> = vec!["-s", "--max-time", "120", "--parallel", "--parallel-max", "8", "-w", "%{http_code}\n"];
+        let mut args: Vec<&str> =
+            vec!["-s", "--max-time", "120", "--parallel", "--parallel-max", "8", "-w", "%{http_code}\n"];
         for u in &urls {
             args.extend(["-o", "/dev/null", u.as_str()]);
         }
-        let codes = Command::new("curl").args(&args).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+        let codes = Command::new("curl")
+            .args(&args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
         let text = httpd.stop();
         assert_eq!(codes.lines().filter(|c| *c == "200").count(), 8, "{codes}\n{text}");
     }
 
-    #[cfg_attr(unikit_no_xen_testbed, ignore = "SKIPPED: the Xen test bed needs qemu-system-x86_64, apt-get, apt-cache and dpkg-deb")]
+    #[cfg_attr(
+        unikit_no_xen_testbed,
+        ignore = "SKIPPED: the Xen test bed needs qemu-system-x86_64, apt-get, apt-cache and dpkg-deb"
+    )]
     #[test]
     fn a_kernel_xen_refuses_is_explained() {
         let _bed = lock();
@@ -542,7 +668,10 @@ mod bed {
         let err = assert_error(&o, "error: guest stopped without reporting an exit code (`xl create` failed");
         // The tail of the bed's messages says why, and the logs are kept.
         assert!(err.contains("xc_dom_find_loader: no loader found"), "{err}");
-        let kept = err.lines().find_map(|l| l.strip_prefix("unikit: the test bed's full log and the xl config are kept in ")).expect("kept dir");
+        let kept = err
+            .lines()
+            .find_map(|l| l.strip_prefix("unikit: the test bed's full log and the xl config are kept in "))
+            .expect("kept dir");
         assert!(Path::new(kept).join("serial-noise.log").is_file(), "{err}");
         std::fs::remove_dir_all(kept).unwrap();
     }

@@ -33,7 +33,11 @@ struct Config {
 
 #[derive(Clone, PartialEq)]
 enum Kind {
-    Qemu { kvm: bool, qboot: bool, microvm: bool },
+    Qemu {
+        kvm: bool,
+        qboot: bool,
+        microvm: bool,
+    },
     Linuxu,
     NativeEcho,
     Firecracker,
@@ -50,7 +54,17 @@ struct Samples {
 
 fn qemu_cmd(image: &Path, kvm: bool, qboot: bool, microvm: bool, mem_k: u64, append: &str) -> Command {
     let mut c = Command::new("qemu-system-x86_64");
-    c.args(["-M", if microvm { "microvm,acpi=off" } else { "q35" }, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-smp", "1"]);
+    c.args([
+        "-M",
+        if microvm { "microvm,acpi=off" } else { "q35" },
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-no-reboot",
+        "-smp",
+        "1",
+    ]);
     c.args(["-m", &format!("{mem_k}K"), "-serial", "stdio", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
     if kvm {
         c.args(["-accel", "kvm", "-cpu", "host,-arch-capabilities"]);
@@ -110,7 +124,8 @@ fn find_firecracker() -> Option<PathBuf> {
     if let Ok(p) = std::env::var("UNIKIT_FIRECRACKER") {
         return Some(PathBuf::from(p));
     }
-    std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("firecracker")).find(|p| p.is_file()))
+    std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("firecracker")).find(|p| p.is_file()))
 }
 
 /// `firecracker --no-api` with a config that boots `image` (as `unikit run --plat fc` does).
@@ -174,7 +189,9 @@ fn main() {
     let unikit = repo().join("target/release/unikit");
     // Builds the httpd images up front so that the first wrk run does not
     // wait for the compiler.
-    let prebuild = |plat: &str| Command::new(&unikit).args(["build", "-q", "--plat", plat, "-C"]).arg(repo().join("examples/httpd")).status();
+    let prebuild = |plat: &str| {
+        Command::new(&unikit).args(["build", "-q", "--plat", plat, "-C"]).arg(repo().join("examples/httpd")).status()
+    };
     let st = Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
         .args(["build", "--release", "-q", "-p", "unikit-cli"])
         .current_dir(repo())
@@ -193,7 +210,10 @@ fn main() {
     if kvm {
         configs.push(Config { name: "qemu q35, KVM, qboot", kind: Kind::Qemu { kvm: true, qboot, microvm: false } });
         configs.push(Config { name: "qemu microvm, KVM, qboot", kind: Kind::Qemu { kvm: true, qboot, microvm: true } });
-        configs.push(Config { name: "qemu q35, KVM, SeaBIOS", kind: Kind::Qemu { kvm: true, qboot: false, microvm: false } });
+        configs.push(Config {
+            name: "qemu q35, KVM, SeaBIOS",
+            kind: Kind::Qemu { kvm: true, qboot: false, microvm: false },
+        });
     }
     configs.push(Config { name: "qemu q35, TCG, qboot", kind: Kind::Qemu { kvm: false, qboot, microvm: false } });
     configs.push(Config { name: "qemu microvm, TCG, qboot", kind: Kind::Qemu { kvm: false, qboot, microvm: true } });
@@ -203,7 +223,10 @@ fn main() {
     if kvm && hvt.is_file() {
         configs.push(Config { name: "Solo5 hvt, unikit-hvt tender (KVM)", kind: Kind::Solo5(None) });
         if let Ok(up) = std::env::var("UNIKIT_SOLO5_HVT") {
-            configs.push(Config { name: "Solo5 hvt, upstream solo5-hvt tender (KVM)", kind: Kind::Solo5(Some(PathBuf::from(up))) });
+            configs.push(Config {
+                name: "Solo5 hvt, upstream solo5-hvt tender (KVM)",
+                kind: Kind::Solo5(Some(PathBuf::from(up))),
+            });
         }
     }
     configs.push(Config { name: "linuxu (Linux process)", kind: Kind::Linuxu });
@@ -218,7 +241,9 @@ fn main() {
                 continue;
             }
             let (out, wall) = match c.kind.clone() {
-                Kind::Qemu { kvm, qboot, microvm } => run(qemu_cmd(&qemu_img, kvm, qboot, microvm, 16 * 1024, "unikit.quiet unikit.bootstats --")),
+                Kind::Qemu { kvm, qboot, microvm } => {
+                    run(qemu_cmd(&qemu_img, kvm, qboot, microvm, 16 * 1024, "unikit.quiet unikit.bootstats --"))
+                }
                 Kind::Linuxu => {
                     let mut cmd = Command::new(&linuxu_img);
                     cmd.env("UNIKIT_OPTS", "unikit.quiet unikit.bootstats");
@@ -229,7 +254,9 @@ fn main() {
                     cmd.arg("--mem=16").arg(&solo5_img).args(["unikit.quiet", "unikit.bootstats", "--"]);
                     run(cmd)
                 }
-                Kind::Firecracker => run(firecracker_cmd(firecracker.as_deref().unwrap(), &qemu_img, "unikit.quiet unikit.bootstats --")),
+                Kind::Firecracker => {
+                    run(firecracker_cmd(firecracker.as_deref().unwrap(), &qemu_img, "unikit.quiet unikit.bootstats --"))
+                }
                 Kind::NativeEcho => {
                     let mut cmd = Command::new("/bin/echo");
                     cmd.arg("Hello from a native process!");
@@ -249,8 +276,19 @@ fn main() {
     let min_mem_tcg = smallest_memory(&qemu_img, false);
 
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-    let qemu_version = Command::new("qemu-system-x86_64").arg("--version").output().map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_string()).unwrap_or_default();
-    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())).unwrap_or_default();
+    let qemu_version = Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_string())
+        .unwrap_or_default();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
     let module = |m: &str| Path::new("/sys/module").join(m).exists();
     let kvm_module = if module("kvm_pvm") {
         "kvm_pvm (page-table-based, nested)"
@@ -264,18 +302,32 @@ fn main() {
 
     let mut r = String::new();
     let _ = writeln!(r, "# unikit benchmark report\n");
-    let _ = writeln!(r, "Generated by `cargo run --release -p unikit-bench` (bench/src/main.rs). Workload: `examples/hello`.");
+    let _ = writeln!(
+        r,
+        "Generated by `cargo run --release -p unikit-bench` (bench/src/main.rs). Workload: `examples/hello`."
+    );
     let _ = writeln!(r, "Medians of {RUNS} runs (5 for SeaBIOS), configurations interleaved in each round.\n");
     let _ = writeln!(r, "- host CPU: {cpu}; KVM module: {kvm_module}; {qemu_version}");
-    let _ = writeln!(r, "- guest boot = first instruction of the entry stub -> first line of `main` (TSC; linuxu: `clock_gettime` at `_start`), printed by `unikit.bootstats` after `main`");
-    let _ = writeln!(r, "- wall = host time from spawning QEMU (or the process) to its exit, serial console to a pipe, 16 MiB guest\n");
-    let _ = writeln!(r, "| configuration | guest boot (median) | guest boot (min..max) | wall, launch to exit (median) | failed runs |");
+    let _ = writeln!(
+        r,
+        "- guest boot = first instruction of the entry stub -> first line of `main` (TSC; linuxu: `clock_gettime` at `_start`), printed by `unikit.bootstats` after `main`"
+    );
+    let _ = writeln!(
+        r,
+        "- wall = host time from spawning QEMU (or the process) to its exit, serial console to a pipe, 16 MiB guest\n"
+    );
+    let _ = writeln!(
+        r,
+        "| configuration | guest boot (median) | guest boot (min..max) | wall, launch to exit (median) | failed runs |"
+    );
     let _ = writeln!(r, "|---|---|---|---|---|");
-    let base_wall = configs.iter().zip(&samples).find(|(c, _)| c.kind == Kind::NativeEcho).and_then(|(_, s)| median(&s.wall_ns));
+    let base_wall =
+        configs.iter().zip(&samples).find(|(c, _)| c.kind == Kind::NativeEcho).and_then(|(_, s)| median(&s.wall_ns));
     for (c, s) in configs.iter().zip(&samples) {
         let (lo, hi) = (s.boot_ns.iter().min().copied(), s.boot_ns.iter().max().copied());
         let boot = if c.kind == Kind::NativeEcho { "-".to_string() } else { fmt_us(median(&s.boot_ns)) };
-        let range = if c.kind == Kind::NativeEcho { "-".to_string() } else { format!("{} .. {}", fmt_us(lo), fmt_us(hi)) };
+        let range =
+            if c.kind == Kind::NativeEcho { "-".to_string() } else { format!("{} .. {}", fmt_us(lo), fmt_us(hi)) };
         let wall = median(&s.wall_ns);
         let ratio = match (wall, base_wall) {
             (Some(w), Some(b)) if c.kind != Kind::NativeEcho && b > 0 => format!(" ({:.1}x echo)", w as f64 / b as f64),
@@ -284,17 +336,33 @@ fn main() {
         let _ = writeln!(r, "| {} | {} | {} | {}{} | {} |", c.name, boot, range, fmt_us(wall), ratio, s.failures);
     }
     let _ = writeln!(r, "\n| image | size |\n|---|---|");
-    let _ = writeln!(r, "| hello, qemu/x86_64 (PVH ELF) | {} bytes ({:.1} KiB) |", size(&qemu_img), size(&qemu_img) as f64 / 1024.0);
-    let _ = writeln!(r, "| hello, linuxu/x86_64 (static ELF) | {} bytes ({:.1} KiB) |", size(&linuxu_img), size(&linuxu_img) as f64 / 1024.0);
+    let _ = writeln!(
+        r,
+        "| hello, qemu/x86_64 (PVH ELF) | {} bytes ({:.1} KiB) |",
+        size(&qemu_img),
+        size(&qemu_img) as f64 / 1024.0
+    );
+    let _ = writeln!(
+        r,
+        "| hello, linuxu/x86_64 (static ELF) | {} bytes ({:.1} KiB) |",
+        size(&linuxu_img),
+        size(&linuxu_img) as f64 / 1024.0
+    );
     let mem = |m: Option<u64>| m.map(|k| format!("{k} KiB")).unwrap_or_else(|| "n/a".into());
     let _ = writeln!(r, "\n| smallest `-m` that boots hello (128 KiB steps, qboot) | |\n|---|---|");
     if kvm {
         let _ = writeln!(r, "| KVM | {} |", mem(min_mem_kvm));
     }
     let _ = writeln!(r, "| TCG | {} |", mem(min_mem_tcg));
-    let _ = writeln!(r, "\nTargets (Unikraft's published figures): guest boot <= 50 us (Unikraft 55 us on QEMU/KVM), hello image <= 150 KB (213 KB), boots in <= 2 MB (2 MB).");
+    let _ = writeln!(
+        r,
+        "\nTargets (Unikraft's published figures): guest boot <= 50 us (Unikraft 55 us on QEMU/KVM), hello image <= 150 KB (213 KB), boots in <= 2 MB (2 MB)."
+    );
     if kvm_module.starts_with("kvm_pvm") {
-        let _ = writeln!(r, "\nOn this host /dev/kvm is kvm_pvm: a guest that does not use the PVM paravirtual ABI runs its kernel-mode code through KVM's instruction emulator, so the KVM rows measure that emulator (several microseconds per instruction), not hardware virtualization; TCG is faster here. On hardware KVM the guest runs natively.");
+        let _ = writeln!(
+            r,
+            "\nOn this host /dev/kvm is kvm_pvm: a guest that does not use the PVM paravirtual ABI runs its kernel-mode code through KVM's instruction emulator, so the KVM rows measure that emulator (several microseconds per instruction), not hardware virtualization; TCG is faster here. On hardware KVM the guest runs natively."
+        );
     }
     let with_net = !std::env::args().any(|a| a == "--no-net");
     if with_net {

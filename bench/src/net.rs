@@ -72,7 +72,13 @@ pub fn unikit_qemu(repo: &Path, unikit: &Path, accel: &str) -> Option<Server> {
             .args(["--plat", "qemu", "--accel", accel, "-p", &format!("{port}:80"), "--rootfs"])
             .arg(repo.join("examples/httpd/www")),
     )?;
-    let s = Server { name: format!("unikit httpd, QEMU q35 {}, user net", accel.to_uppercase()), wrap: vec![], url: format!("http://127.0.0.1:{port}/index.html"), child, cleanup: vec![] };
+    let s = Server {
+        name: format!("unikit httpd, QEMU q35 {}, user net", accel.to_uppercase()),
+        wrap: vec![],
+        url: format!("http://127.0.0.1:{port}/index.html"),
+        child,
+        cleanup: vec![],
+    };
     wait_up(&s.wrap, &s.url, 300).then_some(s)
 }
 
@@ -99,12 +105,41 @@ pub fn linux_guest(repo: &Path) -> Option<Server> {
     let (kernel, initrd) = linux_guest_files(repo)?;
     let port = free_port();
     let child = spawn(Command::new("qemu-system-x86_64").args([
-        "-M", "q35", "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-smp", "1", "-m", "256M",
-        "-serial", "null", "-accel", "tcg", "-cpu", "max",
-        "-netdev", &format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:80"), "-device", "virtio-net-pci,netdev=n0",
-        "-kernel", &kernel, "-initrd", &initrd, "-append", "console=ttyS0 quiet",
+        "-M",
+        "q35",
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-no-reboot",
+        "-smp",
+        "1",
+        "-m",
+        "256M",
+        "-serial",
+        "null",
+        "-accel",
+        "tcg",
+        "-cpu",
+        "max",
+        "-netdev",
+        &format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:80"),
+        "-device",
+        "virtio-net-pci,netdev=n0",
+        "-kernel",
+        &kernel,
+        "-initrd",
+        &initrd,
+        "-append",
+        "console=ttyS0 quiet",
     ]))?;
-    let s = Server { name: "Linux guest (Debian 6.1 kernel, busybox httpd), QEMU q35 TCG, user net".into(), wrap: vec![], url: format!("http://127.0.0.1:{port}/index.html"), child, cleanup: vec![] };
+    let s = Server {
+        name: "Linux guest (Debian 6.1 kernel, busybox httpd), QEMU q35 TCG, user net".into(),
+        wrap: vec![],
+        url: format!("http://127.0.0.1:{port}/index.html"),
+        child,
+        cleanup: vec![],
+    };
     wait_up(&s.wrap, &s.url, 300).then_some(s)
 }
 
@@ -132,14 +167,30 @@ pub fn unikit_linuxu(repo: &Path, unikit: &Path) -> Option<Server> {
         let _ = Command::new("ip").args(["netns", "del", &ns]).status();
         return None;
     };
-    let s = Server { name: "unikit httpd as a Linux process (linuxu), tap in a netns".into(), wrap, url: "http://10.0.0.2/index.html".into(), child, cleanup };
+    let s = Server {
+        name: "unikit httpd as a Linux process (linuxu), tap in a netns".into(),
+        wrap,
+        url: "http://10.0.0.2/index.html".into(),
+        child,
+        cleanup,
+    };
     wait_up(&s.wrap, &s.url, 120).then_some(s)
 }
 
 pub fn busybox_host(repo: &Path) -> Option<Server> {
     let port = free_port();
-    let child = spawn(Command::new("busybox").args(["httpd", "-f", "-p", &format!("127.0.0.1:{port}"), "-h"]).arg(repo.join("examples/httpd/www")))?;
-    let s = Server { name: "busybox httpd, host Linux process, loopback".into(), wrap: vec![], url: format!("http://127.0.0.1:{port}/index.html"), child, cleanup: vec![] };
+    let child = spawn(
+        Command::new("busybox")
+            .args(["httpd", "-f", "-p", &format!("127.0.0.1:{port}"), "-h"])
+            .arg(repo.join("examples/httpd/www")),
+    )?;
+    let s = Server {
+        name: "busybox httpd, host Linux process, loopback".into(),
+        wrap: vec![],
+        url: format!("http://127.0.0.1:{port}/index.html"),
+        child,
+        cleanup: vec![],
+    };
     wait_up(&s.wrap, &s.url, 20).then_some(s)
 }
 
@@ -192,7 +243,10 @@ pub fn run(repo: &Path, unikit: &Path, kvm: bool) -> String {
         }
     }
     let _ = writeln!(r, "\n## HTTP throughput (wrk)\n");
-    let _ = writeln!(r, "`wrk -t2 -c{CONNECTIONS} -d{SECONDS}s` fetching `index.html` (the same file everywhere), median of {ROUNDS} interleaved rounds; requests/s. \"close\" adds `Connection: close` (one request per connection, which is all busybox httpd does).\n");
+    let _ = writeln!(
+        r,
+        "`wrk -t2 -c{CONNECTIONS} -d{SECONDS}s` fetching `index.html` (the same file everywhere), median of {ROUNDS} interleaved rounds; requests/s. \"close\" adds `Connection: close` (one request per connection, which is all busybox httpd does).\n"
+    );
     let _ = writeln!(r, "| server | keep-alive req/s | close req/s |\n|---|---|---|");
     let mut meds = vec![];
     for (i, s) in servers.iter().enumerate() {
@@ -204,15 +258,26 @@ pub fn run(repo: &Path, unikit: &Path, kvm: bool) -> String {
     let find = |p: &str| meds.iter().find(|m| m.0.starts_with(p)).cloned();
     if let (Some(u), Some(l)) = (find("unikit httpd, QEMU q35 TCG"), find("Linux guest")) {
         if let (Some(uc), Some(lc)) = (u.2, l.2) {
-            let _ = writeln!(r, "\nSame QEMU, same accelerator (TCG), same user-mode network, one request per connection: unikit serves **{:.1}x** the Linux guest's requests/s.", uc / lc);
+            let _ = writeln!(
+                r,
+                "\nSame QEMU, same accelerator (TCG), same user-mode network, one request per connection: unikit serves **{:.1}x** the Linux guest's requests/s.",
+                uc / lc
+            );
         }
     }
     if let (Some(u), Some(b)) = (find("unikit httpd as a Linux process"), find("busybox httpd, host")) {
         if let (Some(uc), Some(bc)) = (u.2, b.2) {
-            let _ = writeln!(r, "As Linux processes, one request per connection: unikit's httpd (its own TCP/IP stack over a tap) serves {:.2}x busybox httpd on the host's loopback.", uc / bc);
+            let _ = writeln!(
+                r,
+                "As Linux processes, one request per connection: unikit's httpd (its own TCP/IP stack over a tap) serves {:.2}x busybox httpd on the host's loopback.",
+                uc / bc
+            );
         }
     }
-    let _ = writeln!(r, "\nThe Linux guest runs under TCG only: this host's KVM cannot boot a stock Linux kernel. QEMU's user-mode network (slirp) is in the path of every QEMU row, and limits them all alike.");
+    let _ = writeln!(
+        r,
+        "\nThe Linux guest runs under TCG only: this host's KVM cannot boot a stock Linux kernel. QEMU's user-mode network (slirp) is in the path of every QEMU row, and limits them all alike."
+    );
     drop(servers);
     r
 }

@@ -34,14 +34,21 @@ fn boot(unikit: &Path, image: &Path, ty: &str, cmdline: &str) -> (String, u64) {
 pub fn run(repo: &Path, unikit: &Path, with_net: bool) -> String {
     let mut r = String::new();
     let _ = writeln!(r, "\n## Xen (test bed: real Xen 4.17 + Debian dom0 under QEMU TCG)\n");
-    let st = Command::new(unikit).args(["build", "-q", "--plat", "xen", "-C"]).arg(repo.join("examples/hello")).status();
+    let st =
+        Command::new(unikit).args(["build", "-q", "--plat", "xen", "-C"]).arg(repo.join("examples/hello")).status();
     if !st.is_ok_and(|s| s.success()) {
         let _ = writeln!(r, "Skipped: building hello for xen failed.");
         return r;
     }
     let image = repo.join("examples/hello/build/hello_xen-x86_64");
-    let _ = writeln!(r, "Guest boot = first instruction of the Xen entry (PV: `xen_pv_start`; PVH: the PVH entry) -> first line of `main`, TSC converted with Xen's pvclock, from `unikit.bootstats`; medians of {BOOT_RUNS} runs, 16 MiB guest. \"bed wall\" is the host time of one whole `unikit xen-testbed` run (QEMU, Xen and dom0 boot, `xl create`, the guest, power-off).\n");
-    let _ = writeln!(r, "| guest | guest boot (median) | min .. max | bed wall (median) | failed runs |\n|---|---|---|---|---|");
+    let _ = writeln!(
+        r,
+        "Guest boot = first instruction of the Xen entry (PV: `xen_pv_start`; PVH: the PVH entry) -> first line of `main`, TSC converted with Xen's pvclock, from `unikit.bootstats`; medians of {BOOT_RUNS} runs, 16 MiB guest. \"bed wall\" is the host time of one whole `unikit xen-testbed` run (QEMU, Xen and dom0 boot, `xl create`, the guest, power-off).\n"
+    );
+    let _ = writeln!(
+        r,
+        "| guest | guest boot (median) | min .. max | bed wall (median) | failed runs |\n|---|---|---|---|---|"
+    );
     for ty in ["pv", "pvh"] {
         eprintln!("bench: xen {ty} boots ...");
         let (mut boots, mut walls, mut failed) = (vec![], vec![], 0);
@@ -54,7 +61,15 @@ pub fn run(repo: &Path, unikit: &Path, with_net: bool) -> String {
             }
         }
         let (lo, hi) = (boots.iter().min().copied(), boots.iter().max().copied());
-        let _ = writeln!(r, "| unikit hello, Xen {} | {} | {} .. {} | {} | {failed} |", ty.to_uppercase(), fmt_us(median(&boots)), fmt_us(lo), fmt_us(hi), fmt_us(median(&walls)));
+        let _ = writeln!(
+            r,
+            "| unikit hello, Xen {} | {} | {} .. {} | {} | {failed} |",
+            ty.to_uppercase(),
+            fmt_us(median(&boots)),
+            fmt_us(lo),
+            fmt_us(hi),
+            fmt_us(median(&walls))
+        );
     }
     if !with_net {
         return r;
@@ -90,7 +105,11 @@ pub fn run(repo: &Path, unikit: &Path, with_net: bool) -> String {
         )
     });
     rows.push(measure("Linux PV guest (Debian 6.1 kernel, busybox httpd), same bed", linux));
-    let _ = writeln!(r, "\n`wrk -t2 -c16 -d{WRK_SECONDS}s --timeout={WRK_TIMEOUT}s` from the host through the bed's port forward: QEMU user networking to dom0, a busybox `nc -ll -e nc` relay in dom0 (a process per connection), the bridge, netback, and the guest's netfront. Median of {} rounds; requests/s. busybox httpd closes every connection, so for it both columns are one request per connection.\n", net::ROUNDS);
+    let _ = writeln!(
+        r,
+        "\n`wrk -t2 -c16 -d{WRK_SECONDS}s --timeout={WRK_TIMEOUT}s` from the host through the bed's port forward: QEMU user networking to dom0, a busybox `nc -ll -e nc` relay in dom0 (a process per connection), the bridge, netback, and the guest's netfront. Median of {} rounds; requests/s. busybox httpd closes every connection, so for it both columns are one request per connection.\n",
+        net::ROUNDS
+    );
     let _ = writeln!(r, "| server | keep-alive req/s | close req/s |\n|---|---|---|");
     let f = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "failed".into());
     for (name, k, c) in &rows {
@@ -98,12 +117,22 @@ pub fn run(repo: &Path, unikit: &Path, with_net: bool) -> String {
     }
     if let (Some((_, _, Some(uc))), Some((_, _, Some(lc)))) = (rows.first(), rows.get(1)) {
         if *lc > 0.0 {
-            let _ = writeln!(r, "\nSame bed, same path, one request per connection: unikit serves **{:.1}x** the Linux PV guest's requests/s.", uc / lc);
+            let _ = writeln!(
+                r,
+                "\nSame bed, same path, one request per connection: unikit serves **{:.1}x** the Linux PV guest's requests/s.",
+                uc / lc
+            );
         } else {
-            let _ = writeln!(r, "\nThe Linux PV guest completed no request within {WRK_TIMEOUT} s in the one-request-per-connection run.");
+            let _ = writeln!(
+                r,
+                "\nThe Linux PV guest completed no request within {WRK_TIMEOUT} s in the one-request-per-connection run."
+            );
         }
     }
-    let _ = writeln!(r, "The dom0 relay forks a process per connection under TCG, which bounds every column here; these numbers compare guests in this bed and say nothing about Xen on hardware.");
+    let _ = writeln!(
+        r,
+        "The dom0 relay forks a process per connection under TCG, which bounds every column here; these numbers compare guests in this bed and say nothing about Xen on hardware."
+    );
     r
 }
 

@@ -5,8 +5,11 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(unikit_no_kvm)");
     println!("cargo::rustc-check-cfg=cfg(unikit_no_netns)");
     // Network-namespace tests need root (CAP_SYS_ADMIN) and iproute2.
-    let root = std::process::Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false);
-    let ip = std::path::Path::new("/usr/sbin/ip").exists() || std::path::Path::new("/sbin/ip").exists() || std::path::Path::new("/usr/bin/ip").exists();
+    let root =
+        std::process::Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false);
+    let ip = std::path::Path::new("/usr/sbin/ip").exists()
+        || std::path::Path::new("/sbin/ip").exists()
+        || std::path::Path::new("/usr/bin/ip").exists();
     if !(root && ip) {
         println!("cargo:rustc-cfg=unikit_no_netns");
         println!("cargo:warning=not root or no iproute2: network-namespace tests will be skipped");
@@ -15,16 +18,10 @@ fn main() {
     solo5_hvt();
     xen_testbed();
     println!("cargo:rerun-if-changed=/dev/kvm");
-    let usable = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok();
+    let usable = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
     if !usable {
         println!("cargo:rustc-cfg=unikit_no_kvm");
-        println!(
-            "cargo:warning=/dev/kvm is not usable here: KVM boot tests will be skipped (TCG tests still run)"
-        );
+        println!("cargo:warning=/dev/kvm is not usable here: KVM boot tests will be skipped (TCG tests still run)");
     }
 }
 
@@ -35,10 +32,8 @@ fn firecracker() {
     println!("cargo::rustc-check-cfg=cfg(unikit_no_firecracker)");
     println!("cargo:rerun-if-env-changed=UNIKIT_FIRECRACKER");
     println!("cargo:rerun-if-env-changed=PATH");
-    let found = std::env::var_os("UNIKIT_FIRECRACKER")
-        .map(std::path::PathBuf::from)
-        .filter(|p| p.is_file())
-        .or_else(|| {
+    let found =
+        std::env::var_os("UNIKIT_FIRECRACKER").map(std::path::PathBuf::from).filter(|p| p.is_file()).or_else(|| {
             std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
                 .map(|d| d.join("firecracker"))
                 .find(|p| p.is_file())
@@ -58,10 +53,8 @@ fn firecracker() {
 fn solo5_hvt() {
     println!("cargo::rustc-check-cfg=cfg(unikit_no_solo5_hvt)");
     println!("cargo:rerun-if-env-changed=UNIKIT_SOLO5_HVT");
-    let found = std::env::var_os("UNIKIT_SOLO5_HVT")
-        .map(std::path::PathBuf::from)
-        .filter(|p| p.is_file())
-        .or_else(|| {
+    let found =
+        std::env::var_os("UNIKIT_SOLO5_HVT").map(std::path::PathBuf::from).filter(|p| p.is_file()).or_else(|| {
             std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
                 .map(|d| d.join("solo5-hvt"))
                 .find(|p| p.is_file())

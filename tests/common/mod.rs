@@ -69,7 +69,8 @@ fn panic(_: &core::panic::PanicInfo) -> ! { exit(101) }
 
 /// An app that only spins: enough for tests that check what the CLI does
 /// around the guest (configs, fake hypervisors).
-pub const APP_SPIN: &str = "#![no_std]\n#![no_main]\nextern crate unikit;\n#[no_mangle]\npub extern \"C\" fn _start() -> ! { loop {} }\n";
+pub const APP_SPIN: &str =
+    "#![no_std]\n#![no_main]\nextern crate unikit;\n#[no_mangle]\npub extern \"C\" fn _start() -> ! { loop {} }\n";
 
 /// A buildable project (`<tmp>/app`) against the stand-in `unikit` crate.
 pub fn fixture(manifest: &str, main_rs: &str) -> (TempDir, PathBuf) {

@@ -24,8 +24,7 @@ pub fn command(dir: &Path, plat: Option<&str>, quiet: bool) -> Result<()> {
     let plats = match plat {
         Some(p) => vec![selected(&manifest, p)?],
         None => {
-            let (ok, skipped): (Vec<Platform>, Vec<Platform>) =
-                manifest.targets.iter().partition(|p| p.supported());
+            let (ok, skipped): (Vec<Platform>, Vec<Platform>) = manifest.targets.iter().partition(|p| p.supported());
             for p in skipped {
                 warn(format!(
                     "skipping target {}: platform '{p}' is not supported by this version yet",
@@ -76,10 +75,7 @@ fn cargo() -> OsString {
 
 fn spawn_error(program: &OsString, e: std::io::Error) -> anyhow::Error {
     if e.kind() == std::io::ErrorKind::NotFound {
-        hinted(
-            format!("{} not found", program.to_string_lossy()),
-            "install Rust with rustup: https://rustup.rs",
-        )
+        hinted(format!("{} not found", program.to_string_lossy()), "install Rust with rustup: https://rustup.rs")
     } else {
         anyhow!("cannot run {}: {e}", program.to_string_lossy())
     }
@@ -96,23 +92,14 @@ impl Project {
         }
         let program = cargo();
         let out = Command::new(&program)
-            .args([
-                "metadata",
-                "--format-version",
-                "1",
-                "--no-deps",
-                "--manifest-path",
-            ])
+            .args(["metadata", "--format-version", "1", "--no-deps", "--manifest-path"])
             .arg(&manifest_path)
             .stdin(Stdio::null())
             .output()
             .map_err(|e| spawn_error(&program, e))?;
         if !out.status.success() {
             eprint!("{}", String::from_utf8_lossy(&out.stderr));
-            bail!(
-                "cannot read the Cargo project {} (cargo metadata failed)",
-                manifest_path.display()
-            );
+            bail!("cannot read the Cargo project {} (cargo metadata failed)", manifest_path.display());
         }
         Project::from_metadata(&out.stdout, &manifest_path)
     }
@@ -135,25 +122,13 @@ impl Project {
             name: String,
             kind: Vec<String>,
         }
-        let meta: Meta = serde_json::from_slice(json)
-            .context("cannot understand the output of cargo metadata")?;
+        let meta: Meta = serde_json::from_slice(json).context("cannot understand the output of cargo metadata")?;
         let want = canonical(manifest_path);
-        let pkg = meta
-            .packages
-            .into_iter()
-            .find(|p| canonical(&p.manifest_path) == want)
-            .ok_or_else(|| {
-                anyhow!(
-                    "{} does not define a package (is it only a workspace root?)",
-                    manifest_path.display()
-                )
-            })?;
-        let bins: Vec<String> = pkg
-            .targets
-            .into_iter()
-            .filter(|t| t.kind.iter().any(|k| k == "bin"))
-            .map(|t| t.name)
-            .collect();
+        let pkg = meta.packages.into_iter().find(|p| canonical(&p.manifest_path) == want).ok_or_else(|| {
+            anyhow!("{} does not define a package (is it only a workspace root?)", manifest_path.display())
+        })?;
+        let bins: Vec<String> =
+            pkg.targets.into_iter().filter(|t| t.kind.iter().any(|k| k == "bin")).map(|t| t.name).collect();
         let bin = match bins.as_slice() {
             [] => {
                 return Err(hinted(
@@ -164,18 +139,12 @@ impl Project {
             [one] => one.clone(),
             many => match many.iter().find(|b| **b == pkg.name) {
                 Some(b) => b.clone(),
-                None => bail!(
-                    "package '{}' has several binary targets ({}); unikit needs one",
-                    pkg.name,
-                    many.join(", ")
-                ),
+                None => {
+                    bail!("package '{}' has several binary targets ({}); unikit needs one", pkg.name, many.join(", "))
+                }
             },
         };
-        Ok(Project {
-            manifest_path: manifest_path.to_path_buf(),
-            bin,
-            target_dir: meta.target_directory,
-        })
+        Ok(Project { manifest_path: manifest_path.to_path_buf(), bin, target_dir: meta.target_directory })
     }
 }
 
@@ -203,14 +172,9 @@ pub fn cargo_build(
 ) -> CargoBuild {
     let k = plat.kernel_plat();
     let target_dir = project.target_dir.join("unikit").join(k);
-    let mut args: Vec<OsString> =
-        vec!["build".into(), "--release".into(), "--manifest-path".into()];
+    let mut args: Vec<OsString> = vec!["build".into(), "--release".into(), "--manifest-path".into()];
     args.push(project.manifest_path.clone().into());
-    args.extend([
-        "--target".into(),
-        GUEST_TARGET.into(),
-        "--target-dir".into(),
-    ]);
+    args.extend(["--target".into(), GUEST_TARGET.into(), "--target-dir".into()]);
     args.push(target_dir.clone().into());
     args.extend(["--features".into(), format!("unikit/plat-{k}").into()]);
     if !features.is_empty() {
@@ -242,11 +206,7 @@ pub fn cargo_build(
         // environment never leaks into the image.
         env.push((SOLO5_DEVICES_ENV, solo5_devices.join(",").into()));
     }
-    CargoBuild {
-        args,
-        env,
-        target_dir,
-    }
+    CargoBuild { args, env, target_dir }
 }
 
 /// A built image.
@@ -259,11 +219,7 @@ pub struct Image {
 
 impl Image {
     pub fn describe(&self) -> String {
-        format!(
-            "built {} ({} KiB)",
-            self.path.display(),
-            self.size.div_ceil(1024)
-        )
+        format!("built {} ({} KiB)", self.path.display(), self.size.div_ceil(1024))
     }
 }
 
@@ -279,24 +235,13 @@ pub fn build(
     let inv = cargo_build(project, &manifest.features, plat, solo5_devices, quiet);
     let program = cargo();
     let mut cmd = Command::new(&program);
-    cmd.args(&inv.args)
-        .envs(inv.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::inherit());
+    cmd.args(&inv.args).envs(inv.env.iter().map(|(k, v)| (k, v))).stdin(Stdio::null()).stdout(Stdio::inherit());
     // With --quiet, keep cargo's messages and show them only on failure.
-    cmd.stderr(if quiet {
-        Stdio::piped()
-    } else {
-        Stdio::inherit()
-    });
+    cmd.stderr(if quiet { Stdio::piped() } else { Stdio::inherit() });
     let out = cmd.output().map_err(|e| spawn_error(&program, e))?;
     if !out.status.success() {
         eprint!("{}", String::from_utf8_lossy(&out.stderr));
-        let msg = format!(
-            "building {} for {} failed",
-            manifest.name,
-            target_name(plat)
-        );
+        let msg = format!("building {} for {} failed", manifest.name, target_name(plat));
         if !guest_target_installed(dir) {
             return Err(hinted(
                 format!("{msg}: the Rust target {GUEST_TARGET} is not installed"),
@@ -306,40 +251,25 @@ pub fn build(
         bail!(msg);
     }
 
-    let built = inv
-        .target_dir
-        .join(GUEST_TARGET)
-        .join("release")
-        .join(&project.bin);
+    let built = inv.target_dir.join(GUEST_TARGET).join("release").join(&project.bin);
     let out_dir = dir.join("build");
     let file = format!("{}_{}-x86_64", manifest.name, plat);
     let dest = out_dir.join(&file);
     let sym = out_dir.join(format!("{file}.sym"));
-    std::fs::create_dir_all(&out_dir)
-        .with_context(|| format!("cannot create {}", out_dir.display()))?;
-    let unstripped =
-        std::fs::read(&built).with_context(|| format!("cannot read {}", built.display()))?;
-    let mode = std::fs::metadata(&built)
-        .with_context(|| format!("cannot read {}", built.display()))?
-        .permissions();
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let unstripped = std::fs::read(&built).with_context(|| format!("cannot read {}", built.display()))?;
+    let mode = std::fs::metadata(&built).with_context(|| format!("cannot read {}", built.display()))?.permissions();
     let image = match elf::strip(&unstripped) {
         Ok(stripped) => stripped,
         Err(why) => {
-            warn(format!(
-                "cannot strip {} ({why}); using the unstripped image",
-                built.display()
-            ));
+            warn(format!("cannot strip {} ({why}); using the unstripped image", built.display()));
             unstripped.clone()
         }
     };
     // The symbols first: an image is never newer than its `.sym`.
     write_atomic(&sym, &unstripped, &mode)?;
     write_atomic(&dest, &image, &mode)?;
-    Ok(Image {
-        path: dest,
-        size: image.len() as u64,
-        symbols: sym,
-    })
+    Ok(Image { path: dest, size: image.len() as u64, symbols: sym })
 }
 
 /// Write `dest` through a temporary file and a rename, so that a running
@@ -350,9 +280,7 @@ fn write_atomic(dest: &Path, data: &[u8], mode: &std::fs::Permissions) -> Result
     let result = std::fs::write(&tmp, data)
         .and_then(|()| std::fs::set_permissions(&tmp, mode.clone()))
         .with_context(|| format!("cannot write {}", tmp.display()))
-        .and_then(|()| {
-            std::fs::rename(&tmp, dest).with_context(|| format!("cannot write {}", dest.display()))
-        });
+        .and_then(|()| std::fs::rename(&tmp, dest).with_context(|| format!("cannot write {}", dest.display())));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
@@ -363,11 +291,7 @@ fn write_atomic(dest: &Path, data: &[u8], mode: &std::fs::Permissions) -> Result
 /// (Best effort: if rustc cannot tell us, assume it is.)
 fn guest_target_installed(dir: &Path) -> bool {
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let Ok(out) = Command::new(rustc)
-        .args(["--print", "sysroot"])
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
+    let Ok(out) = Command::new(rustc).args(["--print", "sysroot"]).current_dir(dir).stdin(Stdio::null()).output()
     else {
         return true;
     };
@@ -375,11 +299,7 @@ fn guest_target_installed(dir: &Path) -> bool {
         return true;
     }
     let sysroot = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    sysroot
-        .join("lib/rustlib")
-        .join(GUEST_TARGET)
-        .join("lib")
-        .is_dir()
+    sysroot.join("lib/rustlib").join(GUEST_TARGET).join("lib").is_dir()
 }
 
 #[cfg(test)]
@@ -387,27 +307,13 @@ mod tests {
     use super::*;
 
     fn project() -> Project {
-        Project {
-            manifest_path: "/p/Cargo.toml".into(),
-            bin: "hello".into(),
-            target_dir: "/ws/target".into(),
-        }
+        Project { manifest_path: "/p/Cargo.toml".into(), bin: "hello".into(), target_dir: "/ws/target".into() }
     }
 
     #[test]
     fn cargo_invocation() {
-        let b = cargo_build(
-            &project(),
-            &["net".into(), "fs".into()],
-            Platform::Qemu,
-            &["net:service".into()],
-            false,
-        );
-        let args: Vec<String> = b
-            .args
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
+        let b = cargo_build(&project(), &["net".into(), "fs".into()], Platform::Qemu, &["net:service".into()], false);
+        let args: Vec<String> = b.args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
         assert_eq!(
             args,
             [
@@ -426,24 +332,13 @@ mod tests {
             ]
         );
         assert_eq!(b.target_dir, Path::new("/ws/target/unikit/kvm"));
-        let flags = &b
-            .env
-            .iter()
-            .find(|(k, _)| *k == "CARGO_ENCODED_RUSTFLAGS")
-            .unwrap()
-            .1;
+        let flags = &b.env.iter().find(|(k, _)| *k == "CARGO_ENCODED_RUSTFLAGS").unwrap().1;
         assert_eq!(
             flags.to_str().unwrap(),
             "-Crelocation-model=static\x1f-Cforce-frame-pointers=yes\x1f-Clink-arg=-Tunikit-kvm.ld"
         );
-        assert!(
-            b.env
-                .contains(&("CARGO_PROFILE_RELEASE_PANIC", "abort".into()))
-        );
-        assert!(
-            b.env
-                .contains(&("CARGO_PROFILE_RELEASE_STRIP", "debuginfo".into()))
-        );
+        assert!(b.env.contains(&("CARGO_PROFILE_RELEASE_PANIC", "abort".into())));
+        assert!(b.env.contains(&("CARGO_PROFILE_RELEASE_STRIP", "debuginfo".into())));
         // Only solo5 builds get the device list.
         assert!(!b.env.iter().any(|(k, _)| *k == SOLO5_DEVICES_ENV));
     }
@@ -465,19 +360,8 @@ mod tests {
     #[test]
     fn cargo_invocation_linuxu_quiet_no_features() {
         let b = cargo_build(&project(), &[], Platform::Linuxu, &[], true);
-        let args: Vec<String> = b
-            .args
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        assert!(
-            args.ends_with(&[
-                "--features".into(),
-                "unikit/plat-linuxu".into(),
-                "--quiet".into()
-            ]),
-            "{args:?}"
-        );
+        let args: Vec<String> = b.args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert!(args.ends_with(&["--features".into(), "unikit/plat-linuxu".into(), "--quiet".into()]), "{args:?}");
         assert_eq!(b.target_dir, Path::new("/ws/target/unikit/linuxu"));
     }
 

@@ -14,18 +14,13 @@ pub const QUIET: &str = "unikit.quiet";
 /// `[A-Za-z_][A-Za-z0-9_]*`
 pub fn valid_env_key(key: &str) -> bool {
     let mut chars = key.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Quote one token if needed.
 pub fn quote(token: &str) -> String {
-    let needs = token.is_empty()
-        || token
-            .chars()
-            .any(|c| c.is_whitespace() || c == '"' || c == '\\');
+    let needs = token.is_empty() || token.chars().any(|c| c.is_whitespace() || c == '"' || c == '\\');
     if !needs {
         return token.to_string();
     }
@@ -42,11 +37,7 @@ pub fn quote(token: &str) -> String {
 }
 
 /// Build the whole command line.
-pub fn build(
-    kernel_args: &[String],
-    env: &BTreeMap<String, String>,
-    app_args: &[String],
-) -> Result<String> {
+pub fn build(kernel_args: &[String], env: &BTreeMap<String, String>, app_args: &[String]) -> Result<String> {
     let mut tokens: Vec<String> = kernel_args.iter().map(|a| quote(a)).collect();
     for (k, v) in env {
         if !valid_env_key(k) {
@@ -94,16 +85,8 @@ mod tests {
         let mut env = BTreeMap::new();
         env.insert("GREETING".to_string(), "hello world".to_string());
         env.insert("A".to_string(), "1".to_string());
-        let line = build(
-            &s(&["unikit.quiet"]),
-            &env,
-            &s(&["--greeting", "hi there", ""]),
-        )
-        .unwrap();
-        assert_eq!(
-            line,
-            r#"unikit.quiet A=1 "GREETING=hello world" -- --greeting "hi there" """#
-        );
+        let line = build(&s(&["unikit.quiet"]), &env, &s(&["--greeting", "hi there", ""])).unwrap();
+        assert_eq!(line, r#"unikit.quiet A=1 "GREETING=hello world" -- --greeting "hi there" """#);
     }
 
     #[test]

@@ -39,25 +39,15 @@ fn parse(buf: &[u8]) -> Parse {
     }
     let rest = &buf[PREFIX.len()..];
     let sign = usize::from(rest[0] == b'-');
-    let digits = rest[sign..]
-        .iter()
-        .take_while(|b| b.is_ascii_digit())
-        .count();
+    let digits = rest[sign..].iter().take_while(|b| b.is_ascii_digit()).count();
     let num_end = sign + digits;
     if num_end == rest.len() {
-        return if num_end <= MAX_DIGITS {
-            Parse::Partial
-        } else {
-            Parse::No
-        };
+        return if num_end <= MAX_DIGITS { Parse::Partial } else { Parse::No };
     }
     if digits == 0 {
         return Parse::No;
     }
-    let Some(code) = std::str::from_utf8(&rest[..num_end])
-        .ok()
-        .and_then(|s| s.parse::<i32>().ok())
-    else {
+    let Some(code) = std::str::from_utf8(&rest[..num_end]).ok().and_then(|s| s.parse::<i32>().ok()) else {
         return Parse::No;
     };
     let mut tail = &rest[num_end..];
@@ -71,10 +61,7 @@ fn parse(buf: &[u8]) -> Parse {
             return Parse::Partial;
         }
         let word = &tail[REASON.len()..];
-        let len = word
-            .iter()
-            .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_' || **b == b'-')
-            .count();
+        let len = word.iter().take_while(|b| b.is_ascii_alphanumeric() || **b == b'_' || **b == b'-').count();
         if len > MAX_REASON {
             return Parse::No;
         }
@@ -119,11 +106,7 @@ impl Default for MarkerFilter {
 
 impl MarkerFilter {
     pub fn new() -> MarkerFilter {
-        MarkerFilter {
-            pending: Vec::new(),
-            after: After::Nothing,
-            exit: None,
-        }
+        MarkerFilter { pending: Vec::new(), after: After::Nothing, exit: None }
     }
 
     /// The first marker seen so far.
@@ -226,26 +209,14 @@ mod tests {
     fn strips_marker_and_newline() {
         let (out, exit) = filter(b"Hello\n\x1b_unikit:exit=3\x1b\\\n");
         assert_eq!(out, b"Hello\n");
-        assert_eq!(
-            exit,
-            Some(GuestExit {
-                code: 3,
-                reason: None
-            })
-        );
+        assert_eq!(exit, Some(GuestExit { code: 3, reason: None }));
     }
 
     #[test]
     fn reason_and_negative_code() {
         let (out, exit) = filter(b"boom\x1b_unikit:exit=-101;reason=panic\x1b\\\r\nafter");
         assert_eq!(out, b"boomafter");
-        assert_eq!(
-            exit,
-            Some(GuestExit {
-                code: -101,
-                reason: Some("panic".into())
-            })
-        );
+        assert_eq!(exit, Some(GuestExit { code: -101, reason: Some("panic".into()) }));
     }
 
     #[test]
@@ -285,13 +256,7 @@ mod tests {
     fn marker_inside_a_false_start() {
         let (out, exit) = filter(b"a\x1b_unikit:exit=1\x1b_unikit:exit=7\x1b\\\nb");
         assert_eq!(out, b"a\x1b_unikit:exit=1b");
-        assert_eq!(
-            exit,
-            Some(GuestExit {
-                code: 7,
-                reason: None
-            })
-        );
+        assert_eq!(exit, Some(GuestExit { code: 7, reason: None }));
     }
 
     #[test]

@@ -49,7 +49,9 @@ pub fn parse_net(spec: &str) -> Result<Net> {
         Some(("tap", name)) if !name.is_empty() && name.len() < 16 && !name.contains(['/', ' ', ',', '=']) => {
             Ok(Net::Tap(name.into()))
         }
-        Some(("tap", _)) => bail!("--net {spec}: tap interface names are 1 to 15 characters without '/', ',', '=' or spaces"),
+        Some(("tap", _)) => {
+            bail!("--net {spec}: tap interface names are 1 to 15 characters without '/', ',', '=' or spaces")
+        }
         _ => bail!("--net {spec}: expected `user` or `tap:NAME`"),
     }
 }
@@ -81,7 +83,9 @@ impl Devices {
             match &self.net {
                 None => self.net = Some(Net::User),
                 Some(Net::User) => {}
-                Some(Net::Tap(_)) => bail!("-p forwards ports through QEMU's user-mode network; with --net tap:NAME, reach the guest at its own address"),
+                Some(Net::Tap(_)) => bail!(
+                    "-p forwards ports through QEMU's user-mode network; with --net tap:NAME, reach the guest at its own address"
+                ),
             }
         }
         if self.net == Some(Net::User) && self.ip.is_none() {

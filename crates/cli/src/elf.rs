@@ -63,13 +63,7 @@ impl<'a> Elf<'a> {
         if data[4] != 2 || data[5] != 1 {
             return Err("not a 64-bit little-endian ELF file".into());
         }
-        let e = Elf {
-            data,
-            phoff: 0,
-            phnum: 0,
-            shoff: 0,
-            shnum: 0,
-        };
+        let e = Elf { data, phoff: 0, phnum: 0, shoff: 0, shnum: 0 };
         if e.u16(0x12) != Some(EM_X86_64) {
             return Err("not an x86-64 ELF file".into());
         }
@@ -98,17 +92,9 @@ impl<'a> Elf<'a> {
         let shoff = usize::try_from(shoff).map_err(|_| "bad e_shoff")?;
         let phnum = usize::from(phnum);
         let shnum = if shoff == 0 { 0 } else { usize::from(shnum) };
-        let e = Elf {
-            phoff,
-            phnum,
-            shoff,
-            shnum,
-            ..e
-        };
-        e.table(phoff, phnum, PHDR_SIZE)
-            .ok_or("program headers lie outside the file")?;
-        e.table(shoff, shnum, SHDR_SIZE)
-            .ok_or("section headers lie outside the file")?;
+        let e = Elf { phoff, phnum, shoff, shnum, ..e };
+        e.table(phoff, phnum, PHDR_SIZE).ok_or("program headers lie outside the file")?;
+        e.table(shoff, shnum, SHDR_SIZE).ok_or("section headers lie outside the file")?;
         Ok(e)
     }
 
@@ -123,32 +109,22 @@ impl<'a> Elf<'a> {
     }
 
     pub fn u16(&self, off: usize) -> Option<u16> {
-        Some(u16::from_le_bytes(
-            self.data.get(off..off.checked_add(2)?)?.try_into().ok()?,
-        ))
+        Some(u16::from_le_bytes(self.data.get(off..off.checked_add(2)?)?.try_into().ok()?))
     }
 
     pub fn u32(&self, off: usize) -> Option<u32> {
-        Some(u32::from_le_bytes(
-            self.data.get(off..off.checked_add(4)?)?.try_into().ok()?,
-        ))
+        Some(u32::from_le_bytes(self.data.get(off..off.checked_add(4)?)?.try_into().ok()?))
     }
 
     pub fn u64(&self, off: usize) -> Option<u64> {
-        Some(u64::from_le_bytes(
-            self.data.get(off..off.checked_add(8)?)?.try_into().ok()?,
-        ))
+        Some(u64::from_le_bytes(self.data.get(off..off.checked_add(8)?)?.try_into().ok()?))
     }
 
     pub fn program_headers(&self) -> impl Iterator<Item = ProgramHeader> + '_ {
         // parse() checked that the whole table is inside the file.
         (0..self.phnum).filter_map(move |i| {
             let o = self.phoff + i * PHDR_SIZE;
-            Some(ProgramHeader {
-                p_type: self.u32(o)?,
-                offset: self.u64(o + 8)?,
-                filesz: self.u64(o + 0x20)?,
-            })
+            Some(ProgramHeader { p_type: self.u32(o)?, offset: self.u64(o + 8)?, filesz: self.u64(o + 0x20)? })
         })
     }
 
@@ -181,22 +157,13 @@ impl<'a> Elf<'a> {
 
     /// The symbols of the `.symtab` section, with its string table.
     pub fn symtab(&self) -> Result<(Vec<Symbol>, &'a [u8]), String> {
-        let symtab = self
-            .sections()
-            .find(|s| s.sh_type == SHT_SYMTAB)
-            .ok_or("no symbol table")?;
+        let symtab = self.sections().find(|s| s.sh_type == SHT_SYMTAB).ok_or("no symbol table")?;
         if symtab.entsize != 24 {
             return Err(format!("unexpected symbol size {}", symtab.entsize));
         }
-        let data = self
-            .section_data(&symtab)
-            .ok_or("symbol table lies outside the file")?;
-        let strtab = self
-            .section(symtab.link as usize)
-            .ok_or("symbol table has no string table")?;
-        let strings = self
-            .section_data(&strtab)
-            .ok_or("string table lies outside the file")?;
+        let data = self.section_data(&symtab).ok_or("symbol table lies outside the file")?;
+        let strtab = self.section(symtab.link as usize).ok_or("symbol table has no string table")?;
+        let strings = self.section_data(&strtab).ok_or("string table lies outside the file")?;
         let syms = data
             .chunks_exact(24)
             .map(|c| Symbol {
@@ -253,10 +220,7 @@ pub fn strip(data: &[u8]) -> Result<Vec<u8>, String> {
     let mut end: u64 = 0;
     let mut loads = 0;
     for ph in elf.program_headers() {
-        let seg_end = ph
-            .offset
-            .checked_add(ph.filesz)
-            .ok_or("a segment's file range overflows")?;
+        let seg_end = ph.offset.checked_add(ph.filesz).ok_or("a segment's file range overflows")?;
         if seg_end > data.len() as u64 {
             return Err("a segment lies past the end of the file".into());
         }
@@ -298,11 +262,7 @@ pub mod tests {
         shoff: usize,
         sections: &[(u32, u64, u64, u64, u32, u64)],
     ) -> Vec<u8> {
-        let shnum = if sections.is_empty() {
-            0
-        } else {
-            sections.len() + 1
-        };
+        let shnum = if sections.is_empty() { 0 } else { sections.len() + 1 };
         let mut e = vec![0u8; size.max(shoff + shnum * 64)];
         e[..7].copy_from_slice(b"\x7fELF\x02\x01\x01");
         e[0x12..0x14].copy_from_slice(&62u16.to_le_bytes());
@@ -336,17 +296,9 @@ pub mod tests {
     fn strips_to_the_end_of_the_loaded_data() {
         let e = build(
             0x400,
-            &[
-                (PT_LOAD, 0, 0x200),
-                (4, 0x180, 0x90),
-                (PT_LOAD, 0x200, 0x80),
-            ],
+            &[(PT_LOAD, 0, 0x200), (4, 0x180, 0x90), (PT_LOAD, 0x200, 0x80)],
             0x400,
-            &[
-                (1, SHF_ALLOC, 0x100, 0x100, 0, 0),
-                (SHT_SYMTAB, 0, 0x300, 0x48, 3, 24),
-                (3, 0, 0x348, 0x10, 0, 0),
-            ],
+            &[(1, SHF_ALLOC, 0x100, 0x100, 0, 0), (SHT_SYMTAB, 0, 0x300, 0x48, 3, 24), (3, 0, 0x348, 0x10, 0, 0)],
         );
         let s = strip(&e).unwrap();
         assert_eq!(s.len(), 0x280);
@@ -390,14 +342,9 @@ pub mod tests {
         assert!(odd(&build(0x300, &[(PT_LOAD, 0, 0x50)], 0, &[])).contains("not covered"));
         // Section headers, or a symbol table, inside the loaded data.
         let syms = [(SHT_SYMTAB, 0, 0x280, 0x18, 0, 24)];
-        assert!(
-            odd(&build(0x300, &[(PT_LOAD, 0, 0x200)], 0x100, &syms))
-                .contains("section headers lie inside")
-        );
+        assert!(odd(&build(0x300, &[(PT_LOAD, 0, 0x200)], 0x100, &syms)).contains("section headers lie inside"));
         let syms = [(SHT_SYMTAB, 0, 0x180, 0x18, 0, 24)];
-        assert!(
-            odd(&build(0x300, &[(PT_LOAD, 0, 0x200)], 0x300, &syms)).contains("non-loaded section")
-        );
+        assert!(odd(&build(0x300, &[(PT_LOAD, 0, 0x200)], 0x300, &syms)).contains("non-loaded section"));
         // Extended section numbering, odd entry sizes.
         let mut e = build(0x300, &[(PT_LOAD, 0, 0x200)], 0x300, &syms);
         e[0x3c..0x3e].fill(0);
@@ -417,10 +364,7 @@ pub mod tests {
             0x400,
             &[(PT_LOAD, 0, 0x200)],
             0x300,
-            &[
-                (SHT_SYMTAB, 0, 0x200, 0x30, 2, 24),
-                (3, 0, 0x230, 0x10, 0, 0),
-            ],
+            &[(SHT_SYMTAB, 0, 0x200, 0x30, 2, 24), (3, 0, 0x230, 0x10, 0, 0)],
         );
         for n in 0..e.len() {
             let _ = strip(&e[..n]);
@@ -433,7 +377,12 @@ pub mod tests {
     #[test]
     fn needed_libraries() {
         // .dynamic at 0x200: NEEDED "libc.so.6", (an unrelated tag), NEEDED "libz.so.1", NULL.
-        let mut e = build(0x400, &[(PT_LOAD, 0, 0x200)], 0x300, &[(SHT_DYNAMIC, 0, 0x200, 0x40, 2, 16), (3, 0, 0x240, 0x20, 0, 0)]);
+        let mut e = build(
+            0x400,
+            &[(PT_LOAD, 0, 0x200)],
+            0x300,
+            &[(SHT_DYNAMIC, 0, 0x200, 0x40, 2, 16), (3, 0, 0x240, 0x20, 0, 0)],
+        );
         let dynamic: [(u64, u64); 4] = [(1, 1), (0x6ffffef5, 7), (1, 11), (0, 0)];
         for (i, (tag, val)) in dynamic.iter().enumerate() {
             e[0x200 + 16 * i..0x208 + 16 * i].copy_from_slice(&tag.to_le_bytes());

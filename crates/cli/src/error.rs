@@ -22,11 +22,7 @@ impl std::error::Error for Hinted {}
 
 /// Build an error that carries a hint line.
 pub fn hinted(message: impl Into<String>, hint: impl Into<String>) -> anyhow::Error {
-    Hinted {
-        message: message.into(),
-        hint: hint.into(),
-    }
-    .into()
+    Hinted { message: message.into(), hint: hint.into() }.into()
 }
 
 /// Print an error (with its causes on the same line) and its hint, if any.

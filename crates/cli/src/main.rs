@@ -215,7 +215,11 @@ fn main() -> ExitCode {
                 None => run::xen::DevKernel::Linux,
             },
             a.ramdisk.as_deref(),
-            a.memory.unwrap_or(if a.linux { Memory::parse("256M").unwrap_or(Memory::DEFAULT) } else { Memory::DEFAULT }),
+            a.memory.unwrap_or(if a.linux {
+                Memory::parse("256M").unwrap_or(Memory::DEFAULT)
+            } else {
+                Memory::DEFAULT
+            }),
             &a.cmdline.join(" "),
             &a.publish,
             &a.disk,

@@ -58,10 +58,7 @@ struct Problem {
 
 impl Problem {
     fn at(span: Range<usize>, message: impl Into<String>) -> Problem {
-        Problem {
-            span: Some(span),
-            message: message.into(),
-        }
+        Problem { span: Some(span), message: message.into() }
     }
 }
 
@@ -97,23 +94,17 @@ impl Manifest {
     }
 
     fn parse_inner(text: &str) -> Result<Manifest, Problem> {
-        let raw: Raw = toml::from_str(text).map_err(|e| Problem {
-            span: e.span(),
-            message: e.message().to_string(),
-        })?;
+        let raw: Raw =
+            toml::from_str(text).map_err(|e| Problem { span: e.span(), message: e.message().to_string() })?;
 
         let name = raw.name.get_ref();
         let name_ok = !name.is_empty()
             && !name.starts_with('.')
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
         if !name_ok {
             return Err(Problem::at(
                 raw.name.span(),
-                format!(
-                    "invalid name '{name}' (use letters, digits, '-', '_' and '.'; it names the image file)"
-                ),
+                format!("invalid name '{name}' (use letters, digits, '-', '_' and '.'; it names the image file)"),
             ));
         }
 
@@ -127,10 +118,7 @@ impl Manifest {
         for t in raw.targets.get_ref() {
             let p = parse_target(t.get_ref()).map_err(|m| Problem::at(t.span(), m))?;
             if targets.contains(&p) {
-                return Err(Problem::at(
-                    t.span(),
-                    format!("target '{}' is listed twice", t.get_ref()),
-                ));
+                return Err(Problem::at(t.span(), format!("target '{}' is listed twice", t.get_ref())));
             }
             targets.push(p);
         }
@@ -141,10 +129,7 @@ impl Manifest {
                 let parsed = match m.get_ref() {
                     toml::Value::String(s) => Memory::parse(s),
                     toml::Value::Integer(n) => Memory::parse(&n.to_string()),
-                    other => Err(format!(
-                        "'memory' must be a string like \"64M\", not a {}",
-                        other.type_str()
-                    )),
+                    other => Err(format!("'memory' must be a string like \"64M\", not a {}", other.type_str())),
                 };
                 parsed.map_err(|msg| Problem::at(m.span(), msg))?
             }
@@ -154,9 +139,7 @@ impl Manifest {
             if !crate::cmdline::valid_env_key(key) {
                 return Err(Problem {
                     span: None,
-                    message: format!(
-                        "invalid env variable name '{key}' (must match [A-Za-z_][A-Za-z0-9_]*)"
-                    ),
+                    message: format!("invalid env variable name '{key}' (must match [A-Za-z_][A-Za-z0-9_]*)"),
                 });
             }
         }
@@ -187,7 +170,11 @@ impl Manifest {
 /// `net:NAME` or `block:NAME`, NAME being 1 to 67 of [A-Za-z0-9] (what
 /// solo5-hvt's `--net:NAME=` / `--block:NAME=` accept).
 pub fn check_solo5_device(dev: &str) -> Result<(), String> {
-    let bad = || format!("invalid solo5 device '{dev}' (expected \"net:NAME\" or \"block:NAME\", NAME of 1 to 67 letters and digits)");
+    let bad = || {
+        format!(
+            "invalid solo5 device '{dev}' (expected \"net:NAME\" or \"block:NAME\", NAME of 1 to 67 letters and digits)"
+        )
+    };
     let (kind, name) = dev.split_once(':').ok_or_else(bad)?;
     let name_ok = !name.is_empty() && name.len() <= 67 && name.bytes().all(|b| b.is_ascii_alphanumeric());
     if !matches!(kind, "net" | "block") || !name_ok {
@@ -199,15 +186,11 @@ pub fn check_solo5_device(dev: &str) -> Result<(), String> {
 /// `<plat>/<arch>` with a known platform and arch `x86_64`.
 fn parse_target(t: &str) -> Result<Platform, String> {
     let Some((plat, arch)) = t.split_once('/') else {
-        return Err(format!(
-            "invalid target '{t}' (expected \"<platform>/<arch>\", e.g. \"qemu/x86_64\")"
-        ));
+        return Err(format!("invalid target '{t}' (expected \"<platform>/<arch>\", e.g. \"qemu/x86_64\")"));
     };
     let p = Platform::parse(plat).map_err(|e| format!("invalid target '{t}': {e}"))?;
     if arch != "x86_64" {
-        return Err(format!(
-            "invalid target '{t}': unsupported architecture '{arch}' (only x86_64 for now)"
-        ));
+        return Err(format!("invalid target '{t}': unsupported architecture '{arch}' (only x86_64 for now)"));
     }
     Ok(p)
 }
@@ -254,14 +237,20 @@ kernel_args = ["unikit.quiet"]
 
     #[test]
     fn solo5_devices() {
-        let m = parse("name = \"a\"\ntargets = [\"solo5/x86_64\"]\nsolo5_devices = [\"net:service\", \"block:storage\"]\n").unwrap();
+        let m =
+            parse("name = \"a\"\ntargets = [\"solo5/x86_64\"]\nsolo5_devices = [\"net:service\", \"block:storage\"]\n")
+                .unwrap();
         assert_eq!(m.targets, vec![Platform::Solo5]);
         assert_eq!(m.solo5_devices, ["net:service", "block:storage"]);
         let e = parse("name = \"a\"\ntargets = [\"solo5/x86_64\"]\nsolo5_devices = [\"disk:x\"]\n").unwrap_err();
-        assert_eq!(e, "p/unikit.toml:3:18: invalid solo5 device 'disk:x' (expected \"net:NAME\" or \"block:NAME\", NAME of 1 to 67 letters and digits)");
+        assert_eq!(
+            e,
+            "p/unikit.toml:3:18: invalid solo5 device 'disk:x' (expected \"net:NAME\" or \"block:NAME\", NAME of 1 to 67 letters and digits)"
+        );
         let e = parse("name = \"a\"\ntargets = [\"solo5/x86_64\"]\nsolo5_devices = [\"net:my_net\"]\n").unwrap_err();
         assert!(e.contains("invalid solo5 device 'net:my_net'"), "{e}");
-        let e = parse("name = \"a\"\ntargets = [\"solo5/x86_64\"]\nsolo5_devices = [\"net:a\", \"block:a\"]\n").unwrap_err();
+        let e = parse("name = \"a\"\ntargets = [\"solo5/x86_64\"]\nsolo5_devices = [\"net:a\", \"block:a\"]\n")
+            .unwrap_err();
         assert!(e.contains("named twice"), "{e}");
         assert!(parse("name = \"a\"\ntargets = [\"qemu/x86_64\"]\n").unwrap().solo5_devices.is_empty());
     }
@@ -271,16 +260,9 @@ kernel_args = ["unikit.quiet"]
         let m = parse("name = \"a\"\ntargets = [\"kvm/x86_64\", \"xen/x86_64\"]\n").unwrap();
         assert_eq!(m.targets, vec![Platform::Qemu, Platform::Xen]);
         assert_eq!(m.memory, Memory::DEFAULT);
-        assert!(
-            m.args.is_empty()
-                && m.env.is_empty()
-                && m.features.is_empty()
-                && m.kernel_args.is_empty()
-        );
+        assert!(m.args.is_empty() && m.env.is_empty() && m.features.is_empty() && m.kernel_args.is_empty());
         assert_eq!(
-            parse("name = \"a\"\ntargets = [\"qemu/x86_64\"]\nmemory = 16")
-                .unwrap()
-                .memory,
+            parse("name = \"a\"\ntargets = [\"qemu/x86_64\"]\nmemory = 16").unwrap().memory,
             Memory::parse("16M").unwrap()
         );
     }
@@ -288,10 +270,7 @@ kernel_args = ["unikit.quiet"]
     #[test]
     fn missing_fields() {
         let e = parse("targets = [\"qemu/x86_64\"]").unwrap_err();
-        assert!(
-            e.starts_with("p/unikit.toml") && e.contains("missing field `name`"),
-            "{e}"
-        );
+        assert!(e.starts_with("p/unikit.toml") && e.contains("missing field `name`"), "{e}");
         let e = parse("name = \"a\"").unwrap_err();
         assert!(e.contains("missing field `targets`"), "{e}");
     }
@@ -299,10 +278,7 @@ kernel_args = ["unikit.quiet"]
     #[test]
     fn unknown_key_has_position() {
         let e = parse("name = \"a\"\ntargets = [\"qemu/x86_64\"]\nmemroy = \"1M\"\n").unwrap_err();
-        assert!(
-            e.starts_with("p/unikit.toml:3:1: unknown field `memroy`"),
-            "{e}"
-        );
+        assert!(e.starts_with("p/unikit.toml:3:1: unknown field `memroy`"), "{e}");
     }
 
     #[test]
@@ -336,8 +312,7 @@ kernel_args = ["unikit.quiet"]
         assert!(e.contains("must be a string"), "{e}");
         let e = parse("name = \"a/b\"\ntargets = [\"qemu/x86_64\"]").unwrap_err();
         assert!(e.contains("1:8: invalid name 'a/b'"), "{e}");
-        let e = parse("name = \"a\"\ntargets = [\"qemu/x86_64\"]\nenv = { \"1X\" = \"v\" }")
-            .unwrap_err();
+        let e = parse("name = \"a\"\ntargets = [\"qemu/x86_64\"]\nenv = { \"1X\" = \"v\" }").unwrap_err();
         assert!(e.contains("invalid env variable name '1X'"), "{e}");
     }
 

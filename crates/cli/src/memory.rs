@@ -18,19 +18,13 @@ impl Memory {
     pub fn parse(s: &str) -> Result<Memory, String> {
         let t = s.trim();
         let (digits, unit) = match t.char_indices().last() {
-            Some((i, c))
-                if c.is_ascii_alphabetic()
-                    && i > 0
-                    && t[..i].bytes().all(|b| b.is_ascii_digit()) =>
-            {
+            Some((i, c)) if c.is_ascii_alphabetic() && i > 0 && t[..i].bytes().all(|b| b.is_ascii_digit()) => {
                 let unit = match c.to_ascii_uppercase() {
                     'K' => KIB,
                     'M' => MIB,
                     'G' => GIB,
                     _ => {
-                        return Err(format!(
-                            "invalid memory size '{s}': unknown unit '{c}' (use K, M or G)"
-                        ));
+                        return Err(format!("invalid memory size '{s}': unknown unit '{c}' (use K, M or G)"));
                     }
                 };
                 (&t[..i], unit)
@@ -38,17 +32,11 @@ impl Memory {
             _ => (t, MIB),
         };
         if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!(
-                "invalid memory size '{s}' (expected e.g. 64M, 512K, 1G)"
-            ));
+            return Err(format!("invalid memory size '{s}' (expected e.g. 64M, 512K, 1G)"));
         }
-        let n: u64 = digits
-            .parse()
-            .map_err(|_| format!("memory size '{s}' is too large"))?;
-        let bytes = n
-            .checked_mul(unit)
-            .filter(|&b| b <= MAX)
-            .ok_or_else(|| format!("memory size '{s}' is too large"))?;
+        let n: u64 = digits.parse().map_err(|_| format!("memory size '{s}' is too large"))?;
+        let bytes =
+            n.checked_mul(unit).filter(|&b| b <= MAX).ok_or_else(|| format!("memory size '{s}' is too large"))?;
         if bytes == 0 {
             return Err(format!("memory size '{s}' must be positive"));
         }
@@ -66,11 +54,7 @@ impl Memory {
 
     /// The size as QEMU's `-m` wants it: `<N>M` or `<N>K`.
     pub fn qemu_arg(self) -> String {
-        if self.0.is_multiple_of(MIB) {
-            format!("{}M", self.0 / MIB)
-        } else {
-            format!("{}K", self.0 / KIB)
-        }
+        if self.0.is_multiple_of(MIB) { format!("{}M", self.0 / MIB) } else { format!("{}K", self.0 / KIB) }
     }
 }
 
@@ -96,20 +80,7 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in [
-            "",
-            "lots",
-            "M",
-            "0",
-            "0M",
-            "-5M",
-            "5X",
-            "1.5G",
-            "64MB",
-            "99999999999999999999",
-            "2000G",
-            "1 M",
-        ] {
+        for bad in ["", "lots", "M", "0", "0M", "-5M", "5X", "1.5G", "64MB", "99999999999999999999", "2000G", "1 M"] {
             assert!(Memory::parse(bad).is_err(), "{bad:?} should be rejected");
         }
     }

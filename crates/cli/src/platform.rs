@@ -55,13 +55,10 @@ impl Platform {
         if s == "kvm" {
             return Ok(Platform::Qemu);
         }
-        Platform::ALL
-            .into_iter()
-            .find(|p| p.name() == s)
-            .ok_or_else(|| {
-                let known: Vec<&str> = Platform::ALL.iter().map(|p| p.name()).collect();
-                format!("unknown platform '{s}' (known: {})", known.join(", "))
-            })
+        Platform::ALL.into_iter().find(|p| p.name() == s).ok_or_else(|| {
+            let known: Vec<&str> = Platform::ALL.iter().map(|p| p.name()).collect();
+            format!("unknown platform '{s}' (known: {})", known.join(", "))
+        })
     }
 
     /// Can this version of unikit build and run images for it?
@@ -103,15 +100,12 @@ pub fn parse_supported(s: &str) -> Result<Platform> {
 /// Find an executable on `PATH`.
 pub fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| is_executable(p))
+    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| is_executable(p))
 }
 
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    p.metadata()
-        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 pub fn host_is_linux_x86_64() -> bool {
@@ -120,12 +114,7 @@ pub fn host_is_linux_x86_64() -> bool {
 
 /// Find QEMU or explain how to get it.
 pub fn find_qemu() -> Result<PathBuf> {
-    which(QEMU).ok_or_else(|| {
-        hinted(
-            format!("{QEMU} not found"),
-            "install it with: apt-get install qemu-system-x86",
-        )
-    })
+    which(QEMU).ok_or_else(|| hinted(format!("{QEMU} not found"), "install it with: apt-get install qemu-system-x86"))
 }
 
 /// Where to get Firecracker, and what to use meanwhile (one line).
@@ -144,7 +133,10 @@ pub fn find_firecracker(explicit: Option<&Path>) -> Result<PathBuf> {
         )),
         Some(p) => Err(hinted(format!("--firecracker {}: no such file", p.display()), FIRECRACKER_HINT)),
         None => which(FIRECRACKER).ok_or_else(|| {
-            hinted(format!("{FIRECRACKER} not found on PATH (the fc platform runs images with Firecracker)"), FIRECRACKER_HINT)
+            hinted(
+                format!("{FIRECRACKER} not found on PATH (the fc platform runs images with Firecracker)"),
+                FIRECRACKER_HINT,
+            )
         }),
     }
 }
@@ -221,27 +213,19 @@ pub fn host_can_run(p: Platform) -> Result<()> {
 /// Is KVM usable? `Err` holds the reason why not.
 pub fn probe_kvm() -> Result<(), String> {
     use std::io::ErrorKind;
-    let file = match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(KVM_DEV)
-    {
+    let file = match std::fs::OpenOptions::new().read(true).write(true).open(KVM_DEV) {
         Ok(f) => f,
         Err(e) if e.kind() == ErrorKind::NotFound => {
             return Err(format!("{KVM_DEV} does not exist"));
         }
         Err(e) if e.kind() == ErrorKind::PermissionDenied => {
-            return Err(format!(
-                "no permission to open {KVM_DEV}; add your user to the 'kvm' group"
-            ));
+            return Err(format!("no permission to open {KVM_DEV}; add your user to the 'kvm' group"));
         }
         Err(e) => return Err(format!("cannot open {KVM_DEV}: {e}")),
     };
     match kvm_api_version(&file) {
         Ok(12) => Ok(()),
-        Ok(v) => Err(format!(
-            "{KVM_DEV} reports KVM API version {v}, expected 12"
-        )),
+        Ok(v) => Err(format!("{KVM_DEV} reports KVM API version {v}, expected 12")),
         Err(e) => Err(format!("KVM_GET_API_VERSION on {KVM_DEV} failed: {e}")),
     }
 }
@@ -253,11 +237,7 @@ fn kvm_api_version(file: &std::fs::File) -> std::io::Result<i32> {
     // SAFETY: KVM_GET_API_VERSION takes no argument and touches no memory of
     // ours; the fd is valid for the duration of the call (borrowed `file`).
     let r = unsafe { libc::ioctl(file.as_raw_fd(), KVM_GET_API_VERSION, 0) };
-    if r < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
+    if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(r) }
 }
 
 /// `unikit platforms`: one row per platform, with the reason and the fix.
@@ -278,15 +258,10 @@ pub fn print_table() {
 fn describe(p: Platform) -> (bool, String) {
     let not_yet = "not supported by this version of unikit yet";
     match p {
-        Platform::Linuxu if host_is_linux_x86_64() => {
-            (true, "runs as a Linux x86_64 process on this host".into())
-        }
+        Platform::Linuxu if host_is_linux_x86_64() => (true, "runs as a Linux x86_64 process on this host".into()),
         Platform::Linuxu => (false, "needs a Linux x86_64 host".into()),
         Platform::Qemu => match which(QEMU) {
-            None => (
-                false,
-                format!("{QEMU} not found; install it with: apt-get install qemu-system-x86"),
-            ),
+            None => (false, format!("{QEMU} not found; install it with: apt-get install qemu-system-x86")),
             Some(path) => {
                 let accel = match probe_kvm() {
                     Ok(()) if std::path::Path::new("/sys/module/kvm_pvm").exists() => {
@@ -299,16 +274,10 @@ fn describe(p: Platform) -> (bool, String) {
             }
         },
         Platform::Fc => match which(FIRECRACKER) {
-            None => (
-                false,
-                format!("{FIRECRACKER} not on PATH; to get it: {FIRECRACKER_HINT}"),
-            ),
+            None => (false, format!("{FIRECRACKER} not on PATH; to get it: {FIRECRACKER_HINT}")),
             Some(path) => match probe_kvm() {
                 Ok(()) => (true, format!("{} found; /dev/kvm works", path.display())),
-                Err(why) => (
-                    false,
-                    format!("{} found, but Firecracker needs KVM: {why}", path.display()),
-                ),
+                Err(why) => (false, format!("{} found, but Firecracker needs KVM: {why}", path.display())),
             },
         },
         Platform::Xen => crate::run::xen::describe(),
@@ -332,7 +301,10 @@ fn describe(p: Platform) -> (bool, String) {
                 }
                 (Err(_), k) => (
                     false,
-                    format!("{UNIKIT_HVT} not found ({TENDER_HINT}){}", k.err().map(|w| format!("; {w}")).unwrap_or_default()),
+                    format!(
+                        "{UNIKIT_HVT} not found ({TENDER_HINT}){}",
+                        k.err().map(|w| format!("; {w}")).unwrap_or_default()
+                    ),
                 ),
             }
         }
@@ -372,10 +344,7 @@ mod tests {
         assert_eq!(Platform::Fc.kernel_plat(), "kvm");
         assert_eq!(Platform::Xen.kernel_plat(), "kvm");
         let e = parse_supported("vmware").unwrap_err().to_string();
-        assert_eq!(
-            e,
-            "platform 'vmware' is not supported by this version of unikit yet"
-        );
+        assert_eq!(e, "platform 'vmware' is not supported by this version of unikit yet");
         assert_eq!(Platform::Qemu.kernel_plat(), "kvm");
         assert_eq!(Platform::Linuxu.kernel_plat(), "linuxu");
     }

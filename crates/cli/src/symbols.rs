@@ -40,8 +40,7 @@ pub struct Symbols {
 impl Symbols {
     /// Read the `.symtab` of an ELF image.
     pub fn load(path: &Path) -> Result<Symbols, String> {
-        let data =
-            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let data = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         Symbols::from_elf(&data).map_err(|e| format!("{}: {e}", path.display()))
     }
 
@@ -56,11 +55,7 @@ impl Symbols {
                 let end = s.value.checked_add(s.size)?;
                 (!name.is_empty()).then(|| (s.value, end, String::from_utf8_lossy(name)))
             })
-            .map(|(start, end, raw)| Func {
-                start,
-                end,
-                name: demangle(&raw),
-            });
+            .map(|(start, end, raw)| Func { start, end, name: demangle(&raw) });
         Ok(Symbols::new(funcs))
     }
 
@@ -130,9 +125,7 @@ pub fn parse_frame(line: &[u8]) -> Option<(u64, bool)> {
         return None; // more than 16 digits: not one of ours
     }
     let addr = u64::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
-    let faulting = rest
-        .windows(b"(faulting instruction)".len())
-        .any(|w| w == b"(faulting instruction)");
+    let faulting = rest.windows(b"(faulting instruction)".len()).any(|w| w == b"(faulting instruction)");
     Some((addr, faulting))
 }
 
@@ -163,11 +156,7 @@ pub struct Annotator {
 
 impl Annotator {
     pub fn new(symbols: Option<Symbols>) -> Annotator {
-        Annotator {
-            symbols,
-            state: State::Start,
-            line: Vec::new(),
-        }
+        Annotator { symbols, state: State::Start, line: Vec::new() }
     }
 
     /// `name+0xoff` for a code address, if the image's symbols know it.
@@ -277,11 +266,7 @@ mod tests {
     use super::*;
 
     fn func(start: u64, size: u64, name: &str) -> Func {
-        Func {
-            start,
-            end: start + size,
-            name: demangle(name),
-        }
+        Func { start, end: start + size, name: demangle(name) }
     }
 
     fn symbols() -> Symbols {
@@ -314,14 +299,8 @@ mod tests {
 
     #[test]
     fn demangling() {
-        assert_eq!(
-            demangle("_ZN4core9panicking5panic17h0123456789abcdefE"),
-            "core::panicking::panic"
-        );
-        assert_eq!(
-            demangle("_ZN5alloc3vec12Vec$LT$T$GT$4push17h0123456789abcdefE"),
-            "alloc::vec::Vec<T>::push"
-        );
+        assert_eq!(demangle("_ZN4core9panicking5panic17h0123456789abcdefE"), "core::panicking::panic");
+        assert_eq!(demangle("_ZN5alloc3vec12Vec$LT$T$GT$4push17h0123456789abcdefE"), "alloc::vec::Vec<T>::push");
         assert_eq!(demangle("_RNvCs1234_7mycrate4main"), "mycrate::main");
         assert_eq!(demangle("memcpy"), "memcpy");
     }
@@ -330,14 +309,8 @@ mod tests {
     fn frame_lines() {
         let f = |l: &str| parse_frame(l.as_bytes());
         assert_eq!(f("  #0  0x000000000010506c"), Some((0x10506c, false)));
-        assert_eq!(
-            f("  #0  0x000000000010506c (faulting instruction)"),
-            Some((0x10506c, true))
-        );
-        assert_eq!(
-            f("#12 0xffffffff80001000 x"),
-            Some((0xffffffff80001000, false))
-        );
+        assert_eq!(f("  #0  0x000000000010506c (faulting instruction)"), Some((0x10506c, true)));
+        assert_eq!(f("#12 0xffffffff80001000 x"), Some((0xffffffff80001000, false)));
         assert_eq!(f("\t#3\t0x0000000000000001"), Some((1, false)));
         for no in [
             "",
@@ -362,19 +335,10 @@ mod tests {
         let s = symbols();
         let a = |l: &str| s.annotation(l.as_bytes());
         // Return address right after a call that ends `core::panicking::panic`.
-        assert_eq!(
-            a("  #1  0x0000000000001020").as_deref(),
-            Some(" core::panicking::panic+0x20")
-        );
+        assert_eq!(a("  #1  0x0000000000001020").as_deref(), Some(" core::panicking::panic+0x20"));
         // The faulting instruction is looked up as it is.
-        assert_eq!(
-            a("  #0  0x0000000000001020 (faulting instruction)").as_deref(),
-            Some(" _start+0x0")
-        );
-        assert_eq!(
-            a("  #2  0x0000000000001050").as_deref(),
-            Some(" mycrate::main+0x10")
-        );
+        assert_eq!(a("  #0  0x0000000000001020 (faulting instruction)").as_deref(), Some(" _start+0x0"));
+        assert_eq!(a("  #2  0x0000000000001050").as_deref(), Some(" mycrate::main+0x10"));
         assert_eq!(a("  #2  0x0000000000009000"), None);
         assert_eq!(a("  #2  0x0000000000000000"), None);
         assert_eq!(a("hello"), None);
@@ -429,10 +393,7 @@ mod tests {
     #[test]
     fn a_line_split_across_chunks() {
         let out = run(&[b"  #1  0x00000000", b"00001050\r", b"\nnext\n"]);
-        assert_eq!(
-            text(out),
-            "  #1  0x0000000000001050 mycrate::main+0x10\r\nnext\n"
-        );
+        assert_eq!(text(out), "  #1  0x0000000000001050 mycrate::main+0x10\r\nnext\n");
     }
 
     #[test]
@@ -442,10 +403,7 @@ mod tests {
         a.feed(b"  #1  0x0000000000001050\r", &mut out);
         assert_eq!(out, b"  #1  0x0000000000001050", "only the \\r waits");
         a.finish(&mut out);
-        assert_eq!(
-            out, b"  #1  0x0000000000001050\r",
-            "and is released at the end"
-        );
+        assert_eq!(out, b"  #1  0x0000000000001050\r", "and is released at the end");
     }
 
     #[test]
@@ -489,21 +447,11 @@ mod tests {
         let strings = b"\0_ZN3app4main17h0123456789abcdefE\0empty\0DATA\0undef\0";
         let at = |name: &str| {
             let needle = format!("\0{name}\0");
-            strings
-                .windows(needle.len())
-                .position(|w| w == needle.as_bytes())
-                .unwrap() as u32
-                + 1
+            strings.windows(needle.len()).position(|w| w == needle.as_bytes()).unwrap() as u32 + 1
         };
         let syms: [(u32, u8, u16, u64, u64); 5] = [
             (0, 0, 0, 0, 0),
-            (
-                at("_ZN3app4main17h0123456789abcdefE"),
-                0x12,
-                1,
-                0x2000,
-                0x30,
-            ),
+            (at("_ZN3app4main17h0123456789abcdefE"), 0x12, 1, 0x2000, 0x30),
             (at("empty"), 0x12, 1, 0x2100, 0),
             (at("DATA"), 0x11, 1, 0x2200, 8),
             (at("undef"), 0x12, 0, 0x2300, 8),
@@ -515,14 +463,7 @@ mod tests {
             &[(crate::elf::PT_LOAD, 0, 0x200)],
             0x400,
             &[
-                (
-                    crate::elf::SHT_SYMTAB,
-                    0,
-                    symoff as u64,
-                    24 * syms.len() as u64,
-                    2,
-                    24,
-                ),
+                (crate::elf::SHT_SYMTAB, 0, symoff as u64, 24 * syms.len() as u64, 2, 24),
                 (3, 0, stroff as u64, strings.len() as u64, 0, 0),
             ],
         );
@@ -542,10 +483,7 @@ mod tests {
         assert_eq!(s.lookup(0x2200), None);
         // Once stripped, there is nothing to read.
         let stripped = crate::elf::strip(&e).unwrap();
-        assert_eq!(
-            Symbols::from_elf(&stripped).err().as_deref(),
-            Some("no symbol table")
-        );
+        assert_eq!(Symbols::from_elf(&stripped).err().as_deref(), Some("no symbol table"));
         assert!(Symbols::from_elf(b"garbage").is_err());
     }
 }

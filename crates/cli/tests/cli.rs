@@ -13,20 +13,11 @@ mod common;
 use common::{BIN, assert_error, fixture, stderr, stdout};
 
 fn unikit(dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("run unikit")
+    Command::new(BIN).current_dir(dir).args(args).output().expect("run unikit")
 }
 
 fn unikit_with_path(dir: &Path, path: &std::ffi::OsStr, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .current_dir(dir)
-        .env("PATH", path)
-        .args(args)
-        .output()
-        .expect("run unikit")
+    Command::new(BIN).current_dir(dir).env("PATH", path).args(args).output().expect("run unikit")
 }
 
 /// A folder with only a `unikit.toml`.
@@ -79,9 +70,7 @@ esac
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
     let mut paths = vec![bin.path().to_path_buf()];
-    paths.extend(std::env::split_paths(
-        &std::env::var_os("PATH").unwrap_or_default(),
-    ));
+    paths.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()));
     let path = std::env::join_paths(paths).unwrap();
     (bin, path)
 }
@@ -95,10 +84,7 @@ fn platforms_lists_all_seven() {
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
     for name in ["linuxu", "qemu", "fc", "xen", "solo5", "vmware", "hyperv"] {
-        assert!(
-            out.lines().any(|l| l.starts_with(&format!("{name} "))),
-            "{name} missing in:\n{out}"
-        );
+        assert!(out.lines().any(|l| l.starts_with(&format!("{name} "))), "{name} missing in:\n{out}");
     }
     assert!(out.contains("not supported by this version"), "{out}");
 }
@@ -113,24 +99,15 @@ fn malformed_toml() {
 #[test]
 fn unknown_key() {
     let p = project("name = \"x\"\ntargets = [\"qemu/x86_64\"]\nbogus = 1\n");
-    assert_error(
-        &unikit(p.path(), &["run"]),
-        "unikit.toml:3:1: unknown field `bogus`",
-    );
+    assert_error(&unikit(p.path(), &["run"]), "unikit.toml:3:1: unknown field `bogus`");
 }
 
 #[test]
 fn bad_target_and_memory_in_manifest() {
     let p = project("name = \"x\"\ntargets = [\"qemu-x86_64\"]\n");
-    assert_error(
-        &unikit(p.path(), &["build"]),
-        "invalid target 'qemu-x86_64'",
-    );
+    assert_error(&unikit(p.path(), &["build"]), "invalid target 'qemu-x86_64'");
     let p = project("name = \"x\"\ntargets = [\"qemu/x86_64\"]\nmemory = \"lots\"\n");
-    assert_error(
-        &unikit(p.path(), &["build"]),
-        "unikit.toml:3:10: invalid memory size 'lots'",
-    );
+    assert_error(&unikit(p.path(), &["build"]), "unikit.toml:3:10: invalid memory size 'lots'");
 }
 
 #[test]
@@ -156,14 +133,8 @@ fn unsupported_platform() {
         &unikit(p.path(), &["build", "--plat", "vmware"]),
         "error: platform 'vmware' is not supported by this version of unikit yet",
     );
-    assert_error(
-        &unikit(p.path(), &["run", "--plat", "vmware"]),
-        "platform 'vmware' is not supported",
-    );
-    assert_error(
-        &unikit(p.path(), &["build"]),
-        "none of the targets in unikit.toml can be built",
-    );
+    assert_error(&unikit(p.path(), &["run", "--plat", "vmware"]), "platform 'vmware' is not supported");
+    assert_error(&unikit(p.path(), &["build"]), "none of the targets in unikit.toml can be built");
 }
 
 #[test]
@@ -178,10 +149,7 @@ fn platform_not_in_manifest() {
 #[test]
 fn bad_memory_flag() {
     let p = project(QEMU_LINUXU);
-    assert_error(
-        &unikit(p.path(), &["run", "-m", "lots"]),
-        "invalid memory size 'lots'",
-    );
+    assert_error(&unikit(p.path(), &["run", "-m", "lots"]), "invalid memory size 'lots'");
     assert_error(&unikit(p.path(), &["run", "-m", "0"]), "must be positive");
 }
 
@@ -196,32 +164,19 @@ fn bad_flag() {
 fn missing_qemu() {
     let p = project(QEMU_LINUXU);
     let empty = TempDir::new().unwrap();
-    let o = unikit_with_path(
-        p.path(),
-        empty.path().as_os_str(),
-        &["run", "--plat", "qemu"],
-    );
+    let o = unikit_with_path(p.path(), empty.path().as_os_str(), &["run", "--plat", "qemu"]);
     let err = assert_error(&o, "error: qemu-system-x86_64 not found");
-    assert!(
-        err.contains("hint: install it with: apt-get install qemu-system-x86"),
-        "{err}"
-    );
+    assert!(err.contains("hint: install it with: apt-get install qemu-system-x86"), "{err}");
 
     let only_qemu = project("name = \"x\"\ntargets = [\"qemu/x86_64\"]\n");
     let o = unikit_with_path(only_qemu.path(), empty.path().as_os_str(), &["run"]);
-    assert_error(
-        &o,
-        "none of the targets in unikit.toml can run on this host",
-    );
+    assert_error(&o, "none of the targets in unikit.toml can run on this host");
 }
 
 #[test]
 fn missing_cargo_toml() {
     let p = project(QEMU_LINUXU);
-    assert_error(
-        &unikit(p.path(), &["build", "--plat", "linuxu"]),
-        "no Cargo.toml in .",
-    );
+    assert_error(&unikit(p.path(), &["build", "--plat", "linuxu"]), "no Cargo.toml in .");
 }
 
 #[test]
@@ -232,13 +187,8 @@ fn compile_error_is_shown_then_our_line() {
         if quiet {
             args.push("-q");
         }
-        let err = assert_error(
-            &unikit(&app, &args),
-            "error: building fx for linuxu/x86_64 failed",
-        );
-        let compiler = err
-            .find("src/main.rs")
-            .unwrap_or_else(|| panic!("compiler output missing: {err}"));
+        let err = assert_error(&unikit(&app, &args), "error: building fx for linuxu/x86_64 failed");
+        let compiler = err.find("src/main.rs").unwrap_or_else(|| panic!("compiler output missing: {err}"));
         let ours = err.find("error: building fx").unwrap();
         assert!(compiler < ours, "{err}");
     }
@@ -274,8 +224,7 @@ fn run_linuxu_exit_code_and_output() {
 
 #[test]
 fn run_qemu_strips_marker_and_reports_panic() {
-    let manifest =
-        "name = \"fx\"\ntargets = [\"qemu/x86_64\"]\nenv = { A = \"1\" }\nmemory = \"16M\"\n";
+    let manifest = "name = \"fx\"\ntargets = [\"qemu/x86_64\"]\nenv = { A = \"1\" }\nmemory = \"16M\"\n";
     let (_tmp, app) = fixture(manifest, APP_MAIN);
     let (_bin, path) = fake_qemu();
     let args_file = app.join("qemu-args");
@@ -289,29 +238,13 @@ fn run_qemu_strips_marker_and_reports_panic() {
         .unwrap();
     assert_eq!(stdout(&o), "booting\nbyeafter\n");
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("unikit: guest panic (exit code 3)"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("unikit: guest panic (exit code 3)"), "{}", stderr(&o));
     let argv = fs::read_to_string(&args_file).unwrap();
     let argv: Vec<&str> = argv.lines().collect();
     assert!(argv.windows(2).any(|w| w == ["-m", "32M"]), "{argv:?}");
-    assert!(
-        argv.windows(4)
-            .any(|w| w == ["-accel", "tcg", "-cpu", "max"]),
-        "{argv:?}"
-    );
-    assert!(
-        argv.windows(2)
-            .any(|w| w == ["-kernel", "./build/fx_qemu-x86_64"]),
-        "{argv:?}"
-    );
-    assert_eq!(
-        argv.last(),
-        Some(&"unikit.quiet A=1 -- x \"y z\""),
-        "{argv:?}"
-    );
+    assert!(argv.windows(4).any(|w| w == ["-accel", "tcg", "-cpu", "max"]), "{argv:?}");
+    assert!(argv.windows(2).any(|w| w == ["-kernel", "./build/fx_qemu-x86_64"]), "{argv:?}");
+    assert_eq!(argv.last(), Some(&"unikit.quiet A=1 -- x \"y z\""), "{argv:?}");
 }
 
 #[test]
@@ -330,17 +263,10 @@ fn run_qemu_without_marker() {
     };
     let o = run("nomarker");
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("warning: no exit marker"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("warning: no exit marker"), "{}", stderr(&o));
     let o = run("zero");
     assert_eq!(stdout(&o), "quiet\n");
-    assert_error(
-        &o,
-        "error: guest stopped without reporting an exit code (qemu exit status 0)",
-    );
+    assert_error(&o, "error: guest stopped without reporting an exit code (qemu exit status 0)");
 }
 
 /// Prints a backtrace whose addresses are in its own `fixture::deep::crash_site`.
@@ -382,14 +308,8 @@ fn run_annotates_backtraces() {
     let out = stdout(&o);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 5, "{out}");
-    assert!(
-        lines[1].ends_with(" (faulting instruction) fixture::deep::crash_site+0x2"),
-        "{out}"
-    );
-    assert!(
-        lines[2].ends_with(" fixture::deep::crash_site+0x1"),
-        "{out}"
-    );
+    assert!(lines[1].ends_with(" (faulting instruction) fixture::deep::crash_site+0x2"), "{out}");
+    assert!(lines[2].ends_with(" fixture::deep::crash_site+0x1"), "{out}");
     assert_eq!(lines[3], "  #2  0x0000000000000010", "{out}");
     assert_eq!(lines[4], "done");
     // The image is stripped; its symbols are next to it.
@@ -414,10 +334,7 @@ fn run_annotates_backtraces() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(102), "{}", stderr(&o));
-    assert_eq!(
-        stdout(&o),
-        format!("backtrace:\r\n  #1  0x{addr} fixture::deep::crash_site+0x1\r\n")
-    );
+    assert_eq!(stdout(&o), format!("backtrace:\r\n  #1  0x{addr} fixture::deep::crash_site+0x1\r\n"));
 }
 
 #[test]

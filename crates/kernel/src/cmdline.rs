@@ -211,7 +211,14 @@ mod tests {
         let cl = parse("-- x pci=off virtio_mmio.device=4K@0xc0001000:5");
         assert_eq!(cl.args, v(&["x"]));
         assert_eq!(virtio_mmio_devices(&cl), vec![VirtioMmio { base: 0xc000_1000, size: 4096, irq: 5 }]);
-        for bad in ["virtio_mmio.device=", "virtio_mmio.device=512", "virtio_mmio.device=512@zz:1", "virtio_mmio.device=0@0x1000:1", "virtio_mmio.device=1@0xffffffffffffffff:1", "virtio_mmio.device=512@0x1000:x"] {
+        for bad in [
+            "virtio_mmio.device=",
+            "virtio_mmio.device=512",
+            "virtio_mmio.device=512@zz:1",
+            "virtio_mmio.device=0@0x1000:1",
+            "virtio_mmio.device=1@0xffffffffffffffff:1",
+            "virtio_mmio.device=512@0x1000:x",
+        ] {
             assert!(virtio_mmio_devices(&parse(bad)).is_empty(), "{bad}");
         }
     }

@@ -1,6 +1,6 @@
 //! Console output with `print!`-style macros. Output is serialised by a lock
 //! taken with interrupts off so that lines from threads do not interleave.
-use crate::platform::{platform, IrqGuard};
+use crate::platform::{IrqGuard, platform};
 use core::fmt::{self, Write};
 use spin::Mutex;
 

@@ -97,8 +97,14 @@ pub fn exception(e: &Exception) -> ! {
         emergency_print(format_args!("\nexception {} while crashing\n", e.name));
         stop(EXIT_EXCEPTION, Some("exception"));
     }
-    emergency_print(format_args!("\n[unikit] CPU EXCEPTION in thread '{}': {} (vector {})\n", ThreadName, e.name, e.vector));
-    emergency_print(format_args!("  rip {:#018x}  rsp {:#018x}  rbp {:#018x}  error code {:#x}\n", e.rip, e.rsp, e.rbp, e.error_code));
+    emergency_print(format_args!(
+        "\n[unikit] CPU EXCEPTION in thread '{}': {} (vector {})\n",
+        ThreadName, e.name, e.vector
+    ));
+    emergency_print(format_args!(
+        "  rip {:#018x}  rsp {:#018x}  rbp {:#018x}  error code {:#x}\n",
+        e.rip, e.rsp, e.rbp, e.error_code
+    ));
     if let Some(a) = e.fault_addr {
         let what = if e.error_code & 1 == 0 { "page not present" } else { "protection violation" };
         let access = if e.error_code & 0x10 != 0 {
@@ -111,7 +117,10 @@ pub fn exception(e: &Exception) -> ! {
         emergency_print(format_args!("  fault address (cr2) {a:#018x}: {access}, {what}\n"));
         let (lo, _) = crate::sched::current_stack();
         if lo >= crate::sched::GUARD_SIZE && (lo - crate::sched::GUARD_SIZE..lo).contains(&a) {
-            emergency_print(format_args!("  STACK OVERFLOW: thread '{}' ran past the bottom of its stack into the guard page\n", ThreadName));
+            emergency_print(format_args!(
+                "  STACK OVERFLOW: thread '{}' ran past the bottom of its stack into the guard page\n",
+                ThreadName
+            ));
         }
     }
     emergency_print(format_args!("backtrace:\n  #0  {:#018x} (faulting instruction)\n", e.rip));

@@ -22,4 +22,4 @@ pub mod sched;
 pub mod sync;
 pub mod time;
 
-pub use platform::{platform, Platform};
+pub use platform::{Platform, platform};

@@ -1,6 +1,6 @@
 //! Blocking synchronisation built on the scheduler: wait queues and a
 //! mutex whose waiters sleep instead of spinning.
-use crate::platform::{platform, IrqGuard};
+use crate::platform::{IrqGuard, platform};
 use crate::sched::{self, Tid};
 use alloc::collections::VecDeque;
 use core::ops::{Deref, DerefMut};

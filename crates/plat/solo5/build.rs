@@ -72,7 +72,8 @@ fn main() {
     writeln!(src, "/// Solo5 MFT1 note (include/mft_abi.h), read by the tender from its own PT_NOTE.").unwrap();
     writeln!(src, "#[used]").unwrap();
     writeln!(src, "#[unsafe(link_section = \".note.solo5.manifest\")]").unwrap();
-    writeln!(src, "pub static SOLO5_MANIFEST_NOTE: crate::mft::Note<{}> = crate::mft::Note({:?});", note.len(), note).unwrap();
+    writeln!(src, "pub static SOLO5_MANIFEST_NOTE: crate::mft::Note<{}> = crate::mft::Note({:?});", note.len(), note)
+        .unwrap();
     std::fs::write(format!("{out}/solo5_manifest.rs"), src).unwrap();
 }
 

@@ -129,7 +129,11 @@ pub fn parse(argv: &[String]) -> Result<Command, String> {
             dup(&a.sector_sizes, name, "--block-sector-size:")?;
             match size.parse::<u16>() {
                 Ok(s) if s >= 512 && s.is_power_of_two() => a.sector_sizes.push((name.into(), s)),
-                _ => return Err(format!("--block-sector-size:{name}={size}: the sector size must be a power of two from 512 to 32768")),
+                _ => {
+                    return Err(format!(
+                        "--block-sector-size:{name}={size}: the sector size must be a power of two from 512 to 32768"
+                    ));
+                }
             }
         } else {
             return Err(format!("invalid option: '{arg}'"));
@@ -149,11 +153,7 @@ pub fn parse(argv: &[String]) -> Result<Command, String> {
 pub fn cmdline(args: &[String]) -> Result<Vec<u8>, String> {
     let line = args.join(" ");
     if line.len() >= abi::CMDLINE_SIZE {
-        return Err(format!(
-            "guest command line too long ({} bytes, at most {})",
-            line.len(),
-            abi::CMDLINE_SIZE - 1
-        ));
+        return Err(format!("guest command line too long ({} bytes, at most {})", line.len(), abi::CMDLINE_SIZE - 1));
     }
     if line.as_bytes().contains(&0) {
         return Err("guest command line contains a NUL byte".into());
@@ -196,8 +196,16 @@ mod tests {
 
     #[test]
     fn typical() {
-        let a = run(&["--mem=64", "--net:service=tap0", "--net-mac:service=02:00:0a:0b:0c:0d", "--block:storage=/d.img",
-            "--block-sector-size:storage=4096", "hello.hvt", "--exit", "3"]);
+        let a = run(&[
+            "--mem=64",
+            "--net:service=tap0",
+            "--net-mac:service=02:00:0a:0b:0c:0d",
+            "--block:storage=/d.img",
+            "--block-sector-size:storage=4096",
+            "hello.hvt",
+            "--exit",
+            "3",
+        ]);
         assert_eq!(a.mem_mib, 64);
         assert_eq!(a.nets, [("service".to_string(), "tap0".to_string())]);
         assert_eq!(a.macs, [("service".to_string(), [2, 0, 0xa, 0xb, 0xc, 0xd])]);

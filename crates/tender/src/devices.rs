@@ -162,10 +162,14 @@ pub fn attach_block(path: &Path, block_size: u16) -> Result<Block, String> {
         .write(true)
         .open(path)
         .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    let capacity = file.seek(SeekFrom::End(0)).map_err(|e| format!("cannot find the size of {}: {e}", path.display()))?;
+    let capacity =
+        file.seek(SeekFrom::End(0)).map_err(|e| format!("cannot find the size of {}: {e}", path.display()))?;
     let bs = block_size as u64;
     if capacity % bs != 0 {
-        return Err(format!("{}: its size ({capacity} bytes) is not a multiple of the {bs}-byte block size", path.display()));
+        return Err(format!(
+            "{}: its size ({capacity} bytes) is not a multiple of the {bs}-byte block size",
+            path.display()
+        ));
     }
     if capacity < bs {
         return Err(format!("{}: it must hold at least one {bs}-byte block", path.display()));

@@ -162,7 +162,10 @@ impl<'a> Elf<'a> {
                 return err(format!("phdr[{i}]: PT_NOTE smaller than a note header ({} < 12 bytes)", p.filesz));
             }
             let Some(seg) = self.segment_bytes(p) else {
-                return err(format!("phdr[{i}]: PT_NOTE (offset {:#x}, {} bytes) lies outside the file", p.offset, p.filesz));
+                return err(format!(
+                    "phdr[{i}]: PT_NOTE (offset {:#x}, {} bytes) lies outside the file",
+                    p.offset, p.filesz
+                ));
             };
             // Walk the notes of this segment (4-byte aligned records).
             let mut pos = 0usize;
@@ -175,7 +178,9 @@ impl<'a> Elf<'a> {
                     && seg.len() - pos >= abi::NOTE_HDR_SIZE;
                 if is_solo5 && ntype == note_type {
                     if descsz < 1 || descsz > max_size {
-                        return err(format!("phdr[{i}]: Solo5 note {note_type:#x} has descsz {descsz} (must be 1..={max_size})"));
+                        return err(format!(
+                            "phdr[{i}]: Solo5 note {note_type:#x} has descsz {descsz} (must be 1..={max_size})"
+                        ));
                     }
                     let avail = seg.len() - pos;
                     if avail < abi::NOTE_HDR_SIZE + descsz {
@@ -247,22 +252,32 @@ impl<'a> Elf<'a> {
             }
             match p.vaddr.checked_add(p.filesz) {
                 Some(e) if e <= mem_size => {}
-                _ => return bad(format!("file image {:#x}+{:#x} does not fit in guest memory ({mem_size:#x} bytes)", p.vaddr, p.filesz)),
+                _ => {
+                    return bad(format!(
+                        "file image {:#x}+{:#x} does not fit in guest memory ({mem_size:#x} bytes)",
+                        p.vaddr, p.filesz
+                    ));
+                }
             }
             if p.memsz < p.filesz {
                 return bad(format!("p_memsz {:#x} is smaller than p_filesz {:#x}", p.memsz, p.filesz));
             }
-            let seg_end = p
-                .vaddr
-                .checked_add(p.memsz)
-                .and_then(|e| e.checked_add(p.align - 1))
-                .map(|e| e & !(p.align - 1));
+            let seg_end =
+                p.vaddr.checked_add(p.memsz).and_then(|e| e.checked_add(p.align - 1)).map(|e| e & !(p.align - 1));
             let seg_end = match seg_end {
                 Some(e) if e <= mem_size => e,
-                _ => return bad(format!("memory image {:#x}+{:#x} does not fit in guest memory ({mem_size:#x} bytes)", p.vaddr, p.memsz)),
+                _ => {
+                    return bad(format!(
+                        "memory image {:#x}+{:#x} does not fit in guest memory ({mem_size:#x} bytes)",
+                        p.vaddr, p.memsz
+                    ));
+                }
             };
             if self.segment_bytes(p).is_none() {
-                return bad(format!("file image (offset {:#x}, {:#x} bytes) lies outside the file", p.offset, p.filesz));
+                return bad(format!(
+                    "file image (offset {:#x}, {:#x} bytes) lies outside the file",
+                    p.offset, p.filesz
+                ));
             }
             if start % PAGE_SIZE != 0 || seg_end % PAGE_SIZE != 0 {
                 return bad(format!("segment {start:#x}..{seg_end:#x} is not page-aligned"));
@@ -326,8 +341,8 @@ pub fn check_abi(elf: &Elf) -> Result<AbiInfo, ElfError> {
 
 #[cfg(test)]
 mod tests {
-    use crate::testguest::*;
     use super::*;
+    use crate::testguest::*;
 
     fn good() -> Vec<u8> {
         exe(&[0xf4], &[abi_note(1, 2), mft_note(&mft(&[("service", 2)]))])
@@ -428,7 +443,15 @@ mod tests {
 
     #[test]
     fn load_plan_checks() {
-        let base = Phdr { p_type: PT_LOAD, flags: PF_R | PF_X, offset: 0x1000, vaddr: 0x10_0000, filesz: 1, memsz: 1, align: 0x1000 };
+        let base = Phdr {
+            p_type: PT_LOAD,
+            flags: PF_R | PF_X,
+            offset: 0x1000,
+            vaddr: 0x10_0000,
+            filesz: 1,
+            memsz: 1,
+            align: 0x1000,
+        };
         let mem = 4 << 20;
         let plan = |p: Phdr| {
             let f = with_load(p);
@@ -445,7 +468,11 @@ mod tests {
         assert!(plan(Phdr { align: 16, ..base }).unwrap_err().contains("page-aligned"));
         assert!(plan(Phdr { flags: PF_R | PF_W | PF_X, ..base }).unwrap_err().contains("writable and executable"));
         assert!(plan(Phdr { offset: u64::MAX - 1, ..base }).unwrap_err().contains("outside the file"));
-        assert!(plan(Phdr { offset: 0x1000, filesz: 0x10_0000, memsz: 0x10_0000, ..base }).unwrap_err().contains("outside the file"));
+        assert!(
+            plan(Phdr { offset: 0x1000, filesz: 0x10_0000, memsz: 0x10_0000, ..base })
+                .unwrap_err()
+                .contains("outside the file")
+        );
         // Entry point outside memory.
         let mut f = with_load(base);
         f[0x18..0x20].copy_from_slice(&(8u64 << 20).to_le_bytes());

@@ -110,7 +110,10 @@ pub fn dispatch(mem: &GuestMem, ctx: &Context, nr: u16, gpa: u64) -> Result<Next
             use args::puts::*;
             // IN only: the structure may be in read-only memory.
             mem.range(gpa, SIZE).map_err(|why| {
-                invalid("puts argument pointer", format!("struct at {gpa:#x}, {SIZE} bytes, {why}; guest memory is {:#x} bytes", mem.size()))
+                invalid(
+                    "puts argument pointer",
+                    format!("struct at {gpa:#x}, {SIZE} bytes, {why}; guest memory is {:#x} bytes", mem.size()),
+                )
             })?;
             let (data, len) = (get64(mem, gpa + DATA), get64(mem, gpa + LEN));
             let p = mem.range(data, len).map_err(|why| buffer(nr, "buffer", data, len, why, mem))?;
@@ -165,7 +168,10 @@ pub fn dispatch(mem: &GuestMem, ctx: &Context, nr: u16, gpa: u64) -> Result<Next
         hc::HALT => {
             use args::halt::*;
             mem.range(gpa, SIZE).map_err(|why| {
-                invalid("halt argument pointer", format!("struct at {gpa:#x}, {SIZE} bytes, {why}; guest memory is {:#x} bytes", mem.size()))
+                invalid(
+                    "halt argument pointer",
+                    format!("struct at {gpa:#x}, {SIZE} bytes, {why}; guest memory is {:#x} bytes", mem.size()),
+                )
             })?;
             let cookie = get64(mem, gpa + COOKIE);
             if cookie != 0 {
@@ -176,7 +182,10 @@ pub fn dispatch(mem: &GuestMem, ctx: &Context, nr: u16, gpa: u64) -> Result<Next
             return Ok(Next::Halt(status));
         }
         _ => {
-            return Err(invalid("hypercall number", format!("{nr} (port {:#x}); valid numbers are 1 to {}", abi::HYPERCALL_PIO_BASE + nr, hc::MAX - 1)));
+            return Err(invalid(
+                "hypercall number",
+                format!("{nr} (port {:#x}); valid numbers are 1 to {}", abi::HYPERCALL_PIO_BASE + nr, hc::MAX - 1),
+            ));
         }
     }
     Ok(Next::Continue)
@@ -208,7 +217,15 @@ fn write_all(fd: RawFd, mut p: *const u8, mut len: u64) {
     }
 }
 
-fn block_io(mem: &GuestMem, ctx: &Context, nr: u16, handle: u64, offset: u64, data: u64, len: u64) -> Result<i32, Fault> {
+fn block_io(
+    mem: &GuestMem,
+    ctx: &Context,
+    nr: u16,
+    handle: u64,
+    offset: u64,
+    data: u64,
+    len: u64,
+) -> Result<i32, Fault> {
     let reading = nr == hc::BLOCK_READ;
     // The buffer first: a pointer outside guest memory is fatal whatever the handle.
     let p = if reading { mem.range_mut(data, len).map(|p| p.cast_const()) } else { mem.range(data, len) }
@@ -231,7 +248,10 @@ fn block_io(mem: &GuestMem, ctx: &Context, nr: u16, handle: u64, offset: u64, da
         b.file.write_all_at(buf, offset)
     };
     res.map_err(|e| {
-        Fault::HostIo(format!("block {} of {len} bytes at offset {offset} failed: {e}", if reading { "read" } else { "write" }))
+        Fault::HostIo(format!(
+            "block {} of {len} bytes at offset {offset} failed: {e}",
+            if reading { "read" } else { "write" }
+        ))
     })?;
     Ok(result::OK)
 }
@@ -290,7 +310,8 @@ fn poll(ctx: &Context, timeout_ns: u64) -> Result<(u64, usize), Fault> {
             Some(d) => d.saturating_duration_since(Instant::now()),
             None => Duration::from_nanos(timeout_ns),
         };
-        let ts = libc::timespec { tv_sec: left.as_secs() as libc::time_t, tv_nsec: left.subsec_nanos() as libc::c_long };
+        let ts =
+            libc::timespec { tv_sec: left.as_secs() as libc::time_t, tv_nsec: left.subsec_nanos() as libc::c_long };
         // SAFETY: `fds` is a valid array of `fds.len()` pollfds; `ts` lives
         // across the call; no signal mask is passed.
         let r = unsafe { libc::ppoll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, &ts, std::ptr::null()) };
@@ -308,7 +329,10 @@ fn poll(ctx: &Context, timeout_ns: u64) -> Result<(u64, usize), Fault> {
                 set |= 1 << i;
                 count += 1;
             } else if f.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
-                return Err(Fault::HostIo(format!("the tap of network device {i} failed (poll events {:#x})", f.revents)));
+                return Err(Fault::HostIo(format!(
+                    "the tap of network device {i} failed (poll events {:#x})",
+                    f.revents
+                )));
             }
         }
         return Ok((set, count));
@@ -366,7 +390,10 @@ mod tests {
         match dispatch(&mem, &ctx, hc::PUTS, ARG) {
             Err(Fault::Invalid { thing, details }) => {
                 assert_eq!(thing, "puts buffer");
-                assert_eq!(details, "18446744073709551615 bytes at 0x1000, outside guest memory; guest memory is 0x200000 bytes");
+                assert_eq!(
+                    details,
+                    "18446744073709551615 bytes at 0x1000, outside guest memory; guest memory is 0x200000 bytes"
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -409,7 +436,10 @@ mod tests {
         // A datagram socketpair behaves like a tap: one frame per read/write.
         let mut sv = [0; 2];
         // SAFETY: socketpair fills two fresh descriptors that we then own.
-        assert_eq!(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_NONBLOCK, 0, sv.as_mut_ptr()) }, 0);
+        assert_eq!(
+            unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_NONBLOCK, 0, sv.as_mut_ptr()) },
+            0
+        );
         // SAFETY: fresh descriptors.
         let (ours, peer) = unsafe { (OwnedFd::from_raw_fd(sv[0]), OwnedFd::from_raw_fd(sv[1])) };
         let mem = GuestMem::new(MEM).unwrap();

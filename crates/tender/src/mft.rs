@@ -55,7 +55,10 @@ impl Manifest {
         }
         let version = u32_at(raw, 0);
         if version != abi::MFT_VERSION {
-            return Err(format!("the Solo5 manifest has version {version}; this tender reads version {}", abi::MFT_VERSION));
+            return Err(format!(
+                "the Solo5 manifest has version {version}; this tender reads version {}",
+                abi::MFT_VERSION
+            ));
         }
         let entries = u32_at(raw, 4) as usize;
         if entries > abi::MFT_MAX_ENTRIES {
@@ -94,7 +97,9 @@ impl Manifest {
                 mft_type::BLOCK_BASIC => DevType::Block,
                 mft_type::NET_BASIC => DevType::Net,
                 t => {
-                    return Err(format!("the Solo5 manifest's entry {i} ('{name}') has type {t}, which this tender does not know"));
+                    return Err(format!(
+                        "the Solo5 manifest's entry {i} ('{name}') has type {t}, which this tender does not know"
+                    ));
                 }
             };
             if name.is_empty() {
@@ -177,7 +182,13 @@ mod tests {
         assert!(check(&|m| m[4] = 65).contains("65 entries"));
         assert!(check(&|m| m[4] = 3).contains("wrong structure layout"));
         assert!(check(&|m| m.truncate(4)).contains("too short"));
-        assert!(check(&|m| { m[4] = 0; m.truncate(8) }).contains("no entries"));
+        assert!(
+            check(&|m| {
+                m[4] = 0;
+                m.truncate(8)
+            })
+            .contains("no entries")
+        );
         assert!(check(&|m| m[8 + 68] = 1).contains("reserved"));
         assert!(check(&|m| m[8] = b'x').contains("reserved"));
         assert!(check(&|m| m[8 + 104 + 67] = b'x').contains("unterminated"));

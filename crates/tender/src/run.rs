@@ -81,15 +81,23 @@ pub fn check_executable(bytes: &[u8]) -> Result<(Elf<'_>, Manifest), String> {
 pub fn attach(manifest: &Manifest, a: &Args) -> Result<Prepared, String> {
     let declared = |kind: DevType| {
         let names: Vec<&str> = manifest.devices.iter().filter(|d| d.kind == kind).map(|d| d.name.as_str()).collect();
-        if names.is_empty() { format!("it declares no {} devices", kind.name()) } else { format!("it declares: {}", names.join(", ")) }
+        if names.is_empty() {
+            format!("it declares no {} devices", kind.name())
+        } else {
+            format!("it declares: {}", names.join(", "))
+        }
     };
     let lookup = |opt: &str, name: &str, kind: DevType| {
-        manifest
-            .find(name, kind)
-            .map(|d| d.index)
-            .ok_or_else(|| format!("{opt}:{name}: the unikernel has no {} device '{name}' in its manifest ({})", kind.name(), declared(kind)))
+        manifest.find(name, kind).map(|d| d.index).ok_or_else(|| {
+            format!(
+                "{opt}:{name}: the unikernel has no {} device '{name}' in its manifest ({})",
+                kind.name(),
+                declared(kind)
+            )
+        })
     };
-    let mut devices: Vec<Option<Device>> = (0..=manifest.devices.iter().map(|d| d.index).max().unwrap_or(0)).map(|_| None).collect();
+    let mut devices: Vec<Option<Device>> =
+        (0..=manifest.devices.iter().map(|d| d.index).max().unwrap_or(0)).map(|_| None).collect();
     let mut attached = Vec::new();
     for (name, _) in &a.macs {
         lookup("--net-mac", name, DevType::Net)?;
@@ -192,9 +200,8 @@ pub fn create_machine(mem: &GuestMem, entry: u64) -> Result<(Machine, u64), Stop
     // bytes, which outlives the VM (it is dropped after `Machine`).
     unsafe { vm.set_user_memory_region(region) }.map_err(kvm_err("registering guest memory"))?;
     let vcpu = vm.create_vcpu(0).map_err(kvm_err("creating the vCPU"))?;
-    let cpuid = kvm
-        .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
-        .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
+    let cpuid =
+        kvm.get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES).map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
     vcpu.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
     let sregs = vcpu.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))?;
     vcpu.set_sregs(&x86::sregs(sregs)).map_err(kvm_err("KVM_SET_SREGS"))?;
@@ -220,9 +227,11 @@ pub fn run(a: &Args, opts: Options) -> Result<i32, Stop> {
     if adjusted {
         eprintln!("unikit-hvt: adjusting memory to {mem_size} bytes (a multiple of 2 MiB)");
     }
-    let plan = elf.load_plan(mem_size, abi::GUEST_MIN_BASE).map_err(|e| setup(format!("{name}: invalid executable: {e}")))?;
+    let plan =
+        elf.load_plan(mem_size, abi::GUEST_MIN_BASE).map_err(|e| setup(format!("{name}: invalid executable: {e}")))?;
 
-    let mut mem = GuestMem::new(mem_size).map_err(|e| setup(format!("cannot map {mem_size} bytes of guest memory: {e}")))?;
+    let mut mem =
+        GuestMem::new(mem_size).map_err(|e| setup(format!("cannot map {mem_size} bytes of guest memory: {e}")))?;
     for s in &plan.segments {
         mem.write_bytes(s.vaddr, elf.file_image(s)).map_err(|e| setup(format!("loading a segment: {e}")))?;
         // The rest up to p_memsz is zero already (fresh anonymous memory).
@@ -269,19 +278,35 @@ pub fn vcpu_loop(vcpu: &mut VcpuFd, mem: &GuestMem, ctx: &Context) -> Result<i32
                 if (base..base + abi::hc::MAX).contains(&port) && data.len() == 4 {
                     Ok((port - base, u32::from_le_bytes([data[0], data[1], data[2], data[3]])))
                 } else {
-                    Err(format!("guest wrote {} byte(s) to I/O port {port:#x}, which is not an hvt hypercall port", data.len()))
+                    Err(format!(
+                        "guest wrote {} byte(s) to I/O port {port:#x}, which is not an hvt hypercall port",
+                        data.len()
+                    ))
                 }
             }
-            Ok(VcpuExit::IoIn(port, data)) => Err(format!("guest read {} byte(s) from I/O port {port:#x}; hvt guests may only write hypercall ports", data.len())),
-            Ok(VcpuExit::MmioRead(addr, _)) => Err(format!("guest read memory at {addr:#x}, outside its {:#x} bytes of RAM", mem.size())),
+            Ok(VcpuExit::IoIn(port, data)) => Err(format!(
+                "guest read {} byte(s) from I/O port {port:#x}; hvt guests may only write hypercall ports",
+                data.len()
+            )),
+            Ok(VcpuExit::MmioRead(addr, _)) => {
+                Err(format!("guest read memory at {addr:#x}, outside its {:#x} bytes of RAM", mem.size()))
+            }
             Ok(VcpuExit::MmioWrite(addr, _)) if mem.is_read_only(addr) => {
                 Err(format!("guest wrote to its read-only memory (text or rodata) at {addr:#x}"))
             }
-            Ok(VcpuExit::MmioWrite(addr, _)) => Err(format!("guest wrote memory at {addr:#x}, outside its {:#x} bytes of RAM", mem.size())),
-            Ok(VcpuExit::Shutdown) => Err("guest shut the CPU down (triple fault: an exception it could not handle)".into()),
+            Ok(VcpuExit::MmioWrite(addr, _)) => {
+                Err(format!("guest wrote memory at {addr:#x}, outside its {:#x} bytes of RAM", mem.size()))
+            }
+            Ok(VcpuExit::Shutdown) => {
+                Err("guest shut the CPU down (triple fault: an exception it could not handle)".into())
+            }
             Ok(VcpuExit::Hlt) => Err("guest executed hlt (hvt guests stop with the halt hypercall)".into()),
-            Ok(VcpuExit::FailEntry(reason, _)) => Err(format!("KVM could not enter the guest (hardware entry failure reason {reason:#x})")),
-            Ok(VcpuExit::InternalError) => Err("KVM internal error while running the guest (an instruction KVM cannot emulate?)".into()),
+            Ok(VcpuExit::FailEntry(reason, _)) => {
+                Err(format!("KVM could not enter the guest (hardware entry failure reason {reason:#x})"))
+            }
+            Ok(VcpuExit::InternalError) => {
+                Err("KVM internal error while running the guest (an instruction KVM cannot emulate?)".into())
+            }
             Ok(VcpuExit::Intr) => continue,
             Ok(other) => Err(format!("unexpected VM exit {other:?}")),
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => continue,
@@ -320,7 +345,10 @@ mod tests {
         let (_, m) = check_executable(&ok).unwrap();
         assert_eq!(m.devices.len(), 1);
         let no_mft = exe(&[0xf4], &[abi_note(1, 2)]);
-        assert_eq!(check_executable(&no_mft).unwrap_err(), "no Solo5 manifest note (.note.solo5.manifest) in the executable");
+        assert_eq!(
+            check_executable(&no_mft).unwrap_err(),
+            "no Solo5 manifest note (.note.solo5.manifest) in the executable"
+        );
         let no_abi = exe(&[0xf4], &[mft_note(&mft(&[]))]);
         assert!(check_executable(&no_abi).unwrap_err().starts_with("no Solo5 ABI note"));
         assert!(check_executable(b"#!/bin/sh\n").unwrap_err().starts_with("invalid executable: "));
@@ -340,11 +368,17 @@ mod tests {
         disk.as_file().set_len(4096).unwrap();
         let d = disk.path().display().to_string();
         let e = attach(&m, &args(&["k"])).err().unwrap();
-        assert_eq!(e, "the unikernel declares devices that are not attached; all must be: pass --block:storage=FILE --net:service=TAP");
+        assert_eq!(
+            e,
+            "the unikernel declares devices that are not attached; all must be: pass --block:storage=FILE --net:service=TAP"
+        );
         let e = attach(&m, &args(&[&format!("--block:disk={d}"), "k"])).err().unwrap();
         assert_eq!(e, "--block:disk: the unikernel has no block device 'disk' in its manifest (it declares: storage)");
         let e = attach(&m, &args(&["--net:storage=tap0", "k"])).err().unwrap();
-        assert_eq!(e, "--net:storage: the unikernel has no net device 'storage' in its manifest (it declares: service)");
+        assert_eq!(
+            e,
+            "--net:storage: the unikernel has no net device 'storage' in its manifest (it declares: service)"
+        );
         let e = attach(&m, &args(&["--net-mac:x=02:00:00:00:00:01", "k"])).err().unwrap();
         assert!(e.starts_with("--net-mac:x: the unikernel has no net device 'x'"), "{e}");
         let e = attach(&m, &args(&[&format!("--block:storage={d}"), "k"])).err().unwrap();
@@ -354,7 +388,10 @@ mod tests {
         let p = attach(&m, &args(&[&format!("--block:storage={d}"), "--block-sector-size:storage=4096", "k"])).unwrap();
         assert_eq!(p.attached, [(1, Attached::Block { capacity: 4096, block_size: 4096 })]);
         let e = attach(&Manifest::parse(&mft(&[])).unwrap(), &args(&["--net:service=tap0", "k"])).err().unwrap();
-        assert_eq!(e, "--net:service: the unikernel has no net device 'service' in its manifest (it declares no net devices)");
+        assert_eq!(
+            e,
+            "--net:service: the unikernel has no net device 'service' in its manifest (it declares no net devices)"
+        );
     }
 
     #[test]

@@ -53,7 +53,9 @@ pub fn filter(fds: &Fds) -> Result<BpfProgram, String> {
     let e = |e: seccompiler::BackendError| e.to_string();
     let ioctls = [KVM_RUN, KVM_GET_REGS, KVM_GET_SREGS]
         .iter()
-        .map(|&req| SeccompRule::new(vec![fd_is(fds.vcpu)?, Cond::new(1, Len::Dword, Op::Eq, req).map_err(e)?]).map_err(e))
+        .map(|&req| {
+            SeccompRule::new(vec![fd_is(fds.vcpu)?, Cond::new(1, Len::Dword, Op::Eq, req).map_err(e)?]).map_err(e)
+        })
         .collect::<Result<Vec<_>, String>>()?;
     rules.insert(libc::SYS_ioctl, ioctls);
     let mut writers = vec![1, 2];

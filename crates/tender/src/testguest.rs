@@ -11,7 +11,6 @@ const PHDR_SIZE: usize = 56;
 const ET_EXEC: u16 = 2;
 const EM_X86_64: u16 = 62;
 
-
 /// A note record with the Solo5 name and `desc` (already padded).
 pub fn solo5_note(ntype: u32, desc: &[u8]) -> Vec<u8> {
     let mut n = Vec::new();
@@ -98,9 +97,31 @@ pub fn exe(code: &[u8], notes: &[Vec<u8>]) -> Vec<u8> {
         f[o + 48..o + 56].copy_from_slice(&p.align.to_le_bytes());
     };
     let len = code.len() as u64;
-    ph(0, Phdr { p_type: PT_LOAD, flags: PF_R | PF_X, offset: code_off as u64, vaddr: 0x10_0000, filesz: len, memsz: len, align: 0x1000 });
+    ph(
+        0,
+        Phdr {
+            p_type: PT_LOAD,
+            flags: PF_R | PF_X,
+            offset: code_off as u64,
+            vaddr: 0x10_0000,
+            filesz: len,
+            memsz: len,
+            align: 0x1000,
+        },
+    );
     for (i, n) in notes.iter().enumerate() {
-        ph(1 + i, Phdr { p_type: PT_NOTE, flags: PF_R, offset: note_offs[i] as u64, vaddr: 0, filesz: n.len() as u64, memsz: n.len() as u64, align: 4 });
+        ph(
+            1 + i,
+            Phdr {
+                p_type: PT_NOTE,
+                flags: PF_R,
+                offset: note_offs[i] as u64,
+                vaddr: 0,
+                filesz: n.len() as u64,
+                memsz: n.len() as u64,
+                align: 4,
+            },
+        );
     }
     f
 }

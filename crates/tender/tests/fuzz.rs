@@ -35,7 +35,9 @@ fn exercise(bytes: &[u8]) {
         let _ = m.for_guest(&[]);
     }
     if let Ok(elf) = Elf::parse(bytes) {
-        for (t, a, max) in [(abi::ABI1_NOTE_TYPE, 4, abi::ABI1_NOTE_MAX_SIZE), (abi::MFT1_NOTE_TYPE, 8, abi::MFT1_NOTE_MAX_SIZE)] {
+        for (t, a, max) in
+            [(abi::ABI1_NOTE_TYPE, 4, abi::ABI1_NOTE_MAX_SIZE), (abi::MFT1_NOTE_TYPE, 8, abi::MFT1_NOTE_MAX_SIZE)]
+        {
             if let Ok(Some(d)) = elf.solo5_note(t, a, max) {
                 assert!(d.len() <= max);
                 let _ = Manifest::parse(d);

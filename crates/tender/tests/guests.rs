@@ -9,7 +9,12 @@ use std::process::{Command, Output};
 use unikit_hvt::testguest::*;
 
 fn kvm_usable() -> Result<(), String> {
-    std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").map(|_| ()).map_err(|e| format!("/dev/kvm: {e}"))
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .map(|_| ())
+        .map_err(|e| format!("/dev/kvm: {e}"))
 }
 
 macro_rules! need_kvm {
@@ -72,10 +77,24 @@ fn bad_buffer_pointer_is_refused() {
 #[test]
 fn bad_struct_pointer_is_refused() {
     need_kvm!();
-    for (nr, name) in [(1u16, "walltime"), (2, "puts"), (3, "poll"), (4, "block_write"), (5, "block_read"), (6, "net_write"), (7, "net_read"), (8, "halt")] {
+    for (nr, name) in [
+        (1u16, "walltime"),
+        (2, "puts"),
+        (3, "poll"),
+        (4, "block_write"),
+        (5, "block_read"),
+        (6, "net_write"),
+        (7, "net_read"),
+        (8, "halt"),
+    ] {
         let (code, _, err) = run(&bad_struct(nr, 0xffff_fff0), &[]);
         assert_eq!(code, 121, "{name}: {err}");
-        assert!(err.starts_with(&format!("unikit-hvt: guest passed an invalid {name} argument pointer (struct at 0xfffffff0")), "{err}");
+        assert!(
+            err.starts_with(&format!(
+                "unikit-hvt: guest passed an invalid {name} argument pointer (struct at 0xfffffff0"
+            )),
+            "{err}"
+        );
     }
     // Writing results into the guest's read-only text is refused too.
     let (code, _, err) = run(&bad_struct(1, CODE as u32), &[]);
@@ -94,13 +113,19 @@ fn unexpected_exits_are_reported() {
     let serial = [0xba, 0xf8, 0x03, 0, 0, 0xee, 0xf4];
     let (code, _, err) = run(&guest(&serial, 0, 0, 0, b"", &hvt_notes(&[])), &[]);
     assert_eq!(code, 122);
-    assert!(err.starts_with("unikit-hvt: guest wrote 1 byte(s) to I/O port 0x3f8, which is not an hvt hypercall port at rip 0x"), "{err}");
+    assert!(
+        err.starts_with(
+            "unikit-hvt: guest wrote 1 byte(s) to I/O port 0x3f8, which is not an hvt hypercall port at rip 0x"
+        ),
+        "{err}"
+    );
     // hlt
     let (code, _, err) = run(&guest(&[0xf4], 0, 0, 0, b"", &hvt_notes(&[])), &[]);
     assert_eq!(code, 122);
     assert!(err.contains("guest executed hlt"), "{err}");
     // mov %eax, 0x100000: a write to its own (read-only) text.
-    let (code, _, err) = run(&guest(&[0x89, 0x04, 0x25, 0x00, 0x00, 0x10, 0x00, 0xf4], 0, 0, 0, b"", &hvt_notes(&[])), &[]);
+    let (code, _, err) =
+        run(&guest(&[0x89, 0x04, 0x25, 0x00, 0x00, 0x10, 0x00, 0xf4], 0, 0, 0, b"", &hvt_notes(&[])), &[]);
     assert_eq!(code, 122);
     assert!(err.contains("guest wrote to its read-only memory (text or rodata) at 0x100000"), "{err}");
     // ud2 with no IDT: a triple fault.
@@ -114,9 +139,18 @@ fn executables_without_the_right_notes_are_refused() {
     // No KVM needed: the notes are checked first.
     let code = hypercalls(&[]);
     let cases: [(Vec<Vec<u8>>, &str); 4] = [
-        (vec![mft_note(&mft(&[]))], "no Solo5 ABI note (.note.solo5.abi) in the executable: it is not a Solo5 unikernel"),
-        (vec![abi_note(2, 2), mft_note(&mft(&[]))], "the executable is built for the Solo5 'spt' target (ABI target 2), not hvt"),
-        (vec![abi_note(1, 3), mft_note(&mft(&[]))], "the executable requests hvt ABI version 3; this tender implements version 2"),
+        (
+            vec![mft_note(&mft(&[]))],
+            "no Solo5 ABI note (.note.solo5.abi) in the executable: it is not a Solo5 unikernel",
+        ),
+        (
+            vec![abi_note(2, 2), mft_note(&mft(&[]))],
+            "the executable is built for the Solo5 'spt' target (ABI target 2), not hvt",
+        ),
+        (
+            vec![abi_note(1, 3), mft_note(&mft(&[]))],
+            "the executable requests hvt ABI version 3; this tender implements version 2",
+        ),
         (vec![abi_note(1, 2)], "no Solo5 manifest note (.note.solo5.manifest) in the executable"),
     ];
     for (notes, msg) in cases {

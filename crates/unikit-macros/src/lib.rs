@@ -1,7 +1,7 @@
 //! `#[unikit::main]`: marks the application's entry function.
 use proc_macro::TokenStream;
 use quote::quote;
-use syn::{parse_macro_input, ItemFn};
+use syn::{ItemFn, parse_macro_input};
 
 /// Turns `fn main()` (returning `()`, an integer exit code, or a `Result`)
 /// into the unikernel's application entry point.
@@ -14,9 +14,12 @@ pub fn main(attr: TokenStream, item: TokenStream) -> TokenStream {
     }
     let f = parse_macro_input!(item as ItemFn);
     if !f.sig.inputs.is_empty() || f.sig.asyncness.is_some() || !f.sig.generics.params.is_empty() {
-        return syn::Error::new_spanned(&f.sig, "#[unikit::main] needs a plain `fn main()`; read arguments with unikit::env::args()")
-            .to_compile_error()
-            .into();
+        return syn::Error::new_spanned(
+            &f.sig,
+            "#[unikit::main] needs a plain `fn main()`; read arguments with unikit::env::args()",
+        )
+        .to_compile_error()
+        .into();
     }
     let name = &f.sig.ident;
     quote! {

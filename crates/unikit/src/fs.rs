@@ -25,13 +25,12 @@
 use alloc::sync::Arc;
 
 pub use unikit_fs::{
-    DirEntry, Disk, Error, ErrorKind, File, FileType, FormatOptions, Metadata, OpenOptions,
-    Permissions, ReadDir, Result, SeekFrom,
+    DirEntry, Disk, Error, ErrorKind, File, FileType, FormatOptions, Metadata, OpenOptions, Permissions, ReadDir,
+    Result, SeekFrom,
 };
 pub use unikit_fs::{
-    canonicalize, copy, create_dir, create_dir_all, exists, metadata, mount_root_from_cpio, read,
-    read_dir, read_link, read_to_string, remove_dir, remove_dir_all, remove_file, rename, symlink,
-    symlink_metadata, write,
+    canonicalize, copy, create_dir, create_dir_all, exists, metadata, mount_root_from_cpio, read, read_dir, read_link,
+    read_to_string, remove_dir, remove_dir_all, remove_file, rename, symlink, symlink_metadata, write,
 };
 /// For apps and drivers that bring their own disk.
 pub use unikit_kernel::dev::{BlockDevice, DevError};

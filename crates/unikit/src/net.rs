@@ -24,8 +24,8 @@
 //! methods take `&self`, so a stream can be shared between threads in an
 //! `Arc` (like std's `impl Read for &TcpStream`).
 pub use unikit_net::{
-    init, init_with, kernel_options, Error, ErrorKind, Incoming, IpAddr, IpConfig, Ipv4Addr, Ipv6Addr, Loopback,
-    Net, Options, Result, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream, ToSocketAddrs, UdpSocket,
+    Error, ErrorKind, Incoming, IpAddr, IpConfig, Ipv4Addr, Ipv6Addr, Loopback, Net, Options, Result, Shutdown,
+    SocketAddr, SocketAddrV4, TcpListener, TcpStream, ToSocketAddrs, UdpSocket, init, init_with, kernel_options,
 };
 
 /// Registers a network device with the kernel (e.g. [`Loopback::new()`] to

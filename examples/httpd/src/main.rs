@@ -35,12 +35,17 @@ enum Parse {
 
 fn parse_request(buf: &[u8]) -> Parse {
     let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return if buf.len() >= MAX_HEAD { Parse::Bad(431, "Request Header Fields Too Large") } else { Parse::Incomplete };
+        return if buf.len() >= MAX_HEAD {
+            Parse::Bad(431, "Request Header Fields Too Large")
+        } else {
+            Parse::Incomplete
+        };
     };
     let Ok(head) = core::str::from_utf8(&buf[..end]) else { return Parse::Bad(400, "Bad Request") };
     let mut lines = head.split("\r\n");
     let mut parts = lines.next().unwrap_or("").split(' ');
-    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Parse::Bad(400, "Bad Request");
     };
     let mut keep_alive = match version {
@@ -121,7 +126,15 @@ fn lookup(cache: &Cache, path: &str) -> Option<Arc<Vec<u8>>> {
     data
 }
 
-fn respond(s: &mut TcpStream, status: u16, reason: &str, ctype: &str, body: &[u8], head_only: bool, keep_alive: bool) -> bool {
+fn respond(
+    s: &mut TcpStream,
+    status: u16,
+    reason: &str,
+    ctype: &str,
+    body: &[u8],
+    head_only: bool,
+    keep_alive: bool,
+) -> bool {
     let head = format!(
         "HTTP/1.1 {status} {reason}\r\nServer: unikit-httpd\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n",
         body.len(),

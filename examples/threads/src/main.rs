@@ -12,7 +12,10 @@ use unikit::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 #[unikit::main]
 fn main() -> i32 {
     let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    println!("threads: wall clock {since_epoch} s since the epoch; booted in {} us", unikit::time::boot_time().as_micros());
+    println!(
+        "threads: wall clock {since_epoch} s since the epoch; booted in {} us",
+        unikit::time::boot_time().as_micros()
+    );
 
     let start = Instant::now();
     let log = Arc::new(Mutex::new(Vec::new()));

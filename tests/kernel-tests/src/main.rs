@@ -285,11 +285,8 @@ fn crash(mode: &str) -> i32 {
                 let buf = core::hint::black_box([depth; 32]);
                 buf[0] + recurse(depth + 1) + core::hint::black_box(1)
             }
-            let h = thread::Builder::new()
-                .name("deep".into())
-                .stack_size(16 * 1024)
-                .spawn(|| recurse(0))
-                .expect("spawn");
+            let h =
+                thread::Builder::new().name("deep".into()).stack_size(16 * 1024).spawn(|| recurse(0)).expect("spawn");
             let _ = h.join();
         }
         // Raw block device, across boots: `disk-write SEED` then `disk-read SEED`

@@ -43,7 +43,8 @@ impl LocalApic {
     pub unsafe fn enable(timer_vector: u8, spurious: u8) -> Self {
         let feat = cpuid(1, 0).ecx;
         let x2apic = feat & (1 << 21) != 0;
-        let mut apic = Self { x2apic, mmio: Self::mmio_base(), tsc_deadline: feat & (1 << 24) != 0, vector: timer_vector };
+        let mut apic =
+            Self { x2apic, mmio: Self::mmio_base(), tsc_deadline: feat & (1 << 24) != 0, vector: timer_vector };
         // SAFETY: enabling the APIC (and x2APIC mode when present) is the point.
         unsafe {
             let base = rdmsr(IA32_APIC_BASE);

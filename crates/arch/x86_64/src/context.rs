@@ -57,14 +57,14 @@ pub unsafe fn switch(save_sp: *mut u64, next_sp: u64) {
 pub unsafe fn init_stack(stack_top: u64, entry: extern "C" fn(usize) -> !, arg: usize) -> u64 {
     let top = stack_top & !0xf;
     let frame: [u64; 8] = [
-        0,                                     // r15
-        0,                                     // r14
-        arg as u64,                            // r13: argument
-        entry as *const () as u64,             // r12: entry point
-        0,                                     // rbx
-        0,                                     // rbp
+        0,                                            // r15
+        0,                                            // r14
+        arg as u64,                                   // r13: argument
+        entry as *const () as u64,                    // r12: entry point
+        0,                                            // rbx
+        0,                                            // rbp
         unikit_thread_trampoline as *const () as u64, // return address
-        0,                                     // padding keeps `top` 16-byte aligned
+        0,                                            // padding keeps `top` 16-byte aligned
     ];
     let sp = top - (frame.len() as u64) * 8;
     // SAFETY: the caller gave us this memory; `sp` is 8-byte aligned.

@@ -26,7 +26,8 @@ struct Tss {
 #[repr(C, align(16))]
 struct Stack([u8; IST_SIZE]);
 
-static mut TSS: Tss = Tss { _r0: 0, rsp: [0; 3], _r1: 0, ist: [0; 7], _r2: 0, _r3: 0, iomap_base: size_of::<Tss>() as u16 };
+static mut TSS: Tss =
+    Tss { _r0: 0, rsp: [0; 3], _r1: 0, ist: [0; 7], _r2: 0, _r3: 0, iomap_base: size_of::<Tss>() as u16 };
 static mut IST_STACK: Stack = Stack([0; IST_SIZE]);
 static mut GDT: [u64; 5] = [
     0,

@@ -79,7 +79,13 @@ impl AddressSpace {
     ///
     /// # Safety
     /// The tables must be identity mapped and owned by this address space.
-    pub unsafe fn identity_map(&mut self, start: u64, len: u64, flags: Flags, frames: &mut dyn FrameSource) -> Result<(), MapError> {
+    pub unsafe fn identity_map(
+        &mut self,
+        start: u64,
+        len: u64,
+        flags: Flags,
+        frames: &mut dyn FrameSource,
+    ) -> Result<(), MapError> {
         if !start.is_multiple_of(PAGE_SIZE) || !len.is_multiple_of(PAGE_SIZE) {
             return Err(MapError::Unaligned);
         }
@@ -112,7 +118,12 @@ impl AddressSpace {
     /// The table holding the leaf entry for `addr` (a PD for 2 MiB pages, a
     /// PT for 4 KiB ones), creating intermediate tables; `None` when `addr`
     /// is already inside a 2 MiB page.
-    unsafe fn leaf_table(&mut self, addr: u64, huge: bool, frames: &mut dyn FrameSource) -> Result<Option<u64>, MapError> {
+    unsafe fn leaf_table(
+        &mut self,
+        addr: u64,
+        huge: bool,
+        frames: &mut dyn FrameSource,
+    ) -> Result<Option<u64>, MapError> {
         let mut table = self.pml4;
         let levels: &[u32] = if huge { &[39, 30] } else { &[39, 30, 21] };
         for &shift in levels {
@@ -135,7 +146,12 @@ impl AddressSpace {
     ///
     /// # Safety
     /// The caller must not need the page while it is not present.
-    pub unsafe fn set_page_present(&mut self, addr: u64, present: bool, frames: &mut dyn FrameSource) -> Result<(), MapError> {
+    pub unsafe fn set_page_present(
+        &mut self,
+        addr: u64,
+        present: bool,
+        frames: &mut dyn FrameSource,
+    ) -> Result<(), MapError> {
         if !addr.is_multiple_of(PAGE_SIZE) {
             return Err(MapError::Unaligned);
         }

@@ -134,11 +134,7 @@ pub fn vm_config(cfg: &Config) -> VmConfig {
             boot_args: cfg.cmdline.to_string(),
             initrd_path: cfg.initrd.map(path_string),
         },
-        machine_config: MachineConfig {
-            vcpu_count: cfg.cpus,
-            mem_size_mib: mem_size_mib(cfg.memory).0,
-            smt: false,
-        },
+        machine_config: MachineConfig { vcpu_count: cfg.cpus, mem_size_mib: mem_size_mib(cfg.memory).0, smt: false },
         drives: cfg
             .disks
             .iter()
@@ -202,10 +198,7 @@ pub fn verdict(marker: Option<&GuestExit>, end: End) -> (u8, Vec<String>) {
             );
         }
     };
-    (
-        crate::error::EXIT_TOOL_FAILURE,
-        vec![format!("error: guest stopped without reporting an exit code ({why})")],
-    )
+    (crate::error::EXIT_TOOL_FAILURE, vec![format!("error: guest stopped without reporting an exit code ({why})")])
 }
 
 static CHILD: AtomicI32 = AtomicI32::new(0);

@@ -60,9 +60,7 @@ pub fn run(
     if let Some(console) = child.stdout.take() {
         super::stream(console, None, annotator);
     }
-    let status = child
-        .wait()
-        .with_context(|| format!("waiting for {}", image.display()))?;
+    let status = child.wait().with_context(|| format!("waiting for {}", image.display()))?;
     if let Some(code) = status.code() {
         return Ok((code & 0xff) as u8);
     }

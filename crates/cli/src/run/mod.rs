@@ -15,11 +15,11 @@ use anyhow::{Result, bail};
 use crate::build::{self, Project};
 use crate::cmdline;
 use crate::console::MarkerFilter;
+use crate::devices::{Devices, Net};
 use crate::manifest::Manifest;
 use crate::memory::Memory;
 use crate::platform::{self, Platform, target_name};
 use crate::symbols::{Annotator, Symbols};
-use crate::devices::{Devices, Net};
 use crate::{Accel, Firmware, Machine};
 
 pub struct Options {
@@ -106,7 +106,10 @@ pub fn command(opts: Options) -> Result<u8> {
             match devices.ip.as_deref() {
                 None => devices.ip = Some(xen::TESTBED_GUEST_IP.into()),
                 Some(xen::TESTBED_GUEST_IP) => {}
-                Some(other) => bail!("--ip {other}: with -p in the Xen test bed the guest is {} (leave --ip out)", xen::TESTBED_GUEST_IP),
+                Some(other) => bail!(
+                    "--ip {other}: with -p in the Xen test bed the guest is {} (leave --ip out)",
+                    xen::TESTBED_GUEST_IP
+                ),
             }
             xen_publish = std::mem::take(&mut devices.publish);
         }
@@ -124,12 +127,16 @@ pub fn command(opts: Options) -> Result<u8> {
         }
         if !devices.publish.is_empty() {
             if let Some(Net::Tap(_)) = devices.net {
-                bail!("-p on {plat} makes its own tap in a private network namespace; with --net tap:NAME, reach the guest at its own address");
+                bail!(
+                    "-p on {plat} makes its own tap in a private network namespace; with --net tap:NAME, reach the guest at its own address"
+                );
             }
             match devices.ip.as_deref() {
                 None => devices.ip = Some(netns::GUEST_IP.into()),
                 Some(netns::GUEST_IP) => {}
-                Some(other) => bail!("--ip {other}: with -p on {plat} the guest is {} (leave --ip out)", netns::GUEST_IP),
+                Some(other) => {
+                    bail!("--ip {other}: with -p on {plat} the guest is {} (leave --ip out)", netns::GUEST_IP)
+                }
             }
             fc_publish = std::mem::take(&mut devices.publish);
         }
@@ -138,7 +145,9 @@ pub fn command(opts: Options) -> Result<u8> {
         {
             return Err(crate::error::hinted(
                 format!("--net tap:{name}: there is no network interface '{name}' on this host"),
-                format!("create it first, e.g. `sudo ip tuntap add dev {name} mode tap user $USER && sudo ip link set {name} up`, or use -p HOST:GUEST as root"),
+                format!(
+                    "create it first, e.g. `sudo ip tuntap add dev {name} mode tap user $USER && sudo ip link set {name} up`, or use -p HOST:GUEST as root"
+                ),
             ));
         }
     }
@@ -159,10 +168,9 @@ pub fn command(opts: Options) -> Result<u8> {
     devices.check()?;
     let qboot = std::path::Path::new(platform::QBOOT_ROM);
     let bios = match opts.firmware {
-        Some(Firmware::Qboot) if !qboot.is_file() => bail!(
-            "--firmware qboot: {} not found (install the qemu-system-data package)",
-            qboot.display()
-        ),
+        Some(Firmware::Qboot) if !qboot.is_file() => {
+            bail!("--firmware qboot: {} not found (install the qemu-system-data package)", qboot.display())
+        }
         Some(Firmware::Seabios) => None,
         _ => qboot.is_file().then_some(qboot),
     };
@@ -190,10 +198,7 @@ pub fn command(opts: Options) -> Result<u8> {
     };
     let ns_ip = if fc_publish.is_empty() { None } else { Some(netns::check_host(plat.name())?) };
     let qemu = match plat {
-        Platform::Qemu => Some((
-            platform::find_qemu()?,
-            qemu::choose_accel(opts.accel, platform::probe_kvm())?,
-        )),
+        Platform::Qemu => Some((platform::find_qemu()?, qemu::choose_accel(opts.accel, platform::probe_kvm())?)),
         _ => None,
     };
 
@@ -229,7 +234,9 @@ pub fn command(opts: Options) -> Result<u8> {
     if let Some(tender_path) = tender {
         let (mib, rounded) = solo5::mem_mib(memory);
         if rounded {
-            crate::error::warn(format!("the hvt tender sizes memory in 2 MiB steps: -m {memory} is rounded up to {mib}M"));
+            crate::error::warn(format!(
+                "the hvt tender sizes memory in 2 MiB steps: -m {memory} is rounded up to {mib}M"
+            ));
         }
         check_memory(&image.path, Memory::parse(&format!("{mib}M")).unwrap_or(memory))?;
         let ns = publish_namespace(ns_ip, &fc_publish)?;
@@ -312,11 +319,7 @@ pub fn command(opts: Options) -> Result<u8> {
 /// Copy the guest console to our stdout as it arrives, through the exit
 /// marker filter (VM consoles) and the backtrace annotator. If our stdout is
 /// gone, keep draining the guest anyway so that it is never blocked.
-fn stream(
-    mut console: impl Read,
-    mut marker: Option<&mut MarkerFilter>,
-    annotator: &mut Annotator,
-) {
+fn stream(mut console: impl Read, mut marker: Option<&mut MarkerFilter>, annotator: &mut Annotator) {
     let mut buf = vec![0u8; 8192];
     let mut filtered = Vec::with_capacity(8192);
     let mut out = Vec::with_capacity(8192);
@@ -410,11 +413,7 @@ fn image_end(elf: &[u8]) -> Option<u64> {
     if elf.get(0..5)? != b"\x7fELF\x02" {
         return None;
     }
-    let (phoff, phentsize, phnum) = (
-        u64_at(0x20)? as usize,
-        u16_at(0x36)? as usize,
-        u16_at(0x38)? as usize,
-    );
+    let (phoff, phentsize, phnum) = (u64_at(0x20)? as usize, u16_at(0x36)? as usize, u16_at(0x38)? as usize);
     (0..phnum)
         .filter_map(|i| {
             let ph = phoff.checked_add(i.checked_mul(phentsize)?)?;
@@ -432,10 +431,7 @@ fn pick(manifest: &Manifest) -> Result<Platform> {
             Err(e) => why.push(format!("{}: {e}", target_name(p))),
         }
     }
-    bail!(
-        "none of the targets in unikit.toml can run on this host ({})",
-        why.join("; ")
-    )
+    bail!("none of the targets in unikit.toml can run on this host ({})", why.join("; "))
 }
 
 /// Name of a common signal, for messages.
@@ -480,11 +476,7 @@ mod tests {
 
     #[test]
     fn image_end_takes_the_highest_load_segment() {
-        let e = elf_with(&[
-            (1, 0x10_0000, 0x1000),
-            (4, 0x90_0000, 0x10),
-            (1, 0x10_2000, 0x2_0000),
-        ]);
+        let e = elf_with(&[(1, 0x10_0000, 0x1000), (4, 0x90_0000, 0x10), (1, 0x10_2000, 0x2_0000)]);
         assert_eq!(image_end(&e), Some(0x12_2000));
     }
 

@@ -60,7 +60,9 @@ fn effective_uid() -> Option<u32> {
 pub fn check_host(plat: &str) -> Result<PathBuf> {
     if effective_uid() != Some(0) {
         return Err(hinted(
-            format!("-p on {plat} creates a tap in a private network namespace, which needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN)"),
+            format!(
+                "-p on {plat} creates a tap in a private network namespace, which needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN)"
+            ),
             format!("run unikit as root, {}", manual_tap(plat)),
         ));
     }
@@ -80,11 +82,7 @@ fn ip(ip: &Path, args: &[&str]) -> Result<()> {
         .output()
         .with_context(|| format!("cannot run {}", ip.display()))?;
     if !out.status.success() {
-        bail!(
-            "`ip {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("`ip {}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(())
 }
@@ -186,7 +184,12 @@ fn relay(client: TcpStream, ns_path: &Path, guest: u16) {
                 server = Some(s);
                 break;
             }
-            Err(e) if matches!(e.kind(), ErrorKind::ConnectionRefused | ErrorKind::TimedOut | ErrorKind::HostUnreachable) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::ConnectionRefused | ErrorKind::TimedOut | ErrorKind::HostUnreachable
+                ) =>
+            {
                 std::thread::sleep(Duration::from_millis(100));
             }
             Err(_) => break,

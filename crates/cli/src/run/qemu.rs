@@ -7,13 +7,13 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result};
 
-use crate::devices::{Devices, Net};
-use crate::{Accel, Machine};
 use crate::console::{GuestExit, MarkerFilter};
+use crate::devices::{Devices, Net};
 use crate::error::hinted;
 use crate::memory::Memory;
 use crate::platform::QEMU;
 use crate::symbols::Annotator;
+use crate::{Accel, Machine};
 
 pub struct Config<'a> {
     pub image: &'a Path,
@@ -37,24 +37,9 @@ pub fn argv(cfg: &Config) -> Vec<OsString> {
         // line, as on Firecracker); QEMU appends virtio_mmio.device= entries.
         Machine::Microvm => "microvm,acpi=off",
     };
-    push(&[
-        "-M",
-        machine,
-        "-nodefaults",
-        "-no-user-config",
-        "-display",
-        "none",
-        "-no-reboot",
-        "-smp",
-        "1",
-    ]);
+    push(&["-M", machine, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-smp", "1"]);
     push(&["-m", &cfg.memory.qemu_arg()]);
-    push(&[
-        "-serial",
-        "stdio",
-        "-device",
-        "isa-debug-exit,iobase=0xf4,iosize=0x04",
-    ]);
+    push(&["-serial", "stdio", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
     match cfg.accel {
         // `-arch-capabilities`: QEMU cannot set MSR_IA32_ARCH_CAPABILITIES
         // (0x10a) on some KVMs (e.g. kvm_pvm, nested) and aborts with
@@ -85,7 +70,12 @@ pub fn argv(cfg: &Config) -> Vec<OsString> {
     for (i, disk) in cfg.devices.disks.iter().enumerate() {
         // QEMU's -drive syntax uses ',' as separator: double it in paths.
         let file = disk.display().to_string().replace(',', ",,");
-        push(&["-drive", &format!("file={file},if=none,id=disk{i},format=raw"), "-device", &format!("{blk_dev},drive=disk{i}")]);
+        push(&[
+            "-drive",
+            &format!("file={file},if=none,id=disk{i},format=raw"),
+            "-device",
+            &format!("{blk_dev},drive=disk{i}"),
+        ]);
     }
     if let Some(bios) = cfg.bios {
         a.extend(["-bios".into(), bios.into()]);
@@ -93,21 +83,13 @@ pub fn argv(cfg: &Config) -> Vec<OsString> {
     if let Some(rd) = cfg.initrd {
         a.extend(["-initrd".into(), rd.into()]);
     }
-    a.extend([
-        "-kernel".into(),
-        cfg.image.into(),
-        "-append".into(),
-        cfg.cmdline.into(),
-    ]);
+    a.extend(["-kernel".into(), cfg.image.into(), "-append".into(), cfg.cmdline.into()]);
     a
 }
 
 /// Decide the accelerator from the request and the KVM probe result.
 /// Returns the accelerator and, when falling back to TCG, a warning.
-pub fn choose_accel(
-    requested: Option<Accel>,
-    kvm: Result<(), String>,
-) -> Result<(Accel, Option<String>)> {
+pub fn choose_accel(requested: Option<Accel>, kvm: Result<(), String>) -> Result<(Accel, Option<String>)> {
     match (requested, kvm) {
         (Some(Accel::Tcg), _) => Ok((Accel::Tcg, None)),
         (_, Ok(())) => Ok((Accel::Kvm, None)),
@@ -115,12 +97,9 @@ pub fn choose_accel(
             format!("KVM is not usable: {why}"),
             "use --accel tcg (slow software emulation), or leave --accel out to choose automatically",
         )),
-        (None, Err(why)) => Ok((
-            Accel::Tcg,
-            Some(format!(
-                "KVM unavailable ({why}); using TCG software emulation (slow)"
-            )),
-        )),
+        (None, Err(why)) => {
+            Ok((Accel::Tcg, Some(format!("KVM unavailable ({why}); using TCG software emulation (slow)"))))
+        }
     }
 }
 
@@ -142,11 +121,7 @@ pub struct Verdict {
 pub fn verdict(marker: Option<&GuestExit>, end: End) -> Verdict {
     if let Some(m) = marker {
         let code = (m.code & 0xff) as u8;
-        let lines = m
-            .reason
-            .iter()
-            .map(|r| format!("unikit: guest {r} (exit code {code})"))
-            .collect();
+        let lines = m.reason.iter().map(|r| format!("unikit: guest {r} (exit code {code})")).collect();
         return Verdict { code, lines };
     }
     match end {
@@ -161,16 +136,11 @@ pub fn verdict(marker: Option<&GuestExit>, end: End) -> Verdict {
         }
         End::Exited(s) => Verdict {
             code: crate::error::EXIT_TOOL_FAILURE,
-            lines: vec![format!(
-                "error: guest stopped without reporting an exit code (qemu exit status {s})"
-            )],
+            lines: vec![format!("error: guest stopped without reporting an exit code (qemu exit status {s})")],
         },
         End::Signaled(sig) => Verdict {
             code: (128 + sig).clamp(0, 255) as u8,
-            lines: vec![format!(
-                "error: {QEMU} was killed by {}",
-                super::signal_name(sig)
-            )],
+            lines: vec![format!("error: {QEMU} was killed by {}", super::signal_name(sig))],
         },
     }
 }
@@ -332,10 +302,7 @@ mod tests {
         assert!(a.windows(4).any(|w| w == ["-accel", "tcg", "-cpu", "max"]));
         assert!(a.windows(2).any(|w| w == ["-m", "1536K"]));
         assert!(!a.iter().any(|s| s == "-bios"));
-        assert_eq!(
-            a[a.len() - 2..],
-            ["-append".to_string(), "x \"y z\" --".to_string()]
-        );
+        assert_eq!(a[a.len() - 2..], ["-append".to_string(), "x \"y z\" --".to_string()]);
     }
 
     #[test]
@@ -358,12 +325,18 @@ mod tests {
         };
         let a = strings(argv(&cfg)).join(" ");
         assert!(a.contains("-netdev user,id=net0,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=tcp:127.0.0.1:2222-:22 -device virtio-net-pci,netdev=net0"), "{a}");
-        assert!(a.contains("-drive file=a,,b.img,if=none,id=disk0,format=raw -device virtio-blk-pci,drive=disk0"), "{a}");
+        assert!(
+            a.contains("-drive file=a,,b.img,if=none,id=disk0,format=raw -device virtio-blk-pci,drive=disk0"),
+            "{a}"
+        );
         assert!(a.contains("-initrd build/x.rootfs.cpio -kernel img"), "{a}");
         cfg.machine = Machine::Microvm;
         let a = strings(argv(&cfg)).join(" ");
         assert!(a.starts_with("-M microvm,acpi=off "), "{a}");
-        assert!(a.contains("-device virtio-net-device,netdev=net0") && a.contains("-device virtio-blk-device,drive=disk0"), "{a}");
+        assert!(
+            a.contains("-device virtio-net-device,netdev=net0") && a.contains("-device virtio-blk-device,drive=disk0"),
+            "{a}"
+        );
         let tap = Devices { net: Some(Net::Tap("tap7".into())), ..Default::default() };
         cfg.devices = &tap;
         let a = strings(argv(&cfg)).join(" ");
@@ -373,51 +346,24 @@ mod tests {
     #[test]
     fn accel_choice() {
         assert_eq!(choose_accel(None, Ok(())).unwrap(), (Accel::Kvm, None));
-        assert_eq!(
-            choose_accel(Some(Accel::Kvm), Ok(())).unwrap(),
-            (Accel::Kvm, None)
-        );
-        assert_eq!(
-            choose_accel(Some(Accel::Tcg), Ok(())).unwrap(),
-            (Accel::Tcg, None)
-        );
-        assert_eq!(
-            choose_accel(Some(Accel::Tcg), Err("x".into())).unwrap(),
-            (Accel::Tcg, None)
-        );
+        assert_eq!(choose_accel(Some(Accel::Kvm), Ok(())).unwrap(), (Accel::Kvm, None));
+        assert_eq!(choose_accel(Some(Accel::Tcg), Ok(())).unwrap(), (Accel::Tcg, None));
+        assert_eq!(choose_accel(Some(Accel::Tcg), Err("x".into())).unwrap(), (Accel::Tcg, None));
         let (a, w) = choose_accel(None, Err("/dev/kvm does not exist".into())).unwrap();
         assert_eq!(a, Accel::Tcg);
-        assert_eq!(
-            w.unwrap(),
-            "KVM unavailable (/dev/kvm does not exist); using TCG software emulation (slow)"
-        );
+        assert_eq!(w.unwrap(), "KVM unavailable (/dev/kvm does not exist); using TCG software emulation (slow)");
         let e = choose_accel(Some(Accel::Kvm), Err("/dev/kvm does not exist".into())).unwrap_err();
         assert_eq!(e.to_string(), "KVM is not usable: /dev/kvm does not exist");
     }
 
     #[test]
     fn exit_decoding() {
-        let m = |code, reason: Option<&str>| GuestExit {
-            code,
-            reason: reason.map(String::from),
-        };
-        assert_eq!(
-            verdict(Some(&m(0, None)), End::Exited(1)),
-            Verdict {
-                code: 0,
-                lines: vec![]
-            }
-        );
+        let m = |code, reason: Option<&str>| GuestExit { code, reason: reason.map(String::from) };
+        assert_eq!(verdict(Some(&m(0, None)), End::Exited(1)), Verdict { code: 0, lines: vec![] });
         assert_eq!(verdict(Some(&m(258, None)), End::Exited(5)).code, 2);
         assert_eq!(verdict(Some(&m(-1, None)), End::Signaled(9)).code, 255);
         let v = verdict(Some(&m(101, Some("panic"))), End::Exited(203));
-        assert_eq!(
-            v,
-            Verdict {
-                code: 101,
-                lines: vec!["unikit: guest panic (exit code 101)".into()]
-            }
-        );
+        assert_eq!(v, Verdict { code: 101, lines: vec!["unikit: guest panic (exit code 101)".into()] });
         let v = verdict(None, End::Exited(7));
         assert_eq!(v.code, 3);
         assert!(v.lines[0].starts_with("unikit: warning: no exit marker"));
@@ -426,16 +372,11 @@ mod tests {
             assert_eq!(v.code, 125);
             assert_eq!(
                 v.lines,
-                [format!(
-                    "error: guest stopped without reporting an exit code (qemu exit status {s})"
-                )]
+                [format!("error: guest stopped without reporting an exit code (qemu exit status {s})")]
             );
         }
         let v = verdict(None, End::Signaled(9));
         assert_eq!(v.code, 137);
-        assert_eq!(
-            v.lines,
-            ["error: qemu-system-x86_64 was killed by signal 9, SIGKILL"]
-        );
+        assert_eq!(v.lines, ["error: qemu-system-x86_64 was killed by signal 9, SIGKILL"]);
     }
 }

@@ -24,13 +24,21 @@ pub struct DateTime {
 
 impl DateTime {
     pub fn is_valid(&self) -> bool {
-        (1..=12).contains(&self.month) && (1..=31).contains(&self.day) && self.hour < 24 && self.minute < 60 && self.second < 60
+        (1..=12).contains(&self.month)
+            && (1..=31).contains(&self.day)
+            && self.hour < 24
+            && self.minute < 60
+            && self.second < 60
     }
 
     /// Seconds since the Unix epoch (the RTC is assumed to run in UTC, as
     /// QEMU and cloud hypervisors set it).
     pub fn unix_seconds(&self) -> u64 {
-        let (y, m) = if self.month <= 2 { (self.year as i64 - 1, self.month as i64 + 9) } else { (self.year as i64, self.month as i64 - 3) };
+        let (y, m) = if self.month <= 2 {
+            (self.year as i64 - 1, self.month as i64 + 9)
+        } else {
+            (self.year as i64, self.month as i64 - 3)
+        };
         // Days from civil (Howard Hinnant's algorithm).
         let era = y.div_euclid(400);
         let yoe = y - era * 400;
@@ -81,7 +89,14 @@ pub fn read_datetime() -> Option<DateTime> {
         c @ 19..=21 => c,
         _ => 20,
     };
-    let dt = DateTime { year: century * 100 + conv(year), month: conv(month), day: conv(day), hour, minute: conv(min), second: conv(sec) };
+    let dt = DateTime {
+        year: century * 100 + conv(year),
+        month: conv(month),
+        day: conv(day),
+        hour,
+        minute: conv(min),
+        second: conv(sec),
+    };
     dt.is_valid().then_some(dt)
 }
 

@@ -7,7 +7,7 @@
 mod config;
 mod window;
 
-pub use config::{ConfigAccess, PortConfig, PORT_CONFIG};
+pub use config::{ConfigAccess, PORT_CONFIG, PortConfig};
 pub use window::Window;
 
 use alloc::vec::Vec;
@@ -164,8 +164,13 @@ pub fn read_bars(cfg: &dyn ConfigAccess, addr: PciAddress) -> [Option<Bar>; 6] {
             let m = mask & !3 & 0xffff;
             if m != 0 {
                 let size = (!m & 0xffff) + 1;
-                bars[i as usize] =
-                    Some(Bar { index: i, kind: BarKind::Io, prefetchable: false, base: (orig & !3 & 0xffff) as u64, size: size as u64 });
+                bars[i as usize] = Some(Bar {
+                    index: i,
+                    kind: BarKind::Io,
+                    prefetchable: false,
+                    base: (orig & !3 & 0xffff) as u64,
+                    size: size as u64,
+                });
             }
             i += 1;
             continue;
@@ -179,7 +184,11 @@ pub fn read_bars(cfg: &dyn ConfigAccess, addr: PciAddress) -> [Option<Bar>; 6] {
             cfg.write32(addr, off_hi, !0);
             let mask_hi = cfg.read32(addr, off_hi);
             cfg.write32(addr, off_hi, orig_hi);
-            ((orig_hi as u64) << 32 | (orig & !0xf) as u64, (mask_hi as u64) << 32 | lo_mask as u64, lo_mask != 0 || mask_hi != 0)
+            (
+                (orig_hi as u64) << 32 | (orig & !0xf) as u64,
+                (mask_hi as u64) << 32 | lo_mask as u64,
+                lo_mask != 0 || mask_hi != 0,
+            )
         } else {
             ((orig & !0xf) as u64, 0xffff_ffff_0000_0000 | lo_mask as u64, lo_mask != 0)
         };

@@ -4,9 +4,9 @@
 use super::common::{Health, Ints};
 use super::dma::DmaBuf;
 use super::queue::{Buffer, QueueError, VirtQueue};
-use super::transport::{self, Notify, Transport, F_ANY_LAYOUT};
+use super::transport::{self, F_ANY_LAYOUT, Notify, Transport};
 use alloc::string::String;
-use unikit_kernel::dev::{check_block_request, BlockDevice, DevError};
+use unikit_kernel::dev::{BlockDevice, DevError, check_block_request};
 use unikit_kernel::event::Event;
 use unikit_kernel::sync::Mutex;
 

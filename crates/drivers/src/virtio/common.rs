@@ -1,6 +1,6 @@
 //! What the net and block drivers share: the transport, the event, the
 //! interrupt plumbing and the broken flag.
-use super::transport::{self, Transport, NO_VECTOR};
+use super::transport::{self, NO_VECTOR, Transport};
 use crate::irq::{InterruptController, IrqHandler};
 use crate::pci::{self, ConfigAccess, MsixInfo, PciAddress};
 use unikit_kernel::dev::DevError;
@@ -10,7 +10,12 @@ use unikit_kernel::event::Event;
 pub enum IntKind {
     None,
     /// MSI-X: the function, its capability and its mapped table.
-    Msix { cfg: &'static dyn ConfigAccess, addr: PciAddress, info: MsixInfo, table: usize },
+    Msix {
+        cfg: &'static dyn ConfigAccess,
+        addr: PciAddress,
+        info: MsixInfo,
+        table: usize,
+    },
     /// A legacy line (virtio-mmio: edge-triggered GSI).
     Gsi(u32),
 }
@@ -70,7 +75,8 @@ impl Ints {
             IntKind::None => false,
             IntKind::Msix { .. } => vectors_ok,
             IntKind::Gsi(gsi) => {
-                let handler: &'static IsrHandler = alloc::boxed::Box::leak(alloc::boxed::Box::new(IsrHandler { t, event }));
+                let handler: &'static IsrHandler =
+                    alloc::boxed::Box::leak(alloc::boxed::Box::new(IsrHandler { t, event }));
                 ctrl.route_gsi(gsi, false, handler)
             }
         }

@@ -2,7 +2,7 @@
 //! driver pointer becomes a device (bus) address: the kvm platform
 //! identity-maps RAM (heap included), so it is the pointer's value. A
 //! platform with a different mapping (or an IOMMU) changes [`dma_addr`].
-use alloc::alloc::{alloc_zeroed, dealloc, Layout};
+use alloc::alloc::{Layout, alloc_zeroed, dealloc};
 use core::ptr::NonNull;
 
 /// Device address of driver memory at `ptr`.

@@ -4,7 +4,7 @@
 use super::common::{Health, Ints};
 use super::dma::DmaBuf;
 use super::queue::{Buffer, QueueError, VirtQueue};
-use super::transport::{self, Notify, Transport, F_ANY_LAYOUT};
+use super::transport::{self, F_ANY_LAYOUT, Notify, Transport};
 use alloc::string::String;
 use unikit_kernel::dev::{DevError, NetDevice};
 use unikit_kernel::event::Event;
@@ -30,7 +30,12 @@ struct Ring {
 }
 
 impl Ring {
-    fn new(t: &dyn Transport, index: u16, nslots_want: usize, vector: Option<u16>) -> Result<(Self, bool), &'static str> {
+    fn new(
+        t: &dyn Transport,
+        index: u16,
+        nslots_want: usize,
+        vector: Option<u16>,
+    ) -> Result<(Self, bool), &'static str> {
         let size = transport::queue_size(t, index, QUEUE_WANT)?;
         let q = VirtQueue::new(size).map_err(queue_err)?;
         let nslots = nslots_want.min(size as usize);

@@ -43,7 +43,12 @@ pub struct ModernCaps {
 
 /// Finds the first valid capability of each type. A capability pointing at
 /// a missing or I/O BAR, or past the end of its BAR, is ignored.
-pub fn modern_caps(cfg: &dyn ConfigAccess, addr: PciAddress, caps: &[(u8, u16)], bars: &[Option<Bar>; 6]) -> Option<ModernCaps> {
+pub fn modern_caps(
+    cfg: &dyn ConfigAccess,
+    addr: PciAddress,
+    caps: &[(u8, u16)],
+    bars: &[Option<Bar>; 6],
+) -> Option<ModernCaps> {
     let mut found: [Option<(CapRegion, u16)>; 5] = [None; 5];
     for &(id, off) in caps {
         if id != pci::CAP_VENDOR || off > 0x100 - 16 {
@@ -287,4 +292,3 @@ impl Transport for LegacyPci {
         self.inb(L_ISR) as u32
     }
 }
-

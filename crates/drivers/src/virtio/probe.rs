@@ -3,11 +3,11 @@ use super::common::{IntKind, Ints};
 use super::mmio::{self, Mmio};
 use super::pci::{self as vpci, LegacyPci, ModernPci};
 use super::transport::{Regs, Transport};
-use super::{ProbeError, PCI_IO_WINDOW, PCI_MEM_WINDOW, TYPE_BLOCK, TYPE_NET};
+use super::{PCI_IO_WINDOW, PCI_MEM_WINDOW, ProbeError, TYPE_BLOCK, TYPE_NET};
 use super::{VirtioBlk, VirtioNet};
 use crate::dlog;
 use crate::irq::InterruptController;
-use crate::pci::{self, Bar, ConfigAccess, Window, PORT_CONFIG};
+use crate::pci::{self, Bar, ConfigAccess, PORT_CONFIG, Window};
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::sync::Arc;
@@ -66,7 +66,12 @@ fn attach(ty: u32, t: &'static dyn Transport, ints: &Ints, place: &dyn core::fmt
 }
 
 /// One virtio-mmio device at `[base, base + size)` raising `gsi`.
-pub fn probe_mmio(base: u64, size: u64, gsi: u32, irq: Option<&'static dyn InterruptController>) -> Result<(), ProbeError> {
+pub fn probe_mmio(
+    base: u64,
+    size: u64,
+    gsi: u32,
+    irq: Option<&'static dyn InterruptController>,
+) -> Result<(), ProbeError> {
     if size < 0x100 {
         return Err(ProbeError::NotVirtio);
     }
@@ -178,7 +183,9 @@ fn setup_pci(
             Box::leak(Box::new(t))
         }
         None => {
-            let b = bars[0].filter(|b| b.is_io() && b.base != 0).ok_or("neither virtio 1.0 capabilities nor a legacy I/O BAR 0")?;
+            let b = bars[0]
+                .filter(|b| b.is_io() && b.base != 0)
+                .ok_or("neither virtio 1.0 capabilities nor a legacy I/O BAR 0")?;
             if b.size < 0x14 || b.base + b.size > 0x1_0000 {
                 return Err("legacy I/O BAR has a bad size");
             }
@@ -198,4 +205,3 @@ fn setup_pci(
     let ints = Ints { ctrl: irq, kind };
     attach(ty, t, &ints, &format_args!("{addr}"))
 }
-

@@ -9,9 +9,9 @@
 //! reads from the used ring (index, element id, written length) is checked
 //! against that shadow. Any inconsistency marks the queue broken and every
 //! later call fails with the same reason.
-use super::dma::{dma_addr, DmaBuf};
+use super::dma::{DmaBuf, dma_addr};
 use core::ptr::{read_volatile, write_volatile};
-use core::sync::atomic::{fence, Ordering};
+use core::sync::atomic::{Ordering, fence};
 
 const DESC_F_NEXT: u16 = 1;
 const DESC_F_WRITE: u16 = 2;

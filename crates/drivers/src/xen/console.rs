@@ -4,7 +4,7 @@
 //! emergency console (`console_io`) instead.
 use super::abi::XenconsInterface;
 use super::{evtchn, hypercall};
-use core::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering, fence};
 
 static RING: AtomicPtr<XenconsInterface> = AtomicPtr::new(core::ptr::null_mut());
 static PORT: AtomicU32 = AtomicU32::new(0);

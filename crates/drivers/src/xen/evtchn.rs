@@ -2,7 +2,7 @@
 //! upcall's scan of the pending bitmaps in the shared info page.
 use super::abi::{self, SharedInfo, VcpuInfo};
 use super::hypercall::event_channel_op;
-use core::sync::atomic::{fence, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering, fence};
 
 static SHARED: AtomicPtr<SharedInfo> = AtomicPtr::new(core::ptr::null_mut());
 /// Ports with a handler; higher ports stay masked.

@@ -7,7 +7,7 @@
 pub mod frames;
 pub mod heap;
 
-use frames::{FrameAllocator, FRAME_SIZE};
+use frames::{FRAME_SIZE, FrameAllocator};
 use spin::Mutex;
 
 /// A physical address range `[start, end)`.
@@ -68,9 +68,7 @@ pub unsafe fn init(usable: &[Region], reserved: &[Region]) -> Result<(), InitErr
     let spot = spot.ok_or(InitError::NoRoomForBitmap)?;
     // SAFETY: `spot` is usable RAM outside every reserved range (caller's
     // contract), and from here on it belongs to the bitmap alone.
-    let bitmap = unsafe {
-        core::slice::from_raw_parts_mut(spot.start as *mut u64, (spot.len() / 8) as usize)
-    };
+    let bitmap = unsafe { core::slice::from_raw_parts_mut(spot.start as *mut u64, (spot.len() / 8) as usize) };
     let mut fa = FrameAllocator::new(bitmap, lo, nframes);
     for r in usable {
         fa.add_free(r.start, r.end);

@@ -11,7 +11,7 @@
 #![allow(unsafe_code)]
 
 use crate::mem;
-use crate::platform::{platform, IrqGuard};
+use crate::platform::{IrqGuard, platform};
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::String;
@@ -266,10 +266,11 @@ pub fn current_name() -> String {
 /// Same as [`current_name`] but never blocks (for crash reports).
 pub fn try_current_name(out: &mut dyn FnMut(&str)) {
     if let Some(g) = SCHED.try_lock()
-        && let Some(t) = g.as_ref().and_then(|s| s.threads.get(&s.current)) {
-            out(&t.name);
-            return;
-        }
+        && let Some(t) = g.as_ref().and_then(|s| s.threads.get(&s.current))
+    {
+        out(&t.name);
+        return;
+    }
     out("?");
 }
 

@@ -79,8 +79,16 @@ fn read_kvmclock() -> Option<KvmClock> {
     if !has_kvmclock() {
         return None;
     }
-    static mut INFO: PvclockTimeInfo =
-        PvclockTimeInfo { version: 0, pad0: 0, tsc_timestamp: 0, system_time: 0, tsc_to_system_mul: 0, tsc_shift: 0, flags: 0, pad: [0; 2] };
+    static mut INFO: PvclockTimeInfo = PvclockTimeInfo {
+        version: 0,
+        pad0: 0,
+        tsc_timestamp: 0,
+        system_time: 0,
+        tsc_to_system_mul: 0,
+        tsc_shift: 0,
+        flags: 0,
+        pad: [0; 2],
+    };
     let addr = &raw mut INFO as u64;
     // SAFETY: identity-mapped static; KVM writes the structure when enabled
     // and stops when we write 0. Fields are read with volatile loads, and
@@ -215,5 +223,10 @@ pub fn describe(out: &mut dyn Write) -> core::fmt::Result {
     let c = tsc();
     write!(out, ", TSC {}.{:02} GHz ({})", c.scale.hz / 1_000_000_000, c.scale.hz / 10_000_000 % 100, c.source)?;
     let deadline = cpuid(1, 0).ecx & (1 << 24) != 0;
-    write!(out, ", {}{}", if LocalApic::has_x2apic() { "x2APIC" } else { "xAPIC" }, if deadline { " TSC-deadline" } else { "" })
+    write!(
+        out,
+        ", {}{}",
+        if LocalApic::has_x2apic() { "x2APIC" } else { "xAPIC" },
+        if deadline { " TSC-deadline" } else { "" }
+    )
 }

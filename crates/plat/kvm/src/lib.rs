@@ -18,11 +18,11 @@ use arch::hypervisor::Hypervisor;
 use arch::idt::TrapFrame;
 use arch::paging::{AddressSpace, Flags, PAGE_SIZE};
 use core::fmt::Write;
-use drivers::pc::uart16550::{Uart16550, COM1};
+use drivers::pc::uart16550::{COM1, Uart16550};
 use spin::Once;
 use unikit_kernel::boot::{Args, BootInfo};
 use unikit_kernel::mem::{KernelFrames, Region};
-use unikit_kernel::platform::{set_platform, Platform};
+use unikit_kernel::platform::{Platform, set_platform};
 
 const TIMER_VECTOR: u8 = 0x20;
 const SPURIOUS_VECTOR: u8 = 0xff;
@@ -184,7 +184,9 @@ pub extern "C" fn kvm_main(start_info: u64) -> ! {
 
     if let Some(rd) = params.initrd {
         // SAFETY: the module is reserved RAM, mapped, never written.
-        unikit_kernel::boot::set_initrd(unsafe { core::slice::from_raw_parts(rd.start as *const u8, rd.len() as usize) });
+        unikit_kernel::boot::set_initrd(unsafe {
+            core::slice::from_raw_parts(rd.start as *const u8, rd.len() as usize)
+        });
     }
     let (hv, _) = hypervisor();
     if hv == Hypervisor::Xen {
@@ -205,7 +207,8 @@ fn xen_pvh() {
     let map = |phys: u64| -> bool {
         let mut aspace = AddressSpace::current();
         // SAFETY: a page Xen shares with us (ring), mapped at its own address.
-        let ok = unsafe { aspace.identity_map(phys & !(PAGE_SIZE - 1), PAGE_SIZE, Flags::RAM, &mut KernelFrames) }.is_ok();
+        let ok =
+            unsafe { aspace.identity_map(phys & !(PAGE_SIZE - 1), PAGE_SIZE, Flags::RAM, &mut KernelFrames) }.is_ok();
         arch::cpu::flush_tlb();
         ok
     };

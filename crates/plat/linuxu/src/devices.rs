@@ -26,7 +26,8 @@ static WATCHED: spin::Mutex<Vec<(i32, &'static Event)>> = spin::Mutex::new(Vec::
 /// signalling the events of the readable ones.
 pub fn poll_fds(timeout_ns: Option<u64>) {
     let watched: Vec<(i32, &'static Event)> = WATCHED.lock().clone();
-    let mut fds: Vec<sys::PollFd> = watched.iter().map(|&(fd, _)| sys::PollFd { fd, events: sys::POLLIN, revents: 0 }).collect();
+    let mut fds: Vec<sys::PollFd> =
+        watched.iter().map(|&(fd, _)| sys::PollFd { fd, events: sys::POLLIN, revents: 0 }).collect();
     let n = sys::ppoll(&mut fds, timeout_ns);
     if n > 0 {
         for (p, (_, ev)) in fds.iter().zip(&watched) {
@@ -83,7 +84,11 @@ impl Tap {
         ifr[16..18].copy_from_slice(&(0x0002u16 | 0x1000).to_le_bytes());
         if let Err(e) = sys::ioctl(fd, sys::TUNSETIFF, ifr.as_mut_ptr() as u64) {
             sys::close(fd);
-            let hint = if e == 1 { " (needs CAP_NET_ADMIN, or a tap created for this user with `ip tuntap add NAME mode tap user USER`)" } else { "" };
+            let hint = if e == 1 {
+                " (needs CAP_NET_ADMIN, or a tap created for this user with `ip tuntap add NAME mode tap user USER`)"
+            } else {
+                ""
+            };
             return Err(alloc::format!("TUNSETIFF: {}{hint}", sys::strerror(e)));
         }
         // A stable, locally administered MAC derived from the name.
@@ -142,7 +147,9 @@ impl FileDisk {
         p.push(0);
         let (fd, read_only) = match sys::open(&p, sys::O_RDWR | sys::O_CLOEXEC) {
             Ok(fd) => (fd, false),
-            Err(sys::EACCES) | Err(sys::EROFS) => (sys::open(&p, sys::O_RDONLY | sys::O_CLOEXEC).map_err(|e| String::from(sys::strerror(e)))?, true),
+            Err(sys::EACCES) | Err(sys::EROFS) => {
+                (sys::open(&p, sys::O_RDONLY | sys::O_CLOEXEC).map_err(|e| String::from(sys::strerror(e)))?, true)
+            }
             Err(e) => return Err(sys::strerror(e).into()),
         };
         let size = sys::lseek_end(fd).map_err(|e| String::from(sys::strerror(e)))?;

@@ -14,7 +14,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use unikit_kernel::boot::{Args, BootInfo};
 use unikit_kernel::cmdline::CommandLine;
 use unikit_kernel::mem::Region;
-use unikit_kernel::platform::{set_platform, Platform};
+use unikit_kernel::platform::{Platform, set_platform};
 
 extern crate alloc;
 
@@ -164,7 +164,10 @@ extern "C" fn linuxu_main(sp: *const u64) -> ! {
     for e in env_bytes() {
         if let Some(opts) = e.strip_prefix(b"UNIKIT_OPTS=") {
             cmdline.options.extend(lossy(opts).split_whitespace().map(String::from));
-        } else if [&b"UNIKIT_MEMORY="[..], b"UNIKIT_NET=", b"UNIKIT_DISK=", b"UNIKIT_INITRD="].iter().any(|k| e.starts_with(k)) {
+        } else if [&b"UNIKIT_MEMORY="[..], b"UNIKIT_NET=", b"UNIKIT_DISK=", b"UNIKIT_INITRD="]
+            .iter()
+            .any(|k| e.starts_with(k))
+        {
         } else if let Some(i) = e.iter().position(|&b| b == b'=') {
             cmdline.env.push((lossy(&e[..i]), lossy(&e[i + 1..])));
         }

@@ -1,6 +1,6 @@
 //! Faults arrive as signals; they are reported exactly like CPU exceptions
 //! on the VM platforms (same report, same exit code).
-use crate::sys::{syscall6, SYS_RT_SIGACTION, SYS_RT_SIGRETURN, SYS_SIGALTSTACK};
+use crate::sys::{SYS_RT_SIGACTION, SYS_RT_SIGRETURN, SYS_SIGALTSTACK, syscall6};
 use core::arch::global_asm;
 
 const SIGILL: u64 = 4;

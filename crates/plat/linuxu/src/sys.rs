@@ -119,12 +119,14 @@ pub fn close(fd: i32) {
 
 pub fn read(fd: i32, buf: &mut [u8]) -> Result<usize, i64> {
     // SAFETY: `buf` is valid for writes of its length.
-    check(unsafe { syscall6(SYS_READ, [fd as u64, buf.as_mut_ptr() as u64, buf.len() as u64, 0, 0, 0]) }).map(|n| n as usize)
+    check(unsafe { syscall6(SYS_READ, [fd as u64, buf.as_mut_ptr() as u64, buf.len() as u64, 0, 0, 0]) })
+        .map(|n| n as usize)
 }
 
 pub fn write_fd(fd: i32, buf: &[u8]) -> Result<usize, i64> {
     // SAFETY: `buf` is valid for reads of its length.
-    check(unsafe { syscall6(SYS_WRITE, [fd as u64, buf.as_ptr() as u64, buf.len() as u64, 0, 0, 0]) }).map(|n| n as usize)
+    check(unsafe { syscall6(SYS_WRITE, [fd as u64, buf.as_ptr() as u64, buf.len() as u64, 0, 0, 0]) })
+        .map(|n| n as usize)
 }
 
 pub fn ioctl(fd: i32, req: u64, arg: u64) -> Result<u64, i64> {
@@ -140,7 +142,8 @@ pub fn lseek_end(fd: i32) -> Result<u64, i64> {
 pub fn pread_all(fd: i32, mut buf: &mut [u8], mut off: u64) -> Result<(), i64> {
     while !buf.is_empty() {
         // SAFETY: `buf` is valid for writes of its length.
-        match check(unsafe { syscall6(SYS_PREAD64, [fd as u64, buf.as_mut_ptr() as u64, buf.len() as u64, off, 0, 0]) }) {
+        match check(unsafe { syscall6(SYS_PREAD64, [fd as u64, buf.as_mut_ptr() as u64, buf.len() as u64, off, 0, 0]) })
+        {
             Ok(0) => return Err(5), // EIO: short file
             Ok(n) => {
                 buf = &mut buf[n as usize..];

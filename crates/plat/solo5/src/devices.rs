@@ -37,7 +37,13 @@ pub fn __unikit_probe_devices() {
     for a in ATTACHED.get().map(|v| v.as_slice()).unwrap_or(&[]) {
         match a.dev {
             Device::Net { mac, mtu } => {
-                let n = Arc::new(SoloNet { handle: a.handle, name: a.name.clone(), mac, mtu: mtu as usize, event: Event::new() });
+                let n = Arc::new(SoloNet {
+                    handle: a.handle,
+                    name: a.name.clone(),
+                    mac,
+                    mtu: mtu as usize,
+                    event: Event::new(),
+                });
                 NETS.lock().push(n.clone());
                 dev::register_net(n);
             }

@@ -132,7 +132,9 @@ unsafe fn hypercall<T>(nr: u16, arg: &mut T) {
     // SAFETY: the tender handles the port exit synchronously; the asm block
     // is not `nomem`, so the compiler assumes it reads and writes `*arg`
     // (whose address escaped through the `as` cast above).
-    unsafe { asm!("out dx, eax", in("dx") HVT_HYPERCALL_PIO_BASE + nr, in("eax") gpa as u32, options(nostack, preserves_flags)) };
+    unsafe {
+        asm!("out dx, eax", in("dx") HVT_HYPERCALL_PIO_BASE + nr, in("eax") gpa as u32, options(nostack, preserves_flags))
+    };
 }
 
 /// Guest-physical address of a buffer (identity mapped).

@@ -23,13 +23,13 @@ extern crate alloc;
 
 // Host unit tests (`cargo test -p unikit-plat-solo5`) cover the manifest
 // code only: the rest defines `_start` and needs the guest's linker script.
-mod mft;
 #[cfg(not(test))]
 mod devices;
 #[cfg(not(test))]
 mod entry;
 #[cfg(not(test))]
 mod hvt;
+mod mft;
 #[cfg(not(test))]
 mod platform;
 

@@ -94,7 +94,11 @@ pub fn parse(bytes: &[u8], declared: &[(u32, &str)]) -> Result<Vec<Attached>, &'
             MFT_DEV_BLOCK_BASIC => {
                 let capacity = u64::from_le_bytes(e[72..80].try_into().unwrap());
                 let block_size = u16::from_le_bytes([e[80], e[81]]);
-                if block_size < 512 || !block_size.is_power_of_two() || capacity == 0 || capacity % block_size as u64 != 0 {
+                if block_size < 512
+                    || !block_size.is_power_of_two()
+                    || capacity == 0
+                    || capacity % block_size as u64 != 0
+                {
                     return Err("block device capacity or block size invalid");
                 }
                 Device::Block { capacity, block_size }
@@ -141,15 +145,25 @@ mod tests {
         net.extend_from_slice(&1500u16.to_le_bytes());
         let mut blk = (8u64 << 20).to_le_bytes().to_vec();
         blk.extend_from_slice(&512u16.to_le_bytes());
-        vec![entry("", MFT_RESERVED_FIRST, &[], false), entry("service", MFT_DEV_NET_BASIC, &net, true), entry("storage", MFT_DEV_BLOCK_BASIC, &blk, true)]
+        vec![
+            entry("", MFT_RESERVED_FIRST, &[], false),
+            entry("service", MFT_DEV_NET_BASIC, &net, true),
+            entry("storage", MFT_DEV_BLOCK_BASIC, &blk, true),
+        ]
     }
 
     #[test]
     fn parses_attached_devices() {
         let d = parse(&manifest(&good()), DECLARED).unwrap();
         assert_eq!(d.len(), 2);
-        assert_eq!(d[0], Attached { handle: 1, name: "service".into(), dev: Device::Net { mac: [2, 1, 2, 3, 4, 5], mtu: 1500 } });
-        assert_eq!(d[1], Attached { handle: 2, name: "storage".into(), dev: Device::Block { capacity: 8 << 20, block_size: 512 } });
+        assert_eq!(
+            d[0],
+            Attached { handle: 1, name: "service".into(), dev: Device::Net { mac: [2, 1, 2, 3, 4, 5], mtu: 1500 } }
+        );
+        assert_eq!(
+            d[1],
+            Attached { handle: 2, name: "storage".into(), dev: Device::Block { capacity: 8 << 20, block_size: 512 } }
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use core::fmt::Write;
 use spin::Once;
 use unikit_kernel::boot::{Args, BootInfo};
 use unikit_kernel::mem::{KernelFrames, Region};
-use unikit_kernel::platform::{set_platform, Platform};
+use unikit_kernel::platform::{Platform, set_platform};
 
 pub struct Solo5 {
     scale: Once<Scale>,
@@ -95,7 +95,12 @@ impl Platform for Solo5 {
 
     fn describe(&self, out: &mut dyn Write) -> core::fmt::Result {
         let hz = self.scale().hz;
-        write!(out, ", TSC {}.{:02} GHz (from the tender), no interrupts (poll hypercall)", hz / 1_000_000_000, hz / 10_000_000 % 100)
+        write!(
+            out,
+            ", TSC {}.{:02} GHz (from the tender), no interrupts (poll hypercall)",
+            hz / 1_000_000_000,
+            hz / 10_000_000 % 100
+        )
     }
 }
 
@@ -138,7 +143,10 @@ pub extern "C" fn solo5_main(boot_info: u64) -> ! {
     let kernel_end = bi.kernel_end.max(img_end).div_ceil(PAGE_SIZE) * PAGE_SIZE;
     let mem_end = bi.mem_size / PAGE_SIZE * PAGE_SIZE;
     if bi.mem_size > hvt::MAX_MEM_SIZE || mem_end <= kernel_end + 16 * PAGE_SIZE {
-        early_fail(format_args!("guest memory size {:#x} does not fit the image (ends at {kernel_end:#x}) and a heap", bi.mem_size));
+        early_fail(format_args!(
+            "guest memory size {:#x} does not fit the image (ends at {kernel_end:#x}) and a heap",
+            bi.mem_size
+        ));
     }
     // The last page stays unused: upstream solo5-hvt's guest-address check
     // refuses a hypercall buffer that ends exactly at the top of memory.
@@ -152,7 +160,10 @@ pub extern "C" fn solo5_main(boot_info: u64) -> ! {
 
     // Copy what we need out of the tender's low memory, then unmap it.
     let Some(cmdline) = hvt::cmdline(bi.cmdline) else {
-        early_fail(format_args!("command line at {:#x} is not a NUL-terminated string in the tender's low memory", bi.cmdline))
+        early_fail(format_args!(
+            "command line at {:#x} is not a NUL-terminated string in the tender's low memory",
+            bi.cmdline
+        ))
     };
     let cmdline: &'static str = String::from_utf8_lossy(cmdline).into_owned().leak();
     let entries = mft::DEVICES.len() + 1;
@@ -165,7 +176,11 @@ pub extern "C" fn solo5_main(boot_info: u64) -> ! {
     }
 
     build_page_tables(img_start, text_end, rodata_end, mem_end);
-    unikit_kernel::boot::start(BootInfo { args: Args::Kernel(cmdline), hypervisor: "Solo5 hvt", boot_stack: entry::boot_stack() })
+    unikit_kernel::boot::start(BootInfo {
+        args: Args::Kernel(cmdline),
+        hypervisor: "Solo5 hvt",
+        boot_stack: entry::boot_stack(),
+    })
 }
 
 /// Builds the kernel's identity map: text read+execute, read-only data

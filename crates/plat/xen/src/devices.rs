@@ -1,8 +1,8 @@
 //! Device discovery on Xen: the xenstore ring and the grant table are set
 //! up on first use (a program that never asks for devices never pays for
 //! them), then netfront and blkfront find their devices on xenstore.
-use crate::mmu::{self, PAGE};
 use crate::MMU;
+use crate::mmu::{self, PAGE};
 use drivers::xen::{gnttab, xenstore};
 use spin::Once;
 
@@ -22,7 +22,8 @@ fn map_grant_table_pv() -> Result<(), &'static str> {
     let frames = gnttab::setup_table(GRANT_FRAMES as u32).map_err(|_| "GNTTABOP_setup_table failed")?;
     let base = &raw mut GRANT_PAGES as u64;
     for (i, mfn) in frames.iter().enumerate() {
-        mmu::update_va_mapping(base + i as u64 * PAGE, (mfn << 12) | mmu::RAM).map_err(|_| "mapping the grant table")?;
+        mmu::update_va_mapping(base + i as u64 * PAGE, (mfn << 12) | mmu::RAM)
+            .map_err(|_| "mapping the grant table")?;
     }
     // SAFETY: the frames were just mapped over our own pages, which are
     // never used for anything else.

@@ -75,7 +75,8 @@ pub(crate) fn add_to_physmap(space: u32, idx: u64, gpfn: u64) -> Result<(), Erro
     }
     let a = AddToPhysmap { domid: abi::DOMID_SELF, size: 0, space, idx, gpfn };
     // SAFETY: the structure XENMEM_add_to_physmap reads.
-    let rc = unsafe { hypercall(abi::HYPERVISOR_MEMORY_OP, abi::XENMEM_ADD_TO_PHYSMAP, &raw const a as usize, 0, 0, 0) };
+    let rc =
+        unsafe { hypercall(abi::HYPERVISOR_MEMORY_OP, abi::XENMEM_ADD_TO_PHYSMAP, &raw const a as usize, 0, 0, 0) };
     if rc < 0 { Err(Error::Hypercall("XENMEM_add_to_physmap", rc)) } else { Ok(()) }
 }
 

@@ -1,9 +1,9 @@
 //! Xen PV entry and boot: from `start_info` to the kernel core.
 use crate::mmu::{self, Mmu, PAGE};
-use crate::{time, traps, ACTIVE, MMU, XEN_DYN};
+use crate::{ACTIVE, MMU, XEN_DYN, time, traps};
 use core::arch::global_asm;
 use core::sync::atomic::Ordering;
-use drivers::xen::abi::{SharedInfo, StartInfo, SIF_MOD_START_PFN};
+use drivers::xen::abi::{SIF_MOD_START_PFN, SharedInfo, StartInfo};
 use drivers::xen::{console, evtchn, hypercall};
 use unikit_kernel::boot::{Args, BootInfo};
 use unikit_kernel::mem::Region;
@@ -71,7 +71,9 @@ extern "C" fn xen_pv_main(si: *const StartInfo) -> ! {
 
     // SAFETY: start_info's p2m list and top-level table, as the PV ABI says.
     let mmu = MMU.call_once(|| unsafe { Mmu::new(si.mfn_list as *const u64, si.nr_pages, si.pt_base) });
-    let Some(con) = mmu.pfn(si.console_mfn) else { fail(format_args!("console frame {:#x} is not ours", si.console_mfn)) };
+    let Some(con) = mmu.pfn(si.console_mfn) else {
+        fail(format_args!("console frame {:#x} is not ours", si.console_mfn))
+    };
     // SAFETY: the console page is in the boot region Xen mapped for us.
     unsafe { console::init((con * PAGE) as *mut _, si.console_evtchn) };
     if let Err(e) = traps::init() {
@@ -80,12 +82,15 @@ extern "C" fn xen_pv_main(si: *const StartInfo) -> ! {
 
     // Everything from the image to the boot stack after the page tables
     // stays reserved; new page tables come from the pages after it.
-    let (img_lo, stack) =
-        (&raw const __kernel_start as u64, (&raw const unikit_boot_stack_bottom as u64, &raw const unikit_boot_stack_top as u64));
-    let boot_end = [si.pt_base + si.nr_pt_frames * PAGE + PAGE, si as *const _ as u64 + PAGE, si.mfn_list + si.nr_pages * 8]
-        .into_iter()
-        .max()
-        .unwrap_or(0);
+    let (img_lo, stack) = (
+        &raw const __kernel_start as u64,
+        (&raw const unikit_boot_stack_bottom as u64, &raw const unikit_boot_stack_top as u64),
+    );
+    let boot_end =
+        [si.pt_base + si.nr_pt_frames * PAGE + PAGE, si as *const _ as u64 + PAGE, si.mfn_list + si.nr_pages * 8]
+            .into_iter()
+            .max()
+            .unwrap_or(0);
     let mut next_free = boot_end.div_ceil(PAGE);
     if let Err(e) = mmu.map_all(&mut next_free) {
         fail(format_args!("mapping memory: {e:?}"));
@@ -111,13 +116,16 @@ extern "C" fn xen_pv_main(si: *const StartInfo) -> ! {
         match start.checked_add(si.mod_len) {
             Some(end) if start >= img_lo && end <= next_free * PAGE => {
                 // SAFETY: inside the reserved boot region, mapped, never written.
-                unikit_kernel::boot::set_initrd(unsafe { core::slice::from_raw_parts(start as *const u8, si.mod_len as usize) });
+                unikit_kernel::boot::set_initrd(unsafe {
+                    core::slice::from_raw_parts(start as *const u8, si.mod_len as usize)
+                });
             }
             _ => fail(format_args!("boot module [{start:#x}, +{:#x}) is outside the boot region", si.mod_len)),
         }
     }
     let len = si.cmd_line.iter().position(|&b| b == 0).unwrap_or(si.cmd_line.len());
-    let cmdline = core::str::from_utf8(&si.cmd_line[..len]).unwrap_or_else(|_| fail(format_args!("the command line is not UTF-8")));
+    let cmdline = core::str::from_utf8(&si.cmd_line[..len])
+        .unwrap_or_else(|_| fail(format_args!("the command line is not UTF-8")));
     evtchn::restore_upcalls(true);
     unikit_kernel::boot::start(BootInfo { args: Args::Kernel(cmdline), hypervisor: "Xen (PV)", boot_stack: stack })
 }

@@ -24,10 +24,7 @@ pub struct Disk {
 
 impl core::fmt::Debug for Disk {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Disk")
-            .field("name", &self.dev.name())
-            .field("len", &self.len)
-            .finish()
+        f.debug_struct("Disk").field("name", &self.dev.name()).field("len", &self.len).finish()
     }
 }
 
@@ -43,16 +40,8 @@ impl Disk {
         let len = dev
             .num_blocks()
             .checked_mul(bs as u64)
-            .ok_or(Error::with_detail(
-                ErrorKind::InvalidData,
-                "device size overflows",
-            ))?;
-        Ok(Self {
-            dev,
-            bs,
-            len,
-            rmw: Arc::new(Lock::new(())),
-        })
+            .ok_or(Error::with_detail(ErrorKind::InvalidData, "device size overflows"))?;
+        Ok(Self { dev, bs, len, rmw: Arc::new(Lock::new(())) })
     }
 
     /// The `index`-th block device the platform registered.
@@ -60,10 +49,7 @@ impl Disk {
         let devs = dev::block_devices();
         let n = devs.len();
         let d = devs.into_iter().nth(index).ok_or_else(|| {
-            Error::with_detail(
-                ErrorKind::NotFound,
-                alloc::format!("no block device {index} ({n} registered)"),
-            )
+            Error::with_detail(ErrorKind::NotFound, alloc::format!("no block device {index} ({n} registered)"))
         })?;
         Self::new(d)
     }
@@ -89,11 +75,7 @@ impl Disk {
     }
 
     fn span(&self, offset: u64, len: usize) -> usize {
-        if offset >= self.len {
-            0
-        } else {
-            (len as u64).min(self.len - offset) as usize
-        }
+        if offset >= self.len { 0 } else { (len as u64).min(self.len - offset) as usize }
     }
 
     /// Reads up to `buf.len()` bytes at `offset`; fewer at the end of the
@@ -129,10 +111,7 @@ impl Disk {
     /// disk, 0 past it). Partial blocks are read, patched and written back.
     pub fn write_at(&self, offset: u64, buf: &[u8]) -> Result<usize> {
         if self.dev.read_only() {
-            return Err(Error::with_detail(
-                ErrorKind::ReadOnlyFilesystem,
-                "device is read-only",
-            ));
+            return Err(Error::with_detail(ErrorKind::ReadOnlyFilesystem, "device is read-only"));
         }
         let n = self.span(offset, buf.len());
         let bs = self.bs as u64;
@@ -183,11 +162,7 @@ pub struct DiskStream {
 
 impl DiskStream {
     pub fn new(disk: Disk) -> Self {
-        Self {
-            disk,
-            pos: 0,
-            cache: VecDeque::new(),
-        }
+        Self { disk, pos: 0, cache: VecDeque::new() }
     }
 
     pub fn disk(&self) -> &Disk {
@@ -208,8 +183,7 @@ impl DiskStream {
     }
 
     fn forget(&mut self, first: u64, count: u64) {
-        self.cache
-            .retain(|(b, _)| *b < first || *b >= first + count);
+        self.cache.retain(|(b, _)| *b < first || *b >= first + count);
     }
 
     pub fn read(&mut self, buf: &mut [u8]) -> Result<usize> {
@@ -239,10 +213,7 @@ impl DiskStream {
 
     pub fn write(&mut self, buf: &[u8]) -> Result<usize> {
         if self.disk.read_only() {
-            return Err(Error::with_detail(
-                ErrorKind::ReadOnlyFilesystem,
-                "device is read-only",
-            ));
+            return Err(Error::with_detail(ErrorKind::ReadOnlyFilesystem, "device is read-only"));
         }
         let n = self.disk.span(self.pos, buf.len());
         if n == 0 {

@@ -73,19 +73,11 @@ pub struct Reader<'a> {
 }
 
 pub fn read(data: &[u8]) -> Reader<'_> {
-    Reader {
-        data,
-        pos: 0,
-        in_archive: false,
-        done: false,
-    }
+    Reader { data, pos: 0, in_archive: false, done: false }
 }
 
 fn err(offset: usize, reason: impl Into<String>) -> CpioError {
-    CpioError {
-        offset,
-        reason: reason.into(),
-    }
+    CpioError { offset, reason: reason.into() }
 }
 
 fn align4(n: usize) -> Option<usize> {
@@ -127,10 +119,7 @@ impl<'a> Reader<'a> {
             return Err(err(at, "archive ends without TRAILER!!! (truncated)"));
         }
         if rest.len() < HEADER_LEN {
-            return Err(err(
-                at,
-                format!("truncated header ({} of {HEADER_LEN} bytes)", rest.len()),
-            ));
+            return Err(err(at, format!("truncated header ({} of {HEADER_LEN} bytes)", rest.len())));
         }
         let h = &rest[..HEADER_LEN];
         if &h[..6] != b"070701" && &h[..6] != b"070702" {
@@ -151,10 +140,7 @@ impl<'a> Reader<'a> {
         }
         let name_end = HEADER_LEN + namesize;
         if name_end > rest.len() {
-            return Err(err(
-                at,
-                format!("name (namesize {namesize}) runs past the end of the archive"),
-            ));
+            return Err(err(at, format!("name (namesize {namesize}) runs past the end of the archive")));
         }
         let raw_name = &rest[HEADER_LEN..name_end];
         if raw_name[namesize - 1] != 0 {
@@ -170,9 +156,7 @@ impl<'a> Reader<'a> {
             // No data: the name's padding may be cut off at the very end.
             data_start = data_start.min(rest.len());
         }
-        let data_end = data_start
-            .checked_add(filesize)
-            .ok_or_else(|| err(at, "size overflow"))?;
+        let data_end = data_start.checked_add(filesize).ok_or_else(|| err(at, "size overflow"))?;
         if data_end > rest.len() {
             return Err(err(
                 at,
@@ -189,16 +173,7 @@ impl<'a> Reader<'a> {
             self.in_archive = false;
             return self.next_entry();
         }
-        Ok(Some(Entry {
-            offset: at,
-            name,
-            ino,
-            mode,
-            nlink,
-            mtime,
-            dev,
-            data: &rest[data_start..data_end],
-        }))
+        Ok(Some(Entry { offset: at, name, ino, mode, nlink, mtime, dev, data: &rest[data_start..data_end] }))
     }
 }
 
@@ -234,8 +209,7 @@ pub fn load(data: &'static [u8]) -> Result<Ramfs, CpioError> {
     for e in read(data) {
         let e = e?;
         let at = e.offset;
-        let comps =
-            path::components(e.name).map_err(|x| err(at, format!("bad name {:?}: {x}", e.name)))?;
+        let comps = path::components(e.name).map_err(|x| err(at, format!("bad name {:?}: {x}", e.name)))?;
         let rel = path::join_rel(&comps);
         let perm = e.mode & 0o7777;
         let mtime = u64::from(e.mtime);
@@ -266,8 +240,7 @@ pub fn load(data: &'static [u8]) -> Result<Ramfs, CpioError> {
                         }
                     }
                     _ => {
-                        fs.add_static_file(&rel, e.data, perm, mtime)
-                            .map_err(fail)?;
+                        fs.add_static_file(&rel, e.data, perm, mtime).map_err(fail)?;
                         if e.nlink > 1 {
                             links.insert(key, rel.clone());
                         }
@@ -275,8 +248,7 @@ pub fn load(data: &'static [u8]) -> Result<Ramfs, CpioError> {
                 }
             }
             S_IFLNK => {
-                let target = core::str::from_utf8(e.data)
-                    .map_err(|_| err(at, "symlink target is not UTF-8"))?;
+                let target = core::str::from_utf8(e.data).map_err(|_| err(at, "symlink target is not UTF-8"))?;
                 if target.is_empty() || target.as_bytes().contains(&0) {
                     return Err(err(at, "bad symlink target"));
                 }

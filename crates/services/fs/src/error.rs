@@ -77,19 +77,11 @@ pub struct Error {
 
 impl Error {
     pub const fn new(kind: ErrorKind) -> Self {
-        Self {
-            kind,
-            path: None,
-            detail: None,
-        }
+        Self { kind, path: None, detail: None }
     }
 
     pub fn with_detail(kind: ErrorKind, detail: impl Into<Cow<'static, str>>) -> Self {
-        Self {
-            kind,
-            path: None,
-            detail: Some(detail.into()),
-        }
+        Self { kind, path: None, detail: Some(detail.into()) }
     }
 
     /// Attaches the path the operation was about (kept if one is set).

@@ -65,10 +65,7 @@ impl fat::Seek for Io {
             fat::SeekFrom::End(d) => len.checked_add_signed(d),
             fat::SeekFrom::Current(d) => self.0.position().checked_add_signed(d),
         };
-        let new = new.ok_or(Error::with_detail(
-            ErrorKind::InvalidInput,
-            "seek out of range",
-        ))?;
+        let new = new.ok_or(Error::with_detail(ErrorKind::InvalidInput, "seek out of range"))?;
         self.0.seek_to(new);
         Ok(new)
     }
@@ -122,15 +119,8 @@ pub fn fat_date_time(secs: u64) -> fat::DateTime {
 }
 
 fn unix_secs(dt: fat::DateTime) -> u64 {
-    let days = days_from_civil(
-        dt.date.year as i64,
-        dt.date.month as u32,
-        dt.date.day as u32,
-    );
-    (days.max(0) as u64) * 86_400
-        + dt.time.hour as u64 * 3600
-        + dt.time.min as u64 * 60
-        + dt.time.sec as u64
+    let days = days_from_civil(dt.date.year as i64, dt.date.month as u32, dt.date.day as u32);
+    (days.max(0) as u64) * 86_400 + dt.time.hour as u64 * 3600 + dt.time.min as u64 * 60 + dt.time.sec as u64
 }
 
 impl fat::TimeProvider for Clock {
@@ -150,25 +140,20 @@ type FatFile<'a> = fat::File<'a, Io, Clock, fat::LossyOemCpConverter>;
 fn map(e: fat::Error<Error>) -> Error {
     match e {
         fat::Error::Io(e) => e,
-        fat::Error::UnexpectedEof => {
-            Error::with_detail(ErrorKind::InvalidData, "FAT: unexpected end of data")
-        }
+        fat::Error::UnexpectedEof => Error::with_detail(ErrorKind::InvalidData, "FAT: unexpected end of data"),
         fat::Error::WriteZero => Error::new(ErrorKind::WriteZero),
         fat::Error::InvalidInput => Error::new(ErrorKind::InvalidInput),
         fat::Error::NotFound => Error::new(ErrorKind::NotFound),
         fat::Error::AlreadyExists => Error::new(ErrorKind::AlreadyExists),
         fat::Error::DirectoryIsNotEmpty => Error::new(ErrorKind::DirectoryNotEmpty),
-        fat::Error::CorruptedFileSystem => {
-            Error::with_detail(ErrorKind::InvalidData, "corrupted FAT file system")
-        }
+        fat::Error::CorruptedFileSystem => Error::with_detail(ErrorKind::InvalidData, "corrupted FAT file system"),
         fat::Error::NotEnoughSpace => Error::new(ErrorKind::StorageFull),
         fat::Error::InvalidFileNameLength => {
             Error::with_detail(ErrorKind::InvalidFilename, "name empty or too long for FAT")
         }
-        fat::Error::UnsupportedFileNameCharacter => Error::with_detail(
-            ErrorKind::InvalidFilename,
-            "character not allowed in FAT names",
-        ),
+        fat::Error::UnsupportedFileNameCharacter => {
+            Error::with_detail(ErrorKind::InvalidFilename, "character not allowed in FAT names")
+        }
         _ => Error::with_detail(ErrorKind::Other, "FAT error"),
     }
 }
@@ -267,10 +252,7 @@ struct Shared {
 impl Shared {
     fn with<R>(&self, f: impl FnOnce(&Fs) -> Result<R>) -> Result<R> {
         let g = self.fs.lock();
-        let fs = g.as_ref().ok_or(Error::with_detail(
-            ErrorKind::NotFound,
-            "file system was unmounted",
-        ))?;
+        let fs = g.as_ref().ok_or(Error::with_detail(ErrorKind::NotFound, "file system was unmounted"))?;
         f(fs)
     }
 
@@ -305,13 +287,7 @@ impl FatFs {
         let io = Io(DiskStream::new(disk.clone()));
         let opts = fat::FsOptions::new().time_provider(Clock(clock));
         let fs = fat::FileSystem::new(io, opts).map_err(map)?;
-        Ok(Self {
-            shared: Arc::new(Shared {
-                fs: Lock::new(Some(fs)),
-                disk,
-                ro,
-            }),
-        })
+        Ok(Self { shared: Arc::new(Shared { fs: Lock::new(Some(fs)), disk, ro }) })
     }
 
     /// Writes a new, empty FAT file system over the whole of `disk`.
@@ -331,19 +307,14 @@ impl FatFs {
                 16 => fat::FatType::Fat16,
                 32 => fat::FatType::Fat32,
                 _ => {
-                    return Err(Error::with_detail(
-                        ErrorKind::InvalidInput,
-                        "FAT type must be 12, 16 or 32",
-                    ));
+                    return Err(Error::with_detail(ErrorKind::InvalidInput, "FAT type must be 12, 16 or 32"));
                 }
             });
         }
         let sectors = disk.len() / disk.block_size() as u64;
-        let sectors = u32::try_from(sectors)
-            .map_err(|_| Error::with_detail(ErrorKind::Unsupported, "disk too large for FAT"))?;
-        o = o
-            .bytes_per_sector(disk.block_size() as u16)
-            .total_sectors(sectors);
+        let sectors =
+            u32::try_from(sectors).map_err(|_| Error::with_detail(ErrorKind::Unsupported, "disk too large for FAT"))?;
+        o = o.bytes_per_sector(disk.block_size() as u16).total_sectors(sectors);
         fat::format_volume(&mut io, o).map_err(map)?;
         disk.flush()
     }
@@ -366,10 +337,7 @@ impl FatFs {
         self.shared.with(|fs| {
             let s = fs.stats().map_err(map)?;
             let cs = s.cluster_size() as u64;
-            Ok((
-                s.total_clusters() as u64 * cs,
-                s.free_clusters() as u64 * cs,
-            ))
+            Ok((s.total_clusters() as u64 * cs, s.free_clusters() as u64 * cs))
         })
     }
 }
@@ -409,10 +377,7 @@ impl FileSystem for FatFs {
             }
             Ok(())
         })?;
-        Ok(Box::new(FatHandle {
-            shared: self.shared.clone(),
-            path: path.into(),
-        }))
+        Ok(Box::new(FatHandle { shared: self.shared.clone(), path: path.into() }))
     }
 
     fn read_dir(&self, path: &str) -> Result<Vec<DirEntry>> {
@@ -482,10 +447,7 @@ impl FileSystem for FatFs {
                 && to.as_bytes()[from.len()] == b'/'
                 && to[..from.len()].eq_ignore_ascii_case(from)
             {
-                return Err(Error::with_detail(
-                    ErrorKind::InvalidInput,
-                    "cannot move a directory into itself",
-                ));
+                return Err(Error::with_detail(ErrorKind::InvalidInput, "cannot move a directory into itself"));
             }
             if from == to {
                 return Ok(());
@@ -571,14 +533,9 @@ impl FileHandle for FatHandle {
         if buf.is_empty() {
             return Ok(0);
         }
-        let end = offset
-            .checked_add(buf.len() as u64)
-            .ok_or(Error::new(ErrorKind::FileTooLarge))?;
+        let end = offset.checked_add(buf.len() as u64).ok_or(Error::new(ErrorKind::FileTooLarge))?;
         if end > FAT_MAX {
-            return Err(Error::with_detail(
-                ErrorKind::FileTooLarge,
-                "FAT files end at 4 GiB",
-            ));
+            return Err(Error::with_detail(ErrorKind::FileTooLarge, "FAT files end at 4 GiB"));
         }
         self.shared.with(|fs| {
             let mut f = open_file(fs, &self.path)?;
@@ -597,10 +554,7 @@ impl FileHandle for FatHandle {
     fn set_len(&self, len: u64) -> Result<()> {
         self.shared.writable()?;
         if len > FAT_MAX {
-            return Err(Error::with_detail(
-                ErrorKind::FileTooLarge,
-                "FAT files end at 4 GiB",
-            ));
+            return Err(Error::with_detail(ErrorKind::FileTooLarge, "FAT files end at 4 GiB"));
         }
         self.shared.with(|fs| {
             let mut f = open_file(fs, &self.path)?;

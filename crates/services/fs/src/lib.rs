@@ -28,8 +28,8 @@ pub use error::{Error, ErrorKind, Result};
 pub use fat::{FatFs, FormatOptions};
 pub use ramfs::Ramfs;
 pub use vfs::{
-    Create, DirEntry, File, FileHandle, FileSystem, FileType, Metadata, OpenOptions, Permissions,
-    ReadDir, SeekFrom, Vfs,
+    Create, DirEntry, File, FileHandle, FileSystem, FileType, Metadata, OpenOptions, Permissions, ReadDir, SeekFrom,
+    Vfs,
 };
 
 use alloc::string::String;

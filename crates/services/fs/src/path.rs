@@ -15,16 +15,10 @@ pub const NAME_MAX: usize = 255;
 /// normalised prefix); an absolute `path` starts again from the root.
 pub fn push_components(out: &mut Vec<String>, path: &str) -> Result<()> {
     if path.len() > PATH_MAX {
-        return Err(Error::with_detail(
-            ErrorKind::InvalidFilename,
-            "path too long",
-        ));
+        return Err(Error::with_detail(ErrorKind::InvalidFilename, "path too long"));
     }
     if path.as_bytes().contains(&0) {
-        return Err(Error::with_detail(
-            ErrorKind::InvalidInput,
-            "path contains a NUL byte",
-        ));
+        return Err(Error::with_detail(ErrorKind::InvalidInput, "path contains a NUL byte"));
     }
     if path.starts_with('/') {
         out.clear();
@@ -37,10 +31,7 @@ pub fn push_components(out: &mut Vec<String>, path: &str) -> Result<()> {
             }
             name => {
                 if name.len() > NAME_MAX {
-                    return Err(Error::with_detail(
-                        ErrorKind::InvalidFilename,
-                        "file name too long",
-                    ));
+                    return Err(Error::with_detail(ErrorKind::InvalidFilename, "file name too long"));
                 }
                 out.push(String::from(name));
             }
@@ -128,20 +119,11 @@ mod tests {
     #[test]
     fn rejects() {
         assert_eq!(normalize("").unwrap_err().kind(), ErrorKind::NotFound);
-        assert_eq!(
-            normalize("/a\0b").unwrap_err().kind(),
-            ErrorKind::InvalidInput
-        );
+        assert_eq!(normalize("/a\0b").unwrap_err().kind(), ErrorKind::InvalidInput);
         let long = "x".repeat(256);
-        assert_eq!(
-            normalize(&long).unwrap_err().kind(),
-            ErrorKind::InvalidFilename
-        );
+        assert_eq!(normalize(&long).unwrap_err().kind(), ErrorKind::InvalidFilename);
         let very_long = "/a".repeat(3000);
-        assert_eq!(
-            normalize(&very_long).unwrap_err().kind(),
-            ErrorKind::InvalidFilename
-        );
+        assert_eq!(normalize(&very_long).unwrap_err().kind(), ErrorKind::InvalidFilename);
     }
 
     #[test]

@@ -31,8 +31,7 @@ impl Data {
     fn owned(&mut self) -> Result<&mut Vec<u8>> {
         if let Data::Static(s) = self {
             let mut v = Vec::new();
-            v.try_reserve_exact(s.len())
-                .map_err(|_| Error::new(ErrorKind::StorageFull))?;
+            v.try_reserve_exact(s.len()).map_err(|_| Error::new(ErrorKind::StorageFull))?;
             v.extend_from_slice(s);
             *self = Data::Owned(v);
         }
@@ -133,16 +132,7 @@ impl Tree {
         let ino = self.next;
         self.next += 1;
         let mtime = (self.clock)();
-        self.nodes.insert(
-            ino,
-            Node {
-                kind,
-                mode,
-                mtime,
-                links: 0,
-                open: 0,
-            },
-        );
+        self.nodes.insert(ino, Node { kind, mode, mtime, links: 0, open: 0 });
         ino
     }
 
@@ -160,10 +150,7 @@ impl Tree {
 
     fn unlink(&mut self, dir: Ino, name: &str) -> Result<Ino> {
         let now = (self.clock)();
-        let ino = self
-            .dir_mut(dir)?
-            .remove(name)
-            .ok_or(Error::new(ErrorKind::NotFound))?;
+        let ino = self.dir_mut(dir)?.remove(name).ok_or(Error::new(ErrorKind::NotFound))?;
         self.node_mut(dir).mtime = now;
         let n = self.node_mut(ino);
         n.links -= 1;
@@ -205,23 +192,8 @@ impl Ramfs {
     /// An empty file system (a root directory, mode 0755).
     pub fn new() -> Self {
         let mut nodes = BTreeMap::new();
-        nodes.insert(
-            ROOT,
-            Node {
-                kind: Kind::Dir(BTreeMap::new()),
-                mode: 0o755,
-                mtime: 0,
-                links: 1,
-                open: 0,
-            },
-        );
-        Self {
-            tree: Arc::new(Lock::new(Tree {
-                nodes,
-                next: ROOT + 1,
-                clock: no_clock,
-            })),
-        }
+        nodes.insert(ROOT, Node { kind: Kind::Dir(BTreeMap::new()), mode: 0o755, mtime: 0, links: 1, open: 0 });
+        Self { tree: Arc::new(Lock::new(Tree { nodes, next: ROOT + 1, clock: no_clock })) }
     }
 
     /// Sets the clock for modification times (seconds since the epoch).
@@ -231,13 +203,7 @@ impl Ramfs {
 
     /// Adds a regular file whose bytes stay borrowed until written (for
     /// loading an initrd without copying it).
-    pub fn add_static_file(
-        &self,
-        path: &str,
-        data: &'static [u8],
-        mode: u32,
-        mtime: u64,
-    ) -> Result<()> {
+    pub fn add_static_file(&self, path: &str, data: &'static [u8], mode: u32, mtime: u64) -> Result<()> {
         let mut t = self.tree.lock();
         let ino = t.create(path, Kind::File(Data::Static(data)), mode)?;
         t.node_mut(ino).mtime = mtime;
@@ -300,11 +266,7 @@ impl Ramfs {
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::NotFound => {
-                    t.create(
-                        &cur,
-                        Kind::Dir(BTreeMap::new()),
-                        if last { mode } else { 0o755 },
-                    )?;
+                    t.create(&cur, Kind::Dir(BTreeMap::new()), if last { mode } else { 0o755 })?;
                 }
                 Err(e) => return Err(e),
             }
@@ -337,10 +299,7 @@ impl FileSystem for Ramfs {
                     // The VFS follows the last link before calling open;
                     // one left here is dangling or a loop.
                     Kind::Symlink(_) => {
-                        return Err(Error::with_detail(
-                            ErrorKind::NotFound,
-                            "dangling symbolic link",
-                        ));
+                        return Err(Error::with_detail(ErrorKind::NotFound, "dangling symbolic link"));
                     }
                 }
             }
@@ -350,25 +309,19 @@ impl FileSystem for Ramfs {
             Err(e) => return Err(e),
         };
         t.node_mut(ino).open += 1;
-        Ok(Box::new(RamFile {
-            tree: self.tree.clone(),
-            ino,
-        }))
+        Ok(Box::new(RamFile { tree: self.tree.clone(), ino }))
     }
 
     fn read_dir(&self, path: &str) -> Result<Vec<DirEntry>> {
         let t = self.tree.lock();
         let ino = t.walk(path)?;
         let d = t.dir(ino)?;
-        Ok(d.iter()
-            .map(|(name, &i)| DirEntry::new(name.clone(), t.node(i).meta()))
-            .collect())
+        Ok(d.iter().map(|(name, &i)| DirEntry::new(name.clone(), t.node(i).meta())).collect())
     }
 
     fn create_dir(&self, path: &str) -> Result<()> {
         let mut t = self.tree.lock();
-        t.create(path, Kind::Dir(BTreeMap::new()), 0o755)
-            .map(|_| ())
+        t.create(path, Kind::Dir(BTreeMap::new()), 0o755).map(|_| ())
     }
 
     fn remove_file(&self, path: &str) -> Result<()> {
@@ -397,16 +350,11 @@ impl FileSystem for Ramfs {
         let (sp, sname) = t.parent(from)?;
         let (dp, dname) = t.parent(to)?;
         let src_is_dir = matches!(t.node(src).kind, Kind::Dir(_));
-        if src_is_dir
-            && (to == from || to.starts_with(from) && to.as_bytes().get(from.len()) == Some(&b'/'))
-        {
+        if src_is_dir && (to == from || to.starts_with(from) && to.as_bytes().get(from.len()) == Some(&b'/')) {
             if to == from {
                 return Ok(());
             }
-            return Err(Error::with_detail(
-                ErrorKind::InvalidInput,
-                "cannot move a directory into itself",
-            ));
+            return Err(Error::with_detail(ErrorKind::InvalidInput, "cannot move a directory into itself"));
         }
         if let Some(&dst) = t.dir(dp)?.get(dname) {
             if dst == src {
@@ -434,17 +382,13 @@ impl FileSystem for Ramfs {
         let t = self.tree.lock();
         match &t.node(t.walk(path)?).kind {
             Kind::Symlink(s) => Ok(s.clone()),
-            _ => Err(Error::with_detail(
-                ErrorKind::InvalidInput,
-                "not a symbolic link",
-            )),
+            _ => Err(Error::with_detail(ErrorKind::InvalidInput, "not a symbolic link")),
         }
     }
 
     fn symlink(&self, target: &str, path: &str) -> Result<()> {
         let mut t = self.tree.lock();
-        t.create(path, Kind::Symlink(target.to_owned()), 0o777)
-            .map(|_| ())
+        t.create(path, Kind::Symlink(target.to_owned()), 0o777).map(|_| ())
     }
 }
 
@@ -478,8 +422,7 @@ fn check_len(end: u64) -> Result<usize> {
 /// Resizes `v` to `len`, reporting a failed allocation instead of aborting.
 fn resize(v: &mut Vec<u8>, len: usize) -> Result<()> {
     if len > v.len() {
-        v.try_reserve(len - v.len())
-            .map_err(|_| Error::new(ErrorKind::StorageFull))?;
+        v.try_reserve(len - v.len()).map_err(|_| Error::new(ErrorKind::StorageFull))?;
     }
     v.resize(len, 0);
     Ok(())
@@ -507,9 +450,7 @@ impl FileHandle for RamFile {
         if buf.is_empty() {
             return Ok(0);
         }
-        let end = offset
-            .checked_add(buf.len() as u64)
-            .ok_or(Error::new(ErrorKind::FileTooLarge))?;
+        let end = offset.checked_add(buf.len() as u64).ok_or(Error::new(ErrorKind::FileTooLarge))?;
         let end = check_len(end)?;
         self.modify(|d| {
             let v = d.owned()?;

@@ -50,9 +50,7 @@ fn sample_archive() -> Vec<u8> {
 #[test]
 fn cpio_parses_built_archive() {
     let a = sample_archive();
-    let names: Vec<String> = cpio::read(&a)
-        .map(|e| e.unwrap().name.to_string())
-        .collect();
+    let names: Vec<String> = cpio::read(&a).map(|e| e.unwrap().name.to_string()).collect();
     assert_eq!(names.len(), 9);
     assert_eq!(names[2], "./etc/hostname");
 
@@ -61,10 +59,7 @@ fn cpio_parses_built_archive() {
     assert_eq!(v.read_to_string("/etc/hostname").unwrap(), "unikit\n");
     assert_eq!(v.read_to_string("/etc/motd").unwrap(), "hello there");
     assert_eq!(v.read_to_string("/bin/deep/tool").unwrap(), "#!tool");
-    assert_eq!(
-        v.metadata("/bin/deep/tool").unwrap().permissions().mode(),
-        0o755
-    );
+    assert_eq!(v.metadata("/bin/deep/tool").unwrap().permissions().mode(), 0o755);
     assert_eq!(v.metadata("/bin").unwrap().permissions().mode(), 0o755);
     assert_eq!(v.metadata("/").unwrap().permissions().mode(), 0o700);
     assert_eq!(v.metadata("/etc/motd").unwrap().permissions().mode(), 0o600);
@@ -78,11 +73,7 @@ fn cpio_parses_built_archive() {
     assert_eq!(kinds(v.metadata("/dev/null")), ErrorKind::NotFound);
     assert!(v.metadata("/dev").unwrap().is_dir());
     assert_eq!(v.read("/empty").unwrap(), b"");
-    let names: Vec<String> = v
-        .read_dir("/")
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string())
-        .collect();
+    let names: Vec<String> = v.read_dir("/").unwrap().map(|e| e.unwrap().file_name().to_string()).collect();
     assert_eq!(names, ["abs", "bin", "dev", "empty", "etc"]);
 }
 
@@ -90,9 +81,7 @@ fn cpio_parses_built_archive() {
 fn cpio_files_are_copy_on_write() {
     let a = leak(cpio::build(&[("f", S_IFREG | 0o644, b"0123456789")]));
     let v = Vfs::new(Arc::new(cpio::load(a).unwrap()));
-    let mut f = v
-        .open("/f", OpenOptions::new().read(true).write(true))
-        .unwrap();
+    let mut f = v.open("/f", OpenOptions::new().read(true).write(true)).unwrap();
     f.seek(SeekFrom::Start(3)).unwrap();
     f.write_all(b"xy").unwrap();
     drop(f);
@@ -116,9 +105,7 @@ fn cpio_truncated_anywhere_is_an_error_never_a_panic() {
         if cut >= trailer_end {
             assert!(r.is_ok(), "cut at {cut}");
         } else {
-            let Err(e) = r else {
-                panic!("cut at {cut} accepted")
-            };
+            let Err(e) = r else { panic!("cut at {cut} accepted") };
             assert!(e.offset <= cut, "offset {} past cut {cut}", e.offset);
         }
     }
@@ -187,15 +174,9 @@ fn cpio_malformed_headers() {
 
 #[test]
 fn cpio_concatenated_archives_and_hard_links() {
-    let mut a = cpio::build(&[
-        ("one", S_IFREG | 0o644, b"1"),
-        ("same", S_IFREG | 0o644, b"first"),
-    ]);
+    let mut a = cpio::build(&[("one", S_IFREG | 0o644, b"1"), ("same", S_IFREG | 0o644, b"first")]);
     a.extend_from_slice(&[0; 512]);
-    a.extend_from_slice(&cpio::build(&[
-        ("two", S_IFREG | 0o644, b"2"),
-        ("same", S_IFREG | 0o644, b"second"),
-    ]));
+    a.extend_from_slice(&cpio::build(&[("two", S_IFREG | 0o644, b"2"), ("same", S_IFREG | 0o644, b"second")]));
     let v = Vfs::new(Arc::new(cpio::load(leak(a)).unwrap()));
     assert_eq!(v.read("/one").unwrap(), b"1");
     assert_eq!(v.read("/two").unwrap(), b"2");
@@ -225,25 +206,14 @@ fn cpio_from_host_tool() {
     assert!(out.status.success());
     let _ = std::fs::remove_dir_all(&dir);
     let v = Vfs::new(Arc::new(cpio::load(leak(out.stdout)).unwrap()));
-    assert_eq!(
-        v.read_to_string("/hello.txt").unwrap(),
-        "hello from the host\n"
-    );
-    assert_eq!(
-        v.read_to_string("/sub/hard.txt").unwrap(),
-        "hello from the host\n"
-    );
-    assert_eq!(
-        v.read_to_string("/sub/sym").unwrap(),
-        "hello from the host\n"
-    );
+    assert_eq!(v.read_to_string("/hello.txt").unwrap(), "hello from the host\n");
+    assert_eq!(v.read_to_string("/sub/hard.txt").unwrap(), "hello from the host\n");
+    assert_eq!(v.read_to_string("/sub/sym").unwrap(), "hello from the host\n");
     let big = v.read("/sub/deeper/big.bin").unwrap();
     assert_eq!(big.len(), 70_001);
     assert!(big.iter().all(|&b| b == 0xa5));
     // hard links share the node
-    let mut f = v
-        .open("/hello.txt", OpenOptions::new().append(true))
-        .unwrap();
+    let mut f = v.open("/hello.txt", OpenOptions::new().append(true)).unwrap();
     f.write_all(b"more").unwrap();
     drop(f);
     assert!(v.read_to_string("/sub/hard.txt").unwrap().ends_with("more"));
@@ -258,18 +228,13 @@ fn ram() -> Vfs {
 #[test]
 fn ramfs_create_read_write_seek() {
     let v = ram();
-    let mut f = v
-        .open("/a.txt", OpenOptions::new().write(true).create(true))
-        .unwrap();
+    let mut f = v.open("/a.txt", OpenOptions::new().write(true).create(true)).unwrap();
     f.write_all(b"hello world").unwrap();
     assert_eq!(f.stream_position(), 11);
     assert_eq!(f.seek(SeekFrom::Current(-5)).unwrap(), 6);
     f.write_all(b"WORLD!").unwrap();
     assert_eq!(f.seek(SeekFrom::End(0)).unwrap(), 12);
-    assert_eq!(
-        kinds(f.seek(SeekFrom::Current(-13))),
-        ErrorKind::InvalidInput
-    );
+    assert_eq!(kinds(f.seek(SeekFrom::Current(-13))), ErrorKind::InvalidInput);
     // writing past the end leaves a zero-filled hole
     f.seek(SeekFrom::Start(14)).unwrap();
     f.write_all(b"!").unwrap();
@@ -302,30 +267,15 @@ fn ramfs_open_options() {
         x
     };
     // missing file without create
-    assert_eq!(
-        kinds(v.open("/x", &o(|x| x.read(true)))),
-        ErrorKind::NotFound
-    );
-    assert_eq!(
-        kinds(v.open("/x", &o(|x| x.write(true)))),
-        ErrorKind::NotFound
-    );
+    assert_eq!(kinds(v.open("/x", &o(|x| x.read(true)))), ErrorKind::NotFound);
+    assert_eq!(kinds(v.open("/x", &o(|x| x.write(true)))), ErrorKind::NotFound);
     // nothing requested / create without write
     assert_eq!(kinds(v.open("/x", &o(|x| x))), ErrorKind::InvalidInput);
-    assert_eq!(
-        kinds(v.open("/x", &o(|x| x.read(true).create(true)))),
-        ErrorKind::InvalidInput
-    );
-    assert_eq!(
-        kinds(v.open("/x", &o(|x| x.write(true).append(true).truncate(true)))),
-        ErrorKind::InvalidInput
-    );
+    assert_eq!(kinds(v.open("/x", &o(|x| x.read(true).create(true)))), ErrorKind::InvalidInput);
+    assert_eq!(kinds(v.open("/x", &o(|x| x.write(true).append(true).truncate(true)))), ErrorKind::InvalidInput);
     v.write("/x", b"12345").unwrap();
     // create_new on an existing file
-    assert_eq!(
-        kinds(v.open("/x", &o(|x| x.write(true).create_new(true)))),
-        ErrorKind::AlreadyExists
-    );
+    assert_eq!(kinds(v.open("/x", &o(|x| x.write(true).create_new(true)))), ErrorKind::AlreadyExists);
     // append
     let mut f = v.open("/x", &o(|x| x.append(true))).unwrap();
     f.write_all(b"67").unwrap();
@@ -344,22 +294,10 @@ fn ramfs_open_options() {
     assert_eq!(v.metadata("/x").unwrap().len(), 1);
     // directories are not files
     v.create_dir("/d").unwrap();
-    assert_eq!(
-        kinds(v.open("/d", &o(|x| x.read(true)))),
-        ErrorKind::IsADirectory
-    );
-    assert_eq!(
-        kinds(v.open("/", &o(|x| x.read(true)))),
-        ErrorKind::IsADirectory
-    );
-    assert_eq!(
-        kinds(v.open("/x/y", &o(|x| x.write(true).create(true)))),
-        ErrorKind::NotADirectory
-    );
-    assert_eq!(
-        kinds(v.open("/nodir/y", &o(|x| x.write(true).create(true)))),
-        ErrorKind::NotFound
-    );
+    assert_eq!(kinds(v.open("/d", &o(|x| x.read(true)))), ErrorKind::IsADirectory);
+    assert_eq!(kinds(v.open("/", &o(|x| x.read(true)))), ErrorKind::IsADirectory);
+    assert_eq!(kinds(v.open("/x/y", &o(|x| x.write(true).create(true)))), ErrorKind::NotADirectory);
+    assert_eq!(kinds(v.open("/nodir/y", &o(|x| x.write(true).create(true)))), ErrorKind::NotFound);
     // huge offsets are refused, not allocated
     let mut f = v.open("/x", &o(|x| x.write(true))).unwrap();
     f.seek(SeekFrom::Start(u64::MAX - 1)).unwrap();
@@ -378,10 +316,8 @@ fn ramfs_directories_remove_rename() {
     v.write("/a/b/f1", b"one").unwrap();
     v.write("/a/b/f2", b"twotwo").unwrap();
     let entries: Vec<DirEntry> = v.read_dir("/a/b").unwrap().map(|e| e.unwrap()).collect();
-    let summary: Vec<(String, FileType, u64, String)> = entries
-        .iter()
-        .map(|e| (e.file_name().into(), e.file_type(), e.len(), e.path()))
-        .collect();
+    let summary: Vec<(String, FileType, u64, String)> =
+        entries.iter().map(|e| (e.file_name().into(), e.file_type(), e.len(), e.path())).collect();
     assert_eq!(
         summary,
         [
@@ -406,14 +342,8 @@ fn ramfs_directories_remove_rename() {
     v.rename("/a/other", "/a/moved").unwrap();
     assert_eq!(v.read("/a/moved").unwrap(), b"x");
     assert_eq!(kinds(v.rename("/a/moved", "/a/b")), ErrorKind::IsADirectory);
-    assert_eq!(
-        kinds(v.rename("/a/b", "/a/moved")),
-        ErrorKind::NotADirectory
-    );
-    assert_eq!(
-        kinds(v.rename("/a", "/a/b/c/inside")),
-        ErrorKind::InvalidInput
-    );
+    assert_eq!(kinds(v.rename("/a/b", "/a/moved")), ErrorKind::NotADirectory);
+    assert_eq!(kinds(v.rename("/a", "/a/b/c/inside")), ErrorKind::InvalidInput);
     assert_eq!(kinds(v.rename("/nope", "/x")), ErrorKind::NotFound);
     v.create_dir("/empty").unwrap();
     v.rename("/a/b", "/empty").unwrap(); // replaces an empty directory
@@ -432,9 +362,7 @@ fn ramfs_directories_remove_rename() {
 fn ramfs_unlinked_open_file_lives_on() {
     let v = ram();
     v.write("/f", b"data").unwrap();
-    let mut f = v
-        .open("/f", OpenOptions::new().read(true).write(true))
-        .unwrap();
+    let mut f = v.open("/f", OpenOptions::new().read(true).write(true)).unwrap();
     v.remove_file("/f").unwrap();
     assert!(!v.exists("/f"));
     f.write_all(b"++").unwrap();
@@ -487,25 +415,10 @@ fn vfs_mounts() {
     v.write("/mnt/inner/f", b"in").unwrap();
     assert_eq!(v.read("/mnt/inner/f").unwrap(), b"in");
     assert_eq!(v.read("/mnt/inner/../../top").unwrap(), b"t");
-    assert_eq!(
-        kinds(v.rename("/top", "/mnt/inner/top")),
-        ErrorKind::CrossesDevices
-    );
-    assert_eq!(
-        kinds(v.remove_dir("/mnt/inner")),
-        ErrorKind::PermissionDenied
-    );
-    assert_eq!(
-        kinds(v.mount("/top", Arc::new(Ramfs::new()))),
-        ErrorKind::NotADirectory
-    );
-    assert_eq!(
-        v.mounts(),
-        [
-            ("/".to_string(), "ramfs"),
-            ("/mnt/inner".to_string(), "ramfs")
-        ]
-    );
+    assert_eq!(kinds(v.rename("/top", "/mnt/inner/top")), ErrorKind::CrossesDevices);
+    assert_eq!(kinds(v.remove_dir("/mnt/inner")), ErrorKind::PermissionDenied);
+    assert_eq!(kinds(v.mount("/top", Arc::new(Ramfs::new()))), ErrorKind::NotADirectory);
+    assert_eq!(v.mounts(), [("/".to_string(), "ramfs"), ("/mnt/inner".to_string(), "ramfs")]);
     // a symlink into a mount
     v.symlink("/mnt/inner/f", "/via").unwrap();
     assert_eq!(v.read("/via").unwrap(), b"in");
@@ -526,10 +439,7 @@ fn global_root_from_cpio() {
     let bad = leak(b"070701zz".to_vec());
     let e = mount_root_from_cpio(bad).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidData);
-    assert!(
-        e.to_string().starts_with("initrd: invalid data (cpio: "),
-        "{e}"
-    );
+    assert!(e.to_string().starts_with("initrd: invalid data (cpio: "), "{e}");
     assert_eq!(read_to_string("/etc/hostname").unwrap(), "uk");
     assert_eq!(kinds(mount_disk(7, "/disk")), ErrorKind::NotFound);
 }
@@ -604,10 +514,7 @@ fn disk_unaligned_read_modify_write() {
     assert_eq!(b, [254, 255, 0, 1, 2]);
     assert_eq!(d.write_at(510, b"ABCDE").unwrap(), 5);
     let all = mem.bytes();
-    assert_eq!(
-        &all[508..517],
-        &[252, 253, b'A', b'B', b'C', b'D', b'E', 3, 4]
-    );
+    assert_eq!(&all[508..517], &[252, 253, b'A', b'B', b'C', b'D', b'E', 3, 4]);
     // a span with a head, whole blocks and a tail
     let big: Vec<u8> = (0..1500).map(|i| (i % 7) as u8).collect();
     assert_eq!(d.write_at(100, &big).unwrap(), 1500);
@@ -622,10 +529,7 @@ fn disk_unaligned_read_modify_write() {
     assert_eq!(d.write_at(4094, b"xyz").unwrap(), 2);
     d.flush().unwrap();
     assert_eq!(mem.flushes.load(Ordering::Relaxed), 1);
-    let ro = Arc::new(MemDisk {
-        ro: true,
-        ..Arc::into_inner(MemDisk::new(vec![0; 1024])).unwrap()
-    });
+    let ro = Arc::new(MemDisk { ro: true, ..Arc::into_inner(MemDisk::new(vec![0; 1024])).unwrap() });
     let d = Disk::new(ro).unwrap();
     assert_eq!(kinds(d.write_at(0, b"x")), ErrorKind::ReadOnlyFilesystem);
 }
@@ -643,10 +547,7 @@ fn fat_format_write_remount_read() {
         let mem = MemDisk::new(vec![0; size_mib << 20]);
         FatFs::format(
             &Disk::new(mem.clone()).unwrap(),
-            &FormatOptions {
-                label: Some("unikit".into()),
-                fat_bits: bits,
-            },
+            &FormatOptions { label: Some("unikit".into()), fat_bits: bits },
         )
         .unwrap();
         let (v, fs) = fat_vfs(&mem);
@@ -657,12 +558,7 @@ fn fat_format_write_remount_read() {
         assert!(total > 0 && free > 0 && free <= total);
         v.create_dir("/disk/Logs").unwrap();
         let long_name = "/disk/Logs/a rather long file name.txt";
-        let mut f = v
-            .open(
-                long_name,
-                OpenOptions::new().read(true).write(true).create(true),
-            )
-            .unwrap();
+        let mut f = v.open(long_name, OpenOptions::new().read(true).write(true).create(true)).unwrap();
         let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
         f.write_all(&data).unwrap();
         f.seek(SeekFrom::Start(4095)).unwrap();
@@ -672,12 +568,7 @@ fn fat_format_write_remount_read() {
         let flushes = mem.flushes.load(Ordering::Relaxed);
         assert!(flushes >= 1);
         // a hole past the end, then shrink and grow
-        let mut g = v
-            .open(
-                "/disk/hole.bin",
-                OpenOptions::new().write(true).create(true),
-            )
-            .unwrap();
+        let mut g = v.open("/disk/hole.bin", OpenOptions::new().write(true).create(true)).unwrap();
         g.seek(SeekFrom::Start(3000)).unwrap();
         g.write_all(b"end").unwrap();
         g.set_len(3001).unwrap();
@@ -697,12 +588,7 @@ fn fat_format_write_remount_read() {
         expect[4096] = b'Y';
         assert_eq!(v.read(long_name).unwrap(), expect);
         // names match without regard to case
-        assert_eq!(
-            v.read("/disk/logs/A RATHER LONG FILE NAME.TXT")
-                .unwrap()
-                .len(),
-            100_000
-        );
+        assert_eq!(v.read("/disk/logs/A RATHER LONG FILE NAME.TXT").unwrap().len(), 100_000);
         let hole = v.read("/disk/hole.bin").unwrap();
         assert_eq!(hole.len(), 3002);
         assert!(hole[..3000].iter().all(|&b| b == 0));
@@ -725,29 +611,14 @@ fn fat_format_write_remount_read() {
         );
         // errors
         assert_eq!(kinds(v.create_dir("/disk/Logs")), ErrorKind::AlreadyExists);
-        assert_eq!(
-            kinds(v.remove_dir("/disk/Logs")),
-            ErrorKind::DirectoryNotEmpty
-        );
+        assert_eq!(kinds(v.remove_dir("/disk/Logs")), ErrorKind::DirectoryNotEmpty);
         assert_eq!(kinds(v.remove_file("/disk/Logs")), ErrorKind::IsADirectory);
-        assert_eq!(
-            kinds(v.open("/disk/Logs", OpenOptions::new().read(true))),
-            ErrorKind::IsADirectory
-        );
-        assert_eq!(
-            kinds(v.read("/disk/renamed.txt/x")),
-            ErrorKind::NotADirectory
-        );
-        assert_eq!(
-            kinds(v.write("/disk/bad:name", b"")),
-            ErrorKind::InvalidFilename
-        );
+        assert_eq!(kinds(v.open("/disk/Logs", OpenOptions::new().read(true))), ErrorKind::IsADirectory);
+        assert_eq!(kinds(v.read("/disk/renamed.txt/x")), ErrorKind::NotADirectory);
+        assert_eq!(kinds(v.write("/disk/bad:name", b"")), ErrorKind::InvalidFilename);
         assert_eq!(kinds(v.symlink("x", "/disk/link")), ErrorKind::Unsupported);
         assert_eq!(
-            kinds(v.open(
-                "/disk/renamed.txt",
-                OpenOptions::new().write(true).create_new(true)
-            )),
+            kinds(v.open("/disk/renamed.txt", OpenOptions::new().write(true).create_new(true))),
             ErrorKind::AlreadyExists
         );
         // rename replaces a file
@@ -763,9 +634,7 @@ fn fat_disk_full_and_read_only() {
     let mem = MemDisk::new(vec![0; 1 << 20]);
     FatFs::format(&Disk::new(mem.clone()).unwrap(), &FormatOptions::default()).unwrap();
     let (v, _) = fat_vfs(&mem);
-    let mut f = v
-        .open("/disk/big", OpenOptions::new().write(true).create(true))
-        .unwrap();
+    let mut f = v.open("/disk/big", OpenOptions::new().write(true).create(true)).unwrap();
     let chunk = vec![1u8; 64 * 1024];
     let mut err = None;
     for _ in 0..32 {
@@ -774,30 +643,18 @@ fn fat_disk_full_and_read_only() {
             break;
         }
     }
-    assert_eq!(
-        err.expect("a 1 MiB disk filled up").kind(),
-        ErrorKind::StorageFull
-    );
+    assert_eq!(err.expect("a 1 MiB disk filled up").kind(), ErrorKind::StorageFull);
     drop(f);
     v.unmount("/disk").unwrap();
 
-    let ro = Arc::new(MemDisk {
-        ro: true,
-        ..Arc::into_inner(MemDisk::new(mem.bytes())).unwrap()
-    });
+    let ro = Arc::new(MemDisk { ro: true, ..Arc::into_inner(MemDisk::new(mem.bytes())).unwrap() });
     let fs = FatFs::mount(Disk::new(ro).unwrap(), clock).unwrap();
     let v = Vfs::new(Arc::new(Ramfs::new()));
     v.mount("/ro", Arc::new(fs)).unwrap();
     assert!(v.metadata("/ro/big").unwrap().len() > 512 * 1024);
     assert!(v.metadata("/ro/big").unwrap().permissions().readonly());
-    assert_eq!(
-        kinds(v.write("/ro/new", b"x")),
-        ErrorKind::ReadOnlyFilesystem
-    );
-    assert_eq!(
-        kinds(v.remove_file("/ro/big")),
-        ErrorKind::ReadOnlyFilesystem
-    );
+    assert_eq!(kinds(v.write("/ro/new", b"x")), ErrorKind::ReadOnlyFilesystem);
+    assert_eq!(kinds(v.remove_file("/ro/big")), ErrorKind::ReadOnlyFilesystem);
     // not a FAT volume at all
     let blank = MemDisk::new(vec![0; 1 << 20]);
     assert!(FatFs::mount(Disk::new(blank).unwrap(), clock).is_err());
@@ -810,11 +667,8 @@ fn fat_disk_full_and_read_only() {
 fn fat_host_mkfs_image_and_fsck() {
     let tools = ["mkfs.vfat", "fsck.vfat", "mtype"];
     for t in tools {
-        let found = Command::new("sh")
-            .arg("-c")
-            .arg(alloc::format!("command -v {t}"))
-            .output()
-            .map(|o| o.status.success());
+        let found =
+            Command::new("sh").arg("-c").arg(alloc::format!("command -v {t}")).output().map(|o| o.status.success());
         if !matches!(found, Ok(true)) {
             std::eprintln!(
                 "SKIPPED fat_host_mkfs_image_and_fsck: `{t}` not installed (apt-get install dosfstools mtools)"
@@ -824,33 +678,18 @@ fn fat_host_mkfs_image_and_fsck() {
     }
     let img = std::env::temp_dir().join(alloc::format!("unikit-fs-fat-{}.img", std::process::id()));
     let _ = std::fs::remove_file(&img);
-    let st = Command::new("mkfs.vfat")
-        .args(["-C", "-n", "HOSTFAT"])
-        .arg(&img)
-        .arg("8192")
-        .output()
-        .unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
+    let st = Command::new("mkfs.vfat").args(["-C", "-n", "HOSTFAT"]).arg(&img).arg("8192").output().unwrap();
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
     let mem = MemDisk::new(std::fs::read(&img).unwrap());
     let (v, fs) = fat_vfs(&mem);
     assert_eq!(fs.fat_type(), "FAT12");
     v.create_dir("/disk/dir").unwrap();
-    v.write("/disk/dir/from-unikit.txt", b"written by unikit-fs\n")
-        .unwrap();
+    v.write("/disk/dir/from-unikit.txt", b"written by unikit-fs\n").unwrap();
     v.write("/disk/x.bin", &vec![7u8; 20_000]).unwrap();
     v.unmount("/disk").unwrap();
     std::fs::write(&img, mem.bytes()).unwrap();
-    let fsck = Command::new("fsck.vfat")
-        .arg("-n")
-        .arg(&img)
-        .output()
-        .unwrap();
-    let out =
-        String::from_utf8_lossy(&fsck.stdout).to_string() + &String::from_utf8_lossy(&fsck.stderr);
+    let fsck = Command::new("fsck.vfat").arg("-n").arg(&img).output().unwrap();
+    let out = String::from_utf8_lossy(&fsck.stdout).to_string() + &String::from_utf8_lossy(&fsck.stderr);
     assert!(fsck.status.success(), "fsck.vfat failed:\n{out}");
     let m = Command::new("mtype")
         .arg("-i")
@@ -870,10 +709,7 @@ fn fat_dates_round_trip() {
     assert_eq!((dt.date.year, dt.date.month, dt.date.day), (2023, 11, 14));
     assert_eq!((dt.time.hour, dt.time.min, dt.time.sec), (22, 13, 20));
     let early = fat_date_time(0);
-    assert_eq!(
-        (early.date.year, early.date.month, early.date.day),
-        (1980, 1, 1)
-    );
+    assert_eq!((early.date.year, early.date.month, early.date.day), (1980, 1, 1));
     let late = fat_date_time(u64::MAX);
     assert_eq!(late.date.year, 2107);
 }

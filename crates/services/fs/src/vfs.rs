@@ -62,13 +62,7 @@ pub struct Metadata {
 
 impl Metadata {
     pub fn new(file_type: FileType, len: u64, mode: u32, modified: Option<u64>) -> Self {
-        Self {
-            file_type,
-            len,
-            mode,
-            readonly: false,
-            modified,
-        }
+        Self { file_type, len, mode, readonly: false, modified }
     }
     pub fn file_type(&self) -> FileType {
         self.file_type
@@ -90,10 +84,7 @@ impl Metadata {
         self.len == 0
     }
     pub fn permissions(&self) -> Permissions {
-        Permissions {
-            mode: self.mode,
-            readonly: self.readonly,
-        }
+        Permissions { mode: self.mode, readonly: self.readonly }
     }
     /// Last modification, as time since the Unix epoch (`None` if the file
     /// system does not record it).
@@ -113,11 +104,7 @@ pub struct DirEntry {
 impl DirEntry {
     /// For file-system implementations; `path()` is filled in by the VFS.
     pub fn new(name: String, meta: Metadata) -> Self {
-        Self {
-            name,
-            dir: String::new(),
-            meta,
-        }
+        Self { name, dir: String::new(), meta }
     }
     pub fn file_name(&self) -> &str {
         &self.name
@@ -180,16 +167,10 @@ pub trait FileSystem: Send + Sync {
         false
     }
     fn read_link(&self, _path: &str) -> Result<String> {
-        Err(Error::with_detail(
-            ErrorKind::InvalidInput,
-            "not a symbolic link",
-        ))
+        Err(Error::with_detail(ErrorKind::InvalidInput, "not a symbolic link"))
     }
     fn symlink(&self, _target: &str, _path: &str) -> Result<()> {
-        Err(Error::with_detail(
-            ErrorKind::Unsupported,
-            "no symbolic links on this file system",
-        ))
+        Err(Error::with_detail(ErrorKind::Unsupported, "no symbolic links on this file system"))
     }
     /// Makes every completed write durable.
     fn sync(&self) -> Result<()> {
@@ -278,10 +259,7 @@ pub struct File {
 
 impl core::fmt::Debug for File {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("File")
-            .field("path", &self.path)
-            .field("pos", &self.pos)
-            .finish()
+        f.debug_struct("File").field("path", &self.path).field("pos", &self.pos).finish()
     }
 }
 
@@ -292,19 +270,11 @@ impl File {
     }
     /// Opens a file for writing, creating it or truncating it.
     pub fn create(path: &str) -> Result<File> {
-        OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)
+        OpenOptions::new().write(true).create(true).truncate(true).open(path)
     }
     /// Creates a new file for reading and writing; fails if it exists.
     pub fn create_new(path: &str) -> Result<File> {
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(path)
+        OpenOptions::new().read(true).write(true).create_new(true).open(path)
     }
     pub fn options() -> OpenOptions {
         OpenOptions::new()
@@ -320,15 +290,9 @@ impl File {
 
     pub fn read(&mut self, buf: &mut [u8]) -> Result<usize> {
         if !self.read {
-            return Err(self.err(Error::with_detail(
-                ErrorKind::PermissionDenied,
-                "file not opened for reading",
-            )));
+            return Err(self.err(Error::with_detail(ErrorKind::PermissionDenied, "file not opened for reading")));
         }
-        let n = self
-            .handle
-            .read_at(self.pos, buf)
-            .map_err(|e| self.err(e))?;
+        let n = self.handle.read_at(self.pos, buf).map_err(|e| self.err(e))?;
         self.pos += n as u64;
         Ok(n)
     }
@@ -349,8 +313,7 @@ impl File {
         let start = buf.len();
         if let Ok(m) = self.handle.metadata() {
             let hint = m.len.saturating_sub(self.pos).min(1 << 30) as usize;
-            buf.try_reserve(hint)
-                .map_err(|_| self.err(Error::new(ErrorKind::OutOfMemory)))?;
+            buf.try_reserve(hint).map_err(|_| self.err(Error::new(ErrorKind::OutOfMemory)))?;
         }
         let mut chunk = [0u8; 4096];
         loop {
@@ -358,8 +321,7 @@ impl File {
             if n == 0 {
                 return Ok(buf.len() - start);
             }
-            buf.try_reserve(n)
-                .map_err(|_| self.err(Error::new(ErrorKind::OutOfMemory)))?;
+            buf.try_reserve(n).map_err(|_| self.err(Error::new(ErrorKind::OutOfMemory)))?;
             buf.extend_from_slice(&chunk[..n]);
         }
     }
@@ -368,30 +330,20 @@ impl File {
     pub fn read_to_string(&mut self, buf: &mut String) -> Result<usize> {
         let mut v = Vec::new();
         let n = self.read_to_end(&mut v)?;
-        let s = core::str::from_utf8(&v).map_err(|_| {
-            self.err(Error::with_detail(
-                ErrorKind::InvalidData,
-                "stream did not contain valid UTF-8",
-            ))
-        })?;
+        let s = core::str::from_utf8(&v)
+            .map_err(|_| self.err(Error::with_detail(ErrorKind::InvalidData, "stream did not contain valid UTF-8")))?;
         buf.push_str(s);
         Ok(n)
     }
 
     pub fn write(&mut self, buf: &[u8]) -> Result<usize> {
         if !self.write {
-            return Err(self.err(Error::with_detail(
-                ErrorKind::PermissionDenied,
-                "file not opened for writing",
-            )));
+            return Err(self.err(Error::with_detail(ErrorKind::PermissionDenied, "file not opened for writing")));
         }
         if self.append {
             self.pos = self.handle.metadata().map_err(|e| self.err(e))?.len;
         }
-        let n = self
-            .handle
-            .write_at(self.pos, buf)
-            .map_err(|e| self.err(e))?;
+        let n = self.handle.write_at(self.pos, buf).map_err(|e| self.err(e))?;
         self.pos += n as u64;
         Ok(n)
     }
@@ -467,10 +419,7 @@ impl File {
     /// Truncates or extends (with zeros) the file; the cursor stays.
     pub fn set_len(&self, len: u64) -> Result<()> {
         if !self.write {
-            return Err(self.err(Error::with_detail(
-                ErrorKind::PermissionDenied,
-                "file not opened for writing",
-            )));
+            return Err(self.err(Error::with_detail(ErrorKind::PermissionDenied, "file not opened for writing")));
         }
         self.handle.set_len(len).map_err(|e| self.err(e))
     }
@@ -511,12 +460,7 @@ struct Resolved {
 impl Vfs {
     /// A VFS with `root` mounted at `/`.
     pub fn new(root: Arc<dyn FileSystem>) -> Self {
-        Self {
-            mounts: Lock::new(alloc::vec![Mount {
-                at: Vec::new(),
-                fs: root
-            }]),
-        }
+        Self { mounts: Lock::new(alloc::vec![Mount { at: Vec::new(), fs: root }]) }
     }
 
     /// Mounts `fs` at `at`, replacing what was mounted there. The mount
@@ -550,24 +494,16 @@ impl Vfs {
     pub fn unmount(&self, at: &str) -> Result<Arc<dyn FileSystem>> {
         let comps = path::components(at).map_err(|e| e.at(at))?;
         if comps.is_empty() {
-            return Err(Error::with_detail(
-                ErrorKind::InvalidInput,
-                "cannot unmount /",
-            ));
+            return Err(Error::with_detail(ErrorKind::InvalidInput, "cannot unmount /"));
         }
         let fs = {
             let mut m = self.mounts.lock();
-            let i = m.iter().position(|x| x.at == comps).ok_or_else(|| {
-                Error::with_detail(ErrorKind::InvalidInput, "not a mount point").at(at)
-            })?;
-            if m.iter()
-                .any(|x| x.at.len() > comps.len() && x.at.starts_with(&comps))
-            {
-                return Err(Error::with_detail(
-                    ErrorKind::InvalidInput,
-                    "file systems are mounted below",
-                )
-                .at(at));
+            let i = m
+                .iter()
+                .position(|x| x.at == comps)
+                .ok_or_else(|| Error::with_detail(ErrorKind::InvalidInput, "not a mount point").at(at))?;
+            if m.iter().any(|x| x.at.len() > comps.len() && x.at.starts_with(&comps)) {
+                return Err(Error::with_detail(ErrorKind::InvalidInput, "file systems are mounted below").at(at));
             }
             m.remove(i).fs
         };
@@ -578,22 +514,14 @@ impl Vfs {
     /// `(mount point, file-system type)` for every mount.
     pub fn mounts(&self) -> Vec<(String, &'static str)> {
         let m = self.mounts.lock();
-        let mut v: Vec<_> = m
-            .iter()
-            .map(|x| (path::join_abs(&x.at), x.fs.fs_type()))
-            .collect();
+        let mut v: Vec<_> = m.iter().map(|x| (path::join_abs(&x.at), x.fs.fs_type())).collect();
         v.sort();
         v
     }
 
     /// Writes back every mounted file system.
     pub fn sync(&self) -> Result<()> {
-        let all: Vec<_> = self
-            .mounts
-            .lock()
-            .iter()
-            .map(|x| (path::join_abs(&x.at), x.fs.clone()))
-            .collect();
+        let all: Vec<_> = self.mounts.lock().iter().map(|x| (path::join_abs(&x.at), x.fs.clone())).collect();
         let mut first = Ok(());
         for (at, fs) in all {
             if let Err(e) = fs.sync()
@@ -648,37 +576,20 @@ impl Vfs {
                 }
             }
             let rel = path::join_rel(&comps[depth..]);
-            return Ok(Resolved {
-                fs,
-                rel,
-                abs: comps,
-                mount_depth: depth,
-            });
+            return Ok(Resolved { fs, rel, abs: comps, mount_depth: depth });
         }
     }
 
     pub fn open(&self, p: &str, o: &OpenOptions) -> Result<File> {
         let write = o.write || o.append;
         if !o.read && !write {
-            return Err(Error::with_detail(
-                ErrorKind::InvalidInput,
-                "open needs read, write or append",
-            )
-            .at(p));
+            return Err(Error::with_detail(ErrorKind::InvalidInput, "open needs read, write or append").at(p));
         }
         if (o.create || o.create_new || o.truncate) && !write {
-            return Err(Error::with_detail(
-                ErrorKind::InvalidInput,
-                "create or truncate without write access",
-            )
-            .at(p));
+            return Err(Error::with_detail(ErrorKind::InvalidInput, "create or truncate without write access").at(p));
         }
         if o.truncate && o.append {
-            return Err(Error::with_detail(
-                ErrorKind::InvalidInput,
-                "truncate and append together",
-            )
-            .at(p));
+            return Err(Error::with_detail(ErrorKind::InvalidInput, "truncate and append together").at(p));
         }
         let r = self.resolve(p, !o.create_new)?;
         let abs = path::join_abs(&r.abs);
@@ -696,28 +607,19 @@ impl Vfs {
         if o.truncate {
             handle.set_len(0).map_err(|e| e.at(&abs))?;
         }
-        Ok(File {
-            handle,
-            pos: 0,
-            read: o.read,
-            write,
-            append: o.append,
-            path: abs,
-        })
+        Ok(File { handle, pos: 0, read: o.read, write, append: o.append, path: abs })
     }
 
     /// Metadata, following symbolic links.
     pub fn metadata(&self, p: &str) -> Result<Metadata> {
         let r = self.resolve(p, true)?;
-        r.fs.metadata(&r.rel)
-            .map_err(|e| e.at(&path::join_abs(&r.abs)))
+        r.fs.metadata(&r.rel).map_err(|e| e.at(&path::join_abs(&r.abs)))
     }
 
     /// Metadata of the entry itself (a symlink is not followed).
     pub fn symlink_metadata(&self, p: &str) -> Result<Metadata> {
         let r = self.resolve(p, false)?;
-        r.fs.metadata(&r.rel)
-            .map_err(|e| e.at(&path::join_abs(&r.abs)))
+        r.fs.metadata(&r.rel).map_err(|e| e.at(&path::join_abs(&r.abs)))
     }
 
     pub fn exists(&self, p: &str) -> bool {
@@ -733,9 +635,7 @@ impl Vfs {
             e.dir = abs.clone();
         }
         entries.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(ReadDir {
-            entries: entries.into_iter(),
-        })
+        Ok(ReadDir { entries: entries.into_iter() })
     }
 
     pub fn create_dir(&self, p: &str) -> Result<()> {
@@ -779,11 +679,7 @@ impl Vfs {
         let r = self.resolve(p, false)?;
         let abs = path::join_abs(&r.abs);
         if r.rel.is_empty() {
-            return Err(Error::with_detail(
-                ErrorKind::PermissionDenied,
-                "a mount point cannot be removed",
-            )
-            .at(&abs));
+            return Err(Error::with_detail(ErrorKind::PermissionDenied, "a mount point cannot be removed").at(&abs));
         }
         r.fs.remove_dir(&r.rel).map_err(|e| e.at(&abs))
     }
@@ -810,19 +706,14 @@ impl Vfs {
             return Err(Error::new(ErrorKind::CrossesDevices).at(&abs_a));
         }
         if a.rel.is_empty() || b.rel.is_empty() {
-            return Err(Error::with_detail(
-                ErrorKind::PermissionDenied,
-                "a mount point cannot be renamed",
-            )
-            .at(&abs_a));
+            return Err(Error::with_detail(ErrorKind::PermissionDenied, "a mount point cannot be renamed").at(&abs_a));
         }
         a.fs.rename(&a.rel, &b.rel).map_err(|e| e.at(&abs_a))
     }
 
     pub fn read_link(&self, p: &str) -> Result<String> {
         let r = self.resolve(p, false)?;
-        r.fs.read_link(&r.rel)
-            .map_err(|e| e.at(&path::join_abs(&r.abs)))
+        r.fs.read_link(&r.rel).map_err(|e| e.at(&path::join_abs(&r.abs)))
     }
 
     /// Creates a symbolic link at `link` pointing to `target`.
@@ -860,10 +751,7 @@ impl Vfs {
     /// Writes `data` as the whole content of `p` (created or truncated) and
     /// makes it durable.
     pub fn write(&self, p: &str, data: &[u8]) -> Result<()> {
-        let mut f = self.open(
-            p,
-            OpenOptions::new().write(true).create(true).truncate(true),
-        )?;
+        let mut f = self.open(p, OpenOptions::new().write(true).create(true).truncate(true))?;
         f.write_all(data)?;
         f.sync_all()
     }

@@ -78,9 +78,8 @@ impl ToSocketAddrs for str {
         let (host, port) = self
             .rsplit_once(':')
             .ok_or_else(|| Error::new(ErrorKind::InvalidInput, format!("'{self}': expected HOST:PORT")))?;
-        let port: u16 = port
-            .parse()
-            .map_err(|_| Error::new(ErrorKind::InvalidInput, format!("'{self}': bad port '{port}'")))?;
+        let port: u16 =
+            port.parse().map_err(|_| Error::new(ErrorKind::InvalidInput, format!("'{self}': bad port '{port}'")))?;
         Ok(SocketAddr::new(parse_host(host)?, port))
     }
 }

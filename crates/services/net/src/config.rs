@@ -160,7 +160,11 @@ mod tests {
         assert_eq!(parse_ip_config("DHCP").unwrap(), IpConfig::Dhcp);
         assert_eq!(
             parse_ip_config("10.0.2.15/24:10.0.2.2").unwrap(),
-            IpConfig::Static { addr: Ipv4Addr::new(10, 0, 2, 15), prefix: 24, gateway: Some(Ipv4Addr::new(10, 0, 2, 2)) }
+            IpConfig::Static {
+                addr: Ipv4Addr::new(10, 0, 2, 15),
+                prefix: 24,
+                gateway: Some(Ipv4Addr::new(10, 0, 2, 2))
+            }
         );
         assert_eq!(
             parse_ip_config("127.0.0.1/8").unwrap(),
@@ -201,7 +205,8 @@ mod tests {
 
     #[test]
     fn kernel_options() {
-        let o = Options::from_kernel_options(["unikit.quiet", "netdev.ip=10.0.0.2/8", "netdev.dhcp_timeout=2"]).unwrap();
+        let o =
+            Options::from_kernel_options(["unikit.quiet", "netdev.ip=10.0.0.2/8", "netdev.dhcp_timeout=2"]).unwrap();
         assert_eq!(o.ip, IpConfig::Static { addr: Ipv4Addr::new(10, 0, 0, 2), prefix: 8, gateway: None });
         assert_eq!(o.dhcp_timeout, Duration::from_secs(2));
         assert_eq!(Options::from_kernel_options([]).unwrap(), Options::default());

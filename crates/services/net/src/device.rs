@@ -1,11 +1,11 @@
 //! A kernel `NetDevice` seen as a smoltcp `Device`.
+use crate::sys::{DevError, NetDevice};
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
-use crate::sys::{DevError, NetDevice};
 
 /// Frames the device had no room for, kept until it has (beyond this many,
 /// frames are dropped and TCP retransmits).
@@ -33,7 +33,14 @@ impl Adapter {
     pub fn new(dev: Arc<dyn NetDevice>) -> Self {
         // Room for the largest frame plus a VLAN tag.
         let frame = dev.mtu() + ETH_HEADER + 4;
-        Self { dev, rx: vec![0; frame], tx: Vec::with_capacity(frame), backlog: VecDeque::new(), broken: None, stats: Stats::default() }
+        Self {
+            dev,
+            rx: vec![0; frame],
+            tx: Vec::with_capacity(frame),
+            backlog: VecDeque::new(),
+            broken: None,
+            stats: Stats::default(),
+        }
     }
 
     /// Hands queued frames to the device; true when none is left waiting.

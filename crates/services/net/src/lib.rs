@@ -34,8 +34,8 @@ pub use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 pub use device::Stats;
 pub use error::{Error, ErrorKind, Result};
 pub use loopback::Loopback;
-pub use sys::{DevError, Event, NetDevice};
 pub use stack::Net;
+pub use sys::{DevError, Event, NetDevice};
 pub use tcp::{Incoming, Shutdown, TcpListener, TcpStream};
 pub use udp::UdpSocket;
 
@@ -98,7 +98,11 @@ fn start_global(g: &mut Global, opts: Options) -> Result<Net> {
                 m[5]
             ));
         }
-        None => log(format_args!("net: {}: {}\n", net.device_name(), r.as_ref().err().map(|e| format!("{e}")).unwrap_or_default())),
+        None => log(format_args!(
+            "net: {}: {}\n",
+            net.device_name(),
+            r.as_ref().err().map(|e| format!("{e}")).unwrap_or_default()
+        )),
     }
     r.map(|_| net)
 }

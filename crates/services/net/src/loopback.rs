@@ -1,11 +1,11 @@
 //! In-memory Ethernet devices: a loopback (every frame sent comes back) and
 //! a pair of devices joined by a virtual cable. They let a unikernel talk
 //! TCP to itself without a NIC, and the unit tests run two stacks.
+use crate::sys::Event;
+use crate::sys::{DevError, NetDevice};
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use crate::sys::{DevError, NetDevice};
-use crate::sys::Event;
 
 /// Frames a queue holds before `transmit` says `WouldBlock`.
 const QUEUE_FRAMES: usize = 512;

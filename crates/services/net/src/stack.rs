@@ -6,10 +6,11 @@
 //! notifies that queue after every poll that changed socket state. A call
 //! that queued work (data, a SYN, a FIN) signals the device's event, which
 //! is what the net thread sleeps on, so it polls at once.
-use crate::addr::{v4, ToSocketAddrs};
+use crate::addr::{ToSocketAddrs, v4};
 use crate::config::{IpConfig, Options};
 use crate::device::{Adapter, Stats};
 use crate::error::{Error, ErrorKind, Result};
+use crate::sys::NetDevice;
 use crate::sys::{self, Lock, WaitQueue};
 use crate::tcp::{TcpListener, TcpStream};
 use crate::udp::UdpSocket;
@@ -26,7 +27,6 @@ use smoltcp::iface::{Config, Interface, PollIngressSingleResult, PollResult, Soc
 use smoltcp::socket::{dhcpv4, tcp, udp};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint, IpListenEndpoint, Ipv4Cidr};
-use crate::sys::NetDevice;
 
 /// Received packets handled in one go before the net thread lets other
 /// threads run.
@@ -204,7 +204,8 @@ impl State {
                 _ => true,
             });
             while l.listening.len() < spare && l.pending.len() < backlog {
-                let mut s = tcp::Socket::new(tcp::SocketBuffer::new(vec![0u8; rx]), tcp::SocketBuffer::new(vec![0u8; tx]));
+                let mut s =
+                    tcp::Socket::new(tcp::SocketBuffer::new(vec![0u8; rx]), tcp::SocketBuffer::new(vec![0u8; tx]));
                 if s.listen(l.endpoint).is_err() {
                     break;
                 }
@@ -239,7 +240,10 @@ impl State {
         let l = self.listeners.get_mut(&id)?;
         let sockets = &self.sockets;
         let pos = l.pending.iter().position(|&h| {
-            !matches!(sockets.get::<tcp::Socket>(h).state(), tcp::State::Listen | tcp::State::SynReceived | tcp::State::SynSent)
+            !matches!(
+                sockets.get::<tcp::Socket>(h).state(),
+                tcp::State::Listen | tcp::State::SynReceived | tcp::State::SynSent
+            )
         })?;
         let h = l.pending.remove(pos)?;
         let peer = self.sockets.get::<tcp::Socket>(h).remote_endpoint().map(endpoint_to_addr);
@@ -295,7 +299,9 @@ impl Shared {
                 if out.is_none() {
                     let mut st = self.state.lock();
                     out = match st.broken() {
-                        Some(why) => Some(Err(Error::new(ErrorKind::NetworkDown, format!("network device failed: {why}")))),
+                        Some(why) => {
+                            Some(Err(Error::new(ErrorKind::NetworkDown, format!("network device failed: {why}"))))
+                        }
                         None => op(&mut st),
                     };
                 }
@@ -324,7 +330,10 @@ impl Net {
         let seed = now.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ mac_bits;
         config.random_seed = seed;
         if !EthernetAddress(mac).is_unicast() {
-            return Err(Error::new(ErrorKind::InvalidInput, format!("{}: MAC address {} is not unicast", dev.name(), EthernetAddress(mac))));
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("{}: MAC address {} is not unicast", dev.name(), EthernetAddress(mac)),
+            ));
         }
         let mut iface = Interface::new(config, &mut adapter, now_instant(now));
         let mut sockets = SocketSet::new(Vec::new());
@@ -358,15 +367,13 @@ impl Net {
     /// Waits until the interface has an IPv4 address (at once for a static
     /// one); `TimedOut` after `timeout`.
     pub fn wait_configured(&self, timeout: Duration) -> Result<Ipv4Addr> {
-        self.0
-            .wait(Some(timeout), "DHCP", |st| st.iface.ipv4_addr().map(Ok))
-            .map_err(|e| match e.kind() {
-                ErrorKind::TimedOut => Error::new(
-                    ErrorKind::TimedOut,
-                    format!("DHCP on {}: no lease within {} s", self.0.dev.name(), timeout.as_secs_f32()),
-                ),
-                _ => e,
-            })
+        self.0.wait(Some(timeout), "DHCP", |st| st.iface.ipv4_addr().map(Ok)).map_err(|e| match e.kind() {
+            ErrorKind::TimedOut => Error::new(
+                ErrorKind::TimedOut,
+                format!("DHCP on {}: no lease within {} s", self.0.dev.name(), timeout.as_secs_f32()),
+            ),
+            _ => e,
+        })
     }
 
     pub fn ipv4_addr(&self) -> Option<Ipv4Addr> {
@@ -447,16 +454,17 @@ impl Net {
             }
             let port = st.ephemeral_port(true)?;
             let mut s = st.new_tcp();
-            s.connect(st.iface.context(), (IpAddress::Ipv4(*a.ip()), a.port()), port).map_err(|e| {
-                Error::new(ErrorKind::NetworkUnreachable, format!("connect to {a}: {e} (no route?)"))
-            })?;
+            s.connect(st.iface.context(), (IpAddress::Ipv4(*a.ip()), a.port()), port)
+                .map_err(|e| Error::new(ErrorKind::NetworkUnreachable, format!("connect to {a}: {e} (no route?)")))?;
             st.sockets.add(s)
         };
         self.0.kick();
         let timeout = timeout.unwrap_or(self.0.opts.connect_timeout);
         let r = self.0.wait(Some(timeout), "connect", |st| match st.tcp(h).state() {
             tcp::State::SynSent | tcp::State::SynReceived => None,
-            tcp::State::Closed => Some(Err(Error::new(ErrorKind::ConnectionRefused, format!("connection to {a} refused")))),
+            tcp::State::Closed => {
+                Some(Err(Error::new(ErrorKind::ConnectionRefused, format!("connection to {a} refused"))))
+            }
             _ => Some(Ok(())),
         });
         match r {

@@ -1,7 +1,7 @@
 //! TCP sockets shaped like `std::net::{TcpListener, TcpStream}`.
 use crate::addr::ToSocketAddrs;
 use crate::error::{Error, ErrorKind, Result};
-use crate::stack::{endpoint_to_addr, Shared};
+use crate::stack::{Shared, endpoint_to_addr};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::net::SocketAddr;

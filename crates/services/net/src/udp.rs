@@ -1,7 +1,7 @@
 //! UDP sockets shaped like `std::net::UdpSocket`.
-use crate::addr::{v4, ToSocketAddrs};
+use crate::addr::{ToSocketAddrs, v4};
 use crate::error::{Error, ErrorKind, Result};
-use crate::stack::{endpoint_to_addr, Shared};
+use crate::stack::{Shared, endpoint_to_addr};
 use alloc::format;
 use alloc::sync::Arc;
 use alloc::vec;
@@ -37,7 +37,10 @@ impl UdpSocket {
                 0 => st.ephemeral_port(false)?,
                 p => p,
             };
-            let taken = st.sockets.iter().any(|(_, s)| matches!(s, smoltcp::socket::Socket::Udp(u) if u.endpoint().port == port));
+            let taken = st
+                .sockets
+                .iter()
+                .any(|(_, s)| matches!(s, smoltcp::socket::Socket::Udp(u) if u.endpoint().port == port));
             if taken {
                 return Err(Error::new(ErrorKind::AddrInUse, format!("UDP port {port} is already in use")));
             }
@@ -68,7 +71,10 @@ impl UdpSocket {
         let to = v4(addr.to_socket_addr()?)?;
         let max = self.sh.dev.mtu().saturating_sub(IP_UDP_HEADERS);
         if buf.len() > max {
-            return Err(Error::new(ErrorKind::InvalidInput, format!("datagram of {} bytes is larger than {max}", buf.len())));
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("datagram of {} bytes is larger than {max}", buf.len()),
+            ));
         }
         if to.port() == 0 || to.ip().is_unspecified() {
             return Err(Error::new(ErrorKind::InvalidInput, format!("cannot send to {to}")));
@@ -76,20 +82,21 @@ impl UdpSocket {
         let h = self.handle;
         let ep = IpEndpoint::new(IpAddress::Ipv4(*to.ip()), to.port());
         let t = *self.write_timeout.lock();
-        self.sh.wait(t, "send_to", |st| {
-            let s = st.udp(h);
-            if buf.len() > s.payload_send_capacity() {
-                return Some(Err(Error::new(ErrorKind::InvalidInput, "datagram larger than the send buffer")));
-            }
-            match s.send_slice(buf, ep) {
-                Ok(()) => Some(Ok(buf.len())),
-                Err(udp::SendError::BufferFull) => None,
-                Err(udp::SendError::Unaddressable) => {
-                    Some(Err(Error::new(ErrorKind::NetworkUnreachable, format!("cannot send to {to}"))))
+        self.sh
+            .wait(t, "send_to", |st| {
+                let s = st.udp(h);
+                if buf.len() > s.payload_send_capacity() {
+                    return Some(Err(Error::new(ErrorKind::InvalidInput, "datagram larger than the send buffer")));
                 }
-            }
-        })
-        .inspect(|_| self.sh.kick())
+                match s.send_slice(buf, ep) {
+                    Ok(()) => Some(Ok(buf.len())),
+                    Err(udp::SendError::BufferFull) => None,
+                    Err(udp::SendError::Unaddressable) => {
+                        Some(Err(Error::new(ErrorKind::NetworkUnreachable, format!("cannot send to {to}"))))
+                    }
+                }
+            })
+            .inspect(|_| self.sh.kick())
     }
 
     /// Receives one datagram; a datagram longer than `buf` is truncated.
@@ -119,7 +126,8 @@ impl UdpSocket {
     }
 
     pub fn send(&self, buf: &[u8]) -> Result<usize> {
-        let p = self.peer.lock().ok_or_else(|| Error::new(ErrorKind::NotConnected, "the UDP socket is not connected"))?;
+        let p =
+            self.peer.lock().ok_or_else(|| Error::new(ErrorKind::NotConnected, "the UDP socket is not connected"))?;
         self.send_to(buf, p)
     }
 

@@ -83,7 +83,9 @@ pub struct DomainConfig {
 pub fn memory_mib(memory: Memory) -> Result<(u64, bool)> {
     let mib = memory.bytes().div_ceil(1 << 20);
     if mib < MIN_MIB {
-        bail!("-m {memory}: a Xen guest needs at least {MIN_MIB} MiB (Xen's domain builder puts page tables, the P2M list and the console and xenstore rings into guest memory)");
+        bail!(
+            "-m {memory}: a Xen guest needs at least {MIN_MIB} MiB (Xen's domain builder puts page tables, the P2M list and the console and xenstore rings into guest memory)"
+        );
     }
     Ok((mib, !memory.bytes().is_multiple_of(1 << 20)))
 }
@@ -230,7 +232,11 @@ mod tests {
         let mut c = basic();
         c.guest_type = GuestType::Pvh;
         c.ramdisk = Some("/unikit/rootfs.cpio".into());
-        c.vifs = vec![Vif { mac: "06:00:00:00:00:2a".into(), bridge: "xenbr0".into(), script: Some("/etc/xen/scripts/unikit-vif".into()) }];
+        c.vifs = vec![Vif {
+            mac: "06:00:00:00:00:2a".into(),
+            bridge: "xenbr0".into(),
+            script: Some("/etc/xen/scripts/unikit-vif".into()),
+        }];
         c.disks = vec![
             Disk { target: "/dev/vda".into(), script: Some("/etc/xen/scripts/unikit-block".into()) },
             Disk { target: "/srv/a,b.img".into(), script: None },

@@ -46,7 +46,10 @@ impl Crash {
             None => format!("{:#x}", self.rip),
         };
         if !self.undeliverable {
-            return vec![format!("unikit: guest crashed in Xen at rip {at} (rsp {:#x}, cr2 {:#x})", self.rsp, self.cr2)];
+            return vec![format!(
+                "unikit: guest crashed in Xen at rip {at} (rsp {:#x}, cr2 {:#x})",
+                self.rsp, self.cr2
+            )];
         }
         let mut v = vec![format!(
             "unikit: guest CPU exception at rip {at}, fault address {:#x}, that Xen could not deliver: the stack (rsp {:#x}) is not mapped",

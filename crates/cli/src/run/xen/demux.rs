@@ -78,7 +78,16 @@ impl Default for Demux {
 
 impl Demux {
     pub fn new() -> Demux {
-        Demux { phase: Phase::Boot, line: Line::Start, held: Vec::new(), crs: 0, marker: Vec::new(), eat_newline: false, begun: false, end: None }
+        Demux {
+            phase: Phase::Boot,
+            line: Line::Start,
+            held: Vec::new(),
+            crs: 0,
+            marker: Vec::new(),
+            eat_newline: false,
+            begun: false,
+            end: None,
+        }
     }
 
     /// Has dom0 started the guest?

@@ -82,14 +82,19 @@ pub fn host_mode(testbed: bool) -> Result<Mode> {
             ),
             testbed_hint(),
         )),
-        (None, _) => Err(hinted("the xen platform needs a Xen dom0 with `xl` (the Xen toolstack), and this host has no `xl` on PATH", testbed_hint())),
+        (None, _) => Err(hinted(
+            "the xen platform needs a Xen dom0 with `xl` (the Xen toolstack), and this host has no `xl` on PATH",
+            testbed_hint(),
+        )),
     }
 }
 
 /// For `unikit platforms`: can `--plat xen` run here, and how.
 pub fn describe() -> (bool, String) {
     match (which("xl"), is_dom0()) {
-        (Some(xl), true) => (true, format!("{} found; this host is a Xen dom0 (`--xen-testbed` also works)", xl.display())),
+        (Some(xl), true) => {
+            (true, format!("{} found; this host is a Xen dom0 (`--xen-testbed` also works)", xl.display()))
+        }
         (xl, _) => {
             let why = match xl {
                 Some(p) => format!("{} found, but this host is not a Xen dom0", p.display()),
@@ -204,7 +209,11 @@ pub fn boot_file(
             if !k.is_file() {
                 anyhow::bail!("{}: no such file", k.display());
             }
-            (k.to_path_buf(), ramdisk.map(Path::to_path_buf), k.file_name().and_then(|n| n.to_str()).unwrap_or("kernel").to_string())
+            (
+                k.to_path_buf(),
+                ramdisk.map(Path::to_path_buf),
+                k.file_name().and_then(|n| n.to_str()).unwrap_or("kernel").to_string(),
+            )
         }
         DevKernel::Linux => {
             if ramdisk.is_some() {
@@ -212,7 +221,8 @@ pub fn boot_file(
             }
             let bed = testbed::prepare()?;
             // The bed's base initramfs has /bin/busybox; add an /init.
-            let mut data = std::fs::read(&bed.base_initrd).with_context(|| format!("cannot read {}", bed.base_initrd.display()))?;
+            let mut data = std::fs::read(&bed.base_initrd)
+                .with_context(|| format!("cannot read {}", bed.base_initrd.display()))?;
             let mut a = crate::cpio::Archive::new();
             a.file("init", 0o755, LINUX_DOMU_INIT.as_bytes())?;
             data.extend(a.finish()?);
@@ -300,40 +310,65 @@ pub fn verdict(o: &Outcome) -> Verdict {
     }
     let fail = |code: u8, line: String| Verdict { code, lines: vec![line], failed: true };
     if let Some(sig) = o.interrupted {
-        return fail((128 + sig).clamp(0, 255) as u8, format!("error: interrupted ({}); the guest was stopped", super::signal_name(sig)));
+        return fail(
+            (128 + sig).clamp(0, 255) as u8,
+            format!("error: interrupted ({}); the guest was stopped", super::signal_name(sig)),
+        );
     }
     match o.timed_out {
         Some((secs, false)) => {
             return fail(
                 EXIT_TOOL_FAILURE,
-                format!("error: the Xen test bed did not start the guest within {secs} s (set {}=SECONDS to wait longer, 0 for no limit)", testbed::TIMEOUT_ENV),
+                format!(
+                    "error: the Xen test bed did not start the guest within {secs} s (set {}=SECONDS to wait longer, 0 for no limit)",
+                    testbed::TIMEOUT_ENV
+                ),
             );
         }
         Some((secs, true)) => {
-            return fail(EXIT_TOOL_FAILURE, format!("error: guest stopped without reporting an exit code, and the test bed did not power off within {secs} s"));
+            return fail(
+                EXIT_TOOL_FAILURE,
+                format!(
+                    "error: guest stopped without reporting an exit code, and the test bed did not power off within {secs} s"
+                ),
+            );
         }
         None => {}
     }
     if let Some(end) = &o.end {
         if end.xl == "setup" {
-            return fail(EXIT_TOOL_FAILURE, "error: the test bed's dom0 could not start Xen's toolstack, so the guest never ran".into());
+            return fail(
+                EXIT_TOOL_FAILURE,
+                "error: the test bed's dom0 could not start Xen's toolstack, so the guest never ran".into(),
+            );
         }
         let why = match shutdown_reason(&end.shutdown) {
             Some(r) => r.to_string(),
-            None if end.xl != "0" => format!("`xl create` failed with exit status {}: the domain was not built or xl lost it", end.xl),
+            None if end.xl != "0" => {
+                format!("`xl create` failed with exit status {}: the domain was not built or xl lost it", end.xl)
+            }
             None => "xl reported no shutdown reason".to_string(),
         };
         return fail(EXIT_TOOL_FAILURE, format!("error: guest stopped without reporting an exit code ({why})"));
     }
     match o.exit {
-        Exit::Signal(sig) => fail((128 + sig).clamp(0, 255) as u8, format!("error: {} was killed by {}", o.runner, super::signal_name(sig))),
+        Exit::Signal(sig) => fail(
+            (128 + sig).clamp(0, 255) as u8,
+            format!("error: {} was killed by {}", o.runner, super::signal_name(sig)),
+        ),
         Exit::Code(c) if o.begun => fail(
             EXIT_TOOL_FAILURE,
-            format!("error: the test bed stopped while the guest ran, without dom0's end line ({} exit status {c})", o.runner),
+            format!(
+                "error: the test bed stopped while the guest ran, without dom0's end line ({} exit status {c})",
+                o.runner
+            ),
         ),
         Exit::Code(c) => fail(
             EXIT_TOOL_FAILURE,
-            format!("error: the test bed stopped before the guest started ({} exit status {c}; Xen or dom0 failed to boot)", o.runner),
+            format!(
+                "error: the test bed stopped before the guest started ({} exit status {c}; Xen or dom0 failed to boot)",
+                o.runner
+            ),
         ),
     }
 }
@@ -405,7 +440,12 @@ fn run_dom0(xl: &Path, dc: &DomainConfig, annotator: &mut Annotator) -> Result<u
         std::thread::spawn(move || {
             while !done.load(Ordering::Relaxed) {
                 if super::fc::forwarded_signal().is_some() {
-                    let _ = Command::new(&xl).args(["destroy", &name]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status();
+                    let _ = Command::new(&xl)
+                        .args(["destroy", &name])
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status();
                     return;
                 }
                 std::thread::sleep(Duration::from_millis(100));
@@ -465,7 +505,15 @@ mod tests {
     use super::*;
 
     fn outcome() -> Outcome {
-        Outcome { marker: None, end: None, begun: false, exit: Exit::Code(0), timed_out: None, interrupted: None, runner: "QEMU" }
+        Outcome {
+            marker: None,
+            end: None,
+            begun: false,
+            exit: Exit::Code(0),
+            timed_out: None,
+            interrupted: None,
+            runner: "QEMU",
+        }
     }
 
     fn end(xl: &str, shutdown: &str) -> Option<demux::End> {
@@ -480,7 +528,10 @@ mod tests {
         assert_eq!(verdict(&o), Verdict { code: 3, lines: vec![], failed: false });
         o.marker = Some(GuestExit { code: 101, reason: Some("panic".into()) });
         o.end = end("0", "3");
-        assert_eq!(verdict(&o), Verdict { code: 101, lines: vec!["unikit: guest panic (exit code 101)".into()], failed: false });
+        assert_eq!(
+            verdict(&o),
+            Verdict { code: 101, lines: vec!["unikit: guest panic (exit code 101)".into()], failed: false }
+        );
         o.marker = Some(GuestExit { code: 258, reason: None });
         o.timed_out = Some((300, true));
         let v = verdict(&o);

@@ -73,7 +73,8 @@ const RECIPE: u32 = 1;
 /// Programs of dom0, from `usr/lib/xen-*/bin` (kept there: libxl runs
 /// xenconsole from that directory), linked into /usr/sbin too.
 const XEN_TOOLS: &[&str] = &["xl", "xenstored", "xenconsoled", "xenconsole", "xen-init-dom0"];
-const XENSTORE_CMDS: &[&str] = &["xenstore-read", "xenstore-write", "xenstore-rm", "xenstore-ls", "xenstore-exists", "xenstore-list"];
+const XENSTORE_CMDS: &[&str] =
+    &["xenstore-read", "xenstore-write", "xenstore-rm", "xenstore-ls", "xenstore-exists", "xenstore-list"];
 /// Libraries loaded at run time rather than named by DT_NEEDED.
 const DLOPENED: &[&str] = &["libgcc_s.so.1"];
 const LIB_DIR: &str = "lib/x86_64-linux-gnu";
@@ -184,7 +185,9 @@ pub fn parse_apt_show(text: &str) -> Vec<(String, String, String)> {
     let mut out = Vec::new();
     for stanza in text.split("\n\n") {
         let field = |k: &str| {
-            stanza.lines().find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix(':')).map(|v| v.trim().to_string()))
+            stanza
+                .lines()
+                .find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix(':')).map(|v| v.trim().to_string()))
         };
         if let (Some(p), Some(v)) = (field("Package"), field("Version")) {
             let arch = field("Architecture").unwrap_or_default();
@@ -268,7 +271,12 @@ pub fn bed_key(pkgs: &[Pkg], kernel: &Pkg) -> String {
 }
 
 fn bed_at(dir: &Path, versions: String) -> Bed {
-    Bed { xen: dir.join("xen.elf"), dom0_kernel: dir.join("vmlinuz"), base_initrd: dir.join("dom0-base.cpio"), versions }
+    Bed {
+        xen: dir.join("xen.elf"),
+        dom0_kernel: dir.join("vmlinuz"),
+        base_initrd: dir.join("dom0-base.cpio"),
+        versions,
+    }
 }
 
 fn complete(b: &Bed) -> bool {
@@ -281,7 +289,8 @@ pub fn prepare() -> Result<Bed> {
     let cache = cache_dir()?;
     std::fs::create_dir_all(&cache).with_context(|| format!("cannot create {}", cache.display()))?;
     // One run assembles at a time; the others wait and then use its work.
-    let lock = std::fs::File::create(cache.join(".lock")).with_context(|| format!("cannot create a lock in {}", cache.display()))?;
+    let lock = std::fs::File::create(cache.join(".lock"))
+        .with_context(|| format!("cannot create a lock in {}", cache.display()))?;
     lock.lock().with_context(|| format!("cannot lock {}", cache.display()))?;
     let (pkgs, kernel) = match resolve() {
         Ok(r) => r,
@@ -328,7 +337,8 @@ pub fn prepare() -> Result<Bed> {
     let finished = result.and_then(|()| {
         std::fs::write(staged.join("versions.txt"), versions.join("\n") + "\n")?;
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::rename(&staged, &dir).with_context(|| format!("cannot move the assembled bed to {}", dir.display()))?;
+        std::fs::rename(&staged, &dir)
+            .with_context(|| format!("cannot move the assembled bed to {}", dir.display()))?;
         std::fs::write(cache.join("current"), format!("{key}\n")).context("cannot record the current bed")
     });
     let _ = std::fs::remove_dir_all(&tmp);
@@ -360,12 +370,17 @@ fn download(debs: &Path, pkgs: &[&&Pkg]) -> Result<()> {
         .stdin(Stdio::null())
         .output()
         .context("cannot run apt-get")?;
-    let still: Vec<&str> = pkgs.iter().filter(|p| !debs.join(p.deb_name()).is_file()).map(|p| p.name.as_str()).collect();
+    let still: Vec<&str> =
+        pkgs.iter().filter(|p| !debs.join(p.deb_name()).is_file()).map(|p| p.name.as_str()).collect();
     if !out.status.success() || !still.is_empty() {
         let err = String::from_utf8_lossy(&out.stderr);
         let last = err.lines().rfind(|l| l.starts_with("E:")).unwrap_or("").trim().to_string();
         return Err(hinted(
-            format!("apt-get download failed for {}{}", still.join(", "), if last.is_empty() { String::new() } else { format!(": {last}") }),
+            format!(
+                "apt-get download failed for {}{}",
+                still.join(", "),
+                if last.is_empty() { String::new() } else { format!(": {last}") }
+            ),
             "check that apt can reach its mirror (`apt-get update`), then try again",
         ));
     }
@@ -389,9 +404,15 @@ fn assemble(debs: &Path, pkgs: &[Pkg], kernel: &Pkg, tmp: &Path) -> Result<()> {
         std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
     }
     for p in pkgs {
-        run_tool(Command::new("dpkg-deb").arg("-x").arg(debs.join(p.deb_name())).arg(&root), &format!("dpkg-deb -x {}", p.deb_name()))?;
+        run_tool(
+            Command::new("dpkg-deb").arg("-x").arg(debs.join(p.deb_name())).arg(&root),
+            &format!("dpkg-deb -x {}", p.deb_name()),
+        )?;
     }
-    run_tool(Command::new("dpkg-deb").arg("-x").arg(debs.join(kernel.deb_name())).arg(&kroot), &format!("dpkg-deb -x {}", kernel.deb_name()))?;
+    run_tool(
+        Command::new("dpkg-deb").arg("-x").arg(debs.join(kernel.deb_name())).arg(&kroot),
+        &format!("dpkg-deb -x {}", kernel.deb_name()),
+    )?;
 
     // Xen: QEMU's multiboot loader wants the ELF, the package ships it gzipped.
     let xen_gz = only_file(&root.join("boot"), |n| n.starts_with("xen-") && n.ends_with(".gz"))?;
@@ -399,7 +420,12 @@ fn assemble(debs: &Path, pkgs: &[Pkg], kernel: &Pkg, tmp: &Path) -> Result<()> {
     std::fs::write(out.join("xen.elf"), xen)?;
     let vmlinuz = only_file(&kroot.join("boot"), |n| n.starts_with("vmlinuz-"))?;
     std::fs::copy(&vmlinuz, out.join("vmlinuz")).with_context(|| format!("cannot copy {}", vmlinuz.display()))?;
-    let kver = vmlinuz.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix("vmlinuz-")).unwrap_or_default().to_string();
+    let kver = vmlinuz
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("vmlinuz-"))
+        .unwrap_or_default()
+        .to_string();
     let modules = ["lib/modules", "usr/lib/modules"]
         .iter()
         .map(|d| kroot.join(d).join(&kver))
@@ -432,7 +458,8 @@ fn read_in_root(root: &Path, path: &str) -> Result<Vec<u8>> {
     let mut rel = PathBuf::from(path.trim_start_matches('/'));
     for _ in 0..40 {
         let full = root.join(&rel);
-        let meta = std::fs::symlink_metadata(&full).with_context(|| format!("{path} is not in the extracted packages"))?;
+        let meta =
+            std::fs::symlink_metadata(&full).with_context(|| format!("{path} is not in the extracted packages"))?;
         if !meta.file_type().is_symlink() {
             return std::fs::read(&full).with_context(|| format!("cannot read {}", full.display()));
         }
@@ -467,14 +494,31 @@ fn xen_libexec(root: &Path) -> Result<String> {
         .filter(|n| n.starts_with("xen-") && lib.join(n).join("bin/xl").is_file())
         .collect();
     dirs.sort();
-    dirs.pop().map(|d| format!("usr/lib/{d}/bin")).ok_or_else(|| anyhow!("xl is not in the extracted xen-utils package"))
+    dirs.pop()
+        .map(|d| format!("usr/lib/{d}/bin"))
+        .ok_or_else(|| anyhow!("xl is not in the extracted xen-utils package"))
 }
 
 /// dom0's base initramfs: busybox, the Xen tools and their libraries, and
 /// the kernel modules with a `modules.order` to load them in.
 fn base_initramfs(root: &Path, modules: &Path, kernel_pkg: &str) -> Result<Vec<u8>> {
     let mut a = Archive::new();
-    for d in ["bin", "sbin", "usr", "usr/bin", "usr/sbin", "usr/lib", "lib", LIB_DIR, "lib64", "lib/modules", "lib/modules/unikit", "etc", "etc/xen", "etc/xen/scripts"] {
+    for d in [
+        "bin",
+        "sbin",
+        "usr",
+        "usr/bin",
+        "usr/sbin",
+        "usr/lib",
+        "lib",
+        LIB_DIR,
+        "lib64",
+        "lib/modules",
+        "lib/modules/unikit",
+        "etc",
+        "etc/xen",
+        "etc/xen/scripts",
+    ] {
         a.dir(d, 0o755)?;
     }
     a.file("bin/busybox", 0o755, &read_in_root(root, "bin/busybox")?)?;
@@ -539,7 +583,8 @@ fn base_initramfs(root: &Path, modules: &Path, kernel_pkg: &str) -> Result<Vec<u
     // Kernel modules in load order.
     let index = module_index(modules)?;
     let builtin = std::fs::read_to_string(modules.join("modules.builtin")).unwrap_or_default();
-    let builtin: Vec<String> = builtin.lines().filter_map(|l| Some(norm(l.rsplit('/').next()?.split(".ko").next()?))).collect();
+    let builtin: Vec<String> =
+        builtin.lines().filter_map(|l| Some(norm(l.rsplit('/').next()?.split(".ko").next()?))).collect();
     let mut order = Vec::new();
     for m in MODULES {
         load_order(m, &index, &builtin, &mut order, 0).map_err(|e| anyhow!("{kernel_pkg}: {e}"))?;
@@ -674,7 +719,10 @@ pub fn domain_config(cfg: &Config) -> DomainConfig {
             Vec::new()
         },
         disks: (0..cfg.disks.len())
-            .map(|i| Disk { target: format!("/dev/vd{}", (b'a' + i as u8) as char), script: Some(BLOCK_SCRIPT_PATH.into()) })
+            .map(|i| Disk {
+                target: format!("/dev/vd{}", (b'a' + i as u8) as char),
+                script: Some(BLOCK_SCRIPT_PATH.into()),
+            })
             .collect(),
     }
 }
@@ -722,10 +770,31 @@ fn module_path(p: &Path) -> Result<String> {
 }
 
 /// QEMU's arguments for the bed (without the program name).
-pub fn qemu_argv(bed: &Bed, initrd: &Path, publish: &[(u16, u16)], net: bool, disks: &[PathBuf]) -> Result<Vec<String>> {
+pub fn qemu_argv(
+    bed: &Bed,
+    initrd: &Path,
+    publish: &[(u16, u16)],
+    net: bool,
+    disks: &[PathBuf],
+) -> Result<Vec<String>> {
     let mut a: Vec<String> = [
-        "-M", "pc", "-accel", "tcg", "-cpu", "max", "-m", HOST_MEM, "-smp", "2", "-nodefaults", "-no-user-config", "-display",
-        "none", "-no-reboot", "-serial", "stdio",
+        "-M",
+        "pc",
+        "-accel",
+        "tcg",
+        "-cpu",
+        "max",
+        "-m",
+        HOST_MEM,
+        "-smp",
+        "2",
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-no-reboot",
+        "-serial",
+        "stdio",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -875,7 +944,10 @@ impl Drop for RunDir {
 fn timeout_secs() -> Result<u64> {
     match std::env::var(TIMEOUT_ENV) {
         Err(_) => Ok(DEFAULT_TIMEOUT),
-        Ok(v) => v.trim().parse::<u64>().map_err(|_| anyhow!("{TIMEOUT_ENV}={v}: expected a number of seconds (0: no limit)")),
+        Ok(v) => v
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| anyhow!("{TIMEOUT_ENV}={v}: expected a number of seconds (0: no limit)")),
     }
 }
 
@@ -901,18 +973,22 @@ pub fn run(cfg: &Config, annotator: &mut Annotator) -> Result<u8> {
     let initrd = dir.join("initrd.cpio");
     {
         let mut f = std::fs::File::create(&initrd).with_context(|| format!("cannot create {}", initrd.display()))?;
-        let mut base = std::fs::File::open(&bed.base_initrd).with_context(|| format!("cannot read {}", bed.base_initrd.display()))?;
+        let mut base = std::fs::File::open(&bed.base_initrd)
+            .with_context(|| format!("cannot read {}", bed.base_initrd.display()))?;
         std::io::copy(&mut base, &mut f)?;
         f.write_all(&run_archive(cfg, &xl_cfg)?)?;
     }
     let argv = qemu_argv(&bed, &initrd, cfg.publish, cfg.net, cfg.disks)?;
     let log_path = dir.join("serial-noise.log");
-    let noise = Arc::new(Mutex::new(Noise { file: std::fs::File::create(&log_path).ok(), tail: Vec::new(), live: verbose() }));
+    let noise =
+        Arc::new(Mutex::new(Noise { file: std::fs::File::create(&log_path).ok(), tail: Vec::new(), live: verbose() }));
 
     if verbose() {
         eprintln!("unikit: test bed packages: {}", bed.versions);
     }
-    eprintln!("unikit: booting the Xen test bed (Xen 4.17 and a Linux dom0 under QEMU TCG: about 30 s before the guest runs)");
+    eprintln!(
+        "unikit: booting the Xen test bed (Xen 4.17 and a Linux dom0 under QEMU TCG: about 30 s before the guest runs)"
+    );
     let mut child = Command::new(&qemu)
         .args(&argv)
         .stdin(Stdio::null())
@@ -1061,11 +1137,11 @@ mod tests {
         let found = parse_apt_show(text);
         assert_eq!(found.len(), 3, "{found:?}");
         assert_eq!(found[0], ("libc6".into(), "2.36-9+deb12u14".into(), "libgcc-s1".into()));
+        assert_eq!(kernel_from_depends(&found[1].2), Some(("linux-image-6.1.0-56-amd64".into(), "6.1.192-2".into())));
         assert_eq!(
-            kernel_from_depends(&found[1].2),
-            Some(("linux-image-6.1.0-56-amd64".into(), "6.1.192-2".into()))
+            kernel_from_depends("linux-image-6.12.9-amd64 (= 6.12.9-1~bpo12+1), foo"),
+            Some(("linux-image-6.12.9-amd64".into(), "6.12.9-1~bpo12+1".into()))
         );
-        assert_eq!(kernel_from_depends("linux-image-6.12.9-amd64 (= 6.12.9-1~bpo12+1), foo"), Some(("linux-image-6.12.9-amd64".into(), "6.12.9-1~bpo12+1".into())));
         assert_eq!(kernel_from_depends("initramfs-tools | linux-initramfs-tool"), None);
         let z = Pkg { name: "zlib1g".into(), version: "1:1.2.13.dfsg-1".into() };
         assert_eq!(z.deb_name(), "zlib1g_1%3a1.2.13.dfsg-1_amd64.deb");
@@ -1153,9 +1229,15 @@ mod tests {
         let c = cfg(&[(8080, 80), (2222, 22)], &disks);
         let text = domain_config(&c).render().unwrap();
         assert!(text.contains("kernel = \"/unikit/kernel\"\n"), "{text}");
-        assert!(text.contains("vif = [ \"mac=06:00:00:00:00:01,bridge=xenbr0,script=/etc/xen/scripts/unikit-vif\" ]"), "{text}");
+        assert!(
+            text.contains("vif = [ \"mac=06:00:00:00:00:01,bridge=xenbr0,script=/etc/xen/scripts/unikit-vif\" ]"),
+            "{text}"
+        );
         assert!(text.contains("script=/etc/xen/scripts/unikit-block,target=/dev/vda\", "), "{text}");
-        assert!(text.contains("vdev=xvdb,access=rw,script=/etc/xen/scripts/unikit-block,target=/dev/vdb\" ]"), "{text}");
+        assert!(
+            text.contains("vdev=xvdb,access=rw,script=/etc/xen/scripts/unikit-block,target=/dev/vdb\" ]"),
+            "{text}"
+        );
         assert_eq!(run_env(&c), "UNIKIT_NET=1\nUNIKIT_PUBLISH=\"8080:80 2222:22\"\n");
         let c = cfg(&[], &[]);
         let text = domain_config(&c).render().unwrap();
@@ -1171,13 +1253,21 @@ mod tests {
             base_initrd: "/c/bed-1/dom0-base.cpio".into(),
             versions: String::new(),
         };
-        let a = qemu_argv(&bed, Path::new("/tmp/r/initrd.cpio"), &[(8080, 80)], false, &[PathBuf::from("/d/x,y.img")]).unwrap().join(" ");
+        let a = qemu_argv(&bed, Path::new("/tmp/r/initrd.cpio"), &[(8080, 80)], false, &[PathBuf::from("/d/x,y.img")])
+            .unwrap()
+            .join(" ");
         assert!(a.starts_with("-M pc -accel tcg -cpu max -m 2G -smp 2 -nodefaults -no-user-config -display none -no-reboot -serial stdio "), "{a}");
         assert!(!a.contains("-bios"), "SeaBIOS (QEMU's default) loads multiboot kernels, qboot does not: {a}");
         assert!(a.contains(&format!("-kernel /c/bed-1/xen.elf -append {} ", xen_args())), "{a}");
         assert!(a.contains(&format!("-initrd /c/bed-1/vmlinuz {DOM0_ARGS},/tmp/r/initrd.cpio")), "{a}");
-        assert!(a.contains("-netdev user,id=net0,hostfwd=tcp:127.0.0.1:8080-:8080 -device virtio-net-pci,netdev=net0"), "{a}");
-        assert!(a.contains("-drive file=/d/x,,y.img,if=none,id=disk0,format=raw -device virtio-blk-pci,drive=disk0"), "{a}");
+        assert!(
+            a.contains("-netdev user,id=net0,hostfwd=tcp:127.0.0.1:8080-:8080 -device virtio-net-pci,netdev=net0"),
+            "{a}"
+        );
+        assert!(
+            a.contains("-drive file=/d/x,,y.img,if=none,id=disk0,format=raw -device virtio-blk-pci,drive=disk0"),
+            "{a}"
+        );
         let a = qemu_argv(&bed, Path::new("/tmp/r/initrd.cpio"), &[], false, &[]).unwrap().join(" ");
         assert!(!a.contains("-netdev") && !a.contains("-drive"), "{a}");
         let e = qemu_argv(&bed, Path::new("/tmp/my dir/initrd.cpio"), &[], false, &[]).unwrap_err().to_string();
@@ -1193,7 +1283,16 @@ mod tests {
         c.image = &img;
         let a = run_archive(&c, "name = \"x\"\n").unwrap();
         let s = String::from_utf8_lossy(&a);
-        for name in ["init\0", "etc/xen/xl.conf\0", "etc/xen/scripts/unikit-vif\0", "etc/xen/scripts/unikit-block\0", "unikit/run.env\0", "unikit/guest.cfg\0", "unikit/kernel\0", "TRAILER!!!\0"] {
+        for name in [
+            "init\0",
+            "etc/xen/xl.conf\0",
+            "etc/xen/scripts/unikit-vif\0",
+            "etc/xen/scripts/unikit-block\0",
+            "unikit/run.env\0",
+            "unikit/guest.cfg\0",
+            "unikit/kernel\0",
+            "TRAILER!!!\0",
+        ] {
             assert!(s.contains(name), "{name} missing");
         }
         assert!(s.contains("\x7fELF-image") && s.contains("xl create -F -c /unikit/guest.cfg"));
