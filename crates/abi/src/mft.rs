@@ -197,7 +197,9 @@ impl fmt::Display for MftError {
             UnknownType { index, ty } => {
                 write!(f, "{m}'s entry {index} has type {ty}, which is not a Solo5 device type")
             }
-            Duplicate(i) => write!(f, "{m}'s entry {i} declares a device a second time"),
+            Duplicate(i) => {
+                write!(f, "{m}'s entry {i} declares a device twice (same name and type as an earlier entry)")
+            }
             EntryCount { found, declared } => {
                 write!(f, "{m} has {found} entries, but the image declared {declared}")
             }
@@ -294,6 +296,10 @@ impl<'a> Mft<'a> {
         }
         for e in m.iter() {
             let i = e.index;
+            // mft_validate checks the last byte: name[MFT_NAME_MAX] == 0.
+            if e.raw[mft_entry::NAME + MFT_NAME_MAX] != 0 {
+                return Err(MftError::UnterminatedName(i));
+            }
             let name = e.name().ok_or(MftError::UnterminatedName(i))?;
             if e.attached() != 0 {
                 return Err(MftError::AlreadyAttached(i));

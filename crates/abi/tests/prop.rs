@@ -1,7 +1,7 @@
 //! Property tests of the ELF reader, the Solo5 manifest and the exit
 //! marker: random and mutated bytes never make them panic, and valid
 //! inputs round-trip. Cases per property: `UNIKIT_ABI_FUZZ_CASES`
-//! (default 10000); each test prints how many ran.
+//! (default 5000); each test prints how many ran.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -12,7 +12,7 @@ use unikit_abi::exit::{self, Marker, Parse};
 use unikit_abi::mft::{self, Device, Mft, mft_type};
 
 fn cases() -> u32 {
-    std::env::var("UNIKIT_ABI_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000)
+    std::env::var("UNIKIT_ABI_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(5_000)
 }
 
 fn runner() -> TestRunner {
@@ -35,12 +35,11 @@ fn exercise_elf(bytes: &[u8]) {
             assert!(p.offset + p.filesz <= len);
         }
     }
-    for n in e.segment_notes() {
-        if let Ok((_, n)) = n {
-            assert_eq!(n.name.len() as u64, n.name.len() as u64);
-            if let Some(d) = n.desc {
-                assert_eq!(d.len(), n.descsz);
-            }
+    for (i, n) in e.segment_notes().flatten() {
+        let seg = e.program_header(i).unwrap();
+        assert!((n.offset as u64) < seg.filesz);
+        if let Some(d) = n.desc {
+            assert_eq!(d.len(), n.descsz);
         }
     }
     let _ = e.interpreter();

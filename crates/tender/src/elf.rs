@@ -1,12 +1,14 @@
-//! A bounds-checked ELF64 reader for Solo5 hvt unikernels: the header
-//! checks, the Solo5 notes and the load plan.
+//! The tender's view of a Solo5 hvt unikernel: the header checks, the
+//! Solo5 notes and the load plan, on top of the shared bounds-checked
+//! reader [`unikit_abi::elf`].
 //!
 //! The checks follow Solo5's loader (tenders/common/elf.c: `ehdr_is_valid`,
-//! `elf_load`, `elf_load_note`), reimplemented over a byte slice: every
-//! offset and size taken from the file goes through checked arithmetic and
-//! slice bounds, so a hostile file can only produce an error.
+//! `elf_load`, `elf_load_note`): every offset and size taken from the file
+//! goes through checked arithmetic and slice bounds, so a hostile file can
+//! only produce an error.
 
 use crate::abi;
+pub use unikit_abi::elf::{ET_EXEC, PF_R, PF_W, PF_X, PT_LOAD, PT_NOTE, ProgramHeader as Phdr};
 
 /// Why an executable is refused (the message names the field).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,47 +20,22 @@ impl std::fmt::Display for ElfError {
     }
 }
 
+impl From<unikit_abi::elf::ElfError> for ElfError {
+    fn from(e: unikit_abi::elf::ElfError) -> ElfError {
+        ElfError(e.to_string())
+    }
+}
+
 fn err<T>(msg: impl Into<String>) -> Result<T, ElfError> {
     Err(ElfError(msg.into()))
 }
 
-const EHDR_SIZE: usize = 64;
-const PHDR_SIZE: usize = 56;
-const ET_EXEC: u16 = 2;
-const EM_X86_64: u16 = 62;
-pub const PT_LOAD: u32 = 1;
-pub const PT_NOTE: u32 = 4;
-pub const PF_X: u32 = 1;
-pub const PF_W: u32 = 2;
-pub const PF_R: u32 = 4;
 const PAGE_SIZE: u64 = 0x1000;
-
-fn u16_at(b: &[u8], o: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(o..o.checked_add(2)?)?.try_into().ok()?))
-}
-fn u32_at(b: &[u8], o: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(o..o.checked_add(4)?)?.try_into().ok()?))
-}
-fn u64_at(b: &[u8], o: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(o..o.checked_add(8)?)?.try_into().ok()?))
-}
-
-/// One program header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Phdr {
-    pub p_type: u32,
-    pub flags: u32,
-    pub offset: u64,
-    pub vaddr: u64,
-    pub filesz: u64,
-    pub memsz: u64,
-    pub align: u64,
-}
 
 /// A parsed executable (borrowing the file's bytes).
 #[derive(Debug)]
 pub struct Elf<'a> {
-    bytes: &'a [u8],
+    file: unikit_abi::elf::Elf<'a>,
     pub entry: u64,
     pub phdrs: Vec<Phdr>,
 }
@@ -86,67 +63,19 @@ pub struct LoadPlan {
 }
 
 impl<'a> Elf<'a> {
-    /// Validate the ELF header (`ehdr_is_valid`) and read the program headers.
+    /// Validate the ELF header (`ehdr_is_valid`: the shared reader's checks,
+    /// plus a static executable with program headers) and read the program
+    /// headers.
     pub fn parse(bytes: &'a [u8]) -> Result<Elf<'a>, ElfError> {
-        if bytes.len() < EHDR_SIZE {
-            return err(format!("file too short for an ELF header ({} < {EHDR_SIZE} bytes)", bytes.len()));
-        }
-        if &bytes[0..4] != b"\x7fELF" {
-            return err("not an ELF file (bad magic)");
-        }
-        // EI_CLASS = ELFCLASS64, EI_DATA = ELFDATA2LSB; e_version = EV_CURRENT.
-        if bytes[4] != 2 || bytes[5] != 1 || u32_at(bytes, 0x14) != Some(1) {
-            return err("not a little-endian ELF64 (version 1) file");
-        }
-        let e_type = u16_at(bytes, 0x10).unwrap_or(0);
-        let e_machine = u16_at(bytes, 0x12).unwrap_or(0);
-        let entry = u64_at(bytes, 0x18).unwrap_or(0);
-        let phoff = u64_at(bytes, 0x20).unwrap_or(0);
-        let ehsize = u16_at(bytes, 0x34).unwrap_or(0);
-        let phentsize = u16_at(bytes, 0x36).unwrap_or(0);
-        let phnum = u16_at(bytes, 0x38).unwrap_or(0);
-        if ehsize as usize != EHDR_SIZE {
-            return err(format!("e_ehsize is {ehsize}, expected {EHDR_SIZE}"));
-        }
-        if phnum < 1 {
+        let file = unikit_abi::elf::Elf::parse(bytes)?;
+        let h = file.header();
+        if h.phnum < 1 {
             return err("no program headers");
         }
-        if phentsize as usize != PHDR_SIZE {
-            return err(format!("e_phentsize is {phentsize}, expected {PHDR_SIZE}"));
+        if h.e_type != ET_EXEC {
+            return err(format!("not a static executable (e_type {}, expected ET_EXEC)", h.e_type));
         }
-        if e_type != ET_EXEC {
-            return err(format!("not a static executable (e_type {e_type}, expected ET_EXEC)"));
-        }
-        if e_machine != EM_X86_64 {
-            return err(format!("not an x86_64 executable (e_machine {e_machine})"));
-        }
-        let table = usize::try_from(phoff)
-            .ok()
-            .and_then(|o| Some((o, o.checked_add(phnum as usize * PHDR_SIZE)?)))
-            .and_then(|(o, end)| bytes.get(o..end));
-        let Some(table) = table else {
-            return err(format!("program headers (offset {phoff:#x}, {phnum} entries) lie outside the file"));
-        };
-        let phdrs = table
-            .chunks_exact(PHDR_SIZE)
-            .map(|p| Phdr {
-                p_type: u32_at(p, 0).unwrap_or(0),
-                flags: u32_at(p, 4).unwrap_or(0),
-                offset: u64_at(p, 8).unwrap_or(0),
-                vaddr: u64_at(p, 16).unwrap_or(0),
-                filesz: u64_at(p, 32).unwrap_or(0),
-                memsz: u64_at(p, 40).unwrap_or(0),
-                align: u64_at(p, 48).unwrap_or(0),
-            })
-            .collect();
-        Ok(Elf { bytes, entry, phdrs })
-    }
-
-    /// The bytes of a segment's file image, if they lie inside the file.
-    fn segment_bytes(&self, p: &Phdr) -> Option<&'a [u8]> {
-        let start = usize::try_from(p.offset).ok()?;
-        let end = start.checked_add(usize::try_from(p.filesz).ok()?)?;
-        self.bytes.get(start..end)
+        Ok(Elf { file, entry: h.entry, phdrs: file.program_headers().collect() })
     }
 
     /// The content of the Solo5-owned note of `note_type` (`elf_load_note`):
@@ -161,52 +90,36 @@ impl<'a> Elf<'a> {
             if p.filesz < 12 {
                 return err(format!("phdr[{i}]: PT_NOTE smaller than a note header ({} < 12 bytes)", p.filesz));
             }
-            let Some(seg) = self.segment_bytes(p) else {
+            let Ok(seg) = self.file.segment_data(i, p) else {
                 return err(format!(
                     "phdr[{i}]: PT_NOTE (offset {:#x}, {} bytes) lies outside the file",
                     p.offset, p.filesz
                 ));
             };
-            // Walk the notes of this segment (4-byte aligned records).
-            let mut pos = 0usize;
-            while pos.checked_add(12).is_some_and(|e| e <= seg.len()) {
-                let namesz = u32_at(seg, pos).unwrap_or(0) as usize;
-                let descsz = u32_at(seg, pos + 4).unwrap_or(0) as usize;
-                let ntype = u32_at(seg, pos + 8).unwrap_or(0);
-                let is_solo5 = namesz == abi::NOTE_NAME.len()
-                    && seg.get(pos + 12..pos + 12 + namesz) == Some(&abi::NOTE_NAME[..])
-                    && seg.len() - pos >= abi::NOTE_HDR_SIZE;
-                if is_solo5 && ntype == note_type {
-                    if descsz < 1 || descsz > max_size {
-                        return err(format!(
-                            "phdr[{i}]: Solo5 note {note_type:#x} has descsz {descsz} (must be 1..={max_size})"
-                        ));
-                    }
-                    let avail = seg.len() - pos;
-                    if avail < abi::NOTE_HDR_SIZE + descsz {
-                        return err(format!(
-                            "phdr[{i}]: Solo5 note {note_type:#x} is truncated ({avail} < {} bytes)",
-                            abi::NOTE_HDR_SIZE + descsz
-                        ));
-                    }
-                    let offset = abi::NOTE_HDR_SIZE.next_multiple_of(note_align);
-                    let pad = offset - abi::NOTE_HDR_SIZE;
-                    if descsz <= pad {
-                        return err(format!("phdr[{i}]: Solo5 note {note_type:#x} is empty after alignment padding"));
-                    }
-                    let size = descsz - pad;
-                    return Ok(seg.get(pos + offset..pos + offset + size));
+            for n in unikit_abi::elf::Notes::new(seg) {
+                if n.name != &abi::NOTE_NAME[..] || n.n_type != note_type {
+                    continue;
                 }
-                // Next record: header, name and descriptor, each padded to 4.
-                let next = namesz
-                    .checked_add(3)
-                    .map(|n| n & !3)
-                    .and_then(|n| descsz.checked_add(3).map(|d| (n, d & !3)))
-                    .and_then(|(n, d)| pos.checked_add(12)?.checked_add(n)?.checked_add(d));
-                match next {
-                    Some(n) if n > pos => pos = n,
-                    _ => break,
+                let descsz = n.descsz;
+                if descsz < 1 || descsz > max_size {
+                    return err(format!(
+                        "phdr[{i}]: Solo5 note {note_type:#x} has descsz {descsz} (must be 1..={max_size})"
+                    ));
                 }
+                let Some(desc) = n.desc else {
+                    return err(format!(
+                        "phdr[{i}]: Solo5 note {note_type:#x} is truncated ({} < {} bytes)",
+                        seg.len() - n.offset,
+                        abi::NOTE_HDR_SIZE + descsz
+                    ));
+                };
+                // The descriptor starts NOTE_HDR_SIZE into the record; its
+                // first member is aligned to `note_align` within the note.
+                let pad = abi::NOTE_HDR_SIZE.next_multiple_of(note_align) - abi::NOTE_HDR_SIZE;
+                if descsz <= pad {
+                    return err(format!("phdr[{i}]: Solo5 note {note_type:#x} is empty after alignment padding"));
+                }
+                return Ok(desc.get(pad..));
             }
         }
         Ok(None)
@@ -273,7 +186,7 @@ impl<'a> Elf<'a> {
                     ));
                 }
             };
-            if self.segment_bytes(p).is_none() {
+            if self.file.segment_data(i, p).is_err() {
                 return bad(format!(
                     "file image (offset {:#x}, {:#x} bytes) lies outside the file",
                     p.offset, p.filesz
@@ -304,24 +217,19 @@ impl<'a> Elf<'a> {
 
     /// The file bytes of a planned segment (checked by [`Elf::load_plan`]).
     pub fn file_image(&self, s: &Segment) -> &'a [u8] {
-        let start = s.file_offset as usize;
-        &self.bytes[start..start + s.filesz as usize]
+        self.file.range(s.file_offset, s.filesz).unwrap_or_default()
     }
 }
 
 /// `struct abi1_info`: what the ABI note asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AbiInfo {
-    pub target: u32,
-    pub version: u32,
-}
+pub use unikit_abi::hvt::AbiInfo;
 
 /// Read the ABI note and check it asks for hvt ABI version 2 (hvt_main.c).
 pub fn check_abi(elf: &Elf) -> Result<AbiInfo, ElfError> {
     let Some(desc) = elf.solo5_note(abi::ABI1_NOTE_TYPE, abi::ABI1_NOTE_ALIGN, abi::ABI1_NOTE_MAX_SIZE)? else {
         return err("no Solo5 ABI note (.note.solo5.abi) in the executable: it is not a Solo5 unikernel");
     };
-    let (Some(target), Some(version)) = (u32_at(desc, 0), u32_at(desc, 4)) else {
+    let Some(abi::AbiInfo { target, version }) = abi::AbiInfo::from_bytes(desc) else {
         return err(format!("the Solo5 ABI note is too short ({} bytes)", desc.len()));
     };
     if target != abi::HVT_ABI_TARGET {
@@ -343,6 +251,7 @@ pub fn check_abi(elf: &Elf) -> Result<AbiInfo, ElfError> {
 mod tests {
     use super::*;
     use crate::testguest::*;
+    use unikit_abi::elf::EHDR_SIZE;
 
     fn good() -> Vec<u8> {
         exe(&[0xf4], &[abi_note(1, 2), mft_note(&mft(&[("service", 2)]))])
@@ -413,13 +322,13 @@ mod tests {
         assert!(Elf::parse(&b).unwrap_err().0.contains("magic"));
         let mut b = f.clone();
         b[4] = 1;
-        assert!(Elf::parse(&b).unwrap_err().0.contains("ELF64"));
+        assert!(Elf::parse(&b).unwrap_err().0.contains("64-bit little-endian"));
         let mut b = f.clone();
         b[0x10] = 3; // ET_DYN
         assert!(Elf::parse(&b).unwrap_err().0.contains("ET_EXEC"));
         let mut b = f.clone();
         b[0x12] = 183; // aarch64
-        assert!(Elf::parse(&b).unwrap_err().0.contains("x86_64"));
+        assert!(Elf::parse(&b).unwrap_err().0.contains("x86-64"));
         let mut b = f.clone();
         b[0x20..0x28].copy_from_slice(&u64::MAX.to_le_bytes());
         assert!(Elf::parse(&b).unwrap_err().0.contains("outside the file"));
@@ -448,6 +357,7 @@ mod tests {
             flags: PF_R | PF_X,
             offset: 0x1000,
             vaddr: 0x10_0000,
+            paddr: 0x10_0000,
             filesz: 1,
             memsz: 1,
             align: 0x1000,

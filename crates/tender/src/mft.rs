@@ -3,7 +3,7 @@
 //! `mft_validate`, device lookup by name, and the copy the guest receives
 //! with the attached devices filled in.
 
-use crate::abi::{self, mft_entry as off, mft_type};
+use unikit_abi::mft::{self as abi_mft, Mft, mft_type};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DevType {
@@ -36,80 +36,25 @@ pub struct Manifest {
     pub devices: Vec<Device>,
 }
 
-/// What the tender learned about an attached device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Attached {
-    Block { capacity: u64, block_size: u16 },
-    Net { mac: [u8; 6], mtu: u16 },
-}
-
-fn u32_at(b: &[u8], o: usize) -> u32 {
-    u32::from_le_bytes(b[o..o + 4].try_into().unwrap())
-}
+/// What the tender learned about an attached device (block: capacity and
+/// block size; net: MAC and MTU).
+pub type Attached = abi_mft::Device;
 
 impl Manifest {
-    /// Validate the note's content (`mft_validate`), then read the entries.
+    /// Validate the note's content (`mft_validate`, in
+    /// [`unikit_abi::mft::Mft::validate`]), then read the entries.
     pub fn parse(raw: &[u8]) -> Result<Manifest, String> {
-        if raw.len() < abi::MFT_HDR_SIZE {
-            return Err(format!("the Solo5 manifest is too short ({} bytes)", raw.len()));
-        }
-        let version = u32_at(raw, 0);
-        if version != abi::MFT_VERSION {
-            return Err(format!(
-                "the Solo5 manifest has version {version}; this tender reads version {}",
-                abi::MFT_VERSION
-            ));
-        }
-        let entries = u32_at(raw, 4) as usize;
-        if entries > abi::MFT_MAX_ENTRIES {
-            return Err(format!("the Solo5 manifest declares {entries} entries (at most {})", abi::MFT_MAX_ENTRIES));
-        }
-        let want = abi::MFT_HDR_SIZE + entries * abi::MFT_ENTRY_SIZE;
-        if raw.len() != want {
-            return Err(format!(
-                "the Solo5 manifest is {} bytes, but {entries} entries take {want} (wrong structure layout?)",
-                raw.len()
-            ));
-        }
-        if entries < 1 {
-            return Err("the Solo5 manifest has no entries (the first must be the reserved one)".into());
-        }
-        let entry = |i: usize| &raw[abi::MFT_HDR_SIZE + i * abi::MFT_ENTRY_SIZE..][..abi::MFT_ENTRY_SIZE];
-        if u32_at(entry(0), off::TYPE) != mft_type::RESERVED_FIRST || entry(0)[off::NAME] != 0 {
-            return Err("the Solo5 manifest's first entry is not the reserved (unnamed, RESERVED_FIRST) one".into());
-        }
-        let mut devices = Vec::new();
-        for i in 0..entries {
-            let e = entry(i);
-            if e[off::NAME + abi::MFT_NAME_MAX] != 0 {
-                return Err(format!("the Solo5 manifest's entry {i} has an unterminated name"));
-            }
-            if e[off::ATTACHED] != 0 {
-                return Err(format!("the Solo5 manifest's entry {i} is already marked attached"));
-            }
-            if i == 0 {
-                continue;
-            }
-            let name_bytes = &e[..abi::MFT_NAME_SIZE];
-            let len = name_bytes.iter().position(|&b| b == 0).unwrap_or(abi::MFT_NAME_MAX);
-            let name = String::from_utf8_lossy(&name_bytes[..len]).into_owned();
-            let kind = match u32_at(e, off::TYPE) {
-                mft_type::BLOCK_BASIC => DevType::Block,
-                mft_type::NET_BASIC => DevType::Net,
-                t => {
-                    return Err(format!(
-                        "the Solo5 manifest's entry {i} ('{name}') has type {t}, which this tender does not know"
-                    ));
-                }
-            };
-            if name.is_empty() {
-                return Err(format!("the Solo5 manifest's entry {i} has an empty name"));
-            }
-            if devices.iter().any(|d: &Device| d.name == name && d.kind == kind) {
-                return Err(format!("the Solo5 manifest declares {} device '{name}' twice", kind.name()));
-            }
-            devices.push(Device { index: i, name, kind });
-        }
+        let m = Mft::validate(raw).map_err(|e| e.to_string())?;
+        let devices = m
+            .iter()
+            .skip(1)
+            .map(|e| {
+                // validate() checked: names terminated and non-empty, types known.
+                let name = String::from_utf8_lossy(e.name().unwrap_or_default()).into_owned();
+                let kind = if e.kind() == mft_type::BLOCK_BASIC { DevType::Block } else { DevType::Net };
+                Device { index: e.index, name, kind }
+            })
+            .collect();
         Ok(Manifest { raw: raw.to_vec(), devices })
     }
 
@@ -123,19 +68,9 @@ impl Manifest {
     pub fn for_guest(&self, attached: &[(usize, Attached)]) -> Vec<u8> {
         let mut out = self.raw.clone();
         for &(index, a) in attached {
-            let e = &mut out[abi::MFT_HDR_SIZE + index * abi::MFT_ENTRY_SIZE..][..abi::MFT_ENTRY_SIZE];
-            e[off::HOSTFD..off::ATTACHED].fill(0);
-            match a {
-                Attached::Block { capacity, block_size } => {
-                    e[off::BLOCK_CAPACITY..off::BLOCK_CAPACITY + 8].copy_from_slice(&capacity.to_le_bytes());
-                    e[off::BLOCK_SIZE..off::BLOCK_SIZE + 2].copy_from_slice(&block_size.to_le_bytes());
-                }
-                Attached::Net { mac, mtu } => {
-                    e[off::NET_MAC..off::NET_MAC + 6].copy_from_slice(&mac);
-                    e[off::NET_MTU..off::NET_MTU + 2].copy_from_slice(&mtu.to_le_bytes());
-                }
-            }
-            e[off::ATTACHED] = 1;
+            // Indexes come from `devices`, which lie inside `raw`.
+            let filled = abi_mft::fill(&mut out, index, a);
+            debug_assert!(filled.is_ok());
         }
         out
     }
