@@ -4,7 +4,10 @@
 //! `ESC _ unikit:exit=<i32> [;reason=<word>] ESC \` and then `\n`.
 //! [`MarkerFilter`] removes that marker (and the one line end after it) from
 //! the byte stream, however the stream is split into chunks, and lets every
-//! other byte through unchanged.
+//! other byte through unchanged. The marker's bytes and its parser are
+//! `unikit_abi::exit`'s, shared with the guest that writes it.
+
+use unikit_abi::exit::{Parse, parse};
 
 /// What the guest reported in its exit marker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,73 +15,6 @@ pub struct GuestExit {
     pub code: i32,
     /// `panic`, `exception`, ... when the guest did not exit normally.
     pub reason: Option<String>,
-}
-
-const PREFIX: &[u8] = b"\x1b_unikit:exit=";
-const REASON: &[u8] = b";reason=";
-const MAX_DIGITS: usize = 11; // "-2147483648" is 11 characters
-const MAX_REASON: usize = 32;
-
-enum Parse {
-    /// The bytes so far can still become a marker.
-    Partial,
-    /// The bytes are a whole marker.
-    Done(GuestExit),
-    /// The bytes are not a marker.
-    No,
-}
-
-/// Does `buf` (which starts at a candidate `ESC`) form a marker, a prefix of one, or neither?
-fn parse(buf: &[u8]) -> Parse {
-    let n = buf.len().min(PREFIX.len());
-    if buf[..n] != PREFIX[..n] {
-        return Parse::No;
-    }
-    if buf.len() <= PREFIX.len() {
-        return Parse::Partial;
-    }
-    let rest = &buf[PREFIX.len()..];
-    let sign = usize::from(rest[0] == b'-');
-    let digits = rest[sign..].iter().take_while(|b| b.is_ascii_digit()).count();
-    let num_end = sign + digits;
-    if num_end == rest.len() {
-        return if num_end <= MAX_DIGITS { Parse::Partial } else { Parse::No };
-    }
-    if digits == 0 {
-        return Parse::No;
-    }
-    let Some(code) = std::str::from_utf8(&rest[..num_end]).ok().and_then(|s| s.parse::<i32>().ok()) else {
-        return Parse::No;
-    };
-    let mut tail = &rest[num_end..];
-    let mut reason = None;
-    if tail[0] == b';' {
-        let n = tail.len().min(REASON.len());
-        if tail[..n] != REASON[..n] {
-            return Parse::No;
-        }
-        if tail.len() <= REASON.len() {
-            return Parse::Partial;
-        }
-        let word = &tail[REASON.len()..];
-        let len = word.iter().take_while(|b| b.is_ascii_alphanumeric() || **b == b'_' || **b == b'-').count();
-        if len > MAX_REASON {
-            return Parse::No;
-        }
-        if len == word.len() {
-            return Parse::Partial;
-        }
-        if len == 0 {
-            return Parse::No;
-        }
-        reason = Some(String::from_utf8_lossy(&word[..len]).into_owned());
-        tail = &word[len..];
-    }
-    match tail {
-        [0x1b] => Parse::Partial,
-        [0x1b, b'\\'] => Parse::Done(GuestExit { code, reason }),
-        _ => Parse::No,
-    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -161,7 +97,8 @@ impl MarkerFilter {
             Parse::Partial => {}
             Parse::Done(exit) => {
                 self.pending.clear();
-                self.exit.get_or_insert(exit);
+                let reason = exit.reason.map(|r| r.as_str().to_string());
+                self.exit.get_or_insert(GuestExit { code: exit.code, reason });
                 self.after = After::Marker;
             }
             Parse::No => {

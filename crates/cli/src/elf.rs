@@ -1,211 +1,46 @@
-//! Just enough bounds-checked ELF64 (little-endian) parsing for our own
-//! images: stripping them and reading their symbol table.
+//! ELF for the CLI, on the shared bounds-checked reader
+//! [`unikit_abi::elf`]: stripping our images and listing the libraries a
+//! host tool needs. (Symbols are read in `symbols`, the end of an image's
+//! loaded data with `unikit_abi::elf::Elf::load_end`.)
 //!
-//! Every read goes through [`Elf::u16`]/[`Elf::u32`]/[`Elf::u64`] or
-//! [`Elf::range`], which return `None` past the end of the file, and every
-//! offset computation is checked, so a truncated or corrupt file gives an
-//! error, never a panic.
+//! [`Elf`] derefs to the shared reader and adds what needs allocation.
 
-pub const PT_LOAD: u32 = 1;
-pub const SHT_SYMTAB: u32 = 2;
-pub const SHT_DYNAMIC: u32 = 6;
-pub const SHT_NOBITS: u32 = 8;
-const DT_NEEDED: u64 = 1;
-pub const SHF_ALLOC: u64 = 2;
+use std::ops::Deref;
 
-const EHDR_SIZE: usize = 64;
-const PHDR_SIZE: usize = 56;
-const SHDR_SIZE: usize = 64;
-const EM_X86_64: u16 = 62;
+pub use unikit_abi::elf::{DT_NEEDED, ElfError, PHDR_SIZE, PT_LOAD, SHF_ALLOC, SHT_DYNAMIC, dyn_entries, string_at};
 
-/// A parsed ELF header over the file's bytes.
-pub struct Elf<'a> {
-    pub data: &'a [u8],
-    phoff: usize,
-    phnum: usize,
-    shoff: usize,
-    shnum: usize,
-}
+/// A parsed ELF64 x86-64 file (see [`unikit_abi::elf::Elf`]).
+pub struct Elf<'a>(unikit_abi::elf::Elf<'a>);
 
-pub struct ProgramHeader {
-    pub p_type: u32,
-    pub offset: u64,
-    pub filesz: u64,
-}
+impl<'a> Deref for Elf<'a> {
+    type Target = unikit_abi::elf::Elf<'a>;
 
-pub struct Section {
-    pub sh_type: u32,
-    pub flags: u64,
-    pub offset: u64,
-    pub size: u64,
-    pub link: u32,
-    pub entsize: u64,
-}
-
-pub struct Symbol {
-    pub name: u32,
-    pub info: u8,
-    pub shndx: u16,
-    pub value: u64,
-    pub size: u64,
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl<'a> Elf<'a> {
-    /// Check the ELF header: 64-bit, little-endian, x86-64, sane table entries,
-    /// and both tables inside the file.
-    pub fn parse(data: &'a [u8]) -> Result<Elf<'a>, String> {
-        if data.get(..4) != Some(b"\x7fELF") {
-            return Err("not an ELF file".into());
-        }
-        if data.len() < EHDR_SIZE {
-            return Err("ELF header truncated".into());
-        }
-        if data[4] != 2 || data[5] != 1 {
-            return Err("not a 64-bit little-endian ELF file".into());
-        }
-        let e = Elf { data, phoff: 0, phnum: 0, shoff: 0, shnum: 0 };
-        if e.u16(0x12) != Some(EM_X86_64) {
-            return Err("not an x86-64 ELF file".into());
-        }
-        if e.u16(0x34) != Some(EHDR_SIZE as u16) {
-            return Err("unexpected ELF header size".into());
-        }
-        let phoff = e.u64(0x20).ok_or("bad e_phoff")?;
-        let phentsize = e.u16(0x36).ok_or("bad e_phentsize")?;
-        let phnum = e.u16(0x38).ok_or("bad e_phnum")?;
-        let shoff = e.u64(0x28).ok_or("bad e_shoff")?;
-        let shentsize = e.u16(0x3a).ok_or("bad e_shentsize")?;
-        let shnum = e.u16(0x3c).ok_or("bad e_shnum")?;
-        if phnum == 0 || phnum == 0xffff {
-            return Err(format!("unsupported program header count {phnum}"));
-        }
-        if usize::from(phentsize) != PHDR_SIZE {
-            return Err(format!("unexpected program header size {phentsize}"));
-        }
-        if shoff != 0 && shnum == 0 {
-            return Err("extended section numbering is not supported".into());
-        }
-        if shnum != 0 && usize::from(shentsize) != SHDR_SIZE {
-            return Err(format!("unexpected section header size {shentsize}"));
-        }
-        let phoff = usize::try_from(phoff).map_err(|_| "bad e_phoff")?;
-        let shoff = usize::try_from(shoff).map_err(|_| "bad e_shoff")?;
-        let phnum = usize::from(phnum);
-        let shnum = if shoff == 0 { 0 } else { usize::from(shnum) };
-        let e = Elf { phoff, phnum, shoff, shnum, ..e };
-        e.table(phoff, phnum, PHDR_SIZE).ok_or("program headers lie outside the file")?;
-        e.table(shoff, shnum, SHDR_SIZE).ok_or("section headers lie outside the file")?;
-        Ok(e)
+    /// Check the ELF header and that both header tables lie inside the file.
+    pub fn parse(data: &'a [u8]) -> Result<Elf<'a>, ElfError> {
+        unikit_abi::elf::Elf::parse(data).map(Elf)
     }
 
-    pub fn range(&self, off: u64, len: u64) -> Option<&'a [u8]> {
-        let start = usize::try_from(off).ok()?;
-        let end = start.checked_add(usize::try_from(len).ok()?)?;
-        self.data.get(start..end)
-    }
-
-    fn table(&self, off: usize, n: usize, entsize: usize) -> Option<&'a [u8]> {
-        self.range(off as u64, n.checked_mul(entsize)? as u64)
-    }
-
-    pub fn u16(&self, off: usize) -> Option<u16> {
-        Some(u16::from_le_bytes(self.data.get(off..off.checked_add(2)?)?.try_into().ok()?))
-    }
-
-    pub fn u32(&self, off: usize) -> Option<u32> {
-        Some(u32::from_le_bytes(self.data.get(off..off.checked_add(4)?)?.try_into().ok()?))
-    }
-
-    pub fn u64(&self, off: usize) -> Option<u64> {
-        Some(u64::from_le_bytes(self.data.get(off..off.checked_add(8)?)?.try_into().ok()?))
-    }
-
-    pub fn program_headers(&self) -> impl Iterator<Item = ProgramHeader> + '_ {
-        // parse() checked that the whole table is inside the file.
-        (0..self.phnum).filter_map(move |i| {
-            let o = self.phoff + i * PHDR_SIZE;
-            Some(ProgramHeader { p_type: self.u32(o)?, offset: self.u64(o + 8)?, filesz: self.u64(o + 0x20)? })
-        })
-    }
-
-    pub fn sections(&self) -> impl Iterator<Item = Section> + '_ {
-        (0..self.shnum).filter_map(move |i| self.section(i))
-    }
-
-    pub fn section(&self, i: usize) -> Option<Section> {
-        if i >= self.shnum {
-            return None;
-        }
-        let o = self.shoff + i * SHDR_SIZE;
-        Some(Section {
-            sh_type: self.u32(o + 4)?,
-            flags: self.u64(o + 8)?,
-            offset: self.u64(o + 0x18)?,
-            size: self.u64(o + 0x20)?,
-            link: self.u32(o + 0x28)?,
-            entsize: self.u64(o + 0x38)?,
-        })
-    }
-
-    /// The bytes of a section (empty for NOBITS).
-    pub fn section_data(&self, s: &Section) -> Option<&'a [u8]> {
-        if s.sh_type == SHT_NOBITS {
-            return Some(&[]);
-        }
-        self.range(s.offset, s.size)
-    }
-
-    /// The symbols of the `.symtab` section, with its string table.
-    pub fn symtab(&self) -> Result<(Vec<Symbol>, &'a [u8]), String> {
-        let symtab = self.sections().find(|s| s.sh_type == SHT_SYMTAB).ok_or("no symbol table")?;
-        if symtab.entsize != 24 {
-            return Err(format!("unexpected symbol size {}", symtab.entsize));
-        }
-        let data = self.section_data(&symtab).ok_or("symbol table lies outside the file")?;
-        let strtab = self.section(symtab.link as usize).ok_or("symbol table has no string table")?;
-        let strings = self.section_data(&strtab).ok_or("string table lies outside the file")?;
-        let syms = data
-            .chunks_exact(24)
-            .map(|c| Symbol {
-                name: u32::from_le_bytes([c[0], c[1], c[2], c[3]]),
-                info: c[4],
-                shndx: u16::from_le_bytes([c[6], c[7]]),
-                value: u64::from_le_bytes(c[8..16].try_into().unwrap_or_default()),
-                size: u64::from_le_bytes(c[16..24].try_into().unwrap_or_default()),
-            })
-            .collect();
-        Ok((syms, strings))
-    }
-}
-
-impl Elf<'_> {
     /// The shared libraries a dynamically linked program or library names
     /// (`DT_NEEDED` entries of its `.dynamic` section), in order.
     pub fn needed(&self) -> Result<Vec<String>, String> {
-        let Some(dynamic) = self.sections().find(|s| s.sh_type == SHT_DYNAMIC) else {
+        let Some((i, dynamic)) = self.find_section(SHT_DYNAMIC) else {
             return Ok(Vec::new()); // statically linked
         };
-        let data = self.section_data(&dynamic).ok_or(".dynamic lies outside the file")?;
-        let strtab = self.section(dynamic.link as usize).ok_or(".dynamic has no string table")?;
-        let strings = self.section_data(&strtab).ok_or(".dynstr lies outside the file")?;
+        let data = self.section_data(i, &dynamic).map_err(|_| ".dynamic lies outside the file")?;
+        let strings = self.linked_data(i, &dynamic).map_err(|e| format!(".dynamic's string table: {e}"))?;
         let mut out = Vec::new();
-        for e in data.chunks_exact(16) {
-            let tag = u64::from_le_bytes(e[..8].try_into().unwrap_or_default());
-            let val = u64::from_le_bytes(e[8..].try_into().unwrap_or_default());
-            if tag == DT_NEEDED {
-                let name = u32::try_from(val).ok().and_then(|o| string_at(strings, o)).ok_or("bad DT_NEEDED offset")?;
-                out.push(String::from_utf8_lossy(name).into_owned());
-            }
+        for e in dyn_entries(data).filter(|e| e.tag == DT_NEEDED) {
+            let name = u32::try_from(e.val).ok().and_then(|o| string_at(strings, o)).ok_or("bad DT_NEEDED offset")?;
+            out.push(String::from_utf8_lossy(name).into_owned());
         }
         Ok(out)
     }
-}
-
-/// The NUL-terminated string at `off` in a string table.
-pub fn string_at(strings: &[u8], off: u32) -> Option<&[u8]> {
-    let s = strings.get(off as usize..)?;
-    let len = s.iter().position(|&b| b == 0)?;
-    Some(&s[..len])
 }
 
 /// Strip an image: keep only what the program headers cover (the header, the
@@ -216,11 +51,12 @@ pub fn string_at(strings: &[u8], off: u32) -> Option<&[u8]> {
 /// with file contents inside or before that data, section headers in the
 /// middle, a segment past the end of the file) is refused with the reason.
 pub fn strip(data: &[u8]) -> Result<Vec<u8>, String> {
-    let elf = Elf::parse(data)?;
+    let elf = Elf::parse(data).map_err(|e| e.to_string())?;
+    let h = *elf.header();
     let mut end: u64 = 0;
     let mut loads = 0;
     for ph in elf.program_headers() {
-        let seg_end = ph.offset.checked_add(ph.filesz).ok_or("a segment's file range overflows")?;
+        let seg_end = ph.file_end().ok_or("a segment's file range overflows")?;
         if seg_end > data.len() as u64 {
             return Err("a segment lies past the end of the file".into());
         }
@@ -230,16 +66,16 @@ pub fn strip(data: &[u8]) -> Result<Vec<u8>, String> {
     if loads == 0 {
         return Err("no loadable segment".into());
     }
-    let phdrs_end = (elf.phoff + elf.phnum * PHDR_SIZE) as u64;
+    // parse() checked that the program header table lies inside the file.
+    let phdrs_end = h.phoff + h.phnum as u64 * PHDR_SIZE as u64;
     if end < phdrs_end {
         return Err("the program headers are not covered by the loaded data".into());
     }
-    if elf.shnum != 0 && (elf.shoff as u64) < end {
+    if h.shnum != 0 && h.shoff < end {
         return Err("the section headers lie inside the loaded data".into());
     }
     for s in elf.sections() {
-        let has_bytes = s.sh_type != SHT_NOBITS && s.sh_type != 0 && s.size != 0;
-        if has_bytes && s.flags & SHF_ALLOC == 0 && s.offset < end {
+        if s.has_file_bytes() && s.flags & SHF_ALLOC == 0 && s.offset < end {
             return Err("a non-loaded section lies inside the loaded data".into());
         }
     }
@@ -252,6 +88,7 @@ pub fn strip(data: &[u8]) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 pub mod tests {
     use super::*;
+    use unikit_abi::elf::SHT_SYMTAB;
 
     /// A minimal ELF64 x86-64 file: `segments` are (type, offset, filesz);
     /// the file is `size` bytes; `sections` are (type, flags, offset, size,
@@ -266,6 +103,7 @@ pub mod tests {
         let mut e = vec![0u8; size.max(shoff + shnum * 64)];
         e[..7].copy_from_slice(b"\x7fELF\x02\x01\x01");
         e[0x12..0x14].copy_from_slice(&62u16.to_le_bytes());
+        e[0x14..0x18].copy_from_slice(&1u32.to_le_bytes());
         e[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
         e[0x28..0x30].copy_from_slice(&(shoff as u64).to_le_bytes());
         e[0x34..0x36].copy_from_slice(&64u16.to_le_bytes());
@@ -315,8 +153,8 @@ pub mod tests {
     #[test]
     fn refuses_odd_files() {
         let odd = |e: &[u8]| strip(e).unwrap_err();
-        assert_eq!(odd(b"hello"), "not an ELF file");
-        assert_eq!(odd(b"\x7fELF\x02\x01"), "ELF header truncated");
+        assert_eq!(odd(b"hello"), "not an ELF file (bad magic)");
+        assert_eq!(odd(b"\x7fELF\x02\x01"), "file too short for an ELF header (6 < 64 bytes)");
         let good = build(0x300, &[(PT_LOAD, 0, 0x200)], 0, &[]);
         assert!(strip(&good).is_ok());
         let mut e = good.clone();
@@ -327,7 +165,7 @@ pub mod tests {
         assert!(odd(&e).contains("x86-64"));
         let mut e = good.clone();
         e[0x38..0x3a].copy_from_slice(&0u16.to_le_bytes());
-        assert!(odd(&e).contains("program header count"));
+        assert!(odd(&e).contains("no loadable segment"));
         let mut e = good.clone();
         e[0x20..0x28].copy_from_slice(&u64::MAX.to_le_bytes());
         assert!(odd(&e).contains("program headers"));
@@ -351,11 +189,11 @@ pub mod tests {
         assert!(odd(&e).contains("extended"));
         let mut e = build(0x300, &[(PT_LOAD, 0, 0x200)], 0x300, &syms);
         e[0x3a] = 40;
-        assert!(odd(&e).contains("section header size"));
+        assert!(odd(&e).contains("e_shentsize is 40"));
         // Section headers past the end of the file.
         let mut e = build(0x300, &[(PT_LOAD, 0, 0x200)], 0x300, &syms);
         e.truncate(e.len() - 1);
-        assert!(odd(&e).contains("section headers lie outside"));
+        assert!(odd(&e).contains("section headers (offset 0x300, 2 entries) lie outside the file"));
     }
 
     #[test]

@@ -15,9 +15,7 @@
 
 use std::path::Path;
 
-use crate::elf::{Elf, string_at};
-
-const STT_FUNC: u8 = 2;
+use unikit_abi::elf::{Elf, STT_FUNC};
 
 /// Longest frame line we look at; longer ones pass through unannotated.
 pub const MAX_LINE: usize = 256;
@@ -45,13 +43,13 @@ impl Symbols {
     }
 
     pub fn from_elf(data: &[u8]) -> Result<Symbols, String> {
-        let elf = Elf::parse(data)?;
-        let (syms, strings) = elf.symtab()?;
-        let funcs = syms
+        let elf = Elf::parse(data).map_err(|e| e.to_string())?;
+        let table = elf.symtab().map_err(|e| e.to_string())?;
+        let funcs = table
             .iter()
-            .filter(|s| s.info & 0xf == STT_FUNC && s.size != 0 && s.shndx != 0)
+            .filter(|s| s.kind() == STT_FUNC && s.size != 0 && s.shndx != 0)
             .filter_map(|s| {
-                let name = string_at(strings, s.name)?;
+                let name = table.name(&s)?;
                 let end = s.value.checked_add(s.size)?;
                 (!name.is_empty()).then(|| (s.value, end, String::from_utf8_lossy(name)))
             })
@@ -463,7 +461,7 @@ mod tests {
             &[(crate::elf::PT_LOAD, 0, 0x200)],
             0x400,
             &[
-                (crate::elf::SHT_SYMTAB, 0, symoff as u64, 24 * syms.len() as u64, 2, 24),
+                (unikit_abi::elf::SHT_SYMTAB, 0, symoff as u64, 24 * syms.len() as u64, 2, 24),
                 (3, 0, stroff as u64, strings.len() as u64, 0, 0),
             ],
         );

@@ -4,7 +4,7 @@
 //! On platforms where the host only sees the console (VMs), the last thing
 //! printed is the marker `ESC _ unikit:exit=<code>[;reason=<r>] ESC \`: an
 //! ANSI "application program command" that terminals do not display and
-//! `unikit run` strips after reading the code.
+//! `unikit run` strips after reading the code (`unikit_abi::exit`).
 use crate::console::emergency_print;
 use crate::platform::platform;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -26,10 +26,7 @@ fn stop(code: i32, reason: Option<&str>) -> ! {
     }
     let p = platform();
     if p.needs_exit_marker() {
-        match reason {
-            Some(r) => emergency_print(format_args!("\x1b_unikit:exit={code};reason={r}\x1b\\\n")),
-            None => emergency_print(format_args!("\x1b_unikit:exit={code}\x1b\\\n")),
-        }
+        emergency_print(format_args!("{}\n", unikit_abi::exit::Marker { code, reason }));
     }
     p.shutdown(code)
 }

@@ -1,33 +1,10 @@
-//! The PVH `hvm_start_info` structure (xen/include/public/arch-x86/hvm/start_info.h).
+//! The PVH `hvm_start_info` structure (xen/include/public/arch-x86/hvm/start_info.h;
+//! the `repr(C)` structs are `unikit_abi::pvh`'s).
 //! Everything read from it is checked: the hypervisor wrote it, not us.
+use unikit_abi::pvh::{MEMMAP_TYPE_RAM as E820_RAM, MemmapEntry, ModlistEntry, START_MAGIC as MAGIC, StartInfo};
 use unikit_kernel::mem::Region;
 
-const MAGIC: u32 = 0x336e_c578;
-const E820_RAM: u32 = 1;
 pub const MAX_REGIONS: usize = 64;
-
-#[repr(C)]
-struct StartInfo {
-    magic: u32,
-    version: u32,
-    flags: u32,
-    nr_modules: u32,
-    modlist_paddr: u64,
-    cmdline_paddr: u64,
-    rsdp_paddr: u64,
-    memmap_paddr: u64,
-    memmap_entries: u32,
-    reserved: u32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct MemmapEntry {
-    addr: u64,
-    size: u64,
-    kind: u32,
-    reserved: u32,
-}
 
 pub struct BootParams {
     pub cmdline: &'static str,
@@ -37,15 +14,6 @@ pub struct BootParams {
     pub boot_data: [Region; 3],
     /// The first boot module (QEMU `-initrd`): the initial RAM disk.
     pub initrd: Option<Region>,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct ModlistEntry {
-    paddr: u64,
-    size: u64,
-    cmdline_paddr: u64,
-    reserved: u64,
 }
 
 #[derive(Debug)]
