@@ -291,20 +291,25 @@ fn elf_round_trip() {
     report("ELF round trips", &n);
 }
 
+/// Device lists as `UNIKIT_SOLO5_DEVICES` could declare them: mostly a few,
+/// sometimes up to the limit of 63; names of 1 to 67 letters and digits.
 fn devices() -> impl Strategy<Value = Vec<(u32, String)>> {
-    proptest::collection::vec(
-        (prop_oneof![Just(mft_type::NET_BASIC), Just(mft_type::BLOCK_BASIC)], "[A-Za-z0-9]{1,67}"),
-        0..63,
-    )
-    .prop_map(|v| {
-        let mut out: Vec<(u32, String)> = Vec::new();
-        for d in v {
-            if !out.contains(&d) {
-                out.push(d);
+    const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let name = prop_oneof![3 => 1usize..8, 1 => 8usize..=67]
+        .prop_flat_map(|n| proptest::collection::vec(0..ALNUM.len(), n))
+        .prop_map(|ix| ix.into_iter().map(|i| ALNUM[i] as char).collect::<String>());
+    let kind = prop_oneof![Just(mft_type::NET_BASIC), Just(mft_type::BLOCK_BASIC)];
+    prop_oneof![4 => 0usize..8, 1 => 8usize..64]
+        .prop_flat_map(move |n| proptest::collection::vec((kind.clone(), name.clone()), n))
+        .prop_map(|v| {
+            let mut out: Vec<(u32, String)> = Vec::new();
+            for d in v {
+                if !out.contains(&d) {
+                    out.push(d);
+                }
             }
-        }
-        out
-    })
+            out
+        })
 }
 
 fn device() -> impl Strategy<Value = Device> {
