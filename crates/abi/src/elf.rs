@@ -386,6 +386,22 @@ pub struct Dyn {
     pub val: u64,
 }
 
+/// How a program is linked, as an ELF loader must treat it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Linkage<'a> {
+    /// `ET_EXEC` without `PT_INTERP`: loaded at its own addresses.
+    Static,
+    /// `ET_DYN` without `PT_INTERP`: a static-pie program (or a loader such
+    /// as ld.so itself), loaded at a chosen base and relocating itself.
+    StaticPie,
+    /// Has a `PT_INTERP`: the named interpreter is loaded too and started
+    /// first.
+    Dynamic {
+        /// The interpreter's path (without its NUL).
+        interpreter: &'a [u8],
+    },
+}
+
 /// One note record (`Elf64_Nhdr`, name, descriptor; each padded to 4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Note<'a> {
@@ -616,6 +632,17 @@ impl<'a> Elf<'a> {
         }
     }
 
+    /// How the program is linked; `None` for a file that is neither
+    /// `ET_EXEC` nor `ET_DYN` (an object file, a core dump).
+    pub fn linkage(&self) -> Result<Option<Linkage<'a>>, ElfError> {
+        Ok(match (self.hdr.e_type, self.interpreter()?) {
+            (ET_EXEC | ET_DYN, Some(interpreter)) => Some(Linkage::Dynamic { interpreter }),
+            (ET_EXEC, None) => Some(Linkage::Static),
+            (ET_DYN, None) => Some(Linkage::StaticPie),
+            _ => None,
+        })
+    }
+
     /// The entries of the `PT_DYNAMIC` segment up to `DT_NULL`, or `None`
     /// when the program has none.
     pub fn dynamic(&self) -> Result<Option<impl Iterator<Item = Dyn> + use<'a>>, ElfError> {
@@ -803,6 +830,7 @@ mod tests {
         }
         let e = Elf::parse(&f).unwrap();
         assert_eq!(e.interpreter(), Ok(Some(&b"/lib/ld"[..])));
+        assert_eq!(e.linkage(), Ok(Some(Linkage::Dynamic { interpreter: b"/lib/ld" })));
         let d: [Dyn; 2] = [Dyn { tag: DT_NEEDED, val: 1 }, Dyn { tag: DT_STRTAB, val: 0x40_0380 }];
         assert!(e.dynamic().unwrap().unwrap().eq(d));
         assert_eq!(e.vaddr_to_offset(0x40_0380), Some(0x380));
@@ -817,6 +845,12 @@ mod tests {
         let e = Elf::parse(&g).unwrap();
         assert_eq!(e.interpreter(), Err(ElfError::SegmentOutside { index: 0, offset: 0x3ff, size: 2 }));
         assert_eq!(e.load_end(), None);
+        let mut pie = file(0x400, &[load(0, 0, 0, 0x100, 0x100)]);
+        assert_eq!(Elf::parse(&pie).unwrap().linkage(), Ok(Some(Linkage::StaticPie)));
+        pie[0x10] = ET_EXEC as u8;
+        assert_eq!(Elf::parse(&pie).unwrap().linkage(), Ok(Some(Linkage::Static)));
+        pie[0x10] = ET_REL as u8;
+        assert_eq!(Elf::parse(&pie).unwrap().linkage(), Ok(None));
         let wrap = load(0, 0, u64::MAX, 0, 1);
         assert_eq!(Elf::parse(&file(0x400, &[wrap])).unwrap().load_end(), None);
     }

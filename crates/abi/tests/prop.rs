@@ -42,7 +42,9 @@ fn exercise_elf(bytes: &[u8]) {
             assert_eq!(d.len(), n.descsz);
         }
     }
-    let _ = e.interpreter();
+    if let Ok(Some(Linkage::Dynamic { interpreter })) = e.linkage() {
+        assert!(!interpreter.is_empty() && !interpreter.contains(&0));
+    }
     if let Ok(Some(d)) = e.dynamic() {
         for x in d {
             if x.tag == DT_STRTAB {
