@@ -19,7 +19,6 @@ use alloc::collections::{BTreeMap, VecDeque};
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::{Arc, Weak};
-use alloc::vec;
 use alloc::vec::Vec;
 use core::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use core::time::Duration;
@@ -39,6 +38,9 @@ pub(crate) struct Shared {
     pub wq: WaitQueue,
     pub dev: Arc<dyn NetDevice>,
     pub opts: Options,
+    /// The stack's own doorbell: the device rings it (frames in, transmit
+    /// room), socket calls kick it (work queued), the net thread sleeps on it.
+    pub doorbell: &'static sys::Event,
 }
 
 struct Listener {
@@ -62,6 +64,33 @@ pub(crate) struct State {
     closing: Vec<(SocketHandle, u64)>,
     next_port: u16,
     opts: Options,
+    /// Connections refused for lack of memory (no listening socket could
+    /// be made, so the SYN got a RST).
+    refused: u64,
+}
+
+fn oom() -> Error {
+    Error::new(ErrorKind::OutOfMemory, "out of memory for a socket")
+}
+
+/// Zeroed bytes, or `None` if the heap has no room (no panic).
+pub(crate) fn try_zeroed(n: usize) -> Option<Vec<u8>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).ok()?;
+    v.resize(n, 0);
+    Some(v)
+}
+
+fn new_tcp_socket(rx: usize, tx: usize) -> Option<tcp::Socket<'static>> {
+    Some(tcp::Socket::new(tcp::SocketBuffer::new(try_zeroed(rx)?), tcp::SocketBuffer::new(try_zeroed(tx)?)))
+}
+
+/// Whether `bytes` more could be allocated now: asks the heap for them (in
+/// one block, which is stricter than needed) and gives them back at once.
+/// Nothing is written, so the probe costs no memory traffic.
+fn headroom(bytes: usize) -> bool {
+    let mut probe: Vec<u8> = Vec::new();
+    probe.try_reserve_exact(bytes).is_ok()
 }
 
 fn now_instant(now_ns: u64) -> Instant {
@@ -79,11 +108,24 @@ pub(crate) fn deadline(timeout: Option<Duration>) -> Option<u64> {
 }
 
 impl State {
-    pub fn new_tcp(&self) -> tcp::Socket<'static> {
-        tcp::Socket::new(
-            tcp::SocketBuffer::new(vec![0u8; self.opts.tcp_rx_buffer]),
-            tcp::SocketBuffer::new(vec![0u8; self.opts.tcp_tx_buffer]),
-        )
+    /// A new TCP socket with the configured buffers, or `OutOfMemory`
+    /// (never an allocation failure that would stop the guest).
+    pub fn new_tcp(&self) -> Result<tcp::Socket<'static>> {
+        new_tcp_socket(self.opts.tcp_rx_buffer, self.opts.tcp_tx_buffer).ok_or_else(oom)
+    }
+
+    /// Adds a socket to the set, after checking that the heap has room for
+    /// it, for the set's own growth and for `admission_reserve` beyond
+    /// (what the app needs to serve the connection: a thread, buffers).
+    /// `None` when it has not: the caller refuses the connection.
+    fn add_socket(&mut self, s: impl smoltcp::socket::AnySocket<'static>) -> Option<SocketHandle> {
+        let live = self.sockets.iter().count();
+        let growth = (live + 1) * core::mem::size_of::<smoltcp::iface::SocketStorage>();
+        if !headroom(self.opts.admission_reserve.saturating_add(growth)) {
+            self.refused += 1;
+            return None;
+        }
+        Some(self.sockets.add(s))
     }
 
     pub fn tcp(&mut self, h: SocketHandle) -> &mut tcp::Socket<'static> {
@@ -95,7 +137,7 @@ impl State {
     }
 
     pub fn broken(&self) -> Option<&'static str> {
-        self.adapter.broken
+        self.adapter.broken.get()
     }
 
     /// One round: received packets, then transmissions, then bookkeeping.
@@ -160,6 +202,13 @@ impl State {
         let sockets = &mut self.sockets;
         self.closing.retain_mut(|(h, dl)| {
             let s = sockets.get_mut::<tcp::Socket>(*h);
+            // Nobody reads a closed socket any more: data the peer still
+            // sends would fill the window and stall it until the linger
+            // deadline. Reset it, as Linux does for data after close.
+            if s.can_recv() && !matches!(s.state(), tcp::State::Closed | tcp::State::TimeWait) {
+                s.abort();
+                *dl = (*dl).min(now_ns.saturating_add(1000 * MS));
+            }
             match s.state() {
                 tcp::State::Closed | tcp::State::TimeWait => {
                     sockets.remove(*h);
@@ -178,11 +227,18 @@ impl State {
     fn service_listeners(&mut self) {
         let (rx, tx) = (self.opts.tcp_rx_buffer, self.opts.tcp_tx_buffer);
         let (spare, backlog) = (self.opts.listen_spare.max(1), self.opts.backlog.max(1));
+        let mut want = 0;
         for l in self.listeners.values_mut() {
             let mut i = 0;
             while i < l.listening.len() {
                 let h = l.listening[i];
                 if self.sockets.get::<tcp::Socket>(h).state() != tcp::State::Listen {
+                    if l.pending.try_reserve(1).is_err() {
+                        // No room to track it: reset it rather than lose it.
+                        self.sockets.get_mut::<tcp::Socket>(h).abort();
+                        i += 1;
+                        continue;
+                    }
                     l.listening.swap_remove(i);
                     l.pending.push_back(h);
                 } else {
@@ -193,8 +249,12 @@ impl State {
             let listening = &mut l.listening;
             l.pending.retain(|&h| match sockets.get::<tcp::Socket>(h).state() {
                 // A SYN-RECEIVED socket that got a RST goes back to LISTEN.
-                tcp::State::Listen => {
+                tcp::State::Listen if listening.try_reserve(1).is_ok() => {
                     listening.push(h);
+                    false
+                }
+                tcp::State::Listen => {
+                    sockets.remove(h);
                     false
                 }
                 tcp::State::Closed => {
@@ -203,13 +263,40 @@ impl State {
                 }
                 _ => true,
             });
-            while l.listening.len() < spare && l.pending.len() < backlog {
-                let mut s =
-                    tcp::Socket::new(tcp::SocketBuffer::new(vec![0u8; rx]), tcp::SocketBuffer::new(vec![0u8; tx]));
-                if s.listen(l.endpoint).is_err() {
+            // A SYN that finds no LISTEN socket is reset by smoltcp: that is
+            // how connections beyond the backlog or beyond memory are
+            // refused. Only count here; the sockets are made below.
+            if l.pending.len() < backlog {
+                want += spare.saturating_sub(l.listening.len());
+            }
+        }
+        if want == 0 {
+            return;
+        }
+        let ids: Vec<u64> = self.listeners.keys().copied().collect();
+        for id in ids {
+            loop {
+                let l = &self.listeners[&id];
+                if l.listening.len() >= spare || l.pending.len() >= backlog {
                     break;
                 }
-                l.listening.push(self.sockets.add(s));
+                let endpoint = l.endpoint;
+                let Some(mut s) = new_tcp_socket(rx, tx) else {
+                    self.refused += 1;
+                    return;
+                };
+                if s.listen(endpoint).is_err() {
+                    break;
+                }
+                if self.listeners[&id].listening.len() == self.listeners[&id].listening.capacity()
+                    && self.listeners.get_mut(&id).is_some_and(|l| l.listening.try_reserve(1).is_err())
+                {
+                    return;
+                }
+                let Some(h) = self.add_socket(s) else { return };
+                if let Some(l) = self.listeners.get_mut(&id) {
+                    l.listening.push(h);
+                }
             }
         }
     }
@@ -254,11 +341,20 @@ impl State {
     /// Closes a TCP socket gracefully; it is freed once closed.
     pub fn release_tcp(&mut self, h: SocketHandle, abort: bool) {
         let linger = u64::try_from(self.opts.linger_timeout.as_nanos()).unwrap_or(u64::MAX);
+        // Unread data at close means the peer's request was not taken: reset,
+        // as Linux does, rather than leave the peer blocked on a full window.
+        let abort = abort || self.tcp(h).recv_queue() > 0;
         let s = self.tcp(h);
         if abort {
             s.abort();
         } else {
             s.close();
+        }
+        if self.closing.try_reserve(1).is_err() {
+            // No room to track its close: reset it and free it at once.
+            self.tcp(h).abort();
+            self.sockets.remove(h);
+            return;
         }
         self.closing.push((h, sys::now_ns().saturating_add(linger)));
     }
@@ -282,7 +378,7 @@ fn set_address(iface: &mut Interface, addr: Ipv4Cidr, gateway: Option<Ipv4Addr>)
 impl Shared {
     /// Wakes the net thread (work was queued).
     pub fn kick(&self) {
-        self.dev.event().signal();
+        self.doorbell.signal();
     }
 
     /// Sleeps until `op` returns `Some` (it runs with the stack locked, on
@@ -355,10 +451,14 @@ impl Net {
             closing: Vec::new(),
             next_port,
             opts: opts.clone(),
+            refused: 0,
         };
-        let shared = Arc::new(Shared { state: Lock::new(state), wq: WaitQueue::new(), dev: dev.clone(), opts });
+        let doorbell = sys::new_doorbell();
+        dev.set_doorbell(doorbell);
+        let shared =
+            Arc::new(Shared { state: Lock::new(state), wq: WaitQueue::new(), dev: dev.clone(), opts, doorbell });
         let weak = Arc::downgrade(&shared);
-        if !sys::spawn("net", Box::new(move || run(weak, dev))) {
+        if !sys::spawn("net", Box::new(move || run(weak, dev, doorbell))) {
             return Err(Error::new(ErrorKind::OutOfMemory, "cannot start the net thread"));
         }
         Ok(Net(shared))
@@ -403,12 +503,17 @@ impl Net {
 
     /// Frame counters of the device adapter.
     pub fn stats(&self) -> Stats {
-        self.0.state.lock().adapter.stats
+        self.0.state.lock().adapter.stats.get()
     }
 
     /// Number of smoltcp sockets alive (listening, connected, closing, DHCP).
     pub fn socket_count(&self) -> usize {
         self.0.state.lock().sockets.iter().count()
+    }
+
+    /// Connections refused because the heap had no room for them.
+    pub fn refused_for_memory(&self) -> u64 {
+        self.0.state.lock().refused
     }
 
     pub fn options(&self) -> &Options {
@@ -453,10 +558,10 @@ impl Net {
                 return Err(Error::new(ErrorKind::NetworkUnreachable, "the interface has no IPv4 address yet"));
             }
             let port = st.ephemeral_port(true)?;
-            let mut s = st.new_tcp();
+            let mut s = st.new_tcp()?;
             s.connect(st.iface.context(), (IpAddress::Ipv4(*a.ip()), a.port()), port)
                 .map_err(|e| Error::new(ErrorKind::NetworkUnreachable, format!("connect to {a}: {e} (no route?)")))?;
-            st.sockets.add(s)
+            st.add_socket(s).ok_or_else(oom)?
         };
         self.0.kick();
         let timeout = timeout.unwrap_or(self.0.opts.connect_timeout);
@@ -504,7 +609,7 @@ impl State {
 
 /// The net thread: poll, wake socket users, sleep until the device or a
 /// socket user signals or smoltcp's next timer is due.
-fn run(weak: Weak<Shared>, dev: Arc<dyn NetDevice>) {
+fn run(weak: Weak<Shared>, dev: Arc<dyn NetDevice>, doorbell: &'static sys::Event) {
     // Devices without interrupts are polled every millisecond.
     let poll_every = if dev.has_interrupts() { None } else { Some(MS) };
     let mut reported = false;
@@ -534,6 +639,6 @@ fn run(weak: Weak<Shared>, dev: Arc<dyn NetDevice>) {
         }
         // Let the threads just woken run before polling again.
         sys::yield_now();
-        sys::wait_event(dev.event(), deadline);
+        sys::wait_event(doorbell, deadline);
     }
 }

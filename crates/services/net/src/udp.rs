@@ -4,7 +4,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::stack::{Shared, endpoint_to_addr};
 use alloc::format;
 use alloc::sync::Arc;
-use alloc::vec;
+use alloc::vec::Vec;
 use core::net::{SocketAddr, SocketAddrV4};
 use core::time::Duration;
 use smoltcp::iface::SocketHandle;
@@ -46,10 +46,17 @@ impl UdpSocket {
             }
             let o = &sh.opts;
             let n = o.udp_packets.max(1);
-            let mut s = udp::Socket::new(
-                udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; n], vec![0u8; o.udp_rx_buffer]),
-                udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; n], vec![0u8; o.udp_tx_buffer]),
-            );
+            let oom = || Error::new(ErrorKind::OutOfMemory, "out of memory for a UDP socket");
+            let meta = || {
+                let mut v = Vec::new();
+                v.try_reserve_exact(n).ok()?;
+                v.resize(n, udp::PacketMetadata::EMPTY);
+                Some(v)
+            };
+            let (rx_meta, tx_meta) = (meta().ok_or_else(oom)?, meta().ok_or_else(oom)?);
+            let rx = crate::stack::try_zeroed(o.udp_rx_buffer).ok_or_else(oom)?;
+            let tx = crate::stack::try_zeroed(o.udp_tx_buffer).ok_or_else(oom)?;
+            let mut s = udp::Socket::new(udp::PacketBuffer::new(rx_meta, rx), udp::PacketBuffer::new(tx_meta, tx));
             let addr = if a.ip().is_unspecified() { None } else { Some(IpAddress::Ipv4(*a.ip())) };
             s.bind(IpListenEndpoint { addr, port })
                 .map_err(|e| Error::new(ErrorKind::InvalidInput, format!("cannot bind UDP {a}: {e}")))?;
