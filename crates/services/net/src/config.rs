@@ -49,8 +49,8 @@ pub struct Options {
     /// How long a closed socket may linger (FIN not acknowledged, peer never
     /// closing its side) before it is aborted and freed.
     pub linger_timeout: Duration,
-    /// Heap that must stay free, beyond a new socket's own buffers, for a
-    /// connection to be admitted; otherwise its SYN gets a RST. It keeps
+    /// Memory the frame allocator must still have free for a connection
+    /// to be admitted; otherwise its SYN gets a RST. It keeps
     /// room for what the app spends on a connection (a thread, buffers),
     /// so that a flood of clients costs refused connections, not a guest
     /// stopped by a failed allocation.

@@ -25,18 +25,30 @@ pub struct Stats {
     /// Frames the adapter copied: sent ones that had to wait in the
     /// backlog (received frames are never copied: the driver lends them).
     pub tx_copies: u64,
+    /// SYNs dropped because their listener's accept queue was full.
+    pub syn_dropped: u64,
 }
 
 pub(crate) struct Adapter {
     dev: Arc<dyn NetDevice>,
     backlog: VecDeque<Vec<u8>>,
+    /// TCP ports whose accept queue is full: a new SYN to them is dropped
+    /// before smoltcp sees it (which would answer RST), so the client
+    /// retries a moment later, as with a full Linux listen queue.
+    pub syn_gate: Vec<u16>,
     pub broken: Cell<Option<&'static str>>,
     pub stats: Cell<Stats>,
 }
 
 impl Adapter {
     pub fn new(dev: Arc<dyn NetDevice>) -> Self {
-        Self { dev, backlog: VecDeque::new(), broken: Cell::new(None), stats: Cell::new(Stats::default()) }
+        Self {
+            dev,
+            backlog: VecDeque::new(),
+            syn_gate: Vec::new(),
+            broken: Cell::new(None),
+            stats: Cell::new(Stats::default()),
+        }
     }
 
     /// Hands queued frames to the device; true when none is left waiting.
@@ -75,8 +87,26 @@ fn bump(stats: &Cell<Stats>, f: impl FnOnce(&mut Stats)) {
     stats.set(s);
 }
 
+/// The destination port of a TCP SYN (without ACK) to IPv4, if `frame` is
+/// one. Every offset is checked against the frame's length.
+fn tcp_syn_port(frame: &[u8]) -> Option<u16> {
+    if frame.get(12..14)? != [0x08, 0x00] {
+        return None;
+    }
+    let ip = frame.get(14..)?;
+    let ihl = usize::from(ip.first()? & 0x0f) * 4;
+    // Protocol TCP, and the first fragment (the TCP header is there).
+    if ihl < 20 || *ip.get(9)? != 6 || u16::from_be_bytes([*ip.get(6)?, *ip.get(7)?]) & 0x1fff != 0 {
+        return None;
+    }
+    let tcp = ip.get(ihl..)?;
+    let flags = *tcp.get(13)?;
+    (flags & 0x12 == 0x02).then(|| u16::from_be_bytes([tcp[2], tcp[3]]))
+}
+
 /// A frame the device holds for us; consumed in place.
 pub(crate) struct Rx<'a> {
+    gate: &'a [u16],
     dev: &'a dyn NetDevice,
     broken: &'a Cell<Option<&'static str>>,
     stats: &'a Cell<Stats>,
@@ -93,11 +123,18 @@ impl phy::RxToken for Rx<'_> {
     fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
         let mut f = Some(f);
         let mut out = None;
+        let gate = self.gate;
+        let mut gated = false;
         let r = self.dev.receive_with(&mut |frame| {
-            if let Some(f) = f.take() {
+            if !gate.is_empty() && tcp_syn_port(frame).is_some_and(|p| gate.contains(&p)) {
+                gated = true; // dropped: smoltcp gets an empty frame below
+            } else if let Some(f) = f.take() {
                 out = Some(f(frame));
             }
         });
+        if gated {
+            bump(self.stats, |s| s.syn_dropped += 1);
+        }
         match r {
             Ok(true) => bump(self.stats, |s| s.rx_frames += 1),
             Ok(false) => {}
@@ -105,8 +142,8 @@ impl phy::RxToken for Rx<'_> {
             Err(e) => note_error(self.broken, e),
         }
         // smoltcp needs a result even when the frame vanished between
-        // `receive` and here (a broken device): hand it an empty frame,
-        // which it drops as malformed.
+        // `receive` and here (a broken device) or was gated: hand it an
+        // empty frame, which it drops as malformed.
         match (out, f) {
             (Some(r), _) => r,
             (None, Some(f)) => f(&[]),
@@ -185,7 +222,7 @@ impl phy::Device for Adapter {
         }
         let dev = &*self.dev;
         Some((
-            Rx { dev, broken: &self.broken, stats: &self.stats },
+            Rx { gate: &self.syn_gate, dev, broken: &self.broken, stats: &self.stats },
             Tx { dev, backlog: &mut self.backlog, broken: &self.broken, stats: &self.stats },
         ))
     }

@@ -67,6 +67,10 @@ pub(crate) struct State {
     /// Connections refused for lack of memory (no listening socket could
     /// be made, so the SYN got a RST).
     refused: u64,
+    /// In a refusing episode (logged once when it starts and ends).
+    refusing: bool,
+    /// Storage slots of `sockets` (its largest population so far).
+    slots: usize,
 }
 
 fn oom() -> Error {
@@ -85,9 +89,9 @@ fn new_tcp_socket(rx: usize, tx: usize) -> Option<tcp::Socket<'static>> {
     Some(tcp::Socket::new(tcp::SocketBuffer::new(try_zeroed(rx)?), tcp::SocketBuffer::new(try_zeroed(tx)?)))
 }
 
-/// Whether `bytes` more could be allocated now: asks the heap for them (in
-/// one block, which is stricter than needed) and gives them back at once.
-/// Nothing is written, so the probe costs no memory traffic.
+/// Whether `bytes` more could be allocated in one block now: asks the heap
+/// for them and gives them back at once (nothing is written). Only for the
+/// rare large block: a probe can make the heap claim a new arena.
 fn headroom(bytes: usize) -> bool {
     let mut probe: Vec<u8> = Vec::new();
     probe.try_reserve_exact(bytes).is_ok()
@@ -114,18 +118,46 @@ impl State {
         new_tcp_socket(self.opts.tcp_rx_buffer, self.opts.tcp_tx_buffer).ok_or_else(oom)
     }
 
-    /// Adds a socket to the set, after checking that the heap has room for
-    /// it, for the set's own growth and for `admission_reserve` beyond
-    /// (what the app needs to serve the connection: a thread, buffers).
-    /// `None` when it has not: the caller refuses the connection.
+    /// Adds a socket to the set if memory allows: the frame allocator
+    /// must keep `admission_reserve` free (what the app needs to serve the
+    /// connection: a thread stack, buffers), and when the set's storage is
+    /// about to double, the heap must have room for the doubled block.
+    /// `None` when not: the caller refuses the connection.
     fn add_socket(&mut self, s: impl smoltcp::socket::AnySocket<'static>) -> Option<SocketHandle> {
-        let live = self.sockets.iter().count();
-        let growth = (live + 1) * core::mem::size_of::<smoltcp::iface::SocketStorage>();
-        if !headroom(self.opts.admission_reserve.saturating_add(growth)) {
-            self.refused += 1;
+        let reserve = self.opts.admission_reserve as u64;
+        if sys::free_memory().is_some_and(|free| free < reserve) {
+            self.note_refused();
             return None;
         }
-        Some(self.sockets.add(s))
+        let live = self.sockets.iter().count();
+        // smoltcp reuses free slots and pushes only when all are taken; a
+        // Vec that is full at a power of two reallocates to twice that.
+        if live >= self.slots && self.slots >= 4 && self.slots.is_power_of_two() {
+            let doubled = 2 * self.slots * core::mem::size_of::<smoltcp::iface::SocketStorage>();
+            if !headroom(doubled) {
+                self.note_refused();
+                return None;
+            }
+        }
+        if self.refusing {
+            self.refusing = false;
+            crate::log(format_args!("net: memory available again; accepting connections\n"));
+        }
+        let h = self.sockets.add(s);
+        self.slots = self.slots.max(live + 1);
+        Some(h)
+    }
+
+    /// Counts a connection refused for memory; says so once per episode.
+    fn note_refused(&mut self) {
+        self.refused += 1;
+        if !self.refusing {
+            self.refusing = true;
+            crate::log(format_args!(
+                "net: low on memory ({} sockets open): refusing new connections\n",
+                self.sockets.iter().count()
+            ));
+        }
     }
 
     pub fn tcp(&mut self, h: SocketHandle) -> &mut tcp::Socket<'static> {
@@ -270,6 +302,12 @@ impl State {
                 want += spare.saturating_sub(l.listening.len());
             }
         }
+        self.adapter.syn_gate.clear();
+        for l in self.listeners.values() {
+            if l.listening.is_empty() && l.pending.len() >= backlog && self.adapter.syn_gate.try_reserve(1).is_ok() {
+                self.adapter.syn_gate.push(l.endpoint.port);
+            }
+        }
         if want == 0 {
             return;
         }
@@ -282,7 +320,7 @@ impl State {
                 }
                 let endpoint = l.endpoint;
                 let Some(mut s) = new_tcp_socket(rx, tx) else {
-                    self.refused += 1;
+                    self.note_refused();
                     return;
                 };
                 if s.listen(endpoint).is_err() {
@@ -452,6 +490,8 @@ impl Net {
             next_port,
             opts: opts.clone(),
             refused: 0,
+            refusing: false,
+            slots: usize::from(dhcp.is_some()),
         };
         let doorbell = sys::new_doorbell();
         dev.set_doorbell(doorbell);

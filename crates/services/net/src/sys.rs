@@ -46,6 +46,12 @@ mod imp {
         unikit_kernel::dev::net_devices()
     }
 
+    /// Memory not yet handed out by the frame allocator: what the heap can
+    /// still grow into and thread stacks are taken from.
+    pub fn free_memory() -> Option<u64> {
+        Some(unikit_kernel::mem::stats().free_bytes)
+    }
+
     pub fn kernel_options() -> impl Iterator<Item = &'static str> {
         unikit_kernel::boot::command_line().options.iter().map(|s| s.as_str())
     }
@@ -178,6 +184,11 @@ mod imp {
     /// No device registry on the host: the global stack finds no device.
     pub fn net_devices() -> Vec<Arc<dyn super::NetDevice>> {
         Vec::new()
+    }
+
+    /// The host's memory is not the stack's to budget.
+    pub fn free_memory() -> Option<u64> {
+        None
     }
 
     pub fn kernel_options() -> impl Iterator<Item = &'static str> {
