@@ -89,7 +89,7 @@ fn bump(stats: &Cell<Stats>, f: impl FnOnce(&mut Stats)) {
 
 /// The destination port of a TCP SYN (without ACK) to IPv4, if `frame` is
 /// one. Every offset is checked against the frame's length.
-fn tcp_syn_port(frame: &[u8]) -> Option<u16> {
+pub(crate) fn tcp_syn_port(frame: &[u8]) -> Option<u16> {
     if frame.get(12..14)? != [0x08, 0x00] {
         return None;
     }

@@ -324,15 +324,6 @@ fn dhcp_gives_up() {
 }
 
 #[test]
-fn socket_storage_size() {
-    std::println!(
-        "SocketStorage {} B, tcp::Socket {} B",
-        core::mem::size_of::<smoltcp::iface::SocketStorage>(),
-        core::mem::size_of::<smoltcp::socket::tcp::Socket>()
-    );
-}
-
-#[test]
 fn global_without_device() {
     let e = TcpListener::bind(80).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);
@@ -496,4 +487,48 @@ mod dhcp_fuzz {
             deliver(&payload)?;
         }
     }
+}
+
+/// Closing a connection whose request was not read resets it at once (as
+/// Linux does), so a client still sending is not left on a full window
+/// until the linger deadline.
+#[test]
+fn closing_with_unread_data_resets_the_peer() {
+    let (a, b) = pair();
+    let l = b.tcp_bind(8081).unwrap();
+    let c = a.tcp_connect("10.0.0.2:8081", None).unwrap();
+    let (s, _) = l.accept().unwrap();
+    c.write_all(b"a request nobody reads").unwrap();
+    thread::sleep(Duration::from_millis(300)); // the request reaches the server's buffer
+    drop(s);
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let t = Instant::now();
+    let e = c.read(&mut [0u8; 16]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e}");
+    assert!(t.elapsed() < Duration::from_secs(2));
+}
+
+/// What the accept-queue gate looks at: only a first IPv4 TCP SYN, with
+/// every offset inside the frame.
+#[test]
+fn syn_frames_are_recognised() {
+    let mut f = vec![0u8; 14 + 20 + 20];
+    f[12..14].copy_from_slice(&[8, 0]);
+    f[14] = 0x45;
+    f[14 + 9] = 6;
+    f[34 + 2..34 + 4].copy_from_slice(&80u16.to_be_bytes());
+    f[34 + 13] = 0x02;
+    assert_eq!(crate::device::tcp_syn_port(&f), Some(80));
+    f[34 + 13] = 0x12; // SYN-ACK
+    assert_eq!(crate::device::tcp_syn_port(&f), None);
+    f[34 + 13] = 0x02;
+    f[14 + 6] = 0x00;
+    f[14 + 7] = 0x10; // a later fragment: no TCP header there
+    assert_eq!(crate::device::tcp_syn_port(&f), None);
+    f[14 + 7] = 0;
+    for n in 0..34 + 14 {
+        assert_eq!(crate::device::tcp_syn_port(&f[..n]), None, "truncated at {n}");
+    }
+    f[14] = 0x4f; // IHL past the end
+    assert_eq!(crate::device::tcp_syn_port(&f), None);
 }
