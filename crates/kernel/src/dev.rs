@@ -233,3 +233,30 @@ pub fn check_block_request(dev: &dyn BlockDevice, block: u64, len: usize) -> Res
         _ => Err(DevError::OutOfRange),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn held_frame_fetches_once_and_lends_in_place() {
+        let h = HeldFrame::new(16);
+        let mut fetches = 0;
+        let mut fetch = |b: &mut [u8]| {
+            fetches += 1;
+            b[..3].copy_from_slice(b"abc");
+            Ok(3)
+        };
+        assert_eq!(h.pending(&mut fetch), Ok(true));
+        assert_eq!(h.pending(&mut fetch), Ok(true)); // still held: no second fetch
+        let mut got = Vec::new();
+        assert_eq!(h.lend(&mut fetch, &mut |f| got.extend_from_slice(f)), Ok(true));
+        assert_eq!(got, b"abc");
+        assert_eq!(fetches, 1);
+        // Empty again: the next lend fetches; a device with nothing says so.
+        assert_eq!(h.lend(|_| Err(DevError::WouldBlock), &mut |_| panic!("no frame")), Ok(false));
+        // A device claiming more than the buffer holds is caught.
+        assert!(matches!(h.pending(|_| Ok(17)), Err(DevError::Broken(_))));
+        assert_eq!(h.pending(|_| Err(DevError::Io)), Err(DevError::Io));
+    }
+}
