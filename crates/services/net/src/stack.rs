@@ -32,10 +32,55 @@ use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpo
 const INGRESS_BUDGET: usize = 256;
 const MS: u64 = 1_000_000;
 
+/// The waiters of one socket. smoltcp wakes it (through a `Waker`) when
+/// the socket may make progress: data or room, a state change. One wait
+/// queue for every socket would wake all sleeping connection threads after
+/// every change (a thousand idle keep-alive clients cost a thousand
+/// wake-ups per request); this wakes only the socket's own.
+pub(crate) struct SockWait {
+    wq: WaitQueue,
+    /// Times woken (tests check that idle sockets are left asleep).
+    #[cfg(test)]
+    pub wakes: core::sync::atomic::AtomicU64,
+}
+
+impl SockWait {
+    /// A new waiter set, known to `sh` so that a device failure wakes it.
+    pub fn new(sh: &Shared) -> Arc<SockWait> {
+        let w = Arc::new(SockWait {
+            wq: WaitQueue::new(),
+            #[cfg(test)]
+            wakes: core::sync::atomic::AtomicU64::new(0),
+        });
+        let mut all = sh.socket_waits.lock();
+        if all.len().is_power_of_two() {
+            all.retain(|w| w.strong_count() > 0);
+        }
+        if all.try_reserve(1).is_ok() {
+            all.push(Arc::downgrade(&w));
+        }
+        w
+    }
+}
+
+impl alloc::task::Wake for SockWait {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        #[cfg(test)]
+        self.wakes.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        self.wq.notify_all();
+    }
+}
+
 pub(crate) struct Shared {
     pub state: Lock<State>,
-    /// Socket users sleep here; notified after polls that changed sockets.
+    /// Waits not tied to one socket (accept, DHCP); notified after every
+    /// poll that changed sockets.
     pub wq: WaitQueue,
+    /// Every socket's waiters (woken all at once when the device fails).
+    pub socket_waits: Lock<Vec<Weak<SockWait>>>,
     pub dev: Arc<dyn NetDevice>,
     pub opts: Options,
     /// The stack's own doorbell: the device rings it (frames in, transmit
@@ -425,10 +470,51 @@ impl Shared {
         &self,
         timeout: Option<Duration>,
         what: &str,
+        op: impl FnMut(&mut State) -> Option<Result<R>>,
+    ) -> Result<R> {
+        self.wait_on(&self.wq, timeout, what, op)
+    }
+
+    /// As `wait`, for an operation on socket `h` alone (`tcp`: a TCP
+    /// socket, else UDP): woken only by that socket, through `ws`.
+    pub fn wait_socket<R>(
+        &self,
+        h: SocketHandle,
+        tcp_socket: bool,
+        ws: &Arc<SockWait>,
+        timeout: Option<Duration>,
+        what: &str,
+        mut op: impl FnMut(&mut State) -> Option<Result<R>>,
+    ) -> Result<R> {
+        let waker = core::task::Waker::from(ws.clone());
+        self.wait_on(&ws.wq, timeout, what, |st| {
+            let r = op(st);
+            if r.is_none() {
+                // Registered under the stack lock, before the waiter sleeps:
+                // a wake after this point is not lost (WaitQueue protocol).
+                if tcp_socket {
+                    let s = st.tcp(h);
+                    s.register_recv_waker(&waker);
+                    s.register_send_waker(&waker);
+                } else {
+                    let s = st.udp(h);
+                    s.register_recv_waker(&waker);
+                    s.register_send_waker(&waker);
+                }
+            }
+            r
+        })
+    }
+
+    fn wait_on<R>(
+        &self,
+        wq: &WaitQueue,
+        timeout: Option<Duration>,
+        what: &str,
         mut op: impl FnMut(&mut State) -> Option<Result<R>>,
     ) -> Result<R> {
         let mut out = None;
-        self.wq.wait_until_deadline(
+        wq.wait_until_deadline(
             || {
                 if out.is_none() {
                     let mut st = self.state.lock();
@@ -495,8 +581,14 @@ impl Net {
         };
         let doorbell = sys::new_doorbell();
         dev.set_doorbell(doorbell);
-        let shared =
-            Arc::new(Shared { state: Lock::new(state), wq: WaitQueue::new(), dev: dev.clone(), opts, doorbell });
+        let shared = Arc::new(Shared {
+            state: Lock::new(state),
+            wq: WaitQueue::new(),
+            socket_waits: Lock::new(Vec::new()),
+            dev: dev.clone(),
+            opts,
+            doorbell,
+        });
         let weak = Arc::downgrade(&shared);
         if !sys::spawn("net", Box::new(move || run(weak, dev, doorbell))) {
             return Err(Error::new(ErrorKind::OutOfMemory, "cannot start the net thread"));
@@ -605,7 +697,8 @@ impl Net {
         };
         self.0.kick();
         let timeout = timeout.unwrap_or(self.0.opts.connect_timeout);
-        let r = self.0.wait(Some(timeout), "connect", |st| match st.tcp(h).state() {
+        let ws = SockWait::new(&self.0);
+        let r = self.0.wait_socket(h, true, &ws, Some(timeout), "connect", |st| match st.tcp(h).state() {
             tcp::State::SynSent | tcp::State::SynReceived => None,
             tcp::State::Closed => {
                 Some(Err(Error::new(ErrorKind::ConnectionRefused, format!("connection to {a} refused"))))
@@ -665,8 +758,16 @@ fn run(weak: Weak<Shared>, dev: Arc<dyn NetDevice>, doorbell: &'static sys::Even
             }
             r
         };
+        // Socket users are woken by their sockets (smoltcp's wakers) during
+        // the poll; this queue holds the waits on the stack as a whole.
         if changed || reported {
             sh.wq.notify_all();
+        }
+        if reported {
+            let all: Vec<Arc<SockWait>> = sh.socket_waits.lock().iter().filter_map(Weak::upgrade).collect();
+            for w in all {
+                w.wq.notify_all();
+            }
         }
         drop(sh);
         if reported {

@@ -532,3 +532,44 @@ fn syn_frames_are_recognised() {
     f[14] = 0x4f; // IHL past the end
     assert_eq!(crate::device::tcp_syn_port(&f), None);
 }
+
+/// Traffic on one connection does not wake the threads sleeping on other,
+/// idle connections (each socket has its own waiters).
+#[test]
+fn idle_connections_are_not_woken_by_others_traffic() {
+    let (a, b) = pair();
+    let l = b.tcp_bind(8082).unwrap();
+    let mut idle_clients = Vec::new();
+    let mut idle_servers = Vec::new();
+    for _ in 0..20 {
+        idle_clients.push(a.tcp_connect("10.0.0.2:8082", None).unwrap());
+        idle_servers.push(Arc::new(l.accept().unwrap().0));
+    }
+    // A thread blocked in read on each idle server-side stream.
+    let readers: Vec<_> = idle_servers
+        .iter()
+        .map(|s| {
+            let s = s.clone();
+            thread::spawn(move || s.read(&mut [0u8; 8]))
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(200));
+    let before: u64 = idle_servers.iter().map(|s| s.waiters.wakes.load(std::sync::atomic::Ordering::Relaxed)).sum();
+    let c = a.tcp_connect("10.0.0.2:8082", None).unwrap();
+    let (s, _) = l.accept().unwrap();
+    for i in 0..100u32 {
+        c.write_all(&i.to_le_bytes()).unwrap();
+        let mut buf = [0u8; 4];
+        s.read_exact(&mut buf).unwrap();
+        assert_eq!(u32::from_le_bytes(buf), i);
+    }
+    let after: u64 = idle_servers.iter().map(|s| s.waiters.wakes.load(std::sync::atomic::Ordering::Relaxed)).sum();
+    assert_eq!(after, before, "idle sockets were woken by another connection's traffic");
+    // They still wake for their own data.
+    for c in &idle_clients {
+        c.write_all(b"x").unwrap();
+    }
+    for r in readers {
+        assert_eq!(r.join().unwrap().unwrap(), 1);
+    }
+}

@@ -1,7 +1,7 @@
 //! UDP sockets shaped like `std::net::UdpSocket`.
 use crate::addr::{ToSocketAddrs, v4};
 use crate::error::{Error, ErrorKind, Result};
-use crate::stack::{Shared, endpoint_to_addr};
+use crate::stack::{Shared, SockWait, endpoint_to_addr};
 use alloc::format;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -16,6 +16,8 @@ const IP_UDP_HEADERS: usize = 28;
 pub struct UdpSocket {
     sh: Arc<Shared>,
     handle: SocketHandle,
+    /// This socket's waiters (woken by the socket alone).
+    waiters: Arc<SockWait>,
     local: SocketAddr,
     read_timeout: spin::Mutex<Option<Duration>>,
     write_timeout: spin::Mutex<Option<Duration>>,
@@ -63,6 +65,7 @@ impl UdpSocket {
             handle = st.sockets.add(s);
         }
         Ok(UdpSocket {
+            waiters: SockWait::new(&sh),
             sh,
             handle,
             local: SocketAddr::V4(SocketAddrV4::new(*a.ip(), port)),
@@ -90,7 +93,7 @@ impl UdpSocket {
         let ep = IpEndpoint::new(IpAddress::Ipv4(*to.ip()), to.port());
         let t = *self.write_timeout.lock();
         self.sh
-            .wait(t, "send_to", |st| {
+            .wait_socket(h, false, &self.waiters, t, "send_to", |st| {
                 let s = st.udp(h);
                 if buf.len() > s.payload_send_capacity() {
                     return Some(Err(Error::new(ErrorKind::InvalidInput, "datagram larger than the send buffer")));
@@ -111,7 +114,7 @@ impl UdpSocket {
         let h = self.handle;
         let t = *self.read_timeout.lock();
         let peer = *self.peer.lock();
-        self.sh.wait(t, "recv_from", |st| {
+        self.sh.wait_socket(h, false, &self.waiters, t, "recv_from", |st| {
             let s = st.udp(h);
             loop {
                 let (data, meta) = s.recv().ok()?;
