@@ -36,6 +36,9 @@ pub(crate) struct Adapter {
     /// before smoltcp sees it (which would answer RST), so the client
     /// retries a moment later, as with a full Linux listen queue.
     pub syn_gate: Vec<u16>,
+    /// Where smoltcp builds a frame that cannot be sent (no room in the
+    /// device or the backlog): allocated once, so that path never fails.
+    scratch: Vec<u8>,
     pub broken: Cell<Option<&'static str>>,
     pub stats: Cell<Stats>,
 }
@@ -43,6 +46,7 @@ pub(crate) struct Adapter {
 impl Adapter {
     pub fn new(dev: Arc<dyn NetDevice>) -> Self {
         Self {
+            scratch: alloc::vec![0; dev.mtu() + ETH_HEADER + 4],
             dev,
             backlog: VecDeque::new(),
             syn_gate: Vec::new(),
@@ -115,6 +119,7 @@ pub(crate) struct Rx<'a> {
 pub(crate) struct Tx<'a> {
     dev: &'a dyn NetDevice,
     backlog: &'a mut VecDeque<Vec<u8>>,
+    scratch: &'a mut Vec<u8>,
     broken: &'a Cell<Option<&'static str>>,
     stats: &'a Cell<Stats>,
 }
@@ -169,15 +174,14 @@ impl phy::TxToken for Tx<'_> {
         match direct {
             Ok(()) => bump(self.stats, |s| s.tx_frames += 1),
             Err(DevError::WouldBlock) if f.is_some() => {
-                if self.backlog.len() < MAX_BACKLOG && self.backlog.try_reserve(1).is_ok() {
-                    let mut buf = Vec::new();
-                    if buf.try_reserve_exact(len).is_ok() {
-                        buf.resize(len, 0);
-                        let r = (f.take().unwrap())(&mut buf);
-                        self.backlog.push_back(buf);
-                        bump(self.stats, |s| s.tx_copies += 1);
-                        return r;
-                    }
+                if self.backlog.len() < MAX_BACKLOG
+                    && self.backlog.try_reserve(1).is_ok()
+                    && let Some(mut buf) = crate::stack::try_zeroed(len)
+                {
+                    let r = (f.take().unwrap())(&mut buf);
+                    self.backlog.push_back(buf);
+                    bump(self.stats, |s| s.tx_copies += 1);
+                    return r;
                 }
                 bump(self.stats, |s| s.tx_dropped += 1);
             }
@@ -191,13 +195,11 @@ impl phy::TxToken for Tx<'_> {
             // Not sent: smoltcp still builds the frame (into scratch space);
             // TCP retransmits it.
             (None, Some(f)) => {
-                let mut scratch = Vec::new();
-                if scratch.try_reserve_exact(len).is_ok() {
-                    scratch.resize(len, 0);
-                    f(&mut scratch)
-                } else {
-                    f(&mut [])
+                if self.scratch.len() < len {
+                    // Larger than the MTU allows: only a smoltcp bug asks this.
+                    self.scratch.resize(len, 0);
                 }
+                f(&mut self.scratch[..len])
             }
             (None, None) => unreachable!("the closure ran but gave no result"),
         }
@@ -223,7 +225,13 @@ impl phy::Device for Adapter {
         let dev = &*self.dev;
         Some((
             Rx { gate: &self.syn_gate, dev, broken: &self.broken, stats: &self.stats },
-            Tx { dev, backlog: &mut self.backlog, broken: &self.broken, stats: &self.stats },
+            Tx {
+                dev,
+                backlog: &mut self.backlog,
+                scratch: &mut self.scratch,
+                broken: &self.broken,
+                stats: &self.stats,
+            },
         ))
     }
 
@@ -231,7 +239,13 @@ impl phy::Device for Adapter {
         if self.broken.get().is_some() || !self.flush() {
             return None;
         }
-        Some(Tx { dev: &*self.dev, backlog: &mut self.backlog, broken: &self.broken, stats: &self.stats })
+        Some(Tx {
+            dev: &*self.dev,
+            backlog: &mut self.backlog,
+            scratch: &mut self.scratch,
+            broken: &self.broken,
+            stats: &self.stats,
+        })
     }
 
     fn capabilities(&self) -> DeviceCapabilities {

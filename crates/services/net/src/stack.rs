@@ -122,7 +122,9 @@ fn oom() -> Error {
     Error::new(ErrorKind::OutOfMemory, "out of memory for a socket")
 }
 
-/// Zeroed bytes, or `None` if the heap has no room (no panic).
+/// Zeroed bytes, or `None` if the heap has no room (no panic): the
+/// fallible form of `vec![0; n]`.
+#[allow(clippy::slow_vector_initialization)]
 pub(crate) fn try_zeroed(n: usize) -> Option<Vec<u8>> {
     let mut v = Vec::new();
     v.try_reserve_exact(n).ok()?;
