@@ -1,11 +1,20 @@
 //! The stack: one smoltcp `Interface` over one `NetDevice`, its sockets
 //! behind a short-held lock, and the "net" thread that drives it.
 //!
-//! Blocking: socket calls run their operation as the condition of a wait on
-//! `Shared::wq`, so they sleep until it can make progress; the net thread
-//! notifies that queue after every poll that changed socket state. A call
-//! that queued work (data, a SYN, a FIN) signals the device's event, which
-//! is what the net thread sleeps on, so it polls at once.
+//! Blocking: socket calls run their operation as the condition of a wait,
+//! so they sleep until it can make progress. A call on one socket waits on
+//! that socket's own queue (`SockWait`), which smoltcp wakes through a
+//! `Waker` when the socket gets data, room or a new state; waits on the
+//! stack as a whole (accept, DHCP) use `Shared::wq`, notified after every
+//! poll that changed socket state. A call that queued work (data, a SYN, a
+//! FIN) kicks the stack's own doorbell, which the device rings too and the
+//! net thread sleeps on, so it polls at once.
+//!
+//! Hostile load: a listener whose accept queue is full drops new SYNs (the
+//! client retries), and a connection is admitted only while the frame
+//! allocator keeps `Options::admission_reserve` free (else RST); every
+//! buffer the stack allocates per socket is allocated fallibly, so running
+//! out of memory costs connections, not the guest.
 use crate::addr::{ToSocketAddrs, v4};
 use crate::config::{IpConfig, Options};
 use crate::device::{Adapter, Stats};
