@@ -127,6 +127,22 @@ pub(crate) struct State {
     slots: usize,
 }
 
+/// The doorbell of `dev`'s stack. A device keeps the doorbell it was given
+/// (it may ring it from an interrupt handler), so a later stack on the same
+/// device shares it; the device is kept alive here so that its address is
+/// never taken by another one.
+fn doorbell_for(dev: &Arc<dyn NetDevice>) -> &'static sys::Event {
+    static BELLS: Lock<Vec<(Arc<dyn NetDevice>, &'static sys::Event)>> = Lock::new(Vec::new());
+    let mut bells = BELLS.lock();
+    if let Some((_, bell)) = bells.iter().find(|(d, _)| Arc::ptr_eq(d, dev)) {
+        return bell;
+    }
+    let bell = sys::new_doorbell();
+    dev.set_doorbell(bell);
+    bells.push((dev.clone(), bell));
+    bell
+}
+
 fn oom() -> Error {
     Error::new(ErrorKind::OutOfMemory, "out of memory for a socket")
 }
@@ -590,8 +606,7 @@ impl Net {
             refusing: false,
             slots: usize::from(dhcp.is_some()),
         };
-        let doorbell = sys::new_doorbell();
-        dev.set_doorbell(doorbell);
+        let doorbell = doorbell_for(&dev);
         let shared = Arc::new(Shared {
             state: Lock::new(state),
             wq: WaitQueue::new(),

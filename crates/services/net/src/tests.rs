@@ -573,3 +573,23 @@ fn idle_connections_are_not_woken_by_others_traffic() {
         assert_eq!(r.join().unwrap().unwrap(), 1);
     }
 }
+
+/// A second stack on a device whose first stack was dropped is woken by
+/// the device as the first was (the device keeps its doorbell).
+#[test]
+fn a_device_serves_a_second_stack() {
+    let (a, b) = Loopback::pair();
+    let server = Net::start(b, opts("10.0.0.2/24")).unwrap();
+    let l = server.tcp_bind(9000).unwrap();
+    for _ in 0..2 {
+        let client = Net::start(a.clone(), opts("10.0.0.1/24")).unwrap();
+        let c = client.tcp_connect("10.0.0.2:9000", None).unwrap();
+        let (s, _) = l.accept().unwrap();
+        c.write_all(b"ping").unwrap();
+        let mut buf = [0u8; 4];
+        s.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"ping");
+        drop((c, s, client));
+        thread::sleep(Duration::from_millis(50));
+    }
+}
