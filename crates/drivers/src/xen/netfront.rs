@@ -252,7 +252,7 @@ impl NetTx {
     /// the frame there, and queues it; returns whether to notify the
     /// backend. `WouldBlock` without calling `f` when no slot is free.
     pub fn transmit_with(&mut self, len: usize, f: &mut dyn FnMut(&mut [u8])) -> Result<bool, NetError> {
-        if len < ETH_HEADER || len > TX_SLOT {
+        if !(ETH_HEADER..=TX_SLOT).contains(&len) {
             return Err(NetError::BadLength);
         }
         self.reclaim()?;
