@@ -309,3 +309,314 @@ fn disk_q35_kvm() {
 fn disk_linuxu() {
     disk_persists(&["--plat", "linuxu"]);
 }
+
+// ---------------------------------------------------------------------------
+// httpd under hostile load (issue 11): many idle clients, bursts, slowloris,
+// odd requests. Each talks raw TCP from the test, inside the guest's network
+// namespace for linuxu.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+
+/// Where a test reaches httpd: a netns (linuxu) or the host (QEMU `-p`).
+struct Target {
+    ns: Option<String>,
+    addr: SocketAddr,
+}
+
+impl Target {
+    /// Runs `f` on a thread inside the target's network namespace (threads
+    /// it starts inherit it); sockets it opens stay usable anywhere.
+    fn within<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                if let Some(ns) = &self.ns {
+                    let f = std::fs::File::open(format!("/var/run/netns/{ns}")).expect("netns file");
+                    use std::os::fd::AsRawFd;
+                    // SAFETY: setns on a valid descriptor; affects this thread only.
+                    let r = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+                    assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
+                }
+                f()
+            })
+            .join()
+            .unwrap()
+        })
+    }
+
+    fn connect(&self) -> std::io::Result<TcpStream> {
+        let s = TcpStream::connect_timeout(&self.addr, Duration::from_secs(20))?;
+        s.set_read_timeout(Some(Duration::from_secs(60)))?;
+        Ok(s)
+    }
+}
+
+/// Sends one request on `s` and returns the status line ("" if the
+/// connection ended first).
+fn request(s: &mut TcpStream, req: &[u8]) -> String {
+    if s.write_all(req).is_err() {
+        return String::new();
+    }
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&got).lines().next().unwrap_or("").to_string()
+}
+
+const GET: &[u8] = b"GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n";
+
+/// Lets this process (and the VMM it starts) hold a few thousand sockets.
+fn raise_fd_limit() {
+    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: plain getrlimit/setrlimit on a local struct.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut r);
+        r.rlim_cur = r.rlim_max.min(65536);
+        libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+    }
+}
+
+/// httpd on linuxu in a fresh netns (64M, its manifest's memory).
+fn linuxu_httpd(tag: &str) -> (Netns, Guest, Target) {
+    raise_fd_limit();
+    let ns = Netns::new(tag);
+    let exec = ns.exec();
+    let wrap: Vec<&str> = exec.iter().map(String::as_str).collect();
+    let www = repo().join("examples/httpd/www");
+    let proj = repo().join("examples/httpd");
+    let mut g = Guest::start(
+        &wrap,
+        &[
+            "-q",
+            "-C",
+            proj.to_str().unwrap(),
+            "-m",
+            "64M",
+            "--plat",
+            "linuxu",
+            "--net",
+            "tap:tap0",
+            "--ip",
+            "10.0.0.2/24:10.0.0.1",
+            "--rootfs",
+            www.to_str().unwrap(),
+        ],
+        tag,
+    );
+    curl(&wrap, &["-o", "/dev/null", "http://10.0.0.2/"], &mut g, true);
+    let t = Target { ns: Some(ns.name.clone()), addr: "10.0.0.2:80".parse().unwrap() };
+    (ns, g, t)
+}
+
+/// httpd on QEMU q35 under TCG with `-m 64M`, published on a host port.
+fn qemu_httpd(tag: &str) -> (Guest, Target) {
+    raise_fd_limit();
+    let port = free_port();
+    let www = repo().join("examples/httpd/www");
+    let proj = repo().join("examples/httpd");
+    let publish = format!("{port}:80");
+    let mut g = Guest::start(
+        &[],
+        &[
+            "-q",
+            "-C",
+            proj.to_str().unwrap(),
+            "-m",
+            "64M",
+            "--plat",
+            "qemu",
+            "--accel",
+            "tcg",
+            "-p",
+            &publish,
+            "--rootfs",
+            www.to_str().unwrap(),
+        ],
+        tag,
+    );
+    curl(&[], &["-o", "/dev/null", &format!("http://127.0.0.1:{port}/")], &mut g, true);
+    (g, Target { ns: None, addr: format!("127.0.0.1:{port}").parse().unwrap() })
+}
+
+fn assert_alive(g: &mut Guest) {
+    if let Ok(Some(st)) = g.child.try_wait() {
+        panic!("the guest stopped ({st}):\n{}", g.log());
+    }
+    let log = g.log();
+    assert!(!log.contains("panicked") && !log.contains("allocation"), "{log}");
+}
+
+/// 1,000 idle connections held open; a new client is still served, and
+/// idle ones picked across the range still answer (all asked at once: the
+/// server closes connections idle for 30 s).
+fn idle_thousand(t: &Target, g: &mut Guest) {
+    const N: usize = 1000;
+    let r = t.within(|| {
+        let t0 = Instant::now();
+        let mut idle = Vec::with_capacity(N);
+        for i in 0..N {
+            match t.connect() {
+                Ok(s) => idle.push(s),
+                Err(e) => return Err(format!("idle connection {i} failed after {:?}: {e}", t0.elapsed())),
+            }
+        }
+        let opened = t0.elapsed();
+        // Let the guest take them all in before the checks.
+        std::thread::sleep(Duration::from_secs(3));
+        let fresh = t.connect().map(|mut s| request(&mut s, GET)).unwrap_or_else(|e| e.to_string());
+        let picks: Vec<usize> = (0..N).step_by(97).collect();
+        for &i in &picks {
+            let _ = idle[i].write_all(GET);
+        }
+        let sampled: Vec<String> = picks.iter().map(|&i| request(&mut idle[i], b"")).collect();
+        Ok((idle, fresh, sampled, opened, t0.elapsed()))
+    });
+    let (idle, fresh, sampled, opened, total) = match r {
+        Ok(v) => v,
+        Err(e) => panic!("{e}\n{}", g.log()),
+    };
+    let when = format!("(opened in {opened:?}, checked after {total:?})");
+    assert!(fresh.starts_with("HTTP/1.1 200"), "new client with {N} idle connections: {fresh:?} {when}\n{}", g.log());
+    for (k, s) in sampled.iter().enumerate() {
+        assert!(s.starts_with("HTTP/1.1 200"), "idle connection {} did not answer: {s:?} {when}\n{}", k * 97, g.log());
+    }
+    drop(idle);
+    assert_alive(g);
+}
+
+/// 1,000 clients connect and ask at once; every one gets its page.
+fn burst_thousand(t: &Target, g: &mut Guest) {
+    const THREADS: usize = 50;
+    const PER: usize = 20;
+    let results: Vec<String> = t.within(|| {
+        let barrier = std::sync::Barrier::new(THREADS);
+        std::thread::scope(|s| {
+            let hs: Vec<_> = (0..THREADS)
+                .map(|_| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        let conns: Vec<std::io::Result<TcpStream>> = (0..PER).map(|_| t.connect()).collect();
+                        let mut conns: Vec<TcpStream> = conns
+                            .into_iter()
+                            .map(|c| c.unwrap_or_else(|e| panic!("connect in the burst: {e}")))
+                            .collect();
+                        for c in &mut conns {
+                            let _ = c.write_all(b"GET /index.html HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+                        }
+                        conns.iter_mut().map(|c| request(c, b"")).collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        })
+    });
+    let ok = results.iter().filter(|r| r.starts_with("HTTP/1.1 200")).count();
+    assert_eq!(ok, THREADS * PER, "answered {ok} of {}:\n{}", THREADS * PER, g.log());
+    assert_alive(g);
+}
+
+#[test]
+#[cfg_attr(unikit_no_netns, ignore = "SKIPPED: creating network namespaces needs root and iproute2")]
+fn httpd_linuxu_holds_1000_idle_connections() {
+    let (_ns, mut g, t) = linuxu_httpd("idle");
+    idle_thousand(&t, &mut g);
+}
+
+#[test]
+fn httpd_q35_tcg_holds_1000_idle_connections() {
+    let (mut g, t) = qemu_httpd("idle-tcg");
+    idle_thousand(&t, &mut g);
+}
+
+#[test]
+#[cfg_attr(unikit_no_netns, ignore = "SKIPPED: creating network namespaces needs root and iproute2")]
+fn httpd_linuxu_answers_a_burst_of_1000() {
+    let (_ns, mut g, t) = linuxu_httpd("burst");
+    burst_thousand(&t, &mut g);
+}
+
+#[test]
+fn httpd_q35_tcg_answers_a_burst_of_1000() {
+    let (mut g, t) = qemu_httpd("burst-tcg");
+    burst_thousand(&t, &mut g);
+}
+
+/// A client sending its head a byte a second is closed once the head
+/// deadline (10 s) passes; one that never sends is closed after the idle
+/// timeout (30 s); meanwhile others are served.
+#[test]
+#[cfg_attr(unikit_no_netns, ignore = "SKIPPED: creating network namespaces needs root and iproute2")]
+fn httpd_linuxu_times_out_slowloris() {
+    let (_ns, mut g, t) = linuxu_httpd("slowloris");
+    let (trickle_closed_after, silent_closed_after, served) = t.within(|| {
+        std::thread::scope(|s| {
+            let trickle = s.spawn(|| {
+                let mut c = t.connect().unwrap();
+                let t0 = Instant::now();
+                let head = b"GET /index.html HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+                for b in head.iter().chain(std::iter::repeat(&b'a')) {
+                    if c.write_all(&[*b]).is_err() || t0.elapsed() > Duration::from_secs(60) {
+                        break;
+                    }
+                    c.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+                    let mut buf = [0u8; 512];
+                    match c.read(&mut buf) {
+                        Ok(_) => break, // the 408 or the close
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                        Err(_) => break,
+                    }
+                }
+                t0.elapsed()
+            });
+            let silent = s.spawn(|| {
+                let mut c = t.connect().unwrap();
+                let t0 = Instant::now();
+                c.set_read_timeout(Some(Duration::from_secs(90))).unwrap();
+                let _ = c.read(&mut [0u8; 64]);
+                t0.elapsed()
+            });
+            std::thread::sleep(Duration::from_secs(5));
+            let served = t.connect().map(|mut c| request(&mut c, GET)).unwrap_or_default();
+            (trickle.join().unwrap(), silent.join().unwrap(), served)
+        })
+    });
+    assert!(served.starts_with("HTTP/1.1 200"), "{served:?}");
+    assert!(
+        trickle_closed_after >= Duration::from_secs(8) && trickle_closed_after < Duration::from_secs(20),
+        "a byte-a-second client was closed after {trickle_closed_after:?} (want about 10 s)"
+    );
+    assert!(
+        silent_closed_after >= Duration::from_secs(25) && silent_closed_after < Duration::from_secs(45),
+        "a silent client was closed after {silent_closed_after:?} (want about 30 s)"
+    );
+    assert_alive(&mut g);
+}
+
+/// Bare-LF line endings get an answer; a 1 MiB request head is refused
+/// promptly instead of stalling the client.
+#[test]
+#[cfg_attr(unikit_no_netns, ignore = "SKIPPED: creating network namespaces needs root and iproute2")]
+fn httpd_linuxu_bare_lf_and_huge_head() {
+    let (_ns, mut g, t) = linuxu_httpd("lf");
+    let (lf, huge_status, huge_took) = t.within(|| {
+        let mut c = t.connect().unwrap();
+        let lf = request(&mut c, b"GET /index.html HTTP/1.1\nHost: x\n\n");
+        let mut c = t.connect().unwrap();
+        let t0 = Instant::now();
+        let mut head = b"GET / HTTP/1.1\r\nX-Big: ".to_vec();
+        head.resize(1 << 20, b'a');
+        head.extend_from_slice(b"\r\n\r\n");
+        let status = request(&mut c, &head);
+        (lf, status, t0.elapsed())
+    });
+    assert!(lf.starts_with("HTTP/1.1 200"), "bare-LF request: {lf:?}");
+    assert!(huge_took < Duration::from_secs(5), "a 1 MiB head kept the client {huge_took:?} ({huge_status:?})");
+    assert!(huge_status.is_empty() || huge_status.starts_with("HTTP/1.1 431"), "{huge_status:?}");
+    assert_alive(&mut g);
+}

@@ -7,9 +7,14 @@
 //! - host wall time from launching QEMU (or the process) to its exit;
 //! - image size; the smallest `-m` that still boots hello.
 //!
+//! `--capacity` measures httpd's idle-connection capacity in 64M and the
+//! memory per idle connection; `--soak SECS` runs wrk for SECS seconds and
+//! reports requests/s and errors per interval (bench/src/capacity.rs).
+//!
 //! Runs alternate between configurations so that machine noise spreads
 //! evenly, and the report quotes medians. QEMU is started with the same
 //! arguments `unikit run` uses (crates/cli/src/run/qemu.rs).
+mod capacity;
 mod net;
 mod xen;
 
@@ -187,6 +192,36 @@ fn smallest_memory(image: &Path, kvm: bool) -> Option<u64> {
 
 fn main() {
     let unikit = repo().join("target/release/unikit");
+    // `--capacity` and `--soak SECS` run on their own and print their
+    // section (bench/REPORT.md is left as it is).
+    let args: Vec<String> = std::env::args().collect();
+    let soak = args.iter().position(|a| a == "--soak").map(|i| args.get(i + 1).and_then(|v| v.parse::<u64>().ok()));
+    if args.iter().any(|a| a == "--capacity") || soak.is_some() {
+        let st = Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
+            .args(["build", "--release", "-q", "-p", "unikit-cli"])
+            .current_dir(repo())
+            .status()
+            .expect("cannot run cargo");
+        assert!(st.success(), "building the unikit CLI failed");
+        for plat in ["qemu", "linuxu"] {
+            let _ = Command::new(&unikit)
+                .args(["build", "-q", "--plat", plat, "-C"])
+                .arg(repo().join("examples/httpd"))
+                .status();
+        }
+        if args.iter().any(|a| a == "--capacity") {
+            print!("{}", capacity::run_capacity(&repo(), &unikit));
+        }
+        match soak {
+            Some(Some(secs)) => print!("{}", capacity::run_soak(&repo(), &unikit, secs)),
+            Some(None) => {
+                eprintln!("error: --soak needs a number of seconds, e.g. --soak 60");
+                std::process::exit(2);
+            }
+            None => {}
+        }
+        return;
+    }
     // Builds the httpd images up front so that the first wrk run does not
     // wait for the compiler.
     let prebuild = |plat: &str| {

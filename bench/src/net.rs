@@ -63,12 +63,25 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+impl Server {
+    /// The process id of the `unikit run` (or server) started.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 pub fn unikit_qemu(repo: &Path, unikit: &Path, accel: &str) -> Option<Server> {
+    unikit_qemu_with(repo, unikit, accel, &[])
+}
+
+/// As `unikit_qemu`, with more `unikit run` arguments (e.g. `-m 64M`).
+pub fn unikit_qemu_with(repo: &Path, unikit: &Path, accel: &str, extra: &[&str]) -> Option<Server> {
     let port = free_port();
     let child = spawn(
         Command::new(unikit)
             .args(["run", "-q", "-C"])
             .arg(repo.join("examples/httpd"))
+            .args(extra)
             .args(["--plat", "qemu", "--accel", accel, "-p", &format!("{port}:80"), "--rootfs"])
             .arg(repo.join("examples/httpd/www")),
     )?;
@@ -210,6 +223,31 @@ pub fn wrk_with(s: &Server, close: bool, secs: u32, timeout: u32) -> Option<f64>
     let out = c.arg(&s.url).output().ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines().find_map(|l| l.strip_prefix("Requests/sec:")).and_then(|v| v.trim().parse().ok())
+}
+
+/// wrk (keep-alive) for `secs` seconds: requests/s and the errors it
+/// counted (socket errors of every kind, non-2xx answers, timeouts).
+pub fn wrk_detail(s: &Server, secs: u32) -> (Option<f64>, u64) {
+    let mut c = cmd(&s.wrap, "wrk");
+    c.args(["-t2", &format!("-c{CONNECTIONS}"), &format!("-d{secs}s"), "--timeout=2s"]);
+    let Ok(out) = c.arg(&s.url).output() else { return (None, 0) };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rps = text.lines().find_map(|l| l.strip_prefix("Requests/sec:")).and_then(|v| v.trim().parse().ok());
+    let mut errors = 0;
+    for l in text.lines().map(str::trim) {
+        if let Some(rest) = l.strip_prefix("Socket errors:") {
+            // "connect 0, read 0, write 0, timeout 0"
+            errors += rest.split(',').filter_map(|p| p.split_whitespace().nth(1)?.parse::<u64>().ok()).sum::<u64>();
+        } else if let Some(rest) = l.strip_prefix("Non-2xx or 3xx responses:") {
+            errors += rest.trim().parse::<u64>().unwrap_or(0);
+        }
+    }
+    (rps, errors)
+}
+
+/// Whether the server still answers a request.
+pub fn answers(s: &Server) -> bool {
+    wait_up(&s.wrap, &s.url, 5)
 }
 
 pub fn median(v: &mut [f64]) -> Option<f64> {

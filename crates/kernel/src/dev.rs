@@ -37,24 +37,119 @@ impl core::fmt::Display for DevError {
     }
 }
 
-/// An Ethernet interface.
+/// What a network device rings when frames arrive or transmit room frees
+/// up. The network stack owns it (its "doorbell"), so waking the stack does
+/// not go through a NIC's interrupt event, and one stack can serve several
+/// devices. Must be callable from interrupt handlers.
+pub trait Doorbell: Send + Sync {
+    fn ring(&self);
+}
+
+impl Doorbell for Event {
+    fn ring(&self) {
+        self.signal();
+    }
+}
+
+/// An Ethernet interface. Frames move without copies in the stack's path:
+/// the driver lends its own receive buffer to the stack ([`receive_with`])
+/// and recycles it afterwards, and the stack writes outgoing frames
+/// straight into the driver's transmit buffer ([`transmit_with`]).
+///
+/// [`receive_with`]: NetDevice::receive_with
+/// [`transmit_with`]: NetDevice::transmit_with
 pub trait NetDevice: Send + Sync {
     fn name(&self) -> &str;
     fn mac(&self) -> [u8; 6];
     /// Largest Ethernet payload (IP packet) the device carries, e.g. 1500.
     fn mtu(&self) -> usize;
-    /// Copies one received frame (Ethernet header included) into `buf` and
-    /// returns its length; `WouldBlock` when none is pending. A frame larger
-    /// than `buf` is dropped and reported as `BadLength`.
-    fn receive(&self, buf: &mut [u8]) -> Result<usize, DevError>;
-    /// Queues one frame for transmission; `WouldBlock` when the device has
-    /// no room (its event is signalled when room frees up).
-    fn transmit(&self, frame: &[u8]) -> Result<(), DevError>;
-    /// Signalled when frames arrive or transmit room frees up. Devices
-    /// without interrupts leave it unsignalled and are polled.
-    fn event(&self) -> &Event;
-    /// Whether the device signals its event (otherwise the stack polls).
+    /// Whether a received frame is waiting, so that the next
+    /// `receive_with` finds it. May fetch the frame into the driver's own
+    /// buffer (a tap's `read`, a Solo5 `net_read`); never copies it again.
+    fn rx_pending(&self) -> Result<bool, DevError>;
+    /// Lends the next received frame (Ethernet header included), in the
+    /// driver's own buffer, to `f`, then recycles that buffer. `Ok(false)`
+    /// when none is waiting. A frame larger than the device's MTU allows is
+    /// dropped and reported as `BadLength`.
+    fn receive_with(&self, f: &mut dyn FnMut(&[u8])) -> Result<bool, DevError>;
+    /// Lends a transmit buffer of exactly `len` bytes to `f`, which writes
+    /// one frame into it; the driver then sends it. `WouldBlock` (without
+    /// calling `f`) when the device has no room: the doorbell rings when
+    /// room frees up.
+    fn transmit_with(&self, len: usize, f: &mut dyn FnMut(&mut [u8])) -> Result<(), DevError>;
+    /// Sets what the device rings when frames arrive or transmit room frees
+    /// up (the network stack's doorbell). Devices without interrupts never
+    /// ring it and are polled.
+    fn set_doorbell(&self, doorbell: &'static dyn Doorbell);
+    /// Whether the device rings its doorbell (otherwise the stack polls).
     fn has_interrupts(&self) -> bool;
+
+    /// Copies one received frame into `buf` (for callers outside the
+    /// stack's path, e.g. tests); `WouldBlock` when none is waiting.
+    fn receive(&self, buf: &mut [u8]) -> Result<usize, DevError> {
+        let mut r = Err(DevError::WouldBlock);
+        self.receive_with(&mut |f| {
+            r = match buf.get_mut(..f.len()) {
+                Some(b) => {
+                    b.copy_from_slice(f);
+                    Ok(f.len())
+                }
+                None => Err(DevError::BadLength),
+            }
+        })?;
+        r
+    }
+    /// Sends a copy of `frame` (for callers outside the stack's path).
+    fn transmit(&self, frame: &[u8]) -> Result<(), DevError> {
+        self.transmit_with(frame.len(), &mut |b| b.copy_from_slice(frame))
+    }
+}
+
+/// One received frame held in a driver's own buffer, for devices whose
+/// receive path cannot peek (a tap's `read`, a Solo5 `net_read`, a Xen
+/// grant copy): `rx_pending` fetches the frame into it once, and
+/// `receive_with` lends it out from there, so no copy is added.
+pub struct HeldFrame {
+    inner: Mutex<(Vec<u8>, usize)>,
+}
+
+impl HeldFrame {
+    /// Room for frames of up to `max_frame` bytes.
+    pub fn new(max_frame: usize) -> Self {
+        Self { inner: Mutex::new((alloc::vec![0u8; max_frame], 0)) }
+    }
+
+    /// Whether a frame is held, fetching one with `fetch` (which fills the
+    /// buffer and returns the frame's length) when none is.
+    pub fn pending(&self, fetch: impl FnOnce(&mut [u8]) -> Result<usize, DevError>) -> Result<bool, DevError> {
+        let mut g = self.inner.lock();
+        if g.1 == 0 {
+            let (buf, len) = &mut *g;
+            match fetch(buf) {
+                Ok(n) if n > 0 && n <= buf.len() => *len = n,
+                Ok(0) | Err(DevError::WouldBlock) => return Ok(false),
+                Ok(_) => return Err(DevError::Broken("device reported more bytes than the buffer holds")),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Lends the held frame (fetching one first if needed) to `f`; the
+    /// buffer is free again afterwards.
+    pub fn lend(
+        &self,
+        fetch: impl FnOnce(&mut [u8]) -> Result<usize, DevError>,
+        f: &mut dyn FnMut(&[u8]),
+    ) -> Result<bool, DevError> {
+        if !self.pending(fetch)? {
+            return Ok(false);
+        }
+        let mut g = self.inner.lock();
+        let n = core::mem::take(&mut g.1);
+        f(&g.0[..n]);
+        Ok(true)
+    }
 }
 
 /// A disk.
@@ -136,5 +231,32 @@ pub fn check_block_request(dev: &dyn BlockDevice, block: u64, len: usize) -> Res
     match block.checked_add(n) {
         Some(end) if end <= dev.num_blocks() => Ok(()),
         _ => Err(DevError::OutOfRange),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn held_frame_fetches_once_and_lends_in_place() {
+        let h = HeldFrame::new(16);
+        let mut fetches = 0;
+        let mut fetch = |b: &mut [u8]| {
+            fetches += 1;
+            b[..3].copy_from_slice(b"abc");
+            Ok(3)
+        };
+        assert_eq!(h.pending(&mut fetch), Ok(true));
+        assert_eq!(h.pending(&mut fetch), Ok(true)); // still held: no second fetch
+        let mut got = Vec::new();
+        assert_eq!(h.lend(&mut fetch, &mut |f| got.extend_from_slice(f)), Ok(true));
+        assert_eq!(got, b"abc");
+        assert_eq!(fetches, 1);
+        // Empty again: the next lend fetches; a device with nothing says so.
+        assert_eq!(h.lend(|_| Err(DevError::WouldBlock), &mut |_| panic!("no frame")), Ok(false));
+        // A device claiming more than the buffer holds is caught.
+        assert!(matches!(h.pending(|_| Ok(17)), Err(DevError::Broken(_))));
+        assert_eq!(h.pending(|_| Err(DevError::Io)), Err(DevError::Io));
     }
 }

@@ -1,12 +1,16 @@
 //! Events: a flag plus a wait queue. Interrupt handlers (or the platform's
 //! idle loop, on linuxu) signal them; threads wait on them. A signal that
 //! arrives while nobody waits is remembered until the next wait.
+use crate::dev::Doorbell;
 use crate::sync::WaitQueue;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 pub struct Event {
     pending: AtomicBool,
     wq: WaitQueue,
+    /// Also rung on every signal: how a device's interrupt event reaches
+    /// the doorbell of the service that uses the device.
+    forward: spin::Once<&'static dyn Doorbell>,
 }
 
 impl Default for Event {
@@ -17,7 +21,7 @@ impl Default for Event {
 
 impl Event {
     pub const fn new() -> Self {
-        Self { pending: AtomicBool::new(false), wq: WaitQueue::new() }
+        Self { pending: AtomicBool::new(false), wq: WaitQueue::new(), forward: spin::Once::new() }
     }
 
     /// Marks the event and wakes its waiters. Safe in interrupt handlers:
@@ -25,6 +29,18 @@ impl Event {
     pub fn signal(&self) {
         self.pending.store(true, Ordering::Release);
         self.wq.notify_all();
+        if let Some(d) = self.forward.get() {
+            d.ring();
+        }
+    }
+
+    /// Rings `doorbell` on every later signal (set once: a device has one
+    /// user; later calls are ignored). A signal already pending is passed on.
+    pub fn forward_to(&self, doorbell: &'static dyn Doorbell) {
+        self.forward.call_once(|| doorbell);
+        if self.pending.load(Ordering::Acquire) {
+            doorbell.ring();
+        }
     }
 
     /// Waits until signalled or until the monotonic `deadline_ns`; returns

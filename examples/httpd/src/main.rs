@@ -11,64 +11,22 @@ use unikit::net::{TcpListener, TcpStream};
 use unikit::prelude::*;
 use unikit::sync::{Arc, Mutex};
 use unikit::thread;
-use unikit::time::Duration;
+use unikit::time::{Duration, Instant};
 
-/// Longest request head (request line + headers) we accept.
-const MAX_HEAD: usize = 16 * 1024;
-/// A connection idle this long is closed.
+use httpd_http::{MAX_HEAD, Parse, parse_request};
+
+/// A connection idle this long between requests is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A request head must arrive whole within this long of its first byte:
+/// a client trickling a byte at a time (slowloris) is closed after it.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Stack of a connection thread: what one (idle) client costs is mostly
+/// this plus its socket buffers, so it is kept small; `serve` keeps its
+/// buffers on the heap.
+const CONN_STACK: usize = 16 * 1024;
 
 /// File contents by path, read once from the file system.
 type Cache = Arc<Mutex<BTreeMap<String, Option<Arc<Vec<u8>>>>>>;
-
-struct Request {
-    method: String,
-    path: String,
-    keep_alive: bool,
-}
-
-enum Parse {
-    Incomplete,
-    Bad(u16, &'static str),
-    Done(Request, usize),
-}
-
-fn parse_request(buf: &[u8]) -> Parse {
-    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return if buf.len() >= MAX_HEAD {
-            Parse::Bad(431, "Request Header Fields Too Large")
-        } else {
-            Parse::Incomplete
-        };
-    };
-    let Ok(head) = core::str::from_utf8(&buf[..end]) else { return Parse::Bad(400, "Bad Request") };
-    let mut lines = head.split("\r\n");
-    let mut parts = lines.next().unwrap_or("").split(' ');
-    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Parse::Bad(400, "Bad Request");
-    };
-    let mut keep_alive = match version {
-        "HTTP/1.1" => true,
-        "HTTP/1.0" => false,
-        _ => return Parse::Bad(505, "HTTP Version Not Supported"),
-    };
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else { return Parse::Bad(400, "Bad Request") };
-        if name.eq_ignore_ascii_case("connection") {
-            let v = value.trim();
-            if v.eq_ignore_ascii_case("close") {
-                keep_alive = false;
-            } else if v.eq_ignore_ascii_case("keep-alive") {
-                keep_alive = true;
-            }
-        } else if name.eq_ignore_ascii_case("content-length") && value.trim() != "0" {
-            return Parse::Bad(413, "Content Too Large"); // we only serve files
-        }
-    }
-    let path = target.split(['?', '#']).next().unwrap_or("/").into();
-    Parse::Done(Request { method: method.into(), path, keep_alive }, end + 4)
-}
 
 /// Maps a URL path to a file path under `root`; `None` for anything that
 /// tries to leave it.
@@ -152,10 +110,11 @@ fn error_page(s: &mut TcpStream, status: u16, reason: &str, keep_alive: bool) ->
 }
 
 fn serve(mut s: TcpStream, root: Arc<String>, cache: Cache) {
-    let _ = s.set_read_timeout(Some(IDLE_TIMEOUT));
-    let mut buf = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 4096];
+    // Grows with the request; nothing is allocated while the client is idle.
+    let mut buf: Vec<u8> = Vec::new();
     loop {
+        // A head already begun (pipelined bytes) is on the clock at once.
+        let mut head_deadline = (!buf.is_empty()).then(|| Instant::now() + HEAD_TIMEOUT);
         let (req, used) = loop {
             match parse_request(&buf) {
                 Parse::Done(r, n) => break (r, n),
@@ -163,13 +122,39 @@ fn serve(mut s: TcpStream, root: Arc<String>, cache: Cache) {
                     error_page(&mut s, code, reason, false);
                     return;
                 }
-                Parse::Incomplete => match s.read(&mut chunk) {
-                    Ok(0) | Err(_) => return, // closed, reset or idle
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Parse::Incomplete => {}
+            }
+            // Idle between requests: IDLE_TIMEOUT; inside a head: what is
+            // left of HEAD_TIMEOUT since its first byte.
+            let timeout = match head_deadline {
+                None => IDLE_TIMEOUT,
+                Some(d) => match d.duration_since(Instant::now()) {
+                    left if left.is_zero() => {
+                        error_page(&mut s, 408, "Request Timeout", false);
+                        return;
+                    }
+                    left => left,
                 },
+            };
+            let _ = s.set_read_timeout(Some(timeout));
+            let old = buf.len();
+            let want = (MAX_HEAD + 1 - old.min(MAX_HEAD)).min(2048);
+            if buf.try_reserve(want).is_err() {
+                return; // out of memory: this connection goes, the server stays
+            }
+            buf.resize(old + want, 0);
+            match s.read(&mut buf[old..]) {
+                Ok(0) | Err(_) => return, // closed, reset, idle or too slow
+                Ok(n) => buf.truncate(old + n),
+            }
+            if head_deadline.is_none() && !buf.is_empty() {
+                head_deadline = Some(Instant::now() + HEAD_TIMEOUT);
             }
         };
         buf.drain(..used);
+        if buf.is_empty() {
+            buf = Vec::new(); // give the memory back while idle
+        }
         let head_only = req.method == "HEAD";
         let ok = if req.method != "GET" && !head_only {
             error_page(&mut s, 405, "Method Not Allowed", req.keep_alive)
@@ -185,6 +170,8 @@ fn serve(mut s: TcpStream, root: Arc<String>, cache: Cache) {
         }
     }
 }
+
+static OOM_SAID: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
 #[unikit::main]
 fn main() -> i32 {
@@ -211,8 +198,15 @@ fn main() -> i32 {
         match listener.accept() {
             Ok((stream, _peer)) => {
                 let (root, cache) = (root.clone(), cache.clone());
-                if thread::Builder::new().name("http".into()).spawn(move || serve(stream, root, cache)).is_err() {
-                    eprintln!("httpd: out of memory for a connection thread");
+                let t = thread::Builder::new().name("http".into()).stack_size(CONN_STACK);
+                if t.spawn(move || serve(stream, root, cache)).is_err() {
+                    // The stream was dropped with the closure: that client
+                    // is reset, the others go on. Said once per burst.
+                    if !OOM_SAID.swap(true, core::sync::atomic::Ordering::Relaxed) {
+                        eprintln!("httpd: out of memory for a connection thread; refusing connections");
+                    }
+                } else {
+                    OOM_SAID.store(false, core::sync::atomic::Ordering::Relaxed);
                 }
             }
             Err(e) => {

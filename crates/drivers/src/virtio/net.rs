@@ -6,7 +6,7 @@ use super::dma::DmaBuf;
 use super::queue::{Buffer, QueueError, VirtQueue};
 use super::transport::{self, F_ANY_LAYOUT, Notify, Transport};
 use alloc::string::String;
-use unikit_kernel::dev::{DevError, NetDevice};
+use unikit_kernel::dev::{DevError, Doorbell, NetDevice};
 use unikit_kernel::event::Event;
 
 const F_MTU: u64 = 1 << 3;
@@ -65,6 +65,12 @@ fn queue_err(e: QueueError) -> &'static str {
     }
 }
 
+struct Rx {
+    ring: Ring,
+    /// A used slot taken off the ring by `rx_pending`, not yet lent out.
+    held: Option<(usize, usize)>,
+}
+
 struct Tx {
     ring: Ring,
     free: alloc::vec::Vec<usize>,
@@ -75,7 +81,7 @@ pub struct VirtioNet {
     mac: [u8; 6],
     mtu: usize,
     hdr_len: usize,
-    rx: spin::Mutex<Ring>,
+    rx: spin::Mutex<Rx>,
     tx: spin::Mutex<Tx>,
     event: &'static Event,
     irq: bool,
@@ -127,7 +133,7 @@ impl VirtioNet {
             mac,
             mtu,
             hdr_len,
-            rx: spin::Mutex::new(rx),
+            rx: spin::Mutex::new(Rx { ring: rx, held: None }),
             tx: spin::Mutex::new(tx),
             event,
             irq,
@@ -160,33 +166,48 @@ impl NetDevice for VirtioNet {
         self.mtu
     }
 
-    fn receive(&self, buf: &mut [u8]) -> Result<usize, DevError> {
+    fn rx_pending(&self) -> Result<bool, DevError> {
         self.health.check()?;
         let mut rx = self.rx.lock();
-        let Some((slot, len)) = rx.q.pop_used().map_err(|e| self.qerr(e))? else {
-            return Err(DevError::WouldBlock);
+        if rx.held.is_none() {
+            rx.held = rx.ring.q.pop_used().map_err(|e| self.qerr(e))?.map(|(slot, len)| (slot, len as usize));
+        }
+        Ok(rx.held.is_some())
+    }
+
+    fn receive_with(&self, f: &mut dyn FnMut(&[u8])) -> Result<bool, DevError> {
+        self.health.check()?;
+        let mut rx = self.rx.lock();
+        let used = match rx.held.take() {
+            Some(h) => Some(h),
+            None => rx.ring.q.pop_used().map_err(|e| self.qerr(e))?.map(|(slot, len)| (slot, len as usize)),
         };
+        let Some((slot, len)) = used else { return Ok(false) };
         // The queue checked `len` <= SLOT (what we posted) and that `slot`
         // is a token we gave it.
-        let len = len as usize;
         if len < self.hdr_len + ETH_HEADER {
             return Err(self.health.fail("received frame shorter than an Ethernet header"));
         }
+        let off = slot * SLOT + self.hdr_len;
         let frame = len - self.hdr_len;
-        let result = if frame > buf.len() {
-            Err(DevError::BadLength)
-        } else {
-            rx.slots.read(slot * SLOT + self.hdr_len, &mut buf[..frame]);
-            Ok(frame)
-        };
-        rx.post(slot, true, SLOT).map_err(|e| self.qerr(e))?;
-        rx.kick();
-        result
+        if off + frame > rx.ring.slots.len() {
+            return Err(self.health.fail("received slot outside the receive buffers"));
+        }
+        // SAFETY: `slot` came back on the used ring, so the device has
+        // finished with it and no longer owns it until it is posted again
+        // below; the range lies inside the slot (checked by the queue:
+        // len <= SLOT). Only this thread holds the rx lock meanwhile.
+        let bytes = unsafe { core::slice::from_raw_parts(rx.ring.slots.as_ptr().add(off), frame) };
+        // Lent in place: the stack parses it straight from the DMA slot.
+        f(bytes);
+        rx.ring.post(slot, true, SLOT).map_err(|e| self.qerr(e))?;
+        rx.ring.kick();
+        Ok(true)
     }
 
-    fn transmit(&self, frame: &[u8]) -> Result<(), DevError> {
+    fn transmit_with(&self, len: usize, f: &mut dyn FnMut(&mut [u8])) -> Result<(), DevError> {
         self.health.check()?;
-        if frame.len() < ETH_HEADER || frame.len() > SLOT - self.hdr_len {
+        if len < ETH_HEADER || len > SLOT - self.hdr_len {
             return Err(DevError::BadLength);
         }
         let mut tx = self.tx.lock();
@@ -197,8 +218,18 @@ impl NetDevice for VirtioNet {
             return Err(DevError::WouldBlock);
         };
         tx.ring.slots.fill(slot * SLOT, self.hdr_len, 0);
-        tx.ring.slots.write(slot * SLOT + self.hdr_len, frame);
-        if let Err(e) = tx.ring.post(slot, false, self.hdr_len + frame.len()) {
+        let off = slot * SLOT + self.hdr_len;
+        if off + len > tx.ring.slots.len() {
+            tx.free.push(slot);
+            return Err(DevError::BadLength);
+        }
+        // SAFETY: a free slot is not posted, so the device does not touch
+        // it; the range lies inside it (len <= SLOT - hdr_len, checked
+        // above). The tx lock is held until it is posted.
+        let bytes = unsafe { core::slice::from_raw_parts_mut(tx.ring.slots.as_ptr().add(off), len) };
+        // The stack writes the frame straight into the DMA slot.
+        f(bytes);
+        if let Err(e) = tx.ring.post(slot, false, self.hdr_len + len) {
             tx.free.push(slot);
             return Err(self.qerr(e));
         }
@@ -206,8 +237,8 @@ impl NetDevice for VirtioNet {
         Ok(())
     }
 
-    fn event(&self) -> &Event {
-        self.event
+    fn set_doorbell(&self, doorbell: &'static dyn Doorbell) {
+        self.event.forward_to(doorbell);
     }
 
     fn has_interrupts(&self) -> bool {

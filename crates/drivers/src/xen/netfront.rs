@@ -245,7 +245,14 @@ impl NetTx {
 
     /// Queues `frame`; returns whether to notify the backend.
     pub fn transmit(&mut self, frame: &[u8]) -> Result<bool, NetError> {
-        if frame.len() < ETH_HEADER || frame.len() > TX_SLOT {
+        self.transmit_with(frame.len(), &mut |b| b.copy_from_slice(frame))
+    }
+
+    /// Lends a slot of `len` bytes in a granted page to `f`, which writes
+    /// the frame there, and queues it; returns whether to notify the
+    /// backend. `WouldBlock` without calling `f` when no slot is free.
+    pub fn transmit_with(&mut self, len: usize, f: &mut dyn FnMut(&mut [u8])) -> Result<bool, NetError> {
+        if !(ETH_HEADER..=TX_SLOT).contains(&len) {
             return Err(NetError::BadLength);
         }
         self.reclaim()?;
@@ -257,9 +264,11 @@ impl NetTx {
         let page = self.pages[id as usize / 2];
         let offset = (id as usize % 2) * TX_SLOT;
         // SAFETY: offset + len <= 2 * TX_SLOT = PAGE_SIZE: inside our page;
-        // the backend is not using this slot (not in flight).
-        unsafe { core::ptr::copy_nonoverlapping(frame.as_ptr(), page.page.add(offset), frame.len()) };
-        let req = TxRequest { gref: page.gref, offset: offset as u16, flags: 0, id, size: frame.len() as u16 };
+        // the backend is not using this slot (not in flight), and `self`
+        // is borrowed mutably until the slot is queued.
+        let slot = unsafe { core::slice::from_raw_parts_mut(page.page.add(offset), len) };
+        f(slot);
+        let req = TxRequest { gref: page.gref, offset: offset as u16, flags: 0, id, size: len as u16 };
         if self.ring.put_request(req).is_err() {
             self.free.push(id);
             return Err(NetError::WouldBlock);
@@ -293,7 +302,7 @@ mod guest {
     use crate::xen::{evtchn, xenstore};
     use alloc::format;
     use alloc::string::String;
-    use unikit_kernel::dev::{DevError, NetDevice};
+    use unikit_kernel::dev::{DevError, Doorbell, HeldFrame, NetDevice};
     use unikit_kernel::event::Event;
 
     pub struct NetFront {
@@ -306,6 +315,8 @@ mod guest {
         port: u32,
         event: &'static Event,
         broken: spin::Once<&'static str>,
+        /// The frame last copied out of a granted page, lent from here.
+        held: HeldFrame,
     }
 
     impl NetFront {
@@ -374,6 +385,7 @@ mod guest {
                 port,
                 event,
                 broken: spin::Once::new(),
+                held: HeldFrame::new(1518),
             })
         }
 
@@ -383,6 +395,15 @@ mod guest {
 
         pub fn backend(&self) -> &str {
             &self.backend
+        }
+
+        /// Copies the next frame out of its granted page into `buf`.
+        fn fetch(&self, buf: &mut [u8]) -> Result<usize, DevError> {
+            let (r, notify) = self.rx.lock().receive(buf);
+            if notify {
+                evtchn::notify(self.port);
+            }
+            r.map_err(|e| self.err(e))
         }
 
         fn check(&self) -> Result<(), DevError> {
@@ -419,26 +440,28 @@ mod guest {
             1500
         }
 
-        fn receive(&self, buf: &mut [u8]) -> Result<usize, DevError> {
+        fn rx_pending(&self) -> Result<bool, DevError> {
             self.check()?;
-            let (r, notify) = self.rx.lock().receive(buf);
-            if notify {
-                evtchn::notify(self.port);
-            }
-            r.map_err(|e| self.err(e))
+            self.held.pending(|b| self.fetch(b))
         }
 
-        fn transmit(&self, frame: &[u8]) -> Result<(), DevError> {
+        fn receive_with(&self, f: &mut dyn FnMut(&[u8])) -> Result<bool, DevError> {
             self.check()?;
-            let notify = self.tx.lock().transmit(frame).map_err(|e| self.err(e))?;
+            self.held.lend(|b| self.fetch(b), f)
+        }
+
+        fn transmit_with(&self, len: usize, f: &mut dyn FnMut(&mut [u8])) -> Result<(), DevError> {
+            self.check()?;
+            // Written straight into the granted page.
+            let notify = self.tx.lock().transmit_with(len, f).map_err(|e| self.err(e))?;
             if notify {
                 evtchn::notify(self.port);
             }
             Ok(())
         }
 
-        fn event(&self) -> &Event {
-            self.event
+        fn set_doorbell(&self, doorbell: &'static dyn Doorbell) {
+            self.event.forward_to(doorbell);
         }
 
         fn has_interrupts(&self) -> bool {

@@ -6,7 +6,7 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use unikit_kernel::dev::{self, BlockDevice, DevError, NetDevice};
+use unikit_kernel::dev::{self, BlockDevice, DevError, Doorbell, HeldFrame, NetDevice};
 use unikit_kernel::event::Event;
 use unikit_kernel::kprintln;
 
@@ -65,13 +65,26 @@ pub struct Tap {
     name: String,
     mac: [u8; 6],
     event: Event,
+    /// The frame `read` last fetched, lent to the stack from here.
+    rx: HeldFrame,
 }
+
+/// Largest frame a tap hands us (1500 + Ethernet header + VLAN tag).
+const TAP_FRAME: usize = 1518;
 
 /// `Arc<dyn NetDevice>` over the leaked tap (its event must be `'static`
 /// for the idle loop).
 struct TapRef(&'static Tap);
 
 impl Tap {
+    fn read(&self, buf: &mut [u8]) -> Result<usize, DevError> {
+        match sys::read(self.fd, buf) {
+            Ok(n) => Ok(n),
+            Err(sys::EAGAIN) => Err(DevError::WouldBlock),
+            Err(_) => Err(DevError::Io),
+        }
+    }
+
     fn open(name: &str) -> Result<Tap, String> {
         if name.is_empty() || name.len() >= 16 {
             return Err("interface names are 1 to 15 bytes".into());
@@ -95,7 +108,7 @@ impl Tap {
         let mut mac = [0x02, 0x75, 0x6b, 0, 0, 0];
         let h = name.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x0100_0193));
         mac[3..].copy_from_slice(&h.to_be_bytes()[1..]);
-        Ok(Tap { fd, name: name.into(), mac, event: Event::new() })
+        Ok(Tap { fd, name: name.into(), mac, event: Event::new(), rx: HeldFrame::new(TAP_FRAME) })
     }
 }
 
@@ -109,25 +122,27 @@ impl NetDevice for TapRef {
     fn mtu(&self) -> usize {
         1500
     }
-    fn receive(&self, buf: &mut [u8]) -> Result<usize, DevError> {
-        match sys::read(self.0.fd, buf) {
-            Ok(n) => Ok(n),
-            Err(sys::EAGAIN) => Err(DevError::WouldBlock),
-            Err(_) => Err(DevError::Io),
-        }
+    fn rx_pending(&self) -> Result<bool, DevError> {
+        self.0.rx.pending(|b| self.0.read(b))
     }
-    fn transmit(&self, frame: &[u8]) -> Result<(), DevError> {
-        if frame.len() > 1514 {
+    fn receive_with(&self, f: &mut dyn FnMut(&[u8])) -> Result<bool, DevError> {
+        self.0.rx.lend(|b| self.0.read(b), f)
+    }
+    fn transmit_with(&self, len: usize, f: &mut dyn FnMut(&mut [u8])) -> Result<(), DevError> {
+        if len > TAP_FRAME - 4 {
             return Err(DevError::BadLength);
         }
-        match sys::write_fd(self.0.fd, frame) {
+        // The frame is built on the stack and handed to the host's write.
+        let mut frame = [0u8; TAP_FRAME];
+        f(&mut frame[..len]);
+        match sys::write_fd(self.0.fd, &frame[..len]) {
             Ok(_) => Ok(()),
             Err(sys::EAGAIN) => Err(DevError::WouldBlock),
             Err(_) => Err(DevError::Io),
         }
     }
-    fn event(&self) -> &Event {
-        &self.0.event
+    fn set_doorbell(&self, doorbell: &'static dyn Doorbell) {
+        self.0.event.forward_to(doorbell);
     }
     fn has_interrupts(&self) -> bool {
         true // the idle loop polls the descriptor and signals the event

@@ -8,7 +8,7 @@ use crate::mft::{Attached, Device};
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use unikit_kernel::dev::{self, BlockDevice, DevError, NetDevice};
+use unikit_kernel::dev::{self, BlockDevice, DevError, Doorbell, HeldFrame, NetDevice};
 use unikit_kernel::event::Event;
 
 const ETH_HEADER: usize = 14;
@@ -43,6 +43,7 @@ pub fn __unikit_probe_devices() {
                     mac,
                     mtu: mtu as usize,
                     event: Event::new(),
+                    rx: HeldFrame::new(mtu as usize + ETH_HEADER + VLAN_TAG),
                 });
                 NETS.lock().push(n.clone());
                 dev::register_net(n);
@@ -92,6 +93,19 @@ pub struct SoloNet {
     mac: [u8; 6],
     mtu: usize,
     event: Event,
+    /// The frame `net_read` last fetched, lent to the stack from here.
+    rx: HeldFrame,
+}
+
+impl SoloNet {
+    fn read(&self, buf: &mut [u8]) -> Result<usize, DevError> {
+        match hvt::net_read(self.handle, buf) {
+            (hvt::SOLO5_R_OK, n) if n as usize <= buf.len() && n as usize >= ETH_HEADER => Ok(n as usize),
+            (hvt::SOLO5_R_OK, _) => Err(DevError::Broken("tender reported a frame length outside the buffer")),
+            (hvt::SOLO5_R_AGAIN, _) => Err(DevError::WouldBlock),
+            _ => Err(DevError::Io),
+        }
+    }
 }
 
 impl NetDevice for SoloNet {
@@ -104,25 +118,36 @@ impl NetDevice for SoloNet {
     fn mtu(&self) -> usize {
         self.mtu
     }
-    fn receive(&self, buf: &mut [u8]) -> Result<usize, DevError> {
-        match hvt::net_read(self.handle, buf) {
-            (hvt::SOLO5_R_OK, n) if n as usize <= buf.len() && n as usize >= ETH_HEADER => Ok(n as usize),
-            (hvt::SOLO5_R_OK, _) => Err(DevError::Broken("tender reported a frame length outside the buffer")),
-            (hvt::SOLO5_R_AGAIN, _) => Err(DevError::WouldBlock),
-            _ => Err(DevError::Io),
-        }
+    fn rx_pending(&self) -> Result<bool, DevError> {
+        self.rx.pending(|b| self.read(b))
     }
-    fn transmit(&self, frame: &[u8]) -> Result<(), DevError> {
-        if frame.len() < ETH_HEADER || frame.len() > self.mtu + ETH_HEADER + VLAN_TAG {
+    fn receive_with(&self, f: &mut dyn FnMut(&[u8])) -> Result<bool, DevError> {
+        self.rx.lend(|b| self.read(b), f)
+    }
+    fn transmit_with(&self, len: usize, f: &mut dyn FnMut(&mut [u8])) -> Result<(), DevError> {
+        const MAX: usize = 9000 + ETH_HEADER + VLAN_TAG;
+        if len < ETH_HEADER || len > self.mtu + ETH_HEADER + VLAN_TAG || len > MAX {
             return Err(DevError::BadLength);
         }
-        match hvt::net_write(self.handle, frame) {
+        // Built on the stack, then handed to the tender (which copies it out).
+        let mut frame = [0u8; 1500 + ETH_HEADER + VLAN_TAG];
+        let Some(buf) = frame.get_mut(..len) else {
+            // A jumbo MTU: one heap buffer for this frame.
+            let mut v = alloc::vec![0u8; len];
+            f(&mut v);
+            return match hvt::net_write(self.handle, &v) {
+                hvt::SOLO5_R_OK => Ok(()),
+                _ => Err(DevError::Io),
+            };
+        };
+        f(buf);
+        match hvt::net_write(self.handle, buf) {
             hvt::SOLO5_R_OK => Ok(()),
             _ => Err(DevError::Io),
         }
     }
-    fn event(&self) -> &Event {
-        &self.event
+    fn set_doorbell(&self, doorbell: &'static dyn Doorbell) {
+        self.event.forward_to(doorbell);
     }
     fn has_interrupts(&self) -> bool {
         true // the idle loop's poll hypercall signals the event

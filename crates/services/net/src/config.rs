@@ -4,6 +4,9 @@
 //!   static address; `netdev.ip=dhcp` (the default) asks DHCP.
 //! - `netdev.dhcp_timeout=SECONDS` is how long bring-up waits for a lease
 //!   (default 5).
+//! - `netdev.tcp_rx_buffer=BYTES` / `netdev.tcp_tx_buffer=BYTES` size every
+//!   TCP socket's buffers (defaults 4096 / 8192, 256 to 1048576), and
+//!   `netdev.backlog=N` a listener's accept queue (default 256).
 use crate::error::{Error, ErrorKind, Result};
 use alloc::format;
 use core::net::Ipv4Addr;
@@ -22,7 +25,10 @@ pub enum IpConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Options {
     pub ip: IpConfig,
-    /// Receive / send buffer of every TCP socket, in bytes.
+    /// Receive / send buffer of every TCP socket, in bytes. Small by
+    /// default (4 KiB / 8 KiB, a few pages per idle connection, as Linux's
+    /// initial buffers): what one connection costs bounds how many a
+    /// small VM holds. The receive buffer is also the advertised window.
     pub tcp_rx_buffer: usize,
     pub tcp_tx_buffer: usize,
     /// Receive / send buffer of every UDP socket, in bytes, and how many
@@ -43,22 +49,29 @@ pub struct Options {
     /// How long a closed socket may linger (FIN not acknowledged, peer never
     /// closing its side) before it is aborted and freed.
     pub linger_timeout: Duration,
+    /// Memory the frame allocator must still have free for a connection
+    /// to be admitted; otherwise its SYN gets a RST. It keeps
+    /// room for what the app spends on a connection (a thread, buffers),
+    /// so that a flood of clients costs refused connections, not a guest
+    /// stopped by a failed allocation.
+    pub admission_reserve: usize,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Self {
             ip: IpConfig::Dhcp,
-            tcp_rx_buffer: 64 * 1024,
-            tcp_tx_buffer: 64 * 1024,
+            tcp_rx_buffer: 4 * 1024,
+            tcp_tx_buffer: 8 * 1024,
             udp_rx_buffer: 64 * 1024,
             udp_tx_buffer: 64 * 1024,
             udp_packets: 64,
-            backlog: 128,
+            backlog: 256,
             listen_spare: 4,
             dhcp_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(30),
             linger_timeout: Duration::from_secs(60),
+            admission_reserve: 256 * 1024,
         }
     }
 }
@@ -84,16 +97,28 @@ impl Options {
                     })?;
                     o.dhcp_timeout = Duration::from_secs(s);
                 }
+                "tcp_rx_buffer" => o.tcp_rx_buffer = parse_range(key, value, 256, 1 << 20)?,
+                "tcp_tx_buffer" => o.tcp_tx_buffer = parse_range(key, value, 256, 1 << 20)?,
+                "backlog" => o.backlog = parse_range(key, value, 1, 65535)?,
                 _ => {
                     return Err(Error::new(
                         ErrorKind::InvalidInput,
-                        format!("unknown kernel option '{opt}' (known: netdev.ip, netdev.dhcp_timeout)"),
+                        format!(
+                            "unknown kernel option '{opt}' (known: netdev.ip, netdev.dhcp_timeout, \
+                             netdev.tcp_rx_buffer, netdev.tcp_tx_buffer, netdev.backlog)"
+                        ),
                     ));
                 }
             }
         }
         Ok(o)
     }
+}
+
+fn parse_range(key: &str, value: &str, lo: usize, hi: usize) -> Result<usize> {
+    value.parse().ok().filter(|v| (lo..=hi).contains(v)).ok_or_else(|| {
+        Error::new(ErrorKind::InvalidInput, format!("netdev.{key}='{value}': expected a number from {lo} to {hi}"))
+    })
 }
 
 fn bad(value: &str, why: &str) -> Error {
@@ -215,6 +240,10 @@ mod tests {
         assert!(Options::from_kernel_options(["netdev.ip"]).is_err());
         assert!(Options::from_kernel_options(["netdev.dhcp_timeout=0"]).is_err());
         assert!(Options::from_kernel_options(["netdev.dhcp_timeout=abc"]).is_err());
+        let o = Options::from_kernel_options(["netdev.tcp_rx_buffer=2048", "netdev.backlog=16"]).unwrap();
+        assert_eq!((o.tcp_rx_buffer, o.backlog), (2048, 16));
+        assert!(Options::from_kernel_options(["netdev.tcp_tx_buffer=10"]).is_err());
+        assert!(Options::from_kernel_options(["netdev.backlog=x"]).is_err());
         let e = Options::from_kernel_options(["netdev.mtu=9000"]).unwrap_err();
         assert!(alloc::string::ToString::to_string(&e).contains("unknown kernel option 'netdev.mtu=9000'"));
     }

@@ -1,9 +1,13 @@
-//! A kernel `NetDevice` seen as a smoltcp `Device`.
+//! A kernel `NetDevice` seen as a smoltcp `Device`, without copies of its
+//! own: a received frame is parsed where the driver keeps it (its DMA slot,
+//! its tap buffer) and an outgoing one is written straight into the
+//! driver's transmit buffer. Only a frame the device has no room for is
+//! copied, into a short backlog.
 use crate::sys::{DevError, NetDevice};
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
-use alloc::vec;
 use alloc::vec::Vec;
+use core::cell::Cell;
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 
@@ -18,28 +22,36 @@ pub struct Stats {
     pub tx_frames: u64,
     pub rx_dropped: u64,
     pub tx_dropped: u64,
+    /// Frames the adapter copied: sent ones that had to wait in the
+    /// backlog (received frames are never copied: the driver lends them).
+    pub tx_copies: u64,
+    /// SYNs dropped because their listener's accept queue was full.
+    pub syn_dropped: u64,
 }
 
 pub(crate) struct Adapter {
     dev: Arc<dyn NetDevice>,
-    rx: Vec<u8>,
-    tx: Vec<u8>,
     backlog: VecDeque<Vec<u8>>,
-    pub broken: Option<&'static str>,
-    pub stats: Stats,
+    /// TCP ports whose accept queue is full: a new SYN to them is dropped
+    /// before smoltcp sees it (which would answer RST), so the client
+    /// retries a moment later, as with a full Linux listen queue.
+    pub syn_gate: Vec<u16>,
+    /// Where smoltcp builds a frame that cannot be sent (no room in the
+    /// device or the backlog): allocated once, so that path never fails.
+    scratch: Vec<u8>,
+    pub broken: Cell<Option<&'static str>>,
+    pub stats: Cell<Stats>,
 }
 
 impl Adapter {
     pub fn new(dev: Arc<dyn NetDevice>) -> Self {
-        // Room for the largest frame plus a VLAN tag.
-        let frame = dev.mtu() + ETH_HEADER + 4;
         Self {
+            scratch: alloc::vec![0; dev.mtu() + ETH_HEADER + 4],
             dev,
-            rx: vec![0; frame],
-            tx: Vec::with_capacity(frame),
             backlog: VecDeque::new(),
-            broken: None,
-            stats: Stats::default(),
+            syn_gate: Vec::new(),
+            broken: Cell::new(None),
+            stats: Cell::new(Stats::default()),
         }
     }
 
@@ -48,13 +60,13 @@ impl Adapter {
         while let Some(f) = self.backlog.front() {
             match self.dev.transmit(f) {
                 Ok(()) => {
-                    self.stats.tx_frames += 1;
+                    bump(&self.stats, |s| s.tx_frames += 1);
                     self.backlog.pop_front();
                 }
                 Err(DevError::WouldBlock) => return false,
                 Err(e) => {
-                    self.note_error(e);
-                    self.stats.tx_dropped += 1;
+                    note_error(&self.broken, e);
+                    bump(&self.stats, |s| s.tx_dropped += 1);
                     self.backlog.pop_front();
                 }
             }
@@ -65,54 +77,132 @@ impl Adapter {
     pub fn has_backlog(&self) -> bool {
         !self.backlog.is_empty()
     }
+}
 
-    fn note_error(&mut self, e: DevError) {
-        if let DevError::Broken(why) = e {
-            self.broken = Some(why);
-        }
+fn note_error(broken: &Cell<Option<&'static str>>, e: DevError) {
+    if let DevError::Broken(why) = e {
+        broken.set(Some(why));
     }
 }
 
+fn bump(stats: &Cell<Stats>, f: impl FnOnce(&mut Stats)) {
+    let mut s = stats.get();
+    f(&mut s);
+    stats.set(s);
+}
+
+/// The destination port of a TCP SYN (without ACK) to IPv4, if `frame` is
+/// one. Every offset is checked against the frame's length.
+pub(crate) fn tcp_syn_port(frame: &[u8]) -> Option<u16> {
+    if frame.get(12..14)? != [0x08, 0x00] {
+        return None;
+    }
+    let ip = frame.get(14..)?;
+    let ihl = usize::from(ip.first()? & 0x0f) * 4;
+    // Protocol TCP, and the first fragment (the TCP header is there).
+    if ihl < 20 || *ip.get(9)? != 6 || u16::from_be_bytes([*ip.get(6)?, *ip.get(7)?]) & 0x1fff != 0 {
+        return None;
+    }
+    let tcp = ip.get(ihl..)?;
+    let flags = *tcp.get(13)?;
+    (flags & 0x12 == 0x02).then(|| u16::from_be_bytes([tcp[2], tcp[3]]))
+}
+
+/// A frame the device holds for us; consumed in place.
 pub(crate) struct Rx<'a> {
-    frame: &'a [u8],
+    gate: &'a [u16],
+    dev: &'a dyn NetDevice,
+    broken: &'a Cell<Option<&'static str>>,
+    stats: &'a Cell<Stats>,
 }
 
 pub(crate) struct Tx<'a> {
     dev: &'a dyn NetDevice,
-    buf: &'a mut Vec<u8>,
     backlog: &'a mut VecDeque<Vec<u8>>,
-    stats: &'a mut Stats,
+    scratch: &'a mut Vec<u8>,
+    broken: &'a Cell<Option<&'static str>>,
+    stats: &'a Cell<Stats>,
 }
 
 impl phy::RxToken for Rx<'_> {
     fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(self.frame)
+        let mut f = Some(f);
+        let mut out = None;
+        let gate = self.gate;
+        let mut gated = false;
+        let r = self.dev.receive_with(&mut |frame| {
+            if !gate.is_empty() && tcp_syn_port(frame).is_some_and(|p| gate.contains(&p)) {
+                gated = true; // dropped: smoltcp gets an empty frame below
+            } else if let Some(f) = f.take() {
+                out = Some(f(frame));
+            }
+        });
+        if gated {
+            bump(self.stats, |s| s.syn_dropped += 1);
+        }
+        match r {
+            Ok(true) => bump(self.stats, |s| s.rx_frames += 1),
+            Ok(false) => {}
+            Err(DevError::BadLength) => bump(self.stats, |s| s.rx_dropped += 1),
+            Err(e) => note_error(self.broken, e),
+        }
+        // smoltcp needs a result even when the frame vanished between
+        // `receive` and here (a broken device) or was gated: hand it an
+        // empty frame, which it drops as malformed.
+        match (out, f) {
+            (Some(r), _) => r,
+            (None, Some(f)) => f(&[]),
+            (None, None) => unreachable!("the closure ran but gave no result"),
+        }
     }
 }
 
 impl phy::TxToken for Tx<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        self.buf.clear();
-        self.buf.resize(len, 0);
-        let r = f(&mut self.buf[..]);
+        let mut f = Some(f);
+        let mut out = None;
         // Keep the order: behind frames already waiting, wait too.
-        let sent = self.backlog.is_empty()
-            && match self.dev.transmit(self.buf) {
-                Ok(()) => true,
-                Err(DevError::WouldBlock) => false,
-                Err(_) => {
-                    self.stats.tx_dropped += 1;
+        let direct = if self.backlog.is_empty() {
+            self.dev.transmit_with(len, &mut |buf| {
+                if let Some(f) = f.take() {
+                    out = Some(f(buf));
+                }
+            })
+        } else {
+            Err(DevError::WouldBlock)
+        };
+        match direct {
+            Ok(()) => bump(self.stats, |s| s.tx_frames += 1),
+            Err(DevError::WouldBlock) if f.is_some() => {
+                if self.backlog.len() < MAX_BACKLOG
+                    && self.backlog.try_reserve(1).is_ok()
+                    && let Some(mut buf) = crate::stack::try_zeroed(len)
+                {
+                    let r = (f.take().unwrap())(&mut buf);
+                    self.backlog.push_back(buf);
+                    bump(self.stats, |s| s.tx_copies += 1);
                     return r;
                 }
-            };
-        if sent {
-            self.stats.tx_frames += 1;
-        } else if self.backlog.len() < MAX_BACKLOG {
-            self.backlog.push_back(self.buf.clone());
-        } else {
-            self.stats.tx_dropped += 1;
+                bump(self.stats, |s| s.tx_dropped += 1);
+            }
+            Err(e) => {
+                note_error(self.broken, e);
+                bump(self.stats, |s| s.tx_dropped += 1);
+            }
         }
-        r
+        match (out, f) {
+            (Some(r), _) => r,
+            // Not sent: smoltcp still builds the frame (into scratch space);
+            // TCP retransmits it.
+            (None, Some(f)) => {
+                if self.scratch.len() < len {
+                    // Larger than the MTU allows: only a smoltcp bug asks this.
+                    self.scratch.resize(len, 0);
+                }
+                f(&mut self.scratch[..len])
+            }
+            (None, None) => unreachable!("the closure ran but gave no result"),
+        }
     }
 }
 
@@ -121,36 +211,41 @@ impl phy::Device for Adapter {
     type TxToken<'a> = Tx<'a>;
 
     fn receive(&mut self, _now: Instant) -> Option<(Rx<'_>, Tx<'_>)> {
-        if self.broken.is_some() {
+        if self.broken.get().is_some() {
             return None;
         }
-        let n = loop {
-            match self.dev.receive(&mut self.rx) {
-                Ok(n) if n <= self.rx.len() => break n,
-                Ok(_) => {
-                    self.broken = Some("receive() reported more bytes than the buffer holds");
-                    return None;
-                }
-                Err(DevError::BadLength) => self.stats.rx_dropped += 1, // oversized frame, dropped
-                Err(DevError::WouldBlock) => return None,
-                Err(e) => {
-                    self.note_error(e);
-                    return None;
-                }
+        match self.dev.rx_pending() {
+            Ok(true) => {}
+            Ok(false) | Err(DevError::WouldBlock) => return None,
+            Err(e) => {
+                note_error(&self.broken, e);
+                return None;
             }
-        };
-        self.stats.rx_frames += 1;
+        }
+        let dev = &*self.dev;
         Some((
-            Rx { frame: &self.rx[..n] },
-            Tx { dev: &*self.dev, buf: &mut self.tx, backlog: &mut self.backlog, stats: &mut self.stats },
+            Rx { gate: &self.syn_gate, dev, broken: &self.broken, stats: &self.stats },
+            Tx {
+                dev,
+                backlog: &mut self.backlog,
+                scratch: &mut self.scratch,
+                broken: &self.broken,
+                stats: &self.stats,
+            },
         ))
     }
 
     fn transmit(&mut self, _now: Instant) -> Option<Tx<'_>> {
-        if self.broken.is_some() || !self.flush() {
+        if self.broken.get().is_some() || !self.flush() {
             return None;
         }
-        Some(Tx { dev: &*self.dev, buf: &mut self.tx, backlog: &mut self.backlog, stats: &mut self.stats })
+        Some(Tx {
+            dev: &*self.dev,
+            backlog: &mut self.backlog,
+            scratch: &mut self.scratch,
+            broken: &self.broken,
+            stats: &self.stats,
+        })
     }
 
     fn capabilities(&self) -> DeviceCapabilities {

@@ -35,7 +35,7 @@ pub use device::Stats;
 pub use error::{Error, ErrorKind, Result};
 pub use loopback::Loopback;
 pub use stack::Net;
-pub use sys::{DevError, Event, NetDevice};
+pub use sys::{DevError, Doorbell, NetDevice};
 pub use tcp::{Incoming, Shutdown, TcpListener, TcpStream};
 pub use udp::UdpSocket;
 

@@ -1,8 +1,7 @@
 //! In-memory Ethernet devices: a loopback (every frame sent comes back) and
 //! a pair of devices joined by a virtual cable. They let a unikernel talk
 //! TCP to itself without a NIC, and the unit tests run two stacks.
-use crate::sys::Event;
-use crate::sys::{DevError, NetDevice};
+use crate::sys::{DevError, Doorbell, NetDevice};
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -12,13 +11,13 @@ const QUEUE_FRAMES: usize = 512;
 
 struct Queue {
     frames: spin::Mutex<VecDeque<Vec<u8>>>,
-    /// Signalled when a frame is queued (the receiving side's event).
-    event: Event,
+    /// Rung when a frame is queued (the receiving side's stack).
+    doorbell: spin::Once<&'static dyn Doorbell>,
 }
 
 impl Queue {
     fn new() -> Arc<Self> {
-        Arc::new(Self { frames: spin::Mutex::new(VecDeque::new()), event: Event::new() })
+        Arc::new(Self { frames: spin::Mutex::new(VecDeque::new()), doorbell: spin::Once::new() })
     }
 }
 
@@ -57,30 +56,35 @@ impl NetDevice for Loopback {
     fn mtu(&self) -> usize {
         self.mtu
     }
-    fn receive(&self, buf: &mut [u8]) -> Result<usize, DevError> {
-        let f = self.rx.frames.lock().pop_front().ok_or(DevError::WouldBlock)?;
-        if f.len() > buf.len() {
-            return Err(DevError::BadLength);
-        }
-        buf[..f.len()].copy_from_slice(&f);
-        Ok(f.len())
+    fn rx_pending(&self) -> Result<bool, DevError> {
+        Ok(!self.rx.frames.lock().is_empty())
     }
-    fn transmit(&self, frame: &[u8]) -> Result<(), DevError> {
-        if frame.len() > self.mtu + 14 || frame.len() < 14 {
+    fn receive_with(&self, f: &mut dyn FnMut(&[u8])) -> Result<bool, DevError> {
+        let Some(frame) = self.rx.frames.lock().pop_front() else { return Ok(false) };
+        f(&frame);
+        Ok(true)
+    }
+    fn transmit_with(&self, len: usize, f: &mut dyn FnMut(&mut [u8])) -> Result<(), DevError> {
+        if len > self.mtu + 14 || len < 14 {
             return Err(DevError::BadLength);
         }
-        {
-            let mut q = self.tx.frames.lock();
-            if q.len() >= QUEUE_FRAMES {
-                return Err(DevError::WouldBlock);
-            }
-            q.push_back(frame.to_vec());
+        if self.tx.frames.lock().len() >= QUEUE_FRAMES {
+            return Err(DevError::WouldBlock);
         }
-        self.tx.event.signal();
+        // The frame itself is the queue entry: written once, moved after.
+        let mut frame = alloc::vec![0u8; len];
+        f(&mut frame);
+        self.tx.frames.lock().push_back(frame);
+        if let Some(d) = self.tx.doorbell.get() {
+            d.ring();
+        }
         Ok(())
     }
-    fn event(&self) -> &Event {
-        &self.rx.event
+    fn set_doorbell(&self, doorbell: &'static dyn Doorbell) {
+        self.rx.doorbell.call_once(|| doorbell);
+        if !self.rx.frames.lock().is_empty() {
+            doorbell.ring();
+        }
     }
     fn has_interrupts(&self) -> bool {
         true

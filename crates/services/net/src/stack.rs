@@ -1,11 +1,20 @@
 //! The stack: one smoltcp `Interface` over one `NetDevice`, its sockets
 //! behind a short-held lock, and the "net" thread that drives it.
 //!
-//! Blocking: socket calls run their operation as the condition of a wait on
-//! `Shared::wq`, so they sleep until it can make progress; the net thread
-//! notifies that queue after every poll that changed socket state. A call
-//! that queued work (data, a SYN, a FIN) signals the device's event, which
-//! is what the net thread sleeps on, so it polls at once.
+//! Blocking: socket calls run their operation as the condition of a wait,
+//! so they sleep until it can make progress. A call on one socket waits on
+//! that socket's own queue (`SockWait`), which smoltcp wakes through a
+//! `Waker` when the socket gets data, room or a new state; waits on the
+//! stack as a whole (accept, DHCP) use `Shared::wq`, notified after every
+//! poll that changed socket state. A call that queued work (data, a SYN, a
+//! FIN) kicks the stack's own doorbell, which the device rings too and the
+//! net thread sleeps on, so it polls at once.
+//!
+//! Hostile load: a listener whose accept queue is full drops new SYNs (the
+//! client retries), and a connection is admitted only while the frame
+//! allocator keeps `Options::admission_reserve` free (else RST); every
+//! buffer the stack allocates per socket is allocated fallibly, so running
+//! out of memory costs connections, not the guest.
 use crate::addr::{ToSocketAddrs, v4};
 use crate::config::{IpConfig, Options};
 use crate::device::{Adapter, Stats};
@@ -19,7 +28,6 @@ use alloc::collections::{BTreeMap, VecDeque};
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::{Arc, Weak};
-use alloc::vec;
 use alloc::vec::Vec;
 use core::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use core::time::Duration;
@@ -33,12 +41,60 @@ use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpo
 const INGRESS_BUDGET: usize = 256;
 const MS: u64 = 1_000_000;
 
+/// The waiters of one socket. smoltcp wakes it (through a `Waker`) when
+/// the socket may make progress: data or room, a state change. One wait
+/// queue for every socket would wake all sleeping connection threads after
+/// every change (a thousand idle keep-alive clients cost a thousand
+/// wake-ups per request); this wakes only the socket's own.
+pub(crate) struct SockWait {
+    wq: WaitQueue,
+    /// Times woken (tests check that idle sockets are left asleep).
+    #[cfg(test)]
+    pub wakes: core::sync::atomic::AtomicU64,
+}
+
+impl SockWait {
+    /// A new waiter set, known to `sh` so that a device failure wakes it.
+    pub fn new(sh: &Shared) -> Arc<SockWait> {
+        let w = Arc::new(SockWait {
+            wq: WaitQueue::new(),
+            #[cfg(test)]
+            wakes: core::sync::atomic::AtomicU64::new(0),
+        });
+        let mut all = sh.socket_waits.lock();
+        if all.len().is_power_of_two() {
+            all.retain(|w| w.strong_count() > 0);
+        }
+        if all.try_reserve(1).is_ok() {
+            all.push(Arc::downgrade(&w));
+        }
+        w
+    }
+}
+
+impl alloc::task::Wake for SockWait {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        #[cfg(test)]
+        self.wakes.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        self.wq.notify_all();
+    }
+}
+
 pub(crate) struct Shared {
     pub state: Lock<State>,
-    /// Socket users sleep here; notified after polls that changed sockets.
+    /// Waits not tied to one socket (accept, DHCP); notified after every
+    /// poll that changed sockets.
     pub wq: WaitQueue,
+    /// Every socket's waiters (woken all at once when the device fails).
+    pub socket_waits: Lock<Vec<Weak<SockWait>>>,
     pub dev: Arc<dyn NetDevice>,
     pub opts: Options,
+    /// The stack's own doorbell: the device rings it (frames in, transmit
+    /// room), socket calls kick it (work queued), the net thread sleeps on it.
+    pub doorbell: &'static sys::Event,
 }
 
 struct Listener {
@@ -62,6 +118,55 @@ pub(crate) struct State {
     closing: Vec<(SocketHandle, u64)>,
     next_port: u16,
     opts: Options,
+    /// Connections refused for lack of memory (no listening socket could
+    /// be made, so the SYN got a RST).
+    refused: u64,
+    /// In a refusing episode (logged once when it starts and ends).
+    refusing: bool,
+    /// Storage slots of `sockets` (its largest population so far).
+    slots: usize,
+}
+
+/// The doorbell of `dev`'s stack. A device keeps the doorbell it was given
+/// (it may ring it from an interrupt handler), so a later stack on the same
+/// device shares it; the device is kept alive here so that its address is
+/// never taken by another one.
+fn doorbell_for(dev: &Arc<dyn NetDevice>) -> &'static sys::Event {
+    static BELLS: Lock<Vec<(Arc<dyn NetDevice>, &'static sys::Event)>> = Lock::new(Vec::new());
+    let mut bells = BELLS.lock();
+    if let Some((_, bell)) = bells.iter().find(|(d, _)| Arc::ptr_eq(d, dev)) {
+        return bell;
+    }
+    let bell = sys::new_doorbell();
+    dev.set_doorbell(bell);
+    bells.push((dev.clone(), bell));
+    bell
+}
+
+fn oom() -> Error {
+    Error::new(ErrorKind::OutOfMemory, "out of memory for a socket")
+}
+
+/// Zeroed bytes, or `None` if the heap has no room (no panic): the
+/// fallible form of `vec![0; n]`.
+#[allow(clippy::slow_vector_initialization)]
+pub(crate) fn try_zeroed(n: usize) -> Option<Vec<u8>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).ok()?;
+    v.resize(n, 0);
+    Some(v)
+}
+
+fn new_tcp_socket(rx: usize, tx: usize) -> Option<tcp::Socket<'static>> {
+    Some(tcp::Socket::new(tcp::SocketBuffer::new(try_zeroed(rx)?), tcp::SocketBuffer::new(try_zeroed(tx)?)))
+}
+
+/// Whether `bytes` more could be allocated in one block now: asks the heap
+/// for them and gives them back at once (nothing is written). Only for the
+/// rare large block: a probe can make the heap claim a new arena.
+fn headroom(bytes: usize) -> bool {
+    let mut probe: Vec<u8> = Vec::new();
+    probe.try_reserve_exact(bytes).is_ok()
 }
 
 fn now_instant(now_ns: u64) -> Instant {
@@ -79,11 +184,52 @@ pub(crate) fn deadline(timeout: Option<Duration>) -> Option<u64> {
 }
 
 impl State {
-    pub fn new_tcp(&self) -> tcp::Socket<'static> {
-        tcp::Socket::new(
-            tcp::SocketBuffer::new(vec![0u8; self.opts.tcp_rx_buffer]),
-            tcp::SocketBuffer::new(vec![0u8; self.opts.tcp_tx_buffer]),
-        )
+    /// A new TCP socket with the configured buffers, or `OutOfMemory`
+    /// (never an allocation failure that would stop the guest).
+    pub fn new_tcp(&self) -> Result<tcp::Socket<'static>> {
+        new_tcp_socket(self.opts.tcp_rx_buffer, self.opts.tcp_tx_buffer).ok_or_else(oom)
+    }
+
+    /// Adds a socket to the set if memory allows: the frame allocator
+    /// must keep `admission_reserve` free (what the app needs to serve the
+    /// connection: a thread stack, buffers), and when the set's storage is
+    /// about to double, the heap must have room for the doubled block.
+    /// `None` when not: the caller refuses the connection.
+    fn add_socket(&mut self, s: impl smoltcp::socket::AnySocket<'static>) -> Option<SocketHandle> {
+        let reserve = self.opts.admission_reserve as u64;
+        if sys::free_memory().is_some_and(|free| free < reserve) {
+            self.note_refused();
+            return None;
+        }
+        let live = self.sockets.iter().count();
+        // smoltcp reuses free slots and pushes only when all are taken; a
+        // Vec that is full at a power of two reallocates to twice that.
+        if live >= self.slots && self.slots >= 4 && self.slots.is_power_of_two() {
+            let doubled = 2 * self.slots * core::mem::size_of::<smoltcp::iface::SocketStorage>();
+            if !headroom(doubled) {
+                self.note_refused();
+                return None;
+            }
+        }
+        if self.refusing {
+            self.refusing = false;
+            crate::log(format_args!("net: memory available again; accepting connections\n"));
+        }
+        let h = self.sockets.add(s);
+        self.slots = self.slots.max(live + 1);
+        Some(h)
+    }
+
+    /// Counts a connection refused for memory; says so once per episode.
+    fn note_refused(&mut self) {
+        self.refused += 1;
+        if !self.refusing {
+            self.refusing = true;
+            crate::log(format_args!(
+                "net: low on memory ({} sockets open): refusing new connections\n",
+                self.sockets.iter().count()
+            ));
+        }
     }
 
     pub fn tcp(&mut self, h: SocketHandle) -> &mut tcp::Socket<'static> {
@@ -95,7 +241,7 @@ impl State {
     }
 
     pub fn broken(&self) -> Option<&'static str> {
-        self.adapter.broken
+        self.adapter.broken.get()
     }
 
     /// One round: received packets, then transmissions, then bookkeeping.
@@ -160,6 +306,13 @@ impl State {
         let sockets = &mut self.sockets;
         self.closing.retain_mut(|(h, dl)| {
             let s = sockets.get_mut::<tcp::Socket>(*h);
+            // Nobody reads a closed socket any more: data the peer still
+            // sends would fill the window and stall it until the linger
+            // deadline. Reset it, as Linux does for data after close.
+            if s.can_recv() && !matches!(s.state(), tcp::State::Closed | tcp::State::TimeWait) {
+                s.abort();
+                *dl = (*dl).min(now_ns.saturating_add(1000 * MS));
+            }
             match s.state() {
                 tcp::State::Closed | tcp::State::TimeWait => {
                     sockets.remove(*h);
@@ -178,11 +331,18 @@ impl State {
     fn service_listeners(&mut self) {
         let (rx, tx) = (self.opts.tcp_rx_buffer, self.opts.tcp_tx_buffer);
         let (spare, backlog) = (self.opts.listen_spare.max(1), self.opts.backlog.max(1));
+        let mut want = 0;
         for l in self.listeners.values_mut() {
             let mut i = 0;
             while i < l.listening.len() {
                 let h = l.listening[i];
                 if self.sockets.get::<tcp::Socket>(h).state() != tcp::State::Listen {
+                    if l.pending.try_reserve(1).is_err() {
+                        // No room to track it: reset it rather than lose it.
+                        self.sockets.get_mut::<tcp::Socket>(h).abort();
+                        i += 1;
+                        continue;
+                    }
                     l.listening.swap_remove(i);
                     l.pending.push_back(h);
                 } else {
@@ -193,8 +353,12 @@ impl State {
             let listening = &mut l.listening;
             l.pending.retain(|&h| match sockets.get::<tcp::Socket>(h).state() {
                 // A SYN-RECEIVED socket that got a RST goes back to LISTEN.
-                tcp::State::Listen => {
+                tcp::State::Listen if listening.try_reserve(1).is_ok() => {
                     listening.push(h);
+                    false
+                }
+                tcp::State::Listen => {
+                    sockets.remove(h);
                     false
                 }
                 tcp::State::Closed => {
@@ -203,13 +367,46 @@ impl State {
                 }
                 _ => true,
             });
-            while l.listening.len() < spare && l.pending.len() < backlog {
-                let mut s =
-                    tcp::Socket::new(tcp::SocketBuffer::new(vec![0u8; rx]), tcp::SocketBuffer::new(vec![0u8; tx]));
-                if s.listen(l.endpoint).is_err() {
+            // A SYN that finds no LISTEN socket is reset by smoltcp: that is
+            // how connections beyond the backlog or beyond memory are
+            // refused. Only count here; the sockets are made below.
+            if l.pending.len() < backlog {
+                want += spare.saturating_sub(l.listening.len());
+            }
+        }
+        self.adapter.syn_gate.clear();
+        for l in self.listeners.values() {
+            if l.listening.is_empty() && l.pending.len() >= backlog && self.adapter.syn_gate.try_reserve(1).is_ok() {
+                self.adapter.syn_gate.push(l.endpoint.port);
+            }
+        }
+        if want == 0 {
+            return;
+        }
+        let ids: Vec<u64> = self.listeners.keys().copied().collect();
+        for id in ids {
+            loop {
+                let l = &self.listeners[&id];
+                if l.listening.len() >= spare || l.pending.len() >= backlog {
                     break;
                 }
-                l.listening.push(self.sockets.add(s));
+                let endpoint = l.endpoint;
+                let Some(mut s) = new_tcp_socket(rx, tx) else {
+                    self.note_refused();
+                    return;
+                };
+                if s.listen(endpoint).is_err() {
+                    break;
+                }
+                if self.listeners[&id].listening.len() == self.listeners[&id].listening.capacity()
+                    && self.listeners.get_mut(&id).is_some_and(|l| l.listening.try_reserve(1).is_err())
+                {
+                    return;
+                }
+                let Some(h) = self.add_socket(s) else { return };
+                if let Some(l) = self.listeners.get_mut(&id) {
+                    l.listening.push(h);
+                }
             }
         }
     }
@@ -254,11 +451,20 @@ impl State {
     /// Closes a TCP socket gracefully; it is freed once closed.
     pub fn release_tcp(&mut self, h: SocketHandle, abort: bool) {
         let linger = u64::try_from(self.opts.linger_timeout.as_nanos()).unwrap_or(u64::MAX);
+        // Unread data at close means the peer's request was not taken: reset,
+        // as Linux does, rather than leave the peer blocked on a full window.
+        let abort = abort || self.tcp(h).recv_queue() > 0;
         let s = self.tcp(h);
         if abort {
             s.abort();
         } else {
             s.close();
+        }
+        if self.closing.try_reserve(1).is_err() {
+            // No room to track its close: reset it and free it at once.
+            self.tcp(h).abort();
+            self.sockets.remove(h);
+            return;
         }
         self.closing.push((h, sys::now_ns().saturating_add(linger)));
     }
@@ -282,7 +488,7 @@ fn set_address(iface: &mut Interface, addr: Ipv4Cidr, gateway: Option<Ipv4Addr>)
 impl Shared {
     /// Wakes the net thread (work was queued).
     pub fn kick(&self) {
-        self.dev.event().signal();
+        self.doorbell.signal();
     }
 
     /// Sleeps until `op` returns `Some` (it runs with the stack locked, on
@@ -291,10 +497,51 @@ impl Shared {
         &self,
         timeout: Option<Duration>,
         what: &str,
+        op: impl FnMut(&mut State) -> Option<Result<R>>,
+    ) -> Result<R> {
+        self.wait_on(&self.wq, timeout, what, op)
+    }
+
+    /// As `wait`, for an operation on socket `h` alone (`tcp`: a TCP
+    /// socket, else UDP): woken only by that socket, through `ws`.
+    pub fn wait_socket<R>(
+        &self,
+        h: SocketHandle,
+        tcp_socket: bool,
+        ws: &Arc<SockWait>,
+        timeout: Option<Duration>,
+        what: &str,
+        mut op: impl FnMut(&mut State) -> Option<Result<R>>,
+    ) -> Result<R> {
+        let waker = core::task::Waker::from(ws.clone());
+        self.wait_on(&ws.wq, timeout, what, |st| {
+            let r = op(st);
+            if r.is_none() {
+                // Registered under the stack lock, before the waiter sleeps:
+                // a wake after this point is not lost (WaitQueue protocol).
+                if tcp_socket {
+                    let s = st.tcp(h);
+                    s.register_recv_waker(&waker);
+                    s.register_send_waker(&waker);
+                } else {
+                    let s = st.udp(h);
+                    s.register_recv_waker(&waker);
+                    s.register_send_waker(&waker);
+                }
+            }
+            r
+        })
+    }
+
+    fn wait_on<R>(
+        &self,
+        wq: &WaitQueue,
+        timeout: Option<Duration>,
+        what: &str,
         mut op: impl FnMut(&mut State) -> Option<Result<R>>,
     ) -> Result<R> {
         let mut out = None;
-        self.wq.wait_until_deadline(
+        wq.wait_until_deadline(
             || {
                 if out.is_none() {
                     let mut st = self.state.lock();
@@ -355,10 +602,21 @@ impl Net {
             closing: Vec::new(),
             next_port,
             opts: opts.clone(),
+            refused: 0,
+            refusing: false,
+            slots: usize::from(dhcp.is_some()),
         };
-        let shared = Arc::new(Shared { state: Lock::new(state), wq: WaitQueue::new(), dev: dev.clone(), opts });
+        let doorbell = doorbell_for(&dev);
+        let shared = Arc::new(Shared {
+            state: Lock::new(state),
+            wq: WaitQueue::new(),
+            socket_waits: Lock::new(Vec::new()),
+            dev: dev.clone(),
+            opts,
+            doorbell,
+        });
         let weak = Arc::downgrade(&shared);
-        if !sys::spawn("net", Box::new(move || run(weak, dev))) {
+        if !sys::spawn("net", Box::new(move || run(weak, dev, doorbell))) {
             return Err(Error::new(ErrorKind::OutOfMemory, "cannot start the net thread"));
         }
         Ok(Net(shared))
@@ -403,12 +661,17 @@ impl Net {
 
     /// Frame counters of the device adapter.
     pub fn stats(&self) -> Stats {
-        self.0.state.lock().adapter.stats
+        self.0.state.lock().adapter.stats.get()
     }
 
     /// Number of smoltcp sockets alive (listening, connected, closing, DHCP).
     pub fn socket_count(&self) -> usize {
         self.0.state.lock().sockets.iter().count()
+    }
+
+    /// Connections refused because the heap had no room for them.
+    pub fn refused_for_memory(&self) -> u64 {
+        self.0.state.lock().refused
     }
 
     pub fn options(&self) -> &Options {
@@ -453,14 +716,15 @@ impl Net {
                 return Err(Error::new(ErrorKind::NetworkUnreachable, "the interface has no IPv4 address yet"));
             }
             let port = st.ephemeral_port(true)?;
-            let mut s = st.new_tcp();
+            let mut s = st.new_tcp()?;
             s.connect(st.iface.context(), (IpAddress::Ipv4(*a.ip()), a.port()), port)
                 .map_err(|e| Error::new(ErrorKind::NetworkUnreachable, format!("connect to {a}: {e} (no route?)")))?;
-            st.sockets.add(s)
+            st.add_socket(s).ok_or_else(oom)?
         };
         self.0.kick();
         let timeout = timeout.unwrap_or(self.0.opts.connect_timeout);
-        let r = self.0.wait(Some(timeout), "connect", |st| match st.tcp(h).state() {
+        let ws = SockWait::new(&self.0);
+        let r = self.0.wait_socket(h, true, &ws, Some(timeout), "connect", |st| match st.tcp(h).state() {
             tcp::State::SynSent | tcp::State::SynReceived => None,
             tcp::State::Closed => {
                 Some(Err(Error::new(ErrorKind::ConnectionRefused, format!("connection to {a} refused"))))
@@ -504,7 +768,7 @@ impl State {
 
 /// The net thread: poll, wake socket users, sleep until the device or a
 /// socket user signals or smoltcp's next timer is due.
-fn run(weak: Weak<Shared>, dev: Arc<dyn NetDevice>) {
+fn run(weak: Weak<Shared>, dev: Arc<dyn NetDevice>, doorbell: &'static sys::Event) {
     // Devices without interrupts are polled every millisecond.
     let poll_every = if dev.has_interrupts() { None } else { Some(MS) };
     let mut reported = false;
@@ -520,8 +784,16 @@ fn run(weak: Weak<Shared>, dev: Arc<dyn NetDevice>) {
             }
             r
         };
+        // Socket users are woken by their sockets (smoltcp's wakers) during
+        // the poll; this queue holds the waits on the stack as a whole.
         if changed || reported {
             sh.wq.notify_all();
+        }
+        if reported {
+            let all: Vec<Arc<SockWait>> = sh.socket_waits.lock().iter().filter_map(Weak::upgrade).collect();
+            for w in all {
+                w.wq.notify_all();
+            }
         }
         drop(sh);
         if reported {
@@ -534,6 +806,6 @@ fn run(weak: Weak<Shared>, dev: Arc<dyn NetDevice>) {
         }
         // Let the threads just woken run before polling again.
         sys::yield_now();
-        sys::wait_event(dev.event(), deadline);
+        sys::wait_event(doorbell, deadline);
     }
 }

@@ -12,7 +12,6 @@ mod imp {
     use alloc::vec::Vec;
     use unikit_kernel::sched;
 
-    pub use unikit_kernel::dev::{DevError, NetDevice};
     pub use unikit_kernel::event::Event;
     pub use unikit_kernel::sync::{Mutex as SleepLock, WaitQueue};
 
@@ -43,8 +42,14 @@ mod imp {
         }
     }
 
-    pub fn net_devices() -> Vec<Arc<dyn NetDevice>> {
+    pub fn net_devices() -> Vec<Arc<dyn super::NetDevice>> {
         unikit_kernel::dev::net_devices()
+    }
+
+    /// Memory not yet handed out by the frame allocator: what the heap can
+    /// still grow into and thread stacks are taken from.
+    pub fn free_memory() -> Option<u64> {
+        Some(unikit_kernel::mem::stats().free_bytes)
     }
 
     pub fn kernel_options() -> impl Iterator<Item = &'static str> {
@@ -147,9 +152,6 @@ mod imp {
             *self.pending.lock().unwrap() = 1;
             self.cv.notify_all();
         }
-        pub fn take(&self) -> bool {
-            std::mem::take(&mut *self.pending.lock().unwrap()) != 0
-        }
         pub fn wait(&self, deadline_ns: Option<u64>) -> bool {
             loop {
                 let mut g = self.pending.lock().unwrap();
@@ -169,26 +171,10 @@ mod imp {
         ev.wait(deadline_ns);
     }
 
-    /// The kernel's `DevError`, for host builds.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    pub enum DevError {
-        WouldBlock,
-        BadLength,
-        OutOfRange,
-        Io,
-        Broken(&'static str),
-        ReadOnly,
-    }
-
-    /// The kernel's `NetDevice` trait (unikit_kernel::dev), for host builds.
-    pub trait NetDevice: Send + Sync {
-        fn name(&self) -> &str;
-        fn mac(&self) -> [u8; 6];
-        fn mtu(&self) -> usize;
-        fn receive(&self, buf: &mut [u8]) -> Result<usize, DevError>;
-        fn transmit(&self, frame: &[u8]) -> Result<(), DevError>;
-        fn event(&self) -> &Event;
-        fn has_interrupts(&self) -> bool;
+    impl unikit_kernel::dev::Doorbell for Event {
+        fn ring(&self) {
+            self.signal();
+        }
     }
 
     pub fn spawn(name: &str, f: Box<dyn FnOnce() + Send>) -> bool {
@@ -196,8 +182,13 @@ mod imp {
     }
 
     /// No device registry on the host: the global stack finds no device.
-    pub fn net_devices() -> Vec<Arc<dyn NetDevice>> {
+    pub fn net_devices() -> Vec<Arc<dyn super::NetDevice>> {
         Vec::new()
+    }
+
+    /// The host's memory is not the stack's to budget.
+    pub fn free_memory() -> Option<u64> {
+        None
     }
 
     pub fn kernel_options() -> impl Iterator<Item = &'static str> {
@@ -208,3 +199,11 @@ mod imp {
 }
 
 pub use imp::*;
+pub use unikit_kernel::dev::{DevError, Doorbell, NetDevice};
+
+/// The stack's own doorbell: what its devices ring and socket calls kick,
+/// and what the net thread sleeps on. Leaked: devices keep a `'static`
+/// reference (a stack lives as long as the program in practice).
+pub fn new_doorbell() -> &'static Event {
+    alloc::boxed::Box::leak(alloc::boxed::Box::new(Event::new()))
+}

@@ -1,7 +1,7 @@
 //! TCP sockets shaped like `std::net::{TcpListener, TcpStream}`.
 use crate::addr::ToSocketAddrs;
 use crate::error::{Error, ErrorKind, Result};
-use crate::stack::{Shared, endpoint_to_addr};
+use crate::stack::{Shared, SockWait, endpoint_to_addr};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::net::SocketAddr;
@@ -112,6 +112,8 @@ impl Iterator for Incoming<'_> {
 pub struct TcpStream {
     sh: Arc<Shared>,
     handle: SocketHandle,
+    /// This socket's waiters (woken by the socket alone).
+    pub(crate) waiters: Arc<SockWait>,
     local: SocketAddr,
     peer: SocketAddr,
     read_timeout: Timeout,
@@ -138,6 +140,7 @@ impl TcpStream {
             )
         };
         Self {
+            waiters: SockWait::new(&sh),
             sh,
             handle,
             local,
@@ -172,7 +175,7 @@ impl TcpStream {
         }
         let h = self.handle;
         let eof = &self.eof;
-        let n = self.sh.wait(self.read_timeout.get(), "read", |st| {
+        let n = self.sh.wait_socket(h, true, &self.waiters, self.read_timeout.get(), "read", |st| {
             let s = st.tcp(h);
             match s.recv_slice(buf) {
                 Ok(0) => None,
@@ -224,7 +227,7 @@ impl TcpStream {
         }
         let h = self.handle;
         let eof = &self.eof;
-        let n = self.sh.wait(self.write_timeout.get(), "write", |st| {
+        let n = self.sh.wait_socket(h, true, &self.waiters, self.write_timeout.get(), "write", |st| {
             let s = st.tcp(h);
             if s.can_send() {
                 return Some(s.send_slice(buf).map_err(|_| reset_error()));
@@ -255,7 +258,7 @@ impl TcpStream {
     /// peer (stronger than std, where flush does nothing for TCP).
     pub fn flush(&self) -> Result<()> {
         let h = self.handle;
-        self.sh.wait(self.write_timeout.get(), "flush", |st| {
+        self.sh.wait_socket(h, true, &self.waiters, self.write_timeout.get(), "flush", |st| {
             let s = st.tcp(h);
             if s.send_queue() == 0 {
                 Some(Ok(()))

@@ -1,10 +1,10 @@
 //! UDP sockets shaped like `std::net::UdpSocket`.
 use crate::addr::{ToSocketAddrs, v4};
 use crate::error::{Error, ErrorKind, Result};
-use crate::stack::{Shared, endpoint_to_addr};
+use crate::stack::{Shared, SockWait, endpoint_to_addr};
 use alloc::format;
 use alloc::sync::Arc;
-use alloc::vec;
+use alloc::vec::Vec;
 use core::net::{SocketAddr, SocketAddrV4};
 use core::time::Duration;
 use smoltcp::iface::SocketHandle;
@@ -16,6 +16,8 @@ const IP_UDP_HEADERS: usize = 28;
 pub struct UdpSocket {
     sh: Arc<Shared>,
     handle: SocketHandle,
+    /// This socket's waiters (woken by the socket alone).
+    waiters: Arc<SockWait>,
     local: SocketAddr,
     read_timeout: spin::Mutex<Option<Duration>>,
     write_timeout: spin::Mutex<Option<Duration>>,
@@ -46,16 +48,24 @@ impl UdpSocket {
             }
             let o = &sh.opts;
             let n = o.udp_packets.max(1);
-            let mut s = udp::Socket::new(
-                udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; n], vec![0u8; o.udp_rx_buffer]),
-                udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; n], vec![0u8; o.udp_tx_buffer]),
-            );
+            let oom = || Error::new(ErrorKind::OutOfMemory, "out of memory for a UDP socket");
+            let meta = || {
+                let mut v = Vec::new();
+                v.try_reserve_exact(n).ok()?;
+                v.resize(n, udp::PacketMetadata::EMPTY);
+                Some(v)
+            };
+            let (rx_meta, tx_meta) = (meta().ok_or_else(oom)?, meta().ok_or_else(oom)?);
+            let rx = crate::stack::try_zeroed(o.udp_rx_buffer).ok_or_else(oom)?;
+            let tx = crate::stack::try_zeroed(o.udp_tx_buffer).ok_or_else(oom)?;
+            let mut s = udp::Socket::new(udp::PacketBuffer::new(rx_meta, rx), udp::PacketBuffer::new(tx_meta, tx));
             let addr = if a.ip().is_unspecified() { None } else { Some(IpAddress::Ipv4(*a.ip())) };
             s.bind(IpListenEndpoint { addr, port })
                 .map_err(|e| Error::new(ErrorKind::InvalidInput, format!("cannot bind UDP {a}: {e}")))?;
             handle = st.sockets.add(s);
         }
         Ok(UdpSocket {
+            waiters: SockWait::new(&sh),
             sh,
             handle,
             local: SocketAddr::V4(SocketAddrV4::new(*a.ip(), port)),
@@ -83,7 +93,7 @@ impl UdpSocket {
         let ep = IpEndpoint::new(IpAddress::Ipv4(*to.ip()), to.port());
         let t = *self.write_timeout.lock();
         self.sh
-            .wait(t, "send_to", |st| {
+            .wait_socket(h, false, &self.waiters, t, "send_to", |st| {
                 let s = st.udp(h);
                 if buf.len() > s.payload_send_capacity() {
                     return Some(Err(Error::new(ErrorKind::InvalidInput, "datagram larger than the send buffer")));
@@ -104,7 +114,7 @@ impl UdpSocket {
         let h = self.handle;
         let t = *self.read_timeout.lock();
         let peer = *self.peer.lock();
-        self.sh.wait(t, "recv_from", |st| {
+        self.sh.wait_socket(h, false, &self.waiters, t, "recv_from", |st| {
             let s = st.udp(h);
             loop {
                 let (data, meta) = s.recv().ok()?;
