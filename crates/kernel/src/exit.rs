@@ -6,8 +6,9 @@
 //! ANSI "application program command" that terminals do not display and
 //! `unikit run` strips after reading the code.
 use crate::console::emergency_print;
-use crate::platform::platform;
-use core::sync::atomic::{AtomicBool, Ordering};
+use crate::platform::hal;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use hal::Fault;
 
 pub const EXIT_PANIC: i32 = 101;
 pub const EXIT_EXCEPTION: i32 = 102;
@@ -24,7 +25,7 @@ fn stop(code: i32, reason: Option<&str>) -> ! {
     if !STOPPING.swap(true, Ordering::SeqCst) {
         crate::boot::print_exit_stats();
     }
-    let p = platform();
+    let p = hal().shutdown;
     if p.needs_exit_marker() {
         match reason {
             Some(r) => emergency_print(format_args!("\x1b_unikit:exit={code};reason={r}\x1b\\\n")),
@@ -39,16 +40,12 @@ fn print_backtrace(rbp: u64, first: usize) {
     if first == 0 {
         emergency_print(format_args!("backtrace:\n"));
     }
-    let mut any = false;
-    arch::backtrace::walk(
-        rbp,
-        |a, b| lo != hi && a >= lo && b <= hi,
-        |i, ret| {
-            any = true;
-            emergency_print(format_args!("  #{:<2} {ret:#018x}\n", first + i));
-        },
-    );
-    if !any {
+    let mut frames = [0u64; 32];
+    let n = hal().cpu.walk_stack(rbp, lo, hi, &mut frames);
+    for (i, ret) in frames[..n].iter().enumerate() {
+        emergency_print(format_args!("  #{:<2} {ret:#018x}\n", first + i));
+    }
+    if n == 0 {
         emergency_print(format_args!("  (no frames: frame pointer outside the thread's stack)\n"));
     }
 }
@@ -62,84 +59,66 @@ impl core::fmt::Display for ThreadName {
     }
 }
 
-static PANICKING: AtomicBool = AtomicBool::new(false);
+/// Crash reports (panics, exceptions) under way, nested ones included. A
+/// report that itself faults must not report again in a loop: the second
+/// level prints one line, the third stops without printing anything.
+static CRASHES: AtomicUsize = AtomicUsize::new(0);
+
+/// Nesting level of the crash that calls it (0 for the first).
+fn enter_crash() -> usize {
+    CRASHES.fetch_add(1, Ordering::SeqCst)
+}
 
 /// Reports a panic and stops with [`EXIT_PANIC`].
 pub fn panic(info: &core::panic::PanicInfo) -> ! {
-    if PANICKING.swap(true, Ordering::SeqCst) {
-        emergency_print(format_args!("\npanic while panicking: {}\n", info.message()));
-        stop(EXIT_PANIC, Some("panic"));
+    match enter_crash() {
+        0 => {}
+        1 => {
+            emergency_print(format_args!("\npanic while panicking: {}\n", info.message()));
+            stop(EXIT_PANIC, Some("panic"));
+        }
+        _ => hal().shutdown.shutdown(EXIT_PANIC),
     }
     emergency_print(format_args!("\n[unikit] PANIC in thread '{}': {}", ThreadName, info.message()));
     if let Some(loc) = info.location() {
         emergency_print(format_args!(" at {}:{}:{}", loc.file(), loc.line(), loc.column()));
     }
     emergency_print(format_args!("\n"));
-    print_backtrace(arch::cpu::frame_pointer(), 0);
+    print_backtrace(hal().cpu.caller_frame(), 0);
     stop(EXIT_PANIC, Some("panic"))
 }
 
-/// What the platform knows about a fatal CPU exception.
-pub struct Exception {
-    pub vector: u64,
-    pub name: &'static str,
-    pub rip: u64,
-    pub rsp: u64,
-    pub rbp: u64,
-    pub error_code: u64,
-    /// Faulting address, for page faults.
-    pub fault_addr: Option<u64>,
-}
-
-/// Reports a fatal CPU exception and stops with [`EXIT_EXCEPTION`].
-pub fn exception(e: &Exception) -> ! {
-    if PANICKING.swap(true, Ordering::SeqCst) {
-        emergency_print(format_args!("\nexception {} while crashing\n", e.name));
-        stop(EXIT_EXCEPTION, Some("exception"));
+/// Reports a fatal CPU exception (decoded by the architecture layer) and
+/// stops with [`EXIT_EXCEPTION`].
+pub fn exception(e: &Fault) -> ! {
+    match enter_crash() {
+        0 => {}
+        1 => {
+            emergency_print(format_args!("\nexception {} while crashing\n", e.name));
+            stop(EXIT_EXCEPTION, Some("exception"));
+        }
+        // The short report (or the exit marker) faulted too: nothing that
+        // prints can be trusted any more.
+        _ => hal().shutdown.shutdown(EXIT_EXCEPTION),
     }
+    let [pc, sp, fp] = *e.register_names;
     emergency_print(format_args!(
-        "\n[unikit] CPU EXCEPTION in thread '{}': {} (vector {})\n",
-        ThreadName, e.name, e.vector
+        "\n[unikit] CPU EXCEPTION in thread '{}': {} (vector {})\n  {pc} {:#018x}  {sp} {:#018x}  {fp} {:#018x}  error code {:#x}\n",
+        ThreadName, e.name, e.vector, e.pc, e.sp, e.fp, e.error_code
     ));
-    emergency_print(format_args!(
-        "  rip {:#018x}  rsp {:#018x}  rbp {:#018x}  error code {:#x}\n",
-        e.rip, e.rsp, e.rbp, e.error_code
-    ));
-    if let Some(a) = e.fault_addr {
-        let what = if e.error_code & 1 == 0 { "page not present" } else { "protection violation" };
-        let access = if e.error_code & 0x10 != 0 {
-            "instruction fetch"
-        } else if e.error_code & 2 != 0 {
-            "write"
-        } else {
-            "read"
-        };
-        emergency_print(format_args!("  fault address (cr2) {a:#018x}: {access}, {what}\n"));
+    if let Some(a) = e.address {
+        emergency_print(format_args!("  fault address ({}) {:#018x}: {}, {}\n", a.source, a.addr, a.access, a.cause));
         let (lo, _) = crate::sched::current_stack();
-        if lo >= crate::sched::GUARD_SIZE && (lo - crate::sched::GUARD_SIZE..lo).contains(&a) {
+        if lo >= crate::sched::GUARD_SIZE && (lo - crate::sched::GUARD_SIZE..lo).contains(&a.addr) {
             emergency_print(format_args!(
                 "  STACK OVERFLOW: thread '{}' ran past the bottom of its stack into the guard page\n",
                 ThreadName
             ));
         }
     }
-    emergency_print(format_args!("backtrace:\n  #0  {:#018x} (faulting instruction)\n", e.rip));
-    print_backtrace(e.rbp, 1);
+    emergency_print(format_args!("backtrace:\n  #0  {:#018x} (faulting instruction)\n", e.pc));
+    print_backtrace(e.fp, 1);
     stop(EXIT_EXCEPTION, Some("exception"))
-}
-
-/// Reports a fatal CPU exception taken through the IDT (vectors 0-31).
-pub fn cpu_exception(frame: &arch::idt::TrapFrame) -> ! {
-    let v = frame.vector;
-    exception(&Exception {
-        vector: v,
-        name: arch::idt::EXCEPTION_NAMES.get(v as usize).copied().unwrap_or("unknown exception"),
-        rip: frame.rip,
-        rsp: frame.rsp,
-        rbp: frame.rbp,
-        error_code: frame.error_code,
-        fault_addr: (v == arch::idt::PAGE_FAULT).then(arch::cpu::read_cr2),
-    })
 }
 
 /// Every thread is blocked and nothing can wake one.
@@ -152,4 +131,103 @@ pub fn deadlock() -> ! {
 #[panic_handler]
 fn on_panic(info: &core::panic::PanicInfo) -> ! {
     panic(info)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::sync::atomic::AtomicUsize;
+    use hal::{Clock, Console, Cpu, Hal, IrqControl, Memory, Platform, Shutdown};
+
+    /// A machine whose console faults on every write while `FAULTY` is set,
+    /// the way a corrupted image or a broken console driver does: the
+    /// fault re-enters the exception report from inside the report.
+    struct Faulty;
+    static FAULTY: AtomicBool = AtomicBool::new(false);
+    static DEPTH: AtomicUsize = AtomicUsize::new(0);
+    #[derive(Debug, PartialEq)]
+    struct Stopped(i32);
+    #[derive(Debug)]
+    struct Looped;
+
+    const FAULT: Fault = Fault {
+        vector: 14,
+        name: "page fault (#PF)",
+        pc: 0x1000,
+        sp: 0x2000,
+        fp: 0,
+        register_names: &["pc", "sp", "fp"],
+        error_code: 2,
+        address: None,
+    };
+
+    impl Platform for Faulty {
+        fn name(&self) -> &'static str {
+            "faulty"
+        }
+    }
+    impl Console for Faulty {
+        fn write(&self, _: &[u8]) {
+            if FAULTY.load(Ordering::SeqCst) {
+                // Each nested fault runs the handler again; a report that
+                // keeps printing never gets out of here.
+                if DEPTH.fetch_add(1, Ordering::SeqCst) > 50 {
+                    std::panic::panic_any(Looped);
+                }
+                exception(&FAULT);
+            }
+        }
+    }
+    impl Clock for Faulty {
+        fn monotonic_ns(&self) -> u64 {
+            0
+        }
+        fn wall_clock_ns(&self) -> u64 {
+            0
+        }
+        fn wait_for_event(&self, _: Option<u64>) {}
+    }
+    impl IrqControl for Faulty {
+        fn save(&self) -> bool {
+            false
+        }
+        fn restore(&self, _: bool) {}
+    }
+    impl Shutdown for Faulty {
+        fn shutdown(&self, code: i32) -> ! {
+            std::panic::panic_any(Stopped(code))
+        }
+    }
+    impl Memory for Faulty {}
+    #[allow(unsafe_code)]
+    // SAFETY: never switches (no scheduler in this test).
+    unsafe impl Cpu for Faulty {
+        unsafe fn switch(&self, _: *mut u64, _: u64) {
+            unreachable!()
+        }
+        unsafe fn init_stack(&self, top: u64, _: extern "C" fn(usize) -> !, _: usize) -> u64 {
+            top
+        }
+        fn caller_frame(&self) -> u64 {
+            0
+        }
+        fn walk_stack(&self, _: u64, _: u64, _: u64, _: &mut [u64]) -> usize {
+            0
+        }
+    }
+
+    static F: Faulty = Faulty;
+
+    /// Issue 11: a fault while reporting a fault must stop the machine with
+    /// the exception code, not loop printing "exception ... while crashing".
+    #[test]
+    fn fault_while_reporting_a_fault_stops_with_the_exception_code() {
+        crate::platform::bind(Hal { platform: &F, console: &F, clock: &F, irq: &F, shutdown: &F, memory: &F, cpu: &F });
+        FAULTY.store(true, Ordering::SeqCst);
+        let r = std::panic::catch_unwind(|| exception(&FAULT));
+        FAULTY.store(false, Ordering::SeqCst);
+        let payload = r.expect_err("exception() returned");
+        assert!(payload.downcast_ref::<Looped>().is_none(), "the crash report looped");
+        assert_eq!(payload.downcast_ref::<Stopped>(), Some(&Stopped(EXIT_EXCEPTION)));
+    }
 }

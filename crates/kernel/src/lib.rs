@@ -1,6 +1,6 @@
 //! The unikit kernel core. It knows no hardware: a platform crate (kvm,
-//! linuxu, ...) boots the machine, implements [`Platform`] and hands control
-//! to [`boot::start`]. Everything above (the `unikit` app API) calls in here.
+//! linuxu, ...) boots the machine, builds one `hal::BootInfo` and one
+//! `hal::Hal` and hands both to [`boot::enter`]. Everything above (the `unikit` app API) calls in here.
 //!
 //! `unsafe` is denied except in `mem` (it hands out raw memory), in `sched`
 //! (it switches stacks) and where `boot` calls the app's entry symbol; each
@@ -22,4 +22,4 @@ pub mod sched;
 pub mod sync;
 pub mod time;
 
-pub use platform::{Platform, platform};
+pub use platform::hal;

@@ -43,7 +43,7 @@ pub use alloc::{borrow, boxed, collections, fmt, format, rc, string, vec};
 
 /// Name of the platform the app runs on ("kvm", "linuxu", ...).
 pub fn platform() -> &'static str {
-    unikit_kernel::platform().name()
+    unikit_kernel::hal().platform.name()
 }
 
 /// Everything an app usually wants in scope.

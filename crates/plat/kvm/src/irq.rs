@@ -4,8 +4,8 @@ use crate::clock;
 use arch::ioapic::IoApic;
 use core::sync::atomic::{AtomicU8, Ordering};
 use drivers::irq::{InterruptController, IrqHandler, MsiMessage};
+use hal::Memory;
 use spin::Once;
-use unikit_kernel::platform::Platform;
 
 const FIRST_VECTOR: u8 = 0x30;
 const LAST_VECTOR: u8 = 0xef;

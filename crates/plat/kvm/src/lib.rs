@@ -5,10 +5,13 @@
 //! frame allocator, the kernel's own page tables, then the kernel core.
 #![no_std]
 
+extern crate alloc;
+
 mod clock;
 mod entry;
 mod irq;
 mod start_info;
+mod virtio_mmio;
 mod xen_pvh;
 
 // The Xen PV entry and its drivers live there; the ELF notes here point at it.
@@ -16,74 +19,123 @@ use unikit_plat_xen as _;
 
 use arch::hypervisor::Hypervisor;
 use arch::idt::TrapFrame;
-use arch::paging::{AddressSpace, Flags, PAGE_SIZE};
+use arch::paging::{AddressSpace, Flags, FrameSource, PAGE_SIZE};
 use core::fmt::Write;
 use drivers::pc::uart16550::{COM1, Uart16550};
+use hal::{Args, BootInfo, Hal, Region};
 use spin::Once;
-use unikit_kernel::boot::{Args, BootInfo};
-use unikit_kernel::mem::{KernelFrames, Region};
-use unikit_kernel::platform::{Platform, set_platform};
+use unikit_plat_xen::{hvm, time as xen_time};
 
 const TIMER_VECTOR: u8 = 0x20;
 const SPURIOUS_VECTOR: u8 = 0xff;
 
+/// The x86 VM booted through PVH. Until bring-up finds Xen (PVH on Xen),
+/// console, clock, idle and shutdown are the PC devices'; from then on
+/// Xen's interfaces (`hvm::active()`). Memory and paging stay ours.
 pub struct Kvm {
     hypervisor: Once<(Hypervisor, u32)>,
 }
 
 pub(crate) static KVM: Kvm = Kvm { hypervisor: Once::new() };
-static KVM_DYN: &dyn Platform = &KVM;
 // SAFETY: COM1 is the 16550 every PC-shaped VM (and Firecracker) provides.
 static UART: Uart16550 = unsafe { Uart16550::new(COM1) };
 static UART_READY: Once<()> = Once::new();
 static ADDRESS_SPACE: Once<u64> = Once::new();
 
+static HAL: Hal =
+    Hal { platform: &KVM, console: &KVM, clock: &KVM, irq: &KVM, shutdown: &KVM, memory: &KVM, cpu: &arch::fault::CPU };
+
+/// Page-table frames come from the kernel's frame allocator.
+pub(crate) struct KernelFrames;
+
+impl FrameSource for KernelFrames {
+    fn alloc_zeroed_frame(&mut self) -> Option<u64> {
+        unikit_kernel::mem::alloc_zeroed_frame()
+    }
+}
+
 fn hypervisor() -> (Hypervisor, u32) {
     *KVM.hypervisor.call_once(arch::hypervisor::detect)
 }
 
-impl Platform for Kvm {
+fn pc_console_write(bytes: &[u8]) {
+    UART_READY.call_once(|| UART.init());
+    UART.write(bytes);
+}
+
+impl hal::Platform for Kvm {
     fn name(&self) -> &'static str {
-        "kvm"
+        if hvm::active() { "xen" } else { "kvm" }
     }
 
-    fn console_write(&self, bytes: &[u8]) {
-        UART_READY.call_once(|| UART.init());
-        UART.write(bytes);
+    fn bring_up(&self, boot: &BootInfo) {
+        build_page_tables(boot.memory, boot.reserved);
+        if hypervisor().0 == Hypervisor::Xen {
+            xen_pvh();
+        }
+        arch::cpu::irq_restore(true);
     }
 
+    fn options(&self) -> &'static [&'static str] {
+        // Firecracker's additions (virtio-mmio devices, `pci=off`).
+        &["virtio_mmio.device=", "pci="]
+    }
+
+    fn describe(&self, out: &mut dyn Write) -> core::fmt::Result {
+        if hvm::active() {
+            let hz = (1_000_000_000u128 * 1_000_000 / xen_time::ticks_to_ns(1_000_000).max(1) as u128) as u64;
+            write!(out, ", PVH, pvclock (TSC {}.{:02} GHz), event channels", hz / 1_000_000_000, hz / 10_000_000 % 100)
+        } else {
+            clock::describe(out)
+        }
+    }
+}
+
+impl hal::Console for Kvm {
+    fn write(&self, bytes: &[u8]) {
+        if hvm::active() { hvm::console_write(bytes) } else { pc_console_write(bytes) }
+    }
+}
+
+impl hal::Clock for Kvm {
     fn monotonic_ns(&self) -> u64 {
-        clock::monotonic_ns()
+        if hvm::active() { xen_time::monotonic_ns() } else { clock::monotonic_ns() }
     }
 
     fn raw_timestamp(&self) -> u64 {
-        arch::cpu::rdtsc().wrapping_sub(entry::boot_tsc())
+        arch::cpu::rdtsc()
     }
 
     fn raw_to_ns(&self, raw: u64) -> u64 {
-        clock::ticks_to_ns(raw)
+        if hvm::active() { xen_time::ticks_to_ns(raw) } else { clock::ticks_to_ns(raw) }
     }
 
     fn wall_clock_ns(&self) -> u64 {
-        clock::wall_clock_ns()
+        if hvm::active() { xen_time::wall_clock_ns() } else { clock::wall_clock_ns() }
     }
 
     fn wait_for_event(&self, deadline_ns: Option<u64>) {
-        clock::wait(deadline_ns);
+        if hvm::active() { hvm::wait(deadline_ns) } else { clock::wait(deadline_ns) }
     }
+}
 
-    fn irq_save(&self) -> bool {
+impl hal::IrqControl for Kvm {
+    fn save(&self) -> bool {
         arch::cpu::irq_save()
     }
 
-    fn irq_restore(&self, was_enabled: bool) {
+    fn restore(&self, was_enabled: bool) {
         arch::cpu::irq_restore(was_enabled)
     }
+}
 
+impl hal::Shutdown for Kvm {
     fn shutdown(&self, code: i32) -> ! {
-        shutdown(code)
+        if hvm::active() { hvm::shutdown(code) } else { shutdown(code) }
     }
+}
 
+impl hal::Memory for Kvm {
     fn set_guard_page(&self, addr: u64, guard: bool) -> bool {
         if ADDRESS_SPACE.get().is_none() {
             return false;
@@ -112,10 +164,6 @@ impl Platform for Kvm {
         ADDRESS_SPACE.get()?;
         AddressSpace::current().translate(vaddr)
     }
-
-    fn describe(&self, out: &mut dyn Write) -> core::fmt::Result {
-        clock::describe(out)
-    }
 }
 
 /// Stops the VM. The exit marker has already told the host the code; these
@@ -139,15 +187,15 @@ fn shutdown(code: i32) -> ! {
 
 /// Early fatal error: there is no kernel yet to report it.
 fn early_fail(args: core::fmt::Arguments) -> ! {
-    let _ = write!(unikit_kernel::console::BootLogWriter, "unikit: fatal boot error: {args}\n");
-    shutdown(unikit_kernel::exit::EXIT_PANIC)
+    unikit_kernel::console::print_to(&KVM, format_args!("unikit: fatal boot error: {args}\n"));
+    hal::Shutdown::shutdown(&KVM, unikit_kernel::exit::EXIT_PANIC)
 }
 
 fn trap(frame: &mut TrapFrame) {
     match frame.vector {
-        v if v < 32 => unikit_kernel::exit::cpu_exception(frame),
+        v if v < 32 => unikit_kernel::exit::exception(&frame.decode()),
         v if v == SPURIOUS_VECTOR as u64 => {}
-        v if v == xen_pvh::XEN_VECTOR as u64 => unikit_plat_xen::hvm::upcall(),
+        v if v == xen_pvh::XEN_VECTOR as u64 => hvm::upcall(),
         v if irq::dispatch(v) => {}
         _ => clock::eoi(), // timer: waking the idle wait is all it has to do
     }
@@ -155,7 +203,6 @@ fn trap(frame: &mut TrapFrame) {
 
 /// Rust entry, called by the PVH stub on the boot stack with paging on.
 pub extern "C" fn kvm_main(start_info: u64) -> ! {
-    set_platform(&KVM_DYN);
     // SAFETY: boot CPU, interrupts off, before anything else uses the tables.
     unsafe {
         arch::gdt::init();
@@ -167,7 +214,6 @@ pub extern "C" fn kvm_main(start_info: u64) -> ! {
         Ok(p) => p,
         Err(e) => early_fail(format_args!("bad PVH start_info: {e:?}")),
     };
-    let ram = &params.ram[..params.nr_ram];
     let (img_lo, img_hi) = entry::kernel_image();
     let mut reserved = [Region::new(0, 0); 5];
     reserved[0] = Region::new(img_lo, img_hi);
@@ -175,29 +221,26 @@ pub extern "C" fn kvm_main(start_info: u64) -> ! {
     if let Some(rd) = params.initrd {
         reserved[4] = rd;
     }
+    // SAFETY: the module is reserved RAM, mapped, never written.
+    let initrd =
+        params.initrd.map(|rd| unsafe { core::slice::from_raw_parts(rd.start as *const u8, rd.len() as usize) });
+    let (lo, hi) = entry::boot_stack();
     // SAFETY: RAM from the memory map, identity mapped by the boot tables
     // (first 4 GiB) minus what holds the kernel and the boot data.
-    if let Err(e) = unsafe { unikit_kernel::mem::init(ram, &reserved) } {
-        early_fail(format_args!("memory init: {e:?}"));
+    unsafe {
+        unikit_kernel::boot::enter(
+            HAL,
+            BootInfo {
+                args: Args::Kernel(params.cmdline),
+                memory: &params.ram[..params.nr_ram],
+                reserved: &reserved,
+                initrd,
+                boot_stack: Region::new(lo, hi),
+                hypervisor: hypervisor().0.name(),
+                boot_timestamp: entry::boot_tsc(),
+            },
+        )
     }
-    build_page_tables(ram, &reserved);
-
-    if let Some(rd) = params.initrd {
-        // SAFETY: the module is reserved RAM, mapped, never written.
-        unikit_kernel::boot::set_initrd(unsafe {
-            core::slice::from_raw_parts(rd.start as *const u8, rd.len() as usize)
-        });
-    }
-    let (hv, _) = hypervisor();
-    if hv == Hypervisor::Xen {
-        xen_pvh();
-    }
-    arch::cpu::irq_restore(true);
-    unikit_kernel::boot::start(BootInfo {
-        args: Args::Kernel(params.cmdline),
-        hypervisor: hv.name(),
-        boot_stack: entry::boot_stack(),
-    })
 }
 
 /// PVH on Xen: move console, time, idle and shutdown to Xen's interfaces.
@@ -214,8 +257,8 @@ fn xen_pvh() {
     };
     // SAFETY: boot CPU, interrupts off; trap() routes the vector to Xen's upcall.
     unsafe { arch::idt::enable_vector(xen_pvh::XEN_VECTOR) };
-    match unikit_plat_xen::hvm::init(&map, xen_pvh::XEN_VECTOR) {
-        Ok(()) => set_platform(&xen_pvh::XEN_PVH_DYN),
+    match hvm::init(&map, xen_pvh::XEN_VECTOR) {
+        Ok(()) => {}
         Err(e) => unikit_kernel::kprintln!("unikit: Xen PVH interfaces unavailable ({e:?}); staying on PC devices"),
     }
 }
@@ -229,8 +272,7 @@ pub fn __unikit_probe_devices() {
         return unikit_plat_xen::probe_devices();
     }
     let irq: &'static dyn drivers::irq::InterruptController = &irq::CONTROLLER;
-    let cl = unikit_kernel::boot::command_line();
-    let mmio = unikit_kernel::cmdline::virtio_mmio_devices(cl);
+    let mmio = virtio_mmio::devices(&unikit_kernel::boot::command_line().options);
     if mmio.is_empty() {
         drivers::virtio::probe_pci(Some(irq));
     }
@@ -264,7 +306,7 @@ fn build_page_tables(ram: &[Region], reserved: &[Region]) {
     // SAFETY: every page the kernel uses (image, stacks, heap, boot data) is mapped.
     unsafe { aspace.activate() };
     ADDRESS_SPACE.call_once(|| aspace.root());
-    KVM.set_guard_page(entry::boot_stack().0 - PAGE_SIZE, true);
+    hal::Memory::set_guard_page(&KVM, entry::boot_stack().0 - PAGE_SIZE, true);
     for page in entry::boot_page_tables() {
         unikit_kernel::mem::free_frames(page, 1);
     }

@@ -60,25 +60,24 @@ extern "C" fn on_fault(sig: i32, _info: *const u8, uctx: *const u8) {
     let greg = |i: usize| unsafe { *(uctx.add(GREGS + 8 * i) as *const u64) };
     let trapno = greg(REG_TRAPNO);
     let sig = sig as u64;
-    let name = if trapno < 32 && (trapno != 0 || sig == SIGFPE) {
-        arch::idt::EXCEPTION_NAMES[trapno as usize]
-    } else {
-        match sig {
-            SIGSEGV => "segmentation fault",
-            SIGBUS => "bus error",
-            SIGILL => "illegal instruction",
-            _ => "fatal signal",
-        }
-    };
-    unikit_kernel::exit::exception(&unikit_kernel::exit::Exception {
+    let regs = arch::fault::Regs {
         vector: trapno,
-        name,
         rip: greg(REG_RIP),
         rsp: greg(REG_RSP),
         rbp: greg(REG_RBP),
         error_code: greg(REG_ERR),
-        fault_addr: (trapno == arch::idt::PAGE_FAULT || sig == SIGSEGV).then(|| greg(REG_CR2)),
-    })
+    };
+    let mut fault =
+        arch::fault::decode(regs, (trapno == arch::idt::PAGE_FAULT || sig == SIGSEGV).then(|| greg(REG_CR2)));
+    if !(trapno < 32 && (trapno != 0 || sig == SIGFPE)) {
+        fault.name = match sig {
+            SIGSEGV => "segmentation fault",
+            SIGBUS => "bus error",
+            SIGILL => "illegal instruction",
+            _ => "fatal signal",
+        };
+    }
+    unikit_kernel::exit::exception(&fault)
 }
 
 pub fn install() {

@@ -23,15 +23,18 @@ mod traps;
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, Ordering};
 use drivers::xen::{abi, console, evtchn, hypercall};
+use hal::Hal;
 use spin::Once;
-use unikit_kernel::platform::Platform;
 
+/// The Xen PV guest's hardware services.
 pub struct Xen;
 
 static XEN: Xen = Xen;
-static XEN_DYN: &dyn Platform = &XEN;
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 static MMU: Once<mmu::Mmu> = Once::new();
+
+pub(crate) static HAL: Hal =
+    Hal { platform: &XEN, console: &XEN, clock: &XEN, irq: &XEN, shutdown: &XEN, memory: &XEN, cpu: &arch::fault::CPU };
 
 /// Whether this boot came in through the Xen PV entry.
 pub fn active() -> bool {
@@ -47,23 +50,36 @@ fn boot_tsc() -> u64 {
     unsafe { core::ptr::read_volatile(&raw const unikit_boot_tsc) }
 }
 
-impl Platform for Xen {
+impl hal::Platform for Xen {
     fn name(&self) -> &'static str {
         "xen"
     }
 
-    fn console_write(&self, bytes: &[u8]) {
+    fn bring_up(&self, _: &hal::BootInfo) {
+        pv::bring_up()
+    }
+
+    fn describe(&self, out: &mut dyn Write) -> core::fmt::Result {
+        let hz = (1_000_000_000u128 * 1_000_000 / time::ticks_to_ns(1_000_000).max(1) as u128) as u64;
+        write!(out, ", PV, pvclock (TSC {}.{:02} GHz), event channels", hz / 1_000_000_000, hz / 10_000_000 % 100)
+    }
+}
+
+impl hal::Console for Xen {
+    fn write(&self, bytes: &[u8]) {
         if !console::write(bytes) {
             hypercall::console_io_write(bytes);
         }
     }
+}
 
+impl hal::Clock for Xen {
     fn monotonic_ns(&self) -> u64 {
         time::monotonic_ns()
     }
 
     fn raw_timestamp(&self) -> u64 {
-        arch::cpu::rdtsc().wrapping_sub(boot_tsc())
+        arch::cpu::rdtsc()
     }
 
     fn raw_to_ns(&self, raw: u64) -> u64 {
@@ -77,19 +93,25 @@ impl Platform for Xen {
     fn wait_for_event(&self, deadline_ns: Option<u64>) {
         time::wait_pv(deadline_ns)
     }
+}
 
-    fn irq_save(&self) -> bool {
+impl hal::IrqControl for Xen {
+    fn save(&self) -> bool {
         evtchn::mask_upcalls()
     }
 
-    fn irq_restore(&self, was_enabled: bool) {
+    fn restore(&self, was_enabled: bool) {
         evtchn::restore_upcalls(was_enabled)
     }
+}
 
+impl hal::Shutdown for Xen {
     fn shutdown(&self, code: i32) -> ! {
         shutdown(code)
     }
+}
 
+impl hal::Memory for Xen {
     fn set_guard_page(&self, addr: u64, guard: bool) -> bool {
         let Some(m) = MMU.get() else { return false };
         let _irq = unikit_kernel::platform::IrqGuard::new();
@@ -100,11 +122,6 @@ impl Platform for Xen {
         // Pseudo-physical addresses are the identity; machine frames are
         // what Xen devices need, and they come from `drivers::xen::frame_of`.
         MMU.get().filter(|m| m.is_mapped(vaddr)).map(|_| vaddr)
-    }
-
-    fn describe(&self, out: &mut dyn Write) -> core::fmt::Result {
-        let hz = (1_000_000_000u128 * 1_000_000 / time::ticks_to_ns(1_000_000).max(1) as u128) as u64;
-        write!(out, ", PV, pvclock (TSC {}.{:02} GHz), event channels", hz / 1_000_000_000, hz / 10_000_000 % 100)
     }
 }
 

@@ -1,12 +1,11 @@
 //! Xen PV entry and boot: from `start_info` to the kernel core.
 use crate::mmu::{self, Mmu, PAGE};
-use crate::{ACTIVE, MMU, XEN_DYN, time, traps};
+use crate::{ACTIVE, HAL, MMU, time, traps};
 use core::arch::global_asm;
 use core::sync::atomic::Ordering;
 use drivers::xen::abi::{SIF_MOD_START_PFN, SharedInfo, StartInfo};
-use drivers::xen::{console, evtchn, hypercall};
-use unikit_kernel::boot::{Args, BootInfo};
-use unikit_kernel::mem::Region;
+use drivers::xen::{console, evtchn};
+use hal::{Args, BootInfo, Region};
 
 // Entry: 64-bit, ring 3, paging on (Xen's tables map the image and the
 // boot structures at their pseudo-physical addresses), rsi = start_info.
@@ -38,23 +37,12 @@ unsafe extern "C" {
 
 /// Nothing works yet: say it on Xen's console (if it listens) and stop.
 fn fail(what: core::fmt::Arguments) -> ! {
-    let _ = core::fmt::write(&mut EmergencyWriter, format_args!("unikit: fatal Xen PV boot error: {what}\n"));
+    unikit_kernel::console::print_to(&crate::XEN, format_args!("unikit: fatal Xen PV boot error: {what}\n"));
     crate::shutdown(unikit_kernel::exit::EXIT_PANIC)
-}
-
-struct EmergencyWriter;
-impl core::fmt::Write for EmergencyWriter {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        if !console::write(s.as_bytes()) {
-            hypercall::console_io_write(s.as_bytes());
-        }
-        Ok(())
-    }
 }
 
 extern "C" fn xen_pv_main(si: *const StartInfo) -> ! {
     ACTIVE.store(true, Ordering::Relaxed);
-    unikit_kernel::platform::set_platform(&XEN_DYN);
     // SAFETY: the PV ABI: rsi points at start_info, mapped, and it stays
     // reserved (never handed to the allocator).
     let si: &'static StartInfo = unsafe { &*si };
@@ -98,12 +86,6 @@ extern "C" fn xen_pv_main(si: *const StartInfo) -> ! {
     let _ = mmu.set_present(0, false); // null pointers fault
     let ram = [Region::new(PAGE, si.nr_pages * PAGE)];
     let reserved = [Region::new(img_lo, next_free * PAGE)];
-    // SAFETY: all pseudo-physical memory is now identity mapped; the
-    // reserved range holds the image and every boot structure.
-    if let Err(e) = unsafe { unikit_kernel::mem::init(&ram, &reserved) } {
-        fail(format_args!("memory init: {e:?}"));
-    }
-    let _ = mmu.set_present(stack.0 - PAGE, false);
     if let Some(store) = mmu.pfn(si.store_mfn) {
         crate::devices::STORE.call_once(|| (store * PAGE, si.store_evtchn));
     }
@@ -111,14 +93,13 @@ extern "C" fn xen_pv_main(si: *const StartInfo) -> ! {
     if let Err(e) = time::bind_timer() {
         fail(format_args!("binding the timer VIRQ: {e:?}"));
     }
+    let mut initrd = None;
     if si.mod_start != 0 && si.mod_len != 0 {
         let start = if si.flags & SIF_MOD_START_PFN != 0 { si.mod_start * PAGE } else { si.mod_start };
         match start.checked_add(si.mod_len) {
             Some(end) if start >= img_lo && end <= next_free * PAGE => {
                 // SAFETY: inside the reserved boot region, mapped, never written.
-                unikit_kernel::boot::set_initrd(unsafe {
-                    core::slice::from_raw_parts(start as *const u8, si.mod_len as usize)
-                });
+                initrd = Some(unsafe { core::slice::from_raw_parts(start as *const u8, si.mod_len as usize) });
             }
             _ => fail(format_args!("boot module [{start:#x}, +{:#x}) is outside the boot region", si.mod_len)),
         }
@@ -126,6 +107,29 @@ extern "C" fn xen_pv_main(si: *const StartInfo) -> ! {
     let len = si.cmd_line.iter().position(|&b| b == 0).unwrap_or(si.cmd_line.len());
     let cmdline = core::str::from_utf8(&si.cmd_line[..len])
         .unwrap_or_else(|_| fail(format_args!("the command line is not UTF-8")));
+    // SAFETY: all pseudo-physical memory is now identity mapped; the
+    // reserved range holds the image and every boot structure.
+    unsafe {
+        unikit_kernel::boot::enter(
+            HAL,
+            BootInfo {
+                args: Args::Kernel(cmdline),
+                memory: &ram,
+                reserved: &reserved,
+                initrd,
+                boot_stack: Region::new(stack.0, stack.1),
+                hypervisor: "Xen (PV)",
+                boot_timestamp: crate::boot_tsc(),
+            },
+        )
+    }
+}
+
+/// After the kernel's memory exists: the boot stack's guard page, then
+/// events on.
+pub(crate) fn bring_up() {
+    if let Some(mmu) = MMU.get() {
+        let _ = mmu.set_present(&raw const unikit_boot_stack_bottom as u64 - PAGE, false);
+    }
     evtchn::restore_upcalls(true);
-    unikit_kernel::boot::start(BootInfo { args: Args::Kernel(cmdline), hypervisor: "Xen (PV)", boot_stack: stack })
 }
