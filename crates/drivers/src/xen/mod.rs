@@ -2,7 +2,7 @@
 //! channels, the console ring (and, in their own modules, grant tables,
 //! xenstore, netfront and blkfront).
 //!
-//! The platform (crates/plat/xen) maps the shared pages (shared info,
+//! The platform (crates/plat/x86-vm, xen/) maps the shared pages (shared info,
 //! console and xenstore rings, grant table) and hands them over; nothing
 //! here knows whether the guest runs PV or PVH except through
 //! [`frame_of`], which gives the frame number Xen knows a page by (the

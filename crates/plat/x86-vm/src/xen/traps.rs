@@ -55,7 +55,7 @@ unsafe extern "C" {
 
 extern "C" fn failsafe() -> ! {
     unikit_kernel::kprintln!("\n[unikit] Xen failsafe callback: bad segment state on return to the guest");
-    crate::shutdown(unikit_kernel::exit::EXIT_EXCEPTION)
+    super::shutdown(unikit_kernel::exit::EXIT_EXCEPTION)
 }
 
 #[derive(Debug)]

@@ -1,61 +1,52 @@
-//! The kvm platform: unikit as an x86_64 virtual machine booted through PVH
-//! (QEMU `-kernel` on q35 or microvm, Firecracker >= 1.12, cloud-hypervisor).
-//!
-//! Boot: `entry` (32-bit stub) -> [`kvm_main`]: CPU tables, memory map,
-//! frame allocator, the kernel's own page tables, then the kernel core.
-#![no_std]
+//! The PC backend of the PVH image: 16550 console, TSC and local APIC
+//! timer ([`clock`]), I/O APIC and MSI interrupts ([`irq`]), the kernel's
+//! own page tables, and the PC ways to stop a VM. On Xen PVH the same
+//! [`Machine`] moves console, time, idle and shutdown to Xen's interfaces
+//! once bring-up has set them up (`crate::xen::hvm`); memory and paging
+//! stay here (PVH is hardware-virtualized).
+pub(crate) mod clock;
+pub(crate) mod irq;
 
-extern crate alloc;
-
-mod clock;
-mod entry;
-mod irq;
-mod start_info;
-mod virtio_mmio;
-mod xen_pvh;
-
-// The Xen PV entry and its drivers live there; the ELF notes here point at it.
-use unikit_plat_xen as _;
-
+use crate::KernelFrames;
+use crate::xen::{hvm, time as xen_time};
 use arch::hypervisor::Hypervisor;
 use arch::idt::TrapFrame;
-use arch::paging::{AddressSpace, Flags, FrameSource, PAGE_SIZE};
+use arch::paging::{AddressSpace, Flags, PAGE_SIZE};
 use core::fmt::Write;
 use drivers::pc::uart16550::{COM1, Uart16550};
-use hal::{Args, BootInfo, Hal, Region};
+use hal::{BootInfo, Hal, Region};
 use spin::Once;
-use unikit_plat_xen::{hvm, time as xen_time};
 
+/// The IDT vector Xen delivers event upcalls on (PVH).
+pub const XEN_VECTOR: u8 = 0xf3;
 const TIMER_VECTOR: u8 = 0x20;
 const SPURIOUS_VECTOR: u8 = 0xff;
 
 /// The x86 VM booted through PVH. Until bring-up finds Xen (PVH on Xen),
 /// console, clock, idle and shutdown are the PC devices'; from then on
 /// Xen's interfaces (`hvm::active()`). Memory and paging stay ours.
-pub struct Kvm {
+pub struct Machine {
     hypervisor: Once<(Hypervisor, u32)>,
 }
 
-pub(crate) static KVM: Kvm = Kvm { hypervisor: Once::new() };
+pub(crate) static MACHINE: Machine = Machine { hypervisor: Once::new() };
 // SAFETY: COM1 is the 16550 every PC-shaped VM (and Firecracker) provides.
 static UART: Uart16550 = unsafe { Uart16550::new(COM1) };
 static UART_READY: Once<()> = Once::new();
 static ADDRESS_SPACE: Once<u64> = Once::new();
 
-static HAL: Hal =
-    Hal { platform: &KVM, console: &KVM, clock: &KVM, irq: &KVM, shutdown: &KVM, memory: &KVM, cpu: &arch::fault::CPU };
+pub(crate) static HAL: Hal = Hal {
+    platform: &MACHINE,
+    console: &MACHINE,
+    clock: &MACHINE,
+    irq: &MACHINE,
+    shutdown: &MACHINE,
+    memory: &MACHINE,
+    cpu: &arch::fault::CPU,
+};
 
-/// Page-table frames come from the kernel's frame allocator.
-pub(crate) struct KernelFrames;
-
-impl FrameSource for KernelFrames {
-    fn alloc_zeroed_frame(&mut self) -> Option<u64> {
-        unikit_kernel::mem::alloc_zeroed_frame()
-    }
-}
-
-fn hypervisor() -> (Hypervisor, u32) {
-    *KVM.hypervisor.call_once(arch::hypervisor::detect)
+pub(crate) fn hypervisor() -> (Hypervisor, u32) {
+    *MACHINE.hypervisor.call_once(arch::hypervisor::detect)
 }
 
 fn pc_console_write(bytes: &[u8]) {
@@ -63,7 +54,7 @@ fn pc_console_write(bytes: &[u8]) {
     UART.write(bytes);
 }
 
-impl hal::Platform for Kvm {
+impl hal::Platform for Machine {
     fn name(&self) -> &'static str {
         if hvm::active() { "xen" } else { "kvm" }
     }
@@ -82,22 +73,17 @@ impl hal::Platform for Kvm {
     }
 
     fn describe(&self, out: &mut dyn Write) -> core::fmt::Result {
-        if hvm::active() {
-            let hz = (1_000_000_000u128 * 1_000_000 / xen_time::ticks_to_ns(1_000_000).max(1) as u128) as u64;
-            write!(out, ", PVH, pvclock (TSC {}.{:02} GHz), event channels", hz / 1_000_000_000, hz / 10_000_000 % 100)
-        } else {
-            clock::describe(out)
-        }
+        if hvm::active() { crate::xen::describe(out, "PVH") } else { clock::describe(out) }
     }
 }
 
-impl hal::Console for Kvm {
+impl hal::Console for Machine {
     fn write(&self, bytes: &[u8]) {
-        if hvm::active() { hvm::console_write(bytes) } else { pc_console_write(bytes) }
+        if hvm::active() { crate::xen::console_write(bytes) } else { pc_console_write(bytes) }
     }
 }
 
-impl hal::Clock for Kvm {
+impl hal::Clock for Machine {
     fn monotonic_ns(&self) -> u64 {
         if hvm::active() { xen_time::monotonic_ns() } else { clock::monotonic_ns() }
     }
@@ -119,7 +105,7 @@ impl hal::Clock for Kvm {
     }
 }
 
-impl hal::IrqControl for Kvm {
+impl hal::IrqControl for Machine {
     fn save(&self) -> bool {
         arch::cpu::irq_save()
     }
@@ -129,13 +115,13 @@ impl hal::IrqControl for Kvm {
     }
 }
 
-impl hal::Shutdown for Kvm {
+impl hal::Shutdown for Machine {
     fn shutdown(&self, code: i32) -> ! {
         if hvm::active() { hvm::shutdown(code) } else { shutdown(code) }
     }
 }
 
-impl hal::Memory for Kvm {
+impl hal::Memory for Machine {
     fn set_guard_page(&self, addr: u64, guard: bool) -> bool {
         if ADDRESS_SPACE.get().is_none() {
             return false;
@@ -186,60 +172,18 @@ fn shutdown(code: i32) -> ! {
 }
 
 /// Early fatal error: there is no kernel yet to report it.
-fn early_fail(args: core::fmt::Arguments) -> ! {
-    unikit_kernel::console::print_to(&KVM, format_args!("unikit: fatal boot error: {args}\n"));
-    hal::Shutdown::shutdown(&KVM, unikit_kernel::exit::EXIT_PANIC)
+pub(crate) fn early_fail(args: core::fmt::Arguments) -> ! {
+    unikit_kernel::console::print_to(&MACHINE, format_args!("unikit: fatal boot error: {args}\n"));
+    hal::Shutdown::shutdown(&MACHINE, unikit_kernel::exit::EXIT_PANIC)
 }
 
-fn trap(frame: &mut TrapFrame) {
+pub(crate) fn trap(frame: &mut TrapFrame) {
     match frame.vector {
         v if v < 32 => unikit_kernel::exit::exception(&frame.decode()),
         v if v == SPURIOUS_VECTOR as u64 => {}
-        v if v == xen_pvh::XEN_VECTOR as u64 => hvm::upcall(),
+        v if v == XEN_VECTOR as u64 => hvm::upcall(),
         v if irq::dispatch(v) => {}
         _ => clock::eoi(), // timer: waking the idle wait is all it has to do
-    }
-}
-
-/// Rust entry, called by the PVH stub on the boot stack with paging on.
-pub extern "C" fn kvm_main(start_info: u64) -> ! {
-    // SAFETY: boot CPU, interrupts off, before anything else uses the tables.
-    unsafe {
-        arch::gdt::init();
-        arch::idt::init(trap);
-    }
-    drivers::pc::i8259::mask_all();
-    // SAFETY: the PVH contract: ebx (passed through) points at start_info.
-    let params = match unsafe { start_info::parse(start_info) } {
-        Ok(p) => p,
-        Err(e) => early_fail(format_args!("bad PVH start_info: {e:?}")),
-    };
-    let (img_lo, img_hi) = entry::kernel_image();
-    let mut reserved = [Region::new(0, 0); 5];
-    reserved[0] = Region::new(img_lo, img_hi);
-    reserved[1..4].copy_from_slice(&params.boot_data);
-    if let Some(rd) = params.initrd {
-        reserved[4] = rd;
-    }
-    // SAFETY: the module is reserved RAM, mapped, never written.
-    let initrd =
-        params.initrd.map(|rd| unsafe { core::slice::from_raw_parts(rd.start as *const u8, rd.len() as usize) });
-    let (lo, hi) = entry::boot_stack();
-    // SAFETY: RAM from the memory map, identity mapped by the boot tables
-    // (first 4 GiB) minus what holds the kernel and the boot data.
-    unsafe {
-        unikit_kernel::boot::enter(
-            HAL,
-            BootInfo {
-                args: Args::Kernel(params.cmdline),
-                memory: &params.ram[..params.nr_ram],
-                reserved: &reserved,
-                initrd,
-                boot_stack: Region::new(lo, hi),
-                hypervisor: hypervisor().0.name(),
-                boot_timestamp: entry::boot_tsc(),
-            },
-        )
     }
 }
 
@@ -256,30 +200,10 @@ fn xen_pvh() {
         ok
     };
     // SAFETY: boot CPU, interrupts off; trap() routes the vector to Xen's upcall.
-    unsafe { arch::idt::enable_vector(xen_pvh::XEN_VECTOR) };
-    match hvm::init(&map, xen_pvh::XEN_VECTOR) {
+    unsafe { arch::idt::enable_vector(XEN_VECTOR) };
+    match hvm::init(&map, XEN_VECTOR) {
         Ok(()) => {}
         Err(e) => unikit_kernel::kprintln!("unikit: Xen PVH interfaces unavailable ({e:?}); staying on PC devices"),
-    }
-}
-
-/// The kernel's device discovery hook, run on first use: virtio on PCI (q35) and the
-/// virtio-mmio devices named on the command line (microvm, Firecracker);
-/// on Xen, netfront and blkfront from xenstore.
-#[unsafe(no_mangle)]
-pub fn __unikit_probe_devices() {
-    if unikit_plat_xen::active() || unikit_plat_xen::hvm::active() {
-        return unikit_plat_xen::probe_devices();
-    }
-    let irq: &'static dyn drivers::irq::InterruptController = &irq::CONTROLLER;
-    let mmio = virtio_mmio::devices(&unikit_kernel::boot::command_line().options);
-    if mmio.is_empty() {
-        drivers::virtio::probe_pci(Some(irq));
-    }
-    for d in mmio {
-        if let Err(e) = drivers::virtio::probe_mmio(d.base, d.size, d.irq, Some(irq)) {
-            unikit_kernel::kprintln!("unikit: virtio-mmio device at {:#x}: {e}", d.base);
-        }
     }
 }
 
@@ -306,8 +230,8 @@ fn build_page_tables(ram: &[Region], reserved: &[Region]) {
     // SAFETY: every page the kernel uses (image, stacks, heap, boot data) is mapped.
     unsafe { aspace.activate() };
     ADDRESS_SPACE.call_once(|| aspace.root());
-    hal::Memory::set_guard_page(&KVM, entry::boot_stack().0 - PAGE_SIZE, true);
-    for page in entry::boot_page_tables() {
+    hal::Memory::set_guard_page(&MACHINE, crate::boot::boot_stack().0 - PAGE_SIZE, true);
+    for page in crate::entry::pvh::boot_page_tables() {
         unikit_kernel::mem::free_frames(page, 1);
     }
 }

@@ -1,24 +1,21 @@
-//! unikit as a Xen guest.
+//! The Xen backend of the image, for both entries.
 //!
-//! - **PV** (x86_64 PV ABI): Xen loads the image's ELF and jumps to
-//!   `xen_pv_start` in 64-bit mode, ring 3, on its own page tables, with
-//!   `rsi` = `start_info` ([`pv`]). No IDT, no privileged instructions: the
-//!   trap table and event callback ([`traps`]), page-table hypercalls
-//!   ([`mmu`]) and the event mask stand in for them.
-//! - Time is Xen's pvclock plus `set_timer_op` ([`time`]); the console is
-//!   the Xen console ring; devices are found on xenstore (netfront,
-//!   blkfront in `drivers::xen`).
-//!
-//! The entry and the Xen ELF notes are part of the one x86_64 VM image
-//! (crates/plat/kvm), which also boots through PVH on QEMU and Firecracker.
-#![no_std]
-
-mod devices;
+//! - **PV** (`crate::entry::xen_pv`): no IDT, no privileged instructions:
+//!   the trap table and event callback ([`traps`]), page-table hypercalls
+//!   ([`mmu`]) and the event mask stand in for them; [`Xen`] is the PV
+//!   guest's `Hal`.
+//! - **PVH** ([`hvm`]): the PVH entry and the PC backend's paging, with
+//!   Xen's console, time, idle and shutdown switched in at bring-up.
+//! - Both: time is Xen's pvclock plus `set_timer_op` ([`time`]); the console
+//!   is the Xen console ring; devices are found on xenstore (netfront,
+//!   blkfront in `drivers::xen`); hypercalls go through the page Xen fills
+//!   ([`hypercall_page`]).
+pub(crate) mod devices;
 pub mod hvm;
+pub mod hypercall_page;
 pub mod mmu;
-mod pv;
 pub mod time;
-mod traps;
+pub(crate) mod traps;
 
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -29,9 +26,9 @@ use spin::Once;
 /// The Xen PV guest's hardware services.
 pub struct Xen;
 
-static XEN: Xen = Xen;
-static ACTIVE: AtomicBool = AtomicBool::new(false);
-static MMU: Once<mmu::Mmu> = Once::new();
+pub(crate) static XEN: Xen = Xen;
+pub(crate) static ACTIVE: AtomicBool = AtomicBool::new(false);
+pub(crate) static MMU: Once<mmu::Mmu> = Once::new();
 
 pub(crate) static HAL: Hal =
     Hal { platform: &XEN, console: &XEN, clock: &XEN, irq: &XEN, shutdown: &XEN, memory: &XEN, cpu: &arch::fault::CPU };
@@ -41,36 +38,38 @@ pub fn active() -> bool {
     ACTIVE.load(Ordering::Relaxed)
 }
 
-unsafe extern "C" {
-    static unikit_boot_tsc: u64;
-}
-
-fn boot_tsc() -> u64 {
-    // SAFETY: written once by the entry stub before any Rust code runs.
-    unsafe { core::ptr::read_volatile(&raw const unikit_boot_tsc) }
-}
-
 impl hal::Platform for Xen {
     fn name(&self) -> &'static str {
         "xen"
     }
 
     fn bring_up(&self, _: &hal::BootInfo) {
-        pv::bring_up()
+        crate::entry::xen_pv::bring_up()
     }
 
     fn describe(&self, out: &mut dyn Write) -> core::fmt::Result {
-        let hz = (1_000_000_000u128 * 1_000_000 / time::ticks_to_ns(1_000_000).max(1) as u128) as u64;
-        write!(out, ", PV, pvclock (TSC {}.{:02} GHz), event channels", hz / 1_000_000_000, hz / 10_000_000 % 100)
+        describe(out, "PV")
     }
 }
 
 impl hal::Console for Xen {
     fn write(&self, bytes: &[u8]) {
-        if !console::write(bytes) {
-            hypercall::console_io_write(bytes);
-        }
+        console_write(bytes)
     }
+}
+
+/// The Xen console ring, or Xen's own (emergency) console until the ring
+/// is set up.
+pub fn console_write(bytes: &[u8]) {
+    if !console::write(bytes) {
+        hypercall::console_io_write(bytes);
+    }
+}
+
+/// The boot log's clock and event facts on Xen (`mode`: "PV" or "PVH").
+pub fn describe(out: &mut dyn Write, mode: &str) -> core::fmt::Result {
+    let hz = (1_000_000_000u128 * 1_000_000 / time::ticks_to_ns(1_000_000).max(1) as u128) as u64;
+    write!(out, ", {mode}, pvclock (TSC {}.{:02} GHz), event channels", hz / 1_000_000_000, hz / 10_000_000 % 100)
 }
 
 impl hal::Clock for Xen {
@@ -129,7 +128,7 @@ impl hal::Memory for Xen {
 /// drained first so that xenconsoled still sees the last lines. Crashes
 /// (panic, CPU exception, deadlock) stop as a crash, everything else as a
 /// power-off.
-fn shutdown(code: i32) -> ! {
+pub(crate) fn shutdown(code: i32) -> ! {
     console::flush();
     let reason = match code {
         unikit_kernel::exit::EXIT_PANIC | unikit_kernel::exit::EXIT_EXCEPTION | unikit_kernel::exit::EXIT_DEADLOCK => {
@@ -148,7 +147,7 @@ fn shutdown(code: i32) -> ! {
 struct Page([u8; 4096]);
 static mut SHARED_INFO_PAGE: Page = Page([0; 4096]);
 
-fn shared_info_page() -> u64 {
+pub(crate) fn shared_info_page() -> u64 {
     // Only the address is taken; the page is never used as memory.
     &raw mut SHARED_INFO_PAGE as u64
 }
@@ -156,6 +155,6 @@ fn shared_info_page() -> u64 {
 pub use devices::probe as probe_devices;
 
 /// The frame number Xen knows a page by: PV uses machine frames.
-fn frame_of_pv(va: u64) -> Option<u64> {
+pub(crate) fn frame_of_pv(va: u64) -> Option<u64> {
     MMU.get()?.mfn(va / mmu::PAGE)
 }

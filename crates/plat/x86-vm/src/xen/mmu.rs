@@ -21,6 +21,7 @@ const TABLE: u64 = P | RW | USER | ACCESSED | DIRTY;
 const INVALID_MFN: u64 = !0;
 
 #[derive(Debug)]
+#[allow(dead_code)] // read through Debug in boot error lines
 pub enum Error {
     Hypercall(&'static str, isize),
     NoFrame,
@@ -77,10 +78,6 @@ impl Mmu {
     /// the virtual address of the active top-level table (start_info.pt_base).
     pub const unsafe fn new(p2m: *const u64, nr_pages: u64, l4: u64) -> Self {
         Self { p2m, nr_pages, l4 }
-    }
-
-    pub fn nr_pages(&self) -> u64 {
-        self.nr_pages
     }
 
     pub fn mfn(&self, pfn: u64) -> Option<u64> {
