@@ -5,16 +5,13 @@ use crate::cmdline::{self, CommandLine};
 use crate::console::emergency_print;
 use crate::platform::hal;
 use alloc::string::String;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, Ordering};
 use hal::{Args, BootInfo, Hal, ProcessItem};
 
 static CMDLINE: spin::Once<CommandLine> = spin::Once::new();
 static INITRD: spin::Once<&'static [u8]> = spin::Once::new();
 static PROGRAM: spin::Once<String> = spin::Once::new();
 static QUIET: AtomicBool = AtomicBool::new(false);
-static BOOTSTATS: AtomicBool = AtomicBool::new(false);
-static BOOT_RAW: AtomicU64 = AtomicU64::new(0);
-static MAIN_RAW: AtomicU64 = AtomicU64::new(0);
 
 /// The kernel's own options.
 const OPTIONS: &[&str] = &["unikit.quiet", "unikit.bootstats"];
@@ -60,7 +57,7 @@ pub unsafe fn enter(hal: Hal, boot: BootInfo) -> ! {
 #[allow(unsafe_code)]
 unsafe fn init(hal: Hal, boot: &BootInfo) {
     crate::platform::bind(hal);
-    BOOT_RAW.store(boot.boot_timestamp, Ordering::Relaxed);
+    crate::bootstats::set_boot_timestamp(boot.boot_timestamp);
     // SAFETY: the caller's contract is the allocator's.
     if let Err(e) = unsafe { crate::mem::init(boot.memory, boot.reserved) } {
         fatal(format_args!("memory init: {e:?}"));
@@ -77,7 +74,7 @@ fn start(boot: &BootInfo, cl: CommandLine) -> ! {
     crate::sched::init((boot.boot_stack.start, boot.boot_stack.end));
     let quiet = cl.has_option("unikit.quiet");
     QUIET.store(quiet, Ordering::Relaxed);
-    BOOTSTATS.store(cl.has_option("unikit.bootstats"), Ordering::Relaxed);
+    crate::bootstats::enable(cl.has_option("unikit.bootstats"));
     if !quiet {
         boot_log(boot.hypervisor);
     }
@@ -131,27 +128,7 @@ pub fn report_unknown_options(services: &[&[&str]]) {
     }
 }
 
-/// Called by the app runtime just before the app's `main` runs.
-pub fn mark_main_entered() {
-    MAIN_RAW.store(hal().clock.raw_timestamp(), Ordering::Relaxed);
-}
-
-/// Nanoseconds from the first boot instruction to `main`.
-pub fn boot_time_ns() -> u64 {
-    hal().clock.raw_to_ns(MAIN_RAW.load(Ordering::Relaxed).wrapping_sub(BOOT_RAW.load(Ordering::Relaxed)))
-}
-
-pub(crate) fn print_exit_stats() {
-    if BOOTSTATS.load(Ordering::Relaxed) {
-        let now = hal().clock.monotonic_ns();
-        let main = boot_time_ns();
-        emergency_print(format_args!(
-            "[unikit] bootstats: entry_to_main_ns={} main_to_exit_ns={}\n",
-            main,
-            now.saturating_sub(main)
-        ));
-    }
-}
+pub use crate::bootstats::{boot_time_ns, mark_main_entered};
 
 /// Whether `unikit.quiet` silences the boot log and driver lines.
 pub fn is_quiet() -> bool {

@@ -77,7 +77,7 @@ extern "C" fn on_fault(sig: i32, _info: *const u8, uctx: *const u8) {
             _ => "fatal signal",
         };
     }
-    unikit_kernel::exit::exception(&fault)
+    unikit_kernel::crash::exception(&fault)
 }
 
 pub fn install() {

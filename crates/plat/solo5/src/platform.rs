@@ -158,7 +158,7 @@ fn early_fail(args: core::fmt::Arguments) -> ! {
 
 fn trap(frame: &mut TrapFrame) {
     if frame.vector < 32 {
-        unikit_kernel::exit::exception(&frame.decode())
+        unikit_kernel::crash::exception(&frame.decode())
     }
     // Nothing raises other vectors on hvt (no interrupt controller).
 }

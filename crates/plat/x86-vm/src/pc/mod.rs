@@ -179,7 +179,7 @@ pub(crate) fn early_fail(args: core::fmt::Arguments) -> ! {
 
 pub(crate) fn trap(frame: &mut TrapFrame) {
     match frame.vector {
-        v if v < 32 => unikit_kernel::exit::exception(&frame.decode()),
+        v if v < 32 => unikit_kernel::crash::exception(&frame.decode()),
         v if v == SPURIOUS_VECTOR as u64 => {}
         v if v == XEN_VECTOR as u64 => hvm::upcall(),
         v if irq::dispatch(v) => {}

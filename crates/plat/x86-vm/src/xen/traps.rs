@@ -100,7 +100,7 @@ fn trap(frame: &mut TrapFrame) {
     let fault_addr = (frame.vector == arch::idt::PAGE_FAULT)
         // SAFETY: a field of the mapped shared page.
         .then(|| evtchn::vcpu().map_or(0, |v| unsafe { core::ptr::read_volatile(&raw const (*v).cr2) }));
-    unikit_kernel::exit::exception(&arch::fault::decode(frame.regs(), fault_addr))
+    unikit_kernel::crash::exception(&arch::fault::decode(frame.regs(), fault_addr))
 }
 
 /// Xen masked events to deliver this upcall; the interrupted context had
