@@ -9,7 +9,9 @@
 //! Boot: entry stub -> `entry::pvh::pvh_main` or `entry::xen_pv::xen_pv_main`
 //! -> one `hal::BootInfo` -> `unikit_kernel::boot::enter`.
 #![cfg_attr(not(test), no_std)]
-#![cfg_attr(not(target_os = "none"), allow(dead_code))]
+// The parsers are host-tested; without `virtio` nothing in the guest uses
+// them (nor the interrupt routing only virtio devices ask for).
+#![cfg_attr(any(not(target_os = "none"), not(feature = "virtio")), allow(dead_code))]
 
 extern crate alloc;
 
@@ -25,7 +27,7 @@ mod pc;
 #[cfg(all(not(test), target_os = "none"))]
 mod start_info;
 mod virtio_mmio;
-#[cfg(all(not(test), target_os = "none"))]
+#[cfg(all(not(test), target_os = "none", feature = "xen"))]
 mod xen;
 
 #[cfg(all(not(test), target_os = "none"))]
@@ -48,9 +50,18 @@ impl FrameSource for KernelFrames {
 #[cfg(all(not(test), target_os = "none"))]
 #[unsafe(no_mangle)]
 pub fn __unikit_probe_devices() {
+    #[cfg(feature = "xen")]
     if xen::active() || xen::hvm::active() {
         return xen::probe_devices();
     }
+    #[cfg(feature = "virtio")]
+    probe_virtio();
+}
+
+/// virtio on PCI (q35), or the virtio-mmio devices named on the command
+/// line (microvm, Firecracker).
+#[cfg(all(not(test), target_os = "none", feature = "virtio"))]
+fn probe_virtio() {
     let irq: &'static dyn drivers::irq::InterruptController = &pc::irq::CONTROLLER;
     let mmio = virtio_mmio::devices(&unikit_kernel::boot::command_line().options);
     if mmio.is_empty() {

@@ -8,6 +8,7 @@ pub(crate) mod clock;
 pub(crate) mod irq;
 
 use crate::KernelFrames;
+#[cfg(feature = "xen")]
 use crate::xen::{hvm, time as xen_time};
 use arch::hypervisor::Hypervisor;
 use arch::idt::TrapFrame;
@@ -18,6 +19,7 @@ use hal::{BootInfo, Hal, Region};
 use spin::Once;
 
 /// The IDT vector Xen delivers event upcalls on (PVH).
+#[cfg(feature = "xen")]
 pub const XEN_VECTOR: u8 = 0xf3;
 const TIMER_VECTOR: u8 = 0x20;
 const SPURIOUS_VECTOR: u8 = 0xff;
@@ -56,11 +58,16 @@ fn pc_console_write(bytes: &[u8]) {
 
 impl hal::Platform for Machine {
     fn name(&self) -> &'static str {
-        if hvm::active() { "xen" } else { "kvm" }
+        #[cfg(feature = "xen")]
+        if hvm::active() {
+            return "xen";
+        }
+        "kvm"
     }
 
     fn bring_up(&self, boot: &BootInfo) {
         build_page_tables(boot.memory, boot.reserved);
+        #[cfg(feature = "xen")]
         if hypervisor().0 == Hypervisor::Xen {
             xen_pvh();
         }
@@ -73,19 +80,31 @@ impl hal::Platform for Machine {
     }
 
     fn describe(&self, out: &mut dyn Write) -> core::fmt::Result {
-        if hvm::active() { crate::xen::describe(out, "PVH") } else { clock::describe(out) }
+        #[cfg(feature = "xen")]
+        if hvm::active() {
+            return crate::xen::describe(out, "PVH");
+        }
+        clock::describe(out)
     }
 }
 
 impl hal::Console for Machine {
     fn write(&self, bytes: &[u8]) {
-        if hvm::active() { crate::xen::console_write(bytes) } else { pc_console_write(bytes) }
+        #[cfg(feature = "xen")]
+        if hvm::active() {
+            return crate::xen::console_write(bytes);
+        }
+        pc_console_write(bytes)
     }
 }
 
 impl hal::Clock for Machine {
     fn monotonic_ns(&self) -> u64 {
-        if hvm::active() { xen_time::monotonic_ns() } else { clock::monotonic_ns() }
+        #[cfg(feature = "xen")]
+        if hvm::active() {
+            return xen_time::monotonic_ns();
+        }
+        clock::monotonic_ns()
     }
 
     fn raw_timestamp(&self) -> u64 {
@@ -93,15 +112,27 @@ impl hal::Clock for Machine {
     }
 
     fn raw_to_ns(&self, raw: u64) -> u64 {
-        if hvm::active() { xen_time::ticks_to_ns(raw) } else { clock::ticks_to_ns(raw) }
+        #[cfg(feature = "xen")]
+        if hvm::active() {
+            return xen_time::ticks_to_ns(raw);
+        }
+        clock::ticks_to_ns(raw)
     }
 
     fn wall_clock_ns(&self) -> u64 {
-        if hvm::active() { xen_time::wall_clock_ns() } else { clock::wall_clock_ns() }
+        #[cfg(feature = "xen")]
+        if hvm::active() {
+            return xen_time::wall_clock_ns();
+        }
+        clock::wall_clock_ns()
     }
 
     fn wait_for_event(&self, deadline_ns: Option<u64>) {
-        if hvm::active() { hvm::wait(deadline_ns) } else { clock::wait(deadline_ns) }
+        #[cfg(feature = "xen")]
+        if hvm::active() {
+            return hvm::wait(deadline_ns);
+        }
+        clock::wait(deadline_ns)
     }
 }
 
@@ -117,7 +148,11 @@ impl hal::IrqControl for Machine {
 
 impl hal::Shutdown for Machine {
     fn shutdown(&self, code: i32) -> ! {
-        if hvm::active() { hvm::shutdown(code) } else { shutdown(code) }
+        #[cfg(feature = "xen")]
+        if hvm::active() {
+            hvm::shutdown(code);
+        }
+        shutdown(code)
     }
 }
 
@@ -181,12 +216,14 @@ pub(crate) fn trap(frame: &mut TrapFrame) {
     match frame.vector {
         v if v < 32 => unikit_kernel::crash::exception(&frame.decode()),
         v if v == SPURIOUS_VECTOR as u64 => {}
+        #[cfg(feature = "xen")]
         v if v == XEN_VECTOR as u64 => hvm::upcall(),
         v if irq::dispatch(v) => {}
         _ => clock::eoi(), // timer: waking the idle wait is all it has to do
     }
 }
 
+#[cfg(feature = "xen")]
 /// PVH on Xen: move console, time, idle and shutdown to Xen's interfaces.
 /// If Xen's interfaces cannot be set up, stay on the PC devices (which a
 /// Xen PVH guest mostly lacks, but the kernel still runs).
