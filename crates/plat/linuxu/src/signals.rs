@@ -11,6 +11,7 @@ const SIGSEGV: u64 = 11;
 const SA_SIGINFO: u64 = 0x4;
 const SA_ONSTACK: u64 = 0x0800_0000;
 const SA_RESTORER: u64 = 0x0400_0000;
+const SA_NODEFER: u64 = 0x4000_0000;
 
 // Offsets into ucontext_t.uc_mcontext.gregs (x86_64).
 const GREGS: usize = 40;
@@ -86,7 +87,11 @@ pub fn install() {
     unsafe { syscall6(SYS_SIGALTSTACK, [&ss as *const _ as u64, 0, 0, 0, 0, 0]) };
     let act = SigAction {
         handler: on_fault as *const () as u64,
-        flags: SA_SIGINFO | SA_ONSTACK | SA_RESTORER,
+        // SA_NODEFER: a fault inside the report re-enters the handler (on
+        // the alternate stack it is already on), so the kernel's crash
+        // nesting ends it with the exception code. With the signal blocked
+        // Linux would kill the process with SIGSEGV instead.
+        flags: SA_SIGINFO | SA_ONSTACK | SA_RESTORER | SA_NODEFER,
         restorer: unikit_sigreturn as *const () as u64,
         mask: 0,
     };

@@ -26,10 +26,10 @@ fn tsc() -> TscClock {
         if let Some(hz) = arch::tsc::freq_from_cpuid(max_leaf) {
             return TscClock { scale: Scale::from_hz(hz), source: "cpuid" };
         }
-        if hv == Hypervisor::Kvm {
-            if let Some(hz) = kvmclock_tsc_hz() {
-                return TscClock { scale: Scale::from_hz(hz), source: "kvmclock" };
-            }
+        if hv == Hypervisor::Kvm
+            && let Some(hz) = kvmclock_tsc_hz()
+        {
+            return TscClock { scale: Scale::from_hz(hz), source: "kvmclock" };
         }
         if let Some(hz) = drivers::pc::i8254::measure_tsc_hz(10) {
             return TscClock { scale: Scale::from_hz(hz), source: "PIT calibration" };
@@ -103,7 +103,7 @@ fn read_kvmclock() -> Option<KvmClock> {
                 mul: core::ptr::read_volatile(&raw const INFO.tsc_to_system_mul),
                 shift: core::ptr::read_volatile(&raw const INFO.tsc_shift),
             };
-            if v0 % 2 == 0 && v0 == core::ptr::read_volatile(&raw const INFO.version) {
+            if v0.is_multiple_of(2) && v0 == core::ptr::read_volatile(&raw const INFO.version) {
                 break c;
             }
         };

@@ -113,7 +113,7 @@ impl Mmu {
                 // Xen only accepts a page as a table while no writable mapping of it exists.
                 update_va_mapping(pfn * PAGE, (mfn << 12) | P | ACCESSED)?;
                 e = (mfn << 12) | TABLE;
-                mmu_update(&[MmuUpdate { ptr: (table_mfn << 12) + idx * 8 | abi::MMU_NORMAL_PT_UPDATE, val: e }])?;
+                mmu_update(&[MmuUpdate { ptr: ((table_mfn << 12) + idx * 8) | abi::MMU_NORMAL_PT_UPDATE, val: e }])?;
             }
             if e & HUGE != 0 {
                 return Err(Error::Huge);
