@@ -1,37 +1,20 @@
-//! The boot sequence after the platform has set up the machine: command
-//! line, scheduler, boot log, then the application's `main`.
+//! The boot sequence: a platform entry builds one [`BootInfo`] and one
+//! [`Hal`] and calls [`enter`], which sets up memory, reads the command
+//! line, lets the platform finish the machine, then runs the app's `main`.
 use crate::cmdline::{self, CommandLine};
 use crate::console::emergency_print;
-use crate::platform::platform;
+use crate::platform::hal;
 use alloc::string::String;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-
-/// Where the app's arguments come from.
-pub enum Args {
-    /// A kernel command line to parse (VM platforms).
-    Kernel(&'static str),
-    /// Already split by the host (linuxu: argv, envp).
-    Process { program: String, cmdline: CommandLine },
-}
-
-pub struct BootInfo {
-    pub args: Args,
-    /// Name of the hypervisor found at run time, if any.
-    pub hypervisor: &'static str,
-    /// The stack the platform entered `start` on: `[low, high)`.
-    pub boot_stack: (u64, u64),
-}
+use core::sync::atomic::{AtomicBool, Ordering};
+use hal::{Args, BootInfo, Hal, ProcessItem};
 
 static CMDLINE: spin::Once<CommandLine> = spin::Once::new();
 static INITRD: spin::Once<&'static [u8]> = spin::Once::new();
 static PROGRAM: spin::Once<String> = spin::Once::new();
 static QUIET: AtomicBool = AtomicBool::new(false);
-static BOOTSTATS: AtomicBool = AtomicBool::new(false);
-static MAIN_RAW: AtomicU64 = AtomicU64::new(0);
 
-const KNOWN_OPTIONS: &[&str] = &["unikit.quiet", "unikit.bootstats"];
-/// Options with a value, consumed by drivers and services.
-const KNOWN_PREFIXES: &[&str] = &["virtio_mmio.device=", "netdev.", "pci="];
+/// The kernel's own options.
+const OPTIONS: &[&str] = &["unikit.quiet", "unikit.bootstats"];
 
 #[allow(unsafe_code)]
 unsafe extern "Rust" {
@@ -39,21 +22,61 @@ unsafe extern "Rust" {
     fn __unikit_main() -> i32;
 }
 
-/// Runs the app and stops the machine with its exit code.
-pub fn start(info: BootInfo) -> ! {
-    crate::sched::init(info.boot_stack);
-    let cl = match info.args {
-        Args::Kernel(s) => cmdline::parse(s),
-        Args::Process { program, cmdline } => {
-            PROGRAM.call_once(|| program);
-            cmdline
-        }
+/// Why the kernel could not start.
+fn fatal(args: core::fmt::Arguments) -> ! {
+    emergency_print(format_args!("unikit: fatal boot error: {args}\n"));
+    crate::exit::exit(crate::exit::EXIT_PANIC)
+}
+
+/// Runs the machine: binds `hal`, sets up memory from `boot`, reads the
+/// command line, calls [`hal::Platform::bring_up`], then runs the app and
+/// stops the machine with its exit code.
+///
+/// Inlined into the one entry that calls it, so that the kind of
+/// [`Args`] is known there and the other kind's code is not linked.
+///
+/// # Safety
+/// `boot.memory` is RAM mapped at its own addresses that nobody else uses,
+/// except the `boot.reserved` ranges (which hold the image, the boot stack
+/// and every boot structure still needed, `boot.initrd` included).
+#[allow(unsafe_code)]
+#[inline(always)]
+pub unsafe fn enter(hal: Hal, boot: BootInfo) -> ! {
+    // SAFETY: forwarded contract.
+    unsafe { init(hal, &boot) };
+    // Read before bring-up: the platform may give up the memory it is in.
+    let cl = match boot.args {
+        Args::Kernel(line) => cmdline::parse(line, hal.platform.options()),
+        Args::Process(p) => process_args(p),
     };
+    start(&boot, cl)
+}
+
+/// # Safety
+/// See [`enter`].
+#[allow(unsafe_code)]
+unsafe fn init(hal: Hal, boot: &BootInfo) {
+    crate::platform::bind(hal);
+    crate::bootstats::set_boot_timestamp(boot.boot_timestamp);
+    // SAFETY: the caller's contract is the allocator's.
+    if let Err(e) = unsafe { crate::mem::init(boot.memory, boot.reserved) } {
+        fatal(format_args!("memory init: {e:?}"));
+    }
+    if let Some(rd) = boot.initrd {
+        INITRD.call_once(|| rd);
+    }
+}
+
+/// Brings the machine up and runs the app (the frame that calls `main`,
+/// as backtraces show it).
+fn start(boot: &BootInfo, cl: CommandLine) -> ! {
+    hal().platform.bring_up(boot);
+    crate::sched::init((boot.boot_stack.start, boot.boot_stack.end));
     let quiet = cl.has_option("unikit.quiet");
     QUIET.store(quiet, Ordering::Relaxed);
-    BOOTSTATS.store(cl.has_option("unikit.bootstats"), Ordering::Relaxed);
+    crate::bootstats::enable(cl.has_option("unikit.bootstats"));
     if !quiet {
-        boot_log(info.hypervisor, &cl);
+        boot_log(boot.hypervisor);
     }
     CMDLINE.call_once(|| cl);
     #[allow(unsafe_code)]
@@ -63,8 +86,22 @@ pub fn start(info: BootInfo) -> ! {
     crate::exit::exit(code)
 }
 
-fn boot_log(hypervisor: &str, cl: &CommandLine) {
-    let p = platform();
+fn process_args(p: &dyn hal::ProcessArgs) -> CommandLine {
+    let mut cl = CommandLine::default();
+    let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    p.visit(&mut |item| match item {
+        ProcessItem::Program(b) => {
+            PROGRAM.call_once(|| lossy(b));
+        }
+        ProcessItem::Arg(b) => cl.args.push(lossy(b)),
+        ProcessItem::Env(k, v) => cl.env.push((lossy(k), lossy(v))),
+        ProcessItem::Options(b) => cl.options.extend(lossy(b).split_whitespace().map(String::from)),
+    });
+    cl
+}
+
+fn boot_log(hypervisor: &str) {
+    let p = hal().platform;
     let m = crate::mem::stats();
     emergency_print(format_args!(
         "unikit {} on {} (hypervisor: {}), {} KiB RAM",
@@ -73,37 +110,27 @@ fn boot_log(hypervisor: &str, cl: &CommandLine) {
         hypervisor,
         m.total_bytes / 1024
     ));
-    let mut w = crate::console::BootLogWriter;
-    let _ = p.describe(&mut w);
+    let _ = p.describe(&mut crate::console::boot_log_writer());
     emergency_print(format_args!("\n"));
-    let known = |o: &str| KNOWN_OPTIONS.contains(&o) || KNOWN_PREFIXES.iter().any(|p| o.starts_with(p));
-    for o in cl.options.iter().filter(|o| !known(o)) {
+}
+
+/// Reports the command-line options that neither the kernel, nor the
+/// platform, nor any of `services` (each service's list of the options it
+/// reads) claims. The app runtime calls it once, with the services linked
+/// into the image.
+pub fn report_unknown_options(services: &[&[&str]]) {
+    if is_quiet() {
+        return;
+    }
+    let layers: [&[&str]; 2] = [OPTIONS, hal().platform.options()];
+    for o in cmdline::unknown_options(command_line(), &layers).filter(|o| !cmdline::is_claimed(o, services)) {
         emergency_print(format_args!("unikit: ignoring unknown kernel option '{o}'\n"));
     }
 }
 
-/// Called by the app runtime just before the app's `main` runs.
-pub fn mark_main_entered() {
-    MAIN_RAW.store(platform().raw_timestamp(), Ordering::Relaxed);
-}
+pub use crate::bootstats::{boot_time_ns, mark_main_entered};
 
-/// Nanoseconds from the first boot instruction to `main`.
-pub fn boot_time_ns() -> u64 {
-    platform().raw_to_ns(MAIN_RAW.load(Ordering::Relaxed))
-}
-
-pub(crate) fn print_exit_stats() {
-    if BOOTSTATS.load(Ordering::Relaxed) {
-        let now = platform().monotonic_ns();
-        let main = boot_time_ns();
-        emergency_print(format_args!(
-            "[unikit] bootstats: entry_to_main_ns={} main_to_exit_ns={}\n",
-            main,
-            now.saturating_sub(main)
-        ));
-    }
-}
-
+/// Whether `unikit.quiet` silences the boot log and driver lines.
 pub fn is_quiet() -> bool {
     QUIET.load(Ordering::Relaxed)
 }
@@ -120,15 +147,12 @@ pub fn initrd() -> Option<&'static [u8]> {
     INITRD.get().copied()
 }
 
-/// Called by the platform before `start`.
-pub fn set_initrd(data: &'static [u8]) {
-    INITRD.call_once(|| data);
-}
-
+/// `argv[0]`.
 pub fn program() -> &'static str {
     PROGRAM.get().map(|s| s.as_str()).unwrap_or("app")
 }
 
+/// The parsed command line (empty before boot).
 pub fn command_line() -> &'static CommandLine {
     static EMPTY: spin::Once<CommandLine> = spin::Once::new();
     CMDLINE.get().unwrap_or_else(|| EMPTY.call_once(CommandLine::default))

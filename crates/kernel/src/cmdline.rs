@@ -57,13 +57,14 @@ pub fn tokenize(s: &str) -> Vec<String> {
     out
 }
 
-/// Options a hypervisor adds to whatever command line it was given
-/// (Firecracker inserts `pci=off` and `virtio_mmio.device=...` before the
-/// first " -- ", or appends them when there is none): the kernel takes
-/// them wherever they are, so they never reach the app as arguments or
-/// environment variables.
-fn is_hypervisor_option(tok: &str) -> bool {
-    tok.starts_with("virtio_mmio.device=") || tok.starts_with("pci=")
+/// Options a platform takes wherever they are, because its hypervisor adds
+/// them to whatever command line it was given (Firecracker inserts `pci=off`
+/// and `virtio_mmio.device=...` before the first " -- ", or appends them
+/// when there is none): they never reach the app as arguments or
+/// environment variables. Each entry is an exact option, or a prefix when it
+/// ends in `=` or `.`.
+fn matches(pattern: &str, tok: &str) -> bool {
+    if pattern.ends_with('=') || pattern.ends_with('.') { tok.starts_with(pattern) } else { tok == pattern }
 }
 
 fn env_pair(tok: &str) -> Option<(String, String)> {
@@ -76,77 +77,42 @@ fn env_pair(tok: &str) -> Option<(String, String)> {
     Some((k.into(), v.into()))
 }
 
-pub fn parse(s: &str) -> CommandLine {
+/// Parses a kernel command line; `anywhere` are the platform's options
+/// (see [`matches`]), taken before or after `--`.
+pub fn parse(s: &str, anywhere: &[&str]) -> CommandLine {
     let tokens = tokenize(s);
+    let split = tokens.iter().position(|t| t == "--");
     let mut cl = CommandLine::default();
-    match tokens.iter().position(|t| t == "--") {
-        Some(split) => {
-            for t in &tokens[..split] {
-                if t.starts_with("unikit.") || is_hypervisor_option(t) {
-                    cl.options.push(t.clone());
-                } else if let Some(kv) = env_pair(t) {
-                    cl.env.push(kv);
-                } else {
-                    cl.options.push(t.clone()); // unknown options are kept, and reported by the boot log
-                }
-            }
-            for t in &tokens[split + 1..] {
-                if is_hypervisor_option(t) {
-                    cl.options.push(t.clone());
-                } else {
-                    cl.args.push(t.clone());
-                }
-            }
+    for (i, t) in tokens.into_iter().enumerate() {
+        // Without `--` everything is "before" for options, "after" for the rest.
+        let before = split.is_some_and(|p| i < p);
+        if Some(i) == split {
+            continue;
         }
-        None => {
-            for t in tokens {
-                if t.starts_with("unikit.") || is_hypervisor_option(&t) {
-                    cl.options.push(t);
-                } else {
-                    cl.args.push(t);
-                }
+        if anywhere.iter().any(|p| matches(p, &t)) || (split.is_none_or(|p| i < p) && t.starts_with("unikit.")) {
+            cl.options.push(t);
+        } else if before {
+            match env_pair(&t) {
+                Some(kv) => cl.env.push(kv),
+                None => cl.options.push(t), // unknown options are kept, and reported at start-up
             }
+        } else {
+            cl.args.push(t);
         }
     }
     cl
 }
 
-/// A virtio-mmio device as Linux, QEMU microvm and Firecracker describe it
-/// on the command line: `virtio_mmio.device=<size>@<base>:<irq>` (size and
-/// base in decimal or 0x-hex, size with an optional K/M suffix).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct VirtioMmio {
-    pub base: u64,
-    pub size: u64,
-    pub irq: u32,
+/// The options of `cl` that none of the `known` lists (one per layer: the
+/// kernel, the platform, each service) claims. Entries are exact names, or
+/// prefixes ending in `=` or `.`.
+pub fn unknown_options<'a>(cl: &'a CommandLine, known: &'a [&[&str]]) -> impl Iterator<Item = &'a str> {
+    cl.options.iter().map(|o| o.as_str()).filter(move |o| !is_claimed(o, known))
 }
 
-fn parse_num(s: &str) -> Option<u64> {
-    let (digits, mult) = match s.as_bytes().last()? {
-        b'K' | b'k' => (&s[..s.len() - 1], 1 << 10),
-        b'M' | b'm' => (&s[..s.len() - 1], 1 << 20),
-        _ => (s, 1),
-    };
-    let v = match digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
-        Some(hex) => u64::from_str_radix(hex, 16).ok()?,
-        None => digits.parse().ok()?,
-    };
-    v.checked_mul(mult)
-}
-
-/// Every well-formed `virtio_mmio.device=` option (malformed ones are skipped).
-pub fn virtio_mmio_devices(cl: &CommandLine) -> Vec<VirtioMmio> {
-    cl.options
-        .iter()
-        .filter_map(|o| o.strip_prefix("virtio_mmio.device="))
-        .filter_map(|v| {
-            let (size, rest) = v.split_once('@')?;
-            let (base, irq) = rest.split_once(':')?;
-            let irq = irq.split(':').next()?; // Linux allows a trailing :<id>
-            let d = VirtioMmio { base: parse_num(base)?, size: parse_num(size)?, irq: irq.parse().ok()? };
-            (d.size > 0 && d.base.checked_add(d.size).is_some()).then_some(d)
-        })
-        .collect()
+/// Whether one of the `known` lists claims option `o`.
+pub fn is_claimed(o: &str, known: &[&[&str]]) -> bool {
+    known.iter().any(|k| k.iter().any(|p| matches(p, o)))
 }
 
 #[cfg(test)]
@@ -159,7 +125,7 @@ mod tests {
 
     #[test]
     fn splits_options_env_and_args() {
-        let cl = parse("unikit.quiet FOO=bar _X=1 -- --exit 3");
+        let cl = parse("unikit.quiet FOO=bar _X=1 -- --exit 3", FC);
         assert_eq!(cl.options, v(&["unikit.quiet"]));
         assert_eq!(cl.env, vec![("FOO".into(), "bar".into()), ("_X".into(), "1".into())]);
         assert_eq!(cl.args, v(&["--exit", "3"]));
@@ -177,7 +143,7 @@ mod tests {
 
     #[test]
     fn without_separator_everything_else_is_args() {
-        let cl = parse("hello unikit.quiet A=B");
+        let cl = parse("hello unikit.quiet A=B", FC);
         assert_eq!(cl.options, v(&["unikit.quiet"]));
         assert!(cl.env.is_empty());
         assert_eq!(cl.args, v(&["hello", "A=B"]));
@@ -185,47 +151,52 @@ mod tests {
 
     #[test]
     fn second_separator_is_an_argument() {
-        let cl = parse("-- a -- b");
+        let cl = parse("-- a -- b", FC);
         assert_eq!(cl.args, v(&["a", "--", "b"]));
-        assert_eq!(parse("").args.len(), 0);
-        assert_eq!(parse("--").args.len(), 0);
+        assert_eq!(parse("", FC).args.len(), 0);
+        assert_eq!(parse("--", FC).args.len(), 0);
+    }
+
+    const FC: &[&str] = &["virtio_mmio.device=", "pci="];
+
+    #[test]
+    fn platform_options_anywhere() {
+        let cl = parse("virtio_mmio.device=512@0xfeb00000:12 virtio_mmio.device=4K@0xd0000000:5:3 -- x", FC);
+        assert_eq!(cl.options, v(&["virtio_mmio.device=512@0xfeb00000:12", "virtio_mmio.device=4K@0xd0000000:5:3"]));
+        // Firecracker appends them after the user's arguments, without `--`.
+        let cl = parse("-- a b virtio_mmio.device=0x1000@4096:7", FC);
+        assert_eq!(cl.options, v(&["virtio_mmio.device=0x1000@4096:7"]));
+        assert_eq!(cl.args, v(&["a", "b"]), "platform options are not app arguments");
+        // Firecracker: `pci=off` before our `--` (not an env var) or after it.
+        let cl = parse("pci=off virtio_mmio.device=4K@0xc0001000:5 unikit.quiet -- x", FC);
+        assert!(cl.env.is_empty() && cl.args == v(&["x"]));
+        let cl = parse("-- x pci=off virtio_mmio.device=4K@0xc0001000:5", FC);
+        assert_eq!(cl.args, v(&["x"]));
+        assert_eq!(cl.options, v(&["pci=off", "virtio_mmio.device=4K@0xc0001000:5"]));
+        // Without the platform's list they are ordinary tokens.
+        let cl = parse("-- x pci=off", &[]);
+        assert_eq!(cl.args, v(&["x", "pci=off"]));
+        // Exact names match exactly.
+        assert_eq!(parse("-- pci", &["pci"]).options, v(&["pci"]));
+        assert_eq!(parse("-- pcix", &["pci"]).args, v(&["pcix"]));
     }
 
     #[test]
-    fn virtio_mmio_entries() {
-        let cl = parse("virtio_mmio.device=512@0xfeb00000:12 virtio_mmio.device=4K@0xd0000000:5:3 -- x");
+    fn unknown_options_are_the_unclaimed_ones() {
+        let cl = parse("unikit.quiet unikit.nope netdev.ip=dhcp pci=off bogus -- x", FC);
+        let kernel: &[&str] = &["unikit.quiet"];
+        let all: &[&[&str]] = &[kernel, FC, &["netdev."]];
+        assert_eq!(unknown_options(&cl, all).collect::<Vec<_>>(), vec!["unikit.nope", "bogus"]);
+        let only_kernel: &[&[&str]] = &[kernel];
         assert_eq!(
-            virtio_mmio_devices(&cl),
-            vec![
-                VirtioMmio { base: 0xfeb0_0000, size: 512, irq: 12 },
-                VirtioMmio { base: 0xd000_0000, size: 4096, irq: 5 }
-            ]
+            unknown_options(&cl, only_kernel).collect::<Vec<_>>(),
+            vec!["unikit.nope", "netdev.ip=dhcp", "pci=off", "bogus"]
         );
-        // Firecracker appends them after the user's arguments, without `--`.
-        let cl = parse("-- a b virtio_mmio.device=0x1000@4096:7");
-        assert_eq!(virtio_mmio_devices(&cl), vec![VirtioMmio { base: 4096, size: 4096, irq: 7 }]);
-        assert_eq!(cl.args, v(&["a", "b"]), "hypervisor options are not app arguments");
-        // Firecracker: `pci=off` before our `--` (not an env var) or after it.
-        let cl = parse("pci=off virtio_mmio.device=4K@0xc0001000:5 unikit.quiet -- x");
-        assert!(cl.env.is_empty() && cl.args == v(&["x"]));
-        let cl = parse("-- x pci=off virtio_mmio.device=4K@0xc0001000:5");
-        assert_eq!(cl.args, v(&["x"]));
-        assert_eq!(virtio_mmio_devices(&cl), vec![VirtioMmio { base: 0xc000_1000, size: 4096, irq: 5 }]);
-        for bad in [
-            "virtio_mmio.device=",
-            "virtio_mmio.device=512",
-            "virtio_mmio.device=512@zz:1",
-            "virtio_mmio.device=0@0x1000:1",
-            "virtio_mmio.device=1@0xffffffffffffffff:1",
-            "virtio_mmio.device=512@0x1000:x",
-        ] {
-            assert!(virtio_mmio_devices(&parse(bad)).is_empty(), "{bad}");
-        }
     }
 
     #[test]
     fn bad_env_keys_are_options() {
-        let cl = parse("1X=2 =3 A-B=4 -- z");
+        let cl = parse("1X=2 =3 A-B=4 -- z", FC);
         assert!(cl.env.is_empty());
         assert_eq!(cl.options.len(), 3);
     }

@@ -1,37 +1,48 @@
 //! Console output with `print!`-style macros. Output is serialised by a lock
 //! taken with interrupts off so that lines from threads do not interleave.
-use crate::platform::{IrqGuard, platform};
+use crate::platform::{IrqGuard, hal};
 use core::fmt::{self, Write};
 use spin::Mutex;
 
 static LOCK: Mutex<()> = Mutex::new(());
 
-struct Writer;
+struct Writer<'a>(&'a dyn hal::Console);
 
-impl Write for Writer {
+impl Write for Writer<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        platform().console_write(s.as_bytes());
+        self.0.write(s.as_bytes());
         Ok(())
     }
+}
+
+/// Formats straight to `console`: for a platform's fatal errors before the
+/// kernel runs (and so before its console is bound).
+pub fn print_to(console: &dyn hal::Console, args: fmt::Arguments) {
+    let _ = Writer(console).write_fmt(args);
+}
+
+/// `fmt::Write` straight to the console, for boot-time and crash output.
+pub fn boot_log_writer() -> impl Write {
+    Writer(hal().console)
 }
 
 #[doc(hidden)]
 pub fn _print(args: fmt::Arguments) {
     let _irq = IrqGuard::new();
     let _g = LOCK.lock();
-    let _ = Writer.write_fmt(args);
+    let _ = Writer(hal().console).write_fmt(args);
 }
 
 /// Writes without taking the console lock: for crash reports, which may
 /// happen while the lock is held.
 pub fn emergency_print(args: fmt::Arguments) {
-    let _ = Writer.write_fmt(args);
+    let _ = Writer(hal().console).write_fmt(args);
 }
 
 pub fn write_bytes(bytes: &[u8]) {
     let _irq = IrqGuard::new();
     let _g = LOCK.lock();
-    platform().console_write(bytes);
+    hal().console.write(bytes);
 }
 
 #[macro_export]
@@ -43,14 +54,4 @@ macro_rules! kprint {
 macro_rules! kprintln {
     () => { $crate::kprint!("\n") };
     ($($arg:tt)*) => { $crate::console::_print(format_args!("{}\n", format_args!($($arg)*))) };
-}
-
-/// `fmt::Write` straight to the console, for boot-time and crash output.
-pub struct BootLogWriter;
-
-impl Write for BootLogWriter {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        platform().console_write(s.as_bytes());
-        Ok(())
-    }
 }

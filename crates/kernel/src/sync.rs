@@ -1,6 +1,6 @@
 //! Blocking synchronisation built on the scheduler: wait queues and a
 //! mutex whose waiters sleep instead of spinning.
-use crate::platform::{IrqGuard, platform};
+use crate::platform::{IrqGuard, hal};
 use crate::sched::{self, Tid};
 use alloc::collections::VecDeque;
 use core::ops::{Deref, DerefMut};
@@ -36,7 +36,7 @@ impl WaitQueue {
             if cond() {
                 return true;
             }
-            if deadline_ns.is_some_and(|d| platform().monotonic_ns() >= d) {
+            if deadline_ns.is_some_and(|d| hal().clock.monotonic_ns() >= d) {
                 return false;
             }
             self.enqueue(me);

@@ -1,13 +1,13 @@
 //! Time: a monotonic clock that starts at the first instruction of the boot
 //! entry, wall-clock time, and sleeping.
-use crate::platform::platform;
+use crate::platform::hal;
 
 pub fn monotonic_ns() -> u64 {
-    platform().monotonic_ns()
+    hal().clock.monotonic_ns()
 }
 
 pub fn wall_clock_ns() -> u64 {
-    platform().wall_clock_ns()
+    hal().clock.wall_clock_ns()
 }
 
 /// Blocks the calling thread for at least `ns` nanoseconds.

@@ -18,12 +18,12 @@
 extern crate alloc;
 
 // Link the platform chosen by `unikit build` (its entry point and drivers).
-#[cfg(feature = "plat-kvm")]
-extern crate unikit_plat_kvm;
 #[cfg(feature = "plat-linuxu")]
 extern crate unikit_plat_linuxu;
 #[cfg(feature = "plat-solo5")]
 extern crate unikit_plat_solo5;
+#[cfg(feature = "plat-kvm")]
+extern crate unikit_plat_x86_vm;
 
 pub use unikit_macros::main;
 
@@ -43,7 +43,7 @@ pub use alloc::{borrow, boxed, collections, fmt, format, rc, string, vec};
 
 /// Name of the platform the app runs on ("kvm", "linuxu", ...).
 pub fn platform() -> &'static str {
-    unikit_kernel::platform().name()
+    unikit_kernel::hal().platform.name()
 }
 
 /// Everything an app usually wants in scope.

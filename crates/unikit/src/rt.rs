@@ -38,6 +38,9 @@ impl<T: Termination, E: Debug> Termination for Result<T, E> {
 
 pub fn run<T: Termination>(crate_name: &'static str, main: fn() -> T) -> i32 {
     unikit_kernel::boot::set_default_program(crate_name);
+    // Every service linked into the app declares the kernel options it
+    // reads; what is left over was a typo or meant for another image.
+    unikit_kernel::boot::report_unknown_options(&[unikit_net::KERNEL_OPTIONS]);
     unikit_kernel::boot::mark_main_entered();
     main().report()
 }

@@ -3,7 +3,6 @@
 //! platform registered; policy (report, EOI, wake threads) lives there.
 use crate::gdt::{IST_EMERGENCY, KERNEL_CS};
 use core::arch::{asm, global_asm};
-use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// Registers saved on every trap, in stack order.
 #[repr(C)]
@@ -107,16 +106,13 @@ unsafe extern "C" {
     static unikit_isr_stubs: u8;
 }
 
-static HANDLER: AtomicUsize = AtomicUsize::new(0);
+/// The platform's trap handler, set once at boot.
+static HANDLER: spin::Once<fn(&mut TrapFrame)> = spin::Once::new();
 
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
-    let h = HANDLER.load(Ordering::Relaxed);
-    if h != 0 {
-        // SAFETY: only `init` stores into HANDLER, and it stores a `fn(&mut TrapFrame)`.
-        let h: fn(&mut TrapFrame) = unsafe { core::mem::transmute(h) };
-        h(frame);
-    } else {
-        crate::cpu::halt_forever();
+    match HANDLER.get() {
+        Some(h) => h(frame),
+        None => crate::cpu::halt_forever(),
     }
 }
 
@@ -142,7 +138,7 @@ static mut IDT: [Gate; 256] = [Gate { off_lo: 0, sel: 0, ist: 0, attr: 0, off_mi
 /// # Safety
 /// Call on the boot CPU after [`crate::gdt::init`], before enabling interrupts.
 pub unsafe fn init(handler: fn(&mut TrapFrame)) {
-    HANDLER.store(handler as *const () as usize, Ordering::Relaxed);
+    set_handler(handler);
     for v in (0..32).chain([0xff]) {
         // SAFETY: forwarded contract.
         unsafe { enable_vector(v) };
@@ -160,8 +156,9 @@ pub unsafe fn init(handler: fn(&mut TrapFrame)) {
 /// Sets the handler every stub calls, without loading an IDT: for Xen PV,
 /// where the hypervisor's trap table points at stubs that end up in
 /// [`stub_address`]'s stubs.
+/// The first handler set stays: a platform sets it once.
 pub fn set_handler(handler: fn(&mut TrapFrame)) {
-    HANDLER.store(handler as *const () as usize, Ordering::Relaxed);
+    HANDLER.call_once(|| handler);
 }
 
 /// Address of the entry stub of `vector` (16 bytes each).

@@ -7,6 +7,7 @@ pub mod apic;
 pub mod backtrace;
 pub mod context;
 pub mod cpu;
+pub mod fault;
 pub mod gdt;
 pub mod hypervisor;
 pub mod idt;

@@ -19,7 +19,7 @@ static BLK_COUNT: AtomicUsize = AtomicUsize::new(0);
 /// Makes `[base, base + len)` accessible: the platform maps it, or it is
 /// already identity mapped.
 fn map_mmio(base: u64, len: u64) -> bool {
-    let p = unikit_kernel::platform();
+    let p = unikit_kernel::hal().memory;
     if len == 0 || base.checked_add(len).is_none() {
         return false;
     }

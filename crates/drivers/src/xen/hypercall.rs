@@ -2,28 +2,26 @@
 //! hypercall into a page of the image (PV: named by the HYPERCALL_PAGE ELF
 //! note; PVH: written when the guest puts the page's address into the MSR
 //! that CPUID leaf base+2 names). Stubs use `syscall` (PV) or `vmcall`
-//! (HVM), so the caller never needs to know which.
-use core::arch::{asm, global_asm};
+//! (HVM), so the caller never needs to know which. The page belongs to the
+//! platform (crates/plat/x86-vm), which binds its address here at boot.
+use core::arch::asm;
+use core::sync::atomic::{AtomicU64, Ordering};
 
-// In .bss: it costs no image bytes, and Xen writes the stubs before the
-// guest makes its first hypercall (PV: at domain build; PVH: on the MSR
-// write). Page tables map RAM executable on every platform.
-global_asm!(
-    ".section .bss.xen_hypercall_page, \"aw\", @nobits",
-    ".p2align 12",
-    ".global xen_hypercall_page",
-    "xen_hypercall_page:",
-    ".skip 4096",
-    ".text",
-);
+/// The hypercall page's address; 0 until the platform binds it.
+static PAGE: AtomicU64 = AtomicU64::new(0);
 
-unsafe extern "C" {
-    static xen_hypercall_page: u8;
+/// Linux's ENOSYS: what a hypercall returns before the page is bound.
+const ENOSYS: isize = 38;
+
+/// Binds the hypercall page (called once by the platform, before the
+/// first hypercall).
+pub fn bind_page(addr: u64) {
+    PAGE.store(addr, Ordering::Release);
 }
 
-/// Address of the hypercall page (for the ELF note and the PVH MSR).
+/// Address of the hypercall page (0 if not bound).
 pub fn page_addr() -> u64 {
-    &raw const xen_hypercall_page as u64
+    PAGE.load(Ordering::Acquire)
 }
 
 /// Issues hypercall `nr` with up to five arguments; returns Xen's result
@@ -35,7 +33,12 @@ pub fn page_addr() -> u64 {
 #[inline]
 pub unsafe fn hypercall(nr: usize, a1: usize, a2: usize, a3: usize, a4: usize, a5: usize) -> isize {
     let ret: isize;
-    let stub = page_addr() + (nr as u64) * 32;
+    let page = page_addr();
+    // A stub lies inside the page: 4096 / 32 hypercalls at most.
+    if page == 0 || nr >= 4096 / 32 {
+        return -ENOSYS;
+    }
+    let stub = page + (nr as u64) * 32;
     // SAFETY: the stub is Xen's; it clobbers rcx/r11 (syscall) and may
     // clobber the argument registers, all of which are declared.
     unsafe {

@@ -2,7 +2,7 @@
 //! channels, the console ring (and, in their own modules, grant tables,
 //! xenstore, netfront and blkfront).
 //!
-//! The platform (crates/plat/xen) maps the shared pages (shared info,
+//! The platform (crates/plat/x86-vm, xen/) maps the shared pages (shared info,
 //! console and xenstore rings, grant table) and hands them over; nothing
 //! here knows whether the guest runs PV or PVH except through
 //! [`frame_of`], which gives the frame number Xen knows a page by (the
@@ -25,23 +25,16 @@ pub mod ring;
 pub mod xenbus;
 pub mod xenstore;
 
-use core::sync::atomic::{AtomicUsize, Ordering};
+static FRAME_OF: spin::Once<fn(u64) -> Option<u64>> = spin::Once::new();
 
-static FRAME_OF: AtomicUsize = AtomicUsize::new(0);
-
-/// Installs the platform's page-to-frame translation.
+/// Installs the platform's page-to-frame translation (first call wins: the
+/// guest's mode, PV or PVH, does not change).
 pub fn set_frame_translation(f: fn(u64) -> Option<u64>) {
-    FRAME_OF.store(f as usize, Ordering::Release);
+    FRAME_OF.call_once(|| f);
 }
 
 /// The frame number Xen knows the page at virtual address `va` by (what a
 /// grant entry or a ring reference carries).
 pub fn frame_of(va: u64) -> Option<u64> {
-    let f = FRAME_OF.load(Ordering::Acquire);
-    if f == 0 {
-        return None;
-    }
-    // SAFETY: only `set_frame_translation` stores here, a `fn(u64) -> Option<u64>`.
-    let f: fn(u64) -> Option<u64> = unsafe { core::mem::transmute(f) };
-    f(va)
+    FRAME_OF.get().and_then(|f| f(va))
 }

@@ -41,7 +41,7 @@ unsafe impl lock_api::RawMutex for IrqSpinLock {
     type GuardMarker = lock_api::GuardNoSend;
 
     fn lock(&self) {
-        let was = crate::platform().irq_save();
+        let was = crate::hal().irq.save();
         while self.locked.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
             core::hint::spin_loop();
         }
@@ -49,12 +49,12 @@ unsafe impl lock_api::RawMutex for IrqSpinLock {
     }
 
     fn try_lock(&self) -> bool {
-        let was = crate::platform().irq_save();
+        let was = crate::hal().irq.save();
         if self.locked.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok() {
             self.irqs_were_on.store(was, Ordering::Relaxed);
             true
         } else {
-            crate::platform().irq_restore(was);
+            crate::hal().irq.restore(was);
             false
         }
     }
@@ -62,7 +62,7 @@ unsafe impl lock_api::RawMutex for IrqSpinLock {
     unsafe fn unlock(&self) {
         let was = self.irqs_were_on.load(Ordering::Relaxed);
         self.locked.store(false, Ordering::Release);
-        crate::platform().irq_restore(was);
+        crate::hal().irq.restore(was);
     }
 }
 

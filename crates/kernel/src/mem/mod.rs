@@ -10,27 +10,7 @@ pub mod heap;
 use frames::{FRAME_SIZE, FrameAllocator};
 use spin::Mutex;
 
-/// A physical address range `[start, end)`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Region {
-    pub start: u64,
-    pub end: u64,
-}
-
-impl Region {
-    pub const fn new(start: u64, end: u64) -> Self {
-        Self { start, end }
-    }
-    pub fn len(&self) -> u64 {
-        self.end.saturating_sub(self.start)
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    fn overlaps(&self, o: &Region) -> bool {
-        self.start < o.end && o.start < self.end
-    }
-}
+pub use hal::Region;
 
 static FRAMES: Mutex<Option<FrameAllocator<'static>>> = Mutex::new(None);
 static TOTAL_BYTES: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
@@ -45,7 +25,7 @@ pub enum InitError {
 /// # Safety
 /// `usable` must be RAM that is identity mapped (or, on linuxu, mapped at
 /// those addresses) and that nobody else uses, except the `reserved` ranges.
-pub unsafe fn init(usable: &[Region], reserved: &[Region]) -> Result<(), InitError> {
+pub(crate) unsafe fn init(usable: &[Region], reserved: &[Region]) -> Result<(), InitError> {
     let lo = usable.iter().map(|r| r.start).min().unwrap_or(0) / FRAME_SIZE * FRAME_SIZE;
     let hi = usable.iter().map(|r| r.end).max().unwrap_or(0);
     let nframes = ((hi.saturating_sub(lo)) / FRAME_SIZE) as usize;
@@ -96,16 +76,6 @@ pub fn alloc_zeroed_frame() -> Option<u64> {
     Some(f)
 }
 
-/// The frame allocator as a page-table frame source, for platforms that
-/// build or change page tables.
-pub struct KernelFrames;
-
-impl arch::paging::FrameSource for KernelFrames {
-    fn alloc_zeroed_frame(&mut self) -> Option<u64> {
-        alloc_zeroed_frame()
-    }
-}
-
 pub fn free_frames(addr: u64, n: usize) {
     if let Some(fa) = FRAMES.lock().as_mut() {
         fa.dealloc(addr, n);
@@ -133,5 +103,5 @@ pub fn stats() -> Stats {
 
 /// Physical address behind `vaddr`, from the platform's MMU if it has one.
 pub fn virt_to_phys(vaddr: u64) -> Option<u64> {
-    crate::platform().virt_to_phys(vaddr)
+    crate::hal().memory.virt_to_phys(vaddr)
 }

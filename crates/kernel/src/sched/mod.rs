@@ -11,7 +11,7 @@
 #![allow(unsafe_code)]
 
 use crate::mem;
-use crate::platform::{IrqGuard, platform};
+use crate::platform::{IrqGuard, hal};
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::String;
@@ -115,7 +115,7 @@ fn lock() -> Guard {
 }
 
 /// Adopts the running boot context as the main thread.
-pub fn init(boot_stack: (u64, u64)) {
+pub(crate) fn init(boot_stack: (u64, u64)) {
     let main = Box::new(Thread {
         name: "main".into(),
         state: State::Running,
@@ -147,7 +147,7 @@ pub fn init(boot_stack: (u64, u64)) {
 fn reschedule(mut g: Guard) {
     loop {
         let s = g.as_mut().expect("scheduler not initialised");
-        s.wake_sleepers(platform().monotonic_ns());
+        s.wake_sleepers(hal().clock.monotonic_ns());
         if let Some(next) = s.ready.pop_front() {
             let cur = s.current;
             if next == cur {
@@ -167,7 +167,7 @@ fn reschedule(mut g: Guard) {
             // SAFETY: `save` points into a boxed Thread that stays in the map
             // until it is reaped, which happens only after it has switched
             // away; `next_sp` was saved by a previous switch or init_stack.
-            unsafe { arch::context::switch(save, next_sp) };
+            unsafe { hal().cpu.switch(save, next_sp) };
             reap();
             return;
         }
@@ -180,7 +180,7 @@ fn reschedule(mut g: Guard) {
             crate::exit::deadlock();
         }
         drop(g);
-        platform().wait_for_event(deadline);
+        hal().clock.wait_for_event(deadline);
         g = lock();
     }
 }
@@ -202,7 +202,7 @@ fn reap() {
 fn free_stack(t: &Thread) {
     if let Some(s) = &t.stack {
         if s.guarded {
-            platform().set_guard_page(s.base, false);
+            hal().memory.set_guard_page(s.base, false);
         }
         mem::free_frames(s.base, s.frames);
     }
@@ -216,7 +216,7 @@ extern "C" fn thread_start(_: usize) -> ! {
         let cur = s.current;
         s.thread(cur).entry.take()
     };
-    platform().irq_restore(true); // we arrive from `reschedule` with interrupts off
+    hal().irq.restore(true); // we arrive from `reschedule` with interrupts off
     if let Some(f) = f {
         f();
     }
@@ -227,10 +227,10 @@ extern "C" fn thread_start(_: usize) -> ! {
 pub fn spawn(name: String, stack_size: usize, f: Box<dyn FnOnce() + Send>) -> Result<Tid, Error> {
     let frames = stack_size.max(16 * 1024).div_ceil(mem::frames::FRAME_SIZE as usize) + 1;
     let base = mem::alloc_frames(frames, 1).ok_or(Error::OutOfMemory)?;
-    let guarded = platform().set_guard_page(base, true);
+    let guarded = hal().memory.set_guard_page(base, true);
     let top = base + (frames as u64) * mem::frames::FRAME_SIZE;
     // SAFETY: the frames were just allocated for this stack alone.
-    let sp = unsafe { arch::context::init_stack(top, thread_start, 0) };
+    let sp = unsafe { hal().cpu.init_stack(top, thread_start, 0) };
     let _irq = IrqGuard::new();
     let mut g = lock();
     let s = g.as_mut().unwrap();
@@ -292,7 +292,7 @@ pub fn yield_now() {
 /// Blocks the current thread until the monotonic clock reaches `deadline_ns`.
 pub fn sleep_until(deadline_ns: u64) {
     let _irq = IrqGuard::new();
-    if platform().monotonic_ns() >= deadline_ns {
+    if hal().clock.monotonic_ns() >= deadline_ns {
         drop(_irq);
         yield_now();
         return;

@@ -201,17 +201,16 @@ impl BlockDevice for FileDisk {
     }
 }
 
-/// Maps the initrd file read-only for the life of the process.
-pub fn map_initrd(path: &[u8]) -> Result<&'static [u8], String> {
-    let mut p = Vec::from(path);
-    p.push(0);
-    let fd = sys::open(&p, sys::O_RDONLY | sys::O_CLOEXEC).map_err(|e| String::from(sys::strerror(e)))?;
-    let size = sys::lseek_end(fd).map_err(|e| String::from(sys::strerror(e)))?;
+/// Maps the initrd file read-only for the life of the process. `path`
+/// ends with its NUL. Runs before the heap exists: no allocation.
+pub fn map_initrd(path: &[u8]) -> Result<&'static [u8], &'static str> {
+    let fd = sys::open(path, sys::O_RDONLY | sys::O_CLOEXEC).map_err(sys::strerror)?;
+    let size = sys::lseek_end(fd).map_err(sys::strerror)?;
     if size == 0 {
         sys::close(fd);
         return Ok(&[]);
     }
-    let addr = sys::mmap_file_ro(fd, size).ok_or_else(|| String::from("mmap failed"))?;
+    let addr = sys::mmap_file_ro(fd, size).ok_or("mmap failed")?;
     sys::close(fd);
     // SAFETY: a private read-only mapping of `size` bytes that is never unmapped.
     Ok(unsafe { core::slice::from_raw_parts(addr as *const u8, size as usize) })

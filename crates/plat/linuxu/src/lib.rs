@@ -7,14 +7,9 @@ mod devices;
 mod signals;
 mod sys;
 
-use alloc::string::String;
-use alloc::vec::Vec;
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicU64, Ordering};
-use unikit_kernel::boot::{Args, BootInfo};
-use unikit_kernel::cmdline::CommandLine;
-use unikit_kernel::mem::Region;
-use unikit_kernel::platform::{Platform, set_platform};
+use hal::{Args, BootInfo, Hal, ProcessArgs, ProcessItem, Region};
 
 extern crate alloc;
 
@@ -36,18 +31,41 @@ global_asm!(
 pub struct Linuxu;
 
 static LINUXU: Linuxu = Linuxu;
-static LINUXU_DYN: &dyn Platform = &LINUXU;
 static BOOT_NS: AtomicU64 = AtomicU64::new(0);
 
-impl Platform for Linuxu {
+impl hal::Platform for Linuxu {
     fn name(&self) -> &'static str {
         "linuxu"
     }
-    fn console_write(&self, bytes: &[u8]) {
+    fn bring_up(&self, _: &hal::BootInfo) {
+        signals::install();
+        let find = |key: &[u8]| {
+            let envp = PROCESS.get().map_or(&[][..], |p| p.envp);
+            // SAFETY: every envp entry is a NUL-terminated string for the process's life.
+            envp.iter().map(|&p| unsafe { cstr(p) }).find_map(|e| e.strip_prefix(key))
+        };
+        devices::CONFIG.call_once(|| devices::Config {
+            tap: find(b"UNIKIT_NET=tap:").map(|v| text(v).into()),
+            disk: find(b"UNIKIT_DISK=").map(|v| text(v).into()),
+        });
+    }
+    fn describe(&self, out: &mut dyn core::fmt::Write) -> core::fmt::Result {
+        write!(out, ", clock_gettime, mmap heap")
+    }
+}
+
+impl hal::Console for Linuxu {
+    fn write(&self, bytes: &[u8]) {
         sys::write(1, bytes);
     }
+}
+
+impl hal::Clock for Linuxu {
     fn monotonic_ns(&self) -> u64 {
         sys::clock_ns(sys::CLOCK_MONOTONIC).saturating_sub(BOOT_NS.load(Ordering::Relaxed))
+    }
+    fn raw_timestamp(&self) -> u64 {
+        sys::clock_ns(sys::CLOCK_MONOTONIC)
     }
     fn wall_clock_ns(&self) -> u64 {
         sys::clock_ns(sys::CLOCK_REALTIME)
@@ -57,24 +75,78 @@ impl Platform for Linuxu {
         let timeout = deadline_ns.map(|d| d.saturating_sub(self.monotonic_ns()));
         devices::poll_fds(timeout);
     }
-    // A process has no interrupts to mask; signal handlers never enter the scheduler.
-    fn irq_save(&self) -> bool {
+}
+
+// A process has no interrupts to mask; signal handlers never enter the scheduler.
+impl hal::IrqControl for Linuxu {
+    fn save(&self) -> bool {
         false
     }
-    fn irq_restore(&self, _: bool) {}
+    fn restore(&self, _: bool) {}
+}
+
+impl hal::Shutdown for Linuxu {
     fn shutdown(&self, code: i32) -> ! {
         sys::exit_group(code)
-    }
-    fn set_guard_page(&self, addr: u64, guard: bool) -> bool {
-        sys::protect_page(addr, guard)
     }
     fn needs_exit_marker(&self) -> bool {
         false
     }
-    fn describe(&self, out: &mut dyn core::fmt::Write) -> core::fmt::Result {
-        write!(out, ", clock_gettime, mmap heap")
+}
+
+impl hal::Memory for Linuxu {
+    fn set_guard_page(&self, addr: u64, guard: bool) -> bool {
+        sys::protect_page(addr, guard)
     }
 }
+
+static HAL: Hal = Hal {
+    platform: &LINUXU,
+    console: &LINUXU,
+    clock: &LINUXU,
+    irq: &LINUXU,
+    shutdown: &LINUXU,
+    memory: &LINUXU,
+    cpu: &arch::fault::CPU,
+};
+
+/// argv and envp as the process got them, read in place.
+struct Process {
+    argv: &'static [*const u8],
+    envp: &'static [*const u8],
+}
+
+// SAFETY: the pointers are the process's start-up strings, immutable for
+// its life; one thread reads them.
+unsafe impl Sync for Process {}
+// SAFETY: as above.
+unsafe impl Send for Process {}
+
+/// Variables the platform itself reads: not the app's environment.
+const PLATFORM_ENV: [&[u8]; 4] = [b"UNIKIT_MEMORY=", b"UNIKIT_NET=", b"UNIKIT_DISK=", b"UNIKIT_INITRD="];
+
+impl ProcessArgs for Process {
+    fn visit(&self, f: &mut dyn FnMut(ProcessItem<'_>)) {
+        // SAFETY: every argv/envp entry is a NUL-terminated string for the process's life.
+        let s = |p: *const u8| unsafe { cstr(p) };
+        if let Some(&p) = self.argv.first() {
+            f(ProcessItem::Program(s(p)));
+        }
+        for &p in self.argv.iter().skip(1) {
+            f(ProcessItem::Arg(s(p)));
+        }
+        for e in self.envp.iter().map(|&p| s(p)) {
+            if let Some(opts) = e.strip_prefix(b"UNIKIT_OPTS=") {
+                f(ProcessItem::Options(opts));
+            } else if PLATFORM_ENV.iter().any(|k| e.starts_with(k)) {
+            } else if let Some(i) = e.iter().position(|&b| b == b'=') {
+                f(ProcessItem::Env(&e[..i], &e[i + 1..]));
+            }
+        }
+    }
+}
+
+static PROCESS: spin::Once<Process> = spin::Once::new();
 
 /// C string at `p` as bytes (without the NUL).
 ///
@@ -101,16 +173,20 @@ fn parse_size(s: &[u8]) -> Option<u64> {
     n.checked_mul(mult).filter(|&v| v >= 1 << 20)
 }
 
-fn lossy(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into()
+/// Bytes the platform keeps as text (device paths): UTF-8, or refused.
+fn text(b: &'static [u8]) -> &'static str {
+    core::str::from_utf8(b).unwrap_or_else(|_| {
+        sys::write(2, b"unikit: a UNIKIT_* variable is not UTF-8\n");
+        sys::exit_group(125)
+    })
 }
 
 /// Rust entry: `sp` is the initial process stack (argc, argv..., 0, envp..., 0).
 extern "C" fn linuxu_main(sp: *const u64) -> ! {
-    BOOT_NS.store(sys::clock_ns(sys::CLOCK_MONOTONIC), Ordering::Relaxed);
-    set_platform(&LINUXU_DYN);
+    let boot_ns = sys::clock_ns(sys::CLOCK_MONOTONIC);
+    BOOT_NS.store(boot_ns, Ordering::Relaxed);
     // SAFETY: the System V process start-up layout.
-    let (argv, envp): (&[*const u8], &[*const u8]) = unsafe {
+    let (argv, envp): (&'static [*const u8], &'static [*const u8]) = unsafe {
         let argc = *sp as usize;
         let argv = sp.add(1) as *const *const u8;
         let envp = argv.add(argc + 1);
@@ -120,9 +196,8 @@ extern "C" fn linuxu_main(sp: *const u64) -> ! {
         }
         (core::slice::from_raw_parts(argv, argc), core::slice::from_raw_parts(envp, n))
     };
-    // SAFETY: every argv/envp entry is a NUL-terminated string for the process's life.
-    let env_bytes = || envp.iter().map(|&p| unsafe { cstr(p) });
-    let find = |key: &[u8]| env_bytes().find_map(|e| e.strip_prefix(key));
+    // SAFETY: every envp entry is a NUL-terminated string for the process's life.
+    let find = |key: &[u8]| envp.iter().map(|&p| unsafe { cstr(p) }).find_map(|e| e.strip_prefix(key));
 
     let memory = match find(b"UNIKIT_MEMORY=") {
         Some(v) => parse_size(v).unwrap_or_else(|| {
@@ -135,48 +210,37 @@ extern "C" fn linuxu_main(sp: *const u64) -> ! {
         sys::write(2, b"unikit: cannot map memory for the heap (mmap failed)\n");
         sys::exit_group(125)
     };
-    // SAFETY: a fresh private mapping that only the kernel's allocator uses.
-    if unsafe { unikit_kernel::mem::init(&[Region::new(base, base + memory)], &[]) }.is_err() {
-        sys::write(2, b"unikit: memory init failed\n");
-        sys::exit_group(125)
-    }
-    signals::install();
-    devices::CONFIG.call_once(|| devices::Config {
-        tap: find(b"UNIKIT_NET=tap:").map(lossy),
-        disk: find(b"UNIKIT_DISK=").map(lossy),
+    // With its NUL: `cstr` stops before it, and it is part of the string.
+    let with_nul = |v: &'static [u8]| {
+        // SAFETY: `v` ends where a NUL-terminated string's NUL is.
+        unsafe { core::slice::from_raw_parts(v.as_ptr(), v.len() + 1) }
+    };
+    let initrd = find(b"UNIKIT_INITRD=").map(|path| match devices::map_initrd(with_nul(path)) {
+        Ok(data) => data,
+        Err(e) => {
+            sys::write(2, b"unikit: cannot read the initrd named by UNIKIT_INITRD: ");
+            sys::write(2, e.as_bytes());
+            sys::write(2, b"\n");
+            sys::exit_group(125)
+        }
     });
-    if let Some(path) = find(b"UNIKIT_INITRD=") {
-        match devices::map_initrd(path) {
-            Ok(data) => unikit_kernel::boot::set_initrd(data),
-            Err(e) => {
-                sys::write(2, b"unikit: cannot read the initrd named by UNIKIT_INITRD: ");
-                sys::write(2, e.as_bytes());
-                sys::write(2, b"\n");
-                sys::exit_group(125)
-            }
-        }
-    }
-
-    let mut cmdline = CommandLine::default();
-    // SAFETY: as above.
-    let args: Vec<&[u8]> = argv.iter().map(|&p| unsafe { cstr(p) }).collect();
-    cmdline.args = args.iter().skip(1).map(|a| lossy(a)).collect();
-    for e in env_bytes() {
-        if let Some(opts) = e.strip_prefix(b"UNIKIT_OPTS=") {
-            cmdline.options.extend(lossy(opts).split_whitespace().map(String::from));
-        } else if [&b"UNIKIT_MEMORY="[..], b"UNIKIT_NET=", b"UNIKIT_DISK=", b"UNIKIT_INITRD="]
-            .iter()
-            .any(|k| e.starts_with(k))
-        {
-        } else if let Some(i) = e.iter().position(|&b| b == b'=') {
-            cmdline.env.push((lossy(&e[..i]), lossy(&e[i + 1..])));
-        }
-    }
-    let program = args.first().map(|a| lossy(a)).unwrap_or_default();
+    let process = PROCESS.call_once(|| Process { argv, envp });
     let top = sp as u64 + 16;
-    unikit_kernel::boot::start(BootInfo {
-        args: Args::Process { program, cmdline },
-        hypervisor: "none (Linux process)",
-        boot_stack: (top.saturating_sub(8 << 20), top),
-    })
+    let memory = [Region::new(base, base + memory)];
+    // SAFETY: a fresh private mapping that only the kernel's allocator
+    // uses; the initrd is a separate read-only mapping.
+    unsafe {
+        unikit_kernel::boot::enter(
+            HAL,
+            BootInfo {
+                args: Args::Process(process),
+                memory: &memory,
+                reserved: &[],
+                initrd,
+                boot_stack: Region::new(top.saturating_sub(8 << 20), top),
+                hypervisor: "none (Linux process)",
+                boot_timestamp: boot_ns,
+            },
+        )
+    }
 }

@@ -11,6 +11,7 @@ const SIGSEGV: u64 = 11;
 const SA_SIGINFO: u64 = 0x4;
 const SA_ONSTACK: u64 = 0x0800_0000;
 const SA_RESTORER: u64 = 0x0400_0000;
+const SA_NODEFER: u64 = 0x4000_0000;
 
 // Offsets into ucontext_t.uc_mcontext.gregs (x86_64).
 const GREGS: usize = 40;
@@ -60,25 +61,24 @@ extern "C" fn on_fault(sig: i32, _info: *const u8, uctx: *const u8) {
     let greg = |i: usize| unsafe { *(uctx.add(GREGS + 8 * i) as *const u64) };
     let trapno = greg(REG_TRAPNO);
     let sig = sig as u64;
-    let name = if trapno < 32 && (trapno != 0 || sig == SIGFPE) {
-        arch::idt::EXCEPTION_NAMES[trapno as usize]
-    } else {
-        match sig {
-            SIGSEGV => "segmentation fault",
-            SIGBUS => "bus error",
-            SIGILL => "illegal instruction",
-            _ => "fatal signal",
-        }
-    };
-    unikit_kernel::exit::exception(&unikit_kernel::exit::Exception {
+    let regs = arch::fault::Regs {
         vector: trapno,
-        name,
         rip: greg(REG_RIP),
         rsp: greg(REG_RSP),
         rbp: greg(REG_RBP),
         error_code: greg(REG_ERR),
-        fault_addr: (trapno == arch::idt::PAGE_FAULT || sig == SIGSEGV).then(|| greg(REG_CR2)),
-    })
+    };
+    let mut fault =
+        arch::fault::decode(regs, (trapno == arch::idt::PAGE_FAULT || sig == SIGSEGV).then(|| greg(REG_CR2)));
+    if !(trapno < 32 && (trapno != 0 || sig == SIGFPE)) {
+        fault.name = match sig {
+            SIGSEGV => "segmentation fault",
+            SIGBUS => "bus error",
+            SIGILL => "illegal instruction",
+            _ => "fatal signal",
+        };
+    }
+    unikit_kernel::crash::exception(&fault)
 }
 
 pub fn install() {
@@ -87,7 +87,11 @@ pub fn install() {
     unsafe { syscall6(SYS_SIGALTSTACK, [&ss as *const _ as u64, 0, 0, 0, 0, 0]) };
     let act = SigAction {
         handler: on_fault as *const () as u64,
-        flags: SA_SIGINFO | SA_ONSTACK | SA_RESTORER,
+        // SA_NODEFER: a fault inside the report re-enters the handler (on
+        // the alternate stack it is already on), so the kernel's crash
+        // nesting ends it with the exception code. With the signal blocked
+        // Linux would kill the process with SIGSEGV instead.
+        flags: SA_SIGINFO | SA_ONSTACK | SA_RESTORER | SA_NODEFER,
         restorer: unikit_sigreturn as *const () as u64,
         mask: 0,
     };

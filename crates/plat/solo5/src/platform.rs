@@ -1,22 +1,41 @@
-//! The `Platform` implementation and the Rust entry point.
+//! The hardware services ([`hal`]) and the Rust entry point.
 use crate::{devices, entry, hvt, mft};
-use alloc::string::String;
 use arch::idt::TrapFrame;
-use arch::paging::{AddressSpace, Flags, PAGE_SIZE};
+use arch::paging::{AddressSpace, Flags, FrameSource, PAGE_SIZE};
 use arch::tsc::Scale;
 use core::fmt::Write;
+use core::sync::atomic::{AtomicU64, Ordering};
+use hal::{Args, BootInfo, Hal, Region};
 use spin::Once;
-use unikit_kernel::boot::{Args, BootInfo};
-use unikit_kernel::mem::{KernelFrames, Region};
-use unikit_kernel::platform::{Platform, set_platform};
 
 pub struct Solo5 {
     scale: Once<Scale>,
 }
 
 static SOLO5: Solo5 = Solo5 { scale: Once::new() };
-static SOLO5_DYN: &dyn Platform = &SOLO5;
 static ADDRESS_SPACE: Once<u64> = Once::new();
+
+static HAL: Hal = Hal {
+    platform: &SOLO5,
+    console: &SOLO5,
+    clock: &SOLO5,
+    irq: &SOLO5,
+    shutdown: &SOLO5,
+    memory: &SOLO5,
+    cpu: &arch::fault::CPU,
+};
+
+/// Where the tender put the manifest (bring-up reads it).
+static MFT: AtomicU64 = AtomicU64::new(0);
+
+/// Page-table frames come from the kernel's frame allocator.
+struct KernelFrames;
+
+impl FrameSource for KernelFrames {
+    fn alloc_zeroed_frame(&mut self) -> Option<u64> {
+        unikit_kernel::mem::alloc_zeroed_frame()
+    }
+}
 
 /// The longest single `poll`: a wait with no deadline (only network events
 /// can end it) is re-issued this often. Keeps the value far from any
@@ -31,21 +50,52 @@ impl Solo5 {
     }
 }
 
-impl Platform for Solo5 {
+impl hal::Platform for Solo5 {
     fn name(&self) -> &'static str {
         "solo5"
     }
 
-    fn console_write(&self, bytes: &[u8]) {
-        hvt::puts(bytes);
+    /// Reads the manifest out of the tender's low memory, then builds the
+    /// kernel's page tables (which unmap that memory).
+    fn bring_up(&self, boot: &BootInfo) {
+        let entries = mft::DEVICES.len() + 1;
+        let addr = MFT.load(Ordering::Relaxed);
+        let Some(m) = hvt::low_mem(addr, mft::size(entries) as u64) else {
+            early_fail(format_args!("manifest at {addr:#x} is outside the tender's low memory"))
+        };
+        match mft::parse(m, mft::DEVICES) {
+            Ok(devs) => devices::set_attached(devs),
+            Err(e) => early_fail(format_args!("the tender's manifest: {e}")),
+        }
+        let (img_start, text_end, rodata_end, _) = entry::image();
+        let mem_end = boot.memory.iter().map(|r| r.end).max().unwrap_or(0);
+        build_page_tables(img_start, text_end, rodata_end, mem_end);
     }
 
+    fn describe(&self, out: &mut dyn Write) -> core::fmt::Result {
+        let hz = self.scale().hz;
+        write!(
+            out,
+            ", TSC {}.{:02} GHz (from the tender), no interrupts (poll hypercall)",
+            hz / 1_000_000_000,
+            hz / 10_000_000 % 100
+        )
+    }
+}
+
+impl hal::Console for Solo5 {
+    fn write(&self, bytes: &[u8]) {
+        hvt::puts(bytes);
+    }
+}
+
+impl hal::Clock for Solo5 {
     fn monotonic_ns(&self) -> u64 {
-        self.scale().ticks_to_ns(self.raw_timestamp())
+        self.scale().ticks_to_ns(arch::cpu::rdtsc().wrapping_sub(entry::boot_tsc()))
     }
 
     fn raw_timestamp(&self) -> u64 {
-        arch::cpu::rdtsc().wrapping_sub(entry::boot_tsc())
+        arch::cpu::rdtsc()
     }
 
     fn raw_to_ns(&self, raw: u64) -> u64 {
@@ -63,14 +113,18 @@ impl Platform for Solo5 {
         };
         devices::dispatch_ready(hvt::poll(timeout));
     }
+}
 
-    // No interrupts exist on hvt: nothing to mask.
-    fn irq_save(&self) -> bool {
+// No interrupts exist on hvt: nothing to mask.
+impl hal::IrqControl for Solo5 {
+    fn save(&self) -> bool {
         false
     }
 
-    fn irq_restore(&self, _: bool) {}
+    fn restore(&self, _: bool) {}
+}
 
+impl hal::Shutdown for Solo5 {
     fn shutdown(&self, code: i32) -> ! {
         hvt::halt(code)
     }
@@ -78,7 +132,9 @@ impl Platform for Solo5 {
     fn needs_exit_marker(&self) -> bool {
         false // the halt hypercall carries the code; the tender exits with it
     }
+}
 
+impl hal::Memory for Solo5 {
     fn set_guard_page(&self, addr: u64, guard: bool) -> bool {
         if ADDRESS_SPACE.get().is_none() {
             return false;
@@ -92,27 +148,17 @@ impl Platform for Solo5 {
         ADDRESS_SPACE.get()?;
         AddressSpace::current().translate(vaddr)
     }
-
-    fn describe(&self, out: &mut dyn Write) -> core::fmt::Result {
-        let hz = self.scale().hz;
-        write!(
-            out,
-            ", TSC {}.{:02} GHz (from the tender), no interrupts (poll hypercall)",
-            hz / 1_000_000_000,
-            hz / 10_000_000 % 100
-        )
-    }
 }
 
-/// Early fatal error: there is no kernel yet to report it.
+/// Early fatal error: say it through the tender and stop.
 fn early_fail(args: core::fmt::Arguments) -> ! {
-    let _ = writeln!(unikit_kernel::console::BootLogWriter, "unikit: fatal boot error: {args}");
+    unikit_kernel::console::print_to(&SOLO5, format_args!("unikit: fatal boot error: {args}\n"));
     hvt::halt(unikit_kernel::exit::EXIT_PANIC)
 }
 
 fn trap(frame: &mut TrapFrame) {
     if frame.vector < 32 {
-        unikit_kernel::exit::cpu_exception(frame)
+        unikit_kernel::crash::exception(&frame.decode())
     }
     // Nothing raises other vectors on hvt (no interrupt controller).
 }
@@ -120,7 +166,6 @@ fn trap(frame: &mut TrapFrame) {
 /// Rust entry, called by the entry stub on the boot stack with `rdi` =
 /// the tender's `struct hvt_boot_info`.
 pub extern "C" fn solo5_main(boot_info: u64) -> ! {
-    set_platform(&SOLO5_DYN);
     // The tender's GDT (0x1000) is not mapped in the guest, so a segment
     // load through it would fault; load ours (and a TSS for the emergency
     // stack), then the IDT, so CPU exceptions are reported as on kvm.
@@ -137,7 +182,7 @@ pub extern "C" fn solo5_main(boot_info: u64) -> ! {
     }
     SOLO5.scale.call_once(|| Scale::from_hz(bi.cpu_cycle_freq));
 
-    let (img_start, text_end, rodata_end, img_end) = entry::image();
+    let (img_start, _, _, img_end) = entry::image();
     // The tender's kernel_end is the end of the last PT_LOAD it loaded; our
     // own symbol also covers a .bss it might not count.
     let kernel_end = bi.kernel_end.max(img_end).div_ceil(PAGE_SIZE) * PAGE_SIZE;
@@ -148,39 +193,42 @@ pub extern "C" fn solo5_main(boot_info: u64) -> ! {
             bi.mem_size
         ));
     }
-    // The last page stays unused: upstream solo5-hvt's guest-address check
-    // refuses a hypercall buffer that ends exactly at the top of memory.
-    let ram = [Region::new(hvt::HVT_GUEST_MIN_BASE, mem_end)];
-    let reserved = [Region::new(img_start, kernel_end), Region::new(mem_end - PAGE_SIZE, mem_end)];
-    // SAFETY: guest RAM from the boot info, identity mapped writable by the
-    // tender above the image; the image itself is reserved.
-    if let Err(e) = unsafe { unikit_kernel::mem::init(&ram, &reserved) } {
-        early_fail(format_args!("memory init: {e:?}"));
-    }
-
-    // Copy what we need out of the tender's low memory, then unmap it.
     let Some(cmdline) = hvt::cmdline(bi.cmdline) else {
         early_fail(format_args!(
             "command line at {:#x} is not a NUL-terminated string in the tender's low memory",
             bi.cmdline
         ))
     };
-    let cmdline: &'static str = String::from_utf8_lossy(cmdline).into_owned().leak();
-    let entries = mft::DEVICES.len() + 1;
-    let Some(m) = hvt::low_mem(bi.mft, mft::size(entries) as u64) else {
-        early_fail(format_args!("manifest at {:#x} is outside the tender's low memory", bi.mft))
+    // Text, as the tender wrote it; a stray byte ends it (the heap to make
+    // a lossy copy does not exist yet).
+    let cmdline = match core::str::from_utf8(cmdline) {
+        Ok(s) => s,
+        Err(e) => core::str::from_utf8(&cmdline[..e.valid_up_to()]).unwrap_or(""),
     };
-    match mft::parse(m, mft::DEVICES) {
-        Ok(devs) => devices::set_attached(devs),
-        Err(e) => early_fail(format_args!("the tender's manifest: {e}")),
+    MFT.store(bi.mft, Ordering::Relaxed);
+    // The last page stays unused: upstream solo5-hvt's guest-address check
+    // refuses a hypercall buffer that ends exactly at the top of memory.
+    let ram = [Region::new(hvt::HVT_GUEST_MIN_BASE, mem_end)];
+    let reserved = [Region::new(img_start, kernel_end), Region::new(mem_end - PAGE_SIZE, mem_end)];
+    let (lo, hi) = entry::boot_stack();
+    // SAFETY: guest RAM from the boot info, identity mapped writable by the
+    // tender above the image; the image (boot stack included) is reserved.
+    // The command line and manifest live below HVT_GUEST_MIN_BASE, outside
+    // the RAM handed over, and are read before bring-up unmaps them.
+    unsafe {
+        unikit_kernel::boot::enter(
+            HAL,
+            BootInfo {
+                args: Args::Kernel(cmdline),
+                memory: &ram,
+                reserved: &reserved,
+                initrd: None,
+                boot_stack: Region::new(lo, hi),
+                hypervisor: "Solo5 hvt",
+                boot_timestamp: entry::boot_tsc(),
+            },
+        )
     }
-
-    build_page_tables(img_start, text_end, rodata_end, mem_end);
-    unikit_kernel::boot::start(BootInfo {
-        args: Args::Kernel(cmdline),
-        hypervisor: "Solo5 hvt",
-        boot_stack: entry::boot_stack(),
-    })
 }
 
 /// Builds the kernel's identity map: text read+execute, read-only data
@@ -206,5 +254,5 @@ fn build_page_tables(img: u64, text_end: u64, rodata_end: u64, mem_end: u64) {
     // heap) is mapped; the tender's low memory is no longer needed.
     unsafe { aspace.activate() };
     ADDRESS_SPACE.call_once(|| aspace.root());
-    SOLO5.set_guard_page(entry::boot_stack().0 - PAGE_SIZE, true);
+    hal::Memory::set_guard_page(&SOLO5, entry::boot_stack().0 - PAGE_SIZE, true);
 }

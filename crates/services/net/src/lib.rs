@@ -148,3 +148,7 @@ pub fn kernel_options() -> Result<Options> {
 pub(crate) fn log(args: core::fmt::Arguments) {
     sys::log(args);
 }
+
+/// The kernel options this service reads (`netdev.*`, see [`config`]),
+/// registered with the kernel so that it reports only options nobody reads.
+pub const KERNEL_OPTIONS: &[&str] = &["netdev."];

@@ -1,8 +1,8 @@
 //! Device discovery on Xen: the xenstore ring and the grant table are set
 //! up on first use (a program that never asks for devices never pays for
 //! them), then netfront and blkfront find their devices on xenstore.
-use crate::MMU;
-use crate::mmu::{self, PAGE};
+use super::MMU;
+use super::mmu::{self, PAGE};
 use drivers::xen::{gnttab, xenstore};
 use spin::Once;
 
@@ -34,7 +34,7 @@ fn map_grant_table_pv() -> Result<(), &'static str> {
 fn map_grant_table_hvm() -> Result<(), &'static str> {
     let base = &raw mut GRANT_PAGES as u64;
     for i in 0..GRANT_FRAMES as u64 {
-        crate::hvm::add_to_physmap(drivers::xen::abi::XENMAPSPACE_GRANT_TABLE, i, base / PAGE + i)
+        super::hvm::add_to_physmap(drivers::xen::abi::XENMAPSPACE_GRANT_TABLE, i, base / PAGE + i)
             .map_err(|_| "XENMEM_add_to_physmap(grant_table) failed")?;
     }
     // SAFETY: the grant frames now back our own pages, used for nothing else.

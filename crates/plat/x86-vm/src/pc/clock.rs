@@ -2,7 +2,7 @@
 //! first instruction), the local APIC timer wakes the idle CPU, and the CMOS
 //! RTC gives the wall-clock time. Everything is set up on first use, so a
 //! program that never sleeps never pays for calibration.
-use crate::entry::boot_tsc;
+use crate::boot::boot_tsc;
 use arch::apic::LocalApic;
 use arch::cpu::{cpuid, rdtsc};
 use arch::hypervisor::Hypervisor;
@@ -22,14 +22,14 @@ static APIC: Once<(LocalApic, u64)> = Once::new(); // (apic, APIC ticks per TSC 
 
 fn tsc() -> TscClock {
     *TSC.call_once(|| {
-        let (hv, max_leaf) = crate::hypervisor();
+        let (hv, max_leaf) = super::hypervisor();
         if let Some(hz) = arch::tsc::freq_from_cpuid(max_leaf) {
             return TscClock { scale: Scale::from_hz(hz), source: "cpuid" };
         }
-        if hv == Hypervisor::Kvm {
-            if let Some(hz) = kvmclock_tsc_hz() {
-                return TscClock { scale: Scale::from_hz(hz), source: "kvmclock" };
-            }
+        if hv == Hypervisor::Kvm
+            && let Some(hz) = kvmclock_tsc_hz()
+        {
+            return TscClock { scale: Scale::from_hz(hz), source: "kvmclock" };
         }
         if let Some(hz) = drivers::pc::i8254::measure_tsc_hz(10) {
             return TscClock { scale: Scale::from_hz(hz), source: "PIT calibration" };
@@ -72,7 +72,7 @@ struct KvmClock {
 }
 
 fn has_kvmclock() -> bool {
-    crate::hypervisor().0 == Hypervisor::Kvm && cpuid(0x4000_0001, 0).eax & KVM_FEATURE_CLOCKSOURCE2 != 0
+    super::hypervisor().0 == Hypervisor::Kvm && cpuid(0x4000_0001, 0).eax & KVM_FEATURE_CLOCKSOURCE2 != 0
 }
 
 fn read_kvmclock() -> Option<KvmClock> {
@@ -103,7 +103,7 @@ fn read_kvmclock() -> Option<KvmClock> {
                 mul: core::ptr::read_volatile(&raw const INFO.tsc_to_system_mul),
                 shift: core::ptr::read_volatile(&raw const INFO.tsc_shift),
             };
-            if v0 % 2 == 0 && v0 == core::ptr::read_volatile(&raw const INFO.version) {
+            if v0.is_multiple_of(2) && v0 == core::ptr::read_volatile(&raw const INFO.version) {
                 break c;
             }
         };
@@ -173,7 +173,7 @@ pub fn wall_clock_ns() -> u64 {
 
 fn apic() -> (LocalApic, u64) {
     *APIC.call_once(|| {
-        let (timer, spurious) = crate::timer_vectors();
+        let (timer, spurious) = super::timer_vectors();
         // SAFETY: the IDT gets a gate for the timer (the spurious vector has
         // one from boot); the xAPIC page is mapped.
         let apic = unsafe {

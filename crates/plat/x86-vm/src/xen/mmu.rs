@@ -21,6 +21,7 @@ const TABLE: u64 = P | RW | USER | ACCESSED | DIRTY;
 const INVALID_MFN: u64 = !0;
 
 #[derive(Debug)]
+#[allow(dead_code)] // read through Debug in boot error lines
 pub enum Error {
     Hypercall(&'static str, isize),
     NoFrame,
@@ -79,10 +80,6 @@ impl Mmu {
         Self { p2m, nr_pages, l4 }
     }
 
-    pub fn nr_pages(&self) -> u64 {
-        self.nr_pages
-    }
-
     pub fn mfn(&self, pfn: u64) -> Option<u64> {
         if pfn >= self.nr_pages {
             return None;
@@ -116,7 +113,7 @@ impl Mmu {
                 // Xen only accepts a page as a table while no writable mapping of it exists.
                 update_va_mapping(pfn * PAGE, (mfn << 12) | P | ACCESSED)?;
                 e = (mfn << 12) | TABLE;
-                mmu_update(&[MmuUpdate { ptr: (table_mfn << 12) + idx * 8 | abi::MMU_NORMAL_PT_UPDATE, val: e }])?;
+                mmu_update(&[MmuUpdate { ptr: ((table_mfn << 12) + idx * 8) | abi::MMU_NORMAL_PT_UPDATE, val: e }])?;
             }
             if e & HUGE != 0 {
                 return Err(Error::Huge);

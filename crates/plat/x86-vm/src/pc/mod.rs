@@ -1,89 +1,162 @@
-//! The kvm platform: unikit as an x86_64 virtual machine booted through PVH
-//! (QEMU `-kernel` on q35 or microvm, Firecracker >= 1.12, cloud-hypervisor).
-//!
-//! Boot: `entry` (32-bit stub) -> [`kvm_main`]: CPU tables, memory map,
-//! frame allocator, the kernel's own page tables, then the kernel core.
-#![no_std]
+//! The PC backend of the PVH image: 16550 console, TSC and local APIC
+//! timer ([`clock`]), I/O APIC and MSI interrupts ([`irq`]), the kernel's
+//! own page tables, and the PC ways to stop a VM. On Xen PVH the same
+//! [`Machine`] moves console, time, idle and shutdown to Xen's interfaces
+//! once bring-up has set them up (`crate::xen::hvm`); memory and paging
+//! stay here (PVH is hardware-virtualized).
+pub(crate) mod clock;
+pub(crate) mod irq;
 
-mod clock;
-mod entry;
-mod irq;
-mod start_info;
-mod xen_pvh;
-
-// The Xen PV entry and its drivers live there; the ELF notes here point at it.
-use unikit_plat_xen as _;
-
+use crate::KernelFrames;
+#[cfg(feature = "xen")]
+use crate::xen::{hvm, time as xen_time};
 use arch::hypervisor::Hypervisor;
 use arch::idt::TrapFrame;
 use arch::paging::{AddressSpace, Flags, PAGE_SIZE};
 use core::fmt::Write;
 use drivers::pc::uart16550::{COM1, Uart16550};
+use hal::{BootInfo, Hal, Region};
 use spin::Once;
-use unikit_kernel::boot::{Args, BootInfo};
-use unikit_kernel::mem::{KernelFrames, Region};
-use unikit_kernel::platform::{Platform, set_platform};
 
+/// The IDT vector Xen delivers event upcalls on (PVH).
+#[cfg(feature = "xen")]
+pub const XEN_VECTOR: u8 = 0xf3;
 const TIMER_VECTOR: u8 = 0x20;
 const SPURIOUS_VECTOR: u8 = 0xff;
 
-pub struct Kvm {
+/// The x86 VM booted through PVH. Until bring-up finds Xen (PVH on Xen),
+/// console, clock, idle and shutdown are the PC devices'; from then on
+/// Xen's interfaces (`hvm::active()`). Memory and paging stay ours.
+pub struct Machine {
     hypervisor: Once<(Hypervisor, u32)>,
 }
 
-pub(crate) static KVM: Kvm = Kvm { hypervisor: Once::new() };
-static KVM_DYN: &dyn Platform = &KVM;
+pub(crate) static MACHINE: Machine = Machine { hypervisor: Once::new() };
 // SAFETY: COM1 is the 16550 every PC-shaped VM (and Firecracker) provides.
 static UART: Uart16550 = unsafe { Uart16550::new(COM1) };
 static UART_READY: Once<()> = Once::new();
 static ADDRESS_SPACE: Once<u64> = Once::new();
 
-fn hypervisor() -> (Hypervisor, u32) {
-    *KVM.hypervisor.call_once(arch::hypervisor::detect)
+pub(crate) static HAL: Hal = Hal {
+    platform: &MACHINE,
+    console: &MACHINE,
+    clock: &MACHINE,
+    irq: &MACHINE,
+    shutdown: &MACHINE,
+    memory: &MACHINE,
+    cpu: &arch::fault::CPU,
+};
+
+pub(crate) fn hypervisor() -> (Hypervisor, u32) {
+    *MACHINE.hypervisor.call_once(arch::hypervisor::detect)
 }
 
-impl Platform for Kvm {
+fn pc_console_write(bytes: &[u8]) {
+    UART_READY.call_once(|| UART.init());
+    UART.write(bytes);
+}
+
+impl hal::Platform for Machine {
     fn name(&self) -> &'static str {
+        #[cfg(feature = "xen")]
+        if hvm::active() {
+            return "xen";
+        }
         "kvm"
     }
 
-    fn console_write(&self, bytes: &[u8]) {
-        UART_READY.call_once(|| UART.init());
-        UART.write(bytes);
+    fn bring_up(&self, boot: &BootInfo) {
+        build_page_tables(boot.memory, boot.reserved);
+        #[cfg(feature = "xen")]
+        if hypervisor().0 == Hypervisor::Xen {
+            xen_pvh();
+        }
+        arch::cpu::irq_restore(true);
     }
 
+    fn options(&self) -> &'static [&'static str] {
+        // Firecracker's additions (virtio-mmio devices, `pci=off`).
+        &["virtio_mmio.device=", "pci="]
+    }
+
+    fn describe(&self, out: &mut dyn Write) -> core::fmt::Result {
+        #[cfg(feature = "xen")]
+        if hvm::active() {
+            return crate::xen::describe(out, "PVH");
+        }
+        clock::describe(out)
+    }
+}
+
+impl hal::Console for Machine {
+    fn write(&self, bytes: &[u8]) {
+        #[cfg(feature = "xen")]
+        if hvm::active() {
+            return crate::xen::console_write(bytes);
+        }
+        pc_console_write(bytes)
+    }
+}
+
+impl hal::Clock for Machine {
     fn monotonic_ns(&self) -> u64 {
+        #[cfg(feature = "xen")]
+        if hvm::active() {
+            return xen_time::monotonic_ns();
+        }
         clock::monotonic_ns()
     }
 
     fn raw_timestamp(&self) -> u64 {
-        arch::cpu::rdtsc().wrapping_sub(entry::boot_tsc())
+        arch::cpu::rdtsc()
     }
 
     fn raw_to_ns(&self, raw: u64) -> u64 {
+        #[cfg(feature = "xen")]
+        if hvm::active() {
+            return xen_time::ticks_to_ns(raw);
+        }
         clock::ticks_to_ns(raw)
     }
 
     fn wall_clock_ns(&self) -> u64 {
+        #[cfg(feature = "xen")]
+        if hvm::active() {
+            return xen_time::wall_clock_ns();
+        }
         clock::wall_clock_ns()
     }
 
     fn wait_for_event(&self, deadline_ns: Option<u64>) {
-        clock::wait(deadline_ns);
+        #[cfg(feature = "xen")]
+        if hvm::active() {
+            return hvm::wait(deadline_ns);
+        }
+        clock::wait(deadline_ns)
     }
+}
 
-    fn irq_save(&self) -> bool {
+impl hal::IrqControl for Machine {
+    fn save(&self) -> bool {
         arch::cpu::irq_save()
     }
 
-    fn irq_restore(&self, was_enabled: bool) {
+    fn restore(&self, was_enabled: bool) {
         arch::cpu::irq_restore(was_enabled)
     }
+}
 
+impl hal::Shutdown for Machine {
     fn shutdown(&self, code: i32) -> ! {
+        #[cfg(feature = "xen")]
+        if hvm::active() {
+            hvm::shutdown(code);
+        }
         shutdown(code)
     }
+}
 
+impl hal::Memory for Machine {
     fn set_guard_page(&self, addr: u64, guard: bool) -> bool {
         if ADDRESS_SPACE.get().is_none() {
             return false;
@@ -112,10 +185,6 @@ impl Platform for Kvm {
         ADDRESS_SPACE.get()?;
         AddressSpace::current().translate(vaddr)
     }
-
-    fn describe(&self, out: &mut dyn Write) -> core::fmt::Result {
-        clock::describe(out)
-    }
 }
 
 /// Stops the VM. The exit marker has already told the host the code; these
@@ -138,68 +207,23 @@ fn shutdown(code: i32) -> ! {
 }
 
 /// Early fatal error: there is no kernel yet to report it.
-fn early_fail(args: core::fmt::Arguments) -> ! {
-    let _ = write!(unikit_kernel::console::BootLogWriter, "unikit: fatal boot error: {args}\n");
-    shutdown(unikit_kernel::exit::EXIT_PANIC)
+pub(crate) fn early_fail(args: core::fmt::Arguments) -> ! {
+    unikit_kernel::console::print_to(&MACHINE, format_args!("unikit: fatal boot error: {args}\n"));
+    hal::Shutdown::shutdown(&MACHINE, unikit_kernel::exit::EXIT_PANIC)
 }
 
-fn trap(frame: &mut TrapFrame) {
+pub(crate) fn trap(frame: &mut TrapFrame) {
     match frame.vector {
-        v if v < 32 => unikit_kernel::exit::cpu_exception(frame),
+        v if v < 32 => unikit_kernel::crash::exception(&frame.decode()),
         v if v == SPURIOUS_VECTOR as u64 => {}
-        v if v == xen_pvh::XEN_VECTOR as u64 => unikit_plat_xen::hvm::upcall(),
+        #[cfg(feature = "xen")]
+        v if v == XEN_VECTOR as u64 => hvm::upcall(),
         v if irq::dispatch(v) => {}
         _ => clock::eoi(), // timer: waking the idle wait is all it has to do
     }
 }
 
-/// Rust entry, called by the PVH stub on the boot stack with paging on.
-pub extern "C" fn kvm_main(start_info: u64) -> ! {
-    set_platform(&KVM_DYN);
-    // SAFETY: boot CPU, interrupts off, before anything else uses the tables.
-    unsafe {
-        arch::gdt::init();
-        arch::idt::init(trap);
-    }
-    drivers::pc::i8259::mask_all();
-    // SAFETY: the PVH contract: ebx (passed through) points at start_info.
-    let params = match unsafe { start_info::parse(start_info) } {
-        Ok(p) => p,
-        Err(e) => early_fail(format_args!("bad PVH start_info: {e:?}")),
-    };
-    let ram = &params.ram[..params.nr_ram];
-    let (img_lo, img_hi) = entry::kernel_image();
-    let mut reserved = [Region::new(0, 0); 5];
-    reserved[0] = Region::new(img_lo, img_hi);
-    reserved[1..4].copy_from_slice(&params.boot_data);
-    if let Some(rd) = params.initrd {
-        reserved[4] = rd;
-    }
-    // SAFETY: RAM from the memory map, identity mapped by the boot tables
-    // (first 4 GiB) minus what holds the kernel and the boot data.
-    if let Err(e) = unsafe { unikit_kernel::mem::init(ram, &reserved) } {
-        early_fail(format_args!("memory init: {e:?}"));
-    }
-    build_page_tables(ram, &reserved);
-
-    if let Some(rd) = params.initrd {
-        // SAFETY: the module is reserved RAM, mapped, never written.
-        unikit_kernel::boot::set_initrd(unsafe {
-            core::slice::from_raw_parts(rd.start as *const u8, rd.len() as usize)
-        });
-    }
-    let (hv, _) = hypervisor();
-    if hv == Hypervisor::Xen {
-        xen_pvh();
-    }
-    arch::cpu::irq_restore(true);
-    unikit_kernel::boot::start(BootInfo {
-        args: Args::Kernel(params.cmdline),
-        hypervisor: hv.name(),
-        boot_stack: entry::boot_stack(),
-    })
-}
-
+#[cfg(feature = "xen")]
 /// PVH on Xen: move console, time, idle and shutdown to Xen's interfaces.
 /// If Xen's interfaces cannot be set up, stay on the PC devices (which a
 /// Xen PVH guest mostly lacks, but the kernel still runs).
@@ -213,31 +237,10 @@ fn xen_pvh() {
         ok
     };
     // SAFETY: boot CPU, interrupts off; trap() routes the vector to Xen's upcall.
-    unsafe { arch::idt::enable_vector(xen_pvh::XEN_VECTOR) };
-    match unikit_plat_xen::hvm::init(&map, xen_pvh::XEN_VECTOR) {
-        Ok(()) => set_platform(&xen_pvh::XEN_PVH_DYN),
+    unsafe { arch::idt::enable_vector(XEN_VECTOR) };
+    match hvm::init(&map, XEN_VECTOR) {
+        Ok(()) => {}
         Err(e) => unikit_kernel::kprintln!("unikit: Xen PVH interfaces unavailable ({e:?}); staying on PC devices"),
-    }
-}
-
-/// The kernel's device discovery hook, run on first use: virtio on PCI (q35) and the
-/// virtio-mmio devices named on the command line (microvm, Firecracker);
-/// on Xen, netfront and blkfront from xenstore.
-#[unsafe(no_mangle)]
-pub fn __unikit_probe_devices() {
-    if unikit_plat_xen::active() || unikit_plat_xen::hvm::active() {
-        return unikit_plat_xen::probe_devices();
-    }
-    let irq: &'static dyn drivers::irq::InterruptController = &irq::CONTROLLER;
-    let cl = unikit_kernel::boot::command_line();
-    let mmio = unikit_kernel::cmdline::virtio_mmio_devices(cl);
-    if mmio.is_empty() {
-        drivers::virtio::probe_pci(Some(irq));
-    }
-    for d in mmio {
-        if let Err(e) = drivers::virtio::probe_mmio(d.base, d.size, d.irq, Some(irq)) {
-            unikit_kernel::kprintln!("unikit: virtio-mmio device at {:#x}: {e}", d.base);
-        }
     }
 }
 
@@ -264,8 +267,8 @@ fn build_page_tables(ram: &[Region], reserved: &[Region]) {
     // SAFETY: every page the kernel uses (image, stacks, heap, boot data) is mapped.
     unsafe { aspace.activate() };
     ADDRESS_SPACE.call_once(|| aspace.root());
-    KVM.set_guard_page(entry::boot_stack().0 - PAGE_SIZE, true);
-    for page in entry::boot_page_tables() {
+    hal::Memory::set_guard_page(&MACHINE, crate::boot::boot_stack().0 - PAGE_SIZE, true);
+    for page in crate::entry::pvh::boot_page_tables() {
         unikit_kernel::mem::free_frames(page, 1);
     }
 }

@@ -1,14 +1,14 @@
-//! Xen PVH: the image enters through its PVH note (the kvm platform's boot
+//! Xen PVH: the image enters through its PVH note (the PC backend's boot
 //! path: paging, memory, page tables), finds Xen in CPUID, and from then
 //! on uses Xen's interfaces instead of PC devices: the hypercall page via
 //! the MSR CPUID names, shared info and grant frames placed into its own
 //! pages with XENMEM_add_to_physmap, the console and xenstore rings from
 //! HVM params, and events through a callback vector (an interrupt, so the
 //! usual IF masking applies, unlike PV).
-use crate::time;
+use super::time;
 use core::sync::atomic::{AtomicBool, Ordering};
 use drivers::xen::abi::{self, SharedInfo};
-use drivers::xen::hypercall::{self, hypercall};
+use drivers::xen::hypercall::hypercall;
 use drivers::xen::{console, evtchn};
 
 static ACTIVE: AtomicBool = AtomicBool::new(false);
@@ -19,6 +19,7 @@ pub fn active() -> bool {
 }
 
 #[derive(Debug)]
+#[allow(dead_code)] // read through Debug in boot error lines
 pub enum Error {
     NoXen,
     Hypercall(&'static str, isize),
@@ -89,13 +90,13 @@ pub fn init(map: &dyn Fn(u64) -> bool, vector: u8) -> Result<(), Error> {
     let msr = arch::cpu::cpuid(base + 2, 0).ebx;
     // SAFETY: the MSR Xen names for the hypercall page; the page is ours,
     // identity mapped, and Xen fills it with `vmcall` stubs.
-    unsafe { arch::cpu::wrmsr(msr, hypercall::page_addr()) };
+    unsafe { arch::cpu::wrmsr(msr, super::hypercall_page::bind()) };
 
-    let shared = crate::shared_info_page();
+    let shared = super::shared_info_page();
     add_to_physmap(abi::XENMAPSPACE_SHARED_INFO, 0, shared / 4096)?;
     // SAFETY: the shared info frame now backs our page, for good.
     unsafe { evtchn::init(shared as *mut SharedInfo) };
-    time::init(crate::boot_tsc());
+    time::init(crate::boot::boot_tsc());
 
     let con = get_param(abi::HVM_PARAM_CONSOLE_PFN)? << 12;
     let con_port = get_param(abi::HVM_PARAM_CONSOLE_EVTCHN)? as u32;
@@ -108,7 +109,7 @@ pub fn init(map: &dyn Fn(u64) -> bool, vector: u8) -> Result<(), Error> {
     let store = get_param(abi::HVM_PARAM_STORE_PFN)? << 12;
     let store_port = get_param(abi::HVM_PARAM_STORE_EVTCHN)? as u32;
     if store != 0 && map(store) {
-        crate::devices::STORE.call_once(|| (store, store_port));
+        super::devices::STORE.call_once(|| (store, store_port));
     }
     // Callback type 2: deliver events as `vector` (no local APIC EOI).
     set_param(abi::HVM_PARAM_CALLBACK_IRQ, (2u64 << 56) | vector as u64)?;
@@ -130,12 +131,6 @@ pub fn wait(deadline_ns: Option<u64>) {
     arch::cpu::wait_for_interrupt();
 }
 
-pub fn console_write(bytes: &[u8]) {
-    if !console::write(bytes) {
-        hypercall::console_io_write(bytes);
-    }
-}
-
 pub fn shutdown(code: i32) -> ! {
-    crate::shutdown(code)
+    super::shutdown(code)
 }

@@ -1,9 +1,11 @@
 //! PVH entry: the hypervisor jumps to `pvh_start32` in 32-bit protected mode,
 //! paging off, with `ebx` = physical address of `hvm_start_info`. The stub
 //! records the TSC (boot time zero), identity-maps 1 GiB with 2 MiB pages,
-//! enters long mode and calls `kvm_main`. The kernel replaces these tables
+//! enters long mode and calls [`pvh_main`]. The kernel replaces these tables
 //! with its own as soon as it has a frame allocator, and frees them.
+use crate::{boot, pc, start_info};
 use core::arch::global_asm;
+use hal::{Args, BootInfo, Region};
 
 /// XEN_ELFNOTE_PHYS32_ENTRY: the note QEMU, Firecracker and Xen look for.
 const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
@@ -19,39 +21,6 @@ global_asm!(
     .p2align 2
     .long pvh_start32
     .p2align 2
-
-    /* Xen PV: the same image boots as a PV guest (crates/plat/xen). The
-       pseudo-physical layout is the identity (VIRT_BASE 0), like PVH. */
-    .section .note.xen, "a", @note
-    .p2align 2
-    .long 4, 2f - 1f, 6             /* GUEST_OS */
-    .asciz "Xen"
-1:  .asciz "unikit"
-2:  .p2align 2
-    .long 4, 2f - 1f, 8             /* LOADER */
-    .asciz "Xen"
-1:  .asciz "generic"
-2:  .p2align 2
-    .long 4, 2f - 1f, 5             /* XEN_VERSION */
-    .asciz "Xen"
-1:  .asciz "xen-3.0"
-2:  .p2align 2
-    .long 4, 2f - 1f, 10            /* FEATURES */
-    .asciz "Xen"
-1:  .asciz "!writable_page_tables"
-2:  .p2align 2
-    .long 4, 8, 3                   /* VIRT_BASE */
-    .asciz "Xen"
-    .quad 0
-    .long 4, 8, 4                   /* PADDR_OFFSET */
-    .asciz "Xen"
-    .quad 0
-    .long 4, 8, 1                   /* ENTRY */
-    .asciz "Xen"
-    .quad xen_pv_start
-    .long 4, 8, 2                   /* HYPERCALL_PAGE */
-    .asciz "Xen"
-    .quad xen_hypercall_page
 
     /* Boot page tables. The PD is prebuilt in the image: code that runs
        with paging off is emulated instruction by instruction on some
@@ -73,21 +42,8 @@ unikit_boot_pd:
     .set i, i + 1
     .endr
 
-    .section .bss.boot_stack, "aw", @nobits
-    .p2align 12
-unikit_boot_stack_guard:
-    .skip 4096
-    .global unikit_boot_stack_bottom
-unikit_boot_stack_bottom:
-    .skip 64 * 1024
-    .global unikit_boot_stack_top
-unikit_boot_stack_top:
-
     .section .data.boot, "aw"
     .p2align 3
-    .global unikit_boot_tsc
-unikit_boot_tsc: .quad 0
-    .global unikit_start_info
 unikit_start_info: .quad 0
 boot_gdt:
     .quad 0
@@ -145,35 +101,59 @@ pvh_start32:
     .text
     "#,
     note_type = const XEN_ELFNOTE_PHYS32_ENTRY,
-    main = sym crate::kvm_main,
+    main = sym pvh_main,
     options(att_syntax)
 );
 
 unsafe extern "C" {
-    pub static unikit_boot_tsc: u64;
-    pub static unikit_boot_stack_bottom: u8;
-    pub static unikit_boot_stack_top: u8;
-    pub static __kernel_start: u8;
-    pub static __kernel_end: u8;
-    pub static unikit_boot_pml4: u8;
-    pub static unikit_boot_pdpt: u8;
-    pub static unikit_boot_pd: u8;
-}
-
-pub fn boot_tsc() -> u64 {
-    // SAFETY: written once by the entry stub before any Rust code runs.
-    unsafe { core::ptr::read_volatile(&raw const unikit_boot_tsc) }
-}
-
-pub fn boot_stack() -> (u64, u64) {
-    (&raw const unikit_boot_stack_bottom as u64, &raw const unikit_boot_stack_top as u64)
-}
-
-pub fn kernel_image() -> (u64, u64) {
-    (&raw const __kernel_start as u64, &raw const __kernel_end as u64)
+    static unikit_boot_pml4: u8;
+    static unikit_boot_pdpt: u8;
+    static unikit_boot_pd: u8;
 }
 
 /// The three 4 KiB pages of the boot stub's page tables.
 pub fn boot_page_tables() -> [u64; 3] {
     [&raw const unikit_boot_pml4 as u64, &raw const unikit_boot_pdpt as u64, &raw const unikit_boot_pd as u64]
+}
+
+/// Rust entry, called by the PVH stub on the boot stack with paging on.
+pub extern "C" fn pvh_main(start_info: u64) -> ! {
+    // SAFETY: boot CPU, interrupts off, before anything else uses the tables.
+    unsafe {
+        arch::gdt::init();
+        arch::idt::init(pc::trap);
+    }
+    drivers::pc::i8259::mask_all();
+    // SAFETY: the PVH contract: ebx (passed through) points at start_info.
+    let params = match unsafe { start_info::parse(start_info) } {
+        Ok(p) => p,
+        Err(e) => pc::early_fail(format_args!("bad PVH start_info: {e:?}")),
+    };
+    let (img_lo, img_hi) = boot::kernel_image();
+    let mut reserved = [Region::new(0, 0); 5];
+    reserved[0] = Region::new(img_lo, img_hi);
+    reserved[1..4].copy_from_slice(&params.boot_data);
+    if let Some(rd) = params.initrd {
+        reserved[4] = rd;
+    }
+    // SAFETY: the module is reserved RAM, mapped, never written.
+    let initrd =
+        params.initrd.map(|rd| unsafe { core::slice::from_raw_parts(rd.start as *const u8, rd.len() as usize) });
+    let (lo, hi) = boot::boot_stack();
+    // SAFETY: RAM from the memory map, identity mapped by the boot tables
+    // (first 4 GiB) minus what holds the kernel and the boot data.
+    unsafe {
+        unikit_kernel::boot::enter(
+            pc::HAL,
+            BootInfo {
+                args: Args::Kernel(params.cmdline),
+                memory: &params.ram[..params.nr_ram],
+                reserved: &reserved,
+                initrd,
+                boot_stack: Region::new(lo, hi),
+                hypervisor: pc::hypervisor().0.name(),
+                boot_timestamp: boot::boot_tsc(),
+            },
+        )
+    }
 }

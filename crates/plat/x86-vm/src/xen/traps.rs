@@ -55,7 +55,7 @@ unsafe extern "C" {
 
 extern "C" fn failsafe() -> ! {
     unikit_kernel::kprintln!("\n[unikit] Xen failsafe callback: bad segment state on return to the guest");
-    crate::shutdown(unikit_kernel::exit::EXIT_EXCEPTION)
+    super::shutdown(unikit_kernel::exit::EXIT_EXCEPTION)
 }
 
 #[derive(Debug)]
@@ -100,15 +100,7 @@ fn trap(frame: &mut TrapFrame) {
     let fault_addr = (frame.vector == arch::idt::PAGE_FAULT)
         // SAFETY: a field of the mapped shared page.
         .then(|| evtchn::vcpu().map_or(0, |v| unsafe { core::ptr::read_volatile(&raw const (*v).cr2) }));
-    unikit_kernel::exit::exception(&unikit_kernel::exit::Exception {
-        vector: frame.vector,
-        name: arch::idt::EXCEPTION_NAMES.get(frame.vector as usize).copied().unwrap_or("unknown exception"),
-        rip: frame.rip,
-        rsp: frame.rsp,
-        rbp: frame.rbp,
-        error_code: frame.error_code,
-        fault_addr,
-    })
+    unikit_kernel::crash::exception(&arch::fault::decode(frame.regs(), fault_addr))
 }
 
 /// Xen masked events to deliver this upcall; the interrupted context had

@@ -1,11 +1,11 @@
 //! Device interrupts on the kvm platform: vectors 0x30..=0xef are handed to
 //! drivers, raised by MSI/MSI-X messages or routed from I/O APIC pins.
-use crate::clock;
+use super::clock;
 use arch::ioapic::IoApic;
 use core::sync::atomic::{AtomicU8, Ordering};
 use drivers::irq::{InterruptController, IrqHandler, MsiMessage};
+use hal::Memory;
 use spin::Once;
-use unikit_kernel::platform::Platform;
 
 const FIRST_VECTOR: u8 = 0x30;
 const LAST_VECTOR: u8 = 0xef;
@@ -34,7 +34,7 @@ fn ioapic() -> Option<&'static IoApic> {
             let base = arch::ioapic::DEFAULT_BASE;
             // SAFETY: mapped uncached just above; QEMU q35/microvm and
             // Firecracker put the I/O APIC at the architectural default.
-            crate::KVM.map_device(base, 4096).then(|| unsafe { IoApic::new(base) })
+            super::MACHINE.map_device(base, 4096).then(|| unsafe { IoApic::new(base) })
         })
         .as_ref()
 }
