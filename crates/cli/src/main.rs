@@ -28,6 +28,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::error::{EXIT_TOOL_FAILURE, report};
 use crate::memory::Memory;
+use crate::run::{Accel, Firmware, Machine};
 
 #[derive(Parser, Debug)]
 #[command(name = "unikit", version, about = "Build and run unikernel images")]
@@ -49,6 +50,9 @@ enum Command {
     /// Development aid: boot any PV kernel file (Xen-notes ELF or Linux bzImage) in the Xen test bed.
     #[command(hide = true)]
     XenTestbed(XenTestbedArgs),
+    /// Internal: removes a run's network namespace once that run is gone (see run/netns.rs).
+    #[command(hide = true, name = "__reap-netns")]
+    ReapNetns { name: String, ip: PathBuf },
 }
 
 #[derive(clap::Args, Debug)]
@@ -153,27 +157,9 @@ struct RunArgs {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Machine {
-    Q35,
-    Microvm,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Firmware {
-    Qboot,
-    Seabios,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum XenType {
     Pv,
     Pvh,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Accel {
-    Kvm,
-    Tcg,
 }
 
 fn main() -> ExitCode {
@@ -228,6 +214,7 @@ fn main() -> ExitCode {
                 XenType::Pvh => run::xen::GuestType::Pvh,
             },
         ),
+        Command::ReapNetns { name, ip } => run::reap_netns(&name, &ip).map(|()| 0),
         Command::Platforms => {
             platform::print_table();
             Ok(0)

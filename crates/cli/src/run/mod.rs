@@ -5,22 +5,41 @@ mod linuxu;
 mod netns;
 mod qemu;
 mod solo5;
+pub(crate) mod supervisor;
 pub(crate) mod xen;
 
-use std::io::{Read, Write};
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 
 use crate::build::{self, Project};
 use crate::cmdline;
-use crate::console::MarkerFilter;
 use crate::devices::{Devices, Net};
 use crate::manifest::Manifest;
 use crate::memory::Memory;
 use crate::platform::{self, Platform, target_name};
 use crate::symbols::{Annotator, Symbols};
-use crate::{Accel, Firmware, Machine};
+
+/// QEMU's machine type (`--machine`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Machine {
+    Q35,
+    Microvm,
+}
+
+/// QEMU's firmware (`--firmware`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Firmware {
+    Qboot,
+    Seabios,
+}
+
+/// QEMU's accelerator (`--accel`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
 
 pub struct Options {
     pub dir: PathBuf,
@@ -247,9 +266,9 @@ pub fn command(opts: Options) -> Result<u8> {
             cmdline: &line,
             disks: &devices.disks,
             tap,
-            mac: fc::guest_mac(std::process::id()),
+            mac: supervisor::guest_mac(std::process::id()),
         };
-        return solo5::run(&tender_path, &cfg, ns.as_ref(), &mut annotator);
+        return supervisor::run(&mut solo5::Solo5 { tender: &tender_path, cfg }, ns.as_ref(), &mut annotator);
     }
     if let Some(mode) = xen_mode {
         check_memory(&image.path, memory)?;
@@ -268,6 +287,7 @@ pub fn command(opts: Options) -> Result<u8> {
     }
     if let Some(fc_path) = firecracker {
         check_memory(&image.path, memory)?;
+        check_initrd(&image.path, initrd.as_deref(), memory)?;
         let (mib, rounded) = fc::mem_size_mib(memory);
         if rounded {
             crate::error::warn(format!("Firecracker sizes memory in whole MiB: -m {memory} is rounded up to {mib}M"));
@@ -282,13 +302,14 @@ pub fn command(opts: Options) -> Result<u8> {
             initrd: initrd.as_deref(),
             disks: &devices.disks,
             tap,
-            mac: fc::guest_mac(std::process::id()),
+            mac: supervisor::guest_mac(std::process::id()),
         };
-        return fc::run(&fc_path, &cfg, ns.as_ref(), &mut annotator);
+        return supervisor::run(&mut fc::Firecracker::new(&fc_path, cfg)?, ns.as_ref(), &mut annotator);
     }
     match qemu {
         Some((qemu_path, (accel, warning))) => {
             check_memory(&image.path, memory)?;
+            check_initrd(&image.path, initrd.as_deref(), memory)?;
             if let Some(w) = warning {
                 crate::error::warn(w);
             }
@@ -302,61 +323,24 @@ pub fn command(opts: Options) -> Result<u8> {
                 devices: &devices,
                 initrd: initrd.as_deref(),
             };
-            qemu::run(&qemu_path, &cfg, &mut annotator)
+            supervisor::run(&mut qemu::Qemu { qemu: &qemu_path, cfg }, None, &mut annotator)
         }
-        None => linuxu::run(
-            &image.path,
-            &args,
-            &manifest.env,
-            memory,
-            &kernel_args,
-            &linuxu::Devices { devices: &devices, initrd: initrd.as_deref() },
+        None => supervisor::run(
+            &mut linuxu::Linuxu {
+                image: &image.path,
+                args: &args,
+                env: &manifest.env,
+                memory,
+                kernel_args: &kernel_args,
+                dev: linuxu::Devices { devices: &devices, initrd: initrd.as_deref() },
+            },
+            None,
             &mut annotator,
         ),
     }
 }
 
-/// Copy the guest console to our stdout as it arrives, through the exit
-/// marker filter (VM consoles) and the backtrace annotator. If our stdout is
-/// gone, keep draining the guest anyway so that it is never blocked.
-fn stream(mut console: impl Read, mut marker: Option<&mut MarkerFilter>, annotator: &mut Annotator) {
-    let mut buf = vec![0u8; 8192];
-    let mut filtered = Vec::with_capacity(8192);
-    let mut out = Vec::with_capacity(8192);
-    let stdout = std::io::stdout();
-    loop {
-        let n = match console.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
-        };
-        match marker.as_deref_mut() {
-            Some(m) => {
-                m.feed(&buf[..n], &mut filtered);
-                annotator.feed(&filtered, &mut out);
-                filtered.clear();
-            }
-            None => annotator.feed(&buf[..n], &mut out),
-        }
-        show(&stdout, &mut out);
-    }
-    if let Some(m) = marker {
-        m.finish(&mut filtered);
-        annotator.feed(&filtered, &mut out);
-    }
-    annotator.finish(&mut out);
-    show(&stdout, &mut out);
-}
-
-/// Write console bytes now, ignoring errors (see [`stream`]).
-fn show(stdout: &std::io::Stdout, out: &mut Vec<u8>) {
-    if !out.is_empty() {
-        let mut lock = stdout.lock();
-        let _ = lock.write_all(out).and_then(|()| lock.flush());
-        out.clear();
-    }
-}
+pub use netns::reap as reap_netns;
 
 /// For the tap-only platforms (fc, solo5): the network namespace that
 /// carries `-p` forwards, when there are any.
@@ -401,6 +385,28 @@ fn check_memory(image: &std::path::Path, memory: Memory) -> Result<()> {
             need / 1024,
             need.div_ceil(1 << 20)
         );
+    }
+    Ok(())
+}
+
+/// Refuses an initrd (`--rootfs`) that cannot fit in the guest's memory
+/// above the kernel and its headroom: QEMU would refuse to load it and
+/// Firecracker would put it over the kernel.
+fn check_initrd(image: &std::path::Path, initrd: Option<&std::path::Path>, memory: Memory) -> Result<()> {
+    let Some(rd) = initrd else { return Ok(()) };
+    let Ok(meta) = std::fs::metadata(rd) else { return Ok(()) };
+    let end = std::fs::read(image).ok().and_then(|b| image_end(&b)).unwrap_or(1 << 20);
+    let need = (end + MIN_HEADROOM).saturating_add(meta.len().div_ceil(4096) * 4096);
+    if memory.bytes() < need {
+        return Err(crate::error::hinted(
+            format!(
+                "the --rootfs archive {} ({} KiB) does not fit in -m {memory} beside the kernel (that needs {} KiB)",
+                rd.display(),
+                meta.len().div_ceil(1024),
+                need.div_ceil(1024)
+            ),
+            format!("use -m {}M or more, or a smaller rootfs", need.div_ceil(1 << 20) * 2),
+        ));
     }
     Ok(())
 }

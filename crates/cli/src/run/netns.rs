@@ -35,10 +35,6 @@ sudo ip addr add 172.16.0.1/30 dev fc0 && sudo ip link set fc0 up`, then \
 }
 
 /// iproute2's `ip` (also where PATH lacks /usr/sbin).
-pub fn ip_command() -> Result<PathBuf> {
-    ip_command_for("fc")
-}
-
 fn ip_command_for(plat: &str) -> Result<PathBuf> {
     crate::platform::which("ip")
         .or_else(|| ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"].iter().map(PathBuf::from).find(|p| p.is_file()))
@@ -91,6 +87,11 @@ fn ip(ip: &Path, args: &[&str]) -> Result<()> {
 pub struct Netns {
     name: String,
     ip: PathBuf,
+    /// The namespace itself, for `setns` (the VMM's `pre_exec`).
+    file: Option<std::fs::File>,
+    /// The reaper's stdin: closing it (our exit, however it comes) makes
+    /// the reaper delete the namespace.
+    reaper: Option<std::process::Child>,
 }
 
 impl Netns {
@@ -99,7 +100,8 @@ impl Netns {
         let name = format!("{PREFIX}{}", std::process::id());
         let _ = ip(&ip_path, &["netns", "del", &name]);
         ip(&ip_path, &["netns", "add", &name])?;
-        let ns = Netns { name, ip: ip_path };
+        let mut ns = Netns { name, ip: ip_path, file: None, reaper: None };
+        ns.reaper = spawn_reaper(&ns.name, &ns.ip);
         let n = ns.name.as_str();
         for args in [
             &["-n", n, "link", "set", "lo", "up"][..],
@@ -109,11 +111,15 @@ impl Netns {
         ] {
             ip(&ns.ip, args).context("cannot set up the network namespace for -p")?;
         }
+        let path = Path::new(NETNS_DIR).join(&ns.name);
+        ns.file = Some(std::fs::File::open(&path).with_context(|| format!("cannot open {}", path.display()))?);
         Ok(ns)
     }
 
-    pub fn name(&self) -> &str {
-        &self.name
+    /// The namespace's descriptor (open as long as `self`).
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.file.as_ref().map_or(-1, |f| f.as_raw_fd())
     }
 
     /// Forward 127.0.0.1:`host` to the guest's `guest` port, for the rest of
@@ -138,11 +144,51 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
+        self.file = None;
         // Deleting the namespace destroys the tap in it.
         if let Err(e) = ip(&self.ip, &["netns", "del", &self.name]) {
             crate::error::warn(format!("cannot remove network namespace {}: {e:#}", self.name));
         }
+        if let Some(mut r) = self.reaper.take() {
+            drop(r.stdin.take());
+            let _ = r.wait();
+        }
     }
+}
+
+/// A `unikit __reap-netns` process that outlives a SIGKILLed run and
+/// removes its namespace: it waits for end-of-file on a pipe whose only
+/// writer is this process. It has its own process group (a Ctrl-C to the
+/// terminal's group does not end it before its work) and no parent-death
+/// signal. Without it (no /proc/self/exe), the next run's stale-namespace
+/// sweep removes what is left.
+fn spawn_reaper(name: &str, ip: &Path) -> Option<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    Command::new("/proc/self/exe")
+        .arg("__reap-netns")
+        .arg(name)
+        .arg(ip)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .ok()
+}
+
+/// The reaper's side (`unikit __reap-netns NAME IP`): wait until the run's
+/// pipe closes, then delete its namespace if it is still there.
+pub fn reap(name: &str, ip_path: &Path) -> Result<()> {
+    if !name.starts_with(PREFIX) || name.contains('/') {
+        bail!("__reap-netns: {name} is not a unikit run's namespace");
+    }
+    let mut sink = [0u8; 64];
+    let mut stdin = std::io::stdin().lock();
+    while !matches!(std::io::Read::read(&mut stdin, &mut sink), Ok(0) | Err(_)) {}
+    if Path::new(NETNS_DIR).join(name).exists() {
+        ip(ip_path, &["netns", "del", name])?;
+    }
+    Ok(())
 }
 
 /// Namespaces left behind by runs that were killed (their pid is gone).

@@ -10,18 +10,15 @@
 //! for the network, `storage`, `storage1`, ... for the disks.
 
 use std::ffi::OsString;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
-use crate::console::MarkerFilter;
 use crate::devices::{Devices, Net};
 use crate::memory::Memory;
-use crate::symbols::Annotator;
 
-use super::netns::Netns;
+use super::supervisor::{End, Outcome, Runner, Verdict};
 
 /// The network device's name in the image's manifest.
 pub const NET_NAME: &str = "service";
@@ -91,14 +88,8 @@ pub fn argv(cfg: &Config) -> Vec<OsString> {
     a
 }
 
-/// How the tender ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum End {
-    Exited(i32),
-    Signaled(i32),
-}
-
-/// Our exit code and the lines for stderr.
+/// Our exit code and the lines for stderr, from the tender's status (the
+/// halt hypercall's code is the tender's exit status).
 pub fn verdict(tender: &str, unikit_hvt: bool, end: End) -> (u8, Vec<String>) {
     match end {
         End::Exited(TENDER_SETUP) if unikit_hvt => (
@@ -116,48 +107,32 @@ pub fn verdict(tender: &str, unikit_hvt: bool, end: End) -> (u8, Vec<String>) {
     }
 }
 
-/// Boot the image under the tender (inside `netns` when given).
-pub fn run(tender: &Path, cfg: &Config, netns: Option<&Netns>, annotator: &mut Annotator) -> Result<u8> {
-    let mut cmd = match netns {
-        Some(ns) => {
-            let mut c = Command::new(super::netns::ip_command()?);
-            c.args(["netns", "exec", ns.name()]).arg(tender);
-            c
-        }
-        None => Command::new(tender),
-    };
-    let mut child = cmd
-        .args(argv(cfg))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("cannot start {}", tender.display()))?;
-    super::fc::forward_signals(child.id());
-    let console = child.stdout.take().context("no pipe for the tender's output")?;
+/// The solo5 runner: the tender with solo5-hvt's command line.
+pub struct Solo5<'a> {
+    pub tender: &'a Path,
+    pub cfg: Config<'a>,
+}
+
+impl Runner for Solo5<'_> {
+    fn vmm(&self) -> String {
+        let t = self.tender;
+        t.file_name().map_or_else(|| t.display().to_string(), |n| n.to_string_lossy().into_owned())
+    }
+
+    fn command(&mut self) -> Result<Command> {
+        let mut c = Command::new(self.tender);
+        c.args(argv(&self.cfg)).stdin(Stdio::null());
+        Ok(c)
+    }
+
     // The kernel prints no exit marker on solo5 (the halt hypercall carries
-    // the code), but strip one if an image does.
-    let mut filter = MarkerFilter::new();
-    super::stream(console, Some(&mut filter), annotator);
-    let status = child.wait().with_context(|| format!("waiting for {}", tender.display()))?;
-    let name = tender.file_name().map_or_else(|| tender.display().to_string(), |n| n.to_string_lossy().into_owned());
-    if let Some(m) = filter.exit() {
-        let code = (m.code & 0xff) as u8;
-        if let Some(r) = &m.reason {
-            eprintln!("unikit: guest {r} (exit code {code})");
-        }
-        return Ok(code);
+    // the code), but one is stripped (and obeyed) if an image prints it.
+
+    fn unmarked(&mut self, o: &Outcome) -> Verdict {
+        let name = self.vmm();
+        let (code, lines) = verdict(&name, name != crate::platform::SOLO5_HVT, o.end);
+        Verdict { code, lines }
     }
-    let end = match (status.code(), status.signal()) {
-        (Some(c), _) => End::Exited(c),
-        (None, Some(s)) => End::Signaled(s),
-        (None, None) => End::Exited(-1),
-    };
-    let (code, lines) = verdict(&name, name != crate::platform::SOLO5_HVT, end);
-    for l in &lines {
-        eprintln!("{l}");
-    }
-    Ok(code)
 }
 
 #[cfg(test)]

@@ -131,7 +131,7 @@ pub fn run(mode: &Mode, cfg: &RunConfig, annotator: &mut Annotator) -> Result<u8
     }
     let pid = std::process::id();
     let name = config::domain_name(cfg.name, pid);
-    let mac = super::fc::guest_mac(pid);
+    let mac = super::supervisor::guest_mac(pid);
     match mode {
         Mode::Testbed => testbed::run(
             &testbed::Config {
@@ -433,13 +433,13 @@ fn run_dom0(xl: &Path, dc: &DomainConfig, annotator: &mut Annotator) -> Result<u
     let _keep_stdin_open = child.stdin.take();
     // Ctrl-C: destroy the domain (xl would leave it running), which ends
     // the console and xl.
-    super::fc::forward_signals(0);
+    super::supervisor::forward_signals(0);
     let done = Arc::new(AtomicBool::new(false));
     {
         let (done, xl, name) = (done.clone(), xl.to_path_buf(), dc.name.clone());
         std::thread::spawn(move || {
             while !done.load(Ordering::Relaxed) {
-                if super::fc::forwarded_signal().is_some() {
+                if super::supervisor::forwarded_signal().is_some() {
                     let _ = Command::new(&xl)
                         .args(["destroy", &name])
                         .stdin(Stdio::null())
@@ -454,7 +454,7 @@ fn run_dom0(xl: &Path, dc: &DomainConfig, annotator: &mut Annotator) -> Result<u
     }
     let console = child.stdout.take().context("no pipe for xl's output")?;
     let mut filter = MarkerFilter::new();
-    super::stream(console, Some(&mut filter), annotator);
+    super::supervisor::stream(console, Some(&mut filter), annotator);
     let status = child.wait().context("waiting for xl")?;
     done.store(true, Ordering::Relaxed);
     use std::os::unix::process::ExitStatusExt;
@@ -473,7 +473,7 @@ fn run_dom0(xl: &Path, dc: &DomainConfig, annotator: &mut Annotator) -> Result<u
             (None, None) => Exit::Code(-1),
         },
         timed_out: None,
-        interrupted: super::fc::forwarded_signal(),
+        interrupted: super::supervisor::forwarded_signal(),
         runner: "xl",
     };
     let mut v = verdict(&outcome);

@@ -989,15 +989,13 @@ pub fn run(cfg: &Config, annotator: &mut Annotator) -> Result<u8> {
     eprintln!(
         "unikit: booting the Xen test bed (Xen 4.17 and a Linux dom0 under QEMU TCG: about 30 s before the guest runs)"
     );
-    let mut child = Command::new(&qemu)
-        .args(&argv)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("cannot start {}", qemu.display()))?;
+    let mut child = super::super::supervisor::spawn(
+        Command::new(&qemu).args(&argv).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()),
+        None,
+    )
+    .with_context(|| format!("cannot start {}", qemu.display()))?;
     let pid = child.id();
-    super::super::fc::forward_signals(pid);
+    super::super::supervisor::forward_signals(pid);
     if !cfg.publish.is_empty() {
         // As for the qemu platform: slirp listens with a backlog of 1.
         let ports = cfg.publish.iter().map(|&(h, _)| h).collect();
@@ -1038,11 +1036,11 @@ pub fn run(cfg: &Config, annotator: &mut Annotator) -> Result<u8> {
         done: false,
     };
     let mut filter = MarkerFilter::new();
-    super::super::stream(reader, Some(&mut filter), annotator);
+    super::super::supervisor::stream(reader, Some(&mut filter), annotator);
     let status = child.wait().context("waiting for QEMU")?;
     exited.store(true, Ordering::Relaxed);
 
-    let signal = super::super::fc::forwarded_signal();
+    let signal = super::super::supervisor::forwarded_signal();
     let outcome = Outcome {
         marker: filter.exit().cloned(),
         end: end.lock().ok().and_then(|e| e.clone()),
