@@ -109,13 +109,32 @@ impl Devices {
     }
 
     /// Packs `--rootfs` into `out_dir`; returns the archive's path.
-    pub fn initrd(&self, out_dir: &Path, name: &str) -> Result<Option<PathBuf>> {
+    /// The `--rootfs` archive, streamed into `out_dir`, at most `limit`
+    /// bytes (the guest's memory: a larger one cannot be loaded).
+    pub fn initrd(&self, out_dir: &Path, name: &str, limit: u64) -> Result<Option<PathBuf>> {
         let Some(dir) = &self.rootfs else { return Ok(None) };
-        let data = crate::cpio::pack(dir)?;
         std::fs::create_dir_all(out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
         let dest = out_dir.join(format!("{name}.rootfs.cpio"));
         let tmp = out_dir.join(format!(".{name}.rootfs.cpio.{}.tmp", std::process::id()));
-        std::fs::write(&tmp, data).with_context(|| format!("cannot write {}", tmp.display()))?;
+        let file = std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+        let mut w = std::io::BufWriter::new(file);
+        let packed = crate::cpio::pack(dir, &mut w, limit)
+            .and_then(|r| std::io::Write::flush(&mut w).map(|()| r).context("cannot write the rootfs archive"));
+        let skipped = match packed {
+            Ok((_, skipped)) => skipped,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        if !skipped.is_empty() {
+            crate::error::warn(format!(
+                "--rootfs {}: left out {} special file(s) an initrd cannot carry (FIFOs, sockets, device nodes): {}",
+                dir.display(),
+                skipped.len(),
+                skipped.join(", ")
+            ));
+        }
         std::fs::rename(&tmp, &dest).with_context(|| format!("cannot write {}", dest.display()))?;
         Ok(Some(dest))
     }

@@ -45,7 +45,7 @@ struct Raw {
     #[serde(default)]
     features: Vec<String>,
     #[serde(default)]
-    kernel_args: Vec<String>,
+    kernel_args: Vec<Spanned<String>>,
     #[serde(default)]
     solo5_devices: Vec<Spanned<String>>,
 }
@@ -62,11 +62,44 @@ impl Problem {
     }
 }
 
+/// Largest manifest read: a real one is a few hundred bytes.
+pub const MAX_SIZE: u64 = 1 << 20;
+
+/// Reads a manifest that is a regular file of at most [`MAX_SIZE`] bytes,
+/// deciding from its metadata before reading (a FIFO would block, a link to
+/// /dev/zero never end). Opened non-blocking and read through a limit, so a
+/// file swapped after the check cannot hang or flood us either.
+fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, ErrorKind, Read};
+    use std::os::unix::fs::OpenOptionsExt;
+    let too_big = |n: u64| Error::other(format!("it is {n} bytes, over the limit of {MAX_SIZE} bytes for unikit.toml"));
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "not a regular file (a FIFO, device or directory cannot be a manifest)",
+        ));
+    }
+    if meta.len() > MAX_SIZE {
+        return Err(too_big(meta.len()));
+    }
+    let f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let mut buf = Vec::with_capacity(meta.len() as usize);
+    f.take(MAX_SIZE + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > MAX_SIZE {
+        return Err(too_big(buf.len() as u64));
+    }
+    Ok(buf)
+}
+
 impl Manifest {
     /// Read `DIR/unikit.toml`.
     pub fn load(dir: &Path) -> Result<Manifest> {
         let path = dir.join(FILE_NAME);
-        let text = match std::fs::read_to_string(&path) {
+        let text = match read_bounded(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(hinted(
@@ -76,6 +109,7 @@ impl Manifest {
             }
             Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
         };
+        let text = String::from_utf8(text).map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", path.display()))?;
         Manifest::parse(&text, &path)
     }
 
@@ -154,6 +188,10 @@ impl Manifest {
             solo5_devices.push(dev.clone());
         }
 
+        for a in &raw.kernel_args {
+            crate::cmdline::check_kernel_arg(a.get_ref()).map_err(|m| Problem::at(a.span(), m))?;
+        }
+
         Ok(Manifest {
             name: raw.name.into_inner(),
             targets,
@@ -161,7 +199,7 @@ impl Manifest {
             args: raw.args,
             env: raw.env,
             features: raw.features,
-            kernel_args: raw.kernel_args,
+            kernel_args: raw.kernel_args.into_iter().map(|a| a.into_inner()).collect(),
             solo5_devices,
         })
     }

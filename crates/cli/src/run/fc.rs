@@ -40,6 +40,7 @@ use serde::Serialize;
 use crate::memory::Memory;
 use crate::platform::FIRECRACKER;
 
+use super::netns::Netns;
 use super::supervisor::{self, End, Outcome, RunDir, Runner, Verdict};
 
 /// Everything one Firecracker run needs.
@@ -182,12 +183,14 @@ pub fn unmarked(o: &Outcome) -> Verdict {
 pub struct Firecracker<'a> {
     pub firecracker: &'a Path,
     pub cfg: Config<'a>,
+    /// The run's namespace for `-p`, which Firecracker runs in.
+    pub netns: Option<&'a Netns>,
     dir: RunDir,
 }
 
 impl<'a> Firecracker<'a> {
-    pub fn new(firecracker: &'a Path, cfg: Config<'a>) -> Result<Self> {
-        Ok(Firecracker { firecracker, cfg, dir: RunDir::create("fc")? })
+    pub fn new(firecracker: &'a Path, cfg: Config<'a>, netns: Option<&'a Netns>) -> Result<Self> {
+        Ok(Firecracker { firecracker, cfg, netns, dir: RunDir::create("fc")? })
     }
 }
 
@@ -202,7 +205,10 @@ impl Runner for Firecracker<'_> {
         let json =
             serde_json::to_string_pretty(&vm_config(&self.cfg)).context("cannot encode the Firecracker config")?;
         std::fs::write(&config, json).with_context(|| format!("cannot write {}", config.display()))?;
-        let mut c = Command::new(self.firecracker);
+        let mut c = match self.netns {
+            Some(ns) => ns.command(self.firecracker),
+            None => Command::new(self.firecracker),
+        };
         c.args(argv(&config, &log)).stdin(Stdio::null());
         Ok(c)
     }
@@ -339,7 +345,7 @@ mod tests {
             stderr: stderr.iter().map(|s| s.to_string()).collect(),
             interrupted: None,
         };
-        let mut r = Firecracker::new(Path::new("firecracker"), typical(&[])).unwrap();
+        let mut r = Firecracker::new(Path::new("firecracker"), typical(&[]), None).unwrap();
         let m = GuestExit { code: 3, reason: None };
         assert_eq!(supervisor::verdict(&mut r, &o(Some(m), End::Exited(0), &[])), Verdict { code: 3, lines: vec![] });
         let p = GuestExit { code: 101, reason: Some("panic".into()) };

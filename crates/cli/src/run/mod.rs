@@ -248,7 +248,7 @@ pub fn command(opts: Options) -> Result<u8> {
         }
     };
     let mut annotator = Annotator::new(symbols);
-    let initrd = devices.initrd(&opts.dir.join("build"), &manifest.name)?;
+    let initrd = devices.initrd(&opts.dir.join("build"), &manifest.name, memory.bytes())?;
 
     if let Some(tender_path) = tender {
         let (mib, rounded) = solo5::mem_mib(memory);
@@ -268,7 +268,7 @@ pub fn command(opts: Options) -> Result<u8> {
             tap,
             mac: supervisor::guest_mac(std::process::id()),
         };
-        return supervisor::run(&mut solo5::Solo5 { tender: &tender_path, cfg }, ns.as_ref(), &mut annotator);
+        return supervisor::run(&mut solo5::Solo5 { tender: &tender_path, cfg, netns: ns.as_ref() }, &mut annotator);
     }
     if let Some(mode) = xen_mode {
         check_memory(&image.path, memory)?;
@@ -304,7 +304,7 @@ pub fn command(opts: Options) -> Result<u8> {
             tap,
             mac: supervisor::guest_mac(std::process::id()),
         };
-        return supervisor::run(&mut fc::Firecracker::new(&fc_path, cfg)?, ns.as_ref(), &mut annotator);
+        return supervisor::run(&mut fc::Firecracker::new(&fc_path, cfg, ns.as_ref())?, &mut annotator);
     }
     match qemu {
         Some((qemu_path, (accel, warning))) => {
@@ -323,7 +323,7 @@ pub fn command(opts: Options) -> Result<u8> {
                 devices: &devices,
                 initrd: initrd.as_deref(),
             };
-            supervisor::run(&mut qemu::Qemu { qemu: &qemu_path, cfg }, None, &mut annotator)
+            supervisor::run(&mut qemu::Qemu { qemu: &qemu_path, cfg }, &mut annotator)
         }
         None => supervisor::run(
             &mut linuxu::Linuxu {
@@ -334,7 +334,6 @@ pub fn command(opts: Options) -> Result<u8> {
                 kernel_args: &kernel_args,
                 dev: linuxu::Devices { devices: &devices, initrd: initrd.as_deref() },
             },
-            None,
             &mut annotator,
         ),
     }

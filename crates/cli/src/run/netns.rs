@@ -87,8 +87,6 @@ fn ip(ip: &Path, args: &[&str]) -> Result<()> {
 pub struct Netns {
     name: String,
     ip: PathBuf,
-    /// The namespace itself, for `setns` (the VMM's `pre_exec`).
-    file: Option<std::fs::File>,
     /// The reaper's stdin: closing it (our exit, however it comes) makes
     /// the reaper delete the namespace.
     reaper: Option<std::process::Child>,
@@ -100,7 +98,7 @@ impl Netns {
         let name = format!("{PREFIX}{}", std::process::id());
         let _ = ip(&ip_path, &["netns", "del", &name]);
         ip(&ip_path, &["netns", "add", &name])?;
-        let mut ns = Netns { name, ip: ip_path, file: None, reaper: None };
+        let mut ns = Netns { name, ip: ip_path, reaper: None };
         ns.reaper = spawn_reaper(&ns.name, &ns.ip);
         let n = ns.name.as_str();
         for args in [
@@ -111,15 +109,16 @@ impl Netns {
         ] {
             ip(&ns.ip, args).context("cannot set up the network namespace for -p")?;
         }
-        let path = Path::new(NETNS_DIR).join(&ns.name);
-        ns.file = Some(std::fs::File::open(&path).with_context(|| format!("cannot open {}", path.display()))?);
         Ok(ns)
     }
 
-    /// The namespace's descriptor (open as long as `self`).
-    pub fn fd(&self) -> std::os::fd::RawFd {
-        use std::os::fd::AsRawFd;
-        self.file.as_ref().map_or(-1, |f| f.as_raw_fd())
+    /// `program` run inside the namespace: `ip netns exec NAME program`
+    /// (which also mounts the namespace's own /sys, where a tender looks
+    /// for its tap, and execs `program` without forking).
+    pub fn command(&self, program: &Path) -> Command {
+        let mut c = Command::new(&self.ip);
+        c.args(["netns", "exec", &self.name]).arg(program);
+        c
     }
 
     /// Forward 127.0.0.1:`host` to the guest's `guest` port, for the rest of
@@ -144,7 +143,6 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        self.file = None;
         // Deleting the namespace destroys the tap in it.
         if let Err(e) = ip(&self.ip, &["netns", "del", &self.name]) {
             crate::error::warn(format!("cannot remove network namespace {}: {e:#}", self.name));

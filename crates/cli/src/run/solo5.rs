@@ -18,6 +18,7 @@ use anyhow::Result;
 use crate::devices::{Devices, Net};
 use crate::memory::Memory;
 
+use super::netns::Netns;
 use super::supervisor::{End, Outcome, Runner, Verdict};
 
 /// The network device's name in the image's manifest.
@@ -111,6 +112,8 @@ pub fn verdict(tender: &str, unikit_hvt: bool, end: End) -> (u8, Vec<String>) {
 pub struct Solo5<'a> {
     pub tender: &'a Path,
     pub cfg: Config<'a>,
+    /// The run's namespace for `-p`, which the tender runs in.
+    pub netns: Option<&'a Netns>,
 }
 
 impl Runner for Solo5<'_> {
@@ -120,7 +123,10 @@ impl Runner for Solo5<'_> {
     }
 
     fn command(&mut self) -> Result<Command> {
-        let mut c = Command::new(self.tender);
+        let mut c = match self.netns {
+            Some(ns) => ns.command(self.tender),
+            None => Command::new(self.tender),
+        };
         c.args(argv(&self.cfg)).stdin(Stdio::null());
         Ok(c)
     }

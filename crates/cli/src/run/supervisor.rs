@@ -100,16 +100,16 @@ pub fn verdict(runner: &mut dyn Runner, o: &Outcome) -> Verdict {
     runner.unmarked(o)
 }
 
-/// Start `runner`'s child (inside `netns` when given), stream its console,
-/// wait for it and print the verdict. Returns our exit code.
-pub fn run(runner: &mut dyn Runner, netns: Option<&super::netns::Netns>, annotator: &mut Annotator) -> Result<u8> {
+/// Start `runner`'s child, stream its console, wait for it and print the
+/// verdict. Returns our exit code.
+pub fn run(runner: &mut dyn Runner, annotator: &mut Annotator) -> Result<u8> {
     let mut cmd = runner.command()?;
     let vmm = runner.vmm();
     cmd.stdout(Stdio::piped());
     if runner.capture_stderr() {
         cmd.stderr(Stdio::piped());
     }
-    let mut child = spawn(&mut cmd, netns.map(|n| n.fd())).with_context(|| format!("cannot start {vmm}"))?;
+    let mut child = spawn(&mut cmd).with_context(|| format!("cannot start {vmm}"))?;
     forward_signals(child.id());
     runner.started(child.id());
     let stderr = child.stderr.take().map(tee_stderr);
@@ -131,10 +131,11 @@ pub fn run(runner: &mut dyn Runner, netns: Option<&super::netns::Netns>, annotat
 }
 
 /// Spawn `cmd` so that it cannot outlive us: the child asks for SIGKILL on
-/// our death before it execs (and kills itself if we are already gone), and
-/// enters the network namespace `netns` (an open nsfs descriptor) if given.
+/// our death before it execs (and kills itself if we are already gone).
+/// The request survives exec (not of set-user-ID programs), so it holds for
+/// `ip netns exec NS VMM`, which execs the VMM without forking.
 #[allow(unsafe_code)]
-pub fn spawn(cmd: &mut Command, netns: Option<std::os::fd::RawFd>) -> Result<Child> {
+pub fn spawn(cmd: &mut Command) -> Result<Child> {
     if std::thread::current().name() != Some("main") {
         // The parent-death signal follows the forking thread, not the process.
         bail!("internal error: a VM must be started from the main thread");
@@ -142,8 +143,7 @@ pub fn spawn(cmd: &mut Command, netns: Option<std::os::fd::RawFd>) -> Result<Chi
     let parent = std::process::id() as libc::pid_t;
     // SAFETY: the closure runs in the forked child before exec and only
     // makes async-signal-safe system calls on integers (prctl, getppid,
-    // kill, setns); it allocates nothing and takes no locks. `netns` is a
-    // descriptor the caller keeps open until `spawn` returns.
+    // kill); it allocates nothing and takes no locks.
     unsafe {
         cmd.pre_exec(move || {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
@@ -152,11 +152,6 @@ pub fn spawn(cmd: &mut Command, netns: Option<std::os::fd::RawFd>) -> Result<Chi
             // We died between fork and prctl: the signal will never come.
             if libc::getppid() != parent {
                 libc::kill(libc::getpid(), libc::SIGKILL);
-            }
-            if let Some(fd) = netns
-                && libc::setns(fd, libc::CLONE_NEWNET) != 0
-            {
-                return Err(std::io::Error::last_os_error());
             }
             Ok(())
         });

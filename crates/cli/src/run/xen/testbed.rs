@@ -991,7 +991,6 @@ pub fn run(cfg: &Config, annotator: &mut Annotator) -> Result<u8> {
     );
     let mut child = super::super::supervisor::spawn(
         Command::new(&qemu).args(&argv).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()),
-        None,
     )
     .with_context(|| format!("cannot start {}", qemu.display()))?;
     let pid = child.id();
