@@ -91,6 +91,34 @@ impl Devices {
         if self.net == Some(Net::User) && self.ip.is_none() {
             self.ip = Some(USER_NET_IP.into());
         }
+        // What would make the VMM refuse to start, checked here where it is
+        // cheap, so that the user reads why (issue 11.4).
+        for (i, &(host, guest)) in self.publish.iter().enumerate() {
+            if let Some(&(_, other)) = self.publish[..i].iter().find(|&&(h, _)| h == host) {
+                bail!(
+                    "-p {host}:{guest}: host port {host} is already published (as -p {host}:{other}); give each host port once"
+                );
+            }
+            if let Err(e) = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, host)) {
+                return Err(crate::error::hinted(
+                    format!("-p {host}:{guest}: cannot listen on 127.0.0.1:{host}: {e}"),
+                    "another program (or another unikit run) holds that port: pick another host port",
+                ));
+            }
+        }
+        if let Some(Net::Tap(name)) = &self.net {
+            let dev = Path::new("/sys/class/net").join(name);
+            // A tun/tap device has `tun_flags`; any other interface cannot be opened as a tap.
+            if dev.exists() && !dev.join("tun_flags").exists() {
+                return Err(crate::error::hinted(
+                    format!("--net tap:{name}: '{name}' is a network interface but not a tap device"),
+                    format!(
+                        "create a tap, e.g. `sudo ip tuntap add dev tap0 mode tap user $USER && sudo ip link set tap0 up`, and pass --net tap:tap0"
+                    ),
+                ));
+            }
+        }
+        let mut seen: Vec<(u64, u64, &PathBuf)> = Vec::new();
         for d in &self.disks {
             let m = std::fs::metadata(d).with_context(|| format!("--disk {}", d.display()))?;
             if !m.is_file() {
@@ -99,6 +127,15 @@ impl Devices {
             if m.len() < 512 {
                 bail!("--disk {}: smaller than one 512-byte sector", d.display());
             }
+            use std::os::unix::fs::MetadataExt;
+            if let Some((_, _, first)) = seen.iter().find(|(dev, ino, _)| (*dev, *ino) == (m.dev(), m.ino())) {
+                bail!(
+                    "--disk {}: the same disk is already attached (as --disk {}); a disk image can be attached once",
+                    d.display(),
+                    first.display()
+                );
+            }
+            seen.push((m.dev(), m.ino(), d));
         }
         Ok(())
     }

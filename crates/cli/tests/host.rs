@@ -180,3 +180,136 @@ fn firecracker_namespace_and_port_go_with_the_cli_on_any_signal() {
         assert!(port_free(port), "{name}: port {port} still taken");
     }
 }
+
+fn run_in(app: &Path, args: &[&str]) -> std::process::Output {
+    let mut child = Command::new(BIN)
+        .current_dir(app)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // None of these may hang: a FIFO manifest used to block forever.
+    let until = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > until {
+            let _ = child.kill();
+            panic!("unikit {args:?} hangs");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: mkfifo(3) with a NUL-terminated path.
+    #[allow(unsafe_code)]
+    let r = unsafe { libc::mkfifo(c.as_ptr(), 0o644) };
+    assert_eq!(r, 0, "mkfifo {}", path.display());
+}
+
+#[test]
+fn manifests_that_are_not_small_regular_files_are_refused_unread() {
+    let d = TempDir::new().unwrap();
+    let m = d.path().join("unikit.toml");
+    mkfifo(&m);
+    common::assert_error(&run_in(d.path(), &["run"]), "not a regular file");
+    fs::remove_file(&m).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &m).unwrap();
+    common::assert_error(&run_in(d.path(), &["build"]), "not a regular file");
+    fs::remove_file(&m).unwrap();
+    let mut big = String::from("name = \"x\"\ntargets = [\"linuxu/x86_64\"]\n");
+    big.push_str(&"# padding\n".repeat(110_000));
+    fs::write(&m, big).unwrap();
+    common::assert_error(&run_in(d.path(), &["run"]), "over the limit of 1048576 bytes");
+}
+
+#[test]
+fn kernel_args_that_break_the_command_line_are_refused() {
+    for (arg, needle) in
+        [("--", "'--' ends the kernel options"), ("A=1", "environment variable"), ("a b", "whitespace")]
+    {
+        let (_tmp, app) =
+            fixture(&format!("name = \"fx\"\ntargets = [\"linuxu/x86_64\"]\nkernel_args = [{arg:?}]\n"), APP_SPIN);
+        let err = common::assert_error(&run_in(&app, &["run", "--plat", "linuxu"]), needle);
+        assert!(err.contains("unikit.toml:3:"), "points at the line: {err}");
+    }
+}
+
+const APP_EXIT0: &str =
+    "#![no_std]\n#![no_main]\n#[no_mangle]\npub extern \"C\" fn _start() -> ! { unikit::exit(0) }\n";
+
+#[test]
+fn rootfs_special_files_warned_and_trailer_refused() {
+    let (tmp, app) = fixture("name = \"fx\"\ntargets = [\"linuxu/x86_64\"]\n", APP_EXIT0);
+    let root = tmp.path().join("root");
+    fs::create_dir(&root).unwrap();
+    fs::write(root.join("index.html"), "hi").unwrap();
+    mkfifo(&root.join("pipe"));
+    let o = run_in(&app, &["run", "--plat", "linuxu", "-q", "--rootfs", root.to_str().unwrap()]);
+    let err = common::stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("special file") && err.contains("pipe"), "{err}");
+    let cpio = fs::read(app.join("build/fx.rootfs.cpio")).unwrap();
+    assert!(String::from_utf8_lossy(&cpio).contains("index.html\0"));
+    fs::write(root.join("TRAILER!!!"), "x").unwrap();
+    let o = run_in(&app, &["run", "--plat", "linuxu", "-q", "--rootfs", root.to_str().unwrap()]);
+    common::assert_error(&o, "a file named TRAILER!!! cannot be carried");
+}
+
+/// What made QEMU refuse to start is said before it starts (or in QEMU's
+/// own words), never "guest stopped without reporting an exit code".
+#[test]
+fn vmm_refusals_are_explained() {
+    if !Path::new("/usr/bin/qemu-system-x86_64").exists() && which_qemu().is_none() {
+        panic!("qemu-system-x86_64 is needed for this test");
+    }
+    let (tmp, app) = fixture("name = \"fx\"\ntargets = [\"qemu/x86_64\"]\n", APP_SPIN);
+    let run = |extra: &[&str]| {
+        let mut a = vec!["run", "--plat", "qemu", "--accel", "tcg", "-q"];
+        a.extend_from_slice(extra);
+        let o = run_in(&app, &a);
+        assert!(!common::stderr(&o).contains("guest stopped without reporting"), "{}", common::stderr(&o));
+        o
+    };
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let e = common::assert_error(&run(&["-p", &format!("{port}:80")]), "cannot listen on 127.0.0.1");
+    assert!(e.contains("hint: "), "{e}");
+    drop(held);
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    common::assert_error(&run(&["-p", &format!("{free}:80"), "-p", &format!("{free}:81")]), "is already published");
+    let disk = tmp.path().join("d.img");
+    fs::write(&disk, vec![0u8; 4096]).unwrap();
+    let link = tmp.path().join("same.img");
+    fs::hard_link(&disk, &link).unwrap();
+    common::assert_error(
+        &run(&["--disk", disk.to_str().unwrap(), "--disk", link.to_str().unwrap()]),
+        "the same disk is already attached",
+    );
+    common::assert_error(&run(&["--net", "tap:lo"]), "'lo' is a network interface but not a tap device");
+    let meminfo = fs::read_to_string("/proc/meminfo").unwrap();
+    let kib: u64 = ["MemTotal:", "SwapTotal:"]
+        .iter()
+        .filter_map(|k| {
+            meminfo.lines().find_map(|l| l.strip_prefix(k)?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
+        })
+        .sum();
+    let too_much = format!("{}M", (kib >> 10) * 2 + 1);
+    common::assert_error(&run(&["-m", &too_much]), "is more than this host has");
+    let root = tmp.path().join("root");
+    fs::create_dir(&root).unwrap();
+    fs::write(root.join("big"), vec![7u8; 15 << 20]).unwrap();
+    common::assert_error(&run(&["-m", "16M", "--rootfs", root.to_str().unwrap()]), "does not fit in -m 16M");
+    // Past the checks, QEMU's own refusal (the stand-in image has no PVH
+    // note) is shown as QEMU's, with its message.
+    let o = run(&[]);
+    let e = common::assert_error(&o, "error: qemu-system-x86_64 could not run the guest (exit status 1): ");
+    assert!(e.contains("hint: "), "{e}");
+}
+
+fn which_qemu() -> Option<std::path::PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?).map(|p| p.join("qemu-system-x86_64")).find(|p| p.is_file())
+}

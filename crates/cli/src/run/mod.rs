@@ -222,6 +222,9 @@ pub fn command(opts: Options) -> Result<u8> {
     };
 
     let memory = opts.memory.unwrap_or(manifest.memory);
+    if plat != Platform::Xen {
+        check_host_memory(memory, host_memory())?;
+    }
     let args = opts.args.clone().unwrap_or_else(|| manifest.args.clone());
     let mut kernel_args = manifest.kernel_args.clone();
     kernel_args.extend(devices.kernel_args());
@@ -388,6 +391,27 @@ fn check_memory(image: &std::path::Path, memory: Memory) -> Result<()> {
     Ok(())
 }
 
+/// The host's RAM plus swap in bytes (/proc/meminfo), if known.
+fn host_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib = |key: &str| {
+        text.lines().find_map(|l| l.strip_prefix(key)?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
+    };
+    Some((kib("MemTotal:")? + kib("SwapTotal:").unwrap_or(0)) * 1024)
+}
+
+/// Refuses guest memory the host cannot give (the VMM's allocation would
+/// fail and it would stop before the guest runs).
+fn check_host_memory(memory: Memory, host: Option<u64>) -> Result<()> {
+    match host {
+        Some(host) if memory.bytes() > host => Err(crate::error::hinted(
+            format!("-m {memory} is more than this host has ({} MiB of RAM and swap)", host >> 20),
+            "use a smaller -m",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Refuses an initrd (`--rootfs`) that cannot fit in the guest's memory
 /// above the kernel and its headroom: QEMU would refuse to load it and
 /// Firecracker would put it over the kernel.
@@ -483,6 +507,17 @@ mod tests {
     fn image_end_takes_the_highest_load_segment() {
         let e = elf_with(&[(1, 0x10_0000, 0x1000), (4, 0x90_0000, 0x10), (1, 0x10_2000, 0x2_0000)]);
         assert_eq!(image_end(&e), Some(0x12_2000));
+    }
+
+    #[test]
+    fn memory_beyond_the_host_is_refused() {
+        use super::{Memory, check_host_memory};
+        let m = Memory::parse("64M").unwrap();
+        check_host_memory(m, Some(1 << 30)).unwrap();
+        check_host_memory(m, None).unwrap();
+        let e = check_host_memory(Memory::parse("2G").unwrap(), Some(1 << 30)).unwrap_err().to_string();
+        assert_eq!(e, "-m 2G is more than this host has (1024 MiB of RAM and swap)");
+        assert!(super::host_memory().is_some_and(|b| b > 0));
     }
 
     #[test]
