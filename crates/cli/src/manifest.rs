@@ -359,4 +359,51 @@ kernel_args = ["unikit.quiet"]
         assert_eq!(line_col("ab\ncé d", 7), (2, 4));
         assert_eq!(line_col("", 5), (1, 1));
     }
+
+    mod prop {
+        use proptest::prelude::*;
+
+        fn parse_bytes(bytes: &[u8]) {
+            // What `load` does after reading: UTF-8 first, then the parser.
+            if let Ok(text) = std::str::from_utf8(bytes) {
+                let _ = super::super::Manifest::parse(text, std::path::Path::new("unikit.toml"));
+            }
+        }
+
+        /// Pieces of valid manifests, so that mutations reach deep into the parser.
+        fn near_valid() -> impl Strategy<Value = String> {
+            let piece = prop_oneof![
+                Just("name = \"x\"\n".to_string()),
+                Just("targets = [\"qemu/x86_64\", \"linuxu/x86_64\"]\n".to_string()),
+                Just("memory = \"64M\"\n".to_string()),
+                Just("memory = 99999999999999999999\n".to_string()),
+                Just("kernel_args = [\"--\", \"a=b\", \"\"]\n".to_string()),
+                Just("solo5_devices = [\"net:a\", \"block:\"]\n".to_string()),
+                Just("env = { A = \"1\", \"=\" = \"\" }\n".to_string()),
+                Just("[x]\n".to_string()),
+                "[ -~\n]{0,40}",
+                "\\PC{0,20}",
+            ];
+            prop::collection::vec(piece, 0..12).prop_map(|v| v.concat())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 20_000, failure_persistence: None, ..ProptestConfig::default() })]
+
+            #[test]
+            fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+                parse_bytes(&bytes);
+            }
+
+            #[test]
+            fn near_valid_manifests_never_panic(text in near_valid(), cut in any::<prop::sample::Index>()) {
+                parse_bytes(text.as_bytes());
+                // Cut anywhere (at a char boundary): truncated files.
+                let at = cut.index(text.len() + 1);
+                if text.is_char_boundary(at) {
+                    parse_bytes(&text.as_bytes()[..at]);
+                }
+            }
+        }
+    }
 }
