@@ -20,6 +20,7 @@ mod memory;
 mod platform;
 mod run;
 mod symbols;
+mod testbed;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -516,7 +516,7 @@ mod tests {
         check_host_memory(m, Some(1 << 30)).unwrap();
         check_host_memory(m, None).unwrap();
         let e = check_host_memory(Memory::parse("2G").unwrap(), Some(1 << 30)).unwrap_err().to_string();
-        assert_eq!(e, "-m 2G is more than this host has (1024 MiB of RAM and swap)");
+        assert_eq!(e, "-m 2048M is more than this host has (1024 MiB of RAM and swap)");
         assert!(super::host_memory().is_some_and(|b| b > 0));
     }
 
