@@ -106,18 +106,6 @@ impl Devices {
                 ));
             }
         }
-        if let Some(Net::Tap(name)) = &self.net {
-            let dev = Path::new("/sys/class/net").join(name);
-            // A tun/tap device has `tun_flags`; any other interface cannot be opened as a tap.
-            if dev.exists() && !dev.join("tun_flags").exists() {
-                return Err(crate::error::hinted(
-                    format!("--net tap:{name}: '{name}' is a network interface but not a tap device"),
-                    format!(
-                        "create a tap, e.g. `sudo ip tuntap add dev tap0 mode tap user $USER && sudo ip link set tap0 up`, and pass --net tap:tap0"
-                    ),
-                ));
-            }
-        }
         let mut seen: Vec<(u64, u64, &PathBuf)> = Vec::new();
         for d in &self.disks {
             let m = std::fs::metadata(d).with_context(|| format!("--disk {}", d.display()))?;
@@ -136,6 +124,24 @@ impl Devices {
                 );
             }
             seen.push((m.dev(), m.ino(), d));
+        }
+        Ok(())
+    }
+
+    /// `--net tap:NAME` names an interface that exists but is no tap (e.g.
+    /// `lo`): QEMU and a linuxu guest would fail to open it.
+    pub fn check_tap(&self) -> Result<()> {
+        if let Some(Net::Tap(name)) = &self.net {
+            let dev = Path::new("/sys/class/net").join(name);
+            // A tun/tap device has `tun_flags`; any other interface cannot be opened as a tap.
+            if dev.exists() && !dev.join("tun_flags").exists() {
+                return Err(crate::error::hinted(
+                    format!("--net tap:{name}: '{name}' is a network interface but not a tap device"),
+                    format!(
+                        "create a tap, e.g. `sudo ip tuntap add dev tap0 mode tap user $USER && sudo ip link set tap0 up`, and pass --net tap:tap0"
+                    ),
+                ));
+            }
         }
         Ok(())
     }

@@ -21,6 +21,8 @@ mod platform;
 mod run;
 mod symbols;
 mod testbed;
+mod tools;
+mod xenhost;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

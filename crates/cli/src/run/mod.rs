@@ -185,6 +185,9 @@ pub fn command(opts: Options) -> Result<u8> {
         }
     }
     devices.check()?;
+    if matches!(plat, Platform::Qemu | Platform::Linuxu) {
+        devices.check_tap()?;
+    }
     let qboot = std::path::Path::new(platform::QBOOT_ROM);
     let bios = match opts.firmware {
         Some(Firmware::Qboot) if !qboot.is_file() => {

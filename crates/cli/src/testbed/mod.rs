@@ -18,7 +18,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use crate::cpio::Archive;
 use crate::elf::Elf;
 use crate::error::hinted;
-use crate::platform::QEMU;
+use crate::tools::{QEMU, which};
 
 /// The Debian packages the bed is made of (besides the dom0 kernel), and
 /// why. Shared libraries are found by following DT_NEEDED from the tools
@@ -103,7 +103,7 @@ pub fn cache_dir() -> Result<PathBuf> {
 
 /// What the bed needs on the host. `Err` says what is missing.
 pub fn check_host() -> Result<()> {
-    if crate::platform::which(QEMU).is_none() {
+    if which(QEMU).is_none() {
         return Err(hinted(
             format!("the Xen test bed needs {QEMU}, which is not on PATH"),
             "install it with: apt-get install qemu-system-x86 (./scripts/setup-host.sh does)",
@@ -111,7 +111,7 @@ pub fn check_host() -> Result<()> {
     }
     let cached = cache_dir().ok().and_then(|d| std::fs::read_to_string(d.join("current")).ok()).is_some();
     for tool in ["apt-get", "apt-cache", "dpkg-deb"] {
-        if crate::platform::which(tool).is_none() && !cached {
+        if which(tool).is_none() && !cached {
             return Err(hinted(
                 format!("the Xen test bed is assembled from Debian packages and needs `{tool}`, which is not on PATH"),
                 "run it on Debian or Ubuntu (apt and dpkg), or on a host that is a Xen dom0 with `xl`",

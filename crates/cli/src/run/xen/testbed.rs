@@ -30,7 +30,7 @@ use crate::console::MarkerFilter;
 use crate::cpio::Archive;
 use crate::error::hinted;
 use crate::symbols::Annotator;
-pub use crate::testbed::{Bed, check_host, describe_host, prepare};
+pub use crate::testbed::{Bed, check_host, prepare};
 
 /// The QEMU machine: 2 GiB, 2 vCPUs; dom0 gets a fixed 512 MiB (no
 /// ballooning), which leaves this much for the guest.
