@@ -179,6 +179,53 @@ pub fn unmarked(o: &Outcome) -> Verdict {
     }
 }
 
+/// The fc platform's side of `unikit run`.
+pub struct Plan {
+    firecracker: PathBuf,
+    cpus: u8,
+    publish: Vec<(u16, u16)>,
+    ns_ip: Option<PathBuf>,
+}
+
+impl Plan {
+    pub fn new(opts: &super::Options, devices: &mut crate::devices::Devices, memory: Memory) -> Result<Plan> {
+        let publish = super::netns::tap_only("fc", devices)?;
+        devices.check()?;
+        // Check the host before spending time on a build.
+        let firecracker = crate::platform::find_firecracker(opts.firecracker.as_deref())?;
+        crate::platform::check_kvm_for_firecracker()?;
+        let cpus = opts.cpus.unwrap_or(1);
+        check_cpus(cpus)?;
+        let ns_ip = if publish.is_empty() { None } else { Some(super::netns::check_host("fc")?) };
+        super::check_host_memory(memory, super::host_memory())?;
+        Ok(Plan { firecracker, cpus, publish, ns_ip })
+    }
+}
+
+impl super::Plan for Plan {
+    fn boot(self: Box<Self>, run: &super::Boot, annotator: &mut crate::symbols::Annotator) -> Result<u8> {
+        let memory = run.memory;
+        super::check_memory(run.image, memory)?;
+        super::check_initrd(run.image, run.initrd, memory)?;
+        let (mib, rounded) = mem_size_mib(memory);
+        if rounded {
+            crate::error::warn(format!("Firecracker sizes memory in whole MiB: -m {memory} is rounded up to {mib}M"));
+        }
+        let ns = super::publish_namespace(self.ns_ip, &self.publish)?;
+        let cfg = Config {
+            image: run.image,
+            memory,
+            cpus: self.cpus,
+            cmdline: run.cmdline,
+            initrd: run.initrd,
+            disks: &run.devices.disks,
+            tap: super::tap_for(ns.as_ref(), run.devices),
+            mac: supervisor::guest_mac(std::process::id()),
+        };
+        supervisor::run(&mut Firecracker::new(&self.firecracker, cfg, ns.as_ref())?, annotator)
+    }
+}
+
 /// The fc runner: a JSON config in the run folder, `firecracker --no-api`.
 pub struct Firecracker<'a> {
     pub firecracker: &'a Path,

@@ -40,6 +40,40 @@ pub fn environment(
     vars
 }
 
+/// The linuxu platform's side of `unikit run`.
+pub struct Plan;
+
+impl Plan {
+    pub fn new(devices: &mut crate::devices::Devices, memory: Memory) -> Result<Plan> {
+        use crate::devices::Net;
+        if !devices.publish.is_empty() || devices.net == Some(Net::User) {
+            anyhow::bail!("linuxu has no user-mode network to forward ports through; use --net tap:NAME (and --ip)");
+        }
+        if devices.disks.len() > 1 {
+            anyhow::bail!("linuxu attaches one --disk (got {})", devices.disks.len());
+        }
+        devices.check()?;
+        devices.check_tap()?;
+        crate::platform::host_can_run(crate::platform::Platform::Linuxu)?;
+        super::check_host_memory(memory, super::host_memory())?;
+        Ok(Plan)
+    }
+}
+
+impl super::Plan for Plan {
+    fn boot(self: Box<Self>, run: &super::Boot, annotator: &mut crate::symbols::Annotator) -> Result<u8> {
+        let mut r = Linuxu {
+            image: run.image,
+            args: run.args,
+            env: run.env,
+            memory: run.memory,
+            kernel_args: run.kernel_args,
+            dev: Devices { devices: run.devices, initrd: run.initrd },
+        };
+        super::supervisor::run(&mut r, annotator)
+    }
+}
+
 /// The linuxu runner: the image is the process. Its stdout (the console)
 /// goes to ours with backtraces annotated; its stdin and stderr are ours.
 pub struct Linuxu<'a> {

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
+use crate::devices::{Devices, Net};
 use crate::error::hinted;
 
 pub const TAP: &str = "tap0";
@@ -69,6 +70,45 @@ pub fn check_host(plat: &str) -> Result<PathBuf> {
         ));
     }
     ip_command_for(plat)
+}
+
+/// The network rules of the tap-only platforms (fc, solo5): no user-mode
+/// network; `-p` makes the run's own namespace and tap (the guest is
+/// [`GUEST_IP`]), and is taken out of `devices` (returned); `--net tap:NAME`
+/// must exist.
+pub fn tap_only(plat: &str, devices: &mut Devices) -> Result<Vec<(u16, u16)>> {
+    if devices.net == Some(Net::User) {
+        let who = if plat == "fc" { "Firecracker" } else { "Solo5 (hvt)" };
+        return Err(hinted(
+            format!("--net user is QEMU's user-mode network; {who} has none"),
+            "use -p HOST:GUEST (unikit then makes a tap in a private network namespace) or --net tap:NAME",
+        ));
+    }
+    let mut publish = Vec::new();
+    if !devices.publish.is_empty() {
+        if let Some(Net::Tap(_)) = devices.net {
+            bail!(
+                "-p on {plat} makes its own tap in a private network namespace; with --net tap:NAME, reach the guest at its own address"
+            );
+        }
+        match devices.ip.as_deref() {
+            None => devices.ip = Some(GUEST_IP.into()),
+            Some(GUEST_IP) => {}
+            Some(other) => bail!("--ip {other}: with -p on {plat} the guest is {GUEST_IP} (leave --ip out)"),
+        }
+        publish = std::mem::take(&mut devices.publish);
+    }
+    if let Some(Net::Tap(name)) = &devices.net
+        && !Path::new("/sys/class/net").join(name).exists()
+    {
+        return Err(hinted(
+            format!("--net tap:{name}: there is no network interface '{name}' on this host"),
+            format!(
+                "create it first, e.g. `sudo ip tuntap add dev {name} mode tap user $USER && sudo ip link set {name} up`, or use -p HOST:GUEST as root"
+            ),
+        ));
+    }
+    Ok(publish)
 }
 
 fn ip(ip: &Path, args: &[&str]) -> Result<()> {

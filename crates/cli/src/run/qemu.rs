@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use anyhow::Result;
 
 use super::supervisor::{self, End, Outcome, Runner, Verdict};
-use super::{Accel, Machine};
+use super::{Accel, Firmware, Machine};
 use crate::devices::{Devices, Net};
 use crate::error::hinted;
 use crate::memory::Memory;
@@ -23,6 +23,57 @@ pub struct Config<'a> {
     pub machine: Machine,
     pub devices: &'a Devices,
     pub initrd: Option<&'a Path>,
+}
+
+/// The qemu platform's side of `unikit run`.
+pub struct Plan {
+    qemu: std::path::PathBuf,
+    accel: Accel,
+    warning: Option<String>,
+    bios: Option<&'static Path>,
+    machine: Machine,
+}
+
+impl Plan {
+    pub fn new(opts: &super::Options, devices: &mut Devices, memory: Memory) -> Result<Plan> {
+        devices.check()?;
+        devices.check_tap()?;
+        let qboot = Path::new(crate::platform::QBOOT_ROM);
+        let bios = match opts.firmware {
+            Some(Firmware::Qboot) if !qboot.is_file() => {
+                anyhow::bail!("--firmware qboot: {} not found (install the qemu-system-data package)", qboot.display())
+            }
+            Some(Firmware::Seabios) => None,
+            _ => qboot.is_file().then_some(qboot),
+        };
+        // Check the host before spending time on a build.
+        crate::platform::host_can_run(crate::platform::Platform::Qemu)?;
+        let qemu = crate::platform::find_qemu()?;
+        let (accel, warning) = choose_accel(opts.accel, crate::platform::probe_kvm())?;
+        super::check_host_memory(memory, super::host_memory())?;
+        Ok(Plan { qemu, accel, warning, bios, machine: opts.machine.unwrap_or(Machine::Q35) })
+    }
+}
+
+impl super::Plan for Plan {
+    fn boot(self: Box<Self>, run: &super::Boot, annotator: &mut crate::symbols::Annotator) -> Result<u8> {
+        super::check_memory(run.image, run.memory)?;
+        super::check_initrd(run.image, run.initrd, run.memory)?;
+        if let Some(w) = &self.warning {
+            crate::error::warn(w);
+        }
+        let cfg = Config {
+            image: run.image,
+            memory: run.memory,
+            cmdline: run.cmdline,
+            accel: self.accel,
+            bios: self.bios,
+            machine: self.machine,
+            devices: run.devices,
+            initrd: run.initrd,
+        };
+        supervisor::run(&mut Qemu { qemu: &self.qemu, cfg }, annotator)
+    }
 }
 
 /// QEMU's arguments (without the program name).

@@ -108,6 +108,60 @@ pub fn verdict(tender: &str, unikit_hvt: bool, end: End) -> (u8, Vec<String>) {
     }
 }
 
+/// The solo5 platform's side of `unikit run`.
+pub struct Plan {
+    tender: PathBuf,
+    publish: Vec<(u16, u16)>,
+    ns_ip: Option<PathBuf>,
+}
+
+impl Plan {
+    pub fn new(opts: &super::Options, devices: &mut Devices, memory: Memory) -> Result<Plan> {
+        let publish = super::netns::tap_only("solo5", devices)?;
+        if devices.rootfs.is_some() {
+            return Err(crate::error::hinted(
+                "--rootfs is not available on solo5: the hvt ABI has no initrd",
+                "put the files on a disk image (--disk) or run on qemu, fc or linuxu",
+            ));
+        }
+        devices.check()?;
+        // Check the host before spending time on a build.
+        let tender = crate::platform::find_tender(opts.tender.as_deref())?;
+        crate::platform::check_kvm_for_solo5()?;
+        let ns_ip = if publish.is_empty() { None } else { Some(super::netns::check_host("solo5")?) };
+        super::check_host_memory(memory, super::host_memory())?;
+        Ok(Plan { tender, publish, ns_ip })
+    }
+}
+
+impl super::Plan for Plan {
+    /// A solo5 image declares its devices in its Solo5 manifest: the ones this run attaches.
+    fn solo5_devices(&self, devices: &Devices) -> Vec<String> {
+        devices_for(devices, self.ns_ip.is_some())
+    }
+
+    fn boot(self: Box<Self>, run: &super::Boot, annotator: &mut crate::symbols::Annotator) -> Result<u8> {
+        let memory = run.memory;
+        let (mib, rounded) = mem_mib(memory);
+        if rounded {
+            crate::error::warn(format!(
+                "the hvt tender sizes memory in 2 MiB steps: -m {memory} is rounded up to {mib}M"
+            ));
+        }
+        super::check_memory(run.image, Memory::parse(&format!("{mib}M")).unwrap_or(memory))?;
+        let ns = super::publish_namespace(self.ns_ip, &self.publish)?;
+        let cfg = Config {
+            image: run.image,
+            memory,
+            cmdline: run.cmdline,
+            disks: &run.devices.disks,
+            tap: super::tap_for(ns.as_ref(), run.devices),
+            mac: super::supervisor::guest_mac(std::process::id()),
+        };
+        super::supervisor::run(&mut Solo5 { tender: &self.tender, cfg, netns: ns.as_ref() }, annotator)
+    }
+}
+
 /// The solo5 runner: the tender with solo5-hvt's command line.
 pub struct Solo5<'a> {
     pub tender: &'a Path,

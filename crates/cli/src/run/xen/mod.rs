@@ -36,6 +36,67 @@ pub use crate::xenhost::{Mode, host_mode};
 /// The guest's address behind `-p` in the test bed (dom0's bridge is .1).
 pub const TESTBED_GUEST_IP: &str = testbed::GUEST_IP;
 
+/// The xen platform's side of `unikit run`: decided before anything is
+/// built; -p and --ip become the guest's vif.
+pub struct Plan {
+    mode: Mode,
+    guest_type: GuestType,
+    publish: Vec<(u16, u16)>,
+    net: bool,
+}
+
+impl Plan {
+    pub fn new(opts: &super::Options, devices: &mut crate::devices::Devices) -> Result<Plan> {
+        let mode = host_mode(opts.xen_testbed)?;
+        if devices.net.is_some() {
+            return Err(crate::error::hinted(
+                "--net does not apply to xen: the guest's network interface is a Xen vif on the bridge xenbr0",
+                "use -p HOST:GUEST with --xen-testbed, or --ip ADDR/PREFIX[:GW] on a dom0 whose bridge xenbr0 reaches that network",
+            ));
+        }
+        let mut publish = Vec::new();
+        if !devices.publish.is_empty() {
+            if mode != Mode::Testbed {
+                return Err(crate::error::hinted(
+                    "-p is not available on a Xen dom0: the guest sits on the bridge xenbr0, not behind a user-mode network",
+                    "give it an address with --ip ADDR/PREFIX[:GW] and reach it there, or use --xen-testbed, where -p works",
+                ));
+            }
+            match devices.ip.as_deref() {
+                None => devices.ip = Some(TESTBED_GUEST_IP.into()),
+                Some(TESTBED_GUEST_IP) => {}
+                Some(other) => {
+                    anyhow::bail!(
+                        "--ip {other}: with -p in the Xen test bed the guest is {TESTBED_GUEST_IP} (leave --ip out)"
+                    )
+                }
+            }
+            publish = std::mem::take(&mut devices.publish);
+        }
+        let net = devices.ip.is_some();
+        devices.check()?;
+        Ok(Plan { mode, guest_type: opts.xen_type.unwrap_or(GuestType::Pv), publish, net })
+    }
+}
+
+impl super::Plan for Plan {
+    fn boot(self: Box<Self>, run: &super::Boot, annotator: &mut Annotator) -> Result<u8> {
+        super::check_memory(run.image, run.memory)?;
+        let cfg = RunConfig {
+            image: run.image,
+            name: run.name,
+            memory: run.memory,
+            cmdline: run.cmdline,
+            guest_type: self.guest_type,
+            rootfs: run.initrd,
+            publish: &self.publish,
+            net: self.net,
+            disks: &run.devices.disks,
+        };
+        self::run(&self.mode, &cfg, annotator)
+    }
+}
+
 /// One guest to run.
 pub struct RunConfig<'a> {
     pub image: &'a Path,
