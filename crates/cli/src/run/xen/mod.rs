@@ -384,27 +384,11 @@ pub fn xl_shutdown_code(log: &str) -> Option<String> {
     })
 }
 
-/// The run's folder (xl config and log); kept when the run failed.
-struct RunDir {
-    path: PathBuf,
-    keep: bool,
-}
-
-impl Drop for RunDir {
-    fn drop(&mut self) {
-        if !self.keep {
-            let _ = std::fs::remove_dir_all(&self.path);
-        }
-    }
-}
-
 /// `xl create -F -c` on this dom0, with `xl destroy` on Ctrl-C.
 fn run_dom0(xl: &Path, dc: &DomainConfig, annotator: &mut Annotator) -> Result<u8> {
     let text = dc.render()?;
-    let dir = std::env::temp_dir().join(format!("unikit-xen-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut run_dir = RunDir { path: dir.clone(), keep: false };
+    let mut run_dir = crate::run::supervisor::RunDir::create("xen")?;
+    let dir = run_dir.path().to_path_buf();
     let cfg_path = dir.join("guest.cfg");
     std::fs::write(&cfg_path, &text).with_context(|| format!("cannot write {}", cfg_path.display()))?;
     let log_path = dir.join("xl.log");
@@ -476,7 +460,7 @@ fn run_dom0(xl: &Path, dc: &DomainConfig, annotator: &mut Annotator) -> Result<u
         eprintln!("{line}");
     }
     if v.failed && outcome.interrupted.is_none() {
-        run_dir.keep = true;
+        run_dir.keep();
         let lines: Vec<&str> = xl_log.lines().filter(|l| !l.trim().is_empty()).collect();
         if !lines.is_empty() {
             eprintln!("xl's messages:");

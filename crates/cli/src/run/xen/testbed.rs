@@ -294,23 +294,6 @@ impl<R: Read> Read for GuestConsole<R> {
     }
 }
 
-/// The run's folder (initrd, serial log); kept when the run failed.
-struct RunDir {
-    path: PathBuf,
-    keep: bool,
-}
-
-impl Drop for RunDir {
-    fn drop(&mut self) {
-        if !self.keep {
-            let _ = std::fs::remove_dir_all(&self.path);
-        } else {
-            // The initrd is large and rebuilt every run: keep only the logs and config.
-            let _ = std::fs::remove_file(self.path.join("initrd.cpio"));
-        }
-    }
-}
-
 fn timeout_secs() -> Result<u64> {
     match std::env::var(TIMEOUT_ENV) {
         Err(_) => Ok(DEFAULT_TIMEOUT),
@@ -335,10 +318,9 @@ pub fn run(cfg: &Config, annotator: &mut Annotator) -> Result<u8> {
     let bed = prepare()?;
     let qemu = crate::platform::find_qemu()?;
 
-    let dir = std::env::temp_dir().join(format!("unikit-xen-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut run_dir = RunDir { path: dir.clone(), keep: false };
+    // The run's folder (initrd, serial log); kept when the run failed.
+    let mut run_dir = crate::run::supervisor::RunDir::create("xen")?;
+    let dir = run_dir.path().to_path_buf();
     std::fs::write(dir.join("guest.cfg"), &xl_cfg)?;
     let initrd = dir.join("initrd.cpio");
     {
@@ -433,7 +415,9 @@ pub fn run(cfg: &Config, annotator: &mut Annotator) -> Result<u8> {
         eprintln!("{line}");
     }
     if v.failed && signal.is_none() {
-        run_dir.keep = true;
+        run_dir.keep();
+        // The initrd is large and rebuilt every run: keep only the logs and config.
+        let _ = std::fs::remove_file(dir.join("initrd.cpio"));
         if let Ok(n) = noise.lock()
             && !n.live
         {
