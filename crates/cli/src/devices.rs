@@ -93,12 +93,8 @@ impl Devices {
         }
         // What would make the VMM refuse to start, checked here where it is
         // cheap, so that the user reads why (issue 11.4).
-        for (i, &(host, guest)) in self.publish.iter().enumerate() {
-            if let Some(&(_, other)) = self.publish[..i].iter().find(|&&(h, _)| h == host) {
-                bail!(
-                    "-p {host}:{guest}: host port {host} is already published (as -p {host}:{other}); give each host port once"
-                );
-            }
+        check_publish_once(&self.publish)?;
+        for &(host, guest) in &self.publish {
             if let Err(e) = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, host)) {
                 return Err(crate::error::hinted(
                     format!("-p {host}:{guest}: cannot listen on 127.0.0.1:{host}: {e}"),
@@ -183,9 +179,28 @@ impl Devices {
     }
 }
 
+/// Each host port of `-p` once (the VMM, or our relay, could bind it only once).
+pub fn check_publish_once(publish: &[(u16, u16)]) -> Result<()> {
+    for (i, &(host, guest)) in publish.iter().enumerate() {
+        if let Some(&(_, other)) = publish[..i].iter().find(|&&(h, _)| h == host) {
+            bail!(
+                "-p {host}:{guest}: host port {host} is already published (as -p {host}:{other}); give each host port once"
+            );
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_host_port_is_published_once() {
+        check_publish_once(&[(8080, 80), (8081, 80)]).unwrap();
+        let e = check_publish_once(&[(8080, 80), (9000, 1), (8080, 81)]).unwrap_err().to_string();
+        assert_eq!(e, "-p 8080:81: host port 8080 is already published (as -p 8080:80); give each host port once");
+    }
 
     #[test]
     fn publish_specs() {

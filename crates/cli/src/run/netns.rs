@@ -5,7 +5,10 @@
 //! (`ip netns exec`), and a relay thread accepts on 127.0.0.1:HOST on the
 //! host and connects to the guest from inside the namespace (`setns` on that
 //! thread only), so the host's routes and firewall are never touched.
-//! Dropping the [`Netns`] deletes the namespace and the tap with it.
+//! Dropping the [`Netns`] deletes the namespace and the tap with it; if
+//! the run is killed outright (SIGKILL), a small reaper process
+//! (`unikit __reap-netns`, started with the namespace) deletes it, and the
+//! VMM has already gone with the run (see supervisor.rs).
 
 use std::io::ErrorKind;
 use std::net::{Ipv4Addr, Shutdown, SocketAddrV4, TcpListener, TcpStream};
@@ -85,6 +88,7 @@ pub fn tap_only(plat: &str, devices: &mut Devices) -> Result<Vec<(u16, u16)>> {
         ));
     }
     let mut publish = Vec::new();
+    crate::devices::check_publish_once(&devices.publish)?;
     if !devices.publish.is_empty() {
         if let Some(Net::Tap(_)) = devices.net {
             bail!(

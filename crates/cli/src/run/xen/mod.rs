@@ -55,6 +55,7 @@ impl Plan {
             ));
         }
         let mut publish = Vec::new();
+        crate::devices::check_publish_once(&devices.publish)?;
         if !devices.publish.is_empty() {
             if mode != Mode::Testbed {
                 return Err(crate::error::hinted(
