@@ -133,9 +133,7 @@ impl Devices {
             if dev.exists() && !dev.join("tun_flags").exists() {
                 return Err(crate::error::hinted(
                     format!("--net tap:{name}: '{name}' is a network interface but not a tap device"),
-                    format!(
-                        "create a tap, e.g. `sudo ip tuntap add dev tap0 mode tap user $USER && sudo ip link set tap0 up`, and pass --net tap:tap0"
-                    ),
+                    "create a tap, e.g. `sudo ip tuntap add dev tap0 mode tap user $USER && sudo ip link set tap0 up`, and pass --net tap:tap0",
                 ));
             }
         }
