@@ -56,6 +56,9 @@ enum Command {
     /// Internal: removes a run's network namespace once that run is gone (see run/netns.rs).
     #[command(hide = true, name = "__reap-netns")]
     ReapNetns { name: String, ip: PathBuf },
+    /// Internal: destroys a run's Xen domain if that run is killed (see run/reaper.rs).
+    #[command(hide = true, name = "__reap-xl")]
+    ReapXl { xl: PathBuf, domain: String },
 }
 
 #[derive(clap::Args, Debug)]
@@ -218,6 +221,7 @@ fn main() -> ExitCode {
             },
         ),
         Command::ReapNetns { name, ip } => run::reap_netns(&name, &ip).map(|()| 0),
+        Command::ReapXl { xl, domain } => run::reap_xen(&xl, &domain).map(|()| 0),
         Command::Platforms => {
             platform::print_table();
             Ok(0)

@@ -4,6 +4,7 @@ mod fc;
 mod linuxu;
 mod netns;
 mod qemu;
+mod reaper;
 mod solo5;
 pub(crate) mod supervisor;
 pub(crate) mod xen;
@@ -185,6 +186,7 @@ pub fn command(opts: Options) -> Result<u8> {
 }
 
 pub use netns::reap as reap_netns;
+pub use xen::reap as reap_xen;
 
 /// For the tap-only platforms (fc, solo5): the network namespace that
 /// carries `-p` forwards, when there are any.

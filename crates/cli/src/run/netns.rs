@@ -133,7 +133,7 @@ pub struct Netns {
     ip: PathBuf,
     /// The reaper's stdin: closing it (our exit, however it comes) makes
     /// the reaper delete the namespace.
-    reaper: Option<std::process::Child>,
+    reaper: Option<super::reaper::Reaper>,
 }
 
 impl Netns {
@@ -191,43 +191,23 @@ impl Drop for Netns {
         if let Err(e) = ip(&self.ip, &["netns", "del", &self.name]) {
             crate::error::warn(format!("cannot remove network namespace {}: {e:#}", self.name));
         }
-        if let Some(mut r) = self.reaper.take() {
-            drop(r.stdin.take());
-            let _ = r.wait();
-        }
+        // Disarmed: the namespace is gone already.
+        self.reaper = None;
     }
 }
 
-/// A `unikit __reap-netns` process that outlives a SIGKILLed run and
-/// removes its namespace: it waits for end-of-file on a pipe whose only
-/// writer is this process. It has its own process group (a Ctrl-C to the
-/// terminal's group does not end it before its work) and no parent-death
-/// signal. Without it (no /proc/self/exe), the next run's stale-namespace
-/// sweep removes what is left.
-fn spawn_reaper(name: &str, ip: &Path) -> Option<std::process::Child> {
-    use std::os::unix::process::CommandExt;
-    Command::new("/proc/self/exe")
-        .arg("__reap-netns")
-        .arg(name)
-        .arg(ip)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .ok()
+/// A reaper (see reaper.rs) that deletes the namespace if the run is killed.
+fn spawn_reaper(name: &str, ip: &Path) -> Option<super::reaper::Reaper> {
+    super::reaper::Reaper::spawn(&["__reap-netns".as_ref(), name.as_ref(), ip.as_os_str()])
 }
 
-/// The reaper's side (`unikit __reap-netns NAME IP`): wait until the run's
-/// pipe closes, then delete its namespace if it is still there.
+/// The reaper's side (`unikit __reap-netns NAME IP`): if the run dies,
+/// delete its namespace (if it is still there).
 pub fn reap(name: &str, ip_path: &Path) -> Result<()> {
     if !name.starts_with(PREFIX) || name.contains('/') {
         bail!("__reap-netns: {name} is not a unikit run's namespace");
     }
-    let mut sink = [0u8; 64];
-    let mut stdin = std::io::stdin().lock();
-    while !matches!(std::io::Read::read(&mut stdin, &mut sink), Ok(0) | Err(_)) {}
-    if Path::new(NETNS_DIR).join(name).exists() {
+    if super::reaper::run_died() && Path::new(NETNS_DIR).join(name).exists() {
         ip(ip_path, &["netns", "del", name])?;
     }
     Ok(())

@@ -98,6 +98,18 @@ impl super::Plan for Plan {
     }
 }
 
+/// The reaper's side (`unikit __reap-xl XL DOMAIN`): if the run dies,
+/// destroy its domain (which ends the orphaned `xl create` too).
+pub fn reap(xl: &Path, domain: &str) -> Result<()> {
+    if !domain.starts_with("unikit-") {
+        anyhow::bail!("__reap-xl: {domain} is not a unikit run's domain");
+    }
+    if super::reaper::run_died() {
+        let _ = Command::new(xl).args(["destroy", domain]).stdin(Stdio::null()).status();
+    }
+    Ok(())
+}
+
 /// One guest to run.
 pub struct RunConfig<'a> {
     pub image: &'a Path,
@@ -394,16 +406,20 @@ fn run_dom0(xl: &Path, dc: &DomainConfig, annotator: &mut Annotator) -> Result<u
     std::fs::write(&cfg_path, &text).with_context(|| format!("cannot write {}", cfg_path.display()))?;
     let log_path = dir.join("xl.log");
     let log = std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
-    let mut child = Command::new(xl)
-        .args(["create", "-F", "-c"])
-        .arg(&cfg_path)
-        // A pipe that stays open and is not a terminal: xenconsole neither
-        // sees end-of-input nor puts the user's terminal in raw mode.
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .with_context(|| format!("cannot start {}", xl.display()))?;
+    // If we are killed outright, the domain must not live on without us
+    // (and xl, started with a parent-death signal, goes at once).
+    let _reaper = super::reaper::Reaper::spawn(&["__reap-xl".as_ref(), xl.as_os_str(), dc.name.as_ref()]);
+    let mut child = super::supervisor::spawn(
+        Command::new(xl)
+            .args(["create", "-F", "-c"])
+            .arg(&cfg_path)
+            // A pipe that stays open and is not a terminal: xenconsole neither
+            // sees end-of-input nor puts the user's terminal in raw mode.
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(log),
+    )
+    .with_context(|| format!("cannot start {}", xl.display()))?;
     let _keep_stdin_open = child.stdin.take();
     // Ctrl-C: destroy the domain (xl would leave it running), which ends
     // the console and xl.
