@@ -202,10 +202,7 @@ pub fn unmarked(o: &Outcome) -> Verdict {
             code: crate::error::EXIT_TOOL_FAILURE,
             lines: vec![format!("error: guest stopped without reporting an exit code (qemu exit status {s})")],
         },
-        End::Signaled(sig) => Verdict {
-            code: (128 + sig).clamp(0, 255) as u8,
-            lines: vec![format!("error: {QEMU} was killed by {}", super::signal_name(sig))],
-        },
+        End::Signaled(sig) => supervisor::killed(QEMU, sig),
     }
 }
 

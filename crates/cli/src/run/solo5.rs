@@ -101,10 +101,10 @@ pub fn verdict(tender: &str, unikit_hvt: bool, end: End) -> (u8, Vec<String>) {
             (c as u8, vec![format!("unikit: {tender} stopped the guest (exit code {c})")])
         }
         End::Exited(c) => ((c & 0xff) as u8, vec![]),
-        End::Signaled(sig) => (
-            (128 + sig).clamp(0, 255) as u8,
-            vec![format!("error: {tender} was killed by {}", super::signal_name(sig))],
-        ),
+        End::Signaled(sig) => {
+            let v = super::supervisor::killed(tender, sig);
+            (v.code, v.lines)
+        }
     }
 }
 

@@ -74,10 +74,7 @@ pub trait Runner {
     }
     /// The verdict for a child killed by `sig` (without a marker).
     fn killed(&mut self, sig: i32) -> Verdict {
-        Verdict {
-            code: (128 + sig).clamp(0, 255) as u8,
-            lines: vec![format!("error: {} was killed by {}", self.vmm(), super::signal_name(sig))],
-        }
+        killed(&self.vmm(), sig)
     }
     /// Called right after the child started.
     fn started(&mut self, _pid: u32) {}
@@ -90,14 +87,27 @@ pub trait Runner {
 /// VMM is reported as such; everything else is the runner's to explain.
 pub fn verdict(runner: &mut dyn Runner, o: &Outcome) -> Verdict {
     if let Some(m) = &o.marker {
-        let code = (m.code & 0xff) as u8;
-        let lines = m.reason.iter().map(|r| format!("unikit: guest {r} (exit code {code})")).collect();
-        return Verdict { code, lines };
+        return marked(m);
     }
     if let End::Signaled(sig) = o.end {
         return runner.killed(sig);
     }
     runner.unmarked(o)
+}
+
+/// The guest's exit marker decides: its code, and its reason if it gave one.
+pub fn marked(m: &GuestExit) -> Verdict {
+    let code = (m.code & 0xff) as u8;
+    let lines = m.reason.iter().map(|r| format!("unikit: guest {r} (exit code {code})")).collect();
+    Verdict { code, lines }
+}
+
+/// A VMM killed by `sig`: `128 + sig`, as a shell reports it.
+pub fn killed(vmm: &str, sig: i32) -> Verdict {
+    Verdict {
+        code: (128 + sig).clamp(0, 255) as u8,
+        lines: vec![format!("error: {vmm} was killed by {}", super::signal_name(sig))],
+    }
 }
 
 /// Start `runner`'s child, stream its console, wait for it and print the

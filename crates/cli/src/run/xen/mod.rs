@@ -303,8 +303,7 @@ fn shutdown_reason(code: &str) -> Option<&'static str> {
 
 pub fn verdict(o: &Outcome) -> Verdict {
     if let Some(m) = &o.marker {
-        let code = (m.code & 0xff) as u8;
-        let mut lines: Vec<String> = m.reason.iter().map(|r| format!("unikit: guest {r} (exit code {code})")).collect();
+        let super::supervisor::Verdict { code, mut lines } = super::supervisor::marked(m);
         if let Some((secs, true)) = o.timed_out {
             lines.push(format!("unikit: warning: the Xen test bed did not power off within {secs} s after the guest ended; it was stopped"));
         }
@@ -354,10 +353,10 @@ pub fn verdict(o: &Outcome) -> Verdict {
         return fail(EXIT_TOOL_FAILURE, format!("error: guest stopped without reporting an exit code ({why})"));
     }
     match o.exit {
-        Exit::Signal(sig) => fail(
-            (128 + sig).clamp(0, 255) as u8,
-            format!("error: {} was killed by {}", o.runner, super::signal_name(sig)),
-        ),
+        Exit::Signal(sig) => {
+            let v = super::supervisor::killed(o.runner, sig);
+            Verdict { code: v.code, lines: v.lines, failed: true }
+        }
         Exit::Code(c) if o.begun => fail(
             EXIT_TOOL_FAILURE,
             format!(
