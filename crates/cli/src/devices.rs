@@ -125,7 +125,7 @@ impl Devices {
     }
 
     /// `--net tap:NAME` names an interface that exists but is no tap (e.g.
-    /// `lo`): QEMU and a linuxu guest would fail to open it.
+    /// `lo`): QEMU would fail to open it and stop before the guest runs.
     pub fn check_tap(&self) -> Result<()> {
         if let Some(Net::Tap(name)) = &self.net {
             let dev = Path::new("/sys/class/net").join(name);
