@@ -94,14 +94,7 @@ impl Devices {
         // What would make the VMM refuse to start, checked here where it is
         // cheap, so that the user reads why (issue 11.4).
         check_publish_once(&self.publish)?;
-        for &(host, guest) in &self.publish {
-            if let Err(e) = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, host)) {
-                return Err(crate::error::hinted(
-                    format!("-p {host}:{guest}: cannot listen on 127.0.0.1:{host}: {e}"),
-                    "another program (or another unikit run) holds that port: pick another host port",
-                ));
-            }
-        }
+        check_publish_free(&self.publish)?;
         let mut seen: Vec<(u64, u64, &PathBuf)> = Vec::new();
         for d in &self.disks {
             let m = std::fs::metadata(d).with_context(|| format!("--disk {}", d.display()))?;
@@ -175,6 +168,20 @@ impl Devices {
         std::fs::rename(&tmp, &dest).with_context(|| format!("cannot write {}", dest.display()))?;
         Ok(Some(dest))
     }
+}
+
+/// Each host port of `-p` free now (checked before the build; the VMM or
+/// our relay binds it later).
+pub fn check_publish_free(publish: &[(u16, u16)]) -> Result<()> {
+    for &(host, guest) in publish {
+        if let Err(e) = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, host)) {
+            return Err(crate::error::hinted(
+                format!("-p {host}:{guest}: cannot listen on 127.0.0.1:{host}: {e}"),
+                "another program (or another unikit run) holds that port: pick another host port",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Each host port of `-p` once (the VMM, or our relay, could bind it only once).

@@ -313,3 +313,29 @@ fn vmm_refusals_are_explained() {
 fn which_qemu() -> Option<std::path::PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?).map(|p| p.join("qemu-system-x86_64")).find(|p| p.is_file())
 }
+
+/// fc's `-p` goes through our relay: a taken or doubled host port is refused
+/// before the build, as on qemu.
+#[cfg_attr(unikit_no_kvm, ignore = "SKIPPED: /dev/kvm is not usable on this host (run --plat fc checks it)")]
+#[cfg_attr(unikit_no_netns, ignore = "SKIPPED: creating network namespaces needs root and iproute2")]
+#[test]
+fn firecracker_publish_refusals_are_explained() {
+    let (_tmp, app) = fixture("name = \"fx\"\ntargets = [\"fc/x86_64\"]\n", APP_SPIN);
+    let (_bin, path) = fake_vmm("firecracker");
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let run = |args: &[&str]| {
+        let o = Command::new(BIN).current_dir(&app).env("PATH", &path).args(args).output().unwrap();
+        assert!(!app.join("build").exists(), "refused before the build");
+        o
+    };
+    common::assert_error(
+        &run(&["run", "--plat", "fc", "-q", "-p", &format!("{port}:80")]),
+        "cannot listen on 127.0.0.1",
+    );
+    drop(held);
+    common::assert_error(
+        &run(&["run", "--plat", "fc", "-q", "-p", &format!("{port}:80"), "-p", &format!("{port}:81")]),
+        "is already published",
+    );
+}

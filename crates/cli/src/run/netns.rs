@@ -89,6 +89,7 @@ pub fn tap_only(plat: &str, devices: &mut Devices) -> Result<Vec<(u16, u16)>> {
     }
     let mut publish = Vec::new();
     crate::devices::check_publish_once(&devices.publish)?;
+    crate::devices::check_publish_free(&devices.publish)?;
     if !devices.publish.is_empty() {
         if let Some(Net::Tap(_)) = devices.net {
             bail!(

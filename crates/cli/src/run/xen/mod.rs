@@ -56,6 +56,7 @@ impl Plan {
         }
         let mut publish = Vec::new();
         crate::devices::check_publish_once(&devices.publish)?;
+        crate::devices::check_publish_free(&devices.publish)?;
         if !devices.publish.is_empty() {
             if mode != Mode::Testbed {
                 return Err(crate::error::hinted(
