@@ -126,7 +126,11 @@ pub fn run(runner: &mut dyn Runner, annotator: &mut Annotator) -> Result<u8> {
     let console = child.stdout.take().context("no pipe for the console")?;
     let mut filter = runner.marker().then(MarkerFilter::new);
     stream(console, filter.as_mut(), annotator);
-    let status = child.wait().with_context(|| format!("waiting for {vmm}"))?;
+    let status = child.wait();
+    // Reaped: its pid may be reused, so signals are no longer passed on (a
+    // late one only ends what is left of the run: cleanup, then exit).
+    CHILD.store(0, Ordering::Relaxed);
+    let status = status.with_context(|| format!("waiting for {vmm}"))?;
     let outcome = Outcome {
         marker: filter.as_ref().and_then(|f| f.exit().cloned()),
         end: status.into(),
