@@ -330,6 +330,50 @@ fn dom0_sigterm_destroys_the_domain() {
     assert!(destroyed.starts_with("unikit-fx-"), "xl destroy got {destroyed:?}");
 }
 
+/// SIGKILL cannot be caught: the run's reaper destroys the domain, and xl
+/// (started with a parent-death signal) goes with the run.
+#[test]
+fn dom0_sigkill_destroys_the_domain_and_xl() {
+    let (tmp, app) = fixture("name = \"fx\"\ntargets = [\"xen/x86_64\"]\n", APP_SPIN);
+    let mut child =
+        dom0_run(&app, tmp.path(), "hang", &["-q"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut first = [0u8; 6];
+    out.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"ready\n");
+    // xl's pid: the child of unikit running the fake `xl create`.
+    let xl: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            let ppid = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().nth(1)?.parse::<u32>().ok());
+            let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            ppid == Some(child.id()) && String::from_utf8_lossy(&cmd).contains("create")
+        })
+        .collect();
+    assert_eq!(xl.len(), 1, "one `xl create` under unikit");
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    let _ = child.wait();
+    let destroyed = tmp.path().join("destroyed");
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while !destroyed.exists() && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let name = std::fs::read_to_string(&destroyed).unwrap_or_default();
+    assert!(name.starts_with("unikit-fx-"), "xl destroy got {name:?}");
+    let gone = |p: u32| {
+        std::fs::read_to_string(format!("/proc/{p}/stat"))
+            .map_or(true, |s| s.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().next()) == Some("Z"))
+    };
+    while !gone(xl[0]) && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(gone(xl[0]), "xl outlived unikit");
+}
+
 /// Boot tests on the Xen test bed, one at a time.
 mod bed {
     use super::*;

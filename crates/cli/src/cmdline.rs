@@ -18,6 +18,37 @@ pub fn valid_env_key(key: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// Refuses a kernel option that would not reach the kernel as one option:
+/// `--` (it would end the options and shift the app's arguments), a
+/// `KEY=VALUE` whose key is an environment variable's (the guest takes it as
+/// one), and tokens the line's grammar cannot carry unchanged (empty, or
+/// with whitespace, quotes, backslashes or control characters).
+pub fn check_kernel_arg(arg: &str) -> Result<(), String> {
+    if arg.is_empty() {
+        return Err("kernel_args: an empty option".into());
+    }
+    if arg == "--" {
+        return Err(format!(
+            "kernel_args: '{arg}' is not a kernel option ('--' ends the kernel options; put app arguments in args)"
+        ));
+    }
+    if arg.chars().any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '\\' || c == '\'') {
+        return Err(format!(
+            "kernel_args: {arg:?} holds whitespace, a quote, a backslash or a control character, which the kernel command line cannot carry in an option"
+        ));
+    }
+    // `pci=` is the one hypervisor option without a dot (the kernel takes it as such).
+    if let Some((k, _)) = arg.split_once('=')
+        && valid_env_key(k)
+        && k != "pci"
+    {
+        return Err(format!(
+            "kernel_args: '{arg}' looks like an environment variable (KEY=VALUE) and would become one; put it in env, or use a dotted option name (e.g. unikit.NAME=VALUE)"
+        ));
+    }
+    Ok(())
+}
+
 /// Quote one token if needed.
 pub fn quote(token: &str) -> String {
     let needs = token.is_empty() || token.chars().any(|c| c.is_whitespace() || c == '"' || c == '\\');
@@ -56,6 +87,18 @@ mod tests {
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn kernel_args_that_break_the_grammar_are_refused() {
+        for ok in ["unikit.quiet", "netdev.ip=10.0.0.2/24", "virtio_mmio.device=4K@0xd0000000:5", "pci=off", "--x"] {
+            check_kernel_arg(ok).unwrap();
+        }
+        for bad in ["", "--", "A=1", "_x=y", "a b", "tab\there", "q\"", "q'", "back\\slash", "nl\n"] {
+            assert!(check_kernel_arg(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_kernel_arg("--").unwrap_err().contains("args"));
+        assert!(check_kernel_arg("A=1").unwrap_err().contains("env"));
     }
 
     #[test]

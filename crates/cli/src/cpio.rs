@@ -1,24 +1,150 @@
 //! cpio "newc" archives: the initrd behind `unikit run --rootfs DIR`
 //! ([`pack`]), and archives built entry by entry ([`Archive`], the Xen test
 //! bed's dom0 initramfs).
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
-/// Archive of everything under `dir` (paths relative to it, sorted, so the
-/// same tree always gives the same bytes).
-pub fn pack(dir: &Path) -> Result<Vec<u8>> {
+/// Longest path the guest's file system takes, in bytes (crates/services/fs).
+pub const PATH_MAX: usize = 4096;
+/// Longest path component it takes, in bytes.
+pub const NAME_MAX: usize = 255;
+/// The name that ends a newc archive: a file with this name would end it early.
+const TRAILER: &str = "TRAILER!!!";
+
+/// Writes an archive of everything under `dir` to `out` (paths relative to
+/// it, sorted, so the same tree always gives the same bytes), refusing to
+/// grow it past `limit` bytes: each file's size is checked against that
+/// before a byte of it is read, and files are streamed, never held whole.
+/// Returns the archive's size and the special files (FIFOs, sockets, device
+/// nodes) left out, which an initrd cannot carry.
+pub fn pack(dir: &Path, out: &mut impl Write, limit: u64) -> Result<(u64, Vec<String>)> {
     let meta = std::fs::metadata(dir).with_context(|| format!("--rootfs {}", dir.display()))?;
     if !meta.is_dir() {
         bail!("--rootfs {} is not a directory", dir.display());
     }
-    let mut out = Vec::new();
-    let mut ino = 1;
-    walk(dir, dir, &mut out, &mut ino)?;
-    entry(&mut out, "TRAILER!!!", 0, 0, 0, &[])?;
-    Ok(out)
+    let mut p = Packer { out, written: 0, limit, ino: 1, skipped: Vec::new(), root: dir };
+    p.walk(dir)?;
+    p.entry(TRAILER, 0, 0, 0, None)?;
+    Ok((p.written, p.skipped))
+}
+
+/// Checks a path (relative to the rootfs) the guest must be able to take.
+pub fn check_name(path: &Path, rel: &Path) -> Result<String> {
+    let Some(name) = rel.to_str() else {
+        bail!("--rootfs: {}: file names must be UTF-8 (the guest's file system takes no other)", path.display())
+    };
+    if name == TRAILER {
+        bail!(
+            "--rootfs: {}: a file named {TRAILER} cannot be carried (in a cpio archive that name ends the archive); rename it",
+            path.display()
+        );
+    }
+    if name.len() > PATH_MAX {
+        bail!(
+            "--rootfs: {}: the path is {} bytes long, over the guest's limit of {PATH_MAX}",
+            path.display(),
+            name.len()
+        );
+    }
+    if let Some(c) = name.split('/').find(|c| c.len() > NAME_MAX) {
+        bail!(
+            "--rootfs: {}: the name {c:?} is {} bytes long, over the guest's limit of {NAME_MAX}",
+            path.display(),
+            c.len()
+        );
+    }
+    Ok(name.to_string())
+}
+
+struct Packer<'a, W: Write> {
+    out: &'a mut W,
+    written: u64,
+    limit: u64,
+    ino: u32,
+    skipped: Vec<String>,
+    root: &'a Path,
+}
+
+impl<W: Write> Packer<'_, W> {
+    fn walk(&mut self, dir: &Path) -> Result<()> {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read {}", dir.display()))?
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("cannot read {}", dir.display()))?;
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let path = e.path();
+            let rel = path.strip_prefix(self.root).unwrap_or(&path);
+            let meta = std::fs::symlink_metadata(&path).with_context(|| format!("cannot stat {}", path.display()))?;
+            let ft = meta.file_type();
+            if !(ft.is_dir() || ft.is_file() || ft.is_symlink()) {
+                self.skipped.push(rel.display().to_string());
+                continue;
+            }
+            let name = check_name(&path, rel)?;
+            let perm = meta.permissions().mode() & 0o7777;
+            self.ino += 1;
+            let ino = self.ino;
+            if ft.is_dir() {
+                self.entry(&name, 0o040000 | perm, ino, meta.mtime(), None)?;
+                self.walk(&path)?;
+            } else if ft.is_file() {
+                self.entry(&name, 0o100000 | perm, ino, meta.mtime(), Some((&path, meta.len())))?;
+            } else {
+                let target = std::fs::read_link(&path)?;
+                let Some(t) = target.to_str() else { bail!("{}: link target must be UTF-8", path.display()) };
+                let mut hdr = Vec::new();
+                entry(&mut hdr, &name, 0o120777, ino, meta.mtime(), t.as_bytes())?;
+                self.put(&hdr, &name)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reserves `n` more bytes of the archive, or says which file broke the limit.
+    fn reserve(&mut self, n: u64, name: &str) -> Result<()> {
+        if self.written.saturating_add(n) > self.limit {
+            bail!(
+                "--rootfs {}: the archive would be larger than {} KiB (the guest's memory) at {name}",
+                self.root.display(),
+                self.limit / 1024
+            );
+        }
+        self.written += n;
+        Ok(())
+    }
+
+    fn put(&mut self, bytes: &[u8], name: &str) -> Result<()> {
+        self.reserve(bytes.len() as u64, name)?;
+        self.out.write_all(bytes).context("cannot write the rootfs archive")
+    }
+
+    /// One entry; a regular file's data is streamed from `file` (path, size).
+    fn entry(&mut self, name: &str, mode: u32, ino: u32, mtime: i64, file: Option<(&Path, u64)>) -> Result<()> {
+        let Some((path, size)) = file else {
+            let mut hdr = Vec::new();
+            entry(&mut hdr, name, mode, ino, mtime, &[])?;
+            return self.put(&hdr, name);
+        };
+        let Ok(size32) = u32::try_from(size) else { bail!("{name}: files over 4 GiB do not fit in a cpio archive") };
+        let mut hdr = Vec::new();
+        header(&mut hdr, name, mode, ino, mtime, size32)?;
+        // Checked before the file is opened: a huge file costs nothing.
+        self.reserve(size.div_ceil(4) * 4, name)?;
+        self.put(&hdr, name)?;
+        let f = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let copied =
+            std::io::copy(&mut f.take(size), self.out).with_context(|| format!("cannot read {}", path.display()))?;
+        if copied != size {
+            bail!("{}: the file changed while it was packed ({size} bytes, then {copied})", path.display());
+        }
+        let pad = (4 - size % 4) % 4;
+        self.out.write_all(&[0u8; 3][..pad as usize]).context("cannot write the rootfs archive")?;
+        Ok(())
+    }
 }
 
 /// An archive built in memory, entry by entry. Parent directories must be
@@ -66,35 +192,6 @@ impl Archive {
     }
 }
 
-fn walk(root: &Path, dir: &Path, out: &mut Vec<u8>, ino: &mut u32) -> Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read {}", dir.display()))?
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("cannot read {}", dir.display()))?;
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        let path = e.path();
-        let rel = path.strip_prefix(root).unwrap_or(&path);
-        let Some(name) = rel.to_str() else { bail!("{}: file names must be UTF-8", path.display()) };
-        let meta = std::fs::symlink_metadata(&path).with_context(|| format!("cannot stat {}", path.display()))?;
-        let perm = meta.permissions().mode() & 0o7777;
-        *ino += 1;
-        let ft = meta.file_type();
-        if ft.is_dir() {
-            entry(out, name, 0o040000 | perm, *ino, meta.mtime(), &[])?;
-            walk(root, &path, out, ino)?;
-        } else if ft.is_file() {
-            let data = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-            entry(out, name, 0o100000 | perm, *ino, meta.mtime(), &data)?;
-        } else if ft.is_symlink() {
-            let target = std::fs::read_link(&path)?;
-            let Some(t) = target.to_str() else { bail!("{}: link target must be UTF-8", path.display()) };
-            entry(out, name, 0o120777, *ino, meta.mtime(), t.as_bytes())?;
-        } // sockets, fifos and devices have no place in an initrd
-    }
-    Ok(())
-}
-
 fn pad4(out: &mut Vec<u8>) {
     while !out.len().is_multiple_of(4) {
         out.push(0);
@@ -103,6 +200,14 @@ fn pad4(out: &mut Vec<u8>) {
 
 fn entry(out: &mut Vec<u8>, name: &str, mode: u32, ino: u32, mtime: i64, data: &[u8]) -> Result<()> {
     let Ok(size) = u32::try_from(data.len()) else { bail!("{name}: files over 4 GiB do not fit in a cpio archive") };
+    header(out, name, mode, ino, mtime, size)?;
+    out.extend_from_slice(data);
+    pad4(out);
+    Ok(())
+}
+
+/// A newc header and the padded name, for an entry of `size` data bytes.
+fn header(out: &mut Vec<u8>, name: &str, mode: u32, ino: u32, mtime: i64, size: u32) -> Result<()> {
     write!(
         out,
         "070701{ino:08x}{mode:08x}{:08x}{:08x}{:08x}{:08x}{size:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
@@ -120,8 +225,6 @@ fn entry(out: &mut Vec<u8>, name: &str, mode: u32, ino: u32, mtime: i64, data: &
     out.extend_from_slice(name.as_bytes());
     out.push(0);
     pad4(out);
-    out.extend_from_slice(data);
-    pad4(out);
     Ok(())
 }
 
@@ -136,7 +239,7 @@ mod tests {
         std::fs::write(d.path().join("index.html"), b"<h1>hi</h1>").unwrap();
         std::fs::write(d.path().join("static/a.txt"), b"abc").unwrap();
         std::os::unix::fs::symlink("index.html", d.path().join("home.html")).unwrap();
-        let a = pack(d.path()).unwrap();
+        let a = packed(d.path());
         assert_eq!(a.len() % 4, 0);
         assert!(a.starts_with(b"070701"));
         let s = String::from_utf8_lossy(&a);
@@ -144,7 +247,7 @@ mod tests {
             assert!(s.contains(&format!("{name}\0")), "{name} missing");
         }
         // The same tree gives the same bytes.
-        assert_eq!(a, pack(d.path()).unwrap());
+        assert_eq!(a, packed(d.path()));
         // Cross-check with the host's cpio when it is installed.
         if let Ok(mut child) = std::process::Command::new("cpio")
             .args(["-t", "--quiet"])
@@ -188,7 +291,73 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let f = d.path().join("f");
         std::fs::write(&f, b"x").unwrap();
-        assert!(pack(&f).unwrap_err().to_string().contains("not a directory"));
-        assert!(pack(&d.path().join("missing")).is_err());
+        assert!(pack(&f, &mut Vec::new(), u64::MAX).unwrap_err().to_string().contains("not a directory"));
+        assert!(pack(&d.path().join("missing"), &mut Vec::new(), u64::MAX).is_err());
+    }
+
+    fn packed(dir: &Path) -> Vec<u8> {
+        let mut v = Vec::new();
+        let (n, skipped) = pack(dir, &mut v, u64::MAX).unwrap();
+        assert_eq!(n, v.len() as u64);
+        assert!(skipped.is_empty(), "{skipped:?}");
+        v
+    }
+
+    #[test]
+    fn size_limit_is_checked_before_reading() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("small"), b"abc").unwrap();
+        let big = std::fs::File::create(d.path().join("zbig")).unwrap();
+        // Sparse: 3 GiB that are never read.
+        big.set_len(3 << 30).unwrap();
+        let mut out = Vec::new();
+        let e = pack(d.path(), &mut out, 1 << 20).unwrap_err().to_string();
+        assert!(e.contains("larger than 1024 KiB") && e.contains("zbig"), "{e}");
+        assert!(out.len() < 4096, "nothing of the big file was read: {}", out.len());
+        // Within the limit, the exact size counts.
+        let mut out = Vec::new();
+        std::fs::remove_file(d.path().join("zbig")).unwrap();
+        let (n, _) = pack(d.path(), &mut out, u64::MAX).unwrap();
+        assert_eq!(n as usize, out.len());
+        assert!(pack(d.path(), &mut Vec::new(), n - 1).is_err());
+        assert!(pack(d.path(), &mut Vec::new(), n).is_ok());
+    }
+
+    #[test]
+    fn names_the_archive_cannot_carry_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("TRAILER!!!"), b"x").unwrap();
+        let e = pack(d.path(), &mut Vec::new(), u64::MAX).unwrap_err().to_string();
+        assert!(e.contains("TRAILER!!!") && e.contains("rename"), "{e}");
+        // In a subdirectory the name is harmless.
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("sub")).unwrap();
+        std::fs::write(d.path().join("sub/TRAILER!!!"), b"x").unwrap();
+        packed(d.path());
+        let d = tempfile::tempdir().unwrap();
+        use std::os::unix::ffi::OsStrExt;
+        std::fs::write(d.path().join(std::ffi::OsStr::from_bytes(b"bad\xff")), b"x").unwrap();
+        let e = pack(d.path(), &mut Vec::new(), u64::MAX).unwrap_err().to_string();
+        assert!(e.contains("UTF-8"), "{e}");
+        assert!(check_name(Path::new("x"), Path::new(&"n".repeat(256))).unwrap_err().to_string().contains("255"));
+        let deep = vec!["d".repeat(200); 21].join("/");
+        assert!(check_name(Path::new("x"), Path::new(&deep)).unwrap_err().to_string().contains("4096"));
+        check_name(Path::new("x"), Path::new(&"n".repeat(255))).unwrap();
+    }
+
+    #[test]
+    fn special_files_are_named() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("a"), b"x").unwrap();
+        let fifo = std::ffi::CString::new(d.path().join("pipe").into_os_string().into_encoded_bytes()).unwrap();
+        // SAFETY: mkfifo(3) with a NUL-terminated path.
+        #[allow(unsafe_code)]
+        let r = unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) };
+        assert_eq!(r, 0);
+        let _sock = std::os::unix::net::UnixListener::bind(d.path().join("sock")).unwrap();
+        let mut v = Vec::new();
+        let (_, skipped) = pack(d.path(), &mut v, u64::MAX).unwrap();
+        assert_eq!(skipped, ["pipe", "sock"]);
+        assert!(String::from_utf8_lossy(&v).contains("a\0"));
     }
 }

@@ -91,6 +91,11 @@ impl Devices {
         if self.net == Some(Net::User) && self.ip.is_none() {
             self.ip = Some(USER_NET_IP.into());
         }
+        // What would make the VMM refuse to start, checked here where it is
+        // cheap, so that the user reads why (issue 11.4).
+        check_publish_once(&self.publish)?;
+        check_publish_free(&self.publish)?;
+        let mut seen: Vec<(u64, u64, &PathBuf)> = Vec::new();
         for d in &self.disks {
             let m = std::fs::metadata(d).with_context(|| format!("--disk {}", d.display()))?;
             if !m.is_file() {
@@ -98,6 +103,31 @@ impl Devices {
             }
             if m.len() < 512 {
                 bail!("--disk {}: smaller than one 512-byte sector", d.display());
+            }
+            use std::os::unix::fs::MetadataExt;
+            if let Some((_, _, first)) = seen.iter().find(|(dev, ino, _)| (*dev, *ino) == (m.dev(), m.ino())) {
+                bail!(
+                    "--disk {}: the same disk is already attached (as --disk {}); a disk image can be attached once",
+                    d.display(),
+                    first.display()
+                );
+            }
+            seen.push((m.dev(), m.ino(), d));
+        }
+        Ok(())
+    }
+
+    /// `--net tap:NAME` names an interface that exists but is no tap (e.g.
+    /// `lo`): QEMU would fail to open it and stop before the guest runs.
+    pub fn check_tap(&self) -> Result<()> {
+        if let Some(Net::Tap(name)) = &self.net {
+            let dev = Path::new("/sys/class/net").join(name);
+            // A tun/tap device has `tun_flags`; any other interface cannot be opened as a tap.
+            if dev.exists() && !dev.join("tun_flags").exists() {
+                return Err(crate::error::hinted(
+                    format!("--net tap:{name}: '{name}' is a network interface but not a tap device"),
+                    "create a tap, e.g. `sudo ip tuntap add dev tap0 mode tap user $USER && sudo ip link set tap0 up`, and pass --net tap:tap0",
+                ));
             }
         }
         Ok(())
@@ -109,21 +139,73 @@ impl Devices {
     }
 
     /// Packs `--rootfs` into `out_dir`; returns the archive's path.
-    pub fn initrd(&self, out_dir: &Path, name: &str) -> Result<Option<PathBuf>> {
+    /// The `--rootfs` archive, streamed into `out_dir`, at most `limit`
+    /// bytes (the guest's memory: a larger one cannot be loaded).
+    pub fn initrd(&self, out_dir: &Path, name: &str, limit: u64) -> Result<Option<PathBuf>> {
         let Some(dir) = &self.rootfs else { return Ok(None) };
-        let data = crate::cpio::pack(dir)?;
         std::fs::create_dir_all(out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
         let dest = out_dir.join(format!("{name}.rootfs.cpio"));
         let tmp = out_dir.join(format!(".{name}.rootfs.cpio.{}.tmp", std::process::id()));
-        std::fs::write(&tmp, data).with_context(|| format!("cannot write {}", tmp.display()))?;
+        let file = std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+        let mut w = std::io::BufWriter::new(file);
+        let packed = crate::cpio::pack(dir, &mut w, limit)
+            .and_then(|r| std::io::Write::flush(&mut w).map(|()| r).context("cannot write the rootfs archive"));
+        let skipped = match packed {
+            Ok((_, skipped)) => skipped,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        if !skipped.is_empty() {
+            crate::error::warn(format!(
+                "--rootfs {}: left out {} special file(s) an initrd cannot carry (FIFOs, sockets, device nodes): {}",
+                dir.display(),
+                skipped.len(),
+                skipped.join(", ")
+            ));
+        }
         std::fs::rename(&tmp, &dest).with_context(|| format!("cannot write {}", dest.display()))?;
         Ok(Some(dest))
     }
 }
 
+/// Each host port of `-p` free now (checked before the build; the VMM or
+/// our relay binds it later).
+pub fn check_publish_free(publish: &[(u16, u16)]) -> Result<()> {
+    for &(host, guest) in publish {
+        if let Err(e) = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, host)) {
+            return Err(crate::error::hinted(
+                format!("-p {host}:{guest}: cannot listen on 127.0.0.1:{host}: {e}"),
+                "another program (or another unikit run) holds that port: pick another host port",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Each host port of `-p` once (the VMM, or our relay, could bind it only once).
+pub fn check_publish_once(publish: &[(u16, u16)]) -> Result<()> {
+    for (i, &(host, guest)) in publish.iter().enumerate() {
+        if let Some(&(_, other)) = publish[..i].iter().find(|&&(h, _)| h == host) {
+            bail!(
+                "-p {host}:{guest}: host port {host} is already published (as -p {host}:{other}); give each host port once"
+            );
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_host_port_is_published_once() {
+        check_publish_once(&[(8080, 80), (8081, 80)]).unwrap();
+        let e = check_publish_once(&[(8080, 80), (9000, 1), (8080, 81)]).unwrap_err().to_string();
+        assert_eq!(e, "-p 8080:81: host port 8080 is already published (as -p 8080:80); give each host port once");
+    }
 
     #[test]
     fn publish_specs() {

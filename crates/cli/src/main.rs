@@ -20,6 +20,9 @@ mod memory;
 mod platform;
 mod run;
 mod symbols;
+mod testbed;
+mod tools;
+mod xenhost;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,6 +31,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::error::{EXIT_TOOL_FAILURE, report};
 use crate::memory::Memory;
+use crate::run::{Accel, Firmware, Machine};
 
 #[derive(Parser, Debug)]
 #[command(name = "unikit", version, about = "Build and run unikernel images")]
@@ -49,6 +53,12 @@ enum Command {
     /// Development aid: boot any PV kernel file (Xen-notes ELF or Linux bzImage) in the Xen test bed.
     #[command(hide = true)]
     XenTestbed(XenTestbedArgs),
+    /// Internal: removes a run's network namespace once that run is gone (see run/netns.rs).
+    #[command(hide = true, name = "__reap-netns")]
+    ReapNetns { name: String, ip: PathBuf },
+    /// Internal: destroys a run's Xen domain if that run is killed (see run/reaper.rs).
+    #[command(hide = true, name = "__reap-xl")]
+    ReapXl { xl: PathBuf, domain: String },
 }
 
 #[derive(clap::Args, Debug)]
@@ -153,27 +163,9 @@ struct RunArgs {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Machine {
-    Q35,
-    Microvm,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Firmware {
-    Qboot,
-    Seabios,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum XenType {
     Pv,
     Pvh,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Accel {
-    Kvm,
-    Tcg,
 }
 
 fn main() -> ExitCode {
@@ -228,6 +220,8 @@ fn main() -> ExitCode {
                 XenType::Pvh => run::xen::GuestType::Pvh,
             },
         ),
+        Command::ReapNetns { name, ip } => run::reap_netns(&name, &ip).map(|()| 0),
+        Command::ReapXl { xl, domain } => run::reap_xen(&xl, &domain).map(|()| 0),
         Command::Platforms => {
             platform::print_table();
             Ok(0)

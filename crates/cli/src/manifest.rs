@@ -45,7 +45,7 @@ struct Raw {
     #[serde(default)]
     features: Vec<String>,
     #[serde(default)]
-    kernel_args: Vec<String>,
+    kernel_args: Vec<Spanned<String>>,
     #[serde(default)]
     solo5_devices: Vec<Spanned<String>>,
 }
@@ -62,11 +62,44 @@ impl Problem {
     }
 }
 
+/// Largest manifest read: a real one is a few hundred bytes.
+pub const MAX_SIZE: u64 = 1 << 20;
+
+/// Reads a manifest that is a regular file of at most [`MAX_SIZE`] bytes,
+/// deciding from its metadata before reading (a FIFO would block, a link to
+/// /dev/zero never end). Opened non-blocking and read through a limit, so a
+/// file swapped after the check cannot hang or flood us either.
+fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, ErrorKind, Read};
+    use std::os::unix::fs::OpenOptionsExt;
+    let too_big = |n: u64| Error::other(format!("it is {n} bytes, over the limit of {MAX_SIZE} bytes for unikit.toml"));
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "not a regular file (a FIFO, device or directory cannot be a manifest)",
+        ));
+    }
+    if meta.len() > MAX_SIZE {
+        return Err(too_big(meta.len()));
+    }
+    let f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let mut buf = Vec::with_capacity(meta.len() as usize);
+    f.take(MAX_SIZE + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > MAX_SIZE {
+        return Err(too_big(buf.len() as u64));
+    }
+    Ok(buf)
+}
+
 impl Manifest {
     /// Read `DIR/unikit.toml`.
     pub fn load(dir: &Path) -> Result<Manifest> {
         let path = dir.join(FILE_NAME);
-        let text = match std::fs::read_to_string(&path) {
+        let text = match read_bounded(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(hinted(
@@ -76,6 +109,7 @@ impl Manifest {
             }
             Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
         };
+        let text = String::from_utf8(text).map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", path.display()))?;
         Manifest::parse(&text, &path)
     }
 
@@ -154,6 +188,10 @@ impl Manifest {
             solo5_devices.push(dev.clone());
         }
 
+        for a in &raw.kernel_args {
+            crate::cmdline::check_kernel_arg(a.get_ref()).map_err(|m| Problem::at(a.span(), m))?;
+        }
+
         Ok(Manifest {
             name: raw.name.into_inner(),
             targets,
@@ -161,7 +199,7 @@ impl Manifest {
             args: raw.args,
             env: raw.env,
             features: raw.features,
-            kernel_args: raw.kernel_args,
+            kernel_args: raw.kernel_args.into_iter().map(|a| a.into_inner()).collect(),
             solo5_devices,
         })
     }
@@ -320,5 +358,52 @@ kernel_args = ["unikit.quiet"]
     fn line_col_counts_chars() {
         assert_eq!(line_col("ab\ncé d", 7), (2, 4));
         assert_eq!(line_col("", 5), (1, 1));
+    }
+
+    mod prop {
+        use proptest::prelude::*;
+
+        fn parse_bytes(bytes: &[u8]) {
+            // What `load` does after reading: UTF-8 first, then the parser.
+            if let Ok(text) = std::str::from_utf8(bytes) {
+                let _ = super::super::Manifest::parse(text, std::path::Path::new("unikit.toml"));
+            }
+        }
+
+        /// Pieces of valid manifests, so that mutations reach deep into the parser.
+        fn near_valid() -> impl Strategy<Value = String> {
+            let piece = prop_oneof![
+                Just("name = \"x\"\n".to_string()),
+                Just("targets = [\"qemu/x86_64\", \"linuxu/x86_64\"]\n".to_string()),
+                Just("memory = \"64M\"\n".to_string()),
+                Just("memory = 99999999999999999999\n".to_string()),
+                Just("kernel_args = [\"--\", \"a=b\", \"\"]\n".to_string()),
+                Just("solo5_devices = [\"net:a\", \"block:\"]\n".to_string()),
+                Just("env = { A = \"1\", \"=\" = \"\" }\n".to_string()),
+                Just("[x]\n".to_string()),
+                "[ -~\n]{0,40}",
+                "\\PC{0,20}",
+            ];
+            prop::collection::vec(piece, 0..12).prop_map(|v| v.concat())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 20_000, failure_persistence: None, ..ProptestConfig::default() })]
+
+            #[test]
+            fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+                parse_bytes(&bytes);
+            }
+
+            #[test]
+            fn near_valid_manifests_never_panic(text in near_valid(), cut in any::<prop::sample::Index>()) {
+                parse_bytes(text.as_bytes());
+                // Cut anywhere (at a char boundary): truncated files.
+                let at = cut.index(text.len() + 1);
+                if text.is_char_boundary(at) {
+                    parse_bytes(&text.as_bytes()[..at]);
+                }
+            }
+        }
     }
 }

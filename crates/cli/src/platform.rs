@@ -7,7 +7,7 @@ use anyhow::{Result, bail};
 
 use crate::error::hinted;
 
-pub const QEMU: &str = "qemu-system-x86_64";
+pub use crate::tools::{QEMU, is_executable, which};
 pub const QBOOT_ROM: &str = "/usr/share/qemu/qboot.rom";
 pub const FIRECRACKER: &str = "firecracker";
 /// unikit's Solo5 hvt tender (crates/tender), and upstream's.
@@ -95,17 +95,6 @@ pub fn parse_supported(s: &str) -> Result<Platform> {
     let p = Platform::parse(s).map_err(anyhow::Error::msg)?;
     p.check_supported()?;
     Ok(p)
-}
-
-/// Find an executable on `PATH`.
-pub fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| is_executable(p))
-}
-
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 pub fn host_is_linux_x86_64() -> bool {
@@ -205,7 +194,7 @@ pub fn host_can_run(p: Platform) -> Result<()> {
         Platform::Linuxu => bail!("linuxu images need a Linux x86_64 host"),
         Platform::Solo5 => find_tender(None).and_then(|_| check_kvm_for_solo5()),
         // Only a real dom0 counts here: the test bed is asked for explicitly.
-        Platform::Xen => crate::run::xen::host_mode(false).map(|_| ()),
+        Platform::Xen => crate::xenhost::host_mode(false).map(|_| ()),
         other => other.check_supported(),
     }
 }
@@ -280,7 +269,7 @@ fn describe(p: Platform) -> (bool, String) {
                 Err(why) => (false, format!("{} found, but Firecracker needs KVM: {why}", path.display())),
             },
         },
-        Platform::Xen => crate::run::xen::describe(),
+        Platform::Xen => crate::xenhost::describe(),
         Platform::Solo5 => {
             let upstream = match which(SOLO5_HVT) {
                 Some(p) => format!("; upstream {SOLO5_HVT} at {} (--tender {SOLO5_HVT})", p.display()),

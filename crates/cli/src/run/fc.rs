@@ -31,20 +31,17 @@
 //!   with exit status 0 (`FcExitCode::Ok`, src/vmm/src/lib.rs); 152 is a bad
 //!   configuration, 153 bad arguments, 1 a generic error.
 
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicI32, Ordering};
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use crate::console::{GuestExit, MarkerFilter};
 use crate::memory::Memory;
 use crate::platform::FIRECRACKER;
-use crate::symbols::Annotator;
 
 use super::netns::Netns;
+use super::supervisor::{self, End, Outcome, RunDir, Runner, Verdict};
 
 /// Everything one Firecracker run needs.
 pub struct Config<'a> {
@@ -116,12 +113,6 @@ pub fn check_cpus(n: u8) -> Result<()> {
     Ok(())
 }
 
-/// A locally administered, unicast MAC address derived from `seed`.
-pub fn guest_mac(seed: u32) -> String {
-    let b = seed.to_be_bytes();
-    format!("06:00:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3])
-}
-
 fn path_string(p: &Path) -> String {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string()
 }
@@ -171,147 +162,132 @@ pub fn argv(config: &Path, log: &Path) -> Vec<std::ffi::OsString> {
     ]
 }
 
-/// How Firecracker ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum End {
-    Exited(i32),
-    Signaled(i32),
-}
-
-/// Our exit code and the lines for stderr. Without a marker, Firecracker's
-/// own status says nothing about the app, so that is a failure.
-pub fn verdict(marker: Option<&GuestExit>, end: End) -> (u8, Vec<String>) {
-    if let Some(m) = marker {
-        let code = (m.code & 0xff) as u8;
-        let lines = m.reason.iter().map(|r| format!("unikit: guest {r} (exit code {code})")).collect();
-        return (code, lines);
-    }
-    let why = match end {
+/// Without a marker, Firecracker's own status says nothing about the app,
+/// so that is a failure; its stderr and log say why.
+pub fn unmarked(o: &Outcome) -> Verdict {
+    let why = match o.end {
         End::Exited(0) => "the guest reset the machine".to_string(),
         End::Exited(152) => "firecracker exit status 152: bad configuration".to_string(),
         End::Exited(153) => "firecracker exit status 153: bad arguments".to_string(),
+        End::Exited(s) if !o.stderr.is_empty() => return supervisor::vmm_failed(FIRECRACKER, s, o),
         End::Exited(s) => format!("firecracker exit status {s}"),
-        End::Signaled(sig) => {
-            return (
-                (128 + sig).clamp(0, 255) as u8,
-                vec![format!("error: {FIRECRACKER} was killed by {}", super::signal_name(sig))],
-            );
-        }
+        End::Signaled(sig) => format!("{FIRECRACKER} was killed by {}", super::signal_name(sig)),
     };
-    (crate::error::EXIT_TOOL_FAILURE, vec![format!("error: guest stopped without reporting an exit code ({why})")])
-}
-
-static CHILD: AtomicI32 = AtomicI32::new(0);
-/// The last signal passed on (0: none).
-static LAST_SIGNAL: AtomicI32 = AtomicI32::new(0);
-
-extern "C" fn pass_on(sig: libc::c_int) {
-    LAST_SIGNAL.store(sig, Ordering::Relaxed);
-    let pid = CHILD.load(Ordering::Relaxed);
-    if pid > 0 {
-        // SAFETY: kill(2) is async-signal-safe and takes no pointers.
-        #[allow(unsafe_code)]
-        unsafe {
-            libc::kill(pid, sig);
-        }
+    Verdict {
+        code: crate::error::EXIT_TOOL_FAILURE,
+        lines: vec![format!("error: guest stopped without reporting an exit code ({why})")],
     }
 }
 
-/// SIGINT, SIGTERM and SIGHUP to `unikit` go to Firecracker instead, so that
-/// the run ends through the normal path and removes what it made (network
-/// namespace, run folder). Handlers are reset by exec: Firecracker itself
-/// keeps the default actions.
-#[allow(unsafe_code)]
-pub(super) fn forward_signals(pid: u32) {
-    CHILD.store(i32::try_from(pid).unwrap_or(0), Ordering::Relaxed);
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        // SAFETY: installs an async-signal-safe handler (an atomic load and
-        // kill(2)); no other code of unikit installs handlers for these.
-        unsafe {
-            libc::signal(sig, pass_on as extern "C" fn(libc::c_int) as libc::sighandler_t);
-        }
+/// The fc platform's side of `unikit run`.
+pub struct Plan {
+    firecracker: PathBuf,
+    cpus: u8,
+    publish: Vec<(u16, u16)>,
+    ns_ip: Option<PathBuf>,
+}
+
+impl Plan {
+    pub fn new(opts: &super::Options, devices: &mut crate::devices::Devices, memory: Memory) -> Result<Plan> {
+        let publish = super::netns::tap_only("fc", devices)?;
+        devices.check()?;
+        // Check the host before spending time on a build.
+        let firecracker = crate::platform::find_firecracker(opts.firecracker.as_deref())?;
+        crate::platform::check_kvm_for_firecracker()?;
+        let cpus = opts.cpus.unwrap_or(1);
+        check_cpus(cpus)?;
+        let ns_ip = if publish.is_empty() { None } else { Some(super::netns::check_host("fc")?) };
+        super::check_host_memory(memory, super::host_memory())?;
+        Ok(Plan { firecracker, cpus, publish, ns_ip })
     }
 }
 
-/// The signal [`forward_signals`] last passed on, if any (a run that was
-/// interrupted reports that rather than a guest failure). With pid 0,
-/// `forward_signals` only records signals.
-pub(super) fn forwarded_signal() -> Option<i32> {
-    Some(LAST_SIGNAL.load(Ordering::Relaxed)).filter(|&s| s != 0)
-}
-
-/// The run's private folder (config, log), removed when the run succeeds.
-struct RunDir(PathBuf, bool);
-
-impl Drop for RunDir {
-    fn drop(&mut self) {
-        if !self.1 {
-            let _ = std::fs::remove_dir_all(&self.0);
+impl super::Plan for Plan {
+    fn boot(self: Box<Self>, run: &super::Boot, annotator: &mut crate::symbols::Annotator) -> Result<u8> {
+        let memory = run.memory;
+        super::check_memory(run.image, memory)?;
+        super::check_initrd(run.image, run.initrd, memory)?;
+        let (mib, rounded) = mem_size_mib(memory);
+        if rounded {
+            crate::error::warn(format!("Firecracker sizes memory in whole MiB: -m {memory} is rounded up to {mib}M"));
         }
+        let ns = super::publish_namespace(self.ns_ip, &self.publish)?;
+        let cfg = Config {
+            image: run.image,
+            memory,
+            cpus: self.cpus,
+            cmdline: run.cmdline,
+            initrd: run.initrd,
+            disks: &run.devices.disks,
+            tap: super::tap_for(ns.as_ref(), run.devices),
+            mac: supervisor::guest_mac(std::process::id()),
+        };
+        supervisor::run(&mut Firecracker::new(&self.firecracker, cfg, ns.as_ref())?, annotator)
     }
 }
 
-/// Boot the image under Firecracker (inside `netns` when given).
-pub fn run(firecracker: &Path, cfg: &Config, netns: Option<&Netns>, annotator: &mut Annotator) -> Result<u8> {
-    let dir = std::env::temp_dir().join(format!("unikit-fc-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut run_dir = RunDir(dir.clone(), false);
-    let config = dir.join("config.json");
-    let log = dir.join("firecracker.log");
-    let json = serde_json::to_string_pretty(&vm_config(cfg)).context("cannot encode the Firecracker config")?;
-    std::fs::write(&config, json).with_context(|| format!("cannot write {}", config.display()))?;
+/// The fc runner: a JSON config in the run folder, `firecracker --no-api`.
+pub struct Firecracker<'a> {
+    pub firecracker: &'a Path,
+    pub cfg: Config<'a>,
+    /// The run's namespace for `-p`, which Firecracker runs in.
+    pub netns: Option<&'a Netns>,
+    dir: RunDir,
+}
 
-    let mut cmd = match netns {
-        Some(ns) => {
-            let mut c = Command::new(super::netns::ip_command()?);
-            c.args(["netns", "exec", ns.name()]).arg(firecracker);
-            c
-        }
-        None => Command::new(firecracker),
-    };
-    let mut child = cmd
-        .args(argv(&config, &log))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("cannot start {}", firecracker.display()))?;
-    forward_signals(child.id());
-    let console = child.stdout.take().context("no pipe for Firecracker's output")?;
-    let mut filter = MarkerFilter::new();
-    super::stream(console, Some(&mut filter), annotator);
-    let status = child.wait().context("waiting for Firecracker")?;
-    let end = match (status.code(), status.signal()) {
-        (Some(c), _) => End::Exited(c),
-        (None, Some(s)) => End::Signaled(s),
-        (None, None) => End::Exited(-1),
-    };
-    let (code, lines) = verdict(filter.exit(), end);
-    for line in &lines {
-        eprintln!("{line}");
+impl<'a> Firecracker<'a> {
+    pub fn new(firecracker: &'a Path, cfg: Config<'a>, netns: Option<&'a Netns>) -> Result<Self> {
+        Ok(Firecracker { firecracker, cfg, netns, dir: RunDir::create("fc")? })
     }
-    // A killed run has nothing to investigate; otherwise keep the evidence.
-    if filter.exit().is_none() && matches!(end, End::Exited(_)) {
+}
+
+impl Runner for Firecracker<'_> {
+    fn vmm(&self) -> String {
+        FIRECRACKER.to_string()
+    }
+
+    fn command(&mut self) -> Result<Command> {
+        let config = self.dir.path().join("config.json");
+        let log = self.dir.path().join("firecracker.log");
+        let json =
+            serde_json::to_string_pretty(&vm_config(&self.cfg)).context("cannot encode the Firecracker config")?;
+        std::fs::write(&config, json).with_context(|| format!("cannot write {}", config.display()))?;
+        let mut c = match self.netns {
+            Some(ns) => ns.command(self.firecracker),
+            None => Command::new(self.firecracker),
+        };
+        c.args(argv(&config, &log)).stdin(Stdio::null());
+        Ok(c)
+    }
+
+    fn unmarked(&mut self, o: &Outcome) -> Verdict {
+        let mut v = unmarked(o);
+        if o.interrupted.is_some() {
+            return v;
+        }
         // Keep the evidence and show Firecracker's own words.
-        run_dir.1 = true;
+        self.dir.keep();
+        let log = self.dir.path().join("firecracker.log");
         if let Ok(text) = std::fs::read_to_string(&log) {
             let tail: Vec<&str> = text.lines().rev().take(20).collect();
             if !tail.is_empty() {
-                eprintln!("Firecracker's log ({}):", log.display());
-                for l in tail.iter().rev() {
-                    eprintln!("  {l}");
-                }
+                v.lines.push(format!("Firecracker's log ({}):", log.display()));
+                v.lines.extend(tail.iter().rev().map(|l| format!("  {l}")));
             }
         }
-        eprintln!("unikit: the Firecracker config is kept in {}", config.display());
+        v.lines.push(format!(
+            "unikit: the Firecracker config is kept in {}",
+            self.dir.path().join("config.json").display()
+        ));
+        v
     }
-    Ok(code)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::console::GuestExit;
+    use crate::run::supervisor::guest_mac;
     use serde_json::Value;
 
     fn typical<'a>(disks: &'a [PathBuf]) -> Config<'a> {
@@ -400,15 +376,6 @@ mod tests {
     }
 
     #[test]
-    fn mac_is_local_unicast() {
-        let m = guest_mac(0xdead_beef);
-        assert_eq!(m, "06:00:de:ad:be:ef");
-        let first = u8::from_str_radix(&m[..2], 16).unwrap();
-        assert_eq!(first & 1, 0, "unicast");
-        assert_eq!(first & 2, 2, "locally administered");
-    }
-
-    #[test]
     fn arguments() {
         let a: Vec<String> = argv(Path::new("/r/config.json"), Path::new("/r/fc.log"))
             .into_iter()
@@ -419,18 +386,28 @@ mod tests {
 
     #[test]
     fn exit_decoding() {
+        let o = |marker, end, stderr: &[&str]| Outcome {
+            marker,
+            end,
+            stderr: stderr.iter().map(|s| s.to_string()).collect(),
+            interrupted: None,
+        };
+        let mut r = Firecracker::new(Path::new("firecracker"), typical(&[]), None).unwrap();
         let m = GuestExit { code: 3, reason: None };
-        assert_eq!(verdict(Some(&m), End::Exited(0)), (3, vec![]));
+        assert_eq!(supervisor::verdict(&mut r, &o(Some(m), End::Exited(0), &[])), Verdict { code: 3, lines: vec![] });
         let p = GuestExit { code: 101, reason: Some("panic".into()) };
-        assert_eq!(verdict(Some(&p), End::Exited(0)), (101, vec!["unikit: guest panic (exit code 101)".to_string()]));
-        let (c, l) = verdict(None, End::Exited(0));
-        assert_eq!(c, 125);
-        assert_eq!(l, ["error: guest stopped without reporting an exit code (the guest reset the machine)"]);
-        let (c, l) = verdict(None, End::Exited(152));
-        assert_eq!(c, 125);
-        assert!(l[0].contains("bad configuration"), "{l:?}");
-        let (c, l) = verdict(None, End::Signaled(9));
-        assert_eq!(c, 137);
-        assert_eq!(l, ["error: firecracker was killed by signal 9, SIGKILL"]);
+        let v = supervisor::verdict(&mut r, &o(Some(p), End::Exited(0), &[]));
+        assert_eq!((v.code, v.lines), (101, vec!["unikit: guest panic (exit code 101)".to_string()]));
+        let v = unmarked(&o(None, End::Exited(0), &[]));
+        assert_eq!(v.code, 125);
+        assert_eq!(v.lines, ["error: guest stopped without reporting an exit code (the guest reset the machine)"]);
+        let v = unmarked(&o(None, End::Exited(152), &[]));
+        assert_eq!(v.code, 125);
+        assert!(v.lines[0].contains("bad configuration"), "{v:?}");
+        let v = supervisor::verdict(&mut r, &o(None, End::Signaled(9), &[]));
+        assert_eq!(v.code, 137);
+        assert_eq!(v.lines, ["error: firecracker was killed by signal 9, SIGKILL"]);
+        let v = unmarked(&o(None, End::Exited(1), &["Error creating the tap: Resource busy"]));
+        assert!(v.lines[0].starts_with("error: firecracker could not run the guest (exit status 1): "), "{v:?}");
     }
 }

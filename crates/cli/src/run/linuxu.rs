@@ -1,14 +1,14 @@
 //! Running a linuxu image: it is a static Linux ELF, run as a process.
 
 use std::collections::BTreeMap;
-use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::memory::Memory;
-use crate::symbols::Annotator;
+
+use super::supervisor::{End, Outcome, Runner, Verdict};
 
 /// What the platform attaches, passed through `UNIKIT_*` variables.
 pub struct Devices<'a> {
@@ -40,33 +40,84 @@ pub fn environment(
     vars
 }
 
-/// Run the image as a process; its stdout (the console) goes to ours with
-/// backtraces annotated, its stdin and stderr are ours.
-pub fn run(
-    image: &Path,
-    args: &[String],
-    env: &BTreeMap<String, String>,
-    memory: Memory,
-    kernel_args: &[String],
-    dev: &Devices,
-    annotator: &mut Annotator,
-) -> Result<u8> {
-    let mut child = Command::new(image)
-        .args(args)
-        .envs(environment(env, memory, kernel_args, dev))
-        .stdout(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("cannot run {}", image.display()))?;
-    if let Some(console) = child.stdout.take() {
-        super::stream(console, None, annotator);
+/// The linuxu platform's side of `unikit run`.
+pub struct Plan;
+
+impl Plan {
+    pub fn new(devices: &mut crate::devices::Devices, memory: Memory) -> Result<Plan> {
+        use crate::devices::Net;
+        if !devices.publish.is_empty() || devices.net == Some(Net::User) {
+            anyhow::bail!("linuxu has no user-mode network to forward ports through; use --net tap:NAME (and --ip)");
+        }
+        if devices.disks.len() > 1 {
+            anyhow::bail!("linuxu attaches one --disk (got {})", devices.disks.len());
+        }
+        // (A --net tap: that is no tap is reported by the guest itself, which
+        // runs on without a network device.)
+        devices.check()?;
+        crate::platform::host_can_run(crate::platform::Platform::Linuxu)?;
+        super::check_host_memory(memory, super::host_memory())?;
+        Ok(Plan)
     }
-    let status = child.wait().with_context(|| format!("waiting for {}", image.display()))?;
-    if let Some(code) = status.code() {
-        return Ok((code & 0xff) as u8);
+}
+
+impl super::Plan for Plan {
+    fn boot(self: Box<Self>, run: &super::Boot, annotator: &mut crate::symbols::Annotator) -> Result<u8> {
+        let mut r = Linuxu {
+            image: run.image,
+            args: run.args,
+            env: run.env,
+            memory: run.memory,
+            kernel_args: run.kernel_args,
+            dev: Devices { devices: run.devices, initrd: run.initrd },
+        };
+        super::supervisor::run(&mut r, annotator)
     }
-    let sig = status.signal().unwrap_or(0);
-    eprintln!("unikit: guest killed by {}", super::signal_name(sig));
-    Ok((128 + sig).clamp(0, 255) as u8)
+}
+
+/// The linuxu runner: the image is the process. Its stdout (the console)
+/// goes to ours with backtraces annotated; its stdin and stderr are ours.
+pub struct Linuxu<'a> {
+    pub image: &'a Path,
+    pub args: &'a [String],
+    pub env: &'a BTreeMap<String, String>,
+    pub memory: Memory,
+    pub kernel_args: &'a [String],
+    pub dev: Devices<'a>,
+}
+
+impl Runner for Linuxu<'_> {
+    fn vmm(&self) -> String {
+        self.image.display().to_string()
+    }
+
+    fn command(&mut self) -> Result<Command> {
+        let mut c = Command::new(self.image);
+        c.args(self.args).envs(environment(self.env, self.memory, self.kernel_args, &self.dev));
+        Ok(c)
+    }
+
+    fn marker(&self) -> bool {
+        false
+    }
+
+    fn capture_stderr(&self) -> bool {
+        false
+    }
+
+    fn killed(&mut self, sig: i32) -> Verdict {
+        Verdict {
+            code: (128 + sig).clamp(0, 255) as u8,
+            lines: vec![format!("unikit: guest killed by {}", super::signal_name(sig))],
+        }
+    }
+
+    fn unmarked(&mut self, o: &Outcome) -> Verdict {
+        match o.end {
+            End::Exited(code) => Verdict { code: (code & 0xff) as u8, lines: vec![] },
+            End::Signaled(sig) => self.killed(sig),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -4,23 +4,43 @@ mod fc;
 mod linuxu;
 mod netns;
 mod qemu;
+mod reaper;
 mod solo5;
+pub(crate) mod supervisor;
 pub(crate) mod xen;
 
-use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 
 use crate::build::{self, Project};
 use crate::cmdline;
-use crate::console::MarkerFilter;
 use crate::devices::{Devices, Net};
 use crate::manifest::Manifest;
 use crate::memory::Memory;
 use crate::platform::{self, Platform, target_name};
 use crate::symbols::{Annotator, Symbols};
-use crate::{Accel, Firmware, Machine};
+
+/// QEMU's machine type (`--machine`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Machine {
+    Q35,
+    Microvm,
+}
+
+/// QEMU's firmware (`--firmware`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Firmware {
+    Qboot,
+    Seabios,
+}
+
+/// QEMU's accelerator (`--accel`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
 
 pub struct Options {
     pub dir: PathBuf,
@@ -40,6 +60,72 @@ pub struct Options {
     pub args: Option<Vec<String>>,
 }
 
+/// One platform's side of `unikit run`. Made before the build: making it
+/// checks the options the platform takes (and refuses the network and
+/// device options it cannot honour), and the host (VMM, KVM, rights), so
+/// that a bad run fails before time goes into a build.
+pub trait Plan {
+    /// The devices a solo5 image declares in its Solo5 manifest.
+    fn solo5_devices(&self, _devices: &Devices) -> Vec<String> {
+        Vec::new()
+    }
+    /// Boot the built image; returns our exit code.
+    fn boot(self: Box<Self>, run: &Boot, annotator: &mut Annotator) -> Result<u8>;
+}
+
+/// What every platform boots.
+pub struct Boot<'a> {
+    pub image: &'a Path,
+    pub name: &'a str,
+    pub memory: Memory,
+    /// The guest's whole command line.
+    pub cmdline: &'a str,
+    /// Its parts (linuxu passes them as argv and environment).
+    pub args: &'a [String],
+    pub kernel_args: &'a [String],
+    pub env: &'a std::collections::BTreeMap<String, String>,
+    pub devices: &'a Devices,
+    pub initrd: Option<&'a Path>,
+}
+
+/// The options only one platform takes; any other refuses them.
+fn check_flags(opts: &Options, plat: Platform) -> Result<()> {
+    let flags: [(bool, &str, Platform); 8] = [
+        (opts.accel.is_some(), "--accel", Platform::Qemu),
+        (opts.firmware.is_some(), "--firmware", Platform::Qemu),
+        (opts.machine.is_some(), "--machine", Platform::Qemu),
+        (opts.cpus.is_some(), "--cpus", Platform::Fc),
+        (opts.firecracker.is_some(), "--firecracker", Platform::Fc),
+        (opts.tender.is_some(), "--tender", Platform::Solo5),
+        (opts.xen_testbed, "--xen-testbed", Platform::Xen),
+        (opts.xen_type.is_some(), "--xen-type", Platform::Xen),
+    ];
+    for (given, flag, owner) in flags {
+        if given && owner != plat {
+            if flag == "--cpus" {
+                bail!("--cpus only applies to the fc platform (the {plat} guest gets one CPU)");
+            }
+            bail!("{flag} only applies to the {owner} platform, not {plat}");
+        }
+    }
+    Ok(())
+}
+
+/// The platform to run: `--plat`, or implied by a platform's own flag, or
+/// the first target of the manifest this host can run.
+fn select(opts: &Options, manifest: &Manifest) -> Result<Platform> {
+    match opts.plat.as_deref() {
+        Some(p) => build::selected(manifest, p),
+        // `--firecracker PATH` alone means `--plat fc`.
+        None if opts.firecracker.is_some() => build::selected(manifest, "fc"),
+        // `--tender T` alone means `--plat solo5`.
+        None if opts.tender.is_some() => build::selected(manifest, "solo5"),
+        // `--xen-testbed` alone means `--plat xen`.
+        None if opts.xen_testbed => build::selected(manifest, "xen"),
+        None => pick(manifest),
+    }
+}
+
 /// Returns the process exit code.
 pub fn command(opts: Options) -> Result<u8> {
     // A bad --plat is reported before anything about the project.
@@ -47,162 +133,22 @@ pub fn command(opts: Options) -> Result<u8> {
         platform::parse_supported(p)?;
     }
     let manifest = Manifest::load(&opts.dir)?;
-    let plat = match opts.plat.as_deref() {
-        Some(p) => build::selected(&manifest, p)?,
-        // `--firecracker PATH` alone means `--plat fc`.
-        None if opts.firecracker.is_some() => build::selected(&manifest, "fc")?,
-        // `--tender T` alone means `--plat solo5`.
-        None if opts.tender.is_some() => build::selected(&manifest, "solo5")?,
-        // `--xen-testbed` alone means `--plat xen`.
-        None if opts.xen_testbed => build::selected(&manifest, "xen")?,
-        None => pick(&manifest)?,
-    };
-    if opts.accel.is_some() && plat != Platform::Qemu {
-        bail!("--accel only applies to the qemu platform, not {plat}");
-    }
-    if opts.firmware.is_some() && plat != Platform::Qemu {
-        bail!("--firmware only applies to the qemu platform, not {plat}");
-    }
-    if opts.machine.is_some() && plat != Platform::Qemu {
-        bail!("--machine only applies to the qemu platform, not {plat}");
-    }
-    if opts.cpus.is_some() && plat != Platform::Fc {
-        bail!("--cpus only applies to the fc platform (the {plat} guest gets one CPU)");
-    }
-    if opts.firecracker.is_some() && plat != Platform::Fc {
-        bail!("--firecracker only applies to the fc platform, not {plat}");
-    }
-    if opts.tender.is_some() && plat != Platform::Solo5 {
-        bail!("--tender only applies to the solo5 platform, not {plat}");
-    }
-    if opts.xen_testbed && plat != Platform::Xen {
-        bail!("--xen-testbed only applies to the xen platform, not {plat}");
-    }
-    if opts.xen_type.is_some() && plat != Platform::Xen {
-        bail!("--xen-type only applies to the xen platform, not {plat}");
-    }
+    let plat = select(&opts, &manifest)?;
+    check_flags(&opts, plat)?;
+    let memory = opts.memory.unwrap_or(manifest.memory);
     let mut devices = opts.devices.clone();
-    // Xen: decided before anything is built; -p and --ip become the guest's vif.
-    let xen_mode = match plat {
-        Platform::Xen => Some(xen::host_mode(opts.xen_testbed)?),
-        _ => None,
-    };
-    let mut xen_publish = Vec::new();
-    let mut xen_net = false;
-    if let Some(mode) = &xen_mode {
-        if devices.net.is_some() {
-            return Err(crate::error::hinted(
-                "--net does not apply to xen: the guest's network interface is a Xen vif on the bridge xenbr0",
-                "use -p HOST:GUEST with --xen-testbed, or --ip ADDR/PREFIX[:GW] on a dom0 whose bridge xenbr0 reaches that network",
-            ));
+    let plan: Box<dyn Plan> = match plat {
+        Platform::Qemu => Box::new(qemu::Plan::new(&opts, &mut devices, memory)?),
+        Platform::Fc => Box::new(fc::Plan::new(&opts, &mut devices, memory)?),
+        Platform::Solo5 => Box::new(solo5::Plan::new(&opts, &mut devices, memory)?),
+        Platform::Xen => Box::new(xen::Plan::new(&opts, &mut devices)?),
+        Platform::Linuxu => Box::new(linuxu::Plan::new(&mut devices, memory)?),
+        other => {
+            platform::host_can_run(other)?;
+            bail!("unikit cannot run {other} images yet")
         }
-        if !devices.publish.is_empty() {
-            if *mode != xen::Mode::Testbed {
-                return Err(crate::error::hinted(
-                    "-p is not available on a Xen dom0: the guest sits on the bridge xenbr0, not behind a user-mode network",
-                    "give it an address with --ip ADDR/PREFIX[:GW] and reach it there, or use --xen-testbed, where -p works",
-                ));
-            }
-            match devices.ip.as_deref() {
-                None => devices.ip = Some(xen::TESTBED_GUEST_IP.into()),
-                Some(xen::TESTBED_GUEST_IP) => {}
-                Some(other) => bail!(
-                    "--ip {other}: with -p in the Xen test bed the guest is {} (leave --ip out)",
-                    xen::TESTBED_GUEST_IP
-                ),
-            }
-            xen_publish = std::mem::take(&mut devices.publish);
-        }
-        xen_net = devices.ip.is_some();
-    }
-    // -p on fc and solo5: a tap in a network namespace owned by the run (see netns.rs).
-    let mut fc_publish = Vec::new();
-    if plat == Platform::Fc || plat == Platform::Solo5 {
-        if devices.net == Some(Net::User) {
-            let who = if plat == Platform::Fc { "Firecracker" } else { "Solo5 (hvt)" };
-            return Err(crate::error::hinted(
-                format!("--net user is QEMU's user-mode network; {who} has none"),
-                "use -p HOST:GUEST (unikit then makes a tap in a private network namespace) or --net tap:NAME",
-            ));
-        }
-        if !devices.publish.is_empty() {
-            if let Some(Net::Tap(_)) = devices.net {
-                bail!(
-                    "-p on {plat} makes its own tap in a private network namespace; with --net tap:NAME, reach the guest at its own address"
-                );
-            }
-            match devices.ip.as_deref() {
-                None => devices.ip = Some(netns::GUEST_IP.into()),
-                Some(netns::GUEST_IP) => {}
-                Some(other) => {
-                    bail!("--ip {other}: with -p on {plat} the guest is {} (leave --ip out)", netns::GUEST_IP)
-                }
-            }
-            fc_publish = std::mem::take(&mut devices.publish);
-        }
-        if let Some(Net::Tap(name)) = &devices.net
-            && !std::path::Path::new("/sys/class/net").join(name).exists()
-        {
-            return Err(crate::error::hinted(
-                format!("--net tap:{name}: there is no network interface '{name}' on this host"),
-                format!(
-                    "create it first, e.g. `sudo ip tuntap add dev {name} mode tap user $USER && sudo ip link set {name} up`, or use -p HOST:GUEST as root"
-                ),
-            ));
-        }
-    }
-    if plat == Platform::Solo5 && devices.rootfs.is_some() {
-        return Err(crate::error::hinted(
-            "--rootfs is not available on solo5: the hvt ABI has no initrd",
-            "put the files on a disk image (--disk) or run on qemu, fc or linuxu",
-        ));
-    }
-    if plat == Platform::Linuxu {
-        if !devices.publish.is_empty() || devices.net == Some(Net::User) {
-            bail!("linuxu has no user-mode network to forward ports through; use --net tap:NAME (and --ip)");
-        }
-        if devices.disks.len() > 1 {
-            bail!("linuxu attaches one --disk (got {})", devices.disks.len());
-        }
-    }
-    devices.check()?;
-    let qboot = std::path::Path::new(platform::QBOOT_ROM);
-    let bios = match opts.firmware {
-        Some(Firmware::Qboot) if !qboot.is_file() => {
-            bail!("--firmware qboot: {} not found (install the qemu-system-data package)", qboot.display())
-        }
-        Some(Firmware::Seabios) => None,
-        _ => qboot.is_file().then_some(qboot),
-    };
-    // Check the host before spending time on a build.
-    let firecracker = match plat {
-        Platform::Fc => {
-            let path = platform::find_firecracker(opts.firecracker.as_deref())?;
-            platform::check_kvm_for_firecracker()?;
-            fc::check_cpus(opts.cpus.unwrap_or(1))?;
-            Some(path)
-        }
-        _ => None,
-    };
-    let tender = match plat {
-        Platform::Solo5 => {
-            let path = platform::find_tender(opts.tender.as_deref())?;
-            platform::check_kvm_for_solo5()?;
-            Some(path)
-        }
-        Platform::Fc | Platform::Xen => None,
-        _ => {
-            platform::host_can_run(plat)?;
-            None
-        }
-    };
-    let ns_ip = if fc_publish.is_empty() { None } else { Some(netns::check_host(plat.name())?) };
-    let qemu = match plat {
-        Platform::Qemu => Some((platform::find_qemu()?, qemu::choose_accel(opts.accel, platform::probe_kvm())?)),
-        _ => None,
     };
 
-    let memory = opts.memory.unwrap_or(manifest.memory);
     let args = opts.args.clone().unwrap_or_else(|| manifest.args.clone());
     let mut kernel_args = manifest.kernel_args.clone();
     kernel_args.extend(devices.kernel_args());
@@ -212,12 +158,7 @@ pub fn command(opts: Options) -> Result<u8> {
     let line = cmdline::build(&kernel_args, &manifest.env, &args)?;
 
     let project = Project::find(&opts.dir)?;
-    // A solo5 image declares its devices in its Solo5 manifest: the ones this run attaches.
-    let solo5_devices = match plat {
-        Platform::Solo5 => solo5::devices_for(&devices, ns_ip.is_some()),
-        _ => Vec::new(),
-    };
-    let image = build::build(&opts.dir, &project, &manifest, plat, &solo5_devices, opts.quiet)?;
+    let image = build::build(&opts.dir, &project, &manifest, plat, &plan.solo5_devices(&devices), opts.quiet)?;
     if !opts.quiet {
         eprintln!("{}", image.describe());
     }
@@ -229,138 +170,30 @@ pub fn command(opts: Options) -> Result<u8> {
         }
     };
     let mut annotator = Annotator::new(symbols);
-    let initrd = devices.initrd(&opts.dir.join("build"), &manifest.name)?;
-
-    if let Some(tender_path) = tender {
-        let (mib, rounded) = solo5::mem_mib(memory);
-        if rounded {
-            crate::error::warn(format!(
-                "the hvt tender sizes memory in 2 MiB steps: -m {memory} is rounded up to {mib}M"
-            ));
-        }
-        check_memory(&image.path, Memory::parse(&format!("{mib}M")).unwrap_or(memory))?;
-        let ns = publish_namespace(ns_ip, &fc_publish)?;
-        let tap = tap_for(ns.as_ref(), &devices);
-        let cfg = solo5::Config {
-            image: &image.path,
-            memory,
-            cmdline: &line,
-            disks: &devices.disks,
-            tap,
-            mac: fc::guest_mac(std::process::id()),
-        };
-        return solo5::run(&tender_path, &cfg, ns.as_ref(), &mut annotator);
-    }
-    if let Some(mode) = xen_mode {
-        check_memory(&image.path, memory)?;
-        let cfg = xen::RunConfig {
-            image: &image.path,
-            name: &manifest.name,
-            memory,
-            cmdline: &line,
-            guest_type: opts.xen_type.unwrap_or(xen::GuestType::Pv),
-            rootfs: initrd.as_deref(),
-            publish: &xen_publish,
-            net: xen_net,
-            disks: &devices.disks,
-        };
-        return xen::run(&mode, &cfg, &mut annotator);
-    }
-    if let Some(fc_path) = firecracker {
-        check_memory(&image.path, memory)?;
-        let (mib, rounded) = fc::mem_size_mib(memory);
-        if rounded {
-            crate::error::warn(format!("Firecracker sizes memory in whole MiB: -m {memory} is rounded up to {mib}M"));
-        }
-        let ns = publish_namespace(ns_ip, &fc_publish)?;
-        let tap = tap_for(ns.as_ref(), &devices);
-        let cfg = fc::Config {
-            image: &image.path,
-            memory,
-            cpus: opts.cpus.unwrap_or(1),
-            cmdline: &line,
-            initrd: initrd.as_deref(),
-            disks: &devices.disks,
-            tap,
-            mac: fc::guest_mac(std::process::id()),
-        };
-        return fc::run(&fc_path, &cfg, ns.as_ref(), &mut annotator);
-    }
-    match qemu {
-        Some((qemu_path, (accel, warning))) => {
-            check_memory(&image.path, memory)?;
-            if let Some(w) = warning {
-                crate::error::warn(w);
-            }
-            let cfg = qemu::Config {
-                image: &image.path,
-                memory,
-                cmdline: &line,
-                accel,
-                bios,
-                machine: opts.machine.unwrap_or(Machine::Q35),
-                devices: &devices,
-                initrd: initrd.as_deref(),
-            };
-            qemu::run(&qemu_path, &cfg, &mut annotator)
-        }
-        None => linuxu::run(
-            &image.path,
-            &args,
-            &manifest.env,
-            memory,
-            &kernel_args,
-            &linuxu::Devices { devices: &devices, initrd: initrd.as_deref() },
-            &mut annotator,
-        ),
-    }
+    let initrd = devices.initrd(&opts.dir.join("build"), &manifest.name, memory.bytes())?;
+    let run = Boot {
+        image: &image.path,
+        name: &manifest.name,
+        memory,
+        cmdline: &line,
+        args: &args,
+        kernel_args: &kernel_args,
+        env: &manifest.env,
+        devices: &devices,
+        initrd: initrd.as_deref(),
+    };
+    plan.boot(&run, &mut annotator)
 }
 
-/// Copy the guest console to our stdout as it arrives, through the exit
-/// marker filter (VM consoles) and the backtrace annotator. If our stdout is
-/// gone, keep draining the guest anyway so that it is never blocked.
-fn stream(mut console: impl Read, mut marker: Option<&mut MarkerFilter>, annotator: &mut Annotator) {
-    let mut buf = vec![0u8; 8192];
-    let mut filtered = Vec::with_capacity(8192);
-    let mut out = Vec::with_capacity(8192);
-    let stdout = std::io::stdout();
-    loop {
-        let n = match console.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
-        };
-        match marker.as_deref_mut() {
-            Some(m) => {
-                m.feed(&buf[..n], &mut filtered);
-                annotator.feed(&filtered, &mut out);
-                filtered.clear();
-            }
-            None => annotator.feed(&buf[..n], &mut out),
-        }
-        show(&stdout, &mut out);
-    }
-    if let Some(m) = marker {
-        m.finish(&mut filtered);
-        annotator.feed(&filtered, &mut out);
-    }
-    annotator.finish(&mut out);
-    show(&stdout, &mut out);
-}
-
-/// Write console bytes now, ignoring errors (see [`stream`]).
-fn show(stdout: &std::io::Stdout, out: &mut Vec<u8>) {
-    if !out.is_empty() {
-        let mut lock = stdout.lock();
-        let _ = lock.write_all(out).and_then(|()| lock.flush());
-        out.clear();
-    }
-}
+pub use netns::reap as reap_netns;
+pub use xen::reap as reap_xen;
 
 /// For the tap-only platforms (fc, solo5): the network namespace that
 /// carries `-p` forwards, when there are any.
-fn publish_namespace(ns_ip: Option<std::path::PathBuf>, publish: &[(u16, u16)]) -> Result<Option<netns::Netns>> {
+pub(crate) fn publish_namespace(
+    ns_ip: Option<std::path::PathBuf>,
+    publish: &[(u16, u16)],
+) -> Result<Option<netns::Netns>> {
     let Some(ip) = ns_ip else { return Ok(None) };
     let ns = netns::Netns::create(ip)?;
     for &(host, guest) in publish {
@@ -370,7 +203,7 @@ fn publish_namespace(ns_ip: Option<std::path::PathBuf>, publish: &[(u16, u16)]) 
 }
 
 /// The tap the VMM attaches: the run's own namespace tap, or the user's.
-fn tap_for<'a>(ns: Option<&netns::Netns>, devices: &'a Devices) -> Option<&'a str> {
+pub(crate) fn tap_for<'a>(ns: Option<&netns::Netns>, devices: &'a Devices) -> Option<&'a str> {
     match (ns, &devices.net) {
         (Some(_), _) => Some(netns::TAP),
         (None, Some(Net::Tap(name))) => Some(name.as_str()),
@@ -384,7 +217,7 @@ const MIN_HEADROOM: u64 = 256 << 10;
 
 /// Refuses a memory size the image cannot boot in (QEMU would load the
 /// kernel past the end of RAM and the guest would run garbage).
-fn check_memory(image: &std::path::Path, memory: Memory) -> Result<()> {
+pub(crate) fn check_memory(image: &std::path::Path, memory: Memory) -> Result<()> {
     let Ok(bytes) = std::fs::read(image) else {
         return Ok(());
     };
@@ -401,6 +234,49 @@ fn check_memory(image: &std::path::Path, memory: Memory) -> Result<()> {
             need / 1024,
             need.div_ceil(1 << 20)
         );
+    }
+    Ok(())
+}
+
+/// The host's RAM plus swap in bytes (/proc/meminfo), if known.
+pub(crate) fn host_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib = |key: &str| {
+        text.lines().find_map(|l| l.strip_prefix(key)?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
+    };
+    Some((kib("MemTotal:")? + kib("SwapTotal:").unwrap_or(0)) * 1024)
+}
+
+/// Refuses guest memory the host cannot give (the VMM's allocation would
+/// fail and it would stop before the guest runs).
+pub(crate) fn check_host_memory(memory: Memory, host: Option<u64>) -> Result<()> {
+    match host {
+        Some(host) if memory.bytes() > host => Err(crate::error::hinted(
+            format!("-m {memory} is more than this host has ({} MiB of RAM and swap)", host >> 20),
+            "use a smaller -m",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses an initrd (`--rootfs`) that cannot fit in the guest's memory
+/// above the kernel and its headroom: QEMU would refuse to load it and
+/// Firecracker would put it over the kernel.
+pub(crate) fn check_initrd(image: &std::path::Path, initrd: Option<&std::path::Path>, memory: Memory) -> Result<()> {
+    let Some(rd) = initrd else { return Ok(()) };
+    let Ok(meta) = std::fs::metadata(rd) else { return Ok(()) };
+    let end = std::fs::read(image).ok().and_then(|b| image_end(&b)).unwrap_or(1 << 20);
+    let need = (end + MIN_HEADROOM).saturating_add(meta.len().div_ceil(4096) * 4096);
+    if memory.bytes() < need {
+        return Err(crate::error::hinted(
+            format!(
+                "the --rootfs archive {} ({} KiB) does not fit in -m {memory} beside the kernel (that needs {} KiB)",
+                rd.display(),
+                meta.len().div_ceil(1024),
+                need.div_ceil(1024)
+            ),
+            format!("use -m {}M or more, or a smaller rootfs", need.div_ceil(1 << 20) * 2),
+        ));
     }
     Ok(())
 }
@@ -478,6 +354,17 @@ mod tests {
     fn image_end_takes_the_highest_load_segment() {
         let e = elf_with(&[(1, 0x10_0000, 0x1000), (4, 0x90_0000, 0x10), (1, 0x10_2000, 0x2_0000)]);
         assert_eq!(image_end(&e), Some(0x12_2000));
+    }
+
+    #[test]
+    fn memory_beyond_the_host_is_refused() {
+        use super::{Memory, check_host_memory};
+        let m = Memory::parse("64M").unwrap();
+        check_host_memory(m, Some(1 << 30)).unwrap();
+        check_host_memory(m, None).unwrap();
+        let e = check_host_memory(Memory::parse("2G").unwrap(), Some(1 << 30)).unwrap_err().to_string();
+        assert_eq!(e, "-m 2048M is more than this host has (1024 MiB of RAM and swap)");
+        assert!(super::host_memory().is_some_and(|b| b > 0));
     }
 
     #[test]

@@ -5,7 +5,10 @@
 //! (`ip netns exec`), and a relay thread accepts on 127.0.0.1:HOST on the
 //! host and connects to the guest from inside the namespace (`setns` on that
 //! thread only), so the host's routes and firewall are never touched.
-//! Dropping the [`Netns`] deletes the namespace and the tap with it.
+//! Dropping the [`Netns`] deletes the namespace and the tap with it; if
+//! the run is killed outright (SIGKILL), a small reaper process
+//! (`unikit __reap-netns`, started with the namespace) deletes it, and the
+//! VMM has already gone with the run (see supervisor.rs).
 
 use std::io::ErrorKind;
 use std::net::{Ipv4Addr, Shutdown, SocketAddrV4, TcpListener, TcpStream};
@@ -15,6 +18,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
+use crate::devices::{Devices, Net};
 use crate::error::hinted;
 
 pub const TAP: &str = "tap0";
@@ -35,10 +39,6 @@ sudo ip addr add 172.16.0.1/30 dev fc0 && sudo ip link set fc0 up`, then \
 }
 
 /// iproute2's `ip` (also where PATH lacks /usr/sbin).
-pub fn ip_command() -> Result<PathBuf> {
-    ip_command_for("fc")
-}
-
 fn ip_command_for(plat: &str) -> Result<PathBuf> {
     crate::platform::which("ip")
         .or_else(|| ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"].iter().map(PathBuf::from).find(|p| p.is_file()))
@@ -75,6 +75,47 @@ pub fn check_host(plat: &str) -> Result<PathBuf> {
     ip_command_for(plat)
 }
 
+/// The network rules of the tap-only platforms (fc, solo5): no user-mode
+/// network; `-p` makes the run's own namespace and tap (the guest is
+/// [`GUEST_IP`]), and is taken out of `devices` (returned); `--net tap:NAME`
+/// must exist.
+pub fn tap_only(plat: &str, devices: &mut Devices) -> Result<Vec<(u16, u16)>> {
+    if devices.net == Some(Net::User) {
+        let who = if plat == "fc" { "Firecracker" } else { "Solo5 (hvt)" };
+        return Err(hinted(
+            format!("--net user is QEMU's user-mode network; {who} has none"),
+            "use -p HOST:GUEST (unikit then makes a tap in a private network namespace) or --net tap:NAME",
+        ));
+    }
+    let mut publish = Vec::new();
+    crate::devices::check_publish_once(&devices.publish)?;
+    crate::devices::check_publish_free(&devices.publish)?;
+    if !devices.publish.is_empty() {
+        if let Some(Net::Tap(_)) = devices.net {
+            bail!(
+                "-p on {plat} makes its own tap in a private network namespace; with --net tap:NAME, reach the guest at its own address"
+            );
+        }
+        match devices.ip.as_deref() {
+            None => devices.ip = Some(GUEST_IP.into()),
+            Some(GUEST_IP) => {}
+            Some(other) => bail!("--ip {other}: with -p on {plat} the guest is {GUEST_IP} (leave --ip out)"),
+        }
+        publish = std::mem::take(&mut devices.publish);
+    }
+    if let Some(Net::Tap(name)) = &devices.net
+        && !Path::new("/sys/class/net").join(name).exists()
+    {
+        return Err(hinted(
+            format!("--net tap:{name}: there is no network interface '{name}' on this host"),
+            format!(
+                "create it first, e.g. `sudo ip tuntap add dev {name} mode tap user $USER && sudo ip link set {name} up`, or use -p HOST:GUEST as root"
+            ),
+        ));
+    }
+    Ok(publish)
+}
+
 fn ip(ip: &Path, args: &[&str]) -> Result<()> {
     let out = Command::new(ip)
         .args(args)
@@ -91,6 +132,9 @@ fn ip(ip: &Path, args: &[&str]) -> Result<()> {
 pub struct Netns {
     name: String,
     ip: PathBuf,
+    /// The reaper's stdin: closing it (our exit, however it comes) makes
+    /// the reaper delete the namespace.
+    reaper: Option<super::reaper::Reaper>,
 }
 
 impl Netns {
@@ -99,7 +143,8 @@ impl Netns {
         let name = format!("{PREFIX}{}", std::process::id());
         let _ = ip(&ip_path, &["netns", "del", &name]);
         ip(&ip_path, &["netns", "add", &name])?;
-        let ns = Netns { name, ip: ip_path };
+        let mut ns = Netns { name, ip: ip_path, reaper: None };
+        ns.reaper = spawn_reaper(&ns.name, &ns.ip);
         let n = ns.name.as_str();
         for args in [
             &["-n", n, "link", "set", "lo", "up"][..],
@@ -112,8 +157,13 @@ impl Netns {
         Ok(ns)
     }
 
-    pub fn name(&self) -> &str {
-        &self.name
+    /// `program` run inside the namespace: `ip netns exec NAME program`
+    /// (which also mounts the namespace's own /sys, where a tender looks
+    /// for its tap, and execs `program` without forking).
+    pub fn command(&self, program: &Path) -> Command {
+        let mut c = Command::new(&self.ip);
+        c.args(["netns", "exec", &self.name]).arg(program);
+        c
     }
 
     /// Forward 127.0.0.1:`host` to the guest's `guest` port, for the rest of
@@ -142,7 +192,26 @@ impl Drop for Netns {
         if let Err(e) = ip(&self.ip, &["netns", "del", &self.name]) {
             crate::error::warn(format!("cannot remove network namespace {}: {e:#}", self.name));
         }
+        // Disarmed: the namespace is gone already.
+        self.reaper = None;
     }
+}
+
+/// A reaper (see reaper.rs) that deletes the namespace if the run is killed.
+fn spawn_reaper(name: &str, ip: &Path) -> Option<super::reaper::Reaper> {
+    super::reaper::Reaper::spawn(&["__reap-netns".as_ref(), name.as_ref(), ip.as_os_str()])
+}
+
+/// The reaper's side (`unikit __reap-netns NAME IP`): if the run dies,
+/// delete its namespace (if it is still there).
+pub fn reap(name: &str, ip_path: &Path) -> Result<()> {
+    if !name.starts_with(PREFIX) || name.contains('/') {
+        bail!("__reap-netns: {name} is not a unikit run's namespace");
+    }
+    if super::reaper::run_died() && Path::new(NETNS_DIR).join(name).exists() {
+        ip(ip_path, &["netns", "del", name])?;
+    }
+    Ok(())
 }
 
 /// Namespaces left behind by runs that were killed (their pid is gone).

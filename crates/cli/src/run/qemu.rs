@@ -1,19 +1,17 @@
 //! Booting an image with QEMU and reading its exit code.
 
 use std::ffi::OsString;
-use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
-use crate::console::{GuestExit, MarkerFilter};
+use super::supervisor::{self, End, Outcome, Runner, Verdict};
+use super::{Accel, Firmware, Machine};
 use crate::devices::{Devices, Net};
 use crate::error::hinted;
 use crate::memory::Memory;
 use crate::platform::QEMU;
-use crate::symbols::Annotator;
-use crate::{Accel, Machine};
 
 pub struct Config<'a> {
     pub image: &'a Path,
@@ -25,6 +23,57 @@ pub struct Config<'a> {
     pub machine: Machine,
     pub devices: &'a Devices,
     pub initrd: Option<&'a Path>,
+}
+
+/// The qemu platform's side of `unikit run`.
+pub struct Plan {
+    qemu: std::path::PathBuf,
+    accel: Accel,
+    warning: Option<String>,
+    bios: Option<&'static Path>,
+    machine: Machine,
+}
+
+impl Plan {
+    pub fn new(opts: &super::Options, devices: &mut Devices, memory: Memory) -> Result<Plan> {
+        devices.check()?;
+        devices.check_tap()?;
+        let qboot = Path::new(crate::platform::QBOOT_ROM);
+        let bios = match opts.firmware {
+            Some(Firmware::Qboot) if !qboot.is_file() => {
+                anyhow::bail!("--firmware qboot: {} not found (install the qemu-system-data package)", qboot.display())
+            }
+            Some(Firmware::Seabios) => None,
+            _ => qboot.is_file().then_some(qboot),
+        };
+        // Check the host before spending time on a build.
+        crate::platform::host_can_run(crate::platform::Platform::Qemu)?;
+        let qemu = crate::platform::find_qemu()?;
+        let (accel, warning) = choose_accel(opts.accel, crate::platform::probe_kvm())?;
+        super::check_host_memory(memory, super::host_memory())?;
+        Ok(Plan { qemu, accel, warning, bios, machine: opts.machine.unwrap_or(Machine::Q35) })
+    }
+}
+
+impl super::Plan for Plan {
+    fn boot(self: Box<Self>, run: &super::Boot, annotator: &mut crate::symbols::Annotator) -> Result<u8> {
+        super::check_memory(run.image, run.memory)?;
+        super::check_initrd(run.image, run.initrd, run.memory)?;
+        if let Some(w) = &self.warning {
+            crate::error::warn(w);
+        }
+        let cfg = Config {
+            image: run.image,
+            memory: run.memory,
+            cmdline: run.cmdline,
+            accel: self.accel,
+            bios: self.bios,
+            machine: self.machine,
+            devices: run.devices,
+            initrd: run.initrd,
+        };
+        supervisor::run(&mut Qemu { qemu: &self.qemu, cfg }, annotator)
+    }
 }
 
 /// QEMU's arguments (without the program name).
@@ -103,28 +152,41 @@ pub fn choose_accel(requested: Option<Accel>, kvm: Result<(), String>) -> Result
     }
 }
 
-/// How QEMU ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum End {
-    Exited(i32),
-    Signaled(i32),
+/// The qemu runner: QEMU's command line; the marker, or else
+/// isa-debug-exit's status, gives the exit code.
+pub struct Qemu<'a> {
+    pub qemu: &'a Path,
+    pub cfg: Config<'a>,
 }
 
-/// Our exit code, and lines to print on stderr.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Verdict {
-    pub code: u8,
-    pub lines: Vec<String>,
-}
-
-/// Turn the guest's marker (if any) and QEMU's end into our exit code.
-pub fn verdict(marker: Option<&GuestExit>, end: End) -> Verdict {
-    if let Some(m) = marker {
-        let code = (m.code & 0xff) as u8;
-        let lines = m.reason.iter().map(|r| format!("unikit: guest {r} (exit code {code})")).collect();
-        return Verdict { code, lines };
+impl Runner for Qemu<'_> {
+    fn vmm(&self) -> String {
+        QEMU.to_string()
     }
-    match end {
+
+    fn command(&mut self) -> Result<Command> {
+        let mut c = Command::new(self.qemu);
+        c.args(argv(&self.cfg)).stdin(Stdio::null());
+        Ok(c)
+    }
+
+    fn started(&mut self, pid: u32) {
+        if matches!(self.cfg.devices.net, Some(Net::User)) && !self.cfg.devices.publish.is_empty() {
+            let ports = self.cfg.devices.publish.iter().map(|&(h, _)| h).collect();
+            std::thread::spawn(move || hostfwd_backlog::widen(pid, ports));
+        }
+    }
+
+    fn unmarked(&mut self, o: &Outcome) -> Verdict {
+        unmarked(o)
+    }
+}
+
+/// Without a marker: isa-debug-exit's status `(code << 1) | 1`, QEMU's own
+/// failure (status 1, its message on stderr), or a guest that stopped
+/// without saying why.
+pub fn unmarked(o: &Outcome) -> Verdict {
+    match o.end {
         End::Exited(s) if s > 1 && s % 2 == 1 => {
             let code = ((s >> 1) & 0xff) as u8;
             Verdict {
@@ -134,45 +196,14 @@ pub fn verdict(marker: Option<&GuestExit>, end: End) -> Verdict {
                 )],
             }
         }
+        // QEMU exits 1 on its own errors (bad option, port in use, no memory).
+        End::Exited(1) if !o.stderr.is_empty() => supervisor::vmm_failed(QEMU, 1, o),
         End::Exited(s) => Verdict {
             code: crate::error::EXIT_TOOL_FAILURE,
             lines: vec![format!("error: guest stopped without reporting an exit code (qemu exit status {s})")],
         },
-        End::Signaled(sig) => Verdict {
-            code: (128 + sig).clamp(0, 255) as u8,
-            lines: vec![format!("error: {QEMU} was killed by {}", super::signal_name(sig))],
-        },
+        End::Signaled(sig) => supervisor::killed(QEMU, sig),
     }
-}
-
-/// Boot the image; stream the console to stdout with the marker removed
-/// and backtraces annotated.
-pub fn run(qemu: &Path, cfg: &Config, annotator: &mut Annotator) -> Result<u8> {
-    let mut child = Command::new(qemu)
-        .args(argv(cfg))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("cannot start {}", qemu.display()))?;
-    if matches!(cfg.devices.net, Some(Net::User)) && !cfg.devices.publish.is_empty() {
-        let (pid, ports) = (child.id(), cfg.devices.publish.iter().map(|&(h, _)| h).collect());
-        std::thread::spawn(move || hostfwd_backlog::widen(pid, ports));
-    }
-    let console = child.stdout.take().context("no pipe for QEMU's output")?;
-    let mut filter = MarkerFilter::new();
-    super::stream(console, Some(&mut filter), annotator);
-    let status = child.wait().context("waiting for QEMU")?;
-    let end = match (status.code(), status.signal()) {
-        (Some(c), _) => End::Exited(c),
-        (None, Some(s)) => End::Signaled(s),
-        (None, None) => End::Exited(-1),
-    };
-    let v = verdict(filter.exit(), end);
-    for line in &v.lines {
-        eprintln!("{line}");
-    }
-    Ok(v.code)
 }
 
 /// QEMU's user networking (libslirp) listens on every `hostfwd` port with
@@ -191,7 +222,7 @@ pub fn run(qemu: &Path, cfg: &Config, annotator: &mut Annotator) -> Result<u8> {
 /// `SOMAXCONN`. Where that is refused (old kernel, seccomp, Yama ptrace
 /// scope 2+), QEMU keeps its backlog of 1: bursts are slow, nothing breaks.
 #[allow(unsafe_code)] // raw syscalls (pidfd_open, pidfd_getfd, listen)
-pub(super) mod hostfwd_backlog {
+pub(crate) mod hostfwd_backlog {
     use std::collections::BTreeSet;
     use std::time::{Duration, Instant};
 
@@ -261,6 +292,7 @@ pub(super) mod hostfwd_backlog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::console::GuestExit;
 
     fn strings(v: Vec<OsString>) -> Vec<String> {
         v.into_iter().map(|s| s.into_string().unwrap()).collect()
@@ -356,27 +388,57 @@ mod tests {
         assert_eq!(e.to_string(), "KVM is not usable: /dev/kvm does not exist");
     }
 
+    fn ended(end: End, stderr: &[&str]) -> Outcome {
+        Outcome { marker: None, end, stderr: stderr.iter().map(|s| s.to_string()).collect(), interrupted: None }
+    }
+
     #[test]
     fn exit_decoding() {
         let m = |code, reason: Option<&str>| GuestExit { code, reason: reason.map(String::from) };
-        assert_eq!(verdict(Some(&m(0, None)), End::Exited(1)), Verdict { code: 0, lines: vec![] });
-        assert_eq!(verdict(Some(&m(258, None)), End::Exited(5)).code, 2);
-        assert_eq!(verdict(Some(&m(-1, None)), End::Signaled(9)).code, 255);
-        let v = verdict(Some(&m(101, Some("panic"))), End::Exited(203));
+        let mut r = Qemu {
+            qemu: Path::new(QEMU),
+            cfg: Config {
+                image: Path::new("img"),
+                memory: Memory::DEFAULT,
+                cmdline: "",
+                accel: Accel::Tcg,
+                bios: None,
+                machine: Machine::Q35,
+                devices: &Devices::default(),
+                initrd: None,
+            },
+        };
+        let mut with =
+            |marker: Option<GuestExit>, end| supervisor::verdict(&mut r, &Outcome { marker, ..ended(end, &[]) });
+        assert_eq!(with(Some(m(0, None)), End::Exited(1)), Verdict { code: 0, lines: vec![] });
+        assert_eq!(with(Some(m(258, None)), End::Exited(5)).code, 2);
+        assert_eq!(with(Some(m(-1, None)), End::Signaled(9)).code, 255);
+        let v = with(Some(m(101, Some("panic"))), End::Exited(203));
         assert_eq!(v, Verdict { code: 101, lines: vec!["unikit: guest panic (exit code 101)".into()] });
-        let v = verdict(None, End::Exited(7));
+        let v = with(None, End::Exited(7));
         assert_eq!(v.code, 3);
         assert!(v.lines[0].starts_with("unikit: warning: no exit marker"));
         for s in [0, 1, 2, 4] {
-            let v = verdict(None, End::Exited(s));
+            let v = with(None, End::Exited(s));
             assert_eq!(v.code, 125);
             assert_eq!(
                 v.lines,
                 [format!("error: guest stopped without reporting an exit code (qemu exit status {s})")]
             );
         }
-        let v = verdict(None, End::Signaled(9));
+        let v = with(None, End::Signaled(9));
         assert_eq!(v.code, 137);
         assert_eq!(v.lines, ["error: qemu-system-x86_64 was killed by signal 9, SIGKILL"]);
+        // QEMU's own failure is QEMU's, with its words.
+        let v = unmarked(&ended(
+            End::Exited(1),
+            &["qemu-system-x86_64: -m 999999G: cannot set up guest memory 'pc.ram': Cannot allocate memory"],
+        ));
+        assert_eq!(v.code, 125);
+        assert!(
+            v.lines[0].contains("could not run the guest") && v.lines[0].contains("Cannot allocate memory"),
+            "{v:?}"
+        );
+        assert!(v.lines[1].starts_with("hint: "), "{v:?}");
     }
 }

@@ -10,18 +10,16 @@
 //! for the network, `storage`, `storage1`, ... for the disks.
 
 use std::ffi::OsString;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
-use crate::console::MarkerFilter;
 use crate::devices::{Devices, Net};
 use crate::memory::Memory;
-use crate::symbols::Annotator;
 
 use super::netns::Netns;
+use super::supervisor::{End, Outcome, Runner, Verdict};
 
 /// The network device's name in the image's manifest.
 pub const NET_NAME: &str = "service";
@@ -91,14 +89,8 @@ pub fn argv(cfg: &Config) -> Vec<OsString> {
     a
 }
 
-/// How the tender ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum End {
-    Exited(i32),
-    Signaled(i32),
-}
-
-/// Our exit code and the lines for stderr.
+/// Our exit code and the lines for stderr, from the tender's status (the
+/// halt hypercall's code is the tender's exit status).
 pub fn verdict(tender: &str, unikit_hvt: bool, end: End) -> (u8, Vec<String>) {
     match end {
         End::Exited(TENDER_SETUP) if unikit_hvt => (
@@ -109,55 +101,98 @@ pub fn verdict(tender: &str, unikit_hvt: bool, end: End) -> (u8, Vec<String>) {
             (c as u8, vec![format!("unikit: {tender} stopped the guest (exit code {c})")])
         }
         End::Exited(c) => ((c & 0xff) as u8, vec![]),
-        End::Signaled(sig) => (
-            (128 + sig).clamp(0, 255) as u8,
-            vec![format!("error: {tender} was killed by {}", super::signal_name(sig))],
-        ),
+        End::Signaled(sig) => {
+            let v = super::supervisor::killed(tender, sig);
+            (v.code, v.lines)
+        }
     }
 }
 
-/// Boot the image under the tender (inside `netns` when given).
-pub fn run(tender: &Path, cfg: &Config, netns: Option<&Netns>, annotator: &mut Annotator) -> Result<u8> {
-    let mut cmd = match netns {
-        Some(ns) => {
-            let mut c = Command::new(super::netns::ip_command()?);
-            c.args(["netns", "exec", ns.name()]).arg(tender);
-            c
+/// The solo5 platform's side of `unikit run`.
+pub struct Plan {
+    tender: PathBuf,
+    publish: Vec<(u16, u16)>,
+    ns_ip: Option<PathBuf>,
+}
+
+impl Plan {
+    pub fn new(opts: &super::Options, devices: &mut Devices, memory: Memory) -> Result<Plan> {
+        let publish = super::netns::tap_only("solo5", devices)?;
+        if devices.rootfs.is_some() {
+            return Err(crate::error::hinted(
+                "--rootfs is not available on solo5: the hvt ABI has no initrd",
+                "put the files on a disk image (--disk) or run on qemu, fc or linuxu",
+            ));
         }
-        None => Command::new(tender),
-    };
-    let mut child = cmd
-        .args(argv(cfg))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("cannot start {}", tender.display()))?;
-    super::fc::forward_signals(child.id());
-    let console = child.stdout.take().context("no pipe for the tender's output")?;
+        devices.check()?;
+        // Check the host before spending time on a build.
+        let tender = crate::platform::find_tender(opts.tender.as_deref())?;
+        crate::platform::check_kvm_for_solo5()?;
+        let ns_ip = if publish.is_empty() { None } else { Some(super::netns::check_host("solo5")?) };
+        super::check_host_memory(memory, super::host_memory())?;
+        Ok(Plan { tender, publish, ns_ip })
+    }
+}
+
+impl super::Plan for Plan {
+    /// A solo5 image declares its devices in its Solo5 manifest: the ones this run attaches.
+    fn solo5_devices(&self, devices: &Devices) -> Vec<String> {
+        devices_for(devices, self.ns_ip.is_some())
+    }
+
+    fn boot(self: Box<Self>, run: &super::Boot, annotator: &mut crate::symbols::Annotator) -> Result<u8> {
+        let memory = run.memory;
+        let (mib, rounded) = mem_mib(memory);
+        if rounded {
+            crate::error::warn(format!(
+                "the hvt tender sizes memory in 2 MiB steps: -m {memory} is rounded up to {mib}M"
+            ));
+        }
+        super::check_memory(run.image, Memory::parse(&format!("{mib}M")).unwrap_or(memory))?;
+        let ns = super::publish_namespace(self.ns_ip, &self.publish)?;
+        let cfg = Config {
+            image: run.image,
+            memory,
+            cmdline: run.cmdline,
+            disks: &run.devices.disks,
+            tap: super::tap_for(ns.as_ref(), run.devices),
+            mac: super::supervisor::guest_mac(std::process::id()),
+        };
+        super::supervisor::run(&mut Solo5 { tender: &self.tender, cfg, netns: ns.as_ref() }, annotator)
+    }
+}
+
+/// The solo5 runner: the tender with solo5-hvt's command line.
+pub struct Solo5<'a> {
+    pub tender: &'a Path,
+    pub cfg: Config<'a>,
+    /// The run's namespace for `-p`, which the tender runs in.
+    pub netns: Option<&'a Netns>,
+}
+
+impl Runner for Solo5<'_> {
+    fn vmm(&self) -> String {
+        let t = self.tender;
+        t.file_name().map_or_else(|| t.display().to_string(), |n| n.to_string_lossy().into_owned())
+    }
+
+    fn command(&mut self) -> Result<Command> {
+        let mut c = match self.netns {
+            Some(ns) => ns.command(self.tender),
+            None => Command::new(self.tender),
+        };
+        c.args(argv(&self.cfg)).stdin(Stdio::null());
+        Ok(c)
+    }
+
     // The kernel prints no exit marker on solo5 (the halt hypercall carries
-    // the code), but strip one if an image does.
-    let mut filter = MarkerFilter::new();
-    super::stream(console, Some(&mut filter), annotator);
-    let status = child.wait().with_context(|| format!("waiting for {}", tender.display()))?;
-    let name = tender.file_name().map_or_else(|| tender.display().to_string(), |n| n.to_string_lossy().into_owned());
-    if let Some(m) = filter.exit() {
-        let code = (m.code & 0xff) as u8;
-        if let Some(r) = &m.reason {
-            eprintln!("unikit: guest {r} (exit code {code})");
-        }
-        return Ok(code);
+    // the code), but one is stripped (and obeyed) if an image prints it.
+
+    fn unmarked(&mut self, o: &Outcome) -> Verdict {
+        let name = self.vmm();
+        let (code, lines) = verdict(&name, name != crate::platform::SOLO5_HVT, o.end);
+        Verdict { code, lines }
     }
-    let end = match (status.code(), status.signal()) {
-        (Some(c), _) => End::Exited(c),
-        (None, Some(s)) => End::Signaled(s),
-        (None, None) => End::Exited(-1),
-    };
-    let (code, lines) = verdict(&name, name != crate::platform::SOLO5_HVT, end);
-    for l in &lines {
-        eprintln!("{l}");
-    }
-    Ok(code)
 }
 
 #[cfg(test)]

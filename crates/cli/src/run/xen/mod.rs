@@ -28,84 +28,87 @@ pub use config::GuestType;
 use config::{Disk, DomainConfig, Vif};
 
 use crate::console::{GuestExit, MarkerFilter};
-use crate::error::{EXIT_TOOL_FAILURE, hinted};
+use crate::error::EXIT_TOOL_FAILURE;
 use crate::memory::Memory;
-use crate::platform::which;
 use crate::symbols::Annotator;
+pub use crate::xenhost::{Mode, host_mode};
 
 /// The guest's address behind `-p` in the test bed (dom0's bridge is .1).
 pub const TESTBED_GUEST_IP: &str = testbed::GUEST_IP;
 
-/// How this run reaches Xen.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Mode {
-    /// This host is a Xen dom0: run `xl` here.
-    Dom0 { xl: PathBuf },
-    /// Boot the test bed under QEMU.
-    Testbed,
+/// The xen platform's side of `unikit run`: decided before anything is
+/// built; -p and --ip become the guest's vif.
+pub struct Plan {
+    mode: Mode,
+    guest_type: GuestType,
+    publish: Vec<(u16, u16)>,
+    net: bool,
 }
 
-const CAPABILITIES: &str = "/proc/xen/capabilities";
-/// Read this file instead of /proc/xen/capabilities: lets tests play a
-/// dom0 with a fake `xl`.
-const CAPABILITIES_ENV: &str = "UNIKIT_XEN_CAPABILITIES";
-
-fn capabilities_path() -> PathBuf {
-    std::env::var_os(CAPABILITIES_ENV).map(PathBuf::from).unwrap_or_else(|| CAPABILITIES.into())
-}
-
-/// Is this host Xen's control domain? (`/proc/xen` is xenfs; its
-/// `capabilities` file reads `control_d` in dom0.)
-pub fn is_dom0() -> bool {
-    std::fs::read_to_string(capabilities_path()).is_ok_and(|c| c.contains("control_d"))
-}
-
-fn testbed_hint() -> String {
-    "add --xen-testbed to boot it in a real Xen 4.17 under QEMU instead (slow: about 30 s per run; \
-     downloads about 80 MB of Debian packages once)"
-        .into()
-}
-
-/// Decide how to run, or say why the host cannot.
-pub fn host_mode(testbed: bool) -> Result<Mode> {
-    if testbed {
-        testbed::check_host()?;
-        return Ok(Mode::Testbed);
-    }
-    match (which("xl"), is_dom0()) {
-        (Some(xl), true) => Ok(Mode::Dom0 { xl }),
-        (Some(xl), false) => Err(hinted(
-            format!(
-                "the xen platform needs a Xen dom0: {} is here, but this host is not Xen's control domain ({} does not say control_d)",
-                xl.display(),
-                capabilities_path().display()
-            ),
-            testbed_hint(),
-        )),
-        (None, _) => Err(hinted(
-            "the xen platform needs a Xen dom0 with `xl` (the Xen toolstack), and this host has no `xl` on PATH",
-            testbed_hint(),
-        )),
-    }
-}
-
-/// For `unikit platforms`: can `--plat xen` run here, and how.
-pub fn describe() -> (bool, String) {
-    match (which("xl"), is_dom0()) {
-        (Some(xl), true) => {
-            (true, format!("{} found; this host is a Xen dom0 (`--xen-testbed` also works)", xl.display()))
+impl Plan {
+    pub fn new(opts: &super::Options, devices: &mut crate::devices::Devices) -> Result<Plan> {
+        let mode = host_mode(opts.xen_testbed)?;
+        if devices.net.is_some() {
+            return Err(crate::error::hinted(
+                "--net does not apply to xen: the guest's network interface is a Xen vif on the bridge xenbr0",
+                "use -p HOST:GUEST with --xen-testbed, or --ip ADDR/PREFIX[:GW] on a dom0 whose bridge xenbr0 reaches that network",
+            ));
         }
-        (xl, _) => {
-            let why = match xl {
-                Some(p) => format!("{} found, but this host is not a Xen dom0", p.display()),
-                None => "no Xen dom0 here (`xl` not on PATH)".to_string(),
-            };
-            match testbed::check_host() {
-                Ok(()) => (false, format!("{why}; {}", testbed::describe_host())),
-                Err(e) => (false, format!("{why}; `--xen-testbed` is not available either: {e}")),
+        let mut publish = Vec::new();
+        crate::devices::check_publish_once(&devices.publish)?;
+        crate::devices::check_publish_free(&devices.publish)?;
+        if !devices.publish.is_empty() {
+            if mode != Mode::Testbed {
+                return Err(crate::error::hinted(
+                    "-p is not available on a Xen dom0: the guest sits on the bridge xenbr0, not behind a user-mode network",
+                    "give it an address with --ip ADDR/PREFIX[:GW] and reach it there, or use --xen-testbed, where -p works",
+                ));
             }
+            match devices.ip.as_deref() {
+                None => devices.ip = Some(TESTBED_GUEST_IP.into()),
+                Some(TESTBED_GUEST_IP) => {}
+                Some(other) => {
+                    anyhow::bail!(
+                        "--ip {other}: with -p in the Xen test bed the guest is {TESTBED_GUEST_IP} (leave --ip out)"
+                    )
+                }
+            }
+            publish = std::mem::take(&mut devices.publish);
         }
+        let net = devices.ip.is_some();
+        devices.check()?;
+        Ok(Plan { mode, guest_type: opts.xen_type.unwrap_or(GuestType::Pv), publish, net })
     }
+}
+
+impl super::Plan for Plan {
+    fn boot(self: Box<Self>, run: &super::Boot, annotator: &mut Annotator) -> Result<u8> {
+        super::check_memory(run.image, run.memory)?;
+        let cfg = RunConfig {
+            image: run.image,
+            name: run.name,
+            memory: run.memory,
+            cmdline: run.cmdline,
+            guest_type: self.guest_type,
+            rootfs: run.initrd,
+            publish: &self.publish,
+            net: self.net,
+            disks: &run.devices.disks,
+        };
+        self::run(&self.mode, &cfg, annotator)
+    }
+}
+
+/// The reaper's side (`unikit __reap-xl XL DOMAIN`): if the run dies,
+/// destroy its domain (which ends the orphaned `xl create` too).
+pub fn reap(xl: &Path, domain: &str) -> Result<()> {
+    if !domain.starts_with("unikit-") {
+        anyhow::bail!("__reap-xl: {domain} is not a unikit run's domain");
+    }
+    if super::reaper::run_died() {
+        let _ = Command::new(xl).args(["destroy", domain]).stdin(Stdio::null()).status();
+    }
+    Ok(())
 }
 
 /// One guest to run.
@@ -131,7 +134,7 @@ pub fn run(mode: &Mode, cfg: &RunConfig, annotator: &mut Annotator) -> Result<u8
     }
     let pid = std::process::id();
     let name = config::domain_name(cfg.name, pid);
-    let mac = super::fc::guest_mac(pid);
+    let mac = super::supervisor::guest_mac(pid);
     match mode {
         Mode::Testbed => testbed::run(
             &testbed::Config {
@@ -301,8 +304,7 @@ fn shutdown_reason(code: &str) -> Option<&'static str> {
 
 pub fn verdict(o: &Outcome) -> Verdict {
     if let Some(m) = &o.marker {
-        let code = (m.code & 0xff) as u8;
-        let mut lines: Vec<String> = m.reason.iter().map(|r| format!("unikit: guest {r} (exit code {code})")).collect();
+        let super::supervisor::Verdict { code, mut lines } = super::supervisor::marked(m);
         if let Some((secs, true)) = o.timed_out {
             lines.push(format!("unikit: warning: the Xen test bed did not power off within {secs} s after the guest ended; it was stopped"));
         }
@@ -352,10 +354,10 @@ pub fn verdict(o: &Outcome) -> Verdict {
         return fail(EXIT_TOOL_FAILURE, format!("error: guest stopped without reporting an exit code ({why})"));
     }
     match o.exit {
-        Exit::Signal(sig) => fail(
-            (128 + sig).clamp(0, 255) as u8,
-            format!("error: {} was killed by {}", o.runner, super::signal_name(sig)),
-        ),
+        Exit::Signal(sig) => {
+            let v = super::supervisor::killed(o.runner, sig);
+            Verdict { code: v.code, lines: v.lines, failed: true }
+        }
         Exit::Code(c) if o.begun => fail(
             EXIT_TOOL_FAILURE,
             format!(
@@ -395,51 +397,39 @@ pub fn xl_shutdown_code(log: &str) -> Option<String> {
     })
 }
 
-/// The run's folder (xl config and log); kept when the run failed.
-struct RunDir {
-    path: PathBuf,
-    keep: bool,
-}
-
-impl Drop for RunDir {
-    fn drop(&mut self) {
-        if !self.keep {
-            let _ = std::fs::remove_dir_all(&self.path);
-        }
-    }
-}
-
 /// `xl create -F -c` on this dom0, with `xl destroy` on Ctrl-C.
 fn run_dom0(xl: &Path, dc: &DomainConfig, annotator: &mut Annotator) -> Result<u8> {
     let text = dc.render()?;
-    let dir = std::env::temp_dir().join(format!("unikit-xen-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut run_dir = RunDir { path: dir.clone(), keep: false };
+    let mut run_dir = crate::run::supervisor::RunDir::create("xen")?;
+    let dir = run_dir.path().to_path_buf();
     let cfg_path = dir.join("guest.cfg");
     std::fs::write(&cfg_path, &text).with_context(|| format!("cannot write {}", cfg_path.display()))?;
     let log_path = dir.join("xl.log");
     let log = std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
-    let mut child = Command::new(xl)
-        .args(["create", "-F", "-c"])
-        .arg(&cfg_path)
-        // A pipe that stays open and is not a terminal: xenconsole neither
-        // sees end-of-input nor puts the user's terminal in raw mode.
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .with_context(|| format!("cannot start {}", xl.display()))?;
+    // If we are killed outright, the domain must not live on without us
+    // (and xl, started with a parent-death signal, goes at once).
+    let _reaper = super::reaper::Reaper::spawn(&["__reap-xl".as_ref(), xl.as_os_str(), dc.name.as_ref()]);
+    let mut child = super::supervisor::spawn(
+        Command::new(xl)
+            .args(["create", "-F", "-c"])
+            .arg(&cfg_path)
+            // A pipe that stays open and is not a terminal: xenconsole neither
+            // sees end-of-input nor puts the user's terminal in raw mode.
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(log),
+    )
+    .with_context(|| format!("cannot start {}", xl.display()))?;
     let _keep_stdin_open = child.stdin.take();
     // Ctrl-C: destroy the domain (xl would leave it running), which ends
     // the console and xl.
-    super::fc::forward_signals(0);
+    super::supervisor::forward_signals(0);
     let done = Arc::new(AtomicBool::new(false));
     {
         let (done, xl, name) = (done.clone(), xl.to_path_buf(), dc.name.clone());
         std::thread::spawn(move || {
             while !done.load(Ordering::Relaxed) {
-                if super::fc::forwarded_signal().is_some() {
+                if super::supervisor::forwarded_signal().is_some() {
                     let _ = Command::new(&xl)
                         .args(["destroy", &name])
                         .stdin(Stdio::null())
@@ -454,7 +444,7 @@ fn run_dom0(xl: &Path, dc: &DomainConfig, annotator: &mut Annotator) -> Result<u
     }
     let console = child.stdout.take().context("no pipe for xl's output")?;
     let mut filter = MarkerFilter::new();
-    super::stream(console, Some(&mut filter), annotator);
+    super::supervisor::stream(console, Some(&mut filter), annotator);
     let status = child.wait().context("waiting for xl")?;
     done.store(true, Ordering::Relaxed);
     use std::os::unix::process::ExitStatusExt;
@@ -473,7 +463,7 @@ fn run_dom0(xl: &Path, dc: &DomainConfig, annotator: &mut Annotator) -> Result<u
             (None, None) => Exit::Code(-1),
         },
         timed_out: None,
-        interrupted: super::fc::forwarded_signal(),
+        interrupted: super::supervisor::forwarded_signal(),
         runner: "xl",
     };
     let mut v = verdict(&outcome);
@@ -487,7 +477,7 @@ fn run_dom0(xl: &Path, dc: &DomainConfig, annotator: &mut Annotator) -> Result<u
         eprintln!("{line}");
     }
     if v.failed && outcome.interrupted.is_none() {
-        run_dir.keep = true;
+        run_dir.keep();
         let lines: Vec<&str> = xl_log.lines().filter(|l| !l.trim().is_empty()).collect();
         if !lines.is_empty() {
             eprintln!("xl's messages:");
@@ -585,7 +575,7 @@ mod tests {
 
     #[test]
     fn no_dom0_here_is_one_error_with_a_hint() {
-        if is_dom0() {
+        if crate::xenhost::is_dom0() {
             return;
         }
         let e = host_mode(false).unwrap_err();
