@@ -281,21 +281,10 @@ pub(crate) fn check_initrd(image: &std::path::Path, initrd: Option<&std::path::P
     Ok(())
 }
 
-/// Highest physical address a PT_LOAD segment of an ELF64 image occupies.
+/// Highest physical address a PT_LOAD segment of an ELF64 image occupies
+/// (through the one ELF reader, `unikit_abi::elf`).
 fn image_end(elf: &[u8]) -> Option<u64> {
-    let u16_at = |o: usize| Some(u16::from_le_bytes(elf.get(o..o + 2)?.try_into().ok()?));
-    let u32_at = |o: usize| Some(u32::from_le_bytes(elf.get(o..o + 4)?.try_into().ok()?));
-    let u64_at = |o: usize| Some(u64::from_le_bytes(elf.get(o..o + 8)?.try_into().ok()?));
-    if elf.get(0..5)? != b"\x7fELF\x02" {
-        return None;
-    }
-    let (phoff, phentsize, phnum) = (u64_at(0x20)? as usize, u16_at(0x36)? as usize, u16_at(0x38)? as usize);
-    (0..phnum)
-        .filter_map(|i| {
-            let ph = phoff.checked_add(i.checked_mul(phentsize)?)?;
-            (u32_at(ph)? == 1).then(|| u64_at(ph + 0x18)?.checked_add(u64_at(ph + 0x28)?))?
-        })
-        .max()
+    unikit_abi::elf::Elf::parse(elf).ok()?.load_end()
 }
 
 /// The first target of the manifest this host can run.
@@ -337,7 +326,10 @@ mod tests {
 
     fn elf_with(segments: &[(u32, u64, u64)]) -> Vec<u8> {
         let mut e = vec![0u8; 64 + 56 * segments.len()];
-        e[..5].copy_from_slice(b"\x7fELF\x02");
+        e[..7].copy_from_slice(b"\x7fELF\x02\x01\x01");
+        e[0x12..0x14].copy_from_slice(&62u16.to_le_bytes()); // EM_X86_64
+        e[0x14..0x18].copy_from_slice(&1u32.to_le_bytes()); // EV_CURRENT
+        e[0x34..0x36].copy_from_slice(&64u16.to_le_bytes()); // e_ehsize
         e[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
         e[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
         e[0x38..0x3a].copy_from_slice(&(segments.len() as u16).to_le_bytes());
