@@ -63,6 +63,14 @@ pvh_start32:
     movl %ebx, unikit_start_info
     cli
     cld
+    /* Zero .bss (boot page tables included) before anything uses it: the
+       PVH loader need not, and under SeaBIOS it holds POST leftovers. */
+    movl $__bss_zero_start, %edi
+    movl $__bss_zero_end, %ecx
+    subl %edi, %ecx
+    shrl $2, %ecx
+    xorl %eax, %eax
+    rep stosl
     movl $unikit_boot_stack_top, %esp
 
     /* Identity-map the first 1 GiB (kernel, boot data, low RAM). */
