@@ -402,7 +402,7 @@ fn medians(v: &[Wrk]) -> Option<Wrk> {
 }
 
 fn fmt_lat(us: f64) -> String {
-    if us >= 10_000.0 { format!("{:.1} ms", us / 1e3) } else { format!("{us:.0} us") }
+    if us >= 1000.0 { format!("{:.2} ms", us / 1e3) } else { format!("{us:.0} us") }
 }
 
 /// Ten back-to-back runs of one request per connection against `s`.
