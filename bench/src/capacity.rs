@@ -208,14 +208,14 @@ pub fn run_capacity(repo: &Path, unikit: &Path) -> String {
         r,
         "| server | idle connections held | stopped because | opening took | memory per idle connection | new client while full | new client after they left |\n|---|---|---|---|---|---|---|"
     );
-    if let Some(s) = net::unikit_linuxu(repo, unikit) {
+    if let Some(s) = net::unikit_linuxu(repo, unikit, &repo.join("examples/httpd/www"), "capacity") {
         let ns = s.wrap.get(3).cloned();
         let addr: SocketAddr = "10.0.0.2:80".parse().unwrap();
         let c = measure(addr, ns.as_deref(), Some(s.pid()));
         let per = c.rss_per_conn.map(|b| format!("{:.1} KiB (RSS growth / connections)", b / 1024.0));
         row(&mut r, &s.name, &c, per.unwrap_or_else(|| "n/a".into()));
     }
-    if let Some(s) = net::unikit_qemu_with(repo, unikit, "tcg", &["-m", "64M"]) {
+    if let Some(s) = net::unikit_qemu_with(repo, unikit, &repo.join("examples/httpd/www"), "tcg", &["-m", "64M"]) {
         let addr: SocketAddr = s.url.trim_start_matches("http://").split('/').next().unwrap().parse().unwrap();
         let c = measure(addr, None, None);
         let per = if c.held > 0 {
@@ -247,8 +247,8 @@ pub fn run_soak(repo: &Path, unikit: &Path, secs: u64) -> String {
     let mut r = String::new();
     let _ = writeln!(r, "\n## Soak: {secs} s of wrk (keep-alive, 16 connections), per {INTERVAL} s interval\n");
     let mut servers: Vec<Server> = Vec::new();
-    servers.extend(net::unikit_linuxu(repo, unikit));
-    servers.extend(net::unikit_qemu_with(repo, unikit, "tcg", &["-m", "64M"]));
+    servers.extend(net::unikit_linuxu(repo, unikit, &repo.join("examples/httpd/www"), "capacity"));
+    servers.extend(net::unikit_qemu_with(repo, unikit, &repo.join("examples/httpd/www"), "tcg", &["-m", "64M"]));
     for s in &servers {
         let _ = writeln!(r, "\n{}\n\n| interval | req/s | errors |\n|---|---|---|", s.name);
         let mut total_err = 0u64;

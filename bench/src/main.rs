@@ -238,6 +238,11 @@ fn main() {
     let solo5_img = repo().join("examples/hello/build/hello_solo5-x86_64");
     let hvt = repo().join("target/release/unikit-hvt");
     let _ = (prebuild("qemu"), prebuild("linuxu"));
+    // `--net-only`: the HTTP section alone (printed, REPORT.md untouched).
+    if std::env::args().any(|a| a == "--net-only") {
+        print!("{}", net::run(&repo(), &unikit, kvm_usable()));
+        return;
+    }
     let kvm = kvm_usable();
     let qboot = Path::new(QBOOT).exists();
 

@@ -165,7 +165,10 @@ fn serve(mut s: TcpStream, root: Arc<String>, cache: Cache) {
             }
         };
         if !ok || !req.keep_alive {
-            let _ = s.flush();
+            // No flush: dropping the stream closes it gracefully, and the FIN
+            // leaves with the response. Waiting for the client's ACK first
+            // let the client close first and pile up TIME-WAIT ports on its
+            // side until connecting collapsed (issue 17).
             return;
         }
     }

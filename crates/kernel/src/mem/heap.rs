@@ -17,7 +17,10 @@ impl OomHandler for GrowFromFrames {
         let need = layout.size() + layout.align() + 256;
         let bytes = need.max(MIN_GROWTH).next_multiple_of(super::FRAME_SIZE as usize);
         let frames = bytes / super::FRAME_SIZE as usize;
-        let base = super::alloc_frames(frames, 1).ok_or(())?;
+        // Out of frames: the scheduler's spare thread stacks go back first.
+        let base = super::alloc_frames(frames, 1)
+            .or_else(|| crate::sched::release_cached_stacks().then(|| super::alloc_frames(frames, 1)).flatten())
+            .ok_or(())?;
         // SAFETY: the frames are ours from now on and mapped (mem::init contract).
         unsafe { talc.claim(Span::from_base_size(base as *mut u8, bytes)) }?;
         CLAIMED.fetch_add(bytes as u64, Ordering::Relaxed);
