@@ -26,6 +26,7 @@ extern crate alloc;
 
 mod dma;
 mod mmio;
+pub mod pc;
 mod pod;
 mod port;
 
@@ -36,33 +37,60 @@ pub use port::{Port, PortRange, PortValue};
 
 /// Why a device became unusable: set once (the first reason wins), then
 /// every later operation fails with it. One type for the "broken device"
-/// flag of the virtio queues and the Xen rings and store.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Broken(Option<&'static str>);
+/// flag of the virtio queues and devices and the Xen rings and store.
+/// Shared (`&self`), so an interrupt path and a request path can both set it.
+#[derive(Debug, Default)]
+pub struct Broken(spin::Once<&'static str>);
 
 impl Broken {
     /// Not broken.
     pub const fn new() -> Self {
-        Self(None)
+        Self(spin::Once::new())
+    }
+    /// Marks it broken with `why` unless it already is; returns the reason
+    /// in force and whether this call was the one that broke it.
+    pub fn set_first(&self, why: &'static str) -> (&'static str, bool) {
+        let mut first = false;
+        let why = *self.0.call_once(|| {
+            first = true;
+            why
+        });
+        (why, first)
     }
     /// Marks it broken with `why` unless it already is; returns the reason
     /// in force.
-    pub fn set(&mut self, why: &'static str) -> &'static str {
-        *self.0.get_or_insert(why)
+    pub fn set(&self, why: &'static str) -> &'static str {
+        self.set_first(why).0
     }
     /// The reason, if broken.
     pub fn get(&self) -> Option<&'static str> {
-        self.0
+        self.0.get().copied()
     }
     /// Whether it is broken.
     pub fn is_broken(&self) -> bool {
-        self.0.is_some()
+        self.0.is_completed()
     }
     /// `Err(reason)` if broken, for `?` at the top of every operation.
     pub fn check(&self) -> Result<(), &'static str> {
-        match self.0 {
+        match self.get() {
             Some(why) => Err(why),
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Broken;
+
+    #[test]
+    fn first_reason_wins() {
+        let b = Broken::new();
+        assert_eq!(b.check(), Ok(()));
+        assert_eq!(b.set_first("a"), ("a", true));
+        assert_eq!(b.set_first("b"), ("a", false));
+        assert_eq!(b.get(), Some("a"));
+        assert!(b.is_broken());
+        assert_eq!(b.check(), Err("a"));
     }
 }

@@ -84,9 +84,11 @@ impl PortRange {
     ///
     /// # Safety
     /// As for [`Port::new`], for every port of the range.
-    pub unsafe fn new(base: u16, len: u16) -> Option<Self> {
-        base.checked_add(len)?;
-        Some(Self { base, len })
+    pub const unsafe fn new(base: u16, len: u16) -> Option<Self> {
+        match base.checked_add(len) {
+            Some(_) => Some(Self { base, len }),
+            None => None,
+        }
     }
     /// First port.
     pub fn base(&self) -> u16 {
