@@ -245,3 +245,7 @@ impl VirtQueue {
 #[cfg(test)]
 #[path = "queue_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "queue_fuzz.rs"]
+mod fuzz;
