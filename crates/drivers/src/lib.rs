@@ -12,6 +12,9 @@
 extern crate alloc;
 
 pub mod irq;
+/// The audited I/O layer, re-exported so platforms can hand drivers
+/// [`io::DmaRegion`]s and [`io::IoMem`]s without another dependency.
+pub use unikit_io as io;
 pub mod pc;
 pub mod pci;
 pub mod virtio;

@@ -63,13 +63,14 @@ impl DmaRegion {
     }
 
     /// The `len` bytes at `ptr`, which the platform mapped and shares with
-    /// a device or hypervisor for the rest of the run (never freed).
+    /// a device or hypervisor for the rest of the run (never freed); `None`
+    /// if `ptr` is null.
     ///
     /// # Safety
     /// `[ptr, ptr + len)` must be valid for reads and writes for the rest
     /// of the program, and no Rust reference may point into it.
-    pub unsafe fn from_raw(ptr: NonNull<u8>, len: usize) -> Self {
-        Self { ptr, len, owned: None }
+    pub unsafe fn from_raw(ptr: *mut u8, len: usize) -> Option<Self> {
+        Some(Self { ptr: NonNull::new(ptr)?, len, owned: None })
     }
 
     /// Length in bytes.
