@@ -596,3 +596,7 @@ pub use guest::{GuestEnv, client, directory, init, read, read_int, read_u32, wat
 #[cfg(test)]
 #[path = "xenstore_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "xenstore_fuzz.rs"]
+mod fuzz;
