@@ -22,6 +22,7 @@ pub mod netfront;
 #[cfg(target_os = "none")]
 pub mod probe;
 pub mod ring;
+mod ring_pod;
 pub mod xenbus;
 pub mod xenstore;
 
