@@ -102,7 +102,7 @@ impl DmaRegion {
         let ok = off.checked_add(size).is_some_and(|e| e <= self.len);
         assert!(ok, "DMA access outside its region");
         let p = self.ptr.as_ptr().wrapping_add(off);
-        assert!((p as usize) % align == 0, "misaligned DMA access");
+        assert!((p as usize).is_multiple_of(align), "misaligned DMA access");
         p
     }
 

@@ -47,7 +47,7 @@ impl IoMem {
     fn check<T>(&self, off: usize) -> Option<usize> {
         let end = off.checked_add(size_of::<T>())?;
         let addr = self.base.checked_add(off)?;
-        (end <= self.len && addr % align_of::<T>() == 0).then_some(addr)
+        (end <= self.len && addr.is_multiple_of(align_of::<T>())).then_some(addr)
     }
 
     /// Reads the `T` at `off` (one volatile access), if inside and aligned.
