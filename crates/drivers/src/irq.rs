@@ -1,6 +1,7 @@
 //! How drivers get interrupts, whatever the platform's interrupt controller.
 //! The platform implements [`InterruptController`]; a driver asks it for an
 //! MSI/MSI-X message or for a legacy line (GSI) and supplies the handler.
+#![deny(unsafe_code)]
 
 /// Runs in interrupt context with interrupts off: it must only acknowledge
 /// the device and signal a kernel `Event` (no blocking, no allocation).

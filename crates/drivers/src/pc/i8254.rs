@@ -2,32 +2,29 @@
 //! CPUID leaf or paravirtual clock gives its frequency. Channel 0 is read
 //! back through latch commands, which works on every PIT (QEMU microvm has
 //! no port 0x61 gate for channel 2).
+#![deny(unsafe_code)]
 use arch::cpu::rdtsc;
-use arch::io::{inb, outb};
+use unikit_io::pc::PIT;
 
 const PIT_HZ: u64 = 1_193_182;
 
 fn read_count() -> u16 {
-    // SAFETY: latch channel 0, then read its count low byte, high byte.
-    unsafe {
-        outb(0x43, 0x00);
-        let lo = inb(0x40) as u16;
-        let hi = inb(0x40) as u16;
-        (hi << 8) | lo
-    }
+    // Latch channel 0, then read its count low byte, high byte.
+    PIT.write::<u8>(3, 0x00);
+    let lo = PIT.read::<u8>(0) as u16;
+    let hi = PIT.read::<u8>(0) as u16;
+    (hi << 8) | lo
 }
 
 /// Counts TSC ticks during `ms` milliseconds of PIT time and returns the
 /// TSC frequency in Hz, or `None` if there is no counting PIT.
 pub fn measure_tsc_hz(ms: u64) -> Option<u64> {
     let target = PIT_HZ * ms / 1000;
-    // SAFETY: channel 0, lo/hi access, mode 2 (rate generator), reload 0
+    // Channel 0, lo/hi access, mode 2 (rate generator), reload 0
     // (= 65536). Its IRQ 0 is masked at the PIC and the I/O APIC.
-    unsafe {
-        outb(0x43, 0x34);
-        outb(0x40, 0);
-        outb(0x40, 0);
-    }
+    PIT.write::<u8>(3, 0x34);
+    PIT.write::<u8>(0, 0);
+    PIT.write::<u8>(0, 0);
     let mut last = read_count();
     let t0 = rdtsc();
     let mut elapsed = 0u64;

@@ -5,12 +5,11 @@
 //! Masking alone (two port writes) suffices: with every line masked the PIC
 //! raises nothing, not even its spurious IRQ 7/15 (those need a line that
 //! was unmasked). Re-initialising it would cost eight more VM exits at boot.
-use arch::io::outb;
+#![deny(unsafe_code)]
+use unikit_io::pc::{PIC_MASTER, PIC_SLAVE};
 
 pub fn mask_all() {
-    // SAFETY: OCW1 on both PICs: mask every line; no other code drives them.
-    unsafe {
-        outb(0x21, 0xff);
-        outb(0xa1, 0xff);
-    }
+    // OCW1 on both PICs (the data port): mask every line.
+    PIC_MASTER.write::<u8>(1, 0xff);
+    PIC_SLAVE.write::<u8>(1, 0xff);
 }

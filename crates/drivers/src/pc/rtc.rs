@@ -1,15 +1,14 @@
 //! CMOS real-time clock (MC146818): wall-clock time at boot.
-use arch::io::{inb, outb};
+#![deny(unsafe_code)]
+use unikit_io::pc::CMOS;
 
-const ADDR: u16 = 0x70;
-const DATA: u16 = 0x71;
+const ADDR: u16 = 0;
+const DATA: u16 = 1;
 
 fn read(reg: u8) -> u8 {
-    // SAFETY: the CMOS index/data ports; bit 7 of the index keeps NMI enabled state as-is (0).
-    unsafe {
-        outb(ADDR, reg);
-        inb(DATA)
-    }
+    // Bit 7 of the index keeps the NMI-enable state as-is (0).
+    CMOS.write::<u8>(ADDR, reg);
+    CMOS.read::<u8>(DATA)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,8 +1,10 @@
 //! 16550 UART, polled transmit. Every register access is a VM exit, so the
 //! driver touches as few registers as it can.
-use arch::io::{inb, outb};
+#![deny(unsafe_code)]
+use unikit_io::PortRange;
 
-pub const COM1: u16 = 0x3f8;
+/// The first serial port.
+pub const COM1: PortRange = unikit_io::pc::COM1;
 
 const THR: u16 = 0;
 const IER: u16 = 1;
@@ -14,40 +16,38 @@ const LSR_THR_EMPTY: u8 = 1 << 5;
 const FIFO_DEPTH: usize = 16;
 
 pub struct Uart16550 {
-    base: u16,
+    regs: PortRange,
 }
 
 impl Uart16550 {
-    /// # Safety
-    /// `base` must be the I/O base of a 16550-compatible UART (or nothing:
-    /// writes to an absent port are ignored by the platform).
-    pub const unsafe fn new(base: u16) -> Self {
-        Self { base }
+    /// The UART whose registers are `regs` (8 ports; if no UART is there,
+    /// writes are ignored and reads give all ones).
+    pub const fn new(regs: PortRange) -> Self {
+        Self { regs }
+    }
+
+    fn outb(&self, reg: u16, v: u8) {
+        self.regs.write::<u8>(reg, v)
+    }
+
+    fn inb(&self, reg: u16) -> u8 {
+        self.regs.read::<u8>(reg)
     }
 
     /// 115200 8N1, FIFOs on, interrupts off.
     pub fn init(&self) {
-        // SAFETY: programming our own UART's registers.
-        unsafe {
-            outb(self.base + IER, 0x00);
-            outb(self.base + LCR, 0x80); // DLAB on
-            outb(self.base, 0x01); // divisor 1 = 115200 baud
-            outb(self.base + IER, 0x00);
-            outb(self.base + LCR, 0x03); // 8N1, DLAB off
-            outb(self.base + FCR, 0xc7);
-            outb(self.base + MCR, 0x03);
-        }
+        self.outb(IER, 0x00);
+        self.outb(LCR, 0x80); // DLAB on
+        self.outb(0, 0x01); // divisor 1 = 115200 baud
+        self.outb(IER, 0x00);
+        self.outb(LCR, 0x03); // 8N1, DLAB off
+        self.outb(FCR, 0xc7);
+        self.outb(MCR, 0x03);
     }
 
     pub fn write_byte(&self, b: u8) {
-        // SAFETY: reading LSR and writing THR of our own UART. An absent
-        // UART reads 0xff, which has THR-empty set, so this cannot hang.
-        unsafe {
-            while inb(self.base + LSR) & LSR_THR_EMPTY == 0 {
-                core::hint::spin_loop();
-            }
-            outb(self.base + THR, b);
-        }
+        self.wait_thr_empty();
+        self.outb(THR, b);
     }
 
     /// Writes `bytes`, turning `\n` into `\r\n`. With the FIFO on, THR-empty
@@ -60,8 +60,8 @@ impl Uart16550 {
                 self.wait_thr_empty();
                 room = FIFO_DEPTH;
             }
-            // SAFETY: writing THR of our own UART, which has room.
-            unsafe { outb(self.base + THR, b) };
+            self.outb(THR, b); // the FIFO has room
+
             room -= 1;
         };
         for &b in bytes {
@@ -73,12 +73,10 @@ impl Uart16550 {
     }
 
     fn wait_thr_empty(&self) {
-        // SAFETY: reading LSR of our own UART. An absent UART reads 0xff,
-        // which has THR-empty set, so this cannot hang.
-        unsafe {
-            while inb(self.base + LSR) & LSR_THR_EMPTY == 0 {
-                core::hint::spin_loop();
-            }
+        // An absent UART reads 0xff, which has THR-empty set, so this
+        // cannot hang.
+        while self.inb(LSR) & LSR_THR_EMPTY == 0 {
+            core::hint::spin_loop();
         }
     }
 }

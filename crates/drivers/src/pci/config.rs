@@ -2,7 +2,9 @@
 //! mechanism #1 (ports 0xCF8/0xCFC), which every PC-shaped VM has; ECAM
 //! (memory-mapped, from the ACPI MCFG table) can implement [`ConfigAccess`]
 //! later without touching the rest of the bus code.
+#![deny(unsafe_code)]
 use super::PciAddress;
+use unikit_io::pc::PCI_CONFIG;
 
 /// Reads and writes one function's configuration space. Offsets are in
 /// bytes (0..256 for mechanism #1, 0..4096 for ECAM); reads of absent
@@ -35,8 +37,9 @@ pub struct PortConfig {
 
 pub static PORT_CONFIG: PortConfig = PortConfig { lock: spin::Mutex::new(()) };
 
-const ADDRESS_PORT: u16 = 0xcf8;
-const DATA_PORT: u16 = 0xcfc;
+/// Offsets in [`PCI_CONFIG`] (ports 0xCF8 and 0xCFC).
+const ADDRESS_PORT: u16 = 0;
+const DATA_PORT: u16 = 4;
 
 fn cf8(addr: PciAddress, offset: u16) -> u32 {
     0x8000_0000
@@ -52,12 +55,9 @@ impl ConfigAccess for PortConfig {
             return !0;
         }
         let _g = self.lock.lock();
-        // SAFETY: the 0xCF8/0xCFC pair is the PCI configuration mechanism
-        // on every PC; the lock keeps address and data accesses paired.
-        unsafe {
-            crate::port::outl(ADDRESS_PORT, cf8(addr, offset));
-            crate::port::inl(DATA_PORT)
-        }
+        // The lock keeps address and data accesses paired.
+        PCI_CONFIG.write::<u32>(ADDRESS_PORT, cf8(addr, offset));
+        PCI_CONFIG.read::<u32>(DATA_PORT)
     }
 
     fn write32(&self, addr: PciAddress, offset: u16, value: u32) {
@@ -65,11 +65,8 @@ impl ConfigAccess for PortConfig {
             return;
         }
         let _g = self.lock.lock();
-        // SAFETY: as in `read32`.
-        unsafe {
-            crate::port::outl(ADDRESS_PORT, cf8(addr, offset));
-            crate::port::outl(DATA_PORT, value);
-        }
+        PCI_CONFIG.write::<u32>(ADDRESS_PORT, cf8(addr, offset));
+        PCI_CONFIG.write::<u32>(DATA_PORT, value);
     }
 
     fn read16(&self, addr: PciAddress, offset: u16) -> u16 {
@@ -77,11 +74,9 @@ impl ConfigAccess for PortConfig {
             return !0;
         }
         let _g = self.lock.lock();
-        // SAFETY: as in `read32`; a 16-bit access at 0xCFC + (offset & 2).
-        unsafe {
-            crate::port::outl(ADDRESS_PORT, cf8(addr, offset));
-            crate::port::inw(DATA_PORT + (offset & 2))
-        }
+        // A 16-bit access at 0xCFC + (offset & 2).
+        PCI_CONFIG.write::<u32>(ADDRESS_PORT, cf8(addr, offset));
+        PCI_CONFIG.read::<u16>(DATA_PORT + (offset & 2))
     }
 
     fn write16(&self, addr: PciAddress, offset: u16, value: u16) {
@@ -89,10 +84,7 @@ impl ConfigAccess for PortConfig {
             return;
         }
         let _g = self.lock.lock();
-        // SAFETY: as in `read32`; a 16-bit access at 0xCFC + (offset & 2).
-        unsafe {
-            crate::port::outl(ADDRESS_PORT, cf8(addr, offset));
-            crate::port::outw(DATA_PORT + (offset & 2), value);
-        }
+        PCI_CONFIG.write::<u32>(ADDRESS_PORT, cf8(addr, offset));
+        PCI_CONFIG.write::<u16>(DATA_PORT + (offset & 2), value);
     }
 }

@@ -4,6 +4,7 @@
 //! Everything read from configuration space is treated as untrusted: the
 //! capability walk is bounded, BAR sizes are checked, bridges' bus numbers
 //! are visited once.
+#![deny(unsafe_code)]
 mod config;
 mod window;
 
@@ -248,22 +249,16 @@ pub fn msix_enable(cfg: &dyn ConfigAccess, addr: PciAddress, info: &MsixInfo, on
     }
 }
 
-/// Writes MSI-X table entry `entry` (the table's MMIO address `table`,
-/// mapped by the caller) and unmasks it.
-///
-/// # Safety
-/// `table` must be the mapped MSI-X table of a device with more than
-/// `entry` entries.
-pub unsafe fn msix_write_entry(table: usize, entry: u16, msg: crate::irq::MsiMessage) {
-    let e = (table + 16 * entry as usize) as *mut u32;
-    // SAFETY: caller guarantees `e` points into the device's MSI-X table.
-    unsafe {
-        e.add(3).write_volatile(1); // mask while changing
-        e.write_volatile(msg.address as u32);
-        e.add(1).write_volatile((msg.address >> 32) as u32);
-        e.add(2).write_volatile(msg.data);
-        e.add(3).write_volatile(0);
-    }
+/// Writes MSI-X table entry `entry` of `table` (the mapped table) and
+/// unmasks it. `false` (nothing written) if the entry is outside the window.
+pub fn msix_write_entry(table: &unikit_io::IoMem, entry: u16, msg: crate::irq::MsiMessage) -> bool {
+    let Some(e) = table.sub(16 * entry as usize, 16) else { return false };
+    e.write::<u32>(12, 1); // mask while changing
+    e.write::<u32>(0, msg.address as u32);
+    e.write::<u32>(4, (msg.address >> 32) as u32);
+    e.write::<u32>(8, msg.data);
+    e.write::<u32>(12, 0);
+    true
 }
 
 #[cfg(test)]

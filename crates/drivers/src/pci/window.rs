@@ -1,5 +1,6 @@
 //! An address window BARs are assigned from, avoiding ranges already taken
 //! (BARs the firmware assigned, chipset registers).
+#![deny(unsafe_code)]
 use alloc::vec::Vec;
 
 pub struct Window {

@@ -1,5 +1,6 @@
 //! What the net and block drivers share: the transport, the event, the
 //! interrupt plumbing and the broken flag.
+#![deny(unsafe_code)]
 use super::transport::{self, NO_VECTOR, Transport};
 use crate::irq::{InterruptController, IrqHandler};
 use crate::pci::{self, ConfigAccess, MsixInfo, PciAddress};
@@ -14,7 +15,7 @@ pub enum IntKind {
         cfg: &'static dyn ConfigAccess,
         addr: PciAddress,
         info: MsixInfo,
-        table: usize,
+        table: unikit_io::IoMem,
     },
     /// A legacy line (virtio-mmio: edge-triggered GSI).
     Gsi(u32),
@@ -58,9 +59,9 @@ impl Ints {
         let IntKind::Msix { cfg, addr, info, table } = self.kind else { return None };
         let handler: &'static MsixHandler = alloc::boxed::Box::leak(alloc::boxed::Box::new(MsixHandler { event }));
         let msg = ctrl.alloc_msi(handler)?;
-        // SAFETY: `table` is the mapped MSI-X table (validated to hold
-        // `info.table_size` >= 1 entries by the probe).
-        unsafe { pci::msix_write_entry(table, 0, msg) };
+        if !pci::msix_write_entry(&table, 0, msg) {
+            return None;
+        }
         pci::msix_enable(cfg, addr, &info, true);
         t.set_msix_enabled(true);
         t.set_config_vector(NO_VECTOR);
@@ -87,22 +88,18 @@ impl Ints {
 /// is reset (so it stops using our memory) and every later call fails.
 pub struct Health {
     t: &'static dyn Transport,
-    broken: spin::Once<&'static str>,
+    broken: unikit_io::Broken,
 }
 
 impl Health {
     pub fn new(t: &'static dyn Transport) -> Self {
-        Self { t, broken: spin::Once::new() }
+        Self { t, broken: unikit_io::Broken::new() }
     }
     pub fn check(&self) -> Result<(), DevError> {
-        match self.broken.get() {
-            Some(why) => Err(DevError::Broken(why)),
-            None => Ok(()),
-        }
+        self.broken.check().map_err(DevError::Broken)
     }
     pub fn fail(&self, why: &'static str) -> DevError {
-        let first = self.broken.get().is_none();
-        let why = *self.broken.call_once(|| why);
+        let (why, first) = self.broken.set_first(why);
         if first {
             transport::fail(self.t);
             crate::dlog!("virtio: device broken ({why}); it is no longer used");

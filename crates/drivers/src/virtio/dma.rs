@@ -1,79 +1,53 @@
-//! Memory the device reads and writes. The one place that knows how a
-//! driver pointer becomes a device (bus) address: the kvm platform
-//! identity-maps RAM (heap included), so it is the pointer's value. A
-//! platform with a different mapping (or an IOMMU) changes [`dma_addr`].
-use alloc::alloc::{Layout, alloc_zeroed, dealloc};
-use core::ptr::NonNull;
+//! Memory the device reads and writes: [`unikit_io::DmaRegion`] under the
+//! byte-oriented names the virtio drivers use. Device addresses come from
+//! [`unikit_io::dma_addr_of`] (identity unless the platform installed a
+//! translation with `unikit_io::set_dma_translate`).
+#![deny(unsafe_code)]
+use unikit_io::DmaRegion;
 
-/// Device address of driver memory at `ptr`.
+/// Device address of driver memory at virtual address `va`.
 #[inline]
-pub fn dma_addr(ptr: *const u8) -> u64 {
-    ptr as u64
+pub fn dma_addr(va: usize) -> u64 {
+    unikit_io::dma_addr_of(va)
 }
 
-/// A zeroed heap block with a fixed address, shared with a device. Access
-/// goes through raw pointers only (the device may write it at any time).
-pub struct DmaBuf {
-    ptr: NonNull<u8>,
-    layout: Layout,
-}
-
-// SAFETY: DmaBuf is a raw block of memory; users synchronise access.
-unsafe impl Send for DmaBuf {}
-// SAFETY: as above.
-unsafe impl Sync for DmaBuf {}
+/// A zeroed heap block with a fixed address, shared with a device.
+pub struct DmaBuf(DmaRegion);
 
 impl DmaBuf {
     pub fn new(len: usize, align: usize) -> Option<Self> {
-        let layout = Layout::from_size_align(len.max(1), align).ok()?;
-        // SAFETY: layout has non-zero size.
-        let ptr = NonNull::new(unsafe { alloc_zeroed(layout) })?;
-        Some(Self { ptr, layout })
+        DmaRegion::alloc(len, align).map(Self)
     }
 
-    pub fn as_ptr(&self) -> *mut u8 {
-        self.ptr.as_ptr()
+    /// The region, for typed accesses (rings).
+    pub fn region(&self) -> &DmaRegion {
+        &self.0
     }
 
     pub fn len(&self) -> usize {
-        self.layout.size()
+        self.0.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        false // never: `new` allocates at least one byte
+        self.0.is_empty()
     }
 
+    /// Device address of byte `off`.
     pub fn addr(&self, off: usize) -> u64 {
-        dma_addr(self.as_ptr().wrapping_add(off))
+        self.0.dma_addr(off)
     }
 
     /// Copies `out.len()` bytes from offset `off` (panics if out of range:
     /// callers pass lengths they have checked).
     pub fn read(&self, off: usize, out: &mut [u8]) {
-        assert!(off.checked_add(out.len()).is_some_and(|e| e <= self.len()));
-        // SAFETY: the range is inside the allocation (checked above); the
-        // bytes may be written by the device concurrently only if it breaks
-        // the protocol, which cannot make this copy unsound for `u8`s.
-        unsafe { core::ptr::copy_nonoverlapping(self.as_ptr().add(off), out.as_mut_ptr(), out.len()) }
+        self.0.read_bytes(off, out)
     }
 
     pub fn write(&self, off: usize, data: &[u8]) {
-        assert!(off.checked_add(data.len()).is_some_and(|e| e <= self.len()));
-        // SAFETY: the range is inside the allocation (checked above).
-        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), self.as_ptr().add(off), data.len()) }
+        self.0.write_bytes(off, data)
     }
 
     pub fn fill(&self, off: usize, len: usize, byte: u8) {
-        assert!(off.checked_add(len).is_some_and(|e| e <= self.len()));
-        // SAFETY: the range is inside the allocation (checked above).
-        unsafe { core::ptr::write_bytes(self.as_ptr().add(off), byte, len) }
-    }
-}
-
-impl Drop for DmaBuf {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this layout. Drivers reset the
-        // device before dropping memory it was given.
-        unsafe { dealloc(self.ptr.as_ptr(), self.layout) }
+        self.0.fill(off, len, byte)
     }
 }

@@ -1,5 +1,6 @@
 //! virtio-mmio, version 2 (virtio 1.x) and version 1 (legacy), as QEMU
 //! microvm and Firecracker provide.
+#![deny(unsafe_code)]
 use super::queue::VirtQueue;
 use super::transport::{Notify, Regs, Transport};
 
@@ -89,10 +90,11 @@ impl Transport for Mmio {
             r.w64(QUEUE_DEVICE, vq.used_addr());
             r.w32(QUEUE_READY, 1);
         }
-        Ok((Notify::Mmio32(r.base + QUEUE_NOTIFY, q as u32), false))
+        let reg = r.reg(QUEUE_NOTIFY, 4).ok_or("notify register outside the device window")?;
+        Ok((Notify::Mmio32(reg, q as u32), false))
     }
     fn config_len(&self) -> usize {
-        self.regs.len.saturating_sub(CONFIG)
+        self.regs.len().saturating_sub(CONFIG)
     }
     fn config_read8(&self, off: usize) -> u8 {
         if off >= self.config_len() {

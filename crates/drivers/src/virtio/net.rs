@@ -197,7 +197,7 @@ impl NetDevice for VirtioNet {
         // finished with it and no longer owns it until it is posted again
         // below; the range lies inside the slot (checked by the queue:
         // len <= SLOT). Only this thread holds the rx lock meanwhile.
-        let bytes = unsafe { core::slice::from_raw_parts(rx.ring.slots.as_ptr().add(off), frame) };
+        let bytes = unsafe { rx.ring.slots.region().lend(off, frame) };
         // Lent in place: the stack parses it straight from the DMA slot.
         f(bytes);
         rx.ring.post(slot, true, SLOT).map_err(|e| self.qerr(e))?;
@@ -226,7 +226,7 @@ impl NetDevice for VirtioNet {
         // SAFETY: a free slot is not posted, so the device does not touch
         // it; the range lies inside it (len <= SLOT - hdr_len, checked
         // above). The tx lock is held until it is posted.
-        let bytes = unsafe { core::slice::from_raw_parts_mut(tx.ring.slots.as_ptr().add(off), len) };
+        let bytes = unsafe { tx.ring.slots.region().lend_mut(off, len) };
         // The stack writes the frame straight into the DMA slot.
         f(bytes);
         if let Err(e) = tx.ring.post(slot, false, self.hdr_len + len) {

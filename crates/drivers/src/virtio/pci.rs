@@ -1,10 +1,12 @@
 //! virtio over PCI: the modern interface (virtio 1.x vendor capabilities:
 //! common, notify, ISR and device configuration in memory BARs) and the
 //! legacy one (registers in I/O BAR 0).
+#![deny(unsafe_code)]
 use super::queue::VirtQueue;
 use super::transport::{Notify, Regs, Transport};
 use crate::pci::{self, Bar, ConfigAccess, PciAddress};
 use core::sync::atomic::{AtomicBool, Ordering};
+use unikit_io::PortRange;
 
 pub const VENDOR: u16 = 0x1af4;
 
@@ -156,16 +158,16 @@ impl Transport for ModernPci {
         }
         let off = (c.r16(QUEUE_NOTIFY_OFF) as usize)
             .checked_mul(self.notify_multiplier as usize)
-            .filter(|&o| o.checked_add(2).is_some_and(|e| e <= self.notify.len))
+            .and_then(|o| self.notify.reg(o, 2))
             .ok_or("queue notify offset outside the notify region")?;
         c.w16(QUEUE_ENABLE, 1);
-        Ok((Notify::Mmio16(self.notify.base + off, q), vector_ok))
+        Ok((Notify::Mmio16(off, q), vector_ok))
     }
     fn set_config_vector(&self, v: u16) {
         self.common.w16(MSIX_CONFIG, v);
     }
     fn config_len(&self) -> usize {
-        self.device.map_or(0, |d| d.len)
+        self.device.map_or(0, |d| d.len())
     }
     fn config_read8(&self, off: usize) -> u8 {
         self.device.map_or(!0, |d| d.r8(off))
@@ -190,10 +192,9 @@ const L_ISR: u16 = 0x13;
 const L_CONFIG_VECTOR: u16 = 0x14;
 const L_QUEUE_VECTOR: u16 = 0x16;
 
-/// The legacy interface: registers in I/O space at `io` (`len` bytes).
+/// The legacy interface: registers in I/O space (the I/O BAR).
 pub struct LegacyPci {
-    pub io: u16,
-    pub len: u16,
+    pub io: PortRange,
     /// MSI-X enabled: two more registers, device config moves from 0x14 to 0x18.
     pub msix: AtomicBool,
 }
@@ -203,28 +204,22 @@ impl LegacyPci {
         if self.msix.load(Ordering::Relaxed) { 0x18 } else { 0x14 }
     }
     fn inb(&self, r: u16) -> u8 {
-        // SAFETY: `r` is a register inside the device's I/O BAR.
-        unsafe { crate::port::inb(self.io + r) }
+        self.io.read(r)
     }
     fn inw(&self, r: u16) -> u16 {
-        // SAFETY: as in `inb`.
-        unsafe { crate::port::inw(self.io + r) }
+        self.io.read(r)
     }
     fn inl(&self, r: u16) -> u32 {
-        // SAFETY: as in `inb`.
-        unsafe { crate::port::inl(self.io + r) }
+        self.io.read(r)
     }
     fn outb(&self, r: u16, v: u8) {
-        // SAFETY: as in `inb`.
-        unsafe { crate::port::outb(self.io + r, v) }
+        self.io.write(r, v)
     }
     fn outw(&self, r: u16, v: u16) {
-        // SAFETY: as in `inb`.
-        unsafe { crate::port::outw(self.io + r, v) }
+        self.io.write(r, v)
     }
     fn outl(&self, r: u16, v: u32) {
-        // SAFETY: as in `inb`.
-        unsafe { crate::port::outl(self.io + r, v) }
+        self.io.write(r, v)
     }
 }
 
@@ -266,7 +261,8 @@ impl Transport for LegacyPci {
             vector_ok = self.inw(L_QUEUE_VECTOR) == v;
         }
         self.outl(L_QUEUE_PFN, pfn);
-        Ok((Notify::Port16(self.io + L_QUEUE_NOTIFY, q), vector_ok))
+        let port = self.io.port::<u16>(L_QUEUE_NOTIFY).ok_or("notify port outside the I/O BAR")?;
+        Ok((Notify::Port16(port, q), vector_ok))
     }
     fn set_msix_enabled(&self, on: bool) {
         self.msix.store(on, Ordering::Relaxed);
@@ -277,7 +273,7 @@ impl Transport for LegacyPci {
         }
     }
     fn config_len(&self) -> usize {
-        self.len.saturating_sub(self.cfg_off()) as usize
+        self.io.len().saturating_sub(self.cfg_off()) as usize
     }
     fn config_read8(&self, off: usize) -> u8 {
         if off >= self.config_len() {

@@ -12,6 +12,7 @@ use alloc::boxed::Box;
 use alloc::format;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use unikit_io::{IoMem, PortRange};
 
 static NET_COUNT: AtomicUsize = AtomicUsize::new(0);
 static BLK_COUNT: AtomicUsize = AtomicUsize::new(0);
@@ -79,7 +80,9 @@ pub fn probe_mmio(
     if !map_mmio(base, size) {
         return Err(ProbeError::NotMapped);
     }
-    let regs = Regs { base: base as usize, len: size as usize };
+    // SAFETY: `map_mmio` just made `[base, base + size)` accessible
+    // (uncached) and it is this device's register window.
+    let regs = Regs(unsafe { IoMem::new(base as usize, size as usize) });
     if regs.r32(mmio::MAGIC) != mmio::MAGIC_VALUE {
         return Err(ProbeError::NotVirtio);
     }
@@ -164,7 +167,9 @@ fn setup_pci(
         if !map_mmio(start, len) {
             return Err("cannot map BAR (Platform::map_device unsupported and not identity mapped)");
         }
-        Ok(Regs { base: start as usize, len: len as usize })
+        // SAFETY: `map_mmio` just made `[start, start + len)` accessible
+        // (uncached); it lies inside the device's memory BAR (checked above).
+        Ok(Regs(unsafe { IoMem::new(start as usize, len as usize) }))
     };
 
     let t: &'static dyn Transport = match modern {
@@ -189,7 +194,10 @@ fn setup_pci(
             if b.size < 0x14 || b.base + b.size > 0x1_0000 {
                 return Err("legacy I/O BAR has a bad size");
             }
-            Box::leak(Box::new(LegacyPci { io: b.base as u16, len: b.size as u16, msix: AtomicBool::new(false) }))
+            // SAFETY: the ports are this device's I/O BAR 0 (checked to be
+            // inside the 64 KiB I/O space above).
+            let io = unsafe { PortRange::new(b.base as u16, b.size as u16) }.ok_or("legacy I/O BAR has a bad size")?;
+            Box::leak(Box::new(LegacyPci { io, msix: AtomicBool::new(false) }))
         }
     };
 
@@ -200,7 +208,7 @@ fn setup_pci(
         && let Some(info) = pci::msix_info(cfg, addr, cap)
         && let Ok(table) = region(info.table_bar, info.table_offset as u64, 16)
     {
-        kind = IntKind::Msix { cfg, addr, info, table: table.base };
+        kind = IntKind::Msix { cfg, addr, info, table: table.0 };
     }
     let ints = Ints { ctrl: irq, kind };
     attach(ty, t, &ints, &format_args!("{addr}"))

@@ -9,9 +9,10 @@
 //! reads from the used ring (index, element id, written length) is checked
 //! against that shadow. Any inconsistency marks the queue broken and every
 //! later call fails with the same reason.
-use super::dma::{DmaBuf, dma_addr};
-use core::ptr::{read_volatile, write_volatile};
+#![deny(unsafe_code)]
+use super::dma::DmaBuf;
 use core::sync::atomic::{Ordering, fence};
+use unikit_io::Broken;
 
 const DESC_F_NEXT: u16 = 1;
 const DESC_F_WRITE: u16 = 2;
@@ -67,7 +68,7 @@ pub struct VirtQueue {
     avail_idx: u16,
     /// Next used element to consume (free-running).
     last_used: u16,
-    broken: Option<&'static str>,
+    broken: Broken,
 }
 
 /// Byte sizes of the three parts for a queue of `size` entries.
@@ -95,7 +96,7 @@ impl VirtQueue {
             inflight: alloc::vec![None; size as usize],
             avail_idx: 0,
             last_used: 0,
-            broken: None,
+            broken: Broken::new(),
         })
     }
 
@@ -104,7 +105,7 @@ impl VirtQueue {
     }
     /// DMA addresses of the descriptor table, available ring and used ring.
     pub fn desc_addr(&self) -> u64 {
-        dma_addr(self.mem.as_ptr())
+        self.mem.addr(0)
     }
     pub fn avail_addr(&self) -> u64 {
         self.desc_addr() + self.avail_off as u64
@@ -119,33 +120,29 @@ impl VirtQueue {
         self.size as usize - self.free.len()
     }
     pub fn broken(&self) -> Option<&'static str> {
-        self.broken
+        self.broken.get()
     }
     /// Marks the queue unusable (e.g. after a timeout).
     pub fn set_broken(&mut self, why: &'static str) {
-        self.broken.get_or_insert(why);
+        self.broken.set(why);
     }
 
-    fn ptr16(&self, off: usize) -> *mut u16 {
-        debug_assert!(off + 2 <= self.mem.len());
-        // SAFETY (of later accesses): every offset computed in this file is
-        // inside the allocation (indexes are reduced modulo `size`).
-        self.mem.as_ptr().wrapping_add(off) as *mut u16
+    /// The ring memory; every offset computed in this file is inside it
+    /// (indexes are reduced modulo `size`), and the region checks anyway.
+    fn ring(&self) -> &unikit_io::DmaRegion {
+        self.mem.region()
     }
 
     /// Asks the device not to interrupt for this queue (polling mode).
     pub fn suppress_interrupts(&mut self, on: bool) {
-        // SAFETY: avail.flags is inside our ring memory.
-        unsafe { write_volatile(self.ptr16(self.avail_off), if on { AVAIL_F_NO_INTERRUPT } else { 0 }) }
+        self.ring().write::<u16>(self.avail_off, if on { AVAIL_F_NO_INTERRUPT } else { 0 })
     }
 
     /// Posts a chain and returns its head descriptor; the caller notifies
     /// the device afterwards (see [`VirtQueue::needs_notify`]). `token` is
     /// handed back by [`VirtQueue::pop_used`].
     pub fn add(&mut self, bufs: &[Buffer], token: usize) -> Result<u16, QueueError> {
-        if let Some(why) = self.broken {
-            return Err(QueueError::Broken(why));
-        }
+        self.broken.check().map_err(QueueError::Broken)?;
         if bufs.is_empty() || bufs.len() > MAX_CHAIN {
             return Err(QueueError::BadRequest);
         }
@@ -166,25 +163,20 @@ impl VirtQueue {
             let last = i + 1 == bufs.len();
             let flags = if last { 0 } else { DESC_F_NEXT } | if b.device_writes { DESC_F_WRITE } else { 0 };
             let next = if last { 0 } else { chain[i + 1] };
-            let d = self.mem.as_ptr().wrapping_add(16 * id);
-            // SAFETY: descriptor `id` < size lies inside the descriptor table.
-            unsafe {
-                write_volatile(d as *mut u64, b.addr);
-                write_volatile(d.wrapping_add(8) as *mut u32, b.len);
-                write_volatile(d.wrapping_add(12) as *mut u16, flags);
-                write_volatile(d.wrapping_add(14) as *mut u16, next);
-            }
+            let (ring, d) = (self.ring(), 16 * id);
+            ring.write::<u64>(d, b.addr);
+            ring.write::<u32>(d + 8, b.len);
+            ring.write::<u16>(d + 12, flags);
+            ring.write::<u16>(d + 14, next);
         }
         let head = chain[0];
         self.inflight[head as usize] = Some(InFlight { chain, chain_len: bufs.len() as u8, writable, token });
         let slot = (self.avail_idx % self.size) as usize;
-        // SAFETY: ring slot `slot` < size lies inside the available ring.
-        unsafe { write_volatile(self.ptr16(self.avail_off + 4 + 2 * slot), head) };
+        self.ring().write::<u16>(self.avail_off + 4 + 2 * slot, head);
         // The descriptors and the ring entry must be visible before the index.
         fence(Ordering::Release);
         self.avail_idx = self.avail_idx.wrapping_add(1);
-        // SAFETY: avail.idx is inside our ring memory.
-        unsafe { write_volatile(self.ptr16(self.avail_off + 2), self.avail_idx) };
+        self.ring().write::<u16>(self.avail_off + 2, self.avail_idx);
         Ok(head)
     }
 
@@ -192,25 +184,20 @@ impl VirtQueue {
     pub fn needs_notify(&self) -> bool {
         // The index update must be visible before we read the device's flag.
         fence(Ordering::SeqCst);
-        // SAFETY: used.flags is inside our ring memory.
-        unsafe { read_volatile(self.ptr16(self.used_off)) & USED_F_NO_NOTIFY == 0 }
+        self.ring().read::<u16>(self.used_off) & USED_F_NO_NOTIFY == 0
     }
 
     /// Whether the device has completed something not yet popped (it may
     /// still be bogus: [`VirtQueue::pop_used`] checks).
     pub fn has_used(&self) -> bool {
-        // SAFETY: used.idx is inside our ring memory.
-        self.broken.is_none() && unsafe { read_volatile(self.ptr16(self.used_off + 2)) } != self.last_used
+        !self.broken.is_broken() && self.ring().read::<u16>(self.used_off + 2) != self.last_used
     }
 
     /// Takes the next completed chain: its token and the number of bytes
     /// the device says it wrote. Frees its descriptors.
     pub fn pop_used(&mut self) -> Result<Option<(usize, u32)>, QueueError> {
-        if let Some(why) = self.broken {
-            return Err(QueueError::Broken(why));
-        }
-        // SAFETY: used.idx is inside our ring memory.
-        let idx = unsafe { read_volatile(self.ptr16(self.used_off + 2)) };
+        self.broken.check().map_err(QueueError::Broken)?;
+        let idx = self.ring().read::<u16>(self.used_off + 2);
         let pending = idx.wrapping_sub(self.last_used);
         if pending == 0 {
             return Ok(None);
@@ -222,10 +209,9 @@ impl VirtQueue {
         fence(Ordering::Acquire);
         let slot = (self.last_used % self.size) as usize;
         let elem = self.used_off + 4 + 8 * slot;
-        let p = self.mem.as_ptr().wrapping_add(elem);
-        // SAFETY: element `slot` < size lies inside the used ring; each field
-        // is read exactly once, so the device cannot change it after the check.
-        let (id, len) = unsafe { (read_volatile(p as *const u32), read_volatile(p.wrapping_add(4) as *const u32)) };
+        // Each field is read exactly once, so the device cannot change it
+        // after the check.
+        let (id, len) = (self.ring().read::<u32>(elem), self.ring().read::<u32>(elem + 4));
         if id >= self.size as u32 {
             return Err(self.fail("used element id out of range"));
         }
@@ -242,14 +228,13 @@ impl VirtQueue {
     }
 
     fn fail(&mut self, why: &'static str) -> QueueError {
-        self.broken = Some(why);
-        QueueError::Broken(why)
+        QueueError::Broken(self.broken.set(why))
     }
 
-    /// The device side, for tests: raw pointer into the ring memory.
+    /// The device side, for tests: the ring memory.
     #[cfg(test)]
-    pub(crate) fn raw(&self) -> *mut u8 {
-        self.mem.as_ptr()
+    pub(crate) fn raw(&self) -> &unikit_io::DmaRegion {
+        self.ring()
     }
     #[cfg(test)]
     pub(crate) fn offsets(&self) -> (usize, usize) {
@@ -260,3 +245,7 @@ impl VirtQueue {
 #[cfg(test)]
 #[path = "queue_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "queue_fuzz.rs"]
+mod fuzz;

@@ -13,38 +13,29 @@ impl FakeDevice {
     }
     fn avail(&mut self, q: &VirtQueue) -> Option<u16> {
         let (avail_off, _) = q.offsets();
-        let idx = unsafe { read_volatile(q.raw().add(avail_off + 2) as *const u16) };
+        let idx = q.raw().read::<u16>(avail_off + 2);
         if idx == self.last_avail {
             return None;
         }
         let slot = (self.last_avail % q.size()) as usize;
         self.last_avail = self.last_avail.wrapping_add(1);
-        Some(unsafe { read_volatile(q.raw().add(avail_off + 4 + 2 * slot) as *const u16) })
+        Some(q.raw().read::<u16>(avail_off + 4 + 2 * slot))
     }
     fn desc(q: &VirtQueue, id: u16) -> (u64, u32, u16, u16) {
-        let d = unsafe { q.raw().add(16 * id as usize) };
-        unsafe {
-            (
-                read_volatile(d as *const u64),
-                read_volatile(d.add(8) as *const u32),
-                read_volatile(d.add(12) as *const u16),
-                read_volatile(d.add(14) as *const u16),
-            )
-        }
+        let (r, d) = (q.raw(), 16 * id as usize);
+        (r.read::<u64>(d), r.read::<u32>(d + 8), r.read::<u16>(d + 12), r.read::<u16>(d + 14))
     }
     /// Writes a used element without bumping the index.
     fn put(&mut self, q: &VirtQueue, slot: u16, id: u32, len: u32) {
         let (_, used_off) = q.offsets();
-        let e = unsafe { q.raw().add(used_off + 4 + 8 * (slot % q.size()) as usize) };
-        unsafe {
-            write_volatile(e as *mut u32, id);
-            write_volatile(e.add(4) as *mut u32, len);
-        }
+        let e = used_off + 4 + 8 * (slot % q.size()) as usize;
+        q.raw().write::<u32>(e, id);
+        q.raw().write::<u32>(e + 4, len);
     }
     fn set_idx(&mut self, q: &VirtQueue, idx: u16) {
         let (_, used_off) = q.offsets();
         self.used_idx = idx;
-        unsafe { write_volatile(q.raw().add(used_off + 2) as *mut u16, idx) };
+        q.raw().write::<u16>(used_off + 2, idx);
     }
     fn complete(&mut self, q: &VirtQueue, id: u32, len: u32) {
         self.put(q, self.used_idx, id, len);
@@ -224,7 +215,7 @@ fn scribbled_descriptors_do_not_confuse_the_free_list() {
     let mut q = VirtQueue::new(4).unwrap();
     let mut dev = FakeDevice::new();
     let h = q.add(&[rx(0x1000, 10), rx(0x2000, 10), rx(0x3000, 10)], 5).unwrap();
-    unsafe { core::ptr::write_bytes(q.raw(), 0xff, 16 * 4) };
+    q.raw().fill(0, 16 * 4, 0xff);
     dev.complete(&q, h as u32, 30);
     assert_eq!(q.pop_used(), Ok(Some((5, 30))));
     assert_eq!(q.num_free(), 4);
@@ -238,7 +229,7 @@ fn notification_and_interrupt_flags() {
     let mut q = VirtQueue::new(4).unwrap();
     let (avail_off, used_off) = q.offsets();
     q.suppress_interrupts(true);
-    assert_eq!(unsafe { read_volatile(q.raw().add(avail_off) as *const u16) }, AVAIL_F_NO_INTERRUPT);
-    unsafe { write_volatile(q.raw().add(used_off) as *mut u16, USED_F_NO_NOTIFY) };
+    assert_eq!(q.raw().read::<u16>(avail_off), AVAIL_F_NO_INTERRUPT);
+    q.raw().write::<u16>(used_off, USED_F_NO_NOTIFY);
     assert!(!q.needs_notify());
 }

@@ -1,7 +1,8 @@
 //! What the drivers need from a transport, and the steps every transport
 //! shares (reset, feature negotiation, config reads).
+#![deny(unsafe_code)]
 use super::queue::VirtQueue;
-use core::ptr::{read_volatile, write_volatile};
+use unikit_io::{IoMem, Port};
 
 pub const STATUS_ACKNOWLEDGE: u8 = 1;
 pub const STATUS_DRIVER: u8 = 2;
@@ -16,22 +17,24 @@ pub const F_VERSION_1: u64 = 1 << 32;
 pub const NO_VECTOR: u16 = 0xffff;
 
 /// How to tell the device a queue has new buffers.
+/// The register is a handle checked against the device's notification
+/// region when the queue was set up.
 #[derive(Clone, Copy, Debug)]
 pub enum Notify {
-    Port16(u16, u16),
-    Mmio16(usize, u16),
-    Mmio32(usize, u32),
+    Port16(Port<u16>, u16),
+    Mmio16(IoMem, u16),
+    Mmio32(IoMem, u32),
 }
 
 impl Notify {
     pub fn ring(&self) {
-        // SAFETY: the address/port was validated against the device's
-        // notification region when the queue was set up.
-        unsafe {
-            match *self {
-                Notify::Port16(port, v) => crate::port::outw(port, v),
-                Notify::Mmio16(addr, v) => write_volatile(addr as *mut u16, v),
-                Notify::Mmio32(addr, v) => write_volatile(addr as *mut u32, v),
+        match *self {
+            Notify::Port16(port, v) => port.write(v),
+            Notify::Mmio16(reg, v) => {
+                reg.write::<u16>(0, v);
+            }
+            Notify::Mmio32(reg, v) => {
+                reg.write::<u32>(0, v);
             }
         }
     }
@@ -150,47 +153,42 @@ pub fn queue_size(t: &dyn Transport, q: u16, want: u16) -> Result<u16, &'static 
     Ok(1 << (15 - m.leading_zeros().min(15))) // round down to a power of two
 }
 
-/// Memory-mapped registers: `[base, base + len)`, identity mapped. Accesses
-/// outside read as all ones and are dropped.
+/// Memory-mapped registers: an [`IoMem`] window. Accesses outside read as
+/// all ones and are dropped.
 #[derive(Clone, Copy, Debug)]
-pub struct Regs {
-    pub base: usize,
-    pub len: usize,
-}
+pub struct Regs(pub IoMem);
 
 impl Regs {
-    fn ok(&self, off: usize, w: usize) -> bool {
-        off.checked_add(w).is_some_and(|e| e <= self.len)
+    pub fn base(&self) -> usize {
+        self.0.base()
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    /// The `w`-byte register at `off`, as its own window (a doorbell).
+    pub fn reg(&self, off: usize, w: usize) -> Option<IoMem> {
+        self.0.sub(off, w)
     }
     pub fn r8(&self, off: usize) -> u8 {
-        // SAFETY: inside the mapped device region (checked).
-        if self.ok(off, 1) { unsafe { read_volatile((self.base + off) as *const u8) } } else { !0 }
+        self.0.read(off).unwrap_or(!0)
     }
     pub fn r16(&self, off: usize) -> u16 {
-        // SAFETY: inside the mapped device region (checked).
-        if self.ok(off, 2) { unsafe { read_volatile((self.base + off) as *const u16) } } else { !0 }
+        self.0.read(off).unwrap_or(!0)
     }
     pub fn r32(&self, off: usize) -> u32 {
-        // SAFETY: inside the mapped device region (checked).
-        if self.ok(off, 4) { unsafe { read_volatile((self.base + off) as *const u32) } } else { !0 }
+        self.0.read(off).unwrap_or(!0)
     }
     pub fn w8(&self, off: usize, v: u8) {
-        if self.ok(off, 1) {
-            // SAFETY: inside the mapped device region (checked).
-            unsafe { write_volatile((self.base + off) as *mut u8, v) }
-        }
+        self.0.write(off, v);
     }
     pub fn w16(&self, off: usize, v: u16) {
-        if self.ok(off, 2) {
-            // SAFETY: inside the mapped device region (checked).
-            unsafe { write_volatile((self.base + off) as *mut u16, v) }
-        }
+        self.0.write(off, v);
     }
     pub fn w32(&self, off: usize, v: u32) {
-        if self.ok(off, 4) {
-            // SAFETY: inside the mapped device region (checked).
-            unsafe { write_volatile((self.base + off) as *mut u32, v) }
-        }
+        self.0.write(off, v);
     }
     pub fn w64(&self, off: usize, v: u64) {
         self.w32(off, v as u32);

@@ -2,54 +2,63 @@
 //! event channel to kick it. Indexes written by the other side are checked;
 //! a ring that breaks its protocol is dropped and output goes to the
 //! emergency console (`console_io`) instead.
+#![deny(unsafe_code)]
 use super::abi::XenconsInterface;
 use super::{evtchn, hypercall};
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering, fence};
+use core::mem::{offset_of, size_of};
+use core::sync::atomic::{AtomicU32, Ordering, fence};
+use unikit_io::{Broken, DmaRegion};
 
-static RING: AtomicPtr<XenconsInterface> = AtomicPtr::new(core::ptr::null_mut());
+static RING: spin::Once<DmaRegion> = spin::Once::new();
 static PORT: AtomicU32 = AtomicU32::new(0);
-static BROKEN: AtomicBool = AtomicBool::new(false);
+static BROKEN: Broken = Broken::new();
+
+const OUTPUT: usize = offset_of!(XenconsInterface, output);
+const OUT_CONS: usize = offset_of!(XenconsInterface, out_cons);
+const OUT_PROD: usize = offset_of!(XenconsInterface, out_prod);
 
 const OUT_SIZE: u32 = 2048;
 /// How many yields we wait for xenconsoled to make room before dropping
 /// output (it may be gone, e.g. during dom0 shutdown).
 const PATIENCE: u32 = 200_000;
 
-/// Starts using the console ring.
-///
-/// # Safety
-/// `ring` must be the mapped console page (read-write) for the domain's life.
-pub unsafe fn init(ring: *mut XenconsInterface, port: u32) {
+/// Starts using the console ring: the mapped console page, which the
+/// platform hands over for the domain's life. A region too small for the
+/// ring is not used.
+pub fn init(ring: DmaRegion, port: u32) {
+    if ring.len() < size_of::<XenconsInterface>() {
+        return;
+    }
     PORT.store(port, Ordering::Relaxed);
-    RING.store(ring, Ordering::Release);
+    RING.call_once(|| ring);
 }
 
 pub fn ready() -> bool {
-    !RING.load(Ordering::Acquire).is_null() && !BROKEN.load(Ordering::Relaxed)
+    RING.is_completed() && !BROKEN.is_broken()
+}
+
+/// The ring, unless absent or broken.
+fn ring() -> Option<&'static DmaRegion> {
+    RING.get().filter(|_| !BROKEN.is_broken())
 }
 
 /// Reads the backend's consumer index and checks it against ours.
-fn pending(ring: *mut XenconsInterface, prod: u32) -> Option<u32> {
-    // SAFETY: a field of the mapped ring page, written by the backend.
-    let cons = unsafe { core::ptr::read_volatile(&raw const (*ring).out_cons) };
+fn pending(ring: &DmaRegion, prod: u32) -> Option<u32> {
+    let cons = ring.read::<u32>(OUT_CONS); // written by the backend
     let used = prod.wrapping_sub(cons);
     (used <= OUT_SIZE).then_some(used)
 }
 
 /// Writes `bytes` to the console; false if the ring is not usable.
 pub fn write(bytes: &[u8]) -> bool {
-    let ring = RING.load(Ordering::Acquire);
-    if ring.is_null() || BROKEN.load(Ordering::Relaxed) {
-        return false;
-    }
+    let Some(ring) = ring() else { return false };
     let port = PORT.load(Ordering::Relaxed);
     let mut rest = bytes;
     let mut waited = 0;
     while !rest.is_empty() {
-        // SAFETY: our own index in the mapped ring page.
-        let prod = unsafe { core::ptr::read_volatile(&raw const (*ring).out_prod) };
+        let prod = ring.read::<u32>(OUT_PROD); // our own index
         let Some(used) = pending(ring, prod) else {
-            BROKEN.store(true, Ordering::Relaxed);
+            BROKEN.set("xen console ring index out of range");
             hypercall::console_io_write(b"unikit: xen console ring index out of range; console dropped\n");
             return false;
         };
@@ -66,12 +75,10 @@ pub fn write(bytes: &[u8]) -> bool {
         let n = room.min(rest.len());
         for (i, &b) in rest[..n].iter().enumerate() {
             let idx = (prod.wrapping_add(i as u32) % OUT_SIZE) as usize;
-            // SAFETY: `idx` < OUT_SIZE, inside the output array.
-            unsafe { core::ptr::write_volatile(&raw mut (*ring).output[idx], b) };
+            ring.write::<u8>(OUTPUT + idx, b); // `idx` < OUT_SIZE
         }
         fence(Ordering::Release);
-        // SAFETY: as above.
-        unsafe { core::ptr::write_volatile(&raw mut (*ring).out_prod, prod.wrapping_add(n as u32)) };
+        ring.write::<u32>(OUT_PROD, prod.wrapping_add(n as u32));
         rest = &rest[n..];
     }
     evtchn::notify(port);
@@ -81,14 +88,10 @@ pub fn write(bytes: &[u8]) -> bool {
 /// Waits (a bounded time) until xenconsoled has read everything, so that
 /// the last lines are not lost when the domain goes away.
 pub fn flush() {
-    let ring = RING.load(Ordering::Acquire);
-    if ring.is_null() || BROKEN.load(Ordering::Relaxed) {
-        return;
-    }
+    let Some(ring) = ring() else { return };
     let port = PORT.load(Ordering::Relaxed);
     for _ in 0..PATIENCE {
-        // SAFETY: as in `write`.
-        let prod = unsafe { core::ptr::read_volatile(&raw const (*ring).out_prod) };
+        let prod = ring.read::<u32>(OUT_PROD);
         if pending(ring, prod).is_none_or(|used| used == 0) {
             return;
         }

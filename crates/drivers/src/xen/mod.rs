@@ -22,6 +22,9 @@ pub mod netfront;
 #[cfg(target_os = "none")]
 pub mod probe;
 pub mod ring;
+#[cfg(test)]
+mod ring_fuzz;
+mod ring_pod;
 pub mod xenbus;
 pub mod xenstore;
 

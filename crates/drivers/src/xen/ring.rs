@@ -11,9 +11,10 @@
 //! the backend's `rsp_prod` is checked against the requests actually
 //! outstanding, and every response is copied out of the page before it is
 //! looked at.
+#![deny(unsafe_code)]
 use core::marker::PhantomData;
-use core::ptr::{read_volatile, write_volatile};
 use core::sync::atomic::{AtomicU32, Ordering, fence};
+use unikit_io::{DmaRegion, Pod};
 
 pub const PAGE_SIZE: usize = 4096;
 /// Bytes before the first entry.
@@ -37,8 +38,8 @@ pub struct RingError(pub &'static str);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Full;
 
-pub struct FrontRing<Req: Copy, Rsp: Copy> {
-    page: *mut u8,
+pub struct FrontRing<Req: Pod, Rsp: Pod> {
+    page: DmaRegion,
     size: u32,
     entry: usize,
     req_prod_pvt: u32,
@@ -46,11 +47,7 @@ pub struct FrontRing<Req: Copy, Rsp: Copy> {
     _types: PhantomData<(Req, Rsp)>,
 }
 
-// SAFETY: the ring is a page of memory plus indexes; the owner serialises
-// access (the drivers keep each ring behind a lock).
-unsafe impl<Req: Copy, Rsp: Copy> Send for FrontRing<Req, Rsp> {}
-
-impl<Req: Copy, Rsp: Copy> FrontRing<Req, Rsp> {
+impl<Req: Pod, Rsp: Pod> FrontRing<Req, Rsp> {
     const ENTRY: usize = {
         let (a, b) = (core::mem::size_of::<Req>(), core::mem::size_of::<Rsp>());
         if a > b { a } else { b }
@@ -59,28 +56,41 @@ impl<Req: Copy, Rsp: Copy> FrontRing<Req, Rsp> {
     pub const SIZE: u32 = ring_size(Self::ENTRY);
 
     /// Initialises the shared ring in `page` (`SHARED_RING_INIT` +
-    /// `FRONT_RING_INIT`) before it is granted to the backend.
-    ///
-    /// # Safety
-    /// `page` must be a page-aligned, writable 4 KiB page that stays valid
-    /// (and is used through this ring only) for the life of the ring.
-    pub unsafe fn new(page: *mut u8) -> Self {
+    /// `FRONT_RING_INIT`) before it is granted to the backend. `None` if the
+    /// region is not one page-aligned page.
+    pub fn from_region(page: DmaRegion) -> Option<Self> {
         const {
             assert!(Self::ENTRY % core::mem::align_of::<Req>() == 0 && Self::ENTRY % core::mem::align_of::<Rsp>() == 0);
             assert!(core::mem::align_of::<Req>() <= HEADER && core::mem::align_of::<Rsp>() <= HEADER);
         };
-        // SAFETY: the caller hands us the page; zero the header and entries.
-        unsafe { core::ptr::write_bytes(page, 0, PAGE_SIZE) };
+        if page.len() < PAGE_SIZE || page.virt_addr(0) % PAGE_SIZE != 0 {
+            return None;
+        }
+        page.fill(0, PAGE_SIZE, 0);
         let r = Self { page, size: Self::SIZE, entry: Self::ENTRY, req_prod_pvt: 0, rsp_cons: 0, _types: PhantomData };
         r.set(REQ_EVENT, 1);
         r.set(RSP_EVENT, 1);
-        r
+        Some(r)
     }
 
+    /// As [`Self::from_region`] on the page at `page`. Transitional, for
+    /// the drivers that still hand over a raw page; they move to
+    /// `from_region` and this goes.
+    ///
+    /// # Safety
+    /// `page` must be a page-aligned, writable 4 KiB page that stays valid
+    /// (and is used through this ring only) for the life of the program.
+    #[allow(unsafe_code)]
+    pub unsafe fn new(page: *mut u8) -> Self {
+        // SAFETY: the caller's contract is `DmaRegion::from_raw`'s.
+        let region = unsafe { DmaRegion::from_raw(page, PAGE_SIZE) };
+        region.and_then(Self::from_region).expect("ring page is null or misaligned")
+    }
+
+    /// One of the four header words; the backend writes them
+    /// concurrently, hence atomic.
     fn index(&self, off: usize) -> &AtomicU32 {
-        // SAFETY: `off` is one of the four header words, inside the page
-        // and 4-aligned; the backend writes them concurrently, hence atomic.
-        unsafe { AtomicU32::from_ptr(self.page.add(off) as *mut u32) }
+        self.page.atomic_u32(off)
     }
     fn get(&self, off: usize) -> u32 {
         self.index(off).load(Ordering::Acquire)
@@ -89,10 +99,12 @@ impl<Req: Copy, Rsp: Copy> FrontRing<Req, Rsp> {
         self.index(off).store(v, Ordering::Release)
     }
 
-    fn slot(&self, idx: u32) -> *mut u8 {
+    /// Offset of the entry for free-running index `idx`: inside the page
+    /// (HEADER + size * entry <= PAGE_SIZE by `ring_size`) and aligned for
+    /// both entry types (see `from_region`).
+    fn slot(&self, idx: u32) -> usize {
         let i = (idx & (self.size - 1)) as usize;
-        // In bounds: HEADER + size * entry <= PAGE_SIZE by `ring_size`.
-        self.page.wrapping_add(HEADER + i * self.entry)
+        HEADER + i * self.entry
     }
 
     pub fn size(&self) -> u32 {
@@ -119,10 +131,8 @@ impl<Req: Copy, Rsp: Copy> FrontRing<Req, Rsp> {
         if self.free_requests() == 0 {
             return Err(Full);
         }
-        // SAFETY: the slot is inside the page, aligned for `Req` (entries
-        // are multiples of both alignments after the header, see `new`), and
-        // not in use by the backend (it has no outstanding request there).
-        unsafe { write_volatile(self.slot(self.req_prod_pvt) as *mut Req, req) };
+        // The slot is not in use by the backend (no outstanding request there).
+        self.page.write::<Req>(self.slot(self.req_prod_pvt), req);
         self.req_prod_pvt = self.req_prod_pvt.wrapping_add(1);
         Ok(())
     }
@@ -151,9 +161,8 @@ impl<Req: Copy, Rsp: Copy> FrontRing<Req, Rsp> {
             return Err(RingError("backend produced more responses than there were requests"));
         }
         fence(Ordering::Acquire); // index before the entries
-        // SAFETY: the slot is inside the page and aligned for `Rsp`; a
-        // volatile copy, so what we check is what we use.
-        let rsp = unsafe { read_volatile(self.slot(self.rsp_cons) as *const Rsp) };
+        // A volatile copy, so what the driver checks is what it uses.
+        let rsp = self.page.read::<Rsp>(self.slot(self.rsp_cons));
         self.rsp_cons = self.rsp_cons.wrapping_add(1);
         Ok(Some(rsp))
     }
@@ -177,8 +186,15 @@ impl<Req: Copy, Rsp: Copy> FrontRing<Req, Rsp> {
         self.get(RSP_PROD) != self.rsp_cons
     }
 
+    /// Virtual address of the ring page (to grant it).
     pub fn page(&self) -> *mut u8 {
-        self.page
+        self.page.virt_addr(0) as *mut u8
+    }
+
+    /// The ring page, for a test's backend side.
+    #[cfg(test)]
+    pub(crate) fn region(&self) -> &DmaRegion {
+        &self.page
     }
 }
 
@@ -188,36 +204,47 @@ mod tests {
 
     #[repr(C)]
     #[derive(Clone, Copy, Debug, PartialEq)]
-    struct Req {
+    pub(super) struct Req {
         id: u16,
         pad: u16,
         val: u32,
     }
     #[repr(C)]
     #[derive(Clone, Copy, Debug, PartialEq)]
-    struct Rsp {
+    pub(super) struct Rsp {
         id: u16,
         status: i16,
     }
 
-    #[repr(C, align(4096))]
-    struct Page([u8; 4096]);
+    // SAFETY: `#[repr(C)]` integers without padding (8 and 4 bytes).
+    #[allow(unsafe_code)]
+    unsafe impl Pod for Req {}
+    // SAFETY: as above.
+    #[allow(unsafe_code)]
+    unsafe impl Pod for Rsp {}
 
-    fn rd(p: &Page, off: usize) -> u32 {
-        u32::from_le_bytes(p.0[off..off + 4].try_into().unwrap())
+    /// A fresh ring on a heap page filled with `fill`.
+    pub(super) fn ring(fill: u8) -> FrontRing<Req, Rsp> {
+        let page = DmaRegion::alloc(PAGE_SIZE, PAGE_SIZE).unwrap();
+        page.fill(0, PAGE_SIZE, fill);
+        FrontRing::from_region(page).unwrap()
     }
-    fn wr(p: *mut Page, off: usize, v: u32) {
-        unsafe { core::ptr::write_volatile((p as *mut u8).add(off) as *mut u32, v) }
+
+    fn rd(p: &DmaRegion, off: usize) -> u32 {
+        p.read::<u32>(off)
+    }
+    fn wr(p: &DmaRegion, off: usize, v: u32) {
+        p.write::<u32>(off, v)
     }
 
     /// The backend: answers every request it sees, in its slot.
-    fn backend_answer(p: *mut Page, size: u32, cons: &mut u32, status: i16) {
-        let prod = rd(unsafe { &*p }, REQ_PROD);
-        let mut rsp_prod = rd(unsafe { &*p }, RSP_PROD);
+    fn backend_answer(p: &DmaRegion, size: u32, cons: &mut u32, status: i16) {
+        let prod = rd(p, REQ_PROD);
+        let mut rsp_prod = rd(p, RSP_PROD);
         while *cons != prod {
             let off = HEADER + (*cons & (size - 1)) as usize * 8;
-            let req = unsafe { core::ptr::read((p as *mut u8).add(off) as *const Req) };
-            unsafe { core::ptr::write((p as *mut u8).add(off) as *mut Rsp, Rsp { id: req.id, status }) };
+            let req = p.read::<Req>(off);
+            p.write::<Rsp>(off, Rsp { id: req.id, status });
             *cons += 1;
             rsp_prod += 1;
         }
@@ -234,11 +261,10 @@ mod tests {
 
     #[test]
     fn requests_and_responses_round_trip_with_wrap() {
-        let mut page = Box::new(Page([0xaa; 4096]));
-        let p: *mut Page = &mut *page;
-        let mut r = unsafe { FrontRing::<Req, Rsp>::new(p as *mut u8) };
-        assert_eq!(rd(unsafe { &*p }, REQ_EVENT), 1);
-        assert_eq!(rd(unsafe { &*p }, RSP_EVENT), 1);
+        let mut r = ring(0xaa);
+        assert_eq!(rd(r.region(), REQ_EVENT), 1);
+        assert_eq!(rd(r.region(), RSP_EVENT), 1);
+        assert_eq!(rd(r.region(), 16), 0); // the padding and entries are zeroed
         let mut back_cons = 0;
         let mut next = 0u16;
         for round in 0..5 {
@@ -249,7 +275,7 @@ mod tests {
             let notify = r.push_requests();
             // req_event stays 1: only the first batch crosses it.
             assert_eq!(notify, round == 0);
-            backend_answer(p, 256, &mut back_cons, 0);
+            backend_answer(r.region(), 256, &mut back_cons, 0);
             let mut got = 0;
             while let Some(rsp) = r.take_response().unwrap() {
                 assert_eq!(rsp.status, 0);
@@ -257,14 +283,13 @@ mod tests {
             }
             assert_eq!(got, 200);
             assert!(!r.final_check_for_responses());
-            assert_eq!(rd(unsafe { &*p }, RSP_EVENT), r.rsp_cons() + 1);
+            assert_eq!(rd(r.region(), RSP_EVENT), r.rsp_cons() + 1);
         }
     }
 
     #[test]
     fn full_ring_refuses_requests() {
-        let mut page = Box::new(Page([0; 4096]));
-        let mut r = unsafe { FrontRing::<Req, Rsp>::new(&mut *page as *mut Page as *mut u8) };
+        let mut r = ring(0);
         for i in 0..256 {
             r.put_request(Req { id: i, pad: 0, val: 0 }).unwrap();
         }
@@ -273,30 +298,26 @@ mod tests {
 
     #[test]
     fn bogus_rsp_prod_is_an_error() {
-        let mut page = Box::new(Page([0; 4096]));
-        let p: *mut Page = &mut *page;
-        let mut r = unsafe { FrontRing::<Req, Rsp>::new(p as *mut u8) };
+        let mut r = ring(0);
         r.put_request(Req { id: 1, pad: 0, val: 0 }).unwrap();
         r.push_requests();
-        wr(p, RSP_PROD, 2); // two responses to one request
+        wr(r.region(), RSP_PROD, 2); // two responses to one request
         assert!(r.take_response().is_err());
-        wr(p, RSP_PROD, 0xffff_0000); // far away
+        wr(r.region(), RSP_PROD, 0xffff_0000); // far away
         assert!(r.take_response().is_err());
-        wr(p, RSP_PROD, 1);
+        wr(r.region(), RSP_PROD, 1);
         assert!(r.take_response().unwrap().is_some());
         assert!(r.take_response().unwrap().is_none());
     }
 
     #[test]
     fn notify_follows_req_event() {
-        let mut page = Box::new(Page([0; 4096]));
-        let p: *mut Page = &mut *page;
-        let mut r = unsafe { FrontRing::<Req, Rsp>::new(p as *mut u8) };
+        let mut r = ring(0);
         r.put_request(Req { id: 0, pad: 0, val: 0 }).unwrap();
         assert!(r.push_requests()); // crosses req_event = 1
         r.put_request(Req { id: 1, pad: 0, val: 0 }).unwrap();
         assert!(!r.push_requests()); // backend did not ask again
-        wr(p, REQ_EVENT, 3); // backend wants to hear about request #3
+        wr(r.region(), REQ_EVENT, 3); // backend wants to hear about request #3
         r.put_request(Req { id: 2, pad: 0, val: 0 }).unwrap();
         assert!(r.push_requests());
     }

@@ -19,10 +19,12 @@
 //! notify, sleep), so the host tests run it against a fake xenstored. The
 //! guest has one global client ([`init`](init()), [`read`](read()), [`write`](write()), ...) whose
 //! event-channel handler wakes waiting threads, which then read the ring.
+#![deny(unsafe_code)]
 use alloc::collections::VecDeque;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering, fence};
+use unikit_io::{Broken, DmaRegion};
 
 pub const XS_DIRECTORY: u32 = 1;
 pub const XS_READ: u32 = 2;
@@ -113,7 +115,7 @@ struct WatchSlot {
 /// The connection state: our ring indexes, the reply being assembled, the
 /// request in flight and the watch queues. Host-testable; no locking.
 pub struct Conn {
-    page: *mut u8,
+    page: &'static DmaRegion,
     /// Our indexes; the copies in the page are written, never read back.
     req_prod: u32,
     rsp_cons: u32,
@@ -128,18 +130,13 @@ pub struct Conn {
     reply: Option<Result<Msg, Error>>,
     busy: bool,
     watches: Vec<WatchSlot>,
-    broken: Option<&'static str>,
+    broken: Broken,
 }
 
-// SAFETY: `page` is shared memory used only through `Conn`'s methods; the
-// owner serialises access (the client keeps it behind a lock).
-unsafe impl Send for Conn {}
-
 impl Conn {
-    /// # Safety
-    /// `page` must be the mapped xenstore ring page (read-write, 4 KiB),
-    /// used through this `Conn` only, for as long as it lives.
-    pub unsafe fn new(page: *mut u8) -> Self {
+    /// The connection over `page`, the xenstore ring page (4 KiB; a shorter
+    /// region is refused as broken).
+    pub fn new(page: &'static DmaRegion) -> Self {
         let mut c = Self {
             page,
             req_prod: 0,
@@ -154,8 +151,12 @@ impl Conn {
             reply: None,
             busy: false,
             watches: Vec::new(),
-            broken: None,
+            broken: Broken::new(),
         };
+        if page.len() < RSP + RING_SIZE as usize + 16 {
+            c.broken.set("xenstore page too small");
+            return c;
+        }
         // Whatever ran before us (the domain builder) leaves the ring idle
         // but not necessarily at index 0: continue from where it is.
         c.req_prod = c.word(REQ_PROD).load(Ordering::Acquire);
@@ -163,24 +164,23 @@ impl Conn {
         let req_used = c.req_prod.wrapping_sub(c.word(REQ_CONS).load(Ordering::Acquire));
         let rsp_used = c.word(RSP_PROD).load(Ordering::Acquire).wrapping_sub(c.rsp_cons);
         if req_used > RING_SIZE || rsp_used > RING_SIZE {
-            c.broken = Some("ring indexes out of range at start");
+            c.broken.set("ring indexes out of range at start");
         }
         c
     }
 
+    /// One of the four index words; xenstored updates them concurrently,
+    /// hence atomics.
     fn word(&self, off: usize) -> &AtomicU32 {
-        // SAFETY: the four index words are inside the page and 4-aligned;
-        // xenstored updates them concurrently, hence atomics.
-        unsafe { AtomicU32::from_ptr(self.page.add(off) as *mut u32) }
+        self.page.atomic_u32(off)
     }
 
     fn fail(&mut self, why: &'static str) -> Error {
-        let why = *self.broken.get_or_insert(why);
-        Error::Broken(why)
+        Error::Broken(self.broken.set(why))
     }
 
     fn check(&self) -> Result<(), Error> {
-        self.broken.map_or(Ok(()), |why| Err(Error::Broken(why)))
+        self.broken.check().map_err(Error::Broken)
     }
 
     /// Copies as much of `data[*sent..]` into the request ring as fits;
@@ -195,8 +195,7 @@ impl Conn {
         let n = ((RING_SIZE - used) as usize).min(data.len() - *sent);
         for (i, &b) in data[*sent..*sent + n].iter().enumerate() {
             let at = REQ + (self.req_prod.wrapping_add(i as u32) % RING_SIZE) as usize;
-            // SAFETY: `at` < 1024, inside the request ring of the page.
-            unsafe { core::ptr::write_volatile(self.page.add(at), b) };
+            self.page.write::<u8>(at, b); // `at` < 1024: the request ring
         }
         fence(Ordering::Release); // bytes before the index
         self.req_prod = self.req_prod.wrapping_add(n as u32);
@@ -218,8 +217,7 @@ impl Conn {
         fence(Ordering::Acquire); // index before the bytes
         for i in 0..avail {
             let at = RSP + (self.rsp_cons.wrapping_add(i) % RING_SIZE) as usize;
-            // SAFETY: `at` < 2048, inside the response ring of the page.
-            let b = unsafe { core::ptr::read_volatile(self.page.add(at)) };
+            let b = self.page.read::<u8>(at); // `at` < 2048: the response ring
             if let Err(why) = self.feed(b) {
                 return Err(self.fail(why));
             }
@@ -336,11 +334,9 @@ fn check_path(path: &str) -> Result<(), Error> {
 }
 
 impl<E: Env> Client<E> {
-    /// # Safety
-    /// As [`Conn::new`].
-    pub unsafe fn new(page: *mut u8, env: E) -> Self {
-        // SAFETY: forwarded contract.
-        Self { conn: spin::Mutex::new(unsafe { Conn::new(page) }), env }
+    /// The client over the xenstore ring page `page` (see [`Conn::new`]).
+    pub fn new(page: &'static DmaRegion, env: E) -> Self {
+        Self { conn: spin::Mutex::new(Conn::new(page)), env }
     }
 
     pub fn env(&self) -> &E {
@@ -412,7 +408,7 @@ impl<E: Env> Client<E> {
         if r.is_err() {
             let mut c = self.conn.lock();
             c.pending = None;
-            if sent < bytes.len() && c.broken.is_none() {
+            if sent < bytes.len() && !c.broken.is_broken() {
                 // Half a message in the ring: the stream cannot recover.
                 c.fail("request timed out half-written");
             }
@@ -563,14 +559,10 @@ mod guest {
         WAITERS.notify_all();
     }
 
-    /// Starts the client on the xenstore ring page and its event channel.
-    ///
-    /// # Safety
-    /// `ring` must be the mapped xenstore page (read-write) for the life of
-    /// the domain; call once.
-    pub unsafe fn init(ring: *mut u8, port: u32) {
-        // SAFETY: forwarded contract.
-        CLIENT.call_once(|| unsafe { Client::new(ring, GuestEnv { port }) });
+    /// Starts the client on the xenstore ring page (the platform maps it
+    /// and hands it over for the life of the domain) and its event channel.
+    pub fn init(ring: DmaRegion, port: u32) {
+        CLIENT.call_once(|| Client::new(alloc::boxed::Box::leak(alloc::boxed::Box::new(ring)), GuestEnv { port }));
         crate::xen::evtchn::set_handler(port, Some(on_event));
     }
 
@@ -604,3 +596,7 @@ pub use guest::{GuestEnv, client, directory, init, read, read_int, read_u32, wat
 #[cfg(test)]
 #[path = "xenstore_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "xenstore_fuzz.rs"]
+mod fuzz;

@@ -3,14 +3,17 @@ use super::*;
 use alloc::collections::BTreeMap;
 use core::cell::{Cell, RefCell};
 
-#[repr(C, align(4096))]
-struct Page([u8; 4096]);
+type Page = &'static DmaRegion;
 
-fn get(p: *mut u8, off: usize) -> u32 {
-    unsafe { core::ptr::read_volatile(p.add(off) as *const u32) }
+/// A zeroed ring page shared by the client and the fake xenstored.
+fn new_page() -> Page {
+    Box::leak(Box::new(DmaRegion::alloc(4096, 4096).unwrap()))
 }
-fn set(p: *mut u8, off: usize, v: u32) {
-    unsafe { core::ptr::write_volatile(p.add(off) as *mut u32, v) }
+fn get(p: Page, off: usize) -> u32 {
+    p.read::<u32>(off)
+}
+fn set(p: Page, off: usize, v: u32) {
+    p.write::<u32>(off, v)
 }
 
 fn message(ty: u32, id: u32, payload: &[u8]) -> Vec<u8> {
@@ -24,7 +27,7 @@ fn message(ty: u32, id: u32, payload: &[u8]) -> Vec<u8> {
 
 /// A xenstored serving one domain's ring, with knobs for misbehaviour.
 struct FakeXs {
-    page: *mut u8,
+    page: Page,
     req_cons: u32,
     rsp_prod: u32,
     inbuf: Vec<u8>,
@@ -48,7 +51,7 @@ impl FakeXs {
     fn step(&mut self) {
         let prod = get(self.page, REQ_PROD);
         while self.req_cons != prod {
-            let b = unsafe { *self.page.add(REQ + (self.req_cons % RING_SIZE) as usize) };
+            let b = self.page.read::<u8>(REQ + (self.req_cons % RING_SIZE) as usize);
             self.inbuf.push(b);
             self.req_cons = self.req_cons.wrapping_add(1);
         }
@@ -69,7 +72,7 @@ impl FakeXs {
         let n = ((RING_SIZE - used) as usize).min(self.chunk).min(self.out.len());
         for _ in 0..n {
             let b = self.out.pop_front().unwrap();
-            unsafe { *self.page.add(RSP + (self.rsp_prod % RING_SIZE) as usize) = b };
+            self.page.write::<u8>(RSP + (self.rsp_prod % RING_SIZE) as usize, b);
             self.rsp_prod = self.rsp_prod.wrapping_add(1);
         }
         set(self.page, RSP_PROD, self.rsp_prod);
@@ -189,8 +192,7 @@ impl Env for FakeEnv {
 
 /// A client on a fresh ring whose four indexes all start at `start`.
 fn setup(start: u32) -> Client<FakeEnv> {
-    let page: &'static mut Page = Box::leak(Box::new(Page([0; 4096])));
-    let p = page.0.as_mut_ptr();
+    let p = new_page();
     for off in [REQ_CONS, REQ_PROD, RSP_CONS, RSP_PROD] {
         set(p, off, start);
     }
@@ -210,7 +212,7 @@ fn setup(start: u32) -> Client<FakeEnv> {
         id_skew: 0,
     };
     let env = FakeEnv { xs: RefCell::new(xs), clock: Cell::new(0), kicks: Cell::new(0) };
-    unsafe { Client::new(p, env) }
+    Client::new(p, env)
 }
 
 /// The id the client's next request gets.
@@ -403,9 +405,8 @@ fn unknown_or_malformed_watch_events_are_ignored() {
 
 #[test]
 fn ring_indexes_out_of_range_at_start() {
-    let page: &'static mut Page = Box::leak(Box::new(Page([0; 4096])));
-    let p = page.0.as_mut_ptr();
+    let p = new_page();
     set(p, RSP_PROD, 5000);
-    let mut conn = unsafe { Conn::new(p) };
+    let mut conn = Conn::new(p);
     assert!(matches!(conn.pump(), Err(Error::Broken(_))));
 }

@@ -102,7 +102,9 @@ extern "C" fn xen_pv_main(si: *const StartInfo) -> ! {
         fail(format_args!("console frame {:#x} is not ours", si.console_mfn))
     };
     // SAFETY: the console page is in the boot region Xen mapped for us.
-    unsafe { console::init((con * PAGE) as *mut _, si.console_evtchn) };
+    if let Some(ring) = unsafe { drivers::io::DmaRegion::from_raw((con * PAGE) as *mut u8, PAGE as usize) } {
+        console::init(ring, si.console_evtchn);
+    }
     if let Err(e) = traps::init() {
         fail(format_args!("{e:?}"));
     }

@@ -32,8 +32,8 @@ pub struct Machine {
 }
 
 pub(crate) static MACHINE: Machine = Machine { hypervisor: Once::new() };
-// SAFETY: COM1 is the 16550 every PC-shaped VM (and Firecracker) provides.
-static UART: Uart16550 = unsafe { Uart16550::new(COM1) };
+/// COM1: the 16550 every PC-shaped VM (and Firecracker) provides.
+static UART: Uart16550 = Uart16550::new(COM1);
 static UART_READY: Once<()> = Once::new();
 static ADDRESS_SPACE: Once<u64> = Once::new();
 

@@ -46,7 +46,8 @@ fn map_grant_table_hvm() -> Result<(), &'static str> {
 pub fn probe() {
     let Some(&(ring, port)) = STORE.get() else { return };
     // SAFETY: the xenstore page is mapped for the life of the domain.
-    unsafe { xenstore::init(ring as *mut u8, port) };
+    let Some(ring) = (unsafe { drivers::io::DmaRegion::from_raw(ring as *mut u8, 4096) }) else { return };
+    xenstore::init(ring, port);
     let grants = if MMU.get().is_some() { map_grant_table_pv() } else { map_grant_table_hvm() };
     if let Err(e) = grants {
         unikit_kernel::kprintln!("unikit: xen: no grant table ({e}); no devices");

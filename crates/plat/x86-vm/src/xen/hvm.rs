@@ -104,7 +104,9 @@ pub fn init(map: &dyn Fn(u64) -> bool, vector: u8) -> Result<(), Error> {
         return Err(Error::Map("console ring"));
     }
     // SAFETY: the console page, mapped above, for the domain's life.
-    unsafe { console::init(con as *mut _, con_port) };
+    if let Some(ring) = unsafe { drivers::io::DmaRegion::from_raw(con as *mut u8, 4096) } {
+        console::init(ring, con_port);
+    }
 
     let store = get_param(abi::HVM_PARAM_STORE_PFN)? << 12;
     let store_port = get_param(abi::HVM_PARAM_STORE_EVTCHN)? as u32;
