@@ -22,6 +22,8 @@ pub mod vfs;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_crash;
 
 pub use block::Disk;
 pub use error::{Error, ErrorKind, Result};
