@@ -24,6 +24,8 @@ pub mod vfs;
 mod tests;
 #[cfg(test)]
 mod tests_crash;
+#[cfg(test)]
+mod tests_hostile;
 
 pub use block::Disk;
 pub use error::{Error, ErrorKind, Result};
