@@ -192,9 +192,27 @@ fn same_name(e: &FatEntry<'_>, name: &str) -> bool {
     e.file_name().eq_ignore_ascii_case(name) || e.short_file_name().eq_ignore_ascii_case(name)
 }
 
+/// Most entries a FAT directory may hold (Microsoft's FAT specification:
+/// 65,536 32-byte entries). A hostile image can link a directory's clusters
+/// in a loop; the engine would then iterate forever.
+const MAX_DIR_ENTRIES: usize = 65_536;
+
+/// A directory's entries, failing instead of looping on a corrupt chain.
+fn entries<'a>(dir: &FatDir<'a>) -> impl Iterator<Item = Result<FatEntry<'a>>> {
+    dir.iter().enumerate().map(|(i, e)| {
+        if i >= MAX_DIR_ENTRIES {
+            return Err(Error::with_detail(
+                ErrorKind::InvalidData,
+                "corrupted FAT file system: a directory longer than FAT allows (its clusters loop)",
+            ));
+        }
+        e.map_err(map)
+    })
+}
+
 fn lookup_in<'a>(dir: &FatDir<'a>, name: &str) -> Result<FatEntry<'a>> {
-    for e in dir.iter() {
-        let e = e.map_err(map)?;
+    for e in entries(dir) {
+        let e = e?;
         if same_name(&e, name) {
             return Ok(e);
         }
@@ -506,8 +524,8 @@ impl FileSystem for FatFs {
         self.shared.with(|fs| {
             let dir = open_dir(fs, path)?;
             let mut v = Vec::new();
-            for e in dir.iter() {
-                let e = e.map_err(map)?;
+            for e in entries(&dir) {
+                let e = e?;
                 let name = e.file_name();
                 if name == "." || name == ".." {
                     continue;

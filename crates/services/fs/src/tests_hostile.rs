@@ -250,3 +250,51 @@ fn cpio_trailer_in_the_middle_starts_the_next_archive() {
     assert_eq!(v.read("/first").unwrap(), b"1");
     assert_eq!(v.read("/second").unwrap(), b"2");
 }
+
+/// A directory whose cluster chain loops back on itself (every slot used,
+/// so no end marker stops the walk): listing it, looking a name up in it
+/// and creating a file in it fail instead of hanging the guest.
+#[test]
+fn fat_directory_cluster_loop_is_an_error() {
+    let mem = Arc::new(Mem(spin::Mutex::new(vec![0; 1 << 20])));
+    FatFs::format(&Disk::new(mem.clone()).unwrap(), &FormatOptions { label: None, fat_bits: Some(12) }).unwrap();
+    let v = Vfs::new(Arc::new(Ramfs::new()));
+    v.mount("/d", Arc::new(FatFs::mount(Disk::new(mem.clone()).unwrap(), clock).unwrap())).unwrap();
+    v.create_dir("/d/LOOP").unwrap();
+    // Short upper-case names: one 32-byte entry each, filling clusters.
+    for i in 0..200 {
+        v.write(&format!("/d/LOOP/F{i:03}"), b"").unwrap();
+    }
+    v.unmount("/d").unwrap();
+    let mut img = mem.0.lock().clone();
+    let u16_at = |img: &[u8], o: usize| u16::from_le_bytes([img[o], img[o + 1]]) as usize;
+    let (bps, reserved, fats, per_fat) = (u16_at(&img, 11), u16_at(&img, 14), img[16] as usize, u16_at(&img, 22));
+    let root = (reserved + fats * per_fat) * bps;
+    let e = (0..u16_at(&img, 17)).map(|i| root + i * 32).find(|&o| &img[o..o + 11] == b"LOOP       ").unwrap();
+    let fat = reserved * bps;
+    let get = |img: &[u8], n: usize| {
+        let v = u16_at(img, fat + n * 3 / 2);
+        if n % 2 == 0 { v & 0xfff } else { v >> 4 }
+    };
+    // Walk to the last full cluster and point it back at the first.
+    let first = u16_at(&img, e + 26);
+    let mut chain = vec![first];
+    while get(&img, *chain.last().unwrap()) < 0xff8 {
+        chain.push(get(&img, *chain.last().unwrap()));
+    }
+    assert!(chain.len() >= 3, "LOOP spans {} clusters", chain.len());
+    let last_full = chain[chain.len() - 2];
+    for copy in 0..fats {
+        let at = fat + copy * per_fat * bps + last_full * 3 / 2;
+        let old = u16_at(&img, at);
+        let new = if last_full % 2 == 0 { (old & 0xf000) | first as u16 as usize } else { (old & 0xf) | (first << 4) };
+        img[at..at + 2].copy_from_slice(&(new as u16).to_le_bytes());
+    }
+    let mem = Arc::new(Mem(spin::Mutex::new(img)));
+    let v = Vfs::new(Arc::new(Ramfs::new()));
+    v.mount("/d", Arc::new(FatFs::mount(Disk::new(mem).unwrap(), clock).unwrap())).unwrap();
+    assert_eq!(v.read_dir("/d/LOOP").map(|_| ()).unwrap_err().kind(), ErrorKind::InvalidData);
+    assert_eq!(v.metadata("/d/LOOP/NOPE").unwrap_err().kind(), ErrorKind::InvalidData);
+    assert_eq!(v.write("/d/LOOP/NEW", b"x").unwrap_err().kind(), ErrorKind::InvalidData);
+    assert!(v.read("/d/LOOP/F000").is_ok());
+}
