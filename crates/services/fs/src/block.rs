@@ -204,7 +204,7 @@ struct StreamState {
     holding: bool,
     /// Hold every small write, not only the range's (see [`StreamCtl::hold_all`]).
     hold_all: bool,
-    /// Held blocks outside the range, in the order first written.
+    /// Held blocks, in the order first written.
     held_order: Vec<u64>,
     /// The block the last small write went to, not yet written: the next
     /// write to the same block (a long name's entries and its short entry,
@@ -372,8 +372,7 @@ impl StreamState {
         e.1[within..end].copy_from_slice(bytes);
         e.2 = true;
         if hold {
-            let off = block * disk.bs as u64;
-            if !(self.held_range.0..self.held_range.1).contains(&off) && !self.held_order.contains(&block) {
+            if !self.held_order.contains(&block) {
                 self.held_order.push(block);
             }
             if self.cache.iter().filter(|e| e.2).count() > MAX_HELD {
@@ -394,21 +393,17 @@ impl StreamState {
         Ok(())
     }
 
-    /// Writes the pending block, then the held blocks of the range,
-    /// lowest address first (so FAT 1 before its copy), then other held
+    /// Writes the pending block, then the held blocks of the range in the
+    /// order they were first written (a new cluster's end-of-chain mark
+    /// before the link to it, FAT 1 before its copy), then other held
     /// blocks, last written first.
     fn write_held(&mut self, disk: &Disk) -> Result<()> {
         self.write_pending(disk)?;
-        let others = core::mem::take(&mut self.held_order);
-        let mut held: Vec<usize> =
-            (0..self.cache.len()).filter(|&i| self.cache[i].2 && !others.contains(&self.cache[i].0)).collect();
-        held.sort_by_key(|&i| self.cache[i].0);
-        for i in held {
-            let (b, data, _) = &self.cache[i];
-            disk.dev.write_blocks(*b, data)?;
-            self.cache[i].2 = false;
-        }
-        for b in others.into_iter().rev() {
+        let order = core::mem::take(&mut self.held_order);
+        let bs = disk.bs as u64;
+        let (range, others): (Vec<u64>, Vec<u64>) =
+            order.into_iter().partition(|b| (self.held_range.0..self.held_range.1).contains(&(b * bs)));
+        for b in range.into_iter().chain(others.into_iter().rev()) {
             if let Some(e) = self.cache.iter_mut().find(|e| e.0 == b && e.2) {
                 disk.dev.write_blocks(b, &e.1)?;
                 e.2 = false;

@@ -399,6 +399,12 @@ impl FatFs {
         let ctl = stream.ctl();
         let opts = fat::FsOptions::new().time_provider(Clock(clock));
         let fs = fat::FileSystem::new(Io(stream), opts).map_err(map)?;
+        let kind = match fs.fat_type() {
+            fat::FatType::Fat12 => crate::fatcheck::Kind::Fat12,
+            fat::FatType::Fat16 => crate::fatcheck::Kind::Fat16,
+            fat::FatType::Fat32 => crate::fatcheck::Kind::Fat32,
+        };
+        crate::fatcheck::check(&disk, &boot, kind)?;
         let fat32 = fs.fat_type() == fat::FatType::Fat32;
         let geometry = fat_geometry(&boot, fat32);
         // The boot sector's bit only: FAT[1] stays "mounted" after any

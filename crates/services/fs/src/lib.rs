@@ -14,6 +14,7 @@ pub mod block;
 pub mod cpio;
 pub mod error;
 pub mod fat;
+mod fatcheck;
 pub mod kdev;
 mod lock;
 pub mod path;
