@@ -144,6 +144,10 @@ pub fn check(disk: &Disk, boot: &[u8; 512], kind: Kind) -> Result<()> {
                 _ => {}
             }
             let attr = e[11];
+            // Exactly "." and "..": any other name that starts with a dot
+            // is an entry like the rest (a hostile ".A" pointing at its
+            // parent made a recursive walk overflow the stack).
+            let dot = &e[..11] == b".          " || &e[..11] == b"..         ";
             if attr & 0x3f == 0x0f || attr & 0x08 != 0 {
                 continue; // a long-name part, or the volume label
             }
@@ -154,7 +158,7 @@ pub fn check(disk: &Disk, boot: &[u8; 512], kind: Kind) -> Result<()> {
                 // directory with no cluster would be read as the root:
                 // a directory inside itself, which a recursive walk never
                 // leaves.
-                if attr & 0x10 != 0 && e[0] != b'.' {
+                if attr & 0x10 != 0 && !dot {
                     let name = core::str::from_utf8(&e[..11]).unwrap_or("?");
                     return Err(corrupt(format!("directory {name:?} has no cluster")));
                 }
@@ -164,8 +168,8 @@ pub fn check(disk: &Disk, boot: &[u8; 512], kind: Kind) -> Result<()> {
                 let name = core::str::from_utf8(&e[..11]).unwrap_or("?");
                 return Err(corrupt(format!("entry {name:?} starts at cluster {c}, outside the volume")));
             }
-            if e[0] == b'.' {
-                continue; // "." and "..": the directory itself and its parent
+            if dot {
+                continue; // the directory itself and its parent
             }
             if attr & 0x10 != 0 {
                 if todo.len() >= 4096 {
