@@ -332,3 +332,23 @@ fn fat_hostile_directory_entries_never_panic() {
     }
     assert_eq!(n, 480);
 }
+
+/// A subdirectory's ".." renamed ".A": a directory entry pointing at the
+/// root from inside it, so a recursive walk would never end. The mount
+/// check skipped every name starting with a dot and accepted it; it now
+/// refuses it.
+#[test]
+fn fat_dot_named_entry_pointing_up_is_refused() {
+    let mut img = fat12().to_vec();
+    let u16_at = |img: &[u8], o: usize| u16::from_le_bytes([img[o], img[o + 1]]) as usize;
+    let (bps, spc, reserved, fats, per_fat, roots) =
+        (u16_at(&img, 11), img[13] as usize, u16_at(&img, 14), img[16] as usize, u16_at(&img, 22), u16_at(&img, 17));
+    let root = (reserved + fats * per_fat) * bps;
+    let sub = (0..roots).map(|i| root + i * 32).find(|&o| &img[o..o + 11] == b"SUB        ").unwrap();
+    let data = root + roots * 32;
+    let at = data + (u16_at(&img, sub + 26) - 2) * spc * bps;
+    assert_eq!(&img[at + 32..at + 43], b"..         ");
+    img[at + 33] = b'A';
+    let e = FatFs::mount(Disk::new(Arc::new(Mem(spin::Mutex::new(img)))).unwrap(), clock).map(|_| ()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidData, "{e}");
+}
