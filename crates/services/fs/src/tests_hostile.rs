@@ -275,7 +275,7 @@ fn fat_directory_cluster_loop_is_an_error() {
     let fat = reserved * bps;
     let get = |img: &[u8], n: usize| {
         let v = u16_at(img, fat + n * 3 / 2);
-        if n % 2 == 0 { v & 0xfff } else { v >> 4 }
+        if n.is_multiple_of(2) { v & 0xfff } else { v >> 4 }
     };
     // Walk to the last full cluster and point it back at the first.
     let first = u16_at(&img, e + 26);
