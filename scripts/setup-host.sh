@@ -11,6 +11,8 @@ command -v qemu-system-x86_64 >/dev/null || need_pkgs+=(qemu-system-x86 qemu-sys
 command -v cpio >/dev/null || need_pkgs+=(cpio)
 command -v curl >/dev/null || need_pkgs+=(curl)
 command -v ip >/dev/null || need_pkgs+=(iproute2)
+# fsck.fat checks the FAT images the crash-kill disk test leaves behind.
+command -v fsck.fat >/dev/null || [ -x /usr/sbin/fsck.fat ] || need_pkgs+=(dosfstools)
 # The Xen test bed (unikit run --xen-testbed) is assembled with apt-get
 # download + dpkg-deb (on every Debian) and unpacks Xen with gzip; xz for
 # kernels whose modules are .ko.xz.

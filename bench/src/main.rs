@@ -15,6 +15,8 @@
 //! evenly, and the report quotes medians. QEMU is started with the same
 //! arguments `unikit run` uses (crates/cli/src/run/qemu.rs).
 mod capacity;
+mod crashkill;
+mod crashkill_report;
 mod net;
 mod xen;
 
@@ -233,6 +235,10 @@ fn main() {
         .status()
         .expect("cannot run cargo");
     assert!(st.success(), "building the unikit CLI failed");
+    if let Some(i) = std::env::args().position(|a| a == "--crash-kill") {
+        let n = std::env::args().nth(i + 1).and_then(|n| n.parse().ok()).unwrap_or(100);
+        std::process::exit(crashkill_report::main(&repo(), &unikit, n, kvm_usable()));
+    }
     let (qemu_img, linuxu_img) = build_images(&unikit);
     let firecracker = find_firecracker();
     let solo5_img = repo().join("examples/hello/build/hello_solo5-x86_64");

@@ -13,6 +13,10 @@ use alloc::vec::Vec;
 
 pub const BLKIF_OP_READ: u8 = 0;
 pub const BLKIF_OP_WRITE: u8 = 1;
+/// With no segments, an empty barrier: earlier writes are on stable
+/// storage when it completes (io/blkif.h; "feature-barrier"). Backends
+/// older than "feature-flush-cache" offer only this.
+pub const BLKIF_OP_WRITE_BARRIER: u8 = 2;
 pub const BLKIF_OP_FLUSH_DISKCACHE: u8 = 3;
 pub const BLKIF_RSP_OKAY: i16 = 0;
 pub const BLKIF_RSP_ERROR: i16 = -1;
@@ -220,7 +224,9 @@ mod guest {
         block_size: usize,
         blocks: u64,
         read_only: bool,
-        flush: bool,
+        /// How to make writes durable: FLUSH_DISKCACHE, an empty
+        /// WRITE_BARRIER, or nothing when the backend offers neither.
+        flush: Option<u8>,
         queue: Mutex<BlkQueue>,
         port: u32,
         event: &'static Event,
@@ -252,7 +258,7 @@ mod guest {
             let event: &'static Event = alloc::boxed::Box::leak(alloc::boxed::Box::new(Event::new()));
             let port = xenbus::bind_event(dom, event)?;
 
-            let connect = || -> Result<(usize, u64, bool, bool), String> {
+            let connect = || -> Result<(usize, u64, bool, Option<u8>), String> {
                 fe.write("ring-ref", &format!("{}", ring.gref))?;
                 fe.write("event-channel", &format!("{port}"))?;
                 fe.write("protocol", "x86_64-abi")?;
@@ -261,7 +267,13 @@ mod guest {
                 let sectors: u64 = fe.backend_int("sectors", None)?;
                 let sector_size: u32 = fe.backend_int("sector-size", Some(SECTOR as u32))?;
                 let info: u32 = fe.backend_int("info", Some(0))?;
-                let flush = fe.backend_int::<u32>("feature-flush-cache", Some(0))? == 1;
+                let flush = if fe.backend_int::<u32>("feature-flush-cache", Some(0))? == 1 {
+                    Some(BLKIF_OP_FLUSH_DISKCACHE)
+                } else if fe.backend_int::<u32>("feature-barrier", Some(0))? == 1 {
+                    Some(BLKIF_OP_WRITE_BARRIER)
+                } else {
+                    None
+                };
                 let (bs, blocks) = geometry(sectors, sector_size).map_err(String::from)?;
                 fe.switch_state(xenbus::STATE_CONNECTED)?;
                 Ok((bs, blocks, info & VDISK_READONLY != 0, flush))
@@ -387,11 +399,11 @@ mod guest {
 
         fn flush(&self) -> Result<(), DevError> {
             self.check()?;
-            if !self.flush || self.read_only {
+            let Some(op) = self.flush.filter(|_| !self.read_only) else {
                 return Ok(());
-            }
+            };
             let mut q = self.queue.lock();
-            self.request(&mut q, BLKIF_OP_FLUSH_DISKCACHE, 0, 0)
+            self.request(&mut q, op, 0, 0)
         }
     }
 }
@@ -459,9 +471,13 @@ mod tests {
         q.copy_out(&mut out);
         assert!(out.chunks(4096).enumerate().all(|(i, c)| c.iter().all(|&b| b == i as u8)));
 
-        // Flush: no segments.
+        // Flush: no segments; the same for an empty barrier.
         q.submit(BLKIF_OP_FLUSH_DISKCACHE, 0, 0).unwrap();
         assert_eq!(answer(ring, 2, ok).nr_segments, 0);
+        assert_eq!(q.poll(), Ok(Some(Ok(()))));
+        q.submit(BLKIF_OP_WRITE_BARRIER, 0, 0).unwrap();
+        let req = answer(ring, 3, ok);
+        assert_eq!((req.operation, req.nr_segments), (BLKIF_OP_WRITE_BARRIER, 0));
         assert_eq!(q.poll(), Ok(Some(Ok(()))));
     }
 

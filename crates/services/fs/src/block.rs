@@ -147,43 +147,117 @@ impl Disk {
     }
 }
 
-/// Blocks kept by [`DiskStream`] (write-through, so the device is always
-/// current and dropping the cache loses nothing).
+/// Blocks kept by [`DiskStream`]. Clean blocks are a read cache (the
+/// device holds the same bytes); dirty blocks are writes held back to order
+/// them (see [`StreamCtl::hold`]) and are never evicted.
 const CACHE_BLOCKS: usize = 64;
+/// Held-back blocks beyond this are written out at once (in order), so a
+/// huge truncate cannot use unbounded memory; ordering is then lost for the
+/// rest of that operation, which costs at most lost clusters.
+const MAX_HELD: usize = 1024;
 
-/// A seekable byte stream over a [`Disk`] with a write-through block
-/// cache: the FAT engine reads and writes directory entries and FAT cells
-/// a few bytes at a time.
+/// Where the volume keeps its clean/dirty marks (found at mount).
+///
+/// The boot sector's bit says "writes since the last sync": set before the
+/// first write after a sync, cleared once a sync has made everything
+/// durable. It is the bit fsck.fat (and Linux) read, so an image killed
+/// between syncs is reported dirty and one killed after a sync is clean.
+///
+/// FAT[1]'s clean-shutdown bit says "mounted for writing": cleared before
+/// the first write of a mount, set again by a clean unmount (Windows reads
+/// it). It changes only once per mount and unmount because it lives in
+/// every FAT copy: a kill between the copies' writes leaves FATs that
+/// differ in that one cell, which fsck.fat reports.
+#[derive(Clone, Debug, Default)]
+pub struct Marks {
+    /// The boot sector's status byte (offset 0x25 on FAT12/16, 0x41 on
+    /// FAT32; Microsoft's BS_Reserved1): bit 0 set = dirty.
+    pub bpb: u64,
+    /// FAT[1] in every FAT copy: `(byte offset, width 2 or 4, clean bit)`;
+    /// the bit set = cleanly unmounted (ClnShutBitMask, FAT16 0x8000, FAT32
+    /// 0x0800_0000). FAT12 has none.
+    pub fat1: Vec<(u64, usize, u32)>,
+    /// FAT32: the FSInfo sector's free-cluster count. The engine writes it
+    /// only at unmount; the file system writes it at every sync too, so a
+    /// volume killed after a sync has no stale count for fsck.fat to report
+    /// (fsck.fat 4.2 reports "unknown", 0xFFFFFFFF, as well).
+    pub fsinfo_free: Option<u64>,
+}
+
+/// The volume's state as far as its marks go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Volume {
+    /// Marked clean on the device and nothing written since.
+    Clean,
+    /// Written since the last sync; marked dirty on the device.
+    Dirty,
+    /// It was dirty when mounted (a crash or a kill before): it stays
+    /// marked dirty, as Linux keeps it, until fsck.fat clears the mark.
+    DirtyAtMount,
+}
+
+struct StreamState {
+    /// `(block, data, dirty)`, oldest first.
+    cache: VecDeque<(u64, Vec<u8>, bool)>,
+    /// Byte range whose writes are held back while `holding`.
+    held_range: (u64, u64),
+    holding: bool,
+    /// Hold every small write, not only the range's (see [`StreamCtl::hold_all`]).
+    hold_all: bool,
+    /// Held blocks, in the order first written.
+    held_order: Vec<u64>,
+    /// The block the last small write went to, not yet written: the next
+    /// write to the same block (a long name's entries and its short entry,
+    /// one sector) joins it, so the device sees one write. It is written
+    /// before any write to another block, so the device's order is the
+    /// engine's.
+    pending: Option<u64>,
+    marks: Option<Marks>,
+    volume: Volume,
+    /// FAT[1] says "mounted for writing" on the device.
+    fat1_mounted: bool,
+}
+
+/// A seekable byte stream over a [`Disk`] with a small block cache: the
+/// FAT engine reads and writes directory entries and FAT cells a few bytes
+/// at a time. Writes go to the device at once, except those into a held
+/// range (the FAT), which wait for [`StreamCtl::release`]: that is how the
+/// file system orders data, allocation and directory entries.
 pub struct DiskStream {
     disk: Disk,
     pos: u64,
-    cache: VecDeque<(u64, Vec<u8>)>,
+    st: Arc<Lock<StreamState>>,
+}
+
+/// The file system's handle on the stream it gave the FAT engine.
+#[derive(Clone)]
+pub struct StreamCtl {
+    disk: Disk,
+    st: Arc<Lock<StreamState>>,
 }
 
 impl DiskStream {
     pub fn new(disk: Disk) -> Self {
-        Self { disk, pos: 0, cache: VecDeque::new() }
+        let st = StreamState {
+            cache: VecDeque::new(),
+            held_range: (0, 0),
+            holding: false,
+            hold_all: false,
+            held_order: Vec::new(),
+            pending: None,
+            marks: None,
+            volume: Volume::Clean,
+            fat1_mounted: false,
+        };
+        Self { disk, pos: 0, st: Arc::new(Lock::new(st)) }
+    }
+
+    pub fn ctl(&self) -> StreamCtl {
+        StreamCtl { disk: self.disk.clone(), st: self.st.clone() }
     }
 
     pub fn disk(&self) -> &Disk {
         &self.disk
-    }
-
-    fn cached(&mut self, block: u64) -> Result<usize> {
-        if let Some(i) = self.cache.iter().position(|(b, _)| *b == block) {
-            return Ok(i);
-        }
-        let mut data = vec![0; self.disk.bs];
-        self.disk.dev.read_blocks(block, &mut data)?;
-        if self.cache.len() >= CACHE_BLOCKS {
-            self.cache.pop_front();
-        }
-        self.cache.push_back((block, data));
-        Ok(self.cache.len() - 1)
-    }
-
-    fn forget(&mut self, first: u64, count: u64) {
-        self.cache.retain(|(b, _)| *b < first || *b >= first + count);
     }
 
     pub fn read(&mut self, buf: &mut [u8]) -> Result<usize> {
@@ -191,20 +265,27 @@ impl DiskStream {
         if n == 0 {
             return Ok(0);
         }
+        let mut st = self.st.lock();
         let bs = self.disk.bs;
         let block = self.pos / bs as u64;
         let within = (self.pos % bs as u64) as usize;
-        let got = if within == 0 && n >= bs && !self.cache.iter().any(|(b, _)| *b == block) {
-            // Whole blocks not in the cache: straight from the device.
+        let got = if within == 0 && n >= bs && !st.cache.iter().any(|(b, _, _)| *b == block) {
+            // Whole blocks not in the cache: straight from the device, then
+            // any held (newer) blocks in the range laid over them.
             let chunk = (n - n % bs).min(MAX_REQUEST);
-            // Cached blocks in the range are current (write-through), so
-            // the device's copy is the same.
             self.disk.dev.read_blocks(block, &mut buf[..chunk])?;
+            let last = block + (chunk / bs) as u64;
+            for (b, data, dirty) in st.cache.iter() {
+                if *dirty && *b >= block && *b < last {
+                    let at = (*b - block) as usize * bs;
+                    buf[at..at + bs].copy_from_slice(data);
+                }
+            }
             chunk
         } else {
-            let i = self.cached(block)?;
+            let i = st.cached(&self.disk, block)?;
             let c = (bs - within).min(n);
-            buf[..c].copy_from_slice(&self.cache[i].1[within..within + c]);
+            buf[..c].copy_from_slice(&st.cache[i].1[within..within + c]);
             c
         };
         self.pos += got as u64;
@@ -219,24 +300,33 @@ impl DiskStream {
         if n == 0 {
             return Ok(0);
         }
+        let mut st = self.st.lock();
+        // The status byte belongs to the stream once it knows the marks:
+        // the engine's own dirty flag would otherwise fight it.
+        if let Some(m) = &st.marks
+            && self.pos == m.bpb
+            && n == 1
+        {
+            self.pos += 1;
+            return Ok(1);
+        }
+        st.mark_dirty(&self.disk)?;
         let bs = self.disk.bs;
         let block = self.pos / bs as u64;
         let within = (self.pos % bs as u64) as usize;
-        let put = if within == 0 && n >= bs {
+        let in_range = st.holding && self.pos < st.held_range.1 && self.pos + n as u64 > st.held_range.0;
+        let held = in_range || (st.holding && st.hold_all);
+        let put = if within == 0 && n >= bs && !in_range {
             let chunk = (n - n % bs).min(MAX_REQUEST);
+            st.write_pending(&self.disk)?;
             self.disk.dev.write_blocks(block, &buf[..chunk])?;
-            self.forget(block, (chunk / bs) as u64);
+            // The new data supersedes cached copies, held ones included.
+            let last = block + (chunk / bs) as u64;
+            st.cache.retain(|(b, _, _)| *b < block || *b >= last);
             chunk
         } else {
-            let i = self.cached(block)?;
             let c = (bs - within).min(n);
-            let entry = &mut self.cache[i].1;
-            let old: Vec<u8> = entry[within..within + c].to_vec();
-            entry[within..within + c].copy_from_slice(&buf[..c]);
-            if let Err(e) = self.disk.dev.write_blocks(block, &self.cache[i].1) {
-                self.cache[i].1[within..within + c].copy_from_slice(&old);
-                return Err(e.into());
-            }
+            st.patch(&self.disk, block, within, &buf[..c], held)?;
             c
         };
         self.pos += put as u64;
@@ -250,8 +340,195 @@ impl DiskStream {
     pub fn position(&self) -> u64 {
         self.pos
     }
+}
 
-    pub fn flush(&mut self) -> Result<()> {
-        self.disk.flush()
+impl StreamState {
+    fn cached(&mut self, disk: &Disk, block: u64) -> Result<usize> {
+        if let Some(i) = self.cache.iter().position(|(b, _, _)| *b == block) {
+            return Ok(i);
+        }
+        let mut data = vec![0; disk.bs];
+        disk.dev.read_blocks(block, &mut data)?;
+        if self.cache.len() >= CACHE_BLOCKS
+            && let Some(i) = self.cache.iter().position(|(_, _, dirty)| !dirty)
+        {
+            self.cache.remove(i);
+        }
+        self.cache.push_back((block, data, false));
+        Ok(self.cache.len() - 1)
+    }
+
+    /// Writes `bytes` at `within` of `block` into the cache: held back
+    /// when `hold`, otherwise as the pending block.
+    fn patch(&mut self, disk: &Disk, block: u64, within: usize, bytes: &[u8], hold: bool) -> Result<()> {
+        // A held write to the pending block writes that block out first,
+        // so it cannot carry the held change along early.
+        if (!hold && self.pending != Some(block)) || (hold && self.pending == Some(block)) {
+            self.write_pending(disk)?;
+        }
+        let i = self.cached(disk, block)?;
+        let end = within + bytes.len();
+        let e = &mut self.cache[i];
+        e.1[within..end].copy_from_slice(bytes);
+        e.2 = true;
+        if hold {
+            if !self.held_order.contains(&block) {
+                self.held_order.push(block);
+            }
+            if self.cache.iter().filter(|e| e.2).count() > MAX_HELD {
+                self.write_held(disk)?;
+            }
+        } else {
+            self.pending = Some(block);
+        }
+        Ok(())
+    }
+
+    fn write_pending(&mut self, disk: &Disk) -> Result<()> {
+        let Some(b) = self.pending.take() else { return Ok(()) };
+        if let Some(e) = self.cache.iter_mut().find(|e| e.0 == b && e.2) {
+            disk.dev.write_blocks(b, &e.1)?;
+            e.2 = false;
+        }
+        Ok(())
+    }
+
+    /// Writes the pending block, then the held blocks of the range in the
+    /// order they were first written (a new cluster's end-of-chain mark
+    /// before the link to it, FAT 1 before its copy), then other held
+    /// blocks, last written first.
+    fn write_held(&mut self, disk: &Disk) -> Result<()> {
+        self.write_pending(disk)?;
+        let order = core::mem::take(&mut self.held_order);
+        let bs = disk.bs as u64;
+        let (range, others): (Vec<u64>, Vec<u64>) =
+            order.into_iter().partition(|b| (self.held_range.0..self.held_range.1).contains(&(b * bs)));
+        for b in range.into_iter().chain(others.into_iter().rev()) {
+            if let Some(e) = self.cache.iter_mut().find(|e| e.0 == b && e.2) {
+                disk.dev.write_blocks(b, &e.1)?;
+                e.2 = false;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads, changes and writes back `width` little-endian bytes at `off`.
+    fn update(&mut self, disk: &Disk, off: u64, width: usize, f: impl FnOnce(u32) -> u32) -> Result<()> {
+        let bs = disk.bs as u64;
+        let (block, within) = (off / bs, (off % bs) as usize);
+        if within + width > disk.bs {
+            return Err(Error::with_detail(ErrorKind::InvalidData, "FAT mark straddles a block"));
+        }
+        let i = self.cached(disk, block)?;
+        let mut v = [0u8; 4];
+        v[..width].copy_from_slice(&self.cache[i].1[within..within + width]);
+        let new = f(u32::from_le_bytes(v)).to_le_bytes();
+        if new[..width] == v[..width] {
+            return Ok(());
+        }
+        self.patch(disk, block, within, &new[..width], false)
+    }
+
+    /// Before the first write after a sync, the boot sector's dirty bit;
+    /// before the first write of the mount, FAT[1]'s "mounted" state.
+    fn mark_dirty(&mut self, disk: &Disk) -> Result<()> {
+        let Some(m) = &self.marks else { return Ok(()) };
+        let m = m.clone();
+        if self.volume == Volume::Clean {
+            self.volume = Volume::Dirty;
+            self.update(disk, m.bpb, 1, |v| v | 1)?;
+        }
+        if !self.fat1_mounted {
+            self.fat1_mounted = true;
+            for (off, width, bit) in &m.fat1 {
+                self.update(disk, *off, *width, |v| v & !bit)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl StreamCtl {
+    /// From now on, writes into `[start, end)` wait for [`Self::release`].
+    pub fn hold(&self, start: u64, end: u64) {
+        let mut st = self.st.lock();
+        st.held_range = (start, end);
+        st.holding = true;
+        st.hold_all = false;
+    }
+
+    /// As [`Self::hold`], and every other small write is held too, to be
+    /// written after the range's, last written first. For an operation
+    /// the engine does outside-in (a new directory: its entry in the parent
+    /// first, then its own `.` and `..`), so that the device gets it
+    /// inside-out. Whole-block writes (zeroing new clusters) still go
+    /// through at once: they only touch clusters the FAT does not use yet.
+    pub fn hold_all(&self, start: u64, end: u64) {
+        self.hold(start, end);
+        self.st.lock().hold_all = true;
+    }
+
+    /// Writes what was held (see [`StreamState::write_held`]) and stops holding.
+    pub fn release(&self) -> Result<()> {
+        let mut st = self.st.lock();
+        st.holding = false;
+        st.hold_all = false;
+        st.write_held(&self.disk)
+    }
+
+    /// Gives the stream the volume's marks and its state at mount.
+    pub fn set_marks(&self, marks: Marks, dirty_at_mount: bool) {
+        let mut st = self.st.lock();
+        st.marks = Some(marks);
+        st.volume = if dirty_at_mount { Volume::DirtyAtMount } else { Volume::Clean };
+    }
+
+    /// FAT32: records the free-cluster count in FSInfo (before a sync).
+    pub fn set_free_count(&self, free: u32) -> Result<()> {
+        let mut st = self.st.lock();
+        match st.marks.as_ref().and_then(|m| m.fsinfo_free) {
+            Some(off) if st.volume == Volume::Dirty => st.update(&self.disk, off, 4, |_| free),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn volume(&self) -> Volume {
+        self.st.lock().volume
+    }
+
+    /// Makes everything written so far durable, then marks the volume
+    /// clean (unless it was dirty at mount) and makes that durable too: a
+    /// crash after `sync` returns leaves a clean volume.
+    pub fn sync(&self) -> Result<()> {
+        let mut st = self.st.lock();
+        st.holding = false;
+        st.write_held(&self.disk)?;
+        self.disk.flush()?;
+        if st.volume == Volume::Dirty
+            && let Some(m) = st.marks.clone()
+        {
+            st.update(&self.disk, m.bpb, 1, |v| v & !1)?;
+            st.write_pending(&self.disk)?;
+            self.disk.flush()?;
+            st.volume = Volume::Clean;
+        }
+        Ok(())
+    }
+
+    /// A clean unmount: [`Self::sync`], then FAT[1] says "not mounted".
+    pub fn unmount(&self) -> Result<()> {
+        self.sync()?;
+        let mut st = self.st.lock();
+        if st.fat1_mounted
+            && let Some(m) = st.marks.clone()
+        {
+            for (off, width, bit) in &m.fat1 {
+                st.update(&self.disk, *off, *width, |v| v | bit)?;
+            }
+            st.write_pending(&self.disk)?;
+            self.disk.flush()?;
+            st.fat1_mounted = false;
+        }
+        Ok(())
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Each entry is a 110-byte ASCII header (`070701` or `070702`, then 13
 //! eight-digit hex fields), the NUL-terminated name, padding to 4 bytes,
-//! the data, padding to 4 bytes. `TRAILER!!!` ends an archive; archives
+//! the data, padding to 4 bytes. `TRAILER!!!` (with no file type) ends an
+//! archive; archives
 //! may be concatenated (with NUL padding between them). Every field is
 //! checked: a bad archive gives an error with its offset, never a panic.
 use crate::error::{Error, ErrorKind};
@@ -169,7 +170,11 @@ impl<'a> Reader<'a> {
         let next = align4(data_end).ok_or_else(|| err(at, "size overflow"))?;
         // The final padding may be missing at the very end of the input.
         self.pos = at + next.min(rest.len());
-        if name == TRAILER {
+        // The trailer is a name *and* no file type (GNU cpio and the Linux
+        // kernel's gen_init_cpio write mode 0): a regular file or directory
+        // a rootfs really holds under that name is an entry like any other
+        // (issue 11.8: it vanished, and was taken for the end).
+        if name == TRAILER && mode & S_IFMT == 0 {
             self.in_archive = false;
             return self.next_entry();
         }

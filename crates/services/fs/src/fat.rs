@@ -8,7 +8,7 @@
 //! handle fail with `NotFound` (FAT has no inodes to keep it alive).
 //! Writes are written through to the device at once; `sync` (and closing a
 //! file opened for writing) flushes the device.
-use crate::block::{Disk, DiskStream};
+use crate::block::{Disk, DiskStream, Marks, StreamCtl, Volume};
 use crate::error::{Error, ErrorKind, Result};
 use crate::lock::Lock;
 use crate::path::split_last;
@@ -192,9 +192,27 @@ fn same_name(e: &FatEntry<'_>, name: &str) -> bool {
     e.file_name().eq_ignore_ascii_case(name) || e.short_file_name().eq_ignore_ascii_case(name)
 }
 
+/// Most entries a FAT directory may hold (Microsoft's FAT specification:
+/// 65,536 32-byte entries). A hostile image can link a directory's clusters
+/// in a loop; the engine would then iterate forever.
+const MAX_DIR_ENTRIES: usize = 65_536;
+
+/// A directory's entries, failing instead of looping on a corrupt chain.
+fn entries<'a>(dir: &FatDir<'a>) -> impl Iterator<Item = Result<FatEntry<'a>>> {
+    dir.iter().enumerate().map(|(i, e)| {
+        if i >= MAX_DIR_ENTRIES {
+            return Err(Error::with_detail(
+                ErrorKind::InvalidData,
+                "corrupted FAT file system: a directory longer than FAT allows (its clusters loop)",
+            ));
+        }
+        e.map_err(map)
+    })
+}
+
 fn lookup_in<'a>(dir: &FatDir<'a>, name: &str) -> Result<FatEntry<'a>> {
-    for e in dir.iter() {
-        let e = e.map_err(map)?;
+    for e in entries(dir) {
+        let e = e?;
         if same_name(&e, name) {
             return Ok(e);
         }
@@ -245,7 +263,10 @@ fn open_file<'a>(fs: &'a Fs, path: &str) -> Result<FatFile<'a>> {
 
 struct Shared {
     fs: Lock<Option<Fs>>,
-    disk: Disk,
+    ctl: StreamCtl,
+    /// Byte range of all FAT copies (None when the boot sector's geometry
+    /// did not make sense: writes then go through in the engine's order).
+    fat_range: Option<(u64, u64)>,
     ro: bool,
 }
 
@@ -256,12 +277,98 @@ impl Shared {
         f(fs)
     }
 
+    /// Runs `op` with the FAT's writes held back, then writes them. What
+    /// `op` wrote elsewhere reaches the device first: the data in newly
+    /// allocated clusters before the FAT links them in, and a directory
+    /// entry that stops using clusters before the FAT frees them. So a
+    /// crash never leaves an entry pointing at a free cluster or at
+    /// unwritten data; at worst the FAT has clusters no entry uses (lost
+    /// clusters, which fsck.fat reclaims).
+    fn fat_last<R>(&self, op: impl FnOnce() -> Result<R>) -> Result<R> {
+        if let Some((a, b)) = self.fat_range {
+            self.ctl.hold(a, b);
+        }
+        let r = op();
+        let released = self.ctl.release();
+        let r = r?;
+        released?;
+        Ok(r)
+    }
+
+    /// `op` creates a directory: the FAT, then the new directory's own
+    /// entries, then its entry in the parent.
+    fn inside_out<R>(&self, op: impl FnOnce() -> Result<R>) -> Result<R> {
+        if let Some((a, b)) = self.fat_range {
+            self.ctl.hold_all(a, b);
+        }
+        let r = op();
+        let released = self.ctl.release();
+        let r = r?;
+        released?;
+        Ok(r)
+    }
+
+    /// Makes everything durable and the volume clean (see [`StreamCtl::sync`]),
+    /// FAT32's free-cluster count in FSInfo included.
+    fn sync(&self, fs: &Fs) -> Result<()> {
+        if fs.fat_type() == fat::FatType::Fat32
+            && let Ok(s) = fs.stats()
+        {
+            self.ctl.set_free_count(s.free_clusters())?;
+        }
+        self.ctl.sync()
+    }
+
     fn writable(&self) -> Result<()> {
         if self.ro {
             return Err(Error::new(ErrorKind::ReadOnlyFilesystem));
         }
         Ok(())
     }
+}
+
+/// Where the FATs are, from the boot sector (the engine keeps its own copy
+/// private). Every field is checked; `None` if anything is out of range.
+struct Geometry {
+    /// FAT32's FSInfo sector, when it lies among the reserved sectors.
+    fsinfo: Option<u64>,
+    fat_start: u64,
+    fat_bytes: u64,
+    fats: u8,
+    bytes_per_sector: u64,
+}
+
+fn fat_geometry(boot: &[u8; 512], fat32: bool) -> Option<Geometry> {
+    let u16_at = |o: usize| u16::from_le_bytes([boot[o], boot[o + 1]]) as u64;
+    let bps = u16_at(0x0b);
+    let reserved = u16_at(0x0e);
+    let fats = boot[0x10];
+    let per_fat =
+        if fat32 { u32::from_le_bytes([boot[0x24], boot[0x25], boot[0x26], boot[0x27]]) as u64 } else { u16_at(0x16) };
+    if !(512..=4096).contains(&bps) || !bps.is_power_of_two() || reserved == 0 || fats == 0 || per_fat == 0 {
+        return None;
+    }
+    let fsinfo = Some(u16_at(0x30)).filter(|&s| fat32 && s >= 1 && s < reserved);
+    Some(Geometry { fsinfo, fat_start: reserved * bps, fat_bytes: per_fat * bps, fats, bytes_per_sector: bps })
+}
+
+/// The clean/dirty marks: the boot sector's status byte and FAT[1]'s
+/// clean-shutdown bit in each FAT copy (Microsoft's FAT specification,
+/// "FAT Volume Initialization" and the BPB's BS_Reserved1 / BS_NTRes).
+fn marks(g: &Geometry, t: fat::FatType) -> Marks {
+    let (bpb, fat1) = match t {
+        fat::FatType::Fat12 => (0x25, None),
+        fat::FatType::Fat16 => (0x25, Some((2usize, 2usize, 0x8000u32))),
+        fat::FatType::Fat32 => (0x41, Some((4, 4, 0x0800_0000))),
+    };
+    let fat1 = match fat1 {
+        Some((at, width, bit)) if g.bytes_per_sector >= 8 => {
+            (0..g.fats as u64).map(|i| (g.fat_start + i * g.fat_bytes + at as u64, width, bit)).collect()
+        }
+        _ => Vec::new(),
+    };
+    // FSI_Free_Count is at byte 488 of the FSInfo sector.
+    Marks { bpb, fat1, fsinfo_free: g.fsinfo.map(|s| s * g.bytes_per_sector + 488) }
 }
 
 /// A FAT file system on a disk.
@@ -284,15 +391,51 @@ impl FatFs {
     /// stamps.
     pub fn mount(disk: Disk, clock: fn() -> u64) -> Result<Self> {
         let ro = disk.read_only();
-        let io = Io(DiskStream::new(disk.clone()));
+        let mut boot = [0u8; 512];
+        if disk.read_at(0, &mut boot)? != boot.len() {
+            return Err(Error::with_detail(ErrorKind::InvalidData, "disk smaller than a boot sector"));
+        }
+        let stream = DiskStream::new(disk.clone());
+        let ctl = stream.ctl();
         let opts = fat::FsOptions::new().time_provider(Clock(clock));
-        let fs = fat::FileSystem::new(io, opts).map_err(map)?;
-        Ok(Self { shared: Arc::new(Shared { fs: Lock::new(Some(fs)), disk, ro }) })
+        let fs = fat::FileSystem::new(Io(stream), opts).map_err(map)?;
+        let kind = match fs.fat_type() {
+            fat::FatType::Fat12 => crate::fatcheck::Kind::Fat12,
+            fat::FatType::Fat16 => crate::fatcheck::Kind::Fat16,
+            fat::FatType::Fat32 => crate::fatcheck::Kind::Fat32,
+        };
+        crate::fatcheck::check(&disk, &boot, kind)?;
+        let fat32 = fs.fat_type() == fat::FatType::Fat32;
+        let geometry = fat_geometry(&boot, fat32);
+        // The boot sector's bit only: FAT[1] stays "mounted" after any
+        // kill, and fsck.fat, which clears the boot sector's bit, leaves it.
+        let dirty = boot[if fat32 { 0x41 } else { 0x25 }] & 1 != 0;
+        if let Some(g) = &geometry
+            && !ro
+        {
+            ctl.set_marks(marks(g, fs.fat_type()), dirty);
+        }
+        if dirty {
+            crate::warn(format_args!(
+                "unikit: fat: {} was not cleanly unmounted (a crash or a kill); it stays marked dirty until `fsck.fat -a` runs on it\n",
+                disk.name()
+            ));
+        }
+        let fat_range = geometry.map(|g| (g.fat_start, g.fat_start + g.fat_bytes * g.fats as u64));
+        Ok(Self { shared: Arc::new(Shared { fs: Lock::new(Some(fs)), ctl, fat_range, ro }) })
+    }
+
+    /// Whether the volume is marked as needing fsck: written to and not
+    /// synced, or found dirty at mount.
+    pub fn dirty(&self) -> bool {
+        self.shared.ctl.volume() != Volume::Clean
     }
 
     /// Writes a new, empty FAT file system over the whole of `disk`.
     pub fn format(disk: &Disk, opts: &FormatOptions) -> Result<()> {
-        let mut io = Io(DiskStream::new(disk.clone()));
+        let stream = DiskStream::new(disk.clone());
+        let ctl = stream.ctl();
+        let mut io = Io(stream);
         let mut o = fat::FormatVolumeOptions::new();
         if let Some(l) = &opts.label {
             let mut b = [b' '; 11];
@@ -316,7 +459,7 @@ impl FatFs {
             u32::try_from(sectors).map_err(|_| Error::with_detail(ErrorKind::Unsupported, "disk too large for FAT"))?;
         o = o.bytes_per_sector(disk.block_size() as u16).total_sectors(sectors);
         fat::format_volume(&mut io, o).map_err(map)?;
-        disk.flush()
+        ctl.sync()
     }
 
     /// "FAT12", "FAT16" or "FAT32".
@@ -371,7 +514,9 @@ impl FileSystem for FatFs {
                 Err(e) if e.kind() == ErrorKind::NotFound && create != Create::No => {
                     sh.writable()?;
                     let (dir, name) = parent(fs, path)?;
-                    dir.create_file(name).map_err(map)?;
+                    // A directory that grows gets its new cluster zeroed and
+                    // the entry written there before the FAT links it.
+                    sh.fat_last(|| dir.create_file(name).map(drop).map_err(map))?;
                 }
                 Err(e) => return Err(e),
             }
@@ -385,8 +530,8 @@ impl FileSystem for FatFs {
         self.shared.with(|fs| {
             let dir = open_dir(fs, path)?;
             let mut v = Vec::new();
-            for e in dir.iter() {
-                let e = e.map_err(map)?;
+            for e in entries(&dir) {
+                let e = e?;
                 let name = e.file_name();
                 if name == "." || name == ".." {
                     continue;
@@ -404,7 +549,7 @@ impl FileSystem for FatFs {
                 return Err(Error::new(ErrorKind::AlreadyExists));
             }
             let (dir, name) = parent(fs, path)?;
-            dir.create_dir(name).map_err(map)?;
+            self.shared.inside_out(|| dir.create_dir(name).map(drop).map_err(map))?;
             Ok(())
         })
     }
@@ -418,7 +563,8 @@ impl FileSystem for FatFs {
                 Found::Entry(_) => {}
             }
             let (dir, name) = parent(fs, path)?;
-            dir.remove(name).map_err(map)
+            // The entry is marked deleted before the FAT frees its clusters.
+            self.shared.fat_last(|| dir.remove(name).map_err(map))
         })
     }
 
@@ -431,7 +577,7 @@ impl FileSystem for FatFs {
                 Found::Entry(_) => {}
             }
             let (dir, name) = parent(fs, path)?;
-            dir.remove(name).map_err(map)
+            self.shared.fat_last(|| dir.remove(name).map_err(map))
         })
     }
 
@@ -464,25 +610,25 @@ impl FileSystem for FatFs {
                         (false, true) => return Err(Error::new(ErrorKind::NotADirectory)),
                         (false, false) => {}
                     }
-                    ddir.remove(dname).map_err(map)?;
+                    self.shared.fat_last(|| ddir.remove(dname).map_err(map))?;
                 }
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
             }
-            sdir.rename(sname, &ddir, dname).map_err(map)
+            self.shared.fat_last(|| sdir.rename(sname, &ddir, dname).map_err(map))
         })
     }
 
     fn sync(&self) -> Result<()> {
-        self.shared.disk.flush()
+        self.shared.with(|fs| self.shared.sync(fs))
     }
 
     fn unmount(&self) -> Result<()> {
-        let fs = self.shared.fs.lock().take();
-        if let Some(fs) = fs {
+        let mut g = self.shared.fs.lock();
+        if let Some(fs) = g.take() {
             fs.unmount().map_err(map)?;
         }
-        self.shared.disk.flush()
+        self.shared.ctl.unmount()
     }
 }
 
@@ -539,13 +685,16 @@ impl FileHandle for FatHandle {
         }
         self.shared.with(|fs| {
             let mut f = open_file(fs, &self.path)?;
-            let size = f.seek(fat::SeekFrom::End(0)).map_err(map)?;
-            if offset > size {
-                fill_zeros(&mut f, size, offset)?;
-            } else {
-                f.seek(fat::SeekFrom::Start(offset)).map_err(map)?;
-            }
-            f.write_all(buf).map_err(map)?;
+            // Data, then the FAT, then the directory entry (size).
+            self.shared.fat_last(|| {
+                let size = f.seek(fat::SeekFrom::End(0)).map_err(map)?;
+                if offset > size {
+                    fill_zeros(&mut f, size, offset)?;
+                } else {
+                    f.seek(fat::SeekFrom::Start(offset)).map_err(map)?;
+                }
+                f.write_all(buf).map_err(map)
+            })?;
             f.flush().map_err(map)?;
             Ok(buf.len())
         })
@@ -560,12 +709,18 @@ impl FileHandle for FatHandle {
             let mut f = open_file(fs, &self.path)?;
             let size = f.seek(fat::SeekFrom::End(0)).map_err(map)?;
             if len < size {
-                f.seek(fat::SeekFrom::Start(len)).map_err(map)?;
-                f.truncate().map_err(map)?;
+                // The entry stops using the clusters before the FAT frees them.
+                self.shared.fat_last(|| {
+                    f.seek(fat::SeekFrom::Start(len)).map_err(map)?;
+                    f.truncate().map_err(map)?;
+                    f.flush().map_err(map)
+                })
             } else if len > size {
-                fill_zeros(&mut f, size, len)?;
+                self.shared.fat_last(|| fill_zeros(&mut f, size, len))?;
+                f.flush().map_err(map)
+            } else {
+                Ok(())
             }
-            f.flush().map_err(map)
         })
     }
 
@@ -578,6 +733,6 @@ impl FileHandle for FatHandle {
     }
 
     fn sync(&self) -> Result<()> {
-        self.shared.disk.flush()
+        self.shared.with(|fs| self.shared.sync(fs))
     }
 }

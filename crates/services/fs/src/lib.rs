@@ -14,6 +14,7 @@ pub mod block;
 pub mod cpio;
 pub mod error;
 pub mod fat;
+mod fatcheck;
 pub mod kdev;
 mod lock;
 pub mod path;
@@ -22,6 +23,10 @@ pub mod vfs;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_crash;
+#[cfg(test)]
+mod tests_hostile;
 
 pub use block::Disk;
 pub use error::{Error, ErrorKind, Result};
