@@ -294,23 +294,23 @@ pub fn run(repo: &Path, unikit: &Path, kvm: bool) -> String {
         let _ = writeln!(r, "| {} | {} | {} |", s.name, f(k), f(c));
     }
     let find = |p: &str| meds.iter().find(|m| m.0.starts_with(p)).cloned();
-    if let (Some(u), Some(l)) = (find("unikit httpd, QEMU q35 TCG"), find("Linux guest")) {
-        if let (Some(uc), Some(lc)) = (u.2, l.2) {
-            let _ = writeln!(
-                r,
-                "\nSame QEMU, same accelerator (TCG), same user-mode network, one request per connection: unikit serves **{:.1}x** the Linux guest's requests/s.",
-                uc / lc
-            );
-        }
+    if let (Some(u), Some(l)) = (find("unikit httpd, QEMU q35 TCG"), find("Linux guest"))
+        && let (Some(uc), Some(lc)) = (u.2, l.2)
+    {
+        let _ = writeln!(
+            r,
+            "\nSame QEMU, same accelerator (TCG), same user-mode network, one request per connection: unikit serves **{:.1}x** the Linux guest's requests/s.",
+            uc / lc
+        );
     }
-    if let (Some(u), Some(b)) = (find("unikit httpd as a Linux process"), find("busybox httpd, host")) {
-        if let (Some(uc), Some(bc)) = (u.2, b.2) {
-            let _ = writeln!(
-                r,
-                "As Linux processes, one request per connection: unikit's httpd (its own TCP/IP stack over a tap) serves {:.2}x busybox httpd on the host's loopback.",
-                uc / bc
-            );
-        }
+    if let (Some(u), Some(b)) = (find("unikit httpd as a Linux process"), find("busybox httpd, host"))
+        && let (Some(uc), Some(bc)) = (u.2, b.2)
+    {
+        let _ = writeln!(
+            r,
+            "As Linux processes, one request per connection: unikit's httpd (its own TCP/IP stack over a tap) serves {:.2}x busybox httpd on the host's loopback.",
+            uc / bc
+        );
     }
     let _ = writeln!(
         r,

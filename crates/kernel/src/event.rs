@@ -5,6 +5,7 @@ use crate::dev::Doorbell;
 use crate::sync::WaitQueue;
 use core::sync::atomic::{AtomicBool, Ordering};
 
+/// A one-bit, level-style wakeup: `signal` (also from interrupt handlers) sets it, `wait` blocks until set and clears it.
 pub struct Event {
     pending: AtomicBool,
     wq: WaitQueue,
@@ -20,6 +21,7 @@ impl Default for Event {
 }
 
 impl Event {
+    /// A cleared event with no forward.
     pub const fn new() -> Self {
         Self { pending: AtomicBool::new(false), wq: WaitQueue::new(), forward: spin::Once::new() }
     }

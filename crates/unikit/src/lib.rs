@@ -12,6 +12,7 @@
 //!     println!("Hello from unikit on {}!", unikit::platform());
 //! }
 //! ```
+#![warn(missing_docs)]
 #![no_std]
 #![forbid(unsafe_code)]
 
