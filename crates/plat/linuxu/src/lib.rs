@@ -29,6 +29,7 @@ global_asm!(
     main = sym linuxu_main,
 );
 
+/// The Linux-process platform: system calls for console, clocks and exit.
 pub struct Linuxu;
 
 static LINUXU: Linuxu = Linuxu;
