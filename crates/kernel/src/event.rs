@@ -5,7 +5,8 @@ use crate::dev::Doorbell;
 use crate::sync::WaitQueue;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-/// A one-bit, level-style wakeup: `signal` (also from interrupt handlers) sets it, `wait` blocks until set and clears it.
+/// A sticky wakeup flag: `signal` (also from interrupt handlers) sets it,
+/// `wait` blocks until it is set and clears it, so no signal is lost.
 pub struct Event {
     pending: AtomicBool,
     wq: WaitQueue,

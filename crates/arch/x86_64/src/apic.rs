@@ -33,7 +33,7 @@ impl LocalApic {
         unsafe { rdmsr(IA32_APIC_BASE) & 0x000f_ffff_ffff_f000 }
     }
 
-    /// Whether CPUID reports x2APIC mode (MSR access, no MMIO mapping needed).
+    /// Whether the CPU supports x2APIC mode (MSR access, no MMIO mapping needed).
     pub fn has_x2apic() -> bool {
         cpuid(1, 0).ecx & (1 << 21) != 0
     }

@@ -394,7 +394,8 @@ pub fn thread_count() -> usize {
     lock().as_ref().map(|s| s.threads.len()).unwrap_or(0)
 }
 
-/// Counts a source of wakeups (device, timer), so that blocked threads are not taken for a deadlock.
+/// Counts a source of wakeups besides timers (a device interrupt), so that
+/// "every thread blocked, no timer" is not taken for a deadlock.
 pub fn register_event_source() {
     EVENT_SOURCES.fetch_add(1, Ordering::Relaxed);
 }
