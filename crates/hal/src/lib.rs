@@ -5,6 +5,7 @@
 //! makes one call into the kernel (`unikit_kernel::boot::enter`). The
 //! kernel never sees a register, a trap frame or a device: exceptions come
 //! to it already decoded as a [`Fault`].
+#![warn(missing_docs)]
 #![no_std]
 
 use core::fmt;

@@ -8,14 +8,19 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
+/// The guest command line, split into kernel options, environment and app arguments.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct CommandLine {
+    /// Kernel options (`unikit.*` and the drivers' and services' own).
     pub options: Vec<String>,
+    /// `KEY=VALUE` environment variables for the app.
     pub env: Vec<(String, String)>,
+    /// The app's arguments, `argv[0]` included.
     pub args: Vec<String>,
 }
 
 impl CommandLine {
+    /// Whether kernel option `name` was given (with or without a value).
     pub fn has_option(&self, name: &str) -> bool {
         self.options.iter().any(|o| o == name)
     }

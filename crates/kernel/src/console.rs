@@ -39,17 +39,20 @@ pub fn emergency_print(args: fmt::Arguments) {
     let _ = Writer(hal().console).write_fmt(args);
 }
 
+/// Writes raw bytes to the platform console.
 pub fn write_bytes(bytes: &[u8]) {
     let _irq = IrqGuard::new();
     let _g = LOCK.lock();
     hal().console.write(bytes);
 }
 
+/// Prints to the console, like `print!`; usable before the heap exists.
 #[macro_export]
 macro_rules! kprint {
     ($($arg:tt)*) => { $crate::console::_print(format_args!($($arg)*)) };
 }
 
+/// Prints a line to the console, like `println!`; usable before the heap exists.
 #[macro_export]
 macro_rules! kprintln {
     () => { $crate::kprint!("\n") };

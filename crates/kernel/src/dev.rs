@@ -7,6 +7,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use spin::Mutex;
 
+/// Why a device request failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DevError {
     /// Nothing to receive / no room to send right now: try again later.
@@ -42,6 +43,7 @@ impl core::fmt::Display for DevError {
 /// not go through a NIC's interrupt event, and one stack can serve several
 /// devices. Must be callable from interrupt handlers.
 pub trait Doorbell: Send + Sync {
+    /// Wakes whoever waits on this doorbell.
     fn ring(&self);
 }
 
@@ -59,7 +61,9 @@ impl Doorbell for Event {
 /// [`receive_with`]: NetDevice::receive_with
 /// [`transmit_with`]: NetDevice::transmit_with
 pub trait NetDevice: Send + Sync {
+    /// Interface name, for the boot log (`virtio-net0`, `netfront0`, ...).
     fn name(&self) -> &str;
+    /// The interface's MAC address.
     fn mac(&self) -> [u8; 6];
     /// Largest Ethernet payload (IP packet) the device carries, e.g. 1500.
     fn mtu(&self) -> usize;
@@ -154,14 +158,18 @@ impl HeldFrame {
 
 /// A disk.
 pub trait BlockDevice: Send + Sync {
+    /// Disk name, for the boot log and `--disk` order.
     fn name(&self) -> &str;
     /// Bytes per block (512 for every device so far).
     fn block_size(&self) -> usize;
+    /// Size of the disk in blocks.
     fn num_blocks(&self) -> u64;
+    /// Whether writes are refused.
     fn read_only(&self) -> bool;
     /// Reads whole blocks starting at `block` into `buf` (a multiple of the
     /// block size). Blocks the calling thread until done.
     fn read_blocks(&self, block: u64, buf: &mut [u8]) -> Result<(), DevError>;
+    /// Writes whole blocks starting at `block` from `buf` (a multiple of the block size). Blocks until done.
     fn write_blocks(&self, block: u64, buf: &[u8]) -> Result<(), DevError>;
     /// Makes completed writes durable.
     fn flush(&self) -> Result<(), DevError>;
@@ -199,6 +207,7 @@ fn ensure_probed() {
     PROBED.call_once(|| unsafe { __unikit_probe_devices() });
 }
 
+/// Makes a network device available to the network service.
 pub fn register_net(dev: Arc<dyn NetDevice>) {
     if dev.has_interrupts() {
         crate::sched::register_event_source();
@@ -206,15 +215,18 @@ pub fn register_net(dev: Arc<dyn NetDevice>) {
     NET.lock().push(dev);
 }
 
+/// Makes a disk available to the file system service.
 pub fn register_block(dev: Arc<dyn BlockDevice>) {
     BLOCK.lock().push(dev);
 }
 
+/// The registered network devices, in registration order.
 pub fn net_devices() -> Vec<Arc<dyn NetDevice>> {
     ensure_probed();
     NET.lock().clone()
 }
 
+/// The registered disks, in registration order.
 pub fn block_devices() -> Vec<Arc<dyn BlockDevice>> {
     ensure_probed();
     BLOCK.lock().clone()

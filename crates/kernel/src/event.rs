@@ -5,6 +5,8 @@ use crate::dev::Doorbell;
 use crate::sync::WaitQueue;
 use core::sync::atomic::{AtomicBool, Ordering};
 
+/// A sticky wakeup flag: `signal` (also from interrupt handlers) sets it,
+/// `wait` blocks until it is set and clears it, so no signal is lost.
 pub struct Event {
     pending: AtomicBool,
     wq: WaitQueue,
@@ -20,6 +22,7 @@ impl Default for Event {
 }
 
 impl Event {
+    /// A cleared event with no forward.
     pub const fn new() -> Self {
         Self { pending: AtomicBool::new(false), wq: WaitQueue::new(), forward: spin::Once::new() }
     }

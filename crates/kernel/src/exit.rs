@@ -10,8 +10,11 @@ use crate::console::emergency_print;
 use crate::platform::hal;
 use core::sync::atomic::{AtomicBool, Ordering};
 
+/// Exit code after a guest panic.
 pub const EXIT_PANIC: i32 = 101;
+/// Exit code after an unhandled CPU exception.
 pub const EXIT_EXCEPTION: i32 = 102;
+/// Exit code when every thread is blocked and nothing can wake one.
 pub const EXIT_DEADLOCK: i32 = 103;
 
 static STOPPING: AtomicBool = AtomicBool::new(false);

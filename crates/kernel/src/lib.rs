@@ -11,6 +11,7 @@
 //! `mem`, `cmdline`; `crash` (panic and exception reports) on `sched` and
 //! `exit`; `sched` on `exit` and `mem`; `exit` only on the console, the
 //! platform binding and `bootstats`.
+#![warn(missing_docs)]
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 

@@ -19,6 +19,7 @@ impl Default for WaitQueue {
 }
 
 impl WaitQueue {
+    /// An empty wait queue.
     pub const fn new() -> Self {
         Self { waiters: spin::Mutex::new(VecDeque::new()) }
     }
@@ -79,6 +80,7 @@ impl WaitQueue {
         }
     }
 
+    /// Wakes every waiting thread.
     pub fn notify_all(&self) {
         let all = {
             let _irq = IrqGuard::new();
@@ -89,6 +91,7 @@ impl WaitQueue {
         }
     }
 
+    /// Whether any thread waits.
     pub fn has_waiters(&self) -> bool {
         !self.waiters.lock().is_empty()
     }
@@ -100,16 +103,19 @@ pub struct Mutex<T> {
     queue: WaitQueue,
 }
 
+/// Holds the lock of a [`Mutex`]; unlocks when dropped.
 pub struct MutexGuard<'a, T> {
     guard: Option<spin::MutexGuard<'a, T>>,
     queue: &'a WaitQueue,
 }
 
 impl<T> Mutex<T> {
+    /// An unlocked mutex holding `value`.
     pub const fn new(value: T) -> Self {
         Self { inner: spin::Mutex::new(value), queue: WaitQueue::new() }
     }
 
+    /// Blocks (sleeping, not spinning) until the lock is free, then takes it.
     pub fn lock(&self) -> MutexGuard<'_, T> {
         loop {
             if let Some(g) = self.inner.try_lock() {
@@ -119,10 +125,12 @@ impl<T> Mutex<T> {
         }
     }
 
+    /// Takes the lock if it is free.
     pub fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
         self.inner.try_lock().map(|g| MutexGuard { guard: Some(g), queue: &self.queue })
     }
 
+    /// The value, giving up the mutex.
     pub fn into_inner(self) -> T {
         self.inner.into_inner()
     }

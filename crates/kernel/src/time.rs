@@ -2,10 +2,12 @@
 //! entry, wall-clock time, and sleeping.
 use crate::platform::hal;
 
+/// Nanoseconds since boot.
 pub fn monotonic_ns() -> u64 {
     hal().clock.monotonic_ns()
 }
 
+/// Nanoseconds since the Unix epoch, as far as the platform knows.
 pub fn wall_clock_ns() -> u64 {
     hal().clock.wall_clock_ns()
 }

@@ -435,8 +435,8 @@ mod tests {
     fn poll_and_net_io_on_a_socketpair() {
         // A datagram socketpair behaves like a tap: one frame per read/write.
         let mut sv = [0; 2];
-        // SAFETY: socketpair fills two fresh descriptors that we then own.
         assert_eq!(
+            // SAFETY: socketpair fills two fresh descriptors that we then own.
             unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_NONBLOCK, 0, sv.as_mut_ptr()) },
             0
         );

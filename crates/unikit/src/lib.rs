@@ -12,6 +12,7 @@
 //!     println!("Hello from unikit on {}!", unikit::platform());
 //! }
 //! ```
+#![warn(missing_docs)]
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -57,11 +58,13 @@ pub mod prelude {
     pub use alloc::vec::Vec;
 }
 
+/// Prints to the console, like std's `print!`.
 #[macro_export]
 macro_rules! print {
     ($($arg:tt)*) => { $crate::io::_print(format_args!($($arg)*)) };
 }
 
+/// Prints a line to the console, like std's `println!`.
 #[macro_export]
 macro_rules! println {
     () => { $crate::print!("\n") };
@@ -75,6 +78,7 @@ macro_rules! eprint {
     ($($arg:tt)*) => { $crate::io::_eprint(format_args!($($arg)*)) };
 }
 
+/// Prints a line to the error console, like std's `eprintln!`.
 #[macro_export]
 macro_rules! eprintln {
     () => { $crate::eprint!("\n") };

@@ -21,10 +21,12 @@ impl<T> JoinHandle<T> {
         self.result.lock().take().ok_or(Error::NoSuchThread)
     }
 
+    /// Whether the thread has returned (so `join` will not block).
     pub fn is_finished(&self) -> bool {
         self.result.lock().is_some()
     }
 
+    /// The thread's identifier.
     pub fn id(&self) -> u64 {
         self.tid.unwrap_or(0)
     }
@@ -46,17 +48,21 @@ pub struct Builder {
 }
 
 impl Builder {
+    /// A builder with the default name and stack size.
     pub fn new() -> Self {
         Self::default()
     }
+    /// Names the thread (shown in panics and exceptions).
     pub fn name(mut self, name: String) -> Self {
         self.name = Some(name);
         self
     }
+    /// Sets the stack size in bytes (default 64 KiB).
     pub fn stack_size(mut self, bytes: usize) -> Self {
         self.stack_size = Some(bytes);
         self
     }
+    /// Starts the thread, failing if there is no memory for it.
     pub fn spawn<F, T>(self, f: F) -> Result<JoinHandle<T>, Error>
     where
         F: FnOnce() -> T + Send + 'static,
@@ -85,10 +91,12 @@ where
     Builder::new().spawn(f).expect("failed to spawn thread")
 }
 
+/// Blocks the calling thread for at least `d`.
 pub fn sleep(d: Duration) {
     crate::time::sleep(d);
 }
 
+/// Lets other ready threads run first.
 pub fn yield_now() {
     sched::yield_now();
 }
@@ -98,6 +106,7 @@ pub fn current_id() -> u64 {
     sched::current()
 }
 
+/// Name of the calling thread.
 pub fn current_name() -> String {
     sched::current_name()
 }

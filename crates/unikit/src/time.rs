@@ -7,15 +7,19 @@ use unikit_kernel::time as ktime;
 pub struct Instant(u64);
 
 impl Instant {
+    /// The current time of the monotonic clock.
     pub fn now() -> Self {
         Self(ktime::monotonic_ns())
     }
+    /// Time since `self`.
     pub fn elapsed(&self) -> Duration {
         Self::now().duration_since(*self)
     }
+    /// Time from `earlier` to `self`, zero if `earlier` is later.
     pub fn duration_since(&self, earlier: Instant) -> Duration {
         Duration::from_nanos(self.0.saturating_sub(earlier.0))
     }
+    /// `self + d`, or `None` on overflow.
     pub fn checked_add(&self, d: Duration) -> Option<Instant> {
         u64::try_from(d.as_nanos()).ok().and_then(|n| self.0.checked_add(n)).map(Instant)
     }
@@ -43,16 +47,21 @@ impl core::ops::Sub<Instant> for Instant {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SystemTime(u64);
 
+/// 1970-01-01 00:00:00 UTC.
 pub const UNIX_EPOCH: SystemTime = SystemTime(0);
 
+/// `duration_since` was given a later time; holds how much later.
 #[derive(Clone, Copy, Debug)]
 pub struct SystemTimeError(pub Duration);
 
 impl SystemTime {
+    /// 1970-01-01 00:00:00 UTC, as std names it.
     pub const UNIX_EPOCH: SystemTime = UNIX_EPOCH;
+    /// The current wall-clock time.
     pub fn now() -> Self {
         Self(ktime::wall_clock_ns())
     }
+    /// Time from `earlier` to `self`, or an error if `earlier` is later.
     pub fn duration_since(&self, earlier: SystemTime) -> Result<Duration, SystemTimeError> {
         if self.0 >= earlier.0 {
             Ok(Duration::from_nanos(self.0 - earlier.0))
@@ -60,6 +69,7 @@ impl SystemTime {
             Err(SystemTimeError(Duration::from_nanos(earlier.0 - self.0)))
         }
     }
+    /// Wall-clock time since `self`.
     pub fn elapsed(&self) -> Result<Duration, SystemTimeError> {
         Self::now().duration_since(*self)
     }

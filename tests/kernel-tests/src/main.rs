@@ -13,6 +13,8 @@ use unikit::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use unikit_kernel::{mem, sched};
 
 type TestResult = Result<(), String>;
+/// A named test of the table below.
+type Test = (&'static str, fn() -> TestResult);
 
 macro_rules! check {
     ($cond:expr, $($msg:tt)*) => {
@@ -40,7 +42,7 @@ fn alloc_alignment() -> TestResult {
     struct Page([u8; 4096]);
     let pages: Vec<Box<Page>> = (0..8).map(|_| Box::new(Page([7; 4096]))).collect();
     for p in &pages {
-        check!((&**p as *const Page as usize) % 4096 == 0, "box not 4 KiB aligned");
+        check!((&**p as *const Page as usize).is_multiple_of(4096), "box not 4 KiB aligned");
         check!(p.0.iter().all(|&b| b == 7), "page contents changed");
     }
     Ok(())
@@ -251,7 +253,7 @@ fn env_from_command_line() -> TestResult {
     Ok(())
 }
 
-const TESTS: &[(&str, fn() -> TestResult)] = &[
+const TESTS: &[Test] = &[
     ("env::from_command_line", env_from_command_line),
     ("alloc::vec_growth", alloc_vec_growth),
     ("alloc::alignment", alloc_alignment),

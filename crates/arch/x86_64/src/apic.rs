@@ -13,8 +13,10 @@ const REG_TIMER_DIV: u32 = 0x3e0;
 const LVT_MASKED: u32 = 1 << 16;
 const LVT_TSC_DEADLINE: u32 = 2 << 17;
 
+/// Where the local APIC's MMIO registers sit unless firmware moved them.
 pub const XAPIC_DEFAULT_BASE: u64 = 0xfee0_0000;
 
+/// The boot CPU's local APIC, in x2APIC (MSR) or xAPIC (MMIO) mode.
 #[derive(Clone, Copy, Debug)]
 pub struct LocalApic {
     x2apic: bool,
@@ -31,6 +33,7 @@ impl LocalApic {
         unsafe { rdmsr(IA32_APIC_BASE) & 0x000f_ffff_ffff_f000 }
     }
 
+    /// Whether the CPU supports x2APIC mode (MSR access, no MMIO mapping needed).
     pub fn has_x2apic() -> bool {
         cpuid(1, 0).ecx & (1 << 21) != 0
     }
@@ -59,10 +62,12 @@ impl LocalApic {
         apic
     }
 
+    /// Whether the timer runs in TSC-deadline mode rather than one-shot count-down.
     pub fn uses_tsc_deadline(&self) -> bool {
         self.tsc_deadline
     }
 
+    /// Whether the APIC is driven through MSRs (x2APIC) rather than MMIO.
     pub fn is_x2apic(&self) -> bool {
         self.x2apic
     }
@@ -96,6 +101,7 @@ impl LocalApic {
         if self.x2apic { raw } else { raw >> 24 }
     }
 
+    /// Signals end of interrupt, so the APIC delivers the next one.
     pub fn eoi(&self) {
         // SAFETY: writing 0 to EOI acknowledges the in-service interrupt.
         unsafe { self.write(REG_EOI, 0) }

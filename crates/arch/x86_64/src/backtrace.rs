@@ -1,5 +1,6 @@
 //! Frame-pointer backtraces (images are built with frame pointers forced on).
 
+/// Frames a backtrace walks at most, so a corrupt frame chain cannot loop.
 pub const MAX_FRAMES: usize = 32;
 
 /// Walks the frame-pointer chain starting at `rbp`, calling `f` with each

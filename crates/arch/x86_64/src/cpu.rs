@@ -2,20 +2,27 @@
 use core::arch::asm;
 use core::arch::x86_64::{__cpuid_count, _rdtsc};
 
+/// The four registers a `cpuid` returns.
 #[derive(Clone, Copy, Debug)]
 pub struct CpuidResult {
+    /// EAX output.
     pub eax: u32,
+    /// EBX output.
     pub ebx: u32,
+    /// ECX output.
     pub ecx: u32,
+    /// EDX output.
     pub edx: u32,
 }
 
+/// Runs `cpuid` for `leaf` / `subleaf`.
 #[inline]
 pub fn cpuid(leaf: u32, subleaf: u32) -> CpuidResult {
     let r = __cpuid_count(leaf, subleaf);
     CpuidResult { eax: r.eax, ebx: r.ebx, ecx: r.ecx, edx: r.edx }
 }
 
+/// Reads the time-stamp counter.
 #[inline]
 pub fn rdtsc() -> u64 {
     // SAFETY: RDTSC is unprivileged unless CR4.TSD is set, which we never set.
@@ -52,6 +59,7 @@ pub fn irq_save() -> bool {
     flags & (1 << 9) != 0
 }
 
+/// Re-enables interrupts if `enabled` (what `irq_save` returned), else leaves them off.
 #[inline]
 pub fn irq_restore(enabled: bool) {
     if enabled {
@@ -84,6 +92,7 @@ pub fn triple_fault() -> ! {
     halt_forever()
 }
 
+/// Stops this CPU for good: interrupts off, `hlt` in a loop.
 pub fn halt_forever() -> ! {
     loop {
         // SAFETY: stops the CPU; nothing follows.
@@ -91,6 +100,7 @@ pub fn halt_forever() -> ! {
     }
 }
 
+/// The faulting address of the last page fault.
 #[inline]
 pub fn read_cr2() -> u64 {
     let v: u64;
@@ -99,6 +109,7 @@ pub fn read_cr2() -> u64 {
     v
 }
 
+/// The physical address of the current page-table root.
 #[inline]
 pub fn read_cr3() -> u64 {
     let v: u64;
@@ -130,6 +141,7 @@ pub fn flush_tlb() {
     unsafe { write_cr3(read_cr3()) };
 }
 
+/// The caller's frame pointer (RBP), where a backtrace starts.
 #[inline]
 pub fn frame_pointer() -> u64 {
     let v: u64;

@@ -4,7 +4,9 @@ use core::arch::asm;
 use core::mem::size_of;
 use core::ptr::addr_of;
 
+/// Selector of the 64-bit kernel code segment.
 pub const KERNEL_CS: u16 = 0x08;
+/// Selector of the kernel data segment.
 pub const KERNEL_DS: u16 = 0x10;
 const TSS_SEL: u16 = 0x18;
 
@@ -51,16 +53,15 @@ pub unsafe fn init() {
     // SAFETY: single-threaded early boot; nothing else touches these statics.
     unsafe {
         let ist_top = (addr_of!(IST_STACK) as u64) + IST_SIZE as u64;
-        (*(&raw mut TSS)).ist[(IST_EMERGENCY - 1) as usize] = ist_top;
+        TSS.ist[(IST_EMERGENCY - 1) as usize] = ist_top;
         let base = &raw const TSS as u64;
         let limit = (size_of::<Tss>() - 1) as u64;
-        let gdt = &mut *(&raw mut GDT);
-        gdt[3] = (limit & 0xffff)
+        GDT[3] = (limit & 0xffff)
             | ((base & 0xff_ffff) << 16)
             | (0x89 << 40) // present, 64-bit available TSS
             | (((limit >> 16) & 0xf) << 48)
             | (((base >> 24) & 0xff) << 56);
-        gdt[4] = base >> 32;
+        GDT[4] = base >> 32;
         let ptr = Pointer { limit: (size_of::<[u64; 5]>() - 1) as u16, base: &raw const GDT as u64 };
         asm!(
             "lgdt [{ptr}]",

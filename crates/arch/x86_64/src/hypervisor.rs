@@ -1,20 +1,27 @@
 //! Run-time hypervisor detection through the CPUID hypervisor leaves.
 use crate::cpu::cpuid;
 
+/// The hypervisor CPUID leaf 0x4000_0000 names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hypervisor {
+    /// Linux KVM (`KVMKVMKVM`).
     Kvm,
+    /// Xen (`XenVMMXenVMM`).
     Xen,
+    /// Microsoft Hyper-V (`Microsoft Hv`).
     HyperV,
+    /// VMware (`VMwareVMware`).
     VMware,
     /// QEMU's software emulator (TCG) announces itself as "TCGTCGTCGTCG".
     QemuTcg,
+    /// Any other signature, kept as read.
     Other([u8; 12]),
     /// No hypervisor bit in CPUID.1:ECX: bare metal (or a hidden hypervisor).
     None,
 }
 
 impl Hypervisor {
+    /// Decodes the 12-byte vendor signature from EBX, ECX, EDX.
     pub fn from_signature(sig: &[u8; 12]) -> Self {
         match sig {
             b"KVMKVMKVM\0\0\0" => Self::Kvm,
@@ -26,6 +33,7 @@ impl Hypervisor {
         }
     }
 
+    /// A short name for the boot log.
     pub fn name(&self) -> &'static str {
         match self {
             Self::Kvm => "KVM",

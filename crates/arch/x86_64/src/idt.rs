@@ -8,30 +8,53 @@ use core::arch::{asm, global_asm};
 #[repr(C)]
 #[derive(Debug)]
 pub struct TrapFrame {
+    /// Saved `r15`.
     pub r15: u64,
+    /// Saved `r14`.
     pub r14: u64,
+    /// Saved `r13`.
     pub r13: u64,
+    /// Saved `r12`.
     pub r12: u64,
+    /// Saved `r11`.
     pub r11: u64,
+    /// Saved `r10`.
     pub r10: u64,
+    /// Saved `r9`.
     pub r9: u64,
+    /// Saved `r8`.
     pub r8: u64,
+    /// Saved `rbp`.
     pub rbp: u64,
+    /// Saved `rdi`.
     pub rdi: u64,
+    /// Saved `rsi`.
     pub rsi: u64,
+    /// Saved `rdx`.
     pub rdx: u64,
+    /// Saved `rcx`.
     pub rcx: u64,
+    /// Saved `rbx`.
     pub rbx: u64,
+    /// Saved `rax`.
     pub rax: u64,
+    /// Exception vector (0-31), or the IRQ vector.
     pub vector: u64,
+    /// The CPU's error code, or 0 for vectors that push none.
     pub error_code: u64,
+    /// Interrupted instruction pointer (pushed by the CPU).
     pub rip: u64,
+    /// Interrupted code segment (pushed by the CPU).
     pub cs: u64,
+    /// Interrupted RFLAGS (pushed by the CPU).
     pub rflags: u64,
+    /// Interrupted stack pointer (pushed by the CPU).
     pub rsp: u64,
+    /// Interrupted stack segment (pushed by the CPU).
     pub ss: u64,
 }
 
+/// Names of the 32 CPU exceptions, indexed by vector (SDM vol. 3, 6.15).
 pub const EXCEPTION_NAMES: [&str; 32] = [
     "divide error (#DE)",
     "debug (#DB)",
@@ -67,6 +90,7 @@ pub const EXCEPTION_NAMES: [&str; 32] = [
     "reserved (31)",
 ];
 
+/// Vector of the page fault (#PF), whose CR2 is worth reporting.
 pub const PAGE_FAULT: u64 = 14;
 
 // One 16-byte stub per vector. Vectors where the CPU pushes an error code
@@ -180,7 +204,7 @@ pub unsafe fn enable_vector(vector: u8) {
             2 | 8 | 14 | 18 => IST_EMERGENCY,
             _ => 0,
         };
-        (*(&raw mut IDT))[v] = Gate {
+        IDT[v] = Gate {
             off_lo: addr as u16,
             sel: KERNEL_CS,
             ist,

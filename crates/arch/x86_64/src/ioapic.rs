@@ -1,8 +1,10 @@
 //! I/O APIC: routes legacy interrupt lines (GSIs) to local APIC vectors.
 use core::ptr::{read_volatile, write_volatile};
 
+/// Where the I/O APIC's registers sit unless firmware tables say otherwise.
 pub const DEFAULT_BASE: u64 = 0xfec0_0000;
 
+/// The I/O APIC, reached through its index/data register window.
 pub struct IoApic {
     base: u64,
 }
@@ -48,6 +50,7 @@ impl IoApic {
         true
     }
 
+    /// Masks input `pin`, so it no longer raises interrupts.
     pub fn mask(&self, pin: u32) {
         if pin < self.pins() {
             let lo = self.read(0x10 + 2 * pin);

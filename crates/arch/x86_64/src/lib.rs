@@ -1,6 +1,7 @@
 //! x86_64 CPU support. Everything here is a thin, safe-as-possible wrapper
 //! around one CPU mechanism; policy (what to map, when to arm a timer) lives
 //! in the platform and kernel crates.
+#![warn(missing_docs)]
 #![cfg_attr(not(test), no_std)]
 
 pub mod apic;

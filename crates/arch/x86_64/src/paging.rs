@@ -1,7 +1,9 @@
 //! 4-level page tables for an identity-mapped kernel. Physical memory is
 //! identity mapped, so a table's physical address is also its pointer.
 
+/// Size of a 4 KiB page.
 pub const PAGE_SIZE: u64 = 4096;
+/// Size of a 2 MiB page (one page-directory entry).
 pub const HUGE_PAGE_SIZE: u64 = 2 * 1024 * 1024;
 
 const PRESENT: u64 = 1 << 0;
@@ -14,16 +16,21 @@ const HUGE: u64 = 1 << 7;
 const NO_EXECUTE: u64 = 1 << 63;
 const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
 
+/// What a mapping allows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Flags {
+    /// Writes allowed.
     pub writable: bool,
+    /// Instruction fetches allowed (no NX bit).
     pub executable: bool,
     /// Uncached, for device registers.
     pub device: bool,
 }
 
 impl Flags {
+    /// Ordinary memory: read, write, execute, cached.
     pub const RAM: Self = Self { writable: true, executable: true, device: false };
+    /// Device registers: read, write, no execute, uncached.
     pub const DEVICE: Self = Self { writable: true, executable: false, device: true };
 
     fn bits(self) -> u64 {
@@ -41,10 +48,14 @@ impl Flags {
     }
 }
 
+/// Why a mapping could not be made or changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MapError {
+    /// No frame was left for a page table.
     OutOfFrames,
+    /// An address or size is not page-aligned.
     Unaligned,
+    /// The address has no mapping to change.
     NotMapped,
 }
 
@@ -55,10 +66,12 @@ pub struct AddressSpace {
 
 /// Source of zeroed, identity-mapped 4 KiB frames for page tables.
 pub trait FrameSource {
+    /// A zeroed 4 KiB frame for a new page table, or `None` when out of memory.
     fn alloc_zeroed_frame(&mut self) -> Option<u64>;
 }
 
 impl AddressSpace {
+    /// A new, empty address space (one root table taken from `frames`).
     pub fn new(frames: &mut dyn FrameSource) -> Result<Self, MapError> {
         Ok(Self { pml4: frames.alloc_zeroed_frame().ok_or(MapError::OutOfFrames)? })
     }
@@ -68,6 +81,7 @@ impl AddressSpace {
         Self { pml4: crate::cpu::read_cr3() & ADDR_MASK }
     }
 
+    /// Physical address of the root table, to load into CR3.
     pub fn root(&self) -> u64 {
         self.pml4
     }

@@ -35,21 +35,25 @@ pub fn base_freq_from_cpuid() -> Option<u64> {
 /// Fixed-point conversion of ticks to nanoseconds: `ns = ticks * mult >> 32`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Scale {
+    /// Ticks per second.
     pub hz: u64,
     mult: u64,
 }
 
 impl Scale {
+    /// A clock ticking `hz` times per second.
     pub const fn from_hz(hz: u64) -> Self {
         let hz = if hz == 0 { 1 } else { hz };
         Self { hz, mult: ((1_000_000_000u128 << 32) / hz as u128) as u64 }
     }
 
+    /// Converts TSC ticks to nanoseconds.
     #[inline]
     pub fn ticks_to_ns(&self, ticks: u64) -> u64 {
         ((ticks as u128 * self.mult as u128) >> 32) as u64
     }
 
+    /// Converts nanoseconds to TSC ticks.
     #[inline]
     pub fn ns_to_ticks(&self, ns: u64) -> u64 {
         (ns as u128 * self.hz as u128 / 1_000_000_000) as u64

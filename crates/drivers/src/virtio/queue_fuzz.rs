@@ -95,7 +95,7 @@ proptest! {
                     // available ring, which only the driver writes).
                     let desc_len = 16 * size as usize;
                     let used_len = 4 + 8 * size as usize;
-                    let off = off as usize % (desc_len + used_len) & !3;
+                    let off = (off as usize % (desc_len + used_len)) & !3;
                     let off = if off < desc_len { off } else { used_off + off - desc_len };
                     q.raw().write::<u32>(off, val);
                     if off == used_off {

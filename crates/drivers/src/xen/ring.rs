@@ -63,7 +63,7 @@ impl<Req: Pod, Rsp: Pod> FrontRing<Req, Rsp> {
             assert!(Self::ENTRY % core::mem::align_of::<Req>() == 0 && Self::ENTRY % core::mem::align_of::<Rsp>() == 0);
             assert!(core::mem::align_of::<Req>() <= HEADER && core::mem::align_of::<Rsp>() <= HEADER);
         };
-        if page.len() < PAGE_SIZE || page.virt_addr(0) % PAGE_SIZE != 0 {
+        if page.len() < PAGE_SIZE || !page.virt_addr(0).is_multiple_of(PAGE_SIZE) {
             return None;
         }
         page.fill(0, PAGE_SIZE, 0);

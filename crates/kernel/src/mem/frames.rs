@@ -1,8 +1,10 @@
 //! Physical frame allocator: one bit per 4 KiB frame (set = in use), with a
 //! next-fit search for contiguous runs. 4 GiB of RAM costs 128 KiB of bitmap.
 
+/// Size of a physical frame.
 pub const FRAME_SIZE: u64 = 4096;
 
+/// Physical frame allocator: one bit per frame of usable RAM.
 pub struct FrameAllocator<'a> {
     bitmap: &'a mut [u64],
     base: u64,
@@ -105,12 +107,14 @@ impl<'a> FrameAllocator<'a> {
         None
     }
 
+    /// Returns `n` frames starting at `addr`.
     pub fn dealloc(&mut self, addr: u64, n: usize) {
         let range = self.frames(addr, addr + n as u64 * FRAME_SIZE, true);
         debug_assert!(range.clone().all(|i| self.is_used(i)), "double free of frames at {addr:#x}");
         self.set_range(range, false);
     }
 
+    /// Number of frames not handed out.
     pub fn free_frames(&self) -> usize {
         self.free
     }

@@ -9,6 +9,7 @@ const MIN_GROWTH: usize = 64 * 1024;
 
 static CLAIMED: AtomicU64 = AtomicU64::new(0);
 
+/// The heap's OOM handler: claims more frames and adds them to the heap.
 pub struct GrowFromFrames;
 
 impl OomHandler for GrowFromFrames {
@@ -75,6 +76,7 @@ unsafe impl lock_api::RawMutex for IrqSpinLock {
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]
 static ALLOCATOR: Talck<IrqSpinLock, GrowFromFrames> = Talc::new(GrowFromFrames).lock();
 
+/// Bytes the heap has claimed from the frame allocator so far.
 pub fn claimed_bytes() -> u64 {
     CLAIMED.load(Ordering::Relaxed)
 }

@@ -15,8 +15,10 @@ pub use hal::Region;
 static FRAMES: Mutex<Option<FrameAllocator<'static>>> = Mutex::new(None);
 static TOTAL_BYTES: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
+/// Why memory could not be set up.
 #[derive(Debug)]
 pub enum InitError {
+    /// No usable region is large enough for the frame bitmap.
     NoRoomForBitmap,
 }
 
@@ -76,12 +78,14 @@ pub fn alloc_zeroed_frame() -> Option<u64> {
     Some(f)
 }
 
+/// Returns `n` frames starting at `addr` to the frame allocator.
 pub fn free_frames(addr: u64, n: usize) {
     if let Some(fa) = FRAMES.lock().as_mut() {
         fa.dealloc(addr, n);
     }
 }
 
+/// Memory figures for the boot log and the app.
 #[derive(Clone, Copy, Debug)]
 pub struct Stats {
     /// RAM the platform reported as usable.
@@ -92,6 +96,7 @@ pub struct Stats {
     pub heap_bytes: u64,
 }
 
+/// Current memory figures.
 pub fn stats() -> Stats {
     let free = FRAMES.lock().as_ref().map(|f| f.free_frames()).unwrap_or(0) as u64 * FRAME_SIZE;
     Stats {

@@ -19,9 +19,12 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use spin::{Mutex, MutexGuard};
 
+/// Thread id.
 pub type Tid = u64;
 
+/// Id of the thread that runs `main`.
 pub const MAIN_TID: Tid = 1;
+/// Stack size of a thread spawned without one.
 pub const DEFAULT_STACK_SIZE: usize = 64 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,6 +75,7 @@ struct Stack {
     guarded: bool,
 }
 
+/// Size of the guard page below each thread stack.
 pub const GUARD_SIZE: u64 = mem::frames::FRAME_SIZE;
 
 /// Stacks of exited threads, kept (guard page still in place) for the next
@@ -84,11 +88,16 @@ pub const GUARD_SIZE: u64 = mem::frames::FRAME_SIZE;
 const STACK_CACHE_MAX: usize = 16;
 static STACK_CACHE: Mutex<[Option<Stack>; STACK_CACHE_MAX]> = Mutex::new([const { None }; STACK_CACHE_MAX]);
 
+/// Why a thread operation failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Error {
+    /// No thread has this id.
     NoSuchThread,
+    /// A thread tried to join itself.
     JoinSelf,
+    /// The thread was already joined or detached.
     AlreadyJoined,
+    /// No memory for the thread's stack or control block.
     OutOfMemory,
 }
 
@@ -305,10 +314,12 @@ pub fn spawn(name: String, stack_size: usize, f: Box<dyn FnOnce() + Send>) -> Re
     Ok(tid)
 }
 
+/// Id of the running thread.
 pub fn current() -> Tid {
     lock().as_ref().map(|s| s.current).unwrap_or(MAIN_TID)
 }
 
+/// Name of the running thread.
 pub fn current_name() -> String {
     let g = lock();
     g.as_ref().and_then(|s| s.threads.get(&s.current)).map(|t| t.name.clone()).unwrap_or_else(|| "main".into())
@@ -330,6 +341,7 @@ pub fn current_stack() -> (u64, u64) {
     (STACK_LO.load(Ordering::Relaxed), STACK_HI.load(Ordering::Relaxed))
 }
 
+/// Lets other ready threads run before this one continues.
 pub fn yield_now() {
     let _irq = IrqGuard::new();
     let mut g = lock();
@@ -433,10 +445,13 @@ pub fn thread_count() -> usize {
     lock().as_ref().map(|s| s.threads.len()).unwrap_or(0)
 }
 
+/// Counts a source of wakeups besides timers (a device interrupt), so that
+/// "every thread blocked, no timer" is not taken for a deadlock.
 pub fn register_event_source() {
     EVENT_SOURCES.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Withdraws a source counted by [`register_event_source`].
 pub fn unregister_event_source() {
     EVENT_SOURCES.fetch_sub(1, Ordering::Relaxed);
 }

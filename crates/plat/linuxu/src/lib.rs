@@ -1,6 +1,7 @@
 //! The linuxu platform: the same kernel and app as a plain static Linux
 //! process. Console = stdout, clock = `clock_gettime`, memory = one `mmap`,
 //! exit code = `exit_group`, CPU exceptions = signals reported like the VM's.
+#![warn(missing_docs)]
 #![no_std]
 
 mod devices;
@@ -28,6 +29,7 @@ global_asm!(
     main = sym linuxu_main,
 );
 
+/// The Linux-process platform: system calls for console, clocks and exit.
 pub struct Linuxu;
 
 static LINUXU: Linuxu = Linuxu;

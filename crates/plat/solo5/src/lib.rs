@@ -17,6 +17,7 @@
 //!   kernel's own page tables (guard pages, W^X, the tender's low memory
 //!   unmapped once read);
 //! - devices: the manifest entries the tender attached (net, block).
+#![warn(missing_docs)]
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;

@@ -8,6 +8,7 @@
 //!
 //! Boot: entry stub -> `entry::pvh::pvh_main` or `entry::xen_pv::xen_pv_main`
 //! -> one `hal::BootInfo` -> `unikit_kernel::boot::enter`.
+#![warn(missing_docs)]
 #![cfg_attr(not(test), no_std)]
 // The parsers are host-tested; without `virtio` nothing in the guest uses
 // them (nor the interrupt routing only virtio devices ask for).

@@ -9,6 +9,7 @@ use core::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 /// `(Ipv4Addr, u16)`, `SocketAddr`, or a bare port (`80`, meaning
 /// `0.0.0.0:80`). No DNS yet: names other than `localhost` are an error.
 pub trait ToSocketAddrs {
+    /// The one address named (`localhost` is 127.0.0.1).
     fn to_socket_addr(&self) -> Result<SocketAddr>;
 }
 

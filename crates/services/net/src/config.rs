@@ -15,8 +15,17 @@ use core::time::Duration;
 /// How the interface gets its IPv4 address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IpConfig {
+    /// Ask a DHCP server (the default).
     Dhcp,
-    Static { addr: Ipv4Addr, prefix: u8, gateway: Option<Ipv4Addr> },
+    /// A fixed address (`--ip ADDR/PREFIX[:GW]`).
+    Static {
+        /// The interface's address.
+        addr: Ipv4Addr,
+        /// Network prefix length (24 for a /24).
+        prefix: u8,
+        /// Default route, if any.
+        gateway: Option<Ipv4Addr>,
+    },
 }
 
 /// Everything the stack can be tuned with. `Options::default()` plus the
@@ -24,17 +33,21 @@ pub enum IpConfig {
 /// wanting other buffer sizes calls [`crate::init_with`] first.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Options {
+    /// How the interface gets its address.
     pub ip: IpConfig,
     /// Receive / send buffer of every TCP socket, in bytes. Small by
     /// default (4 KiB / 8 KiB, a few pages per idle connection, as Linux's
     /// initial buffers): what one connection costs bounds how many a
     /// small VM holds. The receive buffer is also the advertised window.
     pub tcp_rx_buffer: usize,
+    /// Send buffer of every TCP socket, in bytes.
     pub tcp_tx_buffer: usize,
     /// Receive / send buffer of every UDP socket, in bytes, and how many
     /// datagrams each may hold.
     pub udp_rx_buffer: usize,
+    /// Send buffer of every UDP socket, in bytes.
     pub udp_tx_buffer: usize,
+    /// Datagrams each UDP socket buffer holds.
     pub udp_packets: usize,
     /// Connections a listener keeps waiting for `accept` (like `listen(2)`'s
     /// backlog). Beyond it, new connections are refused.

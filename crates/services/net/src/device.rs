@@ -16,11 +16,16 @@ use smoltcp::time::Instant;
 const MAX_BACKLOG: usize = 64;
 const ETH_HEADER: usize = 14;
 
+/// Frame counters of the interface.
 #[derive(Default, Clone, Copy, Debug)]
 pub struct Stats {
+    /// Frames received.
     pub rx_frames: u64,
+    /// Frames sent.
     pub tx_frames: u64,
+    /// Frames received but dropped (no buffer, malformed).
     pub rx_dropped: u64,
+    /// Frames not sent (device full or broken).
     pub tx_dropped: u64,
     /// Frames the adapter copied: sent ones that had to wait in the
     /// backlog (received frames are never copied: the driver lends them).

@@ -2,35 +2,57 @@
 use alloc::borrow::Cow;
 use core::fmt;
 
+/// The result of a network operation.
 pub type Result<T> = core::result::Result<T, Error>;
 
 /// What went wrong, with the same names as `std::io::ErrorKind`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
+    /// An entity (socket, address, name) does not exist.
     NotFound,
+    /// The peer answered the connection attempt with a reset.
     ConnectionRefused,
+    /// The peer reset an established connection.
     ConnectionReset,
+    /// The connection was closed locally (aborted) before the operation finished.
     ConnectionAborted,
+    /// The socket is not connected (or no longer).
     NotConnected,
+    /// The local address (port) is already bound.
     AddrInUse,
+    /// The address is not one of this host's, or no ephemeral port is free.
     AddrNotAvailable,
+    /// Writing to a connection whose peer has closed its receiving side.
     BrokenPipe,
+    /// A non-blocking operation would have to wait.
     WouldBlock,
+    /// An argument was invalid (address, timeout of zero, ...).
     InvalidInput,
+    /// Data received or given was malformed.
     InvalidData,
+    /// The operation's timeout expired.
     TimedOut,
+    /// A write accepted zero bytes.
     WriteZero,
+    /// The stream ended before the expected amount of data.
     UnexpectedEof,
+    /// The operation is not supported by this stack or socket.
     Unsupported,
+    /// Buffers or sockets could not be allocated.
     OutOfMemory,
+    /// No network interface is up.
     NetworkDown,
+    /// There is no route to the destination network.
     NetworkUnreachable,
+    /// The destination host could not be reached (no ARP/NDP answer).
     HostUnreachable,
+    /// Anything else; the message says what.
     Other,
 }
 
 impl ErrorKind {
+    /// A short lower-case description, as `std::io::ErrorKind` prints it.
     pub fn as_str(&self) -> &'static str {
         match self {
             ErrorKind::NotFound => "entity not found",
@@ -71,9 +93,11 @@ pub struct Error {
 }
 
 impl Error {
+    /// An error of `kind` with a message saying what happened.
     pub fn new(kind: ErrorKind, msg: impl Into<Cow<'static, str>>) -> Self {
         Self { kind, msg: Some(msg.into()) }
     }
+    /// Which kind of error this is, for matching.
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }

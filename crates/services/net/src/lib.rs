@@ -10,6 +10,7 @@
 //!
 //! The app sees this through `unikit::net`.
 // A std crate on the host (unit tests, with std stand-ins for the kernel), no_std in the guest.
+#![warn(missing_docs)]
 #![cfg_attr(target_os = "none", no_std)]
 #![forbid(unsafe_code)]
 

@@ -21,6 +21,7 @@ impl Queue {
     }
 }
 
+/// A device that hands every transmitted frame back as received: host tests and 127.0.0.1 without a NIC.
 pub struct Loopback {
     name: &'static str,
     mac: [u8; 6],

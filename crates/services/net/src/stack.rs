@@ -634,6 +634,7 @@ impl Net {
         })
     }
 
+    /// The interface's IPv4 address, once configured (DHCP may still be running).
     pub fn ipv4_addr(&self) -> Option<Ipv4Addr> {
         self.0.state.lock().iface.ipv4_addr()
     }
@@ -651,10 +652,12 @@ impl Net {
         Some((cidr.address(), cidr.prefix_len(), gw))
     }
 
+    /// Name of the device the stack runs on.
     pub fn device_name(&self) -> String {
         String::from(self.0.dev.name())
     }
 
+    /// MAC address of the device the stack runs on.
     pub fn mac(&self) -> [u8; 6] {
         self.0.dev.mac()
     }
@@ -674,10 +677,12 @@ impl Net {
         self.0.state.lock().refused
     }
 
+    /// The options the stack was started with.
     pub fn options(&self) -> &Options {
         &self.0.opts
     }
 
+    /// Binds a TCP listener, like `TcpListener::bind`.
     pub fn tcp_bind(&self, addr: impl ToSocketAddrs) -> Result<TcpListener> {
         let a = v4(addr.to_socket_addr()?)?;
         let mut st = self.0.state.lock();
@@ -704,6 +709,7 @@ impl Net {
         Ok(TcpListener::new(self.0.clone(), id, SocketAddr::V4(SocketAddrV4::new(*a.ip(), port))))
     }
 
+    /// Connects a TCP stream, waiting at most `timeout` (forever if `None`).
     pub fn tcp_connect(&self, addr: impl ToSocketAddrs, timeout: Option<Duration>) -> Result<TcpStream> {
         let target = addr.to_socket_addr()?;
         let a = v4(target)?;
@@ -744,6 +750,7 @@ impl Net {
         }
     }
 
+    /// Binds a UDP socket, like `UdpSocket::bind`.
     pub fn udp_bind(&self, addr: impl ToSocketAddrs) -> Result<UdpSocket> {
         UdpSocket::bind_on(self.0.clone(), v4(addr.to_socket_addr()?)?)
     }

@@ -13,8 +13,11 @@ use smoltcp::socket::tcp;
 /// Which halves of a connection [`TcpStream::shutdown`] closes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Shutdown {
+    /// The receiving half.
     Read,
+    /// The sending half.
     Write,
+    /// Both halves.
     Both,
 }
 
@@ -84,6 +87,7 @@ impl TcpListener {
         Incoming { listener: self }
     }
 
+    /// The address the listener is bound to.
     pub fn local_addr(&self) -> Result<SocketAddr> {
         Ok(self.local)
     }
@@ -96,6 +100,7 @@ impl Drop for TcpListener {
     }
 }
 
+/// An endless iterator over accepted connections ([`TcpListener::incoming`]).
 pub struct Incoming<'a> {
     listener: &'a TcpListener,
 }
@@ -160,6 +165,7 @@ impl TcpStream {
         crate::global()?.tcp_connect(addr, None)
     }
 
+    /// Connects to `addr`, failing with `TimedOut` after `timeout`.
     pub fn connect_timeout(addr: &SocketAddr, timeout: Duration) -> Result<TcpStream> {
         if timeout.is_zero() {
             return Err(Error::new(ErrorKind::InvalidInput, "cannot set a 0 duration timeout"));
@@ -244,6 +250,7 @@ impl TcpStream {
         Ok(n)
     }
 
+    /// Writes all of `buf`, blocking as needed.
     pub fn write_all(&self, mut buf: &[u8]) -> Result<()> {
         while !buf.is_empty() {
             match self.write(buf)? {
@@ -289,10 +296,12 @@ impl TcpStream {
         Ok(())
     }
 
+    /// The peer's address.
     pub fn peer_addr(&self) -> Result<SocketAddr> {
         Ok(self.peer)
     }
 
+    /// This end's address.
     pub fn local_addr(&self) -> Result<SocketAddr> {
         Ok(self.local)
     }
@@ -302,14 +311,17 @@ impl TcpStream {
         self.read_timeout.set(t)
     }
 
+    /// Sets how long a write may block (`None`: forever).
     pub fn set_write_timeout(&self, t: Option<Duration>) -> Result<()> {
         self.write_timeout.set(t)
     }
 
+    /// How long a read may block.
     pub fn read_timeout(&self) -> Result<Option<Duration>> {
         Ok(self.read_timeout.get())
     }
 
+    /// How long a write may block.
     pub fn write_timeout(&self) -> Result<Option<Duration>> {
         Ok(self.write_timeout.get())
     }
@@ -320,6 +332,7 @@ impl TcpStream {
         Ok(())
     }
 
+    /// Whether Nagle's algorithm is off.
     pub fn nodelay(&self) -> Result<bool> {
         Ok(!self.sh.state.lock().tcp(self.handle).nagle_enabled())
     }

@@ -13,6 +13,7 @@ use smoltcp::wire::{IpAddress, IpEndpoint, IpListenEndpoint};
 
 const IP_UDP_HEADERS: usize = 28;
 
+/// A UDP socket, like `std::net::UdpSocket`.
 pub struct UdpSocket {
     sh: Arc<Shared>,
     handle: SocketHandle,
@@ -135,30 +136,36 @@ impl UdpSocket {
         Ok(())
     }
 
+    /// Sends `buf` to the connected peer.
     pub fn send(&self, buf: &[u8]) -> Result<usize> {
         let p =
             self.peer.lock().ok_or_else(|| Error::new(ErrorKind::NotConnected, "the UDP socket is not connected"))?;
         self.send_to(buf, p)
     }
 
+    /// Receives one datagram from the connected peer.
     pub fn recv(&self, buf: &mut [u8]) -> Result<usize> {
         self.recv_from(buf).map(|(n, _)| n)
     }
 
+    /// The address the socket is bound to.
     pub fn local_addr(&self) -> Result<SocketAddr> {
         Ok(self.local)
     }
 
+    /// The connected peer's address.
     pub fn peer_addr(&self) -> Result<SocketAddr> {
         self.peer.lock().map(SocketAddr::V4).ok_or_else(|| Error::new(ErrorKind::NotConnected, "not connected"))
     }
 
+    /// Sets how long a receive may block (`None`: forever).
     pub fn set_read_timeout(&self, t: Option<Duration>) -> Result<()> {
         check(t)?;
         *self.read_timeout.lock() = t;
         Ok(())
     }
 
+    /// Sets how long a send may block (`None`: forever).
     pub fn set_write_timeout(&self, t: Option<Duration>) -> Result<()> {
         check(t)?;
         *self.write_timeout.lock() = t;

@@ -39,6 +39,7 @@ pub struct Mmu {
 // SAFETY: the tables are only changed with interrupts (events) masked, on
 // the one vCPU.
 unsafe impl Sync for Mmu {}
+// SAFETY: as for Sync: one vCPU, and the tables are not tied to a thread.
 unsafe impl Send for Mmu {}
 
 fn m2p(mfn: u64) -> u64 {
