@@ -13,6 +13,9 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+#[path = "../../tests/common/fsck.rs"]
+mod fsck;
+
 /// What `fsck.fat -n` said about the image after a kill.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fsck {
@@ -80,8 +83,9 @@ impl Summary {
     }
 }
 
+/// The installed `fsck.fat`, if any.
 pub fn fsck_path() -> Option<PathBuf> {
-    ["/usr/sbin/fsck.fat", "/sbin/fsck.fat", "/usr/bin/fsck.fat"].iter().map(PathBuf::from).find(|p| p.exists())
+    fsck::fsck_fat()
 }
 
 /// xorshift64*, seeded from the clock: the kill instants only need to
@@ -170,22 +174,7 @@ fn fsck(disk: &Path) -> (Fsck, String) {
     if out.status.success() {
         return (Fsck::Clean, String::new());
     }
-    // fsck.fat 4.2's lines for a set dirty bit and nothing else.
-    let only_dirty = text.lines().all(|l| {
-        let l = l.trim();
-        l.is_empty()
-            || l.starts_with("fsck.fat ")
-            || l.starts_with("Dirty bit is set")
-            || l.starts_with("Automatically removing dirty bit")
-            || l.starts_with("Leaving filesystem unchanged")
-                // FAT32: the dirty bit (offset 0x41 = 65) is not in the
-                // backup boot sector, and fsck.fat reports the difference.
-                || l.starts_with("There are differences between boot sector and its backup")
-                || l.starts_with("This is mostly harmless. Differences: (offset:original/backup)")
-                || l == "65:01/00"
-                || l.starts_with("Not automatically fixing this")
-            || l.contains(" files, ")
-    });
+    let only_dirty = text.lines().all(fsck::is_benign_line);
     (if only_dirty && out.status.code() == Some(1) { Fsck::DirtyOnly } else { Fsck::Errors }, text)
 }
 

@@ -57,36 +57,22 @@ fn clock() -> u64 {
     1_700_000_000
 }
 
-fn fsck() -> Option<&'static str> {
-    ["/usr/sbin/fsck.fat", "/sbin/fsck.fat"].into_iter().find(|p| std::path::Path::new(p).exists())
+#[path = "../../../../tests/common/fsck.rs"]
+mod fsck_fat;
+
+fn fsck() -> Option<std::path::PathBuf> {
+    fsck_fat::fsck_fat()
 }
 
 /// `fsck.fat -n` on `img`: its complaints, without the banner, the summary
 /// and the dirty-bit lines.
-fn complaints(fsck: &str, img: &[u8], tag: &str) -> Vec<String> {
+fn complaints(fsck: &std::path::Path, img: &[u8], tag: &str) -> Vec<String> {
     let path = std::env::temp_dir().join(format!("unikit-fs-crash-{}-{tag}.img", std::process::id()));
     std::fs::write(&path, img).unwrap();
     let out = Command::new(fsck).arg("-n").arg(&path).output().unwrap();
     std::fs::remove_file(&path).unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    text.lines()
-        .map(str::trim)
-        .filter(|l| {
-            !(l.is_empty()
-                || l.starts_with("fsck.fat ")
-                || l.starts_with("Dirty bit is set")
-                || l.starts_with("Automatically removing dirty bit")
-                || l.starts_with("Leaving filesystem unchanged")
-                // FAT32: the dirty bit (offset 0x41 = 65) is not in the
-                // backup boot sector, and fsck.fat reports the difference.
-                || l.starts_with("There are differences between boot sector and its backup")
-                || l.starts_with("This is mostly harmless. Differences: (offset:original/backup)")
-                || *l == "65:01/00"
-                || l.starts_with("Not automatically fixing this")
-                || l.contains(" files, "))
-        })
-        .map(String::from)
-        .collect()
+    text.lines().map(str::trim).filter(|l| !fsck_fat::is_benign_line(l)).map(String::from).collect()
 }
 
 /// A formatted disk (FAT12 4 MiB, FAT16 8 MiB, FAT32 40 MiB: each type
@@ -213,7 +199,7 @@ fn fat_crash_at_every_write_leaves_no_dangling_entry() {
                 if let Err(e) = FatFs::mount(Disk::new(d).unwrap(), clock) {
                     panic!("FAT{bits}, crash after write {i}: the mount refuses the image: {e}");
                 }
-                let bad: Vec<String> = complaints(fsck, img, "a").into_iter().filter(|l| !benign(l)).collect();
+                let bad: Vec<String> = complaints(&fsck, img, "a").into_iter().filter(|l| !benign(l)).collect();
                 assert!(bad.is_empty(), "FAT{bits}, crash after write {i}: fsck.fat -n found\n{}", bad.join("\n"));
             },
         );
@@ -249,7 +235,7 @@ fn fat_crash_at_every_write_keeps_the_synced_count() {
                 }
             },
             |i, img, synced| {
-                if let Some(fsck) = fsck.filter(|_| bits != 32 || i % 5 == 0) {
+                if let Some(fsck) = fsck.as_deref().filter(|_| bits != 32 || i % 5 == 0) {
                     let c = complaints(fsck, img, "b");
                     // The file's first write (n = 1, before anything was
                     // synced) allocates its cluster: that may be lost.
