@@ -93,6 +93,7 @@ impl WaitQueue {
 
     /// Whether any thread waits.
     pub fn has_waiters(&self) -> bool {
+        let _irq = IrqGuard::new(); // notify takes this lock in interrupt handlers
         !self.waiters.lock().is_empty()
     }
 }

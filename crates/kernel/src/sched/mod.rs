@@ -101,7 +101,27 @@ pub enum Error {
     OutOfMemory,
 }
 
-type Guard = MutexGuard<'static, Option<Sched>>;
+/// The scheduler lock, held with interrupts off: interrupt handlers wake
+/// threads (`wake` takes this lock), so a holder with interrupts on could
+/// be interrupted by one that then spins on it forever. Fields drop in
+/// order: unlock first, then interrupts back as they were.
+struct Guard {
+    sched: MutexGuard<'static, Option<Sched>>,
+    _irq: IrqGuard,
+}
+
+impl core::ops::Deref for Guard {
+    type Target = Option<Sched>;
+    fn deref(&self) -> &Option<Sched> {
+        &self.sched
+    }
+}
+
+impl core::ops::DerefMut for Guard {
+    fn deref_mut(&mut self) -> &mut Option<Sched> {
+        &mut self.sched
+    }
+}
 
 impl Sched {
     fn thread(&mut self, tid: Tid) -> &mut Thread {
@@ -130,7 +150,8 @@ impl Sched {
 }
 
 fn lock() -> Guard {
-    SCHED.lock()
+    let irq = IrqGuard::new();
+    Guard { sched: SCHED.lock(), _irq: irq }
 }
 
 /// Adopts the running boot context as the main thread.

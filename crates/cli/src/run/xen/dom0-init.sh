@@ -76,6 +76,15 @@ usleep 300000
 # -F: xl stays in the foreground and reports how the domain shut down.
 xl create -F -c /unikit/guest.cfg 2>/tmp/xl.log
 status=$?
+# xl leaves its xenconsole child behind, still copying the guest's last
+# output from the pty: let it finish (it exits once xenconsoled closes the
+# domain's pty), or those lines land after the end line and are lost.
+n=0
+while pidof xenconsole >/dev/null && [ $n -lt 100 ]; do
+    usleep 50000
+    n=$((n + 1))
+done
+xenconsole_wait="xenconsole still ran $((n * 50)) ms after xl"
 reason=$(sed -n 's/.*has shut down, reason code \([0-9]*\).*/\1/p' /tmp/xl.log | head -n 1)
 end_line "$status" "${reason:-unknown}"
 # After the end line: noise again, for the host to show when the run failed
@@ -85,4 +94,5 @@ for f in /var/log/xen/*.log; do
     [ -s "$f" ] && { echo "--- $f"; tail -n 5 "$f"; }
 done
 cat /tmp/xl.log
+echo "unikit-dom0: $xenconsole_wait"
 poweroff_now
