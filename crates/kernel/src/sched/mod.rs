@@ -249,10 +249,10 @@ fn reap() {
 }
 
 fn free_stack(t: &Thread) {
-    if let Some(s) = &t.stack {
-        if !STACK_CACHE.lock().put(*s) {
-            release_stack(s);
-        }
+    if let Some(s) = &t.stack
+        && !STACK_CACHE.lock().put(*s)
+    {
+        release_stack(s);
     }
 }
 
