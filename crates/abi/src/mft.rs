@@ -174,40 +174,56 @@ pub enum MftError {
     },
 }
 
+impl MftError {
+    /// The entry the error is about, for the errors about one entry.
+    fn entry(&self) -> Option<usize> {
+        use MftError::*;
+        match *self {
+            UnterminatedName(i) | EmptyName(i) | AlreadyAttached(i) | AttachedNotBool(i) | Duplicate(i) => Some(i),
+            Differs(i) | BadNet(i) | BadBlock(i) | UnknownType { index: i, .. } => Some(i),
+            _ => None,
+        }
+    }
+}
+
+// The subject ("the Solo5 manifest", "'s entry N") is written once rather
+// than in every arm: each formatted arm costs code and a table of string
+// pieces, and the guest links this for its fatal boot message.
 impl fmt::Display for MftError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use MftError::*;
-        let m = "the Solo5 manifest";
         match *self {
-            TooShort(n) => write!(f, "{m} is too short ({n} bytes)"),
-            Version(v) => write!(f, "{m} has version {v}; this reader knows version {MFT_VERSION}"),
-            TooManyEntries(n) => write!(f, "{m} declares {n} entries (at most {MFT_MAX_ENTRIES})"),
+            BadName(i) => return write!(f, "device {i}: a name is 1 to {MFT_NAME_MAX} bytes of A-Z, a-z and 0-9"),
+            BufferSize { len, need } => return write!(f, "manifest buffer is {len} bytes, {need} needed"),
+            _ => {}
+        }
+        f.write_str("the Solo5 manifest")?;
+        if let Some(i) = self.entry() {
+            write!(f, "'s entry {i}")?;
+        }
+        match *self {
+            TooShort(n) => write!(f, " is too short ({n} bytes)"),
+            Version(v) => write!(f, " has version {v}; this reader knows version {MFT_VERSION}"),
+            TooManyEntries(n) => write!(f, " declares {n} entries (at most {MFT_MAX_ENTRIES})"),
             WrongSize { len, entries } => {
-                write!(f, "{m} is {len} bytes, but {entries} entries take {} (wrong structure layout?)", size(entries))
+                write!(f, " is {len} bytes, but {entries} entries take {} (wrong structure layout?)", size(entries))
             }
             Truncated { len, entries } => {
-                write!(f, "{m} is truncated ({len} bytes, {entries} entries take {})", size(entries))
+                write!(f, " is truncated ({len} bytes, {entries} entries take {})", size(entries))
             }
-            NoEntries => write!(f, "{m} has no entries (the first must be the reserved one)"),
-            FirstNotReserved => write!(f, "{m}'s first entry is not the reserved (unnamed, RESERVED_FIRST) one"),
-            UnterminatedName(i) => write!(f, "{m}'s entry {i} has an unterminated name"),
-            EmptyName(i) => write!(f, "{m}'s entry {i} has an empty name"),
-            AlreadyAttached(i) => write!(f, "{m}'s entry {i} is already marked attached"),
-            AttachedNotBool(i) => write!(f, "{m}'s entry {i} has an 'attached' flag that is not a bool"),
-            UnknownType { index, ty } => {
-                write!(f, "{m}'s entry {index} has type {ty}, which is not a Solo5 device type")
-            }
-            Duplicate(i) => {
-                write!(f, "{m}'s entry {i} declares a device twice (same name and type as an earlier entry)")
-            }
-            EntryCount { found, declared } => {
-                write!(f, "{m} has {found} entries, but the image declared {declared}")
-            }
-            Differs(i) => write!(f, "{m}'s entry {i} differs from the image's"),
-            BadNet(i) => write!(f, "{m}'s entry {i}: network device MTU or MAC invalid"),
-            BadBlock(i) => write!(f, "{m}'s entry {i}: block device capacity or block size invalid"),
-            BadName(i) => write!(f, "device {i}: a name is 1 to {MFT_NAME_MAX} bytes of A-Z, a-z and 0-9"),
-            BufferSize { len, need } => write!(f, "manifest buffer is {len} bytes, {need} needed"),
+            NoEntries => f.write_str(" has no entries (the first must be the reserved one)"),
+            FirstNotReserved => f.write_str("'s first entry is not the reserved (unnamed, RESERVED_FIRST) one"),
+            UnterminatedName(_) => f.write_str(" has an unterminated name"),
+            EmptyName(_) => f.write_str(" has an empty name"),
+            AlreadyAttached(_) => f.write_str(" is already marked attached"),
+            AttachedNotBool(_) => f.write_str(" has an 'attached' flag that is not a bool"),
+            UnknownType { ty, .. } => write!(f, " has type {ty}, which is not a Solo5 device type"),
+            Duplicate(_) => f.write_str(" declares a device twice (same name and type as an earlier entry)"),
+            EntryCount { found, declared } => write!(f, " has {found} entries, but the image declared {declared}"),
+            Differs(_) => f.write_str(" differs from the image's"),
+            BadNet(_) => f.write_str(": network device MTU or MAC invalid"),
+            BadBlock(_) => f.write_str(": block device capacity or block size invalid"),
+            BadName(_) | BufferSize { .. } => Ok(()),
         }
     }
 }
@@ -491,6 +507,41 @@ mod tests {
     const DECLARED: &[(u32, &str)] = &[(mft_type::NET_BASIC, "service"), (mft_type::BLOCK_BASIC, "storage")];
     const NET: Device = Device::Net { mac: [2, 1, 2, 3, 4, 5], mtu: 1500 };
     const BLK: Device = Device::Block { capacity: 8 << 20, block_size: 512 };
+
+    #[test]
+    fn error_messages() {
+        extern crate std;
+        use MftError::*;
+        use std::{format, string::ToString};
+        let m = "the Solo5 manifest";
+        let cases = [
+            (TooShort(3), format!("{m} is too short (3 bytes)")),
+            (Version(2), format!("{m} has version 2; this reader knows version 1")),
+            (TooManyEntries(65), format!("{m} declares 65 entries (at most 64)")),
+            (
+                WrongSize { len: 9, entries: 2 },
+                format!("{m} is 9 bytes, but 2 entries take 216 (wrong structure layout?)"),
+            ),
+            (Truncated { len: 9, entries: 2 }, format!("{m} is truncated (9 bytes, 2 entries take 216)")),
+            (NoEntries, format!("{m} has no entries (the first must be the reserved one)")),
+            (FirstNotReserved, format!("{m}'s first entry is not the reserved (unnamed, RESERVED_FIRST) one")),
+            (UnterminatedName(1), format!("{m}'s entry 1 has an unterminated name")),
+            (EmptyName(2), format!("{m}'s entry 2 has an empty name")),
+            (AlreadyAttached(3), format!("{m}'s entry 3 is already marked attached")),
+            (AttachedNotBool(4), format!("{m}'s entry 4 has an 'attached' flag that is not a bool")),
+            (UnknownType { index: 5, ty: 9 }, format!("{m}'s entry 5 has type 9, which is not a Solo5 device type")),
+            (Duplicate(6), format!("{m}'s entry 6 declares a device twice (same name and type as an earlier entry)")),
+            (EntryCount { found: 2, declared: 3 }, format!("{m} has 2 entries, but the image declared 3")),
+            (Differs(7), format!("{m}'s entry 7 differs from the image's")),
+            (BadNet(8), format!("{m}'s entry 8: network device MTU or MAC invalid")),
+            (BadBlock(9), format!("{m}'s entry 9: block device capacity or block size invalid")),
+            (BadName(1), "device 1: a name is 1 to 67 bytes of A-Z, a-z and 0-9".into()),
+            (BufferSize { len: 8, need: 112 }, "manifest buffer is 8 bytes, 112 needed".into()),
+        ];
+        for (e, want) in cases {
+            assert_eq!(e.to_string(), want);
+        }
+    }
 
     fn image() -> [u8; size(3)] {
         let mut m = [0u8; size(3)];

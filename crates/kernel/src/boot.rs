@@ -5,6 +5,7 @@ use crate::cmdline::{self, CommandLine};
 use crate::console::emergency_print;
 use crate::platform::hal;
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
 use hal::{Args, BootInfo, Hal, ProcessItem};
 
@@ -154,6 +155,6 @@ pub fn program() -> &'static str {
 
 /// The parsed command line (empty before boot).
 pub fn command_line() -> &'static CommandLine {
-    static EMPTY: spin::Once<CommandLine> = spin::Once::new();
-    CMDLINE.get().unwrap_or_else(|| EMPTY.call_once(CommandLine::default))
+    static EMPTY: CommandLine = CommandLine { options: Vec::new(), env: Vec::new(), args: Vec::new() };
+    CMDLINE.get().unwrap_or(&EMPTY)
 }

@@ -69,6 +69,7 @@ static EVENT_SOURCES: AtomicUsize = AtomicUsize::new(0);
 /// A thread stack: `frames` frames from `base`; the lowest one is an
 /// inaccessible guard page when the platform supports it, so an overflow
 /// faults (and is reported as one) instead of corrupting memory.
+#[derive(Clone, Copy)]
 struct Stack {
     base: u64,
     frames: usize,
@@ -84,9 +85,38 @@ pub const GUARD_SIZE: u64 = mem::frames::FRAME_SIZE;
 /// changes (two `mprotect` calls on linuxu, about 12% of its CPU time per
 /// connection in `perf`). Few enough to hold little memory (16 default
 /// stacks: 1.1 MiB), given back when frames run out (a stack of another
-/// size, or the heap growing). A fixed array: no allocation under its lock.
+/// size, or the heap growing). A fixed array and a count: no allocation
+/// under its lock, and all zero bytes at start, so it lies in `.bss` (an
+/// array of `Option<Stack>` would be 392 bytes of `.data` in every image:
+/// its `None` is not zero).
 const STACK_CACHE_MAX: usize = 16;
-static STACK_CACHE: Mutex<[Option<Stack>; STACK_CACHE_MAX]> = Mutex::new([const { None }; STACK_CACHE_MAX]);
+static STACK_CACHE: Mutex<StackCache> = Mutex::new(StackCache::EMPTY);
+
+struct StackCache {
+    /// `stacks[..len]` are cached.
+    stacks: [Stack; STACK_CACHE_MAX],
+    len: usize,
+}
+
+impl StackCache {
+    const EMPTY: Self = Self { stacks: [Stack { base: 0, frames: 0, guarded: false }; STACK_CACHE_MAX], len: 0 };
+
+    /// Keeps `s`; false when full.
+    fn put(&mut self, s: Stack) -> bool {
+        let Some(slot) = self.stacks.get_mut(self.len) else { return false };
+        *slot = s;
+        self.len += 1;
+        true
+    }
+
+    /// Takes a cached stack of `frames` frames.
+    fn take(&mut self, frames: usize) -> Option<Stack> {
+        let i = self.stacks[..self.len].iter().position(|s| s.frames == frames)?;
+        self.len -= 1;
+        self.stacks.swap(i, self.len);
+        Some(self.stacks[self.len])
+    }
+}
 
 /// Why a thread operation failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -240,13 +270,9 @@ fn reap() {
 }
 
 fn free_stack(t: &Thread) {
-    if let Some(s) = &t.stack {
-        let mut cache = STACK_CACHE.lock();
-        if let Some(slot) = cache.iter_mut().find(|c| c.is_none()) {
-            *slot = Some(Stack { base: s.base, frames: s.frames, guarded: s.guarded });
-            return;
-        }
-        drop(cache);
+    if let Some(s) = &t.stack
+        && !STACK_CACHE.lock().put(*s)
+    {
         release_stack(s);
     }
 }
@@ -261,21 +287,17 @@ fn release_stack(s: &Stack) {
 /// Gives the cached stacks back to the frame allocator; returns whether
 /// there were any. For callers that ran out of frames.
 pub fn release_cached_stacks() -> bool {
-    let all: [Option<Stack>; STACK_CACHE_MAX] =
-        core::mem::replace(&mut *STACK_CACHE.lock(), [const { None }; STACK_CACHE_MAX]);
-    let mut any = false;
-    for s in all.iter().flatten() {
+    let all = core::mem::replace(&mut *STACK_CACHE.lock(), StackCache::EMPTY);
+    for s in &all.stacks[..all.len] {
         release_stack(s);
-        any = true;
     }
-    any
+    all.len > 0
 }
 
 /// A stack of `frames` frames (guard page included): a cached one, else
 /// new frames, giving the cache back first if they run out.
 fn take_stack(frames: usize) -> Option<Stack> {
-    let cached =
-        STACK_CACHE.lock().iter_mut().find(|c| c.as_ref().is_some_and(|s| s.frames == frames)).and_then(Option::take);
+    let cached = STACK_CACHE.lock().take(frames);
     if cached.is_some() {
         return cached;
     }
