@@ -214,12 +214,15 @@ fn timer_sleep_duration() -> TestResult {
 
 fn timer_wake_order() -> TestResult {
     let order = Arc::new(Mutex::new(Vec::new()));
+    // Deadlines from one instant: a loaded host may stall the vCPU between
+    // the threads' starts, which must not reorder what is being tested.
+    let start = Instant::now();
     let hs: Vec<_> = [40u64, 5, 25, 15]
         .into_iter()
         .map(|ms| {
             let o = order.clone();
             thread::spawn(move || {
-                thread::sleep(Duration::from_millis(ms));
+                thread::sleep((start + Duration::from_millis(ms)).duration_since(Instant::now()));
                 o.lock().push(ms);
             })
         })
