@@ -6,6 +6,7 @@
 //! - [`mft`]: the Solo5 application manifest (layout, validation, the note
 //!   the guest carries and the copy the tender hands back);
 //! - [`pvh`]: the PVH `hvm_start_info` structures, read by the PVH entry;
+//! - [`pvclock`]: the Xen/KVM pvclock scaling from TSC to system time;
 //! - [`exit`]: the console exit marker the guest prints and the CLI strips;
 //! - [`elf`]: one bounds-checked ELF64 (x86_64, little-endian) reader, for
 //!   the tender's loader, the CLI's strip/symbolizer/image checks and the
@@ -22,6 +23,7 @@ pub mod elf;
 pub mod exit;
 pub mod hvt;
 pub mod mft;
+pub mod pvclock;
 pub mod pvh;
 
 mod bytes;

@@ -4,29 +4,16 @@
 //! the idle vCPU.
 use core::sync::atomic::{AtomicU64, Ordering};
 use drivers::xen::{abi, evtchn, hypercall};
+use unikit_abi::pvclock::Pvclock;
 
 /// Xen system time at the first instruction of the entry stub.
 static BOOT_SYSTIME: AtomicU64 = AtomicU64::new(0);
 
-struct Pvclock {
-    tsc_timestamp: u64,
-    system_time: u64,
-    mul: u32,
-    shift: i8,
-}
-
-impl Pvclock {
-    fn scale(&self, delta: u64) -> u64 {
-        let d = if self.shift < 0 { delta >> -self.shift as u32 } else { delta << self.shift as u32 };
-        ((d as u128 * self.mul as u128) >> 32) as u64
-    }
-
-    fn ns_at(&self, tsc: u64) -> u64 {
-        self.system_time.wrapping_add(self.scale(tsc.wrapping_sub(self.tsc_timestamp)))
-    }
-}
-
-fn pvclock() -> Option<Pvclock> {
+/// The vCPU's time snapshot, and the TSC read under the same version: Xen
+/// rewrites the snapshot when it moves the vCPU to another pCPU, whose TSC
+/// may differ, so a TSC read outside the version check can pair one pCPU's
+/// snapshot with another's counter.
+fn pvclock_now() -> Option<(Pvclock, u64)> {
     let v = evtchn::vcpu()?;
     // SAFETY: the time info lives in the shared page; the version check
     // (even and unchanged) guards against a torn read while Xen updates it.
@@ -41,22 +28,29 @@ fn pvclock() -> Option<Pvclock> {
                 mul: core::ptr::read_volatile(&raw const (*t).tsc_to_system_mul),
                 shift: core::ptr::read_volatile(&raw const (*t).tsc_shift),
             };
+            let tsc = arch::cpu::rdtsc();
             core::sync::atomic::fence(Ordering::Acquire);
             if ver % 2 == 0 && ver == core::ptr::read_volatile(&raw const (*t).version) {
-                return Some(c);
+                return Some((c, tsc));
             }
         }
     }
 }
 
-/// Xen system time now.
+/// The latest system time handed out: pCPUs' TSCs need not agree, and
+/// the kernel's timers assume time never runs backwards.
+static LAST_SYSTIME: AtomicU64 = AtomicU64::new(0);
+
+/// Xen system time now, never less than a value returned before.
 pub fn systime_ns() -> u64 {
-    pvclock().map_or(0, |c| c.ns_at(arch::cpu::rdtsc()))
+    let Some((c, tsc)) = pvclock_now() else { return 0 };
+    let now = c.ns_at(tsc);
+    now.max(LAST_SYSTIME.fetch_max(now, Ordering::Relaxed))
 }
 
 /// Fixes boot time zero at the TSC the entry stub recorded.
 pub fn init(boot_tsc: u64) {
-    if let Some(c) = pvclock() {
+    if let Some((c, _)) = pvclock_now() {
         BOOT_SYSTIME.store(c.ns_at(boot_tsc), Ordering::Relaxed);
     }
 }
@@ -67,7 +61,7 @@ pub fn monotonic_ns() -> u64 {
 
 /// TSC ticks to nanoseconds at the current pvclock scale.
 pub fn ticks_to_ns(ticks: u64) -> u64 {
-    pvclock().map_or(0, |c| c.scale(ticks))
+    pvclock_now().map_or(0, |(c, _)| c.scale(ticks))
 }
 
 pub fn wall_clock_ns() -> u64 {
