@@ -23,11 +23,15 @@ impl Pvclock {
         ((d as u128 * self.mul as u128) >> 32) as u64
     }
 
-    /// System time at `tsc`. A TSC behind the snapshot (read on another
-    /// pCPU whose TSC lags) counts as no time passed: wrapped, it would be
-    /// a jump of centuries.
+    /// System time at `tsc`, before or after the snapshot: a TSC taken
+    /// earlier (the boot TSC, when the hypervisor refreshed the snapshot
+    /// since) lies before it, and subtracting it unsigned would wrap to a
+    /// jump of centuries.
     pub fn ns_at(&self, tsc: u64) -> u64 {
-        self.system_time.wrapping_add(self.scale(tsc.saturating_sub(self.tsc_timestamp)))
+        match tsc.checked_sub(self.tsc_timestamp) {
+            Some(ahead) => self.system_time.wrapping_add(self.scale(ahead)),
+            None => self.system_time.saturating_sub(self.scale(self.tsc_timestamp - tsc)),
+        }
     }
 }
 
@@ -47,8 +51,9 @@ mod tests {
     }
 
     #[test]
-    fn a_tsc_behind_the_snapshot_is_no_time_not_centuries() {
+    fn a_tsc_before_the_snapshot_is_earlier_not_centuries_later() {
         // Subtracting with wrap-around (as before) gave about 2^64 ticks.
-        assert_eq!(CLOCK.ns_at(999_000), 5_000);
+        assert_eq!(CLOCK.ns_at(999_000), 4_000);
+        assert_eq!(CLOCK.ns_at(0), 0);
     }
 }
