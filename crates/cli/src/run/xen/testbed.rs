@@ -14,7 +14,6 @@
 //!   serial port carries everything; demux.rs picks the guest console out.
 
 use std::io::{Read, Write};
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -26,9 +25,9 @@ use anyhow::{Context, Result, anyhow, bail};
 use super::config::{Disk, DomainConfig, GuestType, Vif};
 use super::demux::{Demux, Out};
 use super::{Outcome, Verdict};
-use crate::console::MarkerFilter;
 use crate::cpio::Archive;
 use crate::error::hinted;
+use crate::run::supervisor::{self, RunDir, Runner};
 use crate::symbols::Annotator;
 pub use crate::testbed::{Bed, check_host, prepare};
 
@@ -310,128 +309,184 @@ pub fn verbose() -> bool {
 
 /// Build the bed's initrd for `cfg`, boot it, and return the exit code.
 pub fn run(cfg: &Config, annotator: &mut Annotator) -> Result<u8> {
-    if cfg.memory_mib > MAX_GUEST_MIB {
-        bail!("-m {}M: the Xen test bed has room for at most {MAX_GUEST_MIB} MiB of guest memory", cfg.memory_mib);
-    }
-    let timeout = timeout_secs()?;
-    let xl_cfg = domain_config(cfg).render()?;
-    let bed = prepare()?;
-    let qemu = crate::platform::find_qemu()?;
+    supervisor::run(&mut TestBed::new(cfg)?, annotator)
+}
 
-    // The run's folder (initrd, serial log); kept when the run failed.
-    let mut run_dir = crate::run::supervisor::RunDir::create("xen")?;
-    let dir = run_dir.path().to_path_buf();
-    std::fs::write(dir.join("guest.cfg"), &xl_cfg)?;
-    let initrd = dir.join("initrd.cpio");
-    {
-        let mut f = std::fs::File::create(&initrd).with_context(|| format!("cannot create {}", initrd.display()))?;
-        let mut base = std::fs::File::open(&bed.base_initrd)
-            .with_context(|| format!("cannot read {}", bed.base_initrd.display()))?;
-        std::io::copy(&mut base, &mut f)?;
-        f.write_all(&run_archive(cfg, &xl_cfg)?)?;
-    }
-    let argv = qemu_argv(&bed, &initrd, cfg.publish, cfg.net, cfg.disks)?;
-    let log_path = dir.join("serial-noise.log");
-    let noise =
-        Arc::new(Mutex::new(Noise { file: std::fs::File::create(&log_path).ok(), tail: Vec::new(), live: verbose() }));
+/// The bed as a runner of the common supervisor: QEMU's serial line goes
+/// through the demux (the guest console to the supervisor, the rest to
+/// `Noise`, with QEMU's stderr); a watchdog stops a bed that does not start
+/// the guest, or does not power off after it.
+struct TestBed<'a> {
+    cfg: &'a Config<'a>,
+    xl_cfg: String,
+    bed: Bed,
+    qemu: PathBuf,
+    timeout: u64,
+    /// The run's folder (initrd, serial log); kept when the run failed.
+    run_dir: RunDir,
+    noise: Arc<Mutex<Noise>>,
+    phase: Arc<AtomicU8>,
+    end: Arc<Mutex<Option<super::demux::End>>>,
+    exited: Arc<AtomicBool>,
+    timed_out: Arc<AtomicU8>,
+}
 
-    if verbose() {
-        eprintln!("unikit: test bed packages: {}", bed.versions);
-    }
-    eprintln!(
-        "unikit: booting the Xen test bed (Xen 4.17 and a Linux dom0 under QEMU TCG: about 30 s before the guest runs)"
-    );
-    let mut child = super::super::supervisor::spawn(
-        Command::new(&qemu).args(&argv).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()),
-    )
-    .with_context(|| format!("cannot start {}", qemu.display()))?;
-    let pid = child.id();
-    super::super::supervisor::forward_signals(pid);
-    if !cfg.publish.is_empty() {
-        // As for the qemu platform: slirp listens with a backlog of 1.
-        let ports = cfg.publish.iter().map(|&(h, _)| h).collect();
-        std::thread::spawn(move || super::super::qemu::hostfwd_backlog::widen(pid, ports));
-    }
-    // QEMU's own complaints are noise too (shown on failure).
-    if let Some(mut err) = child.stderr.take() {
-        let noise = noise.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                if let Ok(mut n2) = noise.lock() {
-                    n2.push(&buf[..n]);
-                }
-            }
-        });
-    }
-    let phase = Arc::new(AtomicU8::new(PHASE_BOOT));
-    let end = Arc::new(Mutex::new(None));
-    let exited = Arc::new(AtomicBool::new(false));
-    let timed_out = Arc::new(AtomicU8::new(u8::MAX));
-    if timeout > 0 {
-        let (phase, exited, timed_out) = (phase.clone(), exited.clone(), timed_out.clone());
-        std::thread::spawn(move || watchdog(pid, timeout, &phase, &exited, &timed_out));
-    }
-    let console = child.stdout.take().context("no pipe for QEMU's output")?;
-    let reader = GuestConsole {
-        inner: console,
-        demux: Demux::new(),
-        ready: Vec::new(),
-        pos: 0,
-        noise: noise.clone(),
-        phase: phase.clone(),
-        end: end.clone(),
-        done: false,
-    };
-    let mut filter = MarkerFilter::new();
-    super::super::supervisor::stream(reader, Some(&mut filter), annotator);
-    let status = child.wait().context("waiting for QEMU")?;
-    exited.store(true, Ordering::Relaxed);
-
-    let signal = super::super::supervisor::forwarded_signal();
-    let outcome = Outcome {
-        marker: filter.exit().cloned(),
-        end: end.lock().ok().and_then(|e| e.clone()),
-        begun: phase.load(Ordering::Relaxed) != PHASE_BOOT,
-        exit: match (status.code(), status.signal()) {
-            (Some(c), _) => super::Exit::Code(c),
-            (None, Some(s)) => super::Exit::Signal(s),
-            (None, None) => super::Exit::Code(-1),
-        },
-        timed_out: match timed_out.load(Ordering::Relaxed) {
-            PHASE_BOOT => Some((timeout, false)),
-            PHASE_AFTER => Some((timeout, true)),
-            _ => None,
-        },
-        interrupted: signal,
-        runner: "QEMU",
-    };
-    let mut v: Verdict = super::verdict(&outcome);
-    super::explain_crash(&outcome, || noise.lock().map(|n| n.last_lines(400)).unwrap_or_default(), annotator, &mut v);
-    for line in &v.lines {
-        eprintln!("{line}");
-    }
-    if v.failed && signal.is_none() {
-        run_dir.keep();
-        // The initrd is large and rebuilt every run: keep only the logs and config.
-        let _ = std::fs::remove_file(dir.join("initrd.cpio"));
-        if let Ok(n) = noise.lock()
-            && !n.live
-        {
-            let tail = n.last_lines(25);
-            if !tail.is_empty() {
-                eprintln!("the test bed's last messages (Xen, dom0, xl):");
-                for l in tail {
-                    eprintln!("  {l}");
-                }
-            }
+impl<'a> TestBed<'a> {
+    fn new(cfg: &'a Config<'a>) -> Result<Self> {
+        if cfg.memory_mib > MAX_GUEST_MIB {
+            bail!("-m {}M: the Xen test bed has room for at most {MAX_GUEST_MIB} MiB of guest memory", cfg.memory_mib);
         }
-        eprintln!("unikit: the test bed's full log and the xl config are kept in {}", dir.display());
+        let timeout = timeout_secs()?;
+        let xl_cfg = domain_config(cfg).render()?;
+        let bed = prepare()?;
+        let qemu = crate::platform::find_qemu()?;
+        Ok(TestBed {
+            cfg,
+            xl_cfg,
+            bed,
+            qemu,
+            timeout,
+            run_dir: RunDir::create("xen")?,
+            noise: Arc::new(Mutex::new(Noise { file: None, tail: Vec::new(), live: verbose() })),
+            phase: Arc::new(AtomicU8::new(PHASE_BOOT)),
+            end: Arc::new(Mutex::new(None)),
+            exited: Arc::new(AtomicBool::new(false)),
+            timed_out: Arc::new(AtomicU8::new(u8::MAX)),
+        })
     }
-    Ok(v.code)
+
+    /// The common outcome, with what only the bed knows.
+    fn outcome(&self, o: &supervisor::Outcome) -> Outcome {
+        Outcome {
+            marker: o.marker.clone(),
+            end: self.end.lock().ok().and_then(|e| e.clone()),
+            begun: self.phase.load(Ordering::Relaxed) != PHASE_BOOT,
+            exit: o.end,
+            timed_out: match self.timed_out.load(Ordering::Relaxed) {
+                PHASE_BOOT => Some((self.timeout, false)),
+                PHASE_AFTER => Some((self.timeout, true)),
+                _ => None,
+            },
+            interrupted: o.interrupted,
+            runner: "QEMU",
+        }
+    }
+}
+
+impl Runner for TestBed<'_> {
+    fn vmm(&self) -> String {
+        self.qemu.display().to_string()
+    }
+
+    fn command(&mut self) -> Result<Command> {
+        let dir = self.run_dir.path().to_path_buf();
+        std::fs::write(dir.join("guest.cfg"), &self.xl_cfg)?;
+        let initrd = dir.join("initrd.cpio");
+        {
+            let mut f =
+                std::fs::File::create(&initrd).with_context(|| format!("cannot create {}", initrd.display()))?;
+            let mut base = std::fs::File::open(&self.bed.base_initrd)
+                .with_context(|| format!("cannot read {}", self.bed.base_initrd.display()))?;
+            std::io::copy(&mut base, &mut f)?;
+            f.write_all(&run_archive(self.cfg, &self.xl_cfg)?)?;
+        }
+        let argv = qemu_argv(&self.bed, &initrd, self.cfg.publish, self.cfg.net, self.cfg.disks)?;
+        if let Ok(mut n) = self.noise.lock() {
+            n.file = std::fs::File::create(dir.join("serial-noise.log")).ok();
+        }
+        if verbose() {
+            eprintln!("unikit: test bed packages: {}", self.bed.versions);
+        }
+        eprintln!(
+            "unikit: booting the Xen test bed (Xen 4.17 and a Linux dom0 under QEMU TCG: about 30 s before the guest runs)"
+        );
+        let mut cmd = Command::new(&self.qemu);
+        cmd.args(&argv).stdin(Stdio::null());
+        Ok(cmd)
+    }
+
+    fn started(&mut self, pid: u32) {
+        if !self.cfg.publish.is_empty() {
+            // As for the qemu platform: slirp listens with a backlog of 1.
+            let ports = self.cfg.publish.iter().map(|&(h, _)| h).collect();
+            std::thread::spawn(move || super::super::qemu::hostfwd_backlog::widen(pid, ports));
+        }
+        if self.timeout > 0 {
+            let (secs, phase, exited, timed_out) =
+                (self.timeout, self.phase.clone(), self.exited.clone(), self.timed_out.clone());
+            std::thread::spawn(move || watchdog(pid, secs, &phase, &exited, &timed_out));
+        }
+    }
+
+    fn console(&mut self, raw: Box<dyn Read>) -> Box<dyn Read> {
+        Box::new(GuestConsole {
+            inner: raw,
+            demux: Demux::new(),
+            ready: Vec::new(),
+            pos: 0,
+            noise: self.noise.clone(),
+            phase: self.phase.clone(),
+            end: self.end.clone(),
+            done: false,
+        })
+    }
+
+    /// QEMU's own complaints are noise too (shown on failure).
+    fn stderr_to(&mut self) -> Box<dyn Write + Send> {
+        Box::new(NoiseWriter(self.noise.clone()))
+    }
+
+    fn unmarked(&mut self, o: &supervisor::Outcome) -> supervisor::Verdict {
+        super::verdict(&self.outcome(o)).into()
+    }
+
+    fn decide(&mut self, o: &supervisor::Outcome, annotator: &Annotator) -> supervisor::Verdict {
+        self.exited.store(true, Ordering::Relaxed);
+        let outcome = self.outcome(o);
+        let mut v: Verdict = super::verdict(&outcome);
+        let noise = &self.noise;
+        super::explain_crash(
+            &outcome,
+            || noise.lock().map(|n| n.last_lines(400)).unwrap_or_default(),
+            annotator,
+            &mut v,
+        );
+        if v.failed && outcome.interrupted.is_none() {
+            self.run_dir.keep();
+            // The initrd is large and rebuilt every run: keep only the logs and config.
+            let _ = std::fs::remove_file(self.run_dir.path().join("initrd.cpio"));
+            if let Ok(n) = self.noise.lock()
+                && !n.live
+            {
+                let tail = n.last_lines(25);
+                if !tail.is_empty() {
+                    v.lines.push("the test bed's last messages (Xen, dom0, xl):".into());
+                    v.lines.extend(tail.iter().map(|l| format!("  {l}")));
+                }
+            }
+            v.lines.push(format!(
+                "unikit: the test bed's full log and the xl config are kept in {}",
+                self.run_dir.path().display()
+            ));
+        }
+        v.into()
+    }
+}
+
+/// The writing side of `Noise`, for QEMU's stderr.
+struct NoiseWriter(Arc<Mutex<Noise>>);
+
+impl Write for NoiseWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut n) = self.0.lock() {
+            n.push(b);
+        }
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Kills QEMU when the bed takes longer than `secs` to start the guest, or
