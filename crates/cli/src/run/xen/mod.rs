@@ -138,21 +138,7 @@ pub fn run(mode: &Mode, cfg: &RunConfig, annotator: &mut Annotator) -> Result<u8
     let name = config::domain_name(cfg.name, pid);
     let mac = supervisor::guest_mac(pid);
     match mode {
-        Mode::Testbed => testbed::run(
-            &testbed::Config {
-                image: cfg.image,
-                name: &name,
-                memory_mib: mib,
-                cmdline: cfg.cmdline,
-                guest_type: cfg.guest_type,
-                rootfs: cfg.rootfs,
-                publish: cfg.publish,
-                net: cfg.net,
-                disks: cfg.disks,
-                mac,
-            },
-            annotator,
-        ),
+        Mode::Testbed => testbed::run(&testbed::Config { guest: cfg, name: &name, memory_mib: mib, mac }, annotator),
         Mode::Dom0 { xl } => {
             let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string();
             let dc = DomainConfig {

@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use super::config::{Disk, DomainConfig, GuestType, Vif};
+use super::config::{Disk, DomainConfig, Vif};
 use super::demux::{Demux, Out};
-use super::{Outcome, Verdict};
+use super::{Outcome, RunConfig, Verdict};
 use crate::cpio::Archive;
 use crate::error::hinted;
 use crate::run::supervisor::{self, RunDir, Runner};
@@ -58,18 +58,12 @@ const DEFAULT_TIMEOUT: u64 = 300;
 pub const TIMEOUT_ENV: &str = "UNIKIT_XEN_TESTBED_TIMEOUT";
 pub const VERBOSE_ENV: &str = "UNIKIT_XEN_TESTBED_VERBOSE";
 
-/// What one bed run needs besides the cached bed.
+/// What one bed run needs besides the cached bed: the guest (as for a
+/// dom0), its domain name, whole MiB and MAC.
 pub struct Config<'a> {
-    pub image: &'a Path,
+    pub guest: &'a RunConfig<'a>,
     pub name: &'a str,
     pub memory_mib: u64,
-    pub cmdline: &'a str,
-    pub guest_type: GuestType,
-    pub rootfs: Option<&'a Path>,
-    pub publish: &'a [(u16, u16)],
-    /// Attach a vif (on dom0's bridge) even without `-p`.
-    pub net: bool,
-    pub disks: &'a [PathBuf],
     pub mac: String,
 }
 
@@ -77,17 +71,17 @@ pub struct Config<'a> {
 pub fn domain_config(cfg: &Config) -> DomainConfig {
     DomainConfig {
         name: cfg.name.to_string(),
-        guest_type: cfg.guest_type,
+        guest_type: cfg.guest.guest_type,
         kernel: "/unikit/kernel".into(),
-        ramdisk: cfg.rootfs.map(|_| "/unikit/rootfs.cpio".into()),
+        ramdisk: cfg.guest.rootfs.map(|_| "/unikit/rootfs.cpio".into()),
         memory_mib: cfg.memory_mib,
-        cmdline: cfg.cmdline.to_string(),
-        vifs: if cfg.net || !cfg.publish.is_empty() {
+        cmdline: cfg.guest.cmdline.to_string(),
+        vifs: if cfg.guest.net || !cfg.guest.publish.is_empty() {
             vec![Vif { mac: cfg.mac.clone(), bridge: "xenbr0".into(), script: Some(VIF_SCRIPT_PATH.into()) }]
         } else {
             Vec::new()
         },
-        disks: (0..cfg.disks.len())
+        disks: (0..cfg.guest.disks.len())
             .map(|i| Disk {
                 target: format!("/dev/vd{}", (b'a' + i as u8) as char),
                 script: Some(BLOCK_SCRIPT_PATH.into()),
@@ -98,14 +92,14 @@ pub fn domain_config(cfg: &Config) -> DomainConfig {
 
 /// /unikit/run.env: shell assignments for dom0-init.sh.
 pub fn run_env(cfg: &Config) -> String {
-    let publish: Vec<String> = cfg.publish.iter().map(|(h, g)| format!("{h}:{g}")).collect();
-    let net = cfg.net || !cfg.publish.is_empty();
+    let publish: Vec<String> = cfg.guest.publish.iter().map(|(h, g)| format!("{h}:{g}")).collect();
+    let net = cfg.guest.net || !cfg.guest.publish.is_empty();
     format!("UNIKIT_NET={}\nUNIKIT_PUBLISH=\"{}\"\n", u8::from(net), publish.join(" "))
 }
 
 /// The per-run archive appended to the base initramfs.
 pub fn run_archive(cfg: &Config, xl_cfg: &str) -> Result<Vec<u8>> {
-    let image = std::fs::read(cfg.image).with_context(|| format!("cannot read {}", cfg.image.display()))?;
+    let image = std::fs::read(cfg.guest.image).with_context(|| format!("cannot read {}", cfg.guest.image.display()))?;
     let mut a = Archive::new();
     a.file("init", 0o755, INIT.as_bytes())?;
     for d in ["etc", "etc/xen", "etc/xen/scripts", "unikit"] {
@@ -118,7 +112,7 @@ pub fn run_archive(cfg: &Config, xl_cfg: &str) -> Result<Vec<u8>> {
     a.file("unikit/run.env", 0o644, run_env(cfg).as_bytes())?;
     a.file("unikit/guest.cfg", 0o644, xl_cfg.as_bytes())?;
     a.file("unikit/kernel", 0o755, &image)?;
-    if let Some(rd) = cfg.rootfs {
+    if let Some(rd) = cfg.guest.rootfs {
         let data = std::fs::read(rd).with_context(|| format!("cannot read {}", rd.display()))?;
         a.file("unikit/rootfs.cpio", 0o644, &data)?;
     }
@@ -390,7 +384,7 @@ impl Runner for TestBed<'_> {
             std::io::copy(&mut base, &mut f)?;
             f.write_all(&run_archive(self.cfg, &self.xl_cfg)?)?;
         }
-        let argv = qemu_argv(&self.bed, &initrd, self.cfg.publish, self.cfg.net, self.cfg.disks)?;
+        let argv = qemu_argv(&self.bed, &initrd, self.cfg.guest.publish, self.cfg.guest.net, self.cfg.guest.disks)?;
         if let Ok(mut n) = self.noise.lock() {
             n.file = std::fs::File::create(dir.join("serial-noise.log")).ok();
         }
@@ -406,9 +400,9 @@ impl Runner for TestBed<'_> {
     }
 
     fn started(&mut self, pid: u32) {
-        if !self.cfg.publish.is_empty() {
+        if !self.cfg.guest.publish.is_empty() {
             // As for the qemu platform: slirp listens with a backlog of 1.
-            let ports = self.cfg.publish.iter().map(|&(h, _)| h).collect();
+            let ports = self.cfg.guest.publish.iter().map(|&(h, _)| h).collect();
             std::thread::spawn(move || super::super::qemu::hostfwd_backlog::widen(pid, ports));
         }
         if self.timeout > 0 {
@@ -523,25 +517,30 @@ fn kill(pid: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    fn cfg<'a>(publish: &'a [(u16, u16)], disks: &'a [PathBuf]) -> Config<'a> {
-        Config {
+    use crate::run::xen::GuestType;
+    fn guest<'a>(publish: &'a [(u16, u16)], disks: &'a [PathBuf]) -> RunConfig<'a> {
+        RunConfig {
             image: Path::new("/p/build/hello_xen-x86_64"),
-            name: "unikit-hello-1",
-            memory_mib: 16,
+            name: "hello",
+            memory: crate::memory::Memory::parse("16M").unwrap(),
             cmdline: "netdev.ip=10.0.0.2/24:10.0.0.1 -- a",
             guest_type: GuestType::Pv,
             rootfs: None,
             publish,
             net: false,
             disks,
-            mac: "06:00:00:00:00:01".into(),
         }
+    }
+
+    fn cfg<'a>(guest: &'a RunConfig<'a>) -> Config<'a> {
+        Config { guest, name: "unikit-hello-1", memory_mib: 16, mac: "06:00:00:00:00:01".into() }
     }
 
     #[test]
     fn guest_config_and_run_env() {
         let disks = [PathBuf::from("/d/a.img"), PathBuf::from("/d/b.img")];
-        let c = cfg(&[(8080, 80), (2222, 22)], &disks);
+        let g = guest(&[(8080, 80), (2222, 22)], &disks);
+        let c = cfg(&g);
         let text = domain_config(&c).render().unwrap();
         assert!(text.contains("kernel = \"/unikit/kernel\"\n"), "{text}");
         assert!(
@@ -554,7 +553,8 @@ mod tests {
             "{text}"
         );
         assert_eq!(run_env(&c), "UNIKIT_NET=1\nUNIKIT_PUBLISH=\"8080:80 2222:22\"\n");
-        let c = cfg(&[], &[]);
+        let g = guest(&[], &[]);
+        let c = cfg(&g);
         let text = domain_config(&c).render().unwrap();
         assert!(!text.contains("vif") && !text.contains("disk") && !text.contains("ramdisk"), "{text}");
         assert_eq!(run_env(&c), "UNIKIT_NET=0\nUNIKIT_PUBLISH=\"\"\n");
@@ -594,9 +594,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let img = dir.path().join("img");
         std::fs::write(&img, b"\x7fELF-image").unwrap();
-        let mut c = cfg(&[], &[]);
-        c.image = &img;
-        let a = run_archive(&c, "name = \"x\"\n").unwrap();
+        let mut g = guest(&[], &[]);
+        g.image = &img;
+        let a = run_archive(&cfg(&g), "name = \"x\"\n").unwrap();
         let s = String::from_utf8_lossy(&a);
         for name in [
             "init\0",
@@ -611,8 +611,8 @@ mod tests {
             assert!(s.contains(name), "{name} missing");
         }
         assert!(s.contains("\x7fELF-image") && s.contains("xl create -F -c /unikit/guest.cfg"));
-        c.image = Path::new("/nonexistent/img");
-        assert!(run_archive(&c, "").is_err());
+        g.image = Path::new("/nonexistent/img");
+        assert!(run_archive(&cfg(&g), "").is_err());
     }
 
     #[test]
