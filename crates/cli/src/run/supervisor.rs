@@ -154,7 +154,7 @@ pub fn run(runner: &mut dyn Runner, annotator: &mut Annotator) -> Result<u8> {
         cmd.stderr(Stdio::piped());
     }
     let mut child = spawn(&mut cmd).with_context(|| format!("cannot start {vmm}"))?;
-    let _stopper = match runner.on_signal() {
+    let stopper = match runner.on_signal() {
         OnSignal::Forward => {
             forward_signals(child.id());
             None
@@ -173,7 +173,7 @@ pub fn run(runner: &mut dyn Runner, annotator: &mut Annotator) -> Result<u8> {
     // Reaped: its pid may be reused, so signals are no longer passed on (a
     // late one only ends what is left of the run: cleanup, then exit).
     CHILD.store(0, Ordering::Relaxed);
-    drop(_stopper);
+    drop(stopper);
     let status = status.with_context(|| format!("waiting for {vmm}"))?;
     let outcome = Outcome {
         marker: filter.as_ref().and_then(|f| f.exit().cloned()),
