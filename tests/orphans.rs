@@ -1,8 +1,9 @@
 //! No orphans with real guests (issue 11.3): `examples/httpd` serving on a
 //! published port under QEMU (TCG) and under the Solo5 tender (`-p` through
 //! the run's network namespace). Only the CLI's PID is signalled; its VMM,
-//! the namespace and the published port must go with it. (Every signal on
-//! every runner, with stand-in VMMs, is in crates/cli/tests/host.rs.)
+//! the namespace and the published port must go with it; likewise for the
+//! Xen test bed (QEMU under TCG booting Xen, dom0 and the guest). (Every
+//! signal on every runner, with stand-in VMMs, is in crates/cli/tests/host.rs.)
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -147,5 +148,18 @@ fn solo5_httpd_tender_and_namespace_go_with_the_cli() {
     tender();
     for sig in [libc::SIGKILL, libc::SIGTERM] {
         httpd_then_signal(&["--plat", "solo5"], "unikit-hvt", sig);
+    }
+}
+
+/// The Xen test bed: QEMU booting Xen and dom0, which boots httpd; dom0
+/// relays the published port to the guest.
+#[cfg_attr(
+    unikit_no_xen_testbed,
+    ignore = "SKIPPED: the Xen test bed needs qemu-system-x86_64, apt-get, apt-cache and dpkg-deb"
+)]
+#[test]
+fn xen_testbed_qemu_goes_with_the_cli() {
+    for sig in [libc::SIGKILL, libc::SIGTERM] {
+        httpd_then_signal(&["--plat", "xen", "--xen-testbed"], "qemu-system-x86_64", sig);
     }
 }

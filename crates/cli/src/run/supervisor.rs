@@ -1,7 +1,10 @@
 //! The one supervisor behind every runner: it spawns the VMM (or the linuxu
 //! process), ties its life to ours, passes signals on, streams the console
 //! through the exit-marker filter and the backtrace annotator, keeps the
-//! VMM's own stderr for the verdict, and prints the verdict.
+//! VMM's own stderr for the verdict, and prints the verdict. A platform is
+//! one [`Runner`]; its optional hooks cover VMMs that mix their own output
+//! into the console (`console`, `stderr_to`), that must not get the signal
+//! themselves (`on_signal`), or whose end needs more explaining (`decide`).
 //!
 //! No orphans: the child gets `PR_SET_PDEATHSIG(SIGKILL)` before it execs, so
 //! it dies with us even when we are SIGKILLed; SIGINT, SIGTERM and SIGHUP are
@@ -78,14 +81,45 @@ pub trait Runner {
     }
     /// Called right after the child started.
     fn started(&mut self, _pid: u32) {}
+    /// The guest console out of the child's stdout. A VMM that mixes its
+    /// own messages into the console (the Xen test bed's serial line) picks
+    /// the guest's bytes out here; the rest is the runner's to keep.
+    fn console(&mut self, raw: Box<dyn Read>) -> Box<dyn Read> {
+        raw
+    }
+    /// Where the captured stderr is shown as it comes (it is kept for the
+    /// verdict either way): ours, or the runner's own log.
+    fn stderr_to(&mut self) -> Box<dyn Write + Send> {
+        Box::new(std::io::stderr())
+    }
+    /// What SIGINT, SIGTERM and SIGHUP to unikit do to the run.
+    fn on_signal(&mut self) -> OnSignal {
+        OnSignal::Forward
+    }
     /// Our exit code and what to say, when the guest left no exit marker
     /// and the child was not killed by a signal.
     fn unmarked(&mut self, o: &Outcome) -> Verdict;
+    /// The whole verdict, and anything left to do at the end of the run
+    /// (keep evidence, explain a crash from the VMM's own dump, with the
+    /// image's symbols). By default the common [`verdict`].
+    fn decide(&mut self, o: &Outcome, _annotator: &Annotator) -> Verdict {
+        verdict(self, o)
+    }
+}
+
+/// What a signal to unikit does to a running guest.
+pub enum OnSignal {
+    /// Pass it on to the child: the VMM ends the guest and then itself.
+    Forward,
+    /// The child would leave the guest behind (`xl`): keep the signal from
+    /// it and run this once instead (e.g. destroy the domain), which ends
+    /// the console and the child.
+    Stop(Box<dyn FnOnce() + Send>),
 }
 
 /// The common part of every verdict: the guest's marker decides; a killed
 /// VMM is reported as such; everything else is the runner's to explain.
-pub fn verdict(runner: &mut dyn Runner, o: &Outcome) -> Verdict {
+pub fn verdict<R: Runner + ?Sized>(runner: &mut R, o: &Outcome) -> Verdict {
     if let Some(m) = &o.marker {
         return marked(m);
     }
@@ -120,16 +154,26 @@ pub fn run(runner: &mut dyn Runner, annotator: &mut Annotator) -> Result<u8> {
         cmd.stderr(Stdio::piped());
     }
     let mut child = spawn(&mut cmd).with_context(|| format!("cannot start {vmm}"))?;
-    forward_signals(child.id());
+    let stopper = match runner.on_signal() {
+        OnSignal::Forward => {
+            forward_signals(child.id());
+            None
+        }
+        OnSignal::Stop(stop) => {
+            forward_signals(0);
+            Some(Stopper::spawn(stop))
+        }
+    };
     runner.started(child.id());
-    let stderr = child.stderr.take().map(tee_stderr);
-    let console = child.stdout.take().context("no pipe for the console")?;
+    let stderr = child.stderr.take().map(|err| tee_stderr(err, runner.stderr_to()));
+    let console = runner.console(Box::new(child.stdout.take().context("no pipe for the console")?));
     let mut filter = runner.marker().then(MarkerFilter::new);
     stream(console, filter.as_mut(), annotator);
     let status = child.wait();
     // Reaped: its pid may be reused, so signals are no longer passed on (a
     // late one only ends what is left of the run: cleanup, then exit).
     CHILD.store(0, Ordering::Relaxed);
+    drop(stopper);
     let status = status.with_context(|| format!("waiting for {vmm}"))?;
     let outcome = Outcome {
         marker: filter.as_ref().and_then(|f| f.exit().cloned()),
@@ -137,7 +181,7 @@ pub fn run(runner: &mut dyn Runner, annotator: &mut Annotator) -> Result<u8> {
         stderr: stderr.and_then(|h| h.join().ok()).unwrap_or_default(),
         interrupted: forwarded_signal(),
     };
-    let v = verdict(runner, &outcome);
+    let v = runner.decide(&outcome, annotator);
     for line in &v.lines {
         eprintln!("{line}");
     }
@@ -176,12 +220,38 @@ pub fn spawn(cmd: &mut Command) -> Result<Child> {
 /// How many lines of the VMM's stderr the verdict keeps.
 const STDERR_LINES: usize = 20;
 
-/// Copy the child's stderr to ours as it comes, keeping the last lines.
-fn tee_stderr(mut err: impl Read + Send + 'static) -> JoinHandle<Vec<String>> {
+/// Runs an [`OnSignal::Stop`] action on a thread once a signal came, until
+/// dropped (the child has ended).
+struct Stopper(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Stopper {
+    fn spawn(stop: Box<dyn FnOnce() + Send>) -> Stopper {
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let d = done.clone();
+        std::thread::spawn(move || {
+            while !d.load(Ordering::Relaxed) {
+                if forwarded_signal().is_some() {
+                    stop();
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        });
+        Stopper(done)
+    }
+}
+
+impl Drop for Stopper {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Copy the child's stderr to `to` as it comes, keeping the last lines.
+fn tee_stderr(mut err: impl Read + Send + 'static, mut to: Box<dyn Write + Send>) -> JoinHandle<Vec<String>> {
     std::thread::spawn(move || {
         let mut kept: Vec<u8> = Vec::new();
         let mut buf = [0u8; 4096];
-        let stderr = std::io::stderr();
         loop {
             let n = match err.read(&mut buf) {
                 Ok(0) => break,
@@ -189,7 +259,7 @@ fn tee_stderr(mut err: impl Read + Send + 'static) -> JoinHandle<Vec<String>> {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(_) => break,
             };
-            let _ = stderr.lock().write_all(&buf[..n]);
+            let _ = to.write_all(&buf[..n]).and_then(|()| to.flush());
             kept.extend_from_slice(&buf[..n]);
             // Bounded: a chatty VMM must not grow our memory.
             if kept.len() > 64 << 10 {

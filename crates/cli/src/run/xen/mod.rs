@@ -7,9 +7,13 @@
 //! - `--xen-testbed`: the same inside a real Xen booted by QEMU under TCG
 //!   (testbed.rs), for hosts that are not a dom0.
 //!
-//! Either way the console goes through the same exit-marker filter and
-//! backtrace annotator as every VM platform (run::stream), and the exit code
-//! is the one the guest reports in its marker.
+//! Either way the run is a `supervisor::Runner` like every other platform
+//! (spawn, signals, the exit-marker filter and backtrace annotator, the
+//! verdict), and the exit code is the one the guest reports in its marker.
+//! What is Xen's own: Ctrl-C destroys the domain (xl would leave it), the
+//! test bed's serial line is demultiplexed (demux.rs) before the console
+//! filter, and the verdict also reads dom0's end line, xl's log, the bed's
+//! watchdog and Xen's crash dump (crash.rs).
 
 mod config;
 mod crash;
@@ -18,16 +22,14 @@ mod testbed;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 
 pub use config::GuestType;
 use config::{Disk, DomainConfig, Vif};
 
-use crate::console::{GuestExit, MarkerFilter};
+use super::supervisor::{self, End, OnSignal, RunDir, Runner};
+use crate::console::GuestExit;
 use crate::error::EXIT_TOOL_FAILURE;
 use crate::memory::Memory;
 use crate::symbols::Annotator;
@@ -134,23 +136,9 @@ pub fn run(mode: &Mode, cfg: &RunConfig, annotator: &mut Annotator) -> Result<u8
     }
     let pid = std::process::id();
     let name = config::domain_name(cfg.name, pid);
-    let mac = super::supervisor::guest_mac(pid);
+    let mac = supervisor::guest_mac(pid);
     match mode {
-        Mode::Testbed => testbed::run(
-            &testbed::Config {
-                image: cfg.image,
-                name: &name,
-                memory_mib: mib,
-                cmdline: cfg.cmdline,
-                guest_type: cfg.guest_type,
-                rootfs: cfg.rootfs,
-                publish: cfg.publish,
-                net: cfg.net,
-                disks: cfg.disks,
-                mac,
-            },
-            annotator,
-        ),
+        Mode::Testbed => testbed::run(&testbed::Config { guest: cfg, name: &name, memory_mib: mib, mac }, annotator),
         Mode::Dom0 { xl } => {
             let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string();
             let dc = DomainConfig {
@@ -164,7 +152,7 @@ pub fn run(mode: &Mode, cfg: &RunConfig, annotator: &mut Annotator) -> Result<u8
                 vifs: if cfg.net { vec![Vif { mac, bridge: "xenbr0".into(), script: None }] } else { Vec::new() },
                 disks: cfg.disks.iter().map(|d| Disk { target: abs(d), script: None }).collect(),
             };
-            run_dom0(xl, &dc, annotator)
+            supervisor::run(&mut Dom0 { xl, dc: &dc, run_dir: RunDir::create("xen")?, reaper: None }, annotator)
         }
     }
 }
@@ -266,18 +254,13 @@ pub struct Outcome {
     pub end: Option<demux::End>,
     /// The guest console started.
     pub begun: bool,
-    pub exit: Exit,
+    /// How the child (QEMU or xl) ended.
+    pub exit: End,
     /// (limit in seconds, whether it fired after the guest ended).
     pub timed_out: Option<(u64, bool)>,
     pub interrupted: Option<i32>,
     /// What ran: "QEMU" (the test bed) or "xl".
     pub runner: &'static str,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
-    Code(i32),
-    Signal(i32),
 }
 
 /// Our exit code, the lines for stderr, and whether the run failed in a way
@@ -287,6 +270,12 @@ pub struct Verdict {
     pub code: u8,
     pub lines: Vec<String>,
     pub failed: bool,
+}
+
+impl From<Verdict> for supervisor::Verdict {
+    fn from(v: Verdict) -> supervisor::Verdict {
+        supervisor::Verdict { code: v.code, lines: v.lines }
+    }
 }
 
 /// Xen's shutdown reason codes (xen/include/public/sched.h SHUTDOWN_*).
@@ -304,7 +293,7 @@ fn shutdown_reason(code: &str) -> Option<&'static str> {
 
 pub fn verdict(o: &Outcome) -> Verdict {
     if let Some(m) = &o.marker {
-        let super::supervisor::Verdict { code, mut lines } = super::supervisor::marked(m);
+        let supervisor::Verdict { code, mut lines } = supervisor::marked(m);
         if let Some((secs, true)) = o.timed_out {
             lines.push(format!("unikit: warning: the Xen test bed did not power off within {secs} s after the guest ended; it was stopped"));
         }
@@ -354,18 +343,18 @@ pub fn verdict(o: &Outcome) -> Verdict {
         return fail(EXIT_TOOL_FAILURE, format!("error: guest stopped without reporting an exit code ({why})"));
     }
     match o.exit {
-        Exit::Signal(sig) => {
-            let v = super::supervisor::killed(o.runner, sig);
+        End::Signaled(sig) => {
+            let v = supervisor::killed(o.runner, sig);
             Verdict { code: v.code, lines: v.lines, failed: true }
         }
-        Exit::Code(c) if o.begun => fail(
+        End::Exited(c) if o.begun => fail(
             EXIT_TOOL_FAILURE,
             format!(
                 "error: the test bed stopped while the guest ran, without dom0's end line ({} exit status {c})",
                 o.runner
             ),
         ),
-        Exit::Code(c) => fail(
+        End::Exited(c) => fail(
             EXIT_TOOL_FAILURE,
             format!(
                 "error: the test bed stopped before the guest started ({} exit status {c}; Xen or dom0 failed to boot)",
@@ -397,97 +386,111 @@ pub fn xl_shutdown_code(log: &str) -> Option<String> {
     })
 }
 
-/// `xl create -F -c` on this dom0, with `xl destroy` on Ctrl-C.
-fn run_dom0(xl: &Path, dc: &DomainConfig, annotator: &mut Annotator) -> Result<u8> {
-    let text = dc.render()?;
-    let mut run_dir = crate::run::supervisor::RunDir::create("xen")?;
-    let dir = run_dir.path().to_path_buf();
-    let cfg_path = dir.join("guest.cfg");
-    std::fs::write(&cfg_path, &text).with_context(|| format!("cannot write {}", cfg_path.display()))?;
-    let log_path = dir.join("xl.log");
-    let log = std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
-    // If we are killed outright, the domain must not live on without us
-    // (and xl, started with a parent-death signal, goes at once).
-    let _reaper = super::reaper::Reaper::spawn(&["__reap-xl".as_ref(), xl.as_os_str(), dc.name.as_ref()]);
-    let mut child = super::supervisor::spawn(
-        Command::new(xl)
-            .args(["create", "-F", "-c"])
+/// `xl create -F -c` on this dom0, with `xl destroy` on Ctrl-C: a runner
+/// of the common supervisor.
+struct Dom0<'a> {
+    xl: &'a Path,
+    dc: &'a DomainConfig,
+    run_dir: RunDir,
+    /// Destroys the domain if we are killed outright (xl, started with a
+    /// parent-death signal, goes at once but would leave the domain).
+    reaper: Option<super::reaper::Reaper>,
+}
+
+impl Dom0<'_> {
+    fn log_path(&self) -> PathBuf {
+        self.run_dir.path().join("xl.log")
+    }
+}
+
+impl Runner for Dom0<'_> {
+    fn vmm(&self) -> String {
+        self.xl.display().to_string()
+    }
+
+    fn command(&mut self) -> Result<Command> {
+        let cfg_path = self.run_dir.path().join("guest.cfg");
+        std::fs::write(&cfg_path, self.dc.render()?).with_context(|| format!("cannot write {}", cfg_path.display()))?;
+        let log_path = self.log_path();
+        let log = std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
+        self.reaper = super::reaper::Reaper::spawn(&["__reap-xl".as_ref(), self.xl.as_os_str(), self.dc.name.as_ref()]);
+        let mut cmd = Command::new(self.xl);
+        cmd.args(["create", "-F", "-c"])
             .arg(&cfg_path)
             // A pipe that stays open and is not a terminal: xenconsole neither
             // sees end-of-input nor puts the user's terminal in raw mode.
             .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(log),
-    )
-    .with_context(|| format!("cannot start {}", xl.display()))?;
-    let _keep_stdin_open = child.stdin.take();
-    // Ctrl-C: destroy the domain (xl would leave it running), which ends
-    // the console and xl.
-    super::supervisor::forward_signals(0);
-    let done = Arc::new(AtomicBool::new(false));
-    {
-        let (done, xl, name) = (done.clone(), xl.to_path_buf(), dc.name.clone());
-        std::thread::spawn(move || {
-            while !done.load(Ordering::Relaxed) {
-                if super::supervisor::forwarded_signal().is_some() {
-                    let _ = Command::new(&xl)
-                        .args(["destroy", &name])
-                        .stdin(Stdio::null())
-                        .stdout(Stdio::null())
-                        .stderr(Stdio::null())
-                        .status();
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        });
+            .stderr(log);
+        Ok(cmd)
     }
-    let console = child.stdout.take().context("no pipe for xl's output")?;
-    let mut filter = MarkerFilter::new();
-    super::supervisor::stream(console, Some(&mut filter), annotator);
-    let status = child.wait().context("waiting for xl")?;
-    done.store(true, Ordering::Relaxed);
-    use std::os::unix::process::ExitStatusExt;
-    let xl_log = std::fs::read_to_string(&log_path).unwrap_or_default();
-    let code = status.code();
-    let outcome = Outcome {
-        marker: filter.exit().cloned(),
-        end: code.map(|c| demux::End {
-            xl: c.to_string(),
-            shutdown: xl_shutdown_code(&xl_log).unwrap_or_else(|| "unknown".into()),
-        }),
-        begun: true,
-        exit: match (code, status.signal()) {
-            (Some(c), _) => Exit::Code(c),
-            (None, Some(s)) => Exit::Signal(s),
-            (None, None) => Exit::Code(-1),
-        },
-        timed_out: None,
-        interrupted: super::supervisor::forwarded_signal(),
-        runner: "xl",
-    };
-    let mut v = verdict(&outcome);
-    // Xen's console ring (crash dumps included) is what `xl dmesg` prints.
-    let dmesg = || {
-        let out = Command::new(xl).arg("dmesg").stdin(Stdio::null()).stderr(Stdio::null()).output();
-        out.map(|o| String::from_utf8_lossy(&o.stdout).lines().map(String::from).collect()).unwrap_or_default()
-    };
-    explain_crash(&outcome, dmesg, annotator, &mut v);
-    for line in &v.lines {
-        eprintln!("{line}");
+
+    /// xl's messages go to xl.log (read for the shutdown reason).
+    fn capture_stderr(&self) -> bool {
+        false
     }
-    if v.failed && outcome.interrupted.is_none() {
-        run_dir.keep();
-        let lines: Vec<&str> = xl_log.lines().filter(|l| !l.trim().is_empty()).collect();
-        if !lines.is_empty() {
-            eprintln!("xl's messages:");
-            for l in &lines[lines.len().saturating_sub(20)..] {
-                eprintln!("  {l}");
+
+    /// xl would leave the domain running: destroy it, which ends the
+    /// console and xl.
+    fn on_signal(&mut self) -> OnSignal {
+        let (xl, name) = (self.xl.to_path_buf(), self.dc.name.clone());
+        OnSignal::Stop(Box::new(move || {
+            let _ = Command::new(&xl)
+                .args(["destroy", &name])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }))
+    }
+
+    fn unmarked(&mut self, o: &supervisor::Outcome) -> supervisor::Verdict {
+        verdict(&self.outcome(o, &std::fs::read_to_string(self.log_path()).unwrap_or_default())).into()
+    }
+
+    fn decide(&mut self, o: &supervisor::Outcome, annotator: &Annotator) -> supervisor::Verdict {
+        let xl_log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let outcome = self.outcome(o, &xl_log);
+        let mut v = verdict(&outcome);
+        // Xen's console ring (crash dumps included) is what `xl dmesg` prints.
+        let xl = self.xl;
+        let dmesg = || {
+            let out = Command::new(xl).arg("dmesg").stdin(Stdio::null()).stderr(Stdio::null()).output();
+            out.map(|o| String::from_utf8_lossy(&o.stdout).lines().map(String::from).collect()).unwrap_or_default()
+        };
+        explain_crash(&outcome, dmesg, annotator, &mut v);
+        if v.failed && outcome.interrupted.is_none() {
+            self.run_dir.keep();
+            let lines: Vec<&str> = xl_log.lines().filter(|l| !l.trim().is_empty()).collect();
+            if !lines.is_empty() {
+                v.lines.push("xl's messages:".into());
+                v.lines.extend(lines[lines.len().saturating_sub(20)..].iter().map(|l| format!("  {l}")));
             }
+            v.lines.push(format!("unikit: the xl config and log are kept in {}", self.run_dir.path().display()));
         }
-        eprintln!("unikit: the xl config and log are kept in {}", dir.display());
+        v.into()
     }
-    Ok(v.code)
+}
+
+impl Dom0<'_> {
+    /// The common outcome, with what xl said: its exit status and, from
+    /// its log, Xen's shutdown reason.
+    fn outcome(&self, o: &supervisor::Outcome, xl_log: &str) -> Outcome {
+        Outcome {
+            marker: o.marker.clone(),
+            end: match o.end {
+                End::Exited(c) => Some(demux::End {
+                    xl: c.to_string(),
+                    shutdown: xl_shutdown_code(xl_log).unwrap_or_else(|| "unknown".into()),
+                }),
+                End::Signaled(_) => None,
+            },
+            begun: true,
+            exit: o.end,
+            timed_out: None,
+            interrupted: o.interrupted,
+            runner: "xl",
+        }
+    }
 }
 
 #[cfg(test)]
@@ -499,7 +502,7 @@ mod tests {
             marker: None,
             end: None,
             begun: false,
-            exit: Exit::Code(0),
+            exit: End::Exited(0),
             timed_out: None,
             interrupted: None,
             runner: "QEMU",
@@ -551,11 +554,11 @@ mod tests {
         o.end = end("setup", "none");
         assert!(msg(&o).1.contains("could not start Xen's toolstack"));
         o.end = None;
-        o.exit = Exit::Code(0);
+        o.exit = End::Exited(0);
         assert!(msg(&o).1.contains("while the guest ran"));
         o.begun = false;
         assert!(msg(&o).1.contains("before the guest started (QEMU exit status 0"));
-        o.exit = Exit::Signal(9);
+        o.exit = End::Signaled(9);
         assert_eq!(msg(&o), (137, "error: QEMU was killed by signal 9, SIGKILL".into()));
         o.timed_out = Some((300, false));
         let (c, l) = msg(&o);

@@ -14,7 +14,6 @@
 //!   serial port carries everything; demux.rs picks the guest console out.
 
 use std::io::{Read, Write};
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -23,12 +22,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use super::config::{Disk, DomainConfig, GuestType, Vif};
+use super::config::{Disk, DomainConfig, Vif};
 use super::demux::{Demux, Out};
-use super::{Outcome, Verdict};
-use crate::console::MarkerFilter;
+use super::{Outcome, RunConfig, Verdict};
 use crate::cpio::Archive;
 use crate::error::hinted;
+use crate::run::supervisor::{self, RunDir, Runner};
 use crate::symbols::Annotator;
 pub use crate::testbed::{Bed, check_host, prepare};
 
@@ -59,18 +58,12 @@ const DEFAULT_TIMEOUT: u64 = 300;
 pub const TIMEOUT_ENV: &str = "UNIKIT_XEN_TESTBED_TIMEOUT";
 pub const VERBOSE_ENV: &str = "UNIKIT_XEN_TESTBED_VERBOSE";
 
-/// What one bed run needs besides the cached bed.
+/// What one bed run needs besides the cached bed: the guest (as for a
+/// dom0), its domain name, whole MiB and MAC.
 pub struct Config<'a> {
-    pub image: &'a Path,
+    pub guest: &'a RunConfig<'a>,
     pub name: &'a str,
     pub memory_mib: u64,
-    pub cmdline: &'a str,
-    pub guest_type: GuestType,
-    pub rootfs: Option<&'a Path>,
-    pub publish: &'a [(u16, u16)],
-    /// Attach a vif (on dom0's bridge) even without `-p`.
-    pub net: bool,
-    pub disks: &'a [PathBuf],
     pub mac: String,
 }
 
@@ -78,17 +71,17 @@ pub struct Config<'a> {
 pub fn domain_config(cfg: &Config) -> DomainConfig {
     DomainConfig {
         name: cfg.name.to_string(),
-        guest_type: cfg.guest_type,
+        guest_type: cfg.guest.guest_type,
         kernel: "/unikit/kernel".into(),
-        ramdisk: cfg.rootfs.map(|_| "/unikit/rootfs.cpio".into()),
+        ramdisk: cfg.guest.rootfs.map(|_| "/unikit/rootfs.cpio".into()),
         memory_mib: cfg.memory_mib,
-        cmdline: cfg.cmdline.to_string(),
-        vifs: if cfg.net || !cfg.publish.is_empty() {
+        cmdline: cfg.guest.cmdline.to_string(),
+        vifs: if cfg.guest.net || !cfg.guest.publish.is_empty() {
             vec![Vif { mac: cfg.mac.clone(), bridge: "xenbr0".into(), script: Some(VIF_SCRIPT_PATH.into()) }]
         } else {
             Vec::new()
         },
-        disks: (0..cfg.disks.len())
+        disks: (0..cfg.guest.disks.len())
             .map(|i| Disk {
                 target: format!("/dev/vd{}", (b'a' + i as u8) as char),
                 script: Some(BLOCK_SCRIPT_PATH.into()),
@@ -99,14 +92,14 @@ pub fn domain_config(cfg: &Config) -> DomainConfig {
 
 /// /unikit/run.env: shell assignments for dom0-init.sh.
 pub fn run_env(cfg: &Config) -> String {
-    let publish: Vec<String> = cfg.publish.iter().map(|(h, g)| format!("{h}:{g}")).collect();
-    let net = cfg.net || !cfg.publish.is_empty();
+    let publish: Vec<String> = cfg.guest.publish.iter().map(|(h, g)| format!("{h}:{g}")).collect();
+    let net = cfg.guest.net || !cfg.guest.publish.is_empty();
     format!("UNIKIT_NET={}\nUNIKIT_PUBLISH=\"{}\"\n", u8::from(net), publish.join(" "))
 }
 
 /// The per-run archive appended to the base initramfs.
 pub fn run_archive(cfg: &Config, xl_cfg: &str) -> Result<Vec<u8>> {
-    let image = std::fs::read(cfg.image).with_context(|| format!("cannot read {}", cfg.image.display()))?;
+    let image = std::fs::read(cfg.guest.image).with_context(|| format!("cannot read {}", cfg.guest.image.display()))?;
     let mut a = Archive::new();
     a.file("init", 0o755, INIT.as_bytes())?;
     for d in ["etc", "etc/xen", "etc/xen/scripts", "unikit"] {
@@ -119,7 +112,7 @@ pub fn run_archive(cfg: &Config, xl_cfg: &str) -> Result<Vec<u8>> {
     a.file("unikit/run.env", 0o644, run_env(cfg).as_bytes())?;
     a.file("unikit/guest.cfg", 0o644, xl_cfg.as_bytes())?;
     a.file("unikit/kernel", 0o755, &image)?;
-    if let Some(rd) = cfg.rootfs {
+    if let Some(rd) = cfg.guest.rootfs {
         let data = std::fs::read(rd).with_context(|| format!("cannot read {}", rd.display()))?;
         a.file("unikit/rootfs.cpio", 0o644, &data)?;
     }
@@ -310,128 +303,184 @@ pub fn verbose() -> bool {
 
 /// Build the bed's initrd for `cfg`, boot it, and return the exit code.
 pub fn run(cfg: &Config, annotator: &mut Annotator) -> Result<u8> {
-    if cfg.memory_mib > MAX_GUEST_MIB {
-        bail!("-m {}M: the Xen test bed has room for at most {MAX_GUEST_MIB} MiB of guest memory", cfg.memory_mib);
-    }
-    let timeout = timeout_secs()?;
-    let xl_cfg = domain_config(cfg).render()?;
-    let bed = prepare()?;
-    let qemu = crate::platform::find_qemu()?;
+    supervisor::run(&mut TestBed::new(cfg)?, annotator)
+}
 
-    // The run's folder (initrd, serial log); kept when the run failed.
-    let mut run_dir = crate::run::supervisor::RunDir::create("xen")?;
-    let dir = run_dir.path().to_path_buf();
-    std::fs::write(dir.join("guest.cfg"), &xl_cfg)?;
-    let initrd = dir.join("initrd.cpio");
-    {
-        let mut f = std::fs::File::create(&initrd).with_context(|| format!("cannot create {}", initrd.display()))?;
-        let mut base = std::fs::File::open(&bed.base_initrd)
-            .with_context(|| format!("cannot read {}", bed.base_initrd.display()))?;
-        std::io::copy(&mut base, &mut f)?;
-        f.write_all(&run_archive(cfg, &xl_cfg)?)?;
-    }
-    let argv = qemu_argv(&bed, &initrd, cfg.publish, cfg.net, cfg.disks)?;
-    let log_path = dir.join("serial-noise.log");
-    let noise =
-        Arc::new(Mutex::new(Noise { file: std::fs::File::create(&log_path).ok(), tail: Vec::new(), live: verbose() }));
+/// The bed as a runner of the common supervisor: QEMU's serial line goes
+/// through the demux (the guest console to the supervisor, the rest to
+/// `Noise`, with QEMU's stderr); a watchdog stops a bed that does not start
+/// the guest, or does not power off after it.
+struct TestBed<'a> {
+    cfg: &'a Config<'a>,
+    xl_cfg: String,
+    bed: Bed,
+    qemu: PathBuf,
+    timeout: u64,
+    /// The run's folder (initrd, serial log); kept when the run failed.
+    run_dir: RunDir,
+    noise: Arc<Mutex<Noise>>,
+    phase: Arc<AtomicU8>,
+    end: Arc<Mutex<Option<super::demux::End>>>,
+    exited: Arc<AtomicBool>,
+    timed_out: Arc<AtomicU8>,
+}
 
-    if verbose() {
-        eprintln!("unikit: test bed packages: {}", bed.versions);
-    }
-    eprintln!(
-        "unikit: booting the Xen test bed (Xen 4.17 and a Linux dom0 under QEMU TCG: about 30 s before the guest runs)"
-    );
-    let mut child = super::super::supervisor::spawn(
-        Command::new(&qemu).args(&argv).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()),
-    )
-    .with_context(|| format!("cannot start {}", qemu.display()))?;
-    let pid = child.id();
-    super::super::supervisor::forward_signals(pid);
-    if !cfg.publish.is_empty() {
-        // As for the qemu platform: slirp listens with a backlog of 1.
-        let ports = cfg.publish.iter().map(|&(h, _)| h).collect();
-        std::thread::spawn(move || super::super::qemu::hostfwd_backlog::widen(pid, ports));
-    }
-    // QEMU's own complaints are noise too (shown on failure).
-    if let Some(mut err) = child.stderr.take() {
-        let noise = noise.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                if let Ok(mut n2) = noise.lock() {
-                    n2.push(&buf[..n]);
-                }
-            }
-        });
-    }
-    let phase = Arc::new(AtomicU8::new(PHASE_BOOT));
-    let end = Arc::new(Mutex::new(None));
-    let exited = Arc::new(AtomicBool::new(false));
-    let timed_out = Arc::new(AtomicU8::new(u8::MAX));
-    if timeout > 0 {
-        let (phase, exited, timed_out) = (phase.clone(), exited.clone(), timed_out.clone());
-        std::thread::spawn(move || watchdog(pid, timeout, &phase, &exited, &timed_out));
-    }
-    let console = child.stdout.take().context("no pipe for QEMU's output")?;
-    let reader = GuestConsole {
-        inner: console,
-        demux: Demux::new(),
-        ready: Vec::new(),
-        pos: 0,
-        noise: noise.clone(),
-        phase: phase.clone(),
-        end: end.clone(),
-        done: false,
-    };
-    let mut filter = MarkerFilter::new();
-    super::super::supervisor::stream(reader, Some(&mut filter), annotator);
-    let status = child.wait().context("waiting for QEMU")?;
-    exited.store(true, Ordering::Relaxed);
-
-    let signal = super::super::supervisor::forwarded_signal();
-    let outcome = Outcome {
-        marker: filter.exit().cloned(),
-        end: end.lock().ok().and_then(|e| e.clone()),
-        begun: phase.load(Ordering::Relaxed) != PHASE_BOOT,
-        exit: match (status.code(), status.signal()) {
-            (Some(c), _) => super::Exit::Code(c),
-            (None, Some(s)) => super::Exit::Signal(s),
-            (None, None) => super::Exit::Code(-1),
-        },
-        timed_out: match timed_out.load(Ordering::Relaxed) {
-            PHASE_BOOT => Some((timeout, false)),
-            PHASE_AFTER => Some((timeout, true)),
-            _ => None,
-        },
-        interrupted: signal,
-        runner: "QEMU",
-    };
-    let mut v: Verdict = super::verdict(&outcome);
-    super::explain_crash(&outcome, || noise.lock().map(|n| n.last_lines(400)).unwrap_or_default(), annotator, &mut v);
-    for line in &v.lines {
-        eprintln!("{line}");
-    }
-    if v.failed && signal.is_none() {
-        run_dir.keep();
-        // The initrd is large and rebuilt every run: keep only the logs and config.
-        let _ = std::fs::remove_file(dir.join("initrd.cpio"));
-        if let Ok(n) = noise.lock()
-            && !n.live
-        {
-            let tail = n.last_lines(25);
-            if !tail.is_empty() {
-                eprintln!("the test bed's last messages (Xen, dom0, xl):");
-                for l in tail {
-                    eprintln!("  {l}");
-                }
-            }
+impl<'a> TestBed<'a> {
+    fn new(cfg: &'a Config<'a>) -> Result<Self> {
+        if cfg.memory_mib > MAX_GUEST_MIB {
+            bail!("-m {}M: the Xen test bed has room for at most {MAX_GUEST_MIB} MiB of guest memory", cfg.memory_mib);
         }
-        eprintln!("unikit: the test bed's full log and the xl config are kept in {}", dir.display());
+        let timeout = timeout_secs()?;
+        let xl_cfg = domain_config(cfg).render()?;
+        let bed = prepare()?;
+        let qemu = crate::platform::find_qemu()?;
+        Ok(TestBed {
+            cfg,
+            xl_cfg,
+            bed,
+            qemu,
+            timeout,
+            run_dir: RunDir::create("xen")?,
+            noise: Arc::new(Mutex::new(Noise { file: None, tail: Vec::new(), live: verbose() })),
+            phase: Arc::new(AtomicU8::new(PHASE_BOOT)),
+            end: Arc::new(Mutex::new(None)),
+            exited: Arc::new(AtomicBool::new(false)),
+            timed_out: Arc::new(AtomicU8::new(u8::MAX)),
+        })
     }
-    Ok(v.code)
+
+    /// The common outcome, with what only the bed knows.
+    fn outcome(&self, o: &supervisor::Outcome) -> Outcome {
+        Outcome {
+            marker: o.marker.clone(),
+            end: self.end.lock().ok().and_then(|e| e.clone()),
+            begun: self.phase.load(Ordering::Relaxed) != PHASE_BOOT,
+            exit: o.end,
+            timed_out: match self.timed_out.load(Ordering::Relaxed) {
+                PHASE_BOOT => Some((self.timeout, false)),
+                PHASE_AFTER => Some((self.timeout, true)),
+                _ => None,
+            },
+            interrupted: o.interrupted,
+            runner: "QEMU",
+        }
+    }
+}
+
+impl Runner for TestBed<'_> {
+    fn vmm(&self) -> String {
+        self.qemu.display().to_string()
+    }
+
+    fn command(&mut self) -> Result<Command> {
+        let dir = self.run_dir.path().to_path_buf();
+        std::fs::write(dir.join("guest.cfg"), &self.xl_cfg)?;
+        let initrd = dir.join("initrd.cpio");
+        {
+            let mut f =
+                std::fs::File::create(&initrd).with_context(|| format!("cannot create {}", initrd.display()))?;
+            let mut base = std::fs::File::open(&self.bed.base_initrd)
+                .with_context(|| format!("cannot read {}", self.bed.base_initrd.display()))?;
+            std::io::copy(&mut base, &mut f)?;
+            f.write_all(&run_archive(self.cfg, &self.xl_cfg)?)?;
+        }
+        let argv = qemu_argv(&self.bed, &initrd, self.cfg.guest.publish, self.cfg.guest.net, self.cfg.guest.disks)?;
+        if let Ok(mut n) = self.noise.lock() {
+            n.file = std::fs::File::create(dir.join("serial-noise.log")).ok();
+        }
+        if verbose() {
+            eprintln!("unikit: test bed packages: {}", self.bed.versions);
+        }
+        eprintln!(
+            "unikit: booting the Xen test bed (Xen 4.17 and a Linux dom0 under QEMU TCG: about 30 s before the guest runs)"
+        );
+        let mut cmd = Command::new(&self.qemu);
+        cmd.args(&argv).stdin(Stdio::null());
+        Ok(cmd)
+    }
+
+    fn started(&mut self, pid: u32) {
+        if !self.cfg.guest.publish.is_empty() {
+            // As for the qemu platform: slirp listens with a backlog of 1.
+            let ports = self.cfg.guest.publish.iter().map(|&(h, _)| h).collect();
+            std::thread::spawn(move || super::super::qemu::hostfwd_backlog::widen(pid, ports));
+        }
+        if self.timeout > 0 {
+            let (secs, phase, exited, timed_out) =
+                (self.timeout, self.phase.clone(), self.exited.clone(), self.timed_out.clone());
+            std::thread::spawn(move || watchdog(pid, secs, &phase, &exited, &timed_out));
+        }
+    }
+
+    fn console(&mut self, raw: Box<dyn Read>) -> Box<dyn Read> {
+        Box::new(GuestConsole {
+            inner: raw,
+            demux: Demux::new(),
+            ready: Vec::new(),
+            pos: 0,
+            noise: self.noise.clone(),
+            phase: self.phase.clone(),
+            end: self.end.clone(),
+            done: false,
+        })
+    }
+
+    /// QEMU's own complaints are noise too (shown on failure).
+    fn stderr_to(&mut self) -> Box<dyn Write + Send> {
+        Box::new(NoiseWriter(self.noise.clone()))
+    }
+
+    fn unmarked(&mut self, o: &supervisor::Outcome) -> supervisor::Verdict {
+        super::verdict(&self.outcome(o)).into()
+    }
+
+    fn decide(&mut self, o: &supervisor::Outcome, annotator: &Annotator) -> supervisor::Verdict {
+        self.exited.store(true, Ordering::Relaxed);
+        let outcome = self.outcome(o);
+        let mut v: Verdict = super::verdict(&outcome);
+        let noise = &self.noise;
+        super::explain_crash(
+            &outcome,
+            || noise.lock().map(|n| n.last_lines(400)).unwrap_or_default(),
+            annotator,
+            &mut v,
+        );
+        if v.failed && outcome.interrupted.is_none() {
+            self.run_dir.keep();
+            // The initrd is large and rebuilt every run: keep only the logs and config.
+            let _ = std::fs::remove_file(self.run_dir.path().join("initrd.cpio"));
+            if let Ok(n) = self.noise.lock()
+                && !n.live
+            {
+                let tail = n.last_lines(25);
+                if !tail.is_empty() {
+                    v.lines.push("the test bed's last messages (Xen, dom0, xl):".into());
+                    v.lines.extend(tail.iter().map(|l| format!("  {l}")));
+                }
+            }
+            v.lines.push(format!(
+                "unikit: the test bed's full log and the xl config are kept in {}",
+                self.run_dir.path().display()
+            ));
+        }
+        v.into()
+    }
+}
+
+/// The writing side of `Noise`, for QEMU's stderr.
+struct NoiseWriter(Arc<Mutex<Noise>>);
+
+impl Write for NoiseWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut n) = self.0.lock() {
+            n.push(b);
+        }
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Kills QEMU when the bed takes longer than `secs` to start the guest, or
@@ -468,25 +517,30 @@ fn kill(pid: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    fn cfg<'a>(publish: &'a [(u16, u16)], disks: &'a [PathBuf]) -> Config<'a> {
-        Config {
+    use crate::run::xen::GuestType;
+    fn guest<'a>(publish: &'a [(u16, u16)], disks: &'a [PathBuf]) -> RunConfig<'a> {
+        RunConfig {
             image: Path::new("/p/build/hello_xen-x86_64"),
-            name: "unikit-hello-1",
-            memory_mib: 16,
+            name: "hello",
+            memory: crate::memory::Memory::parse("16M").unwrap(),
             cmdline: "netdev.ip=10.0.0.2/24:10.0.0.1 -- a",
             guest_type: GuestType::Pv,
             rootfs: None,
             publish,
             net: false,
             disks,
-            mac: "06:00:00:00:00:01".into(),
         }
+    }
+
+    fn cfg<'a>(guest: &'a RunConfig<'a>) -> Config<'a> {
+        Config { guest, name: "unikit-hello-1", memory_mib: 16, mac: "06:00:00:00:00:01".into() }
     }
 
     #[test]
     fn guest_config_and_run_env() {
         let disks = [PathBuf::from("/d/a.img"), PathBuf::from("/d/b.img")];
-        let c = cfg(&[(8080, 80), (2222, 22)], &disks);
+        let g = guest(&[(8080, 80), (2222, 22)], &disks);
+        let c = cfg(&g);
         let text = domain_config(&c).render().unwrap();
         assert!(text.contains("kernel = \"/unikit/kernel\"\n"), "{text}");
         assert!(
@@ -499,7 +553,8 @@ mod tests {
             "{text}"
         );
         assert_eq!(run_env(&c), "UNIKIT_NET=1\nUNIKIT_PUBLISH=\"8080:80 2222:22\"\n");
-        let c = cfg(&[], &[]);
+        let g = guest(&[], &[]);
+        let c = cfg(&g);
         let text = domain_config(&c).render().unwrap();
         assert!(!text.contains("vif") && !text.contains("disk") && !text.contains("ramdisk"), "{text}");
         assert_eq!(run_env(&c), "UNIKIT_NET=0\nUNIKIT_PUBLISH=\"\"\n");
@@ -539,9 +594,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let img = dir.path().join("img");
         std::fs::write(&img, b"\x7fELF-image").unwrap();
-        let mut c = cfg(&[], &[]);
-        c.image = &img;
-        let a = run_archive(&c, "name = \"x\"\n").unwrap();
+        let mut g = guest(&[], &[]);
+        g.image = &img;
+        let a = run_archive(&cfg(&g), "name = \"x\"\n").unwrap();
         let s = String::from_utf8_lossy(&a);
         for name in [
             "init\0",
@@ -556,8 +611,8 @@ mod tests {
             assert!(s.contains(name), "{name} missing");
         }
         assert!(s.contains("\x7fELF-image") && s.contains("xl create -F -c /unikit/guest.cfg"));
-        c.image = Path::new("/nonexistent/img");
-        assert!(run_archive(&c, "").is_err());
+        g.image = Path::new("/nonexistent/img");
+        assert!(run_archive(&cfg(&g), "").is_err());
     }
 
     #[test]
