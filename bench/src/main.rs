@@ -14,7 +14,10 @@
 //! Runs alternate between configurations so that machine noise spreads
 //! evenly, and the report quotes medians. QEMU is started with the same
 //! arguments `unikit run` uses (crates/cli/src/run/qemu.rs).
+mod baseline;
 mod capacity;
+mod compare;
+mod copies;
 mod crashkill;
 mod crashkill_report;
 mod net;
@@ -284,6 +287,10 @@ fn main() {
     }
     if args.iter().any(|a| a == "--capacity" || a == "--soak") {
         return capacity_main(&args, &unikit);
+    }
+    if let Some(rev) = flag_value(&args, "--baseline") {
+        let Some(rev) = rev else { fail("--baseline needs a git revision, e.g. --baseline a33640b") };
+        std::process::exit(compare::main(&repo(), &rev, &args, kvm_usable()));
     }
     if let Some(i) = args.iter().position(|a| a == "--crash-kill") {
         let n = args.get(i + 1).and_then(|n| n.parse().ok()).unwrap_or(100);
