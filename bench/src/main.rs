@@ -32,7 +32,8 @@ const RUNS: usize = 21;
 const QBOOT: &str = "/usr/share/qemu/qboot.rom";
 
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    p.canonicalize().unwrap_or(p)
 }
 
 #[derive(Clone)]
