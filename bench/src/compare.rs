@@ -93,6 +93,10 @@ fn measure(b: &[Built], rounds: usize, kvm: bool) -> String {
     rows.extend(memory_rows(b, kvm));
     rows.extend(http_rows(b, rounds));
     table(&mut r, &b[0].tree.label, &b[1].tree.label, &rows);
+    let _ = writeln!(
+        r,
+        "\nThe minimum image is hello built from a project the bench generates under the tree's `target/`, whose `unikit` dependency has `default-features = false`. \"not available\": that tree's `unikit` crate has no default features to drop (or the build failed: the bench says so on stderr)."
+    );
     let _ = writeln!(r, "\n{}", crate::copies::REPORT_NOTE);
     r
 }
