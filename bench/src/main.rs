@@ -14,7 +14,10 @@
 //! Runs alternate between configurations so that machine noise spreads
 //! evenly, and the report quotes medians. QEMU is started with the same
 //! arguments `unikit run` uses (crates/cli/src/run/qemu.rs).
+mod baseline;
 mod capacity;
+mod compare;
+mod copies;
 mod crashkill;
 mod crashkill_report;
 mod net;
@@ -29,7 +32,8 @@ const RUNS: usize = 21;
 const QBOOT: &str = "/usr/share/qemu/qboot.rom";
 
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    p.canonicalize().unwrap_or(p)
 }
 
 #[derive(Clone)]
@@ -113,17 +117,33 @@ fn fmt_us(ns: Option<u64>) -> String {
     }
 }
 
-fn build_images(unikit: &Path) -> (PathBuf, PathBuf) {
+/// `cargo build --release -p unikit-cli` in the tree at `root`.
+fn build_cli(root: &Path) -> Result<(), String> {
+    let st = Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
+        .args(["build", "--release", "-q", "-p", "unikit-cli"])
+        .current_dir(root)
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    st.success().then_some(()).ok_or_else(|| format!("building the unikit CLI in {} failed", root.display()))
+}
+
+/// `unikit build` of the example `app` of the tree at `root` for `plat`.
+fn build_app(root: &Path, unikit: &Path, app: &str, plat: &str) -> Result<(), String> {
+    let st = Command::new(unikit)
+        .args(["build", "-q", "--plat", plat, "-C"])
+        .arg(root.join("examples").join(app))
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", unikit.display()))?;
+    st.success().then_some(()).ok_or_else(|| format!("building {app} for {plat} in {} failed", root.display()))
+}
+
+/// hello's images (qemu, linuxu) of the tree at `root`; solo5's is built too.
+fn build_images(root: &Path, unikit: &Path) -> Result<(PathBuf, PathBuf), String> {
     for plat in ["qemu", "linuxu", "solo5"] {
-        let st = Command::new(unikit)
-            .args(["build", "-q", "--plat", plat, "-C"])
-            .arg(repo().join("examples/hello"))
-            .status()
-            .expect("cannot run unikit");
-        assert!(st.success(), "building hello for {plat} failed");
+        build_app(root, unikit, "hello", plat)?;
     }
-    let b = repo().join("examples/hello/build");
-    (b.join("hello_qemu-x86_64"), b.join("hello_linuxu-x86_64"))
+    let b = root.join("examples/hello/build");
+    Ok((b.join("hello_qemu-x86_64"), b.join("hello_linuxu-x86_64")))
 }
 
 /// A Firecracker binary from `UNIKIT_FIRECRACKER` or PATH.
@@ -192,58 +212,102 @@ fn smallest_memory(image: &Path, kvm: bool) -> Option<u64> {
     best
 }
 
+/// hello's images of one tree and the programs that boot them.
+struct Hello {
+    qemu: PathBuf,
+    linuxu: PathBuf,
+    solo5: PathBuf,
+    hvt: PathBuf,
+    firecracker: Option<PathBuf>,
+}
+
+/// Boots hello once in configuration `kind`; returns (stdout, wall ns).
+fn boot_once(kind: &Kind, h: &Hello) -> (String, u64) {
+    const OPTS: &str = "unikit.quiet unikit.bootstats";
+    match kind {
+        Kind::Qemu { kvm, qboot, microvm } => {
+            run(qemu_cmd(&h.qemu, *kvm, *qboot, *microvm, 16 * 1024, &format!("{OPTS} --")))
+        }
+        Kind::Linuxu => {
+            let mut cmd = Command::new(&h.linuxu);
+            cmd.env("UNIKIT_OPTS", OPTS);
+            run(cmd)
+        }
+        Kind::Solo5(upstream) => {
+            let mut cmd = Command::new(upstream.as_deref().unwrap_or(&h.hvt));
+            cmd.arg("--mem=16").arg(&h.solo5).args(OPTS.split_whitespace()).arg("--");
+            run(cmd)
+        }
+        Kind::Firecracker => match &h.firecracker {
+            Some(fc) => run(firecracker_cmd(fc, &h.qemu, &format!("{OPTS} --"))),
+            None => (String::new(), 0),
+        },
+        Kind::NativeEcho => {
+            let mut cmd = Command::new("/bin/echo");
+            cmd.arg("Hello from a native process!");
+            run(cmd)
+        }
+    }
+}
+
+/// Prints one `error:` line and exits non-zero.
+fn fail(msg: &str) -> ! {
+    eprintln!("error: {msg}");
+    std::process::exit(1);
+}
+
+/// The value after `flag` on the command line: `None` without the flag,
+/// `Some(None)` when the flag has no value.
+fn flag_value(args: &[String], flag: &str) -> Option<Option<String>> {
+    args.iter().position(|a| a == flag).map(|i| args.get(i + 1).filter(|v| !v.starts_with("--")).cloned())
+}
+
+/// `--capacity` and `--soak SECS` run on their own and print their section
+/// (bench/REPORT.md is left as it is).
+fn capacity_main(args: &[String], unikit: &Path) {
+    let soak = flag_value(args, "--soak").map(|v| v.and_then(|v| v.parse::<u64>().ok()));
+    if let Some(None) = soak {
+        fail("--soak needs a number of seconds, e.g. --soak 60");
+    }
+    for plat in ["qemu", "linuxu"] {
+        let _ = build_app(&repo(), unikit, "httpd", plat);
+    }
+    if args.iter().any(|a| a == "--capacity") {
+        print!("{}", capacity::run_capacity(&repo(), unikit));
+    }
+    if let Some(Some(secs)) = soak {
+        print!("{}", capacity::run_soak(&repo(), unikit, secs));
+    }
+}
+
 fn main() {
     let unikit = repo().join("target/release/unikit");
-    // `--capacity` and `--soak SECS` run on their own and print their
-    // section (bench/REPORT.md is left as it is).
     let args: Vec<String> = std::env::args().collect();
-    let soak = args.iter().position(|a| a == "--soak").map(|i| args.get(i + 1).and_then(|v| v.parse::<u64>().ok()));
-    if args.iter().any(|a| a == "--capacity") || soak.is_some() {
-        let st = Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
-            .args(["build", "--release", "-q", "-p", "unikit-cli"])
-            .current_dir(repo())
-            .status()
-            .expect("cannot run cargo");
-        assert!(st.success(), "building the unikit CLI failed");
-        for plat in ["qemu", "linuxu"] {
-            let _ = Command::new(&unikit)
-                .args(["build", "-q", "--plat", plat, "-C"])
-                .arg(repo().join("examples/httpd"))
-                .status();
-        }
-        if args.iter().any(|a| a == "--capacity") {
-            print!("{}", capacity::run_capacity(&repo(), &unikit));
-        }
-        match soak {
-            Some(Some(secs)) => print!("{}", capacity::run_soak(&repo(), &unikit, secs)),
-            Some(None) => {
-                eprintln!("error: --soak needs a number of seconds, e.g. --soak 60");
-                std::process::exit(2);
-            }
-            None => {}
-        }
-        return;
+    if let Err(e) = build_cli(&repo()) {
+        fail(&e);
     }
-    // Builds the httpd images up front so that the first wrk run does not
-    // wait for the compiler.
-    let prebuild = |plat: &str| {
-        Command::new(&unikit).args(["build", "-q", "--plat", plat, "-C"]).arg(repo().join("examples/httpd")).status()
-    };
-    let st = Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
-        .args(["build", "--release", "-q", "-p", "unikit-cli"])
-        .current_dir(repo())
-        .status()
-        .expect("cannot run cargo");
-    assert!(st.success(), "building the unikit CLI failed");
-    if let Some(i) = std::env::args().position(|a| a == "--crash-kill") {
-        let n = std::env::args().nth(i + 1).and_then(|n| n.parse().ok()).unwrap_or(100);
+    if args.iter().any(|a| a == "--capacity" || a == "--soak") {
+        return capacity_main(&args, &unikit);
+    }
+    if let Some(rev) = flag_value(&args, "--baseline") {
+        let Some(rev) = rev else { fail("--baseline needs a git revision, e.g. --baseline a33640b") };
+        std::process::exit(compare::main(&repo(), &rev, &args, kvm_usable()));
+    }
+    if let Some(i) = args.iter().position(|a| a == "--crash-kill") {
+        let n = args.get(i + 1).and_then(|n| n.parse().ok()).unwrap_or(100);
         std::process::exit(crashkill_report::main(&repo(), &unikit, n, kvm_usable()));
     }
-    let (qemu_img, linuxu_img) = build_images(&unikit);
-    let firecracker = find_firecracker();
-    let solo5_img = repo().join("examples/hello/build/hello_solo5-x86_64");
-    let hvt = repo().join("target/release/unikit-hvt");
-    let _ = (prebuild("qemu"), prebuild("linuxu"));
+    let (qemu_img, linuxu_img) = build_images(&repo(), &unikit).unwrap_or_else(|e| fail(&e));
+    let hello = Hello {
+        qemu: qemu_img.clone(),
+        linuxu: linuxu_img.clone(),
+        solo5: repo().join("examples/hello/build/hello_solo5-x86_64"),
+        hvt: repo().join("target/release/unikit-hvt"),
+        firecracker: find_firecracker(),
+    };
+    // Builds the httpd images up front so that the first wrk run does not
+    // wait for the compiler.
+    let _ = (build_app(&repo(), &unikit, "httpd", "qemu"), build_app(&repo(), &unikit, "httpd", "linuxu"));
     // `--net-only`: the HTTP section alone (printed, REPORT.md untouched).
     if std::env::args().any(|a| a == "--net-only") {
         print!("{}", net::run(&repo(), &unikit, kvm_usable()));
@@ -263,10 +327,10 @@ fn main() {
     }
     configs.push(Config { name: "qemu q35, TCG, qboot", kind: Kind::Qemu { kvm: false, qboot, microvm: false } });
     configs.push(Config { name: "qemu microvm, TCG, qboot", kind: Kind::Qemu { kvm: false, qboot, microvm: true } });
-    if kvm && firecracker.is_some() {
+    if kvm && hello.firecracker.is_some() {
         configs.push(Config { name: "Firecracker (built from source), KVM", kind: Kind::Firecracker });
     }
-    if kvm && hvt.is_file() {
+    if kvm && hello.hvt.is_file() {
         configs.push(Config { name: "Solo5 hvt, unikit-hvt tender (KVM)", kind: Kind::Solo5(None) });
         if let Ok(up) = std::env::var("UNIKIT_SOLO5_HVT") {
             configs.push(Config {
@@ -286,29 +350,7 @@ fn main() {
             if matches!(c.kind, Kind::Qemu { qboot: false, .. }) && round >= 5 {
                 continue;
             }
-            let (out, wall) = match c.kind.clone() {
-                Kind::Qemu { kvm, qboot, microvm } => {
-                    run(qemu_cmd(&qemu_img, kvm, qboot, microvm, 16 * 1024, "unikit.quiet unikit.bootstats --"))
-                }
-                Kind::Linuxu => {
-                    let mut cmd = Command::new(&linuxu_img);
-                    cmd.env("UNIKIT_OPTS", "unikit.quiet unikit.bootstats");
-                    run(cmd)
-                }
-                Kind::Solo5(ref upstream) => {
-                    let mut cmd = Command::new(upstream.as_deref().unwrap_or(&hvt));
-                    cmd.arg("--mem=16").arg(&solo5_img).args(["unikit.quiet", "unikit.bootstats", "--"]);
-                    run(cmd)
-                }
-                Kind::Firecracker => {
-                    run(firecracker_cmd(firecracker.as_deref().unwrap(), &qemu_img, "unikit.quiet unikit.bootstats --"))
-                }
-                Kind::NativeEcho => {
-                    let mut cmd = Command::new("/bin/echo");
-                    cmd.arg("Hello from a native process!");
-                    run(cmd)
-                }
-            };
+            let (out, wall) = boot_once(&c.kind, &hello);
             s.wall_ns.push(wall);
             match (&c.kind, boot_ns(&out)) {
                 (Kind::NativeEcho, _) => {}
