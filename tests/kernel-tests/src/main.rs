@@ -213,20 +213,31 @@ fn timer_sleep_duration() -> TestResult {
 }
 
 fn timer_wake_order() -> TestResult {
+    struct Gate {
+        start: Mutex<Option<Instant>>,
+        wq: WaitQueue,
+    }
+    // The threads park at a gate, then sleep to deadlines counted from one
+    // start 20 ms ahead: a loaded host may stall the vCPU while they start,
+    // which must not decide the order being tested (a deadline already
+    // passed when its thread goes to sleep is no test of wake order).
+    let gate = Arc::new(Gate { start: Mutex::new(None), wq: WaitQueue::new() });
     let order = Arc::new(Mutex::new(Vec::new()));
-    // Deadlines from one instant: a loaded host may stall the vCPU between
-    // the threads' starts, which must not reorder what is being tested.
-    let start = Instant::now();
     let hs: Vec<_> = [40u64, 5, 25, 15]
         .into_iter()
         .map(|ms| {
-            let o = order.clone();
+            let (g, o) = (gate.clone(), order.clone());
             thread::spawn(move || {
+                g.wq.wait_until(|| g.start.lock().is_some());
+                let start = g.start.lock().unwrap();
                 thread::sleep((start + Duration::from_millis(ms)).duration_since(Instant::now()));
                 o.lock().push(ms);
             })
         })
         .collect();
+    thread::yield_now(); // let them all reach the gate
+    *gate.start.lock() = Some(Instant::now() + Duration::from_millis(20));
+    gate.wq.notify_all();
     for h in hs {
         h.join().unwrap();
     }
