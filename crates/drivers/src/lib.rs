@@ -48,5 +48,22 @@ macro_rules! dlog {
         }
     }};
 }
+
+/// A device that did not come up: said even under `unikit.quiet`, since
+/// the app will not find it (guest only; nothing on the host).
+#[allow(unused_macros)]
+macro_rules! dwarn {
+    ($($arg:tt)*) => {{
+        #[cfg(target_os = "none")]
+        {
+            unikit_kernel::console::_print(format_args!("unikit: {}\n", format_args!($($arg)*)));
+        }
+        #[cfg(not(target_os = "none"))]
+        {
+            let _ = format_args!($($arg)*);
+        }
+    }};
+}
+
 #[allow(unused_imports)]
-pub(crate) use dlog;
+pub(crate) use {dlog, dwarn};

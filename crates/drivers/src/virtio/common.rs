@@ -102,7 +102,7 @@ impl Health {
         let (why, first) = self.broken.set_first(why);
         if first {
             transport::fail(self.t);
-            crate::dlog!("virtio: device broken ({why}); it is no longer used");
+            crate::dwarn!("virtio: device broken ({why}); it is no longer used");
         }
         DevError::Broken(why)
     }

@@ -5,9 +5,9 @@ use super::pci::{self as vpci, LegacyPci, ModernPci};
 use super::transport::{Regs, Transport};
 use super::{PCI_IO_WINDOW, PCI_MEM_WINDOW, ProbeError, TYPE_BLOCK, TYPE_NET};
 use super::{VirtioBlk, VirtioNet};
-use crate::dlog;
 use crate::irq::InterruptController;
 use crate::pci::{self, Bar, ConfigAccess, PORT_CONFIG, Window};
+use crate::{dlog, dwarn};
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::sync::Arc;
@@ -121,7 +121,7 @@ pub fn probe_pci(irq: Option<&'static dyn InterruptController>) -> usize {
         }
         match setup_pci(cfg, f, ty, &mut mem, &mut io, irq) {
             Ok(()) => count += 1,
-            Err(why) => dlog!("virtio: pci {}: {why}; skipped", f.addr),
+            Err(why) => dwarn!("virtio: pci {}: {why}; skipped", f.addr),
         }
     }
     count

@@ -4,7 +4,7 @@
 use super::blkfront::BlkFront;
 use super::netfront::NetFront;
 use super::xenstore;
-use crate::dlog;
+use crate::{dlog, dwarn};
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -21,7 +21,7 @@ fn devices(kind: &str) -> Vec<String> {
         }
         Err(e) if e.is_not_found() => Vec::new(),
         Err(e) => {
-            dlog!("xen: cannot list device/{kind}: {e}");
+            dwarn!("xen: cannot list device/{kind}: {e}");
             Vec::new()
         }
     }
@@ -40,7 +40,7 @@ pub fn probe_devices() -> usize {
                 dev::register_net(Arc::new(dev));
                 nets += 1;
             }
-            Err(e) => dlog!("xen: {node}: {e}; skipped"),
+            Err(e) => dwarn!("xen: {node}: {e}; skipped"),
         }
     }
     for id in devices("vbd") {
@@ -58,7 +58,7 @@ pub fn probe_devices() -> usize {
                 dev::register_block(Arc::new(dev));
                 disks += 1;
             }
-            Err(e) => dlog!("xen: {node}: {e}; skipped"),
+            Err(e) => dwarn!("xen: {node}: {e}; skipped"),
         }
     }
     nets + disks
