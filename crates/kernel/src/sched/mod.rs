@@ -213,7 +213,8 @@ pub(crate) fn init(boot_stack: (u64, u64)) {
 
 /// Picks the next thread and switches to it. The current thread's state
 /// must already say why it stops (Ready and queued, Blocked, Exited).
-/// Interrupts are off (the caller holds an `IrqGuard`).
+/// Interrupts are off (the caller holds an `IrqGuard` of its own: `g`'s
+/// goes with the lock, before the idle wait and the switch).
 fn reschedule(mut g: Guard) {
     loop {
         let s = g.as_mut().expect("scheduler not initialised");
@@ -334,7 +335,6 @@ pub fn spawn(name: String, stack_size: usize, f: Box<dyn FnOnce() + Send>) -> Re
     // SAFETY: the frames belong to this stack alone (new, or from the cache
     // of stacks whose threads have exited and been switched away from).
     let sp = unsafe { hal().cpu.init_stack(top, thread_start, 0) };
-    let _irq = IrqGuard::new();
     let mut g = lock();
     let s = g.as_mut().unwrap();
     let tid = s.next_tid;
@@ -470,7 +470,6 @@ pub fn join(tid: Tid) -> Result<(), Error> {
 
 /// Lets thread `tid` be freed as soon as it exits, without a join.
 pub fn detach(tid: Tid) {
-    let _irq = IrqGuard::new();
     let mut g = lock();
     let s = g.as_mut().unwrap();
     let Some(t) = s.threads.get_mut(&tid) else { return };
@@ -508,7 +507,6 @@ pub fn unregister_event_source() {
 /// Marks the running thread blocked (until woken or `deadline_ns`) while it
 /// keeps running.
 pub fn prepare_block(deadline_ns: Option<u64>) {
-    let _irq = IrqGuard::new();
     let mut g = lock();
     let s = g.as_mut().unwrap();
     let cur = s.current;
@@ -517,7 +515,6 @@ pub fn prepare_block(deadline_ns: Option<u64>) {
 
 /// Undoes `prepare_block` (the condition turned out true).
 pub fn cancel_block() {
-    let _irq = IrqGuard::new();
     let mut g = lock();
     let s = g.as_mut().unwrap();
     let cur = s.current;
@@ -544,7 +541,6 @@ pub fn commit_block() {
 
 /// Makes a blocked thread runnable (no effect on others).
 pub fn wake(tid: Tid) {
-    let _irq = IrqGuard::new();
     if let Some(s) = lock().as_mut() {
         s.make_ready(tid);
     }
