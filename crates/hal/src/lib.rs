@@ -154,6 +154,17 @@ pub trait Shutdown: Sync {
     }
 }
 
+/// What a user program may do with one of its pages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UserProt {
+    /// Loads allowed (a page with no right at all is not mapped).
+    pub read: bool,
+    /// Stores allowed.
+    pub write: bool,
+    /// Instruction fetches allowed.
+    pub exec: bool,
+}
+
 /// Memory mapping for stacks and devices.
 pub trait Memory: Sync {
     /// Makes the 4 KiB page at `addr` inaccessible (`guard`) or accessible
@@ -168,6 +179,22 @@ pub trait Memory: Sync {
     }
     /// Physical (DMA) address behind a virtual one, if there is an MMU.
     fn virt_to_phys(&self, _vaddr: u64) -> Option<u64> {
+        None
+    }
+    /// Maps the 4 KiB user page at `va` to the frame `pa` with `prot`,
+    /// replacing what was there. `va` inside the kernel's identity map must
+    /// come with `pa == va` (the frame the kernel reaches at that address).
+    /// False when the platform has no user mode or no memory for tables.
+    fn map_user(&self, _va: u64, _pa: u64, _prot: UserProt) -> bool {
+        false
+    }
+    /// Unmaps the user page at `va` and returns its frame. A page of the
+    /// kernel's identity map goes back to being the kernel's.
+    fn unmap_user(&self, _va: u64) -> Option<u64> {
+        None
+    }
+    /// The frame and rights of the user page at `va`, if it is one.
+    fn user_page(&self, _va: u64) -> Option<(u64, UserProt)> {
         None
     }
 }
@@ -200,6 +227,91 @@ pub unsafe trait Cpu: Sync {
     fn walk_stack(&self, frame: u64, lo: u64, hi: u64, out: &mut [u64]) -> usize;
 }
 
+/// A user program's registers, as the system-call and trap entries save
+/// them (x86_64's set: the Linux system-call layer is x86_64's ABI).
+/// Field order is the entry stubs' stack layout.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+#[allow(missing_docs)]
+pub struct UserRegs {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rbp: u64,
+    pub rdi: u64,
+    pub rsi: u64,
+    pub rdx: u64,
+    pub rcx: u64,
+    pub rbx: u64,
+    pub rax: u64,
+    /// Where the program continues.
+    pub rip: u64,
+    /// Its flags (only the arithmetic and direction flags are its own).
+    pub rflags: u64,
+    /// Its stack pointer.
+    pub rsp: u64,
+}
+
+/// The CPU state a user thread owns besides its registers: the FPU/SSE
+/// registers (x86_64 `fxsave` image) and the TLS base (FS).
+#[repr(C, align(16))]
+#[derive(Clone)]
+pub struct UserCpuState {
+    /// The `fxsave` area.
+    pub fpu: [u8; 512],
+    /// FS base (`arch_prctl(ARCH_SET_FS)`).
+    pub tls: u64,
+}
+
+impl UserCpuState {
+    /// The state a new program starts with: x87 control word 0x37f, MXCSR
+    /// 0x1f80 (all exceptions masked, round to nearest), no TLS.
+    pub fn initial() -> Self {
+        let mut fpu = [0u8; 512];
+        fpu[0..2].copy_from_slice(&0x37fu16.to_le_bytes());
+        fpu[24..28].copy_from_slice(&0x1f80u32.to_le_bytes());
+        Self { fpu, tls: 0 }
+    }
+}
+
+/// User mode: running a program in its own privilege level, with system
+/// calls and its faults coming back to the kernel.
+pub trait UserMode: Sync {
+    /// Whether this platform runs programs in user mode at all.
+    fn available(&self) -> bool {
+        false
+    }
+    /// Routes system calls to `syscall` (which reads the number and
+    /// arguments from the registers and writes the result into them; it
+    /// returns true when every register must be restored as it left them,
+    /// as after `rt_sigreturn`) and
+    /// a program's CPU exceptions to `fault`, which returns when the
+    /// registers were changed to continue (e.g. into a signal handler).
+    fn bind(&self, _syscall: fn(&mut UserRegs) -> bool, _fault: fn(&mut UserRegs, &Fault)) {}
+    /// Runs the program from `regs` on the current thread; system calls
+    /// and interrupts use the kernel stack ending at `kernel_stack_top`.
+    fn enter(&self, _regs: &UserRegs, _kernel_stack_top: u64) -> ! {
+        panic!("no user mode on this platform")
+    }
+    /// Makes `state` the CPU's and `kernel_stack_top` the stack of traps
+    /// from user mode: called before switching to a user thread.
+    fn load(&self, _state: &UserCpuState, _kernel_stack_top: u64) {}
+    /// Saves the CPU's user state into `state`: called when a user thread
+    /// stops running.
+    fn save(&self, _state: &mut UserCpuState) {}
+    /// Sets the TLS base of the running thread now.
+    fn set_tls(&self, _base: u64) {}
+}
+
+/// The platform without user mode.
+pub struct NoUserMode;
+impl UserMode for NoUserMode {}
+
 /// The hardware services, bound once at boot.
 #[derive(Clone, Copy)]
 pub struct Hal {
@@ -217,6 +329,8 @@ pub struct Hal {
     pub memory: &'static dyn Memory,
     /// Context switch and stack walking.
     pub cpu: &'static dyn Cpu,
+    /// Running Linux programs (`&NoUserMode` where there is none).
+    pub user: &'static dyn UserMode,
 }
 
 /// The faulting address of a memory fault, decoded by the architecture.

@@ -15,7 +15,9 @@ static PROGRAM: spin::Once<String> = spin::Once::new();
 static QUIET: AtomicBool = AtomicBool::new(false);
 
 /// The kernel's own options.
-const OPTIONS: &[&str] = &["unikit.quiet", "unikit.bootstats"];
+// `unikit.strace` is read by unikit-posix (the loader image), which starts
+// after the check for unknown options has run.
+const OPTIONS: &[&str] = &["unikit.quiet", "unikit.bootstats", "unikit.strace"];
 
 #[allow(unsafe_code)]
 unsafe extern "Rust" {

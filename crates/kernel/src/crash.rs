@@ -189,7 +189,16 @@ mod tests {
     /// the exception code, not loop printing "exception ... while crashing".
     #[test]
     fn fault_while_reporting_a_fault_stops_with_the_exception_code() {
-        crate::platform::bind(Hal { platform: &F, console: &F, clock: &F, irq: &F, shutdown: &F, memory: &F, cpu: &F });
+        crate::platform::bind(Hal {
+            platform: &F,
+            console: &F,
+            clock: &F,
+            irq: &F,
+            shutdown: &F,
+            memory: &F,
+            cpu: &F,
+            user: &hal::NoUserMode,
+        });
         FAULTY.store(true, Ordering::SeqCst);
         let r = std::panic::catch_unwind(|| exception(&FAULT));
         FAULTY.store(false, Ordering::SeqCst);

@@ -4,7 +4,8 @@
 //! `unikit` app API) calls in here.
 //!
 //! `unsafe` is denied except in `mem` (it hands out raw memory), in `sched`
-//! (it switches stacks) and where `boot` calls the app's entry symbol; each
+//! (it switches stacks), in `user` (checked copies to and from a user
+//! program's memory) and where `boot` calls the app's entry symbol; each
 //! block says why it is sound.
 //!
 //! Modules depend one way (no import circle): `boot` on `sched`, `exit`,
@@ -30,5 +31,6 @@ pub mod platform;
 pub mod sched;
 pub mod sync;
 pub mod time;
+pub mod user;
 
 pub use platform::hal;

@@ -16,3 +16,4 @@ pub mod io;
 pub mod ioapic;
 pub mod paging;
 pub mod tsc;
+pub mod user;

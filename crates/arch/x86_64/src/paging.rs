@@ -8,6 +8,7 @@ pub const HUGE_PAGE_SIZE: u64 = 2 * 1024 * 1024;
 
 const PRESENT: u64 = 1 << 0;
 const WRITABLE: u64 = 1 << 1;
+const USER: u64 = 1 << 2;
 const PWT: u64 = 1 << 3;
 const PCD: u64 = 1 << 4;
 const ACCESSED: u64 = 1 << 5;
@@ -203,6 +204,101 @@ impl AddressSpace {
         }
         crate::cpu::invlpg(addr);
         Ok(())
+    }
+
+    /// The 4 KiB page-table entry for `addr`: creates missing tables and
+    /// splits a 2 MiB page into 4 KiB ones. With `user`, every table on
+    /// the way gets the user bit (the leaf entries decide the real rights).
+    ///
+    /// # Safety
+    /// The tables must be identity mapped and owned by this address space.
+    unsafe fn pte(&mut self, addr: u64, user: bool, frames: &mut dyn FrameSource) -> Result<*mut u64, MapError> {
+        let mut table = self.pml4;
+        let table_bits = PRESENT | WRITABLE | ACCESSED | if user { USER } else { 0 };
+        for shift in [39u32, 30, 21] {
+            // SAFETY: identity-mapped page-table frames we own.
+            let entry = unsafe { &mut *((table as *mut u64).add(((addr >> shift) & 0x1ff) as usize)) };
+            if *entry & PRESENT == 0 {
+                let f = frames.alloc_zeroed_frame().ok_or(MapError::OutOfFrames)?;
+                *entry = f | table_bits;
+            } else if *entry & HUGE != 0 {
+                if shift != 21 {
+                    return Err(MapError::NotMapped); // 1 GiB pages are never made here
+                }
+                let pt = frames.alloc_zeroed_frame().ok_or(MapError::OutOfFrames)?;
+                let base = *entry & ADDR_MASK & !(HUGE_PAGE_SIZE - 1);
+                let flags = *entry & (0x7f | NO_EXECUTE) & !HUGE;
+                for i in 0..512u64 {
+                    // SAFETY: `pt` is a fresh frame we own.
+                    unsafe { *((pt as *mut u64).add(i as usize)) = (base + i * PAGE_SIZE) | flags };
+                }
+                *entry = pt | table_bits;
+            } else {
+                *entry |= table_bits & USER;
+            }
+            table = *entry & ADDR_MASK;
+        }
+        // SAFETY: as above.
+        Ok(unsafe { (table as *mut u64).add(((addr >> 12) & 0x1ff) as usize) })
+    }
+
+    /// Maps the 4 KiB page `va` to the frame `pa`, for ring 3 when `user`,
+    /// replacing any earlier mapping of `va`.
+    ///
+    /// # Safety
+    /// The tables must be identity mapped and owned by this address space,
+    /// and nothing may rely on the old mapping of `va`.
+    pub unsafe fn map_page(
+        &mut self,
+        va: u64,
+        pa: u64,
+        flags: Flags,
+        user: bool,
+        frames: &mut dyn FrameSource,
+    ) -> Result<(), MapError> {
+        if !va.is_multiple_of(PAGE_SIZE) || !pa.is_multiple_of(PAGE_SIZE) {
+            return Err(MapError::Unaligned);
+        }
+        // SAFETY: forwarded contract.
+        let pte = unsafe { self.pte(va, user, frames)? };
+        // SAFETY: `pte` points into a page table we own.
+        unsafe { *pte = pa | flags.bits() | ACCESSED | DIRTY | if user { USER } else { 0 } };
+        crate::cpu::invlpg(va);
+        Ok(())
+    }
+
+    /// Removes the mapping of the 4 KiB page `va`; returns the frame it had.
+    ///
+    /// # Safety
+    /// Nothing may use the page any more.
+    pub unsafe fn unmap_page(&mut self, va: u64, frames: &mut dyn FrameSource) -> Option<u64> {
+        self.translate(va)?;
+        // SAFETY: forwarded contract; the walk only splits a 2 MiB page.
+        let pte = unsafe { self.pte(va, false, frames) }.ok()?;
+        // SAFETY: `pte` points into a page table we own.
+        let old = unsafe { core::ptr::replace(pte, 0) };
+        crate::cpu::invlpg(va);
+        (old & PRESENT != 0).then_some(old & ADDR_MASK)
+    }
+
+    /// The frame behind the 4 KiB user page `va` and its rights, if `va`
+    /// is mapped for ring 3 at every level.
+    pub fn user_page(&self, va: u64) -> Option<(u64, Flags)> {
+        let mut table = self.pml4;
+        for shift in [39u32, 30, 21, 12] {
+            // SAFETY: page tables are identity mapped; we only read.
+            let entry = unsafe { *((table as *const u64).add(((va >> shift) & 0x1ff) as usize)) };
+            if entry & (PRESENT | USER) != PRESENT | USER || (shift != 12 && entry & HUGE != 0) {
+                return None;
+            }
+            if shift == 12 {
+                let flags =
+                    Flags { writable: entry & WRITABLE != 0, executable: entry & NO_EXECUTE == 0, device: false };
+                return Some((entry & ADDR_MASK, flags));
+            }
+            table = entry & ADDR_MASK;
+        }
+        None
     }
 
     /// Physical address `vaddr` maps to, if mapped.

@@ -107,6 +107,24 @@ impl<'a> FrameAllocator<'a> {
         None
     }
 
+    /// Whether `addr` lies in the range this allocator covers.
+    pub fn contains(&self, addr: u64) -> bool {
+        addr >= self.base && (addr - self.base) / FRAME_SIZE < self.nframes as u64
+    }
+
+    /// Takes the `n` frames at `addr` exactly, if they are all free.
+    pub fn claim(&mut self, addr: u64, n: usize) -> bool {
+        if !addr.is_multiple_of(FRAME_SIZE) || addr < self.base {
+            return false;
+        }
+        let i = ((addr - self.base) / FRAME_SIZE) as usize;
+        if n == 0 || i.checked_add(n).is_none_or(|e| e > self.nframes) || (i..i + n).any(|j| self.is_used(j)) {
+            return false;
+        }
+        self.set_range(i..i + n, true);
+        true
+    }
+
     /// Returns `n` frames starting at `addr`.
     pub fn dealloc(&mut self, addr: u64, n: usize) {
         let range = self.frames(addr, addr + n as u64 * FRAME_SIZE, true);
@@ -123,6 +141,20 @@ impl<'a> FrameAllocator<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn claim_takes_exact_free_frames_only() {
+        with_alloc(16, |fa| {
+            fa.add_free(0x10_0000, 0x10_0000 + 16 * FRAME_SIZE);
+            assert!(fa.claim(0x10_4000, 2));
+            assert!(!fa.claim(0x10_5000, 1), "already claimed");
+            assert!(!fa.claim(0x10_f000, 2), "runs past the end");
+            assert!(!fa.claim(0x0f_f000, 1), "below the base");
+            assert!(!fa.claim(0x10_0800, 1), "unaligned");
+            assert_eq!(fa.free_frames(), 14);
+            assert!(fa.contains(0x10_f000) && !fa.contains(0x11_0000));
+        });
+    }
 
     fn with_alloc(nframes: usize, f: impl FnOnce(&mut FrameAllocator)) {
         let mut bm = vec![0u64; FrameAllocator::bitmap_words(nframes)];

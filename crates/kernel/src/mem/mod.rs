@@ -70,6 +70,18 @@ pub fn alloc_frames(n: usize, align: usize) -> Option<u64> {
     FRAMES.lock().as_mut()?.alloc(n, align)
 }
 
+/// Takes the `n` frames at `addr` exactly (a program linked at fixed
+/// addresses inside the kernel's identity map); false if one is in use or
+/// is not RAM.
+pub fn claim_frames(addr: u64, n: usize) -> bool {
+    FRAMES.lock().as_mut().is_some_and(|f| f.claim(addr, n))
+}
+
+/// Whether `addr` lies in the RAM the frame allocator manages.
+pub fn is_ram(addr: u64) -> bool {
+    FRAMES.lock().as_ref().is_some_and(|f| f.contains(addr))
+}
+
 /// Allocates one zeroed frame.
 pub fn alloc_zeroed_frame() -> Option<u64> {
     let f = alloc_frames(1, 1)?;

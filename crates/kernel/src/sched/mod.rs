@@ -48,6 +48,9 @@ struct Thread {
     joiner: Option<Tid>,
     detached: bool,
     wake_at: Option<u64>,
+    /// A thread running a user program: its FPU registers and TLS base,
+    /// saved while it does not run.
+    user: Option<Box<hal::UserCpuState>>,
 }
 
 struct Sched {
@@ -196,6 +199,7 @@ pub(crate) fn init(boot_stack: (u64, u64)) {
         joiner: None,
         detached: false,
         wake_at: None,
+        user: None,
     });
     let mut threads = BTreeMap::new();
     threads.insert(MAIN_TID, main);
@@ -230,6 +234,12 @@ fn reschedule(mut g: Guard) {
                 t.state = State::Running;
                 (t.sp, t.stack_range)
             };
+            if let Some(u) = s.thread(cur).user.as_deref_mut() {
+                hal().user.save(u);
+            }
+            if let Some(u) = s.thread(next).user.as_deref() {
+                hal().user.load(u, range.1);
+            }
             let save: *mut u64 = &mut s.thread(cur).sp;
             s.current = next;
             STACK_LO.store(range.0, Ordering::Relaxed);
@@ -351,10 +361,32 @@ pub fn spawn(name: String, stack_size: usize, f: Box<dyn FnOnce() + Send>) -> Re
             joiner: None,
             detached: false,
             wake_at: None,
+            user: None,
         }),
     );
     s.ready.push_back(tid);
     Ok(tid)
+}
+
+/// Makes the running thread a user thread with CPU state `state`, loaded
+/// now; returns the top of its kernel stack. Used by [`crate::user`].
+pub(crate) fn become_user(state: hal::UserCpuState) -> u64 {
+    let mut g = lock();
+    let s = g.as_mut().unwrap();
+    let cur = s.current;
+    let t = s.thread(cur);
+    let top = t.stack_range.1;
+    let u = t.user.insert(Box::new(state));
+    hal().user.load(u, top);
+    top
+}
+
+/// Runs `f` on the running thread's user CPU state, if it has one.
+pub(crate) fn with_user_state<R>(f: impl FnOnce(&mut hal::UserCpuState) -> R) -> Option<R> {
+    let mut g = lock();
+    let s = g.as_mut().unwrap();
+    let cur = s.current;
+    s.thread(cur).user.as_deref_mut().map(f)
 }
 
 /// Id of the running thread.

@@ -45,6 +45,7 @@ pub(crate) static HAL: Hal = Hal {
     shutdown: &MACHINE,
     memory: &MACHINE,
     cpu: &arch::fault::CPU,
+    user: &arch::user::USER,
 };
 
 pub(crate) fn hypervisor() -> (Hypervisor, u32) {
@@ -185,6 +186,39 @@ impl hal::Memory for Machine {
         ADDRESS_SPACE.get()?;
         AddressSpace::current().translate(vaddr)
     }
+
+    fn map_user(&self, va: u64, pa: u64, prot: hal::UserProt) -> bool {
+        if ADDRESS_SPACE.get().is_none() || !prot.read {
+            return false;
+        }
+        let flags = Flags { writable: prot.write, executable: prot.exec, device: false };
+        let _irq = unikit_kernel::platform::IrqGuard::new();
+        // SAFETY: the kernel's user layer owns `va` (a user page, or with
+        // `pa == va` a frame it claimed from the identity map) and `pa`.
+        unsafe { AddressSpace::current().map_page(va, pa, flags, true, &mut KernelFrames) }.is_ok()
+    }
+
+    fn unmap_user(&self, va: u64) -> Option<u64> {
+        ADDRESS_SPACE.get()?;
+        let _irq = unikit_kernel::platform::IrqGuard::new();
+        let mut aspace = AddressSpace::current();
+        let (pa, _) = aspace.user_page(va)?;
+        if pa == va {
+            // A frame of the identity map: it becomes the kernel's page again.
+            // SAFETY: the program no longer uses the page.
+            unsafe { aspace.map_page(va, va, Flags::RAM, false, &mut KernelFrames) }.ok()?;
+        } else {
+            // SAFETY: as above.
+            unsafe { aspace.unmap_page(va, &mut KernelFrames) }?;
+        }
+        Some(pa)
+    }
+
+    fn user_page(&self, va: u64) -> Option<(u64, hal::UserProt)> {
+        ADDRESS_SPACE.get()?;
+        let (pa, f) = AddressSpace::current().user_page(va)?;
+        Some((pa, hal::UserProt { read: true, write: f.writable, exec: f.executable }))
+    }
 }
 
 /// Stops the VM. The exit marker has already told the host the code; these
@@ -214,7 +248,11 @@ pub(crate) fn early_fail(args: core::fmt::Arguments) -> ! {
 
 pub(crate) fn trap(frame: &mut TrapFrame) {
     match frame.vector {
-        v if v < 32 => unikit_kernel::crash::exception(&frame.decode()),
+        v if v < 32 => {
+            if !arch::user::user_exception(frame) {
+                unikit_kernel::crash::exception(&frame.decode())
+            }
+        }
         v if v == SPURIOUS_VECTOR as u64 => {}
         #[cfg(feature = "xen")]
         v if v == XEN_VECTOR as u64 => hvm::upcall(),

@@ -30,8 +30,16 @@ pub(crate) static XEN: Xen = Xen;
 pub(crate) static ACTIVE: AtomicBool = AtomicBool::new(false);
 pub(crate) static MMU: Once<mmu::Mmu> = Once::new();
 
-pub(crate) static HAL: Hal =
-    Hal { platform: &XEN, console: &XEN, clock: &XEN, irq: &XEN, shutdown: &XEN, memory: &XEN, cpu: &arch::fault::CPU };
+pub(crate) static HAL: Hal = Hal {
+    platform: &XEN,
+    console: &XEN,
+    clock: &XEN,
+    irq: &XEN,
+    shutdown: &XEN,
+    memory: &XEN,
+    cpu: &arch::fault::CPU,
+    user: &hal::NoUserMode,
+};
 
 /// Whether this boot came in through the Xen PV entry.
 pub fn active() -> bool {

@@ -1,0 +1,124 @@
+//! `poll` and `select`: readiness of several descriptors, waiting on the
+//! I/O event queue until one is ready or the deadline passes.
+use crate::errno::*;
+use crate::fd::{self, POLLIN, POLLOUT};
+use crate::pipe::IO_EVENTS;
+use crate::vm;
+use alloc::vec::Vec;
+use unikit_kernel::time::monotonic_ns;
+
+const POLLNVAL: u16 = 0x20;
+
+/// A deadline from a `struct timespec` timeout (null: none).
+pub fn deadline_from_timespec(ts: u64) -> Result<Option<u64>, Errno> {
+    if ts == 0 {
+        return Ok(None);
+    }
+    let (s, ns) = (vm::read_u64(ts)? as i64, vm::read_u64(ts + 8)? as i64);
+    if s < 0 || !(0..1_000_000_000).contains(&ns) {
+        return Err(EINVAL);
+    }
+    Ok(Some(monotonic_ns().saturating_add((s as u64).saturating_mul(1_000_000_000)).saturating_add(ns as u64)))
+}
+
+/// Waits until `ready()` finds something or `deadline` passes.
+fn wait<T>(deadline: Option<u64>, mut ready: impl FnMut() -> Result<Option<T>, Errno>, none: T) -> Result<T, Errno> {
+    loop {
+        if let Some(r) = ready()? {
+            return Ok(r);
+        }
+        if deadline.is_some_and(|d| monotonic_ns() >= d) {
+            return Ok(none);
+        }
+        let mut found = false;
+        IO_EVENTS.wait_until_deadline(
+            || {
+                found = matches!(ready(), Ok(Some(_)) | Err(_));
+                found
+            },
+            deadline,
+        );
+    }
+}
+
+pub fn poll(fds: u64, nfds: u64, deadline: Option<u64>) -> Result<u64, Errno> {
+    if nfds > fd::MAX_FDS as u64 {
+        return Err(EINVAL);
+    }
+    let raw = vm::read_vec(fds, nfds as usize * 8)?;
+    let entries: Vec<(i32, u16)> = raw
+        .chunks_exact(8)
+        .map(|c| (i32::from_le_bytes(c[..4].try_into().unwrap()), u16::from_le_bytes([c[4], c[5]])))
+        .collect();
+    let scan = || -> Vec<u16> {
+        entries
+            .iter()
+            .map(|&(f, ev)| {
+                if f < 0 {
+                    0
+                } else {
+                    match fd::get(f as i64) {
+                        Ok(file) => file.poll(ev),
+                        Err(_) => POLLNVAL,
+                    }
+                }
+            })
+            .collect()
+    };
+    let revents = wait(
+        deadline,
+        || {
+            let r = scan();
+            Ok(r.iter().any(|&x| x != 0).then_some(r))
+        },
+        alloc::vec![0; entries.len()],
+    )?;
+    let mut out = raw;
+    for (i, r) in revents.iter().enumerate() {
+        out[i * 8 + 6..i * 8 + 8].copy_from_slice(&r.to_le_bytes());
+    }
+    vm::write(fds, &out)?;
+    Ok(revents.iter().filter(|&&r| r != 0).count() as u64)
+}
+
+pub fn select(n: i64, r: u64, w: u64, e: u64, deadline: Option<u64>) -> Result<u64, Errno> {
+    if !(0..=fd::MAX_FDS as i64).contains(&n) {
+        return Err(EINVAL);
+    }
+    let bytes = (n as usize).div_ceil(64) * 8;
+    let read_set =
+        |p: u64| -> Result<Vec<u8>, Errno> { if p == 0 { Ok(alloc::vec![0; bytes]) } else { vm::read_vec(p, bytes) } };
+    let (rs, ws, es) = (read_set(r)?, read_set(w)?, read_set(e)?);
+    let bit = |s: &[u8], i: usize| s[i / 8] & (1 << (i % 8)) != 0;
+    let scan = || -> Result<Option<(Vec<u8>, Vec<u8>, u64)>, Errno> {
+        let (mut ro, mut wo, mut count) = (alloc::vec![0u8; bytes], alloc::vec![0u8; bytes], 0u64);
+        for i in 0..n as usize {
+            let (want_r, want_w) = (bit(&rs, i), bit(&ws, i));
+            if !want_r && !want_w && !bit(&es, i) {
+                continue;
+            }
+            let f = fd::get(i as i64)?;
+            let got = f.poll(POLLIN | POLLOUT);
+            if want_r && got & (POLLIN | 0x18) != 0 {
+                ro[i / 8] |= 1 << (i % 8);
+                count += 1;
+            }
+            if want_w && got & POLLOUT != 0 {
+                wo[i / 8] |= 1 << (i % 8);
+                count += 1;
+            }
+        }
+        Ok((count > 0).then_some((ro, wo, count)))
+    };
+    let (ro, wo, count) = wait(deadline, scan, (alloc::vec![0; bytes], alloc::vec![0; bytes], 0))?;
+    if r != 0 {
+        vm::write(r, &ro)?;
+    }
+    if w != 0 {
+        vm::write(w, &wo)?;
+    }
+    if e != 0 {
+        vm::write(e, &alloc::vec![0; bytes])?;
+    }
+    Ok(count)
+}

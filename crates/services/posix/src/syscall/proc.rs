@@ -1,0 +1,328 @@
+//! Identity, limits, time, randomness and the signal calls.
+
+use super::SysResult;
+use crate::errno::*;
+use crate::vm;
+use core::sync::atomic::{AtomicU32, Ordering};
+use spin::Mutex;
+use unikit_kernel::time::{monotonic_ns, sleep_ns, wall_clock_ns};
+
+/// The release `uname` reports: a kernel new enough for every libc.
+pub const RELEASE: &str = "6.1.0-unikit";
+const CLOCK_REALTIME: u32 = 0;
+const TIMER_ABSTIME: u32 = 1;
+
+static UMASK: AtomicU32 = AtomicU32::new(0o022);
+
+/// Signal dispositions (`rt_sigaction`), 64 signals of 32 bytes.
+static ACTIONS: Mutex<[[u8; 32]; 64]> = Mutex::new([[0; 32]; 64]);
+static MASK: Mutex<u64> = Mutex::new(0);
+
+/// The process id: the main thread's.
+pub fn getpid() -> u64 {
+    unikit_kernel::sched::MAIN_TID
+}
+
+pub fn sched_yield() -> SysResult {
+    unikit_kernel::sched::yield_now();
+    Ok(0)
+}
+
+fn read_timespec(p: u64) -> Result<u64, Errno> {
+    let (s, ns) = (vm::read_u64(p)? as i64, vm::read_u64(p + 8)? as i64);
+    if s < 0 || !(0..1_000_000_000).contains(&ns) {
+        return Err(EINVAL);
+    }
+    Ok((s as u64).saturating_mul(1_000_000_000).saturating_add(ns as u64))
+}
+
+fn write_timespec(p: u64, ns: u64) -> Result<(), Errno> {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&(ns / 1_000_000_000).to_le_bytes());
+    b[8..].copy_from_slice(&(ns % 1_000_000_000).to_le_bytes());
+    vm::write(p, &b)
+}
+
+pub fn nanosleep(req: u64, _rem: u64) -> SysResult {
+    sleep_ns(read_timespec(req)?);
+    Ok(0)
+}
+
+pub fn clock_nanosleep(clock: u32, flags: u32, req: u64, _rem: u64) -> SysResult {
+    let t = read_timespec(req)?;
+    let ns = if flags & TIMER_ABSTIME != 0 {
+        let now = if clock == CLOCK_REALTIME { wall_clock_ns() } else { monotonic_ns() };
+        t.saturating_sub(now)
+    } else {
+        t
+    };
+    sleep_ns(ns);
+    Ok(0)
+}
+
+pub fn clock_gettime(clock: u32, out: u64) -> SysResult {
+    // REALTIME (0), REALTIME_COARSE (5), TAI (11) read the wall clock;
+    // MONOTONIC (1), the CPU-time clocks (2, 3), RAW (4), COARSE (6) and
+    // BOOTTIME (7) the monotonic one (one process, never suspended).
+    let ns = match clock {
+        0 | 5 | 11 => wall_clock_ns(),
+        1..=4 | 6 | 7 => monotonic_ns(),
+        _ => return Err(EINVAL),
+    };
+    write_timespec(out, ns)?;
+    Ok(0)
+}
+
+pub fn clock_getres(out: u64) -> SysResult {
+    if out != 0 {
+        write_timespec(out, 1)?;
+    }
+    Ok(0)
+}
+
+pub fn gettimeofday(tv: u64, _tz: u64) -> SysResult {
+    if tv != 0 {
+        let ns = wall_clock_ns();
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&(ns / 1_000_000_000).to_le_bytes());
+        b[8..].copy_from_slice(&((ns % 1_000_000_000) / 1000).to_le_bytes());
+        vm::write(tv, &b)?;
+    }
+    Ok(0)
+}
+
+pub fn time(out: u64) -> SysResult {
+    let s = wall_clock_ns() / 1_000_000_000;
+    if out != 0 {
+        vm::write_u64(out, s)?;
+    }
+    Ok(s)
+}
+
+pub fn uname(out: u64) -> SysResult {
+    let mut b = [0u8; 65 * 6];
+    for (i, f) in ["Linux", "unikit", RELEASE, "#1 unikit", "x86_64", "(none)"].iter().enumerate() {
+        b[i * 65..i * 65 + f.len()].copy_from_slice(f.as_bytes());
+    }
+    vm::write(out, &b)?;
+    Ok(0)
+}
+
+pub fn umask(mask: u32) -> u64 {
+    UMASK.swap(mask & 0o777, Ordering::Relaxed) as u64
+}
+
+pub fn prlimit(pid: i64, resource: u32, new: u64, old: u64) -> SysResult {
+    const RLIMIT_STACK: u32 = 3;
+    const RLIMIT_NOFILE: u32 = 7;
+    const INF: u64 = u64::MAX;
+    if pid != 0 && pid as u64 != getpid() {
+        return Err(ESRCH);
+    }
+    if resource > 15 {
+        return Err(EINVAL);
+    }
+    let _ = new; // limits are fixed: setting one is accepted and has no effect
+    if old != 0 {
+        let (cur, max) = match resource {
+            RLIMIT_STACK => (vm::STACK_SIZE, vm::STACK_SIZE),
+            RLIMIT_NOFILE => (crate::fd::MAX_FDS as u64, crate::fd::MAX_FDS as u64),
+            _ => (INF, INF),
+        };
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&cur.to_le_bytes());
+        b[8..].copy_from_slice(&max.to_le_bytes());
+        vm::write(old, &b)?;
+    }
+    Ok(0)
+}
+
+pub fn getrusage(out: u64) -> SysResult {
+    let mut b = [0u8; 144];
+    let ns = monotonic_ns();
+    b[..8].copy_from_slice(&(ns / 1_000_000_000).to_le_bytes());
+    b[8..16].copy_from_slice(&((ns % 1_000_000_000) / 1000).to_le_bytes());
+    vm::write(out, &b)?;
+    Ok(0)
+}
+
+pub fn sysinfo(out: u64) -> SysResult {
+    let m = unikit_kernel::mem::stats();
+    let mut b = [0u8; 112];
+    b[..8].copy_from_slice(&(monotonic_ns() / 1_000_000_000).to_le_bytes());
+    b[32..40].copy_from_slice(&m.total_bytes.to_le_bytes());
+    b[40..48].copy_from_slice(&m.free_bytes.to_le_bytes());
+    b[80..82].copy_from_slice(&(unikit_kernel::sched::thread_count() as u16).to_le_bytes());
+    b[104..108].copy_from_slice(&1u32.to_le_bytes()); // mem_unit
+    vm::write(out, &b)?;
+    Ok(0)
+}
+
+pub fn getresid(a: u64, b: u64, c: u64) -> SysResult {
+    for p in [a, b, c] {
+        vm::write(p, &0u32.to_le_bytes())?;
+    }
+    Ok(0)
+}
+
+pub fn statfs(out: u64) -> SysResult {
+    let mut b = [0u8; 120];
+    b[..8].copy_from_slice(&0x858458f6u64.to_le_bytes()); // RAMFS_MAGIC
+    b[8..16].copy_from_slice(&4096u64.to_le_bytes());
+    b[64..72].copy_from_slice(&255u64.to_le_bytes()); // f_namelen
+    vm::write(out, &b)?;
+    Ok(0)
+}
+
+pub fn arch_prctl(code: u64, addr: u64) -> SysResult {
+    const ARCH_SET_GS: u64 = 0x1001;
+    const ARCH_SET_FS: u64 = 0x1002;
+    const ARCH_GET_FS: u64 = 0x1003;
+    match code {
+        ARCH_SET_FS => {
+            if (addr as i64) >> 47 != 0 {
+                return Err(EPERM); // not a canonical user address
+            }
+            unikit_kernel::user::set_tls(addr);
+            Ok(0)
+        }
+        ARCH_GET_FS => {
+            vm::write_u64(addr, unikit_kernel::user::cpu_state().tls)?;
+            Ok(0)
+        }
+        ARCH_SET_GS => Err(EINVAL),
+        _ => Err(EINVAL),
+    }
+}
+
+pub fn sched_getaffinity(len: u64, mask: u64) -> SysResult {
+    if len < 8 {
+        return Err(EINVAL);
+    }
+    vm::write_u64(mask, 1)?; // CPU 0
+    Ok(8)
+}
+
+pub fn getrandom(buf: u64, len: u64) -> SysResult {
+    let n = (len as usize).min(1 << 20);
+    let mut tmp = alloc::vec![0u8; n];
+    crate::random::fill(&mut tmp);
+    vm::write(buf, &tmp)?;
+    Ok(n as u64)
+}
+
+pub fn rt_sigaction(sig: i64, act: u64, old: u64, size: u64) -> SysResult {
+    if !(1..=64).contains(&sig) || size != 8 || (act != 0 && (sig == 9 || sig == 19)) {
+        return Err(EINVAL);
+    }
+    let mut actions = ACTIONS.lock();
+    let slot = &mut actions[sig as usize - 1];
+    if old != 0 {
+        vm::write(old, slot)?;
+    }
+    if act != 0 {
+        vm::read(act, slot)?;
+    }
+    Ok(0)
+}
+
+pub fn rt_sigprocmask(how: i64, set: u64, old: u64, size: u64) -> SysResult {
+    if size != 8 {
+        return Err(EINVAL);
+    }
+    let mut mask = MASK.lock();
+    if old != 0 {
+        vm::write_u64(old, *mask)?;
+    }
+    if set != 0 {
+        let s = vm::read_u64(set)?;
+        *mask = match how {
+            0 => *mask | s,
+            1 => *mask & !s,
+            2 => s,
+            _ => return Err(EINVAL),
+        } & !((1 << 8) | (1 << 18)); // SIGKILL and SIGSTOP cannot be blocked
+    }
+    Ok(0)
+}
+
+pub fn sigaltstack(new: u64, old: u64) -> SysResult {
+    static ALT: Mutex<[u8; 24]> = Mutex::new([0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let mut alt = ALT.lock();
+    if old != 0 {
+        vm::write(old, &*alt)?;
+    }
+    if new != 0 {
+        vm::read(new, &mut *alt)?;
+    }
+    Ok(0)
+}
+
+const SIG_NAMES: [&str; 31] = [
+    "SIGHUP",
+    "SIGINT",
+    "SIGQUIT",
+    "SIGILL",
+    "SIGTRAP",
+    "SIGABRT",
+    "SIGBUS",
+    "SIGFPE",
+    "SIGKILL",
+    "SIGUSR1",
+    "SIGSEGV",
+    "SIGUSR2",
+    "SIGPIPE",
+    "SIGALRM",
+    "SIGTERM",
+    "SIGSTKFLT",
+    "SIGCHLD",
+    "SIGCONT",
+    "SIGSTOP",
+    "SIGTSTP",
+    "SIGTTIN",
+    "SIGTTOU",
+    "SIGURG",
+    "SIGXCPU",
+    "SIGXFSZ",
+    "SIGVTALRM",
+    "SIGPROF",
+    "SIGWINCH",
+    "SIGIO",
+    "SIGPWR",
+    "SIGSYS",
+];
+
+/// A signal sent to the program itself. Handlers are recorded but not
+/// yet run: a signal whose default action ends the process ends it, the
+/// others are ignored.
+pub fn tgkill(_tgid: i64, _tid: i64, sig: i64) -> SysResult {
+    if !(0..=64).contains(&sig) {
+        return Err(EINVAL);
+    }
+    if sig == 0 {
+        return Ok(0);
+    }
+    let ignored_by_default = matches!(sig, 17 | 18 | 23 | 28); // CHLD, CONT, URG, WINCH
+    let handled = {
+        let a = ACTIONS.lock();
+        u64::from_le_bytes(a[sig as usize - 1][..8].try_into().unwrap())
+    };
+    if handled == 1 || (handled == 0 && ignored_by_default) {
+        return Ok(0); // SIG_IGN, or a default of "ignore"
+    }
+    let name = SIG_NAMES.get(sig as usize - 1).copied().unwrap_or("a real-time signal");
+    if handled != 0 {
+        unikit_kernel::kprintln!(
+            "unikit: {name} has a handler, but signal delivery is not there yet: ending the program"
+        );
+    }
+    unikit_kernel::kprintln!("unikit: program killed by {name}");
+    unikit_kernel::exit::exit(128 + sig as i32)
+}
+
+pub fn kill(pid: i64, sig: i64) -> SysResult {
+    if pid > 0 && pid as u64 != getpid() {
+        return Err(ESRCH);
+    }
+    tgkill(pid, pid, sig)
+}
