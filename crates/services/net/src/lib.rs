@@ -35,9 +35,9 @@ pub use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 pub use device::Stats;
 pub use error::{Error, ErrorKind, Result};
 pub use loopback::Loopback;
-pub use stack::Net;
+pub use stack::{Net, set_activity_hook};
 pub use sys::{DevError, Doorbell, NetDevice};
-pub use tcp::{Incoming, Shutdown, TcpListener, TcpStream};
+pub use tcp::{Incoming, Readiness, Shutdown, TcpListener, TcpStream};
 pub use udp::UdpSocket;
 
 use alloc::format;
@@ -122,6 +122,18 @@ fn ready(net: &Net) -> Result<Net> {
             net.options().dhcp_timeout.as_secs_f32()
         ),
     ))
+}
+
+/// If the global stack runs: waits (up to `timeout`) until every TCP
+/// connection, closed ones included, has sent what it queued and had it
+/// acknowledged. For a program ending: its data still goes out.
+pub fn drain(timeout: core::time::Duration) {
+    let net = match &*GLOBAL.lock() {
+        Global::Running(n) => n.clone(),
+        _ => return,
+    };
+    net.0.kick();
+    let _ = net.0.wait(Some(timeout), "drain", |st| (!st.has_unsent()).then_some(Ok(())));
 }
 
 /// Starts the global stack now (with the kernel options) and waits for its

@@ -433,6 +433,25 @@ impl State {
     }
 
     /// Takes the first established connection waiting on listener `id`.
+    /// Whether a TCP connection still has data to send or unacknowledged.
+    pub(crate) fn has_unsent(&mut self) -> bool {
+        self.sockets.iter().any(|(_, s)| match s {
+            smoltcp::socket::Socket::Tcp(t) => t.send_queue() > 0 && t.state() != tcp::State::Closed,
+            _ => false,
+        })
+    }
+
+    /// Whether listener `id` has a connection ready to accept.
+    pub(crate) fn has_pending(&self, id: u64) -> bool {
+        let Some(l) = self.listeners.get(&id) else { return false };
+        l.pending.iter().any(|&h| {
+            !matches!(
+                self.sockets.get::<tcp::Socket>(h).state(),
+                tcp::State::Listen | tcp::State::SynReceived | tcp::State::SynSent
+            )
+        })
+    }
+
     fn take_accepted(&mut self, id: u64) -> Option<(SocketHandle, SocketAddr)> {
         let l = self.listeners.get_mut(&id)?;
         let sockets = &self.sockets;
@@ -773,6 +792,14 @@ impl State {
     }
 }
 
+static ACTIVITY_HOOK: spin::Once<fn()> = spin::Once::new();
+
+/// Calls `hook` after every poll of the stack that changed a socket (for
+/// waits on many sockets at once: `poll`, `epoll`). Set once.
+pub fn set_activity_hook(hook: fn()) {
+    ACTIVITY_HOOK.call_once(|| hook);
+}
+
 /// The net thread: poll, wake socket users, sleep until the device or a
 /// socket user signals or smoltcp's next timer is due.
 fn run(weak: Weak<Shared>, dev: Arc<dyn NetDevice>, doorbell: &'static sys::Event) {
@@ -795,6 +822,9 @@ fn run(weak: Weak<Shared>, dev: Arc<dyn NetDevice>, doorbell: &'static sys::Even
         // the poll; this queue holds the waits on the stack as a whole.
         if changed || reported {
             sh.wq.notify_all();
+            if let Some(hook) = ACTIVITY_HOOK.get() {
+                hook();
+            }
         }
         if reported {
             let all: Vec<Arc<SockWait>> = sh.socket_waits.lock().iter().filter_map(Weak::upgrade).collect();

@@ -55,11 +55,39 @@ pub struct TcpListener {
     id: u64,
     local: SocketAddr,
     accept_timeout: Timeout,
+    nonblocking: AtomicBool,
+}
+
+/// The timeout of an operation: none at all in non-blocking mode (it
+/// fails with `WouldBlock` instead of waiting).
+fn effective(nonblocking: &AtomicBool, t: &Timeout) -> Option<Duration> {
+    if nonblocking.load(Ordering::Relaxed) { Some(Duration::ZERO) } else { t.get() }
+}
+
+/// `TimedOut` of a non-blocking operation is `WouldBlock`.
+fn would_block<T>(nonblocking: &AtomicBool, r: Result<T>) -> Result<T> {
+    match r {
+        Err(e) if e.kind() == ErrorKind::TimedOut && nonblocking.load(Ordering::Relaxed) => {
+            Err(Error::new(ErrorKind::WouldBlock, "operation would block"))
+        }
+        r => r,
+    }
+}
+
+/// What a socket is ready for now (`poll`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Readiness {
+    /// A read (or accept) would not wait.
+    pub readable: bool,
+    /// A write would not wait.
+    pub writable: bool,
+    /// The connection is closed (reads return end of stream or an error).
+    pub hangup: bool,
 }
 
 impl TcpListener {
     pub(crate) fn new(sh: Arc<Shared>, id: u64, local: SocketAddr) -> Self {
-        Self { sh, id, local, accept_timeout: Timeout::new() }
+        Self { sh, id, local, accept_timeout: Timeout::new(), nonblocking: AtomicBool::new(false) }
     }
 
     /// Listens on `addr` (`"0.0.0.0:80"`, `80`, ...; port 0 picks a free
@@ -71,7 +99,8 @@ impl TcpListener {
     /// Waits for a connection.
     pub fn accept(&self) -> Result<(TcpStream, SocketAddr)> {
         let id = self.id;
-        let (h, peer) = self.sh.wait(self.accept_timeout.get(), "accept", |st| st.accept(id).map(Ok))?;
+        let t = effective(&self.nonblocking, &self.accept_timeout);
+        let (h, peer) = would_block(&self.nonblocking, self.sh.wait(t, "accept", |st| st.accept(id).map(Ok)))?;
         self.sh.kick();
         Ok((TcpStream::new(self.sh.clone(), h), peer))
     }
@@ -90,6 +119,19 @@ impl TcpListener {
     /// The address the listener is bound to.
     pub fn local_addr(&self) -> Result<SocketAddr> {
         Ok(self.local)
+    }
+
+    /// In non-blocking mode `accept` fails with `WouldBlock` instead of
+    /// waiting.
+    pub fn set_nonblocking(&self, on: bool) -> Result<()> {
+        self.nonblocking.store(on, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Whether a connection is waiting for `accept`.
+    pub fn readiness(&self) -> Readiness {
+        let st = self.sh.state.lock();
+        Readiness { readable: st.has_pending(self.id), ..Readiness::default() }
     }
 }
 
@@ -127,6 +169,7 @@ pub struct TcpStream {
     write_shut: AtomicBool,
     /// The peer's FIN was seen (so a later CLOSED is not a reset).
     eof: AtomicBool,
+    nonblocking: AtomicBool,
 }
 
 fn reset_error() -> Error {
@@ -155,6 +198,26 @@ impl TcpStream {
             read_shut: AtomicBool::new(false),
             write_shut: AtomicBool::new(false),
             eof: AtomicBool::new(false),
+            nonblocking: AtomicBool::new(false),
+        }
+    }
+
+    /// In non-blocking mode reads and writes fail with `WouldBlock`
+    /// instead of waiting.
+    pub fn set_nonblocking(&self, on: bool) -> Result<()> {
+        self.nonblocking.store(on, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// What the connection is ready for now.
+    pub fn readiness(&self) -> Readiness {
+        let mut st = self.sh.state.lock();
+        let s = st.tcp(self.handle);
+        let closed = matches!(s.state(), tcp::State::Closed | tcp::State::TimeWait) || !s.may_recv();
+        Readiness {
+            readable: s.can_recv() || closed || self.read_shut.load(Ordering::Relaxed),
+            writable: s.can_send() || !s.may_send(),
+            hangup: closed,
         }
     }
 
@@ -181,19 +244,23 @@ impl TcpStream {
         }
         let h = self.handle;
         let eof = &self.eof;
-        let n = self.sh.wait_socket(h, true, &self.waiters, self.read_timeout.get(), "read", |st| {
-            let s = st.tcp(h);
-            match s.recv_slice(buf) {
-                Ok(0) => None,
-                Ok(n) => Some(Ok(n)),
-                Err(tcp::RecvError::Finished) => {
-                    eof.store(true, Ordering::Relaxed);
-                    Some(Ok(0))
+        let t = effective(&self.nonblocking, &self.read_timeout);
+        let n = would_block(
+            &self.nonblocking,
+            self.sh.wait_socket(h, true, &self.waiters, t, "read", |st| {
+                let s = st.tcp(h);
+                match s.recv_slice(buf) {
+                    Ok(0) => None,
+                    Ok(n) => Some(Ok(n)),
+                    Err(tcp::RecvError::Finished) => {
+                        eof.store(true, Ordering::Relaxed);
+                        Some(Ok(0))
+                    }
+                    Err(tcp::RecvError::InvalidState) if eof.load(Ordering::Relaxed) => Some(Ok(0)),
+                    Err(tcp::RecvError::InvalidState) => Some(Err(reset_error())),
                 }
-                Err(tcp::RecvError::InvalidState) if eof.load(Ordering::Relaxed) => Some(Ok(0)),
-                Err(tcp::RecvError::InvalidState) => Some(Err(reset_error())),
-            }
-        })?;
+            }),
+        )?;
         if n > 0 {
             self.sh.kick(); // the window opened: let the net thread tell the peer
         }
@@ -233,19 +300,23 @@ impl TcpStream {
         }
         let h = self.handle;
         let eof = &self.eof;
-        let n = self.sh.wait_socket(h, true, &self.waiters, self.write_timeout.get(), "write", |st| {
-            let s = st.tcp(h);
-            if s.can_send() {
-                return Some(s.send_slice(buf).map_err(|_| reset_error()));
-            }
-            if s.may_send() {
-                return None; // buffer full
-            }
-            Some(Err(match s.state() {
-                tcp::State::Closed if !eof.load(Ordering::Relaxed) => reset_error(),
-                _ => Error::new(ErrorKind::BrokenPipe, "the connection is closed"),
-            }))
-        })?;
+        let t = effective(&self.nonblocking, &self.write_timeout);
+        let n = would_block(
+            &self.nonblocking,
+            self.sh.wait_socket(h, true, &self.waiters, t, "write", |st| {
+                let s = st.tcp(h);
+                if s.can_send() {
+                    return Some(s.send_slice(buf).map_err(|_| reset_error()));
+                }
+                if s.may_send() {
+                    return None; // buffer full
+                }
+                Some(Err(match s.state() {
+                    tcp::State::Closed if !eof.load(Ordering::Relaxed) => reset_error(),
+                    _ => Error::new(ErrorKind::BrokenPipe, "the connection is closed"),
+                }))
+            }),
+        )?;
         self.sh.kick();
         Ok(n)
     }

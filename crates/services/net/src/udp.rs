@@ -23,6 +23,39 @@ pub struct UdpSocket {
     read_timeout: spin::Mutex<Option<Duration>>,
     write_timeout: spin::Mutex<Option<Duration>>,
     peer: spin::Mutex<Option<SocketAddrV4>>,
+    nonblocking: core::sync::atomic::AtomicBool,
+}
+
+impl UdpSocket {
+    /// The timeout `t` of an operation, or none at all when non-blocking.
+    fn timeout(&self, t: Option<Duration>) -> Option<Duration> {
+        if self.nonblocking.load(core::sync::atomic::Ordering::Relaxed) { Some(Duration::ZERO) } else { t }
+    }
+
+    fn would_block<T>(&self, r: Result<T>) -> Result<T> {
+        match r {
+            Err(e)
+                if e.kind() == ErrorKind::TimedOut && self.nonblocking.load(core::sync::atomic::Ordering::Relaxed) =>
+            {
+                Err(Error::new(ErrorKind::WouldBlock, "operation would block"))
+            }
+            r => r,
+        }
+    }
+
+    /// In non-blocking mode sends and receives fail with `WouldBlock`
+    /// instead of waiting.
+    pub fn set_nonblocking(&self, on: bool) -> Result<()> {
+        self.nonblocking.store(on, core::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// What the socket is ready for now.
+    pub fn readiness(&self) -> crate::Readiness {
+        let mut st = self.sh.state.lock();
+        let s = st.udp(self.handle);
+        crate::Readiness { readable: s.can_recv(), writable: s.can_send(), hangup: false }
+    }
 }
 
 impl UdpSocket {
@@ -73,6 +106,7 @@ impl UdpSocket {
             read_timeout: spin::Mutex::new(None),
             write_timeout: spin::Mutex::new(None),
             peer: spin::Mutex::new(None),
+            nonblocking: core::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -92,8 +126,9 @@ impl UdpSocket {
         }
         let h = self.handle;
         let ep = IpEndpoint::new(IpAddress::Ipv4(*to.ip()), to.port());
-        let t = *self.write_timeout.lock();
-        self.sh
+        let t = self.timeout(*self.write_timeout.lock());
+        let r = self
+            .sh
             .wait_socket(h, false, &self.waiters, t, "send_to", |st| {
                 let s = st.udp(h);
                 if buf.len() > s.payload_send_capacity() {
@@ -107,15 +142,16 @@ impl UdpSocket {
                     }
                 }
             })
-            .inspect(|_| self.sh.kick())
+            .inspect(|_| self.sh.kick());
+        self.would_block(r)
     }
 
     /// Receives one datagram; a datagram longer than `buf` is truncated.
     pub fn recv_from(&self, buf: &mut [u8]) -> Result<(usize, SocketAddr)> {
         let h = self.handle;
-        let t = *self.read_timeout.lock();
+        let t = self.timeout(*self.read_timeout.lock());
         let peer = *self.peer.lock();
-        self.sh.wait_socket(h, false, &self.waiters, t, "recv_from", |st| {
+        let r = self.sh.wait_socket(h, false, &self.waiters, t, "recv_from", |st| {
             let s = st.udp(h);
             loop {
                 let (data, meta) = s.recv().ok()?;
@@ -127,7 +163,8 @@ impl UdpSocket {
                 buf[..n].copy_from_slice(&data[..n]);
                 return Some(Ok((n, from)));
             }
-        })
+        });
+        self.would_block(r)
     }
 
     /// Sets the default destination of `send` and the only source `recv` accepts.

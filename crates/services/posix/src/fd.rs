@@ -99,6 +99,14 @@ pub trait FileLike: Send + Sync {
     }
     /// Whether reads and writes block (`O_NONBLOCK` off).
     fn set_nonblocking(&self, _on: bool) {}
+    /// The epoll instance behind it.
+    fn as_epoll(&self) -> Option<&crate::epoll::Epoll> {
+        None
+    }
+    /// The socket behind it, for the socket calls.
+    fn as_socket(&self) -> Option<&crate::socket::Socket> {
+        None
+    }
 }
 
 /// One slot of the table.
@@ -187,6 +195,11 @@ pub fn close(fd: i64) -> Result<(), Errno> {
     };
     drop(old);
     Ok(())
+}
+
+/// Every open file, for the program's exit.
+pub fn all() -> alloc::vec::Vec<Arc<dyn FileLike>> {
+    TABLE.lock().slots.iter().flatten().map(|e| e.file.clone()).collect()
 }
 
 /// The console: stdin reads end of file (there is no console input),

@@ -9,6 +9,7 @@
 extern crate alloc;
 
 mod cpu;
+mod epoll;
 pub mod errno;
 pub mod fd;
 mod loader;
@@ -17,6 +18,7 @@ mod pipe;
 mod poll;
 mod procfs;
 mod random;
+mod socket;
 mod syscall;
 mod vm;
 

@@ -22,7 +22,11 @@ pub fn deadline_from_timespec(ts: u64) -> Result<Option<u64>, Errno> {
 }
 
 /// Waits until `ready()` finds something or `deadline` passes.
-fn wait<T>(deadline: Option<u64>, mut ready: impl FnMut() -> Result<Option<T>, Errno>, none: T) -> Result<T, Errno> {
+pub fn wait<T>(
+    deadline: Option<u64>,
+    mut ready: impl FnMut() -> Result<Option<T>, Errno>,
+    none: T,
+) -> Result<T, Errno> {
     loop {
         if let Some(r) = ready()? {
             return Ok(r);

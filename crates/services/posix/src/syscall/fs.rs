@@ -437,8 +437,48 @@ pub fn eventfd(initval: u64, flags: u32) -> SysResult {
     Ok(fd::insert(Fd { file: e, cloexec: flags & O_CLOEXEC != 0, flags: O_RDWR }, 0)? as u64)
 }
 
-pub fn epoll_unserved(nr: u64) -> SysResult {
-    super::unserved(nr, "is not served yet")
+pub fn epoll_create(flags: u32) -> SysResult {
+    let e = fd::arc(crate::epoll::Epoll::new());
+    Ok(fd::insert(Fd { file: e, cloexec: flags & O_CLOEXEC != 0, flags: O_RDWR }, 0)? as u64)
+}
+
+pub fn epoll_ctl(epfd: i64, op: u64, fdn: i64, ev: u64) -> SysResult {
+    let ep = fd::get(epfd)?;
+    let ep = ep.as_epoll().ok_or(EINVAL)?;
+    if epfd == fdn {
+        return Err(EINVAL);
+    }
+    let (events, data) = if op == 2 {
+        (0, 0)
+    } else {
+        let mut b = [0u8; 12]; // struct epoll_event is packed on x86_64
+        vm::read(ev, &mut b)?;
+        (u32::from_le_bytes(b[..4].try_into().unwrap()), u64::from_le_bytes(b[4..].try_into().unwrap()))
+    };
+    ep.ctl(op, fdn, events, data).map(|_| 0)
+}
+
+pub fn epoll_wait(epfd: i64, out: u64, max: i64, deadline: Option<u64>) -> SysResult {
+    if !(1..=65536).contains(&max) {
+        return Err(EINVAL);
+    }
+    let file = fd::get(epfd)?;
+    let ep = file.as_epoll().ok_or(EINVAL)?;
+    let got = crate::poll::wait(
+        deadline,
+        || {
+            let r = ep.ready(max as usize);
+            Ok((!r.is_empty()).then_some(r))
+        },
+        Vec::new(),
+    )?;
+    let mut b = Vec::with_capacity(got.len() * 12);
+    for (ev, data) in &got {
+        b.extend_from_slice(&ev.to_le_bytes());
+        b.extend_from_slice(&data.to_le_bytes());
+    }
+    vm::write(out, &b)?;
+    Ok(got.len() as u64)
 }
 
 pub fn poll(fds: u64, nfds: u64, timeout_ms: i64) -> SysResult {

@@ -5,6 +5,7 @@
 mod fs;
 mod mem;
 mod names;
+mod net;
 mod proc;
 mod thread;
 
@@ -117,6 +118,21 @@ fn dispatch(nr: u64, a: [u64; 6], regs: &mut UserRegs, full: &mut bool) -> SysRe
         33 => fs::dup3(i(a[0]), i(a[1]), 0, true),
         35 => proc::nanosleep(a[0], a[1]),
         39 => Ok(proc::getpid()),
+        41 => net::socket(a[0], a[1], a[2]),
+        42 => net::connect(i(a[0]), a[1], a[2]),
+        43 => net::accept4(i(a[0]), a[1], a[2], 0),
+        44 => net::sendto(i(a[0]), a[1], a[2], a[3], a[4], a[5]),
+        45 => net::recvfrom(i(a[0]), a[1], a[2], a[3], a[4], a[5]),
+        46 => net::sendmsg(i(a[0]), a[1], a[2]),
+        47 => net::recvmsg(i(a[0]), a[1], a[2]),
+        48 => net::shutdown(i(a[0]), a[1]),
+        49 => net::bind(i(a[0]), a[1], a[2]),
+        50 => net::listen(i(a[0])),
+        51 => net::getsockname(i(a[0]), a[1], a[2]),
+        52 => net::getpeername(i(a[0]), a[1], a[2]),
+        53 => Err(EAFNOSUPPORT), // socketpair: AF_UNIX is not offered
+        54 => net::setsockopt(i(a[0]), a[1], a[2], a[3], a[4]),
+        55 => net::getsockopt(i(a[0]), a[1], a[2], a[3], a[4]),
         56 => thread::clone(regs, a[0], a[1], a[2], a[3], a[4]),
         57 | 58 => unserved(nr, "is not offered (one process per VM)"),
         59 => unserved(nr, "is not offered (one program per VM)"),
@@ -167,7 +183,11 @@ fn dispatch(nr: u64, a: [u64; 6], regs: &mut UserRegs, full: &mut bool) -> SysRe
         229 => proc::clock_getres(a[1]),
         230 => proc::clock_nanosleep(a[0] as u32, a[1] as u32, a[2], a[3]),
         231 => thread::exit_group(i(a[0]) as i32),
-        232 | 281 => fs::epoll_unserved(nr),
+        213 => fs::epoll_create(0),
+        291 => fs::epoll_create(a[0] as u32),
+        233 => fs::epoll_ctl(i(a[0]), a[1], i(a[2]), a[3]),
+        232 | 281 => fs::epoll_wait(i(a[0]), a[1], i(a[2]), ms_deadline(i(a[3]))),
+        441 => fs::epoll_wait(i(a[0]), a[1], i(a[2]), crate::poll::deadline_from_timespec(a[3])?),
         234 => proc::tgkill(i(a[0]), i(a[1]), i(a[2])),
         257 => fs::openat(i(a[0]), a[1], a[2] as u32, a[3] as u32),
         258 => fs::mkdirat(i(a[0]), a[1], a[2] as u32),
@@ -182,6 +202,7 @@ fn dispatch(nr: u64, a: [u64; 6], regs: &mut UserRegs, full: &mut bool) -> SysRe
         273 => Ok(0), // set_robust_list: robust futexes only matter when a process dies
         280 => Ok(0), // utimensat
         284 | 290 => fs::eventfd(a[0], if nr == 290 { a[1] as u32 } else { 0 }),
+        288 => net::accept4(i(a[0]), a[1], a[2], a[3]),
         292 => fs::dup3(i(a[0]), i(a[1]), a[2] as u32, false),
         293 => fs::pipe2(a[0], a[1] as u32),
         302 => proc::prlimit(i(a[0]), a[1] as u32, a[2], a[3]),
@@ -192,6 +213,11 @@ fn dispatch(nr: u64, a: [u64; 6], regs: &mut UserRegs, full: &mut bool) -> SysRe
         435 => Err(ENOSYS), // clone3: libc falls back to clone silently
         _ => unserved(nr, "is not served"),
     }
+}
+
+/// A deadline `ms` milliseconds from now (negative: none).
+fn ms_deadline(ms: i64) -> Option<u64> {
+    (ms >= 0).then(|| unikit_kernel::time::monotonic_ns().saturating_add(ms as u64 * 1_000_000))
 }
 
 /// A CPU exception in the program: a page it may touch is made present;

@@ -81,7 +81,7 @@ pub fn exit(code: i32) -> SysResult {
         wake(p, 1, u32::MAX);
     }
     if LIVE.fetch_sub(1, Ordering::Relaxed) == 1 {
-        unikit_kernel::exit::exit(code & 0xff);
+        end_program(code);
     }
     if me == sched::MAIN_TID {
         // The main thread's kernel context is the boot one, which cannot
@@ -94,6 +94,18 @@ pub fn exit(code: i32) -> SysResult {
 }
 
 pub fn exit_group(code: i32) -> SysResult {
+    end_program(code)
+}
+
+/// The program is over: what its connections still have queued goes out
+/// (up to a second each), then the VM stops with its status.
+fn end_program(code: i32) -> ! {
+    for f in crate::fd::all() {
+        if let Some(s) = f.as_socket() {
+            s.linger(core::time::Duration::from_secs(1));
+        }
+    }
+    unikit_net::drain(core::time::Duration::from_secs(1));
     unikit_kernel::exit::exit(code & 0xff)
 }
 
