@@ -52,13 +52,13 @@ pub fn check_kernel_arg(arg: &str) -> Result<(), String> {
 /// `-e KEY=VALUE`: an environment variable for the app.
 pub fn parse_env_flag(spec: &str) -> Result<(String, String)> {
     let Some((k, v)) = spec.split_once('=') else {
-        bail!("-e {spec}: expected KEY=VALUE, e.g. -e GREETING=hello");
+        bail!("expected KEY=VALUE, e.g. -e GREETING=hello");
     };
     if !valid_env_key(k) {
-        bail!("-e {spec}: invalid env variable name '{k}' (must match [A-Za-z_][A-Za-z0-9_]*)");
+        bail!("invalid env variable name '{k}' (must match [A-Za-z_][A-Za-z0-9_]*)");
     }
     if v.contains('\0') {
-        bail!("-e {k}=...: a value cannot hold a NUL byte");
+        bail!("a value cannot hold a NUL byte");
     }
     Ok((k.to_string(), v.to_string()))
 }
