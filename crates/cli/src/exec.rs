@@ -26,6 +26,10 @@ use crate::devices::Devices;
 use crate::manifest::Manifest;
 use crate::platform::Platform;
 
+/// Guest memory of `--exec` without `-m` (a project says `memory`, whose
+/// default is the same).
+pub const EXEC_MEMORY: crate::memory::Memory = crate::memory::Memory::DEFAULT;
+
 /// Overrides where the loader project is (a copy of `crates/exec`).
 pub const LOADER_ENV: &str = "UNIKIT_EXEC_LOADER";
 
@@ -175,7 +179,10 @@ impl Job {
                 };
                 user.name.clone()
             }
-            None => program.stem.clone(),
+            None => {
+                manifest.memory = EXEC_MEMORY;
+                program.stem.clone()
+            }
         };
         manifest.targets.retain(|p| check_platform(*p).is_ok());
         Ok(Job { manifest, loader, program, stem })

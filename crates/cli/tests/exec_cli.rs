@@ -238,7 +238,8 @@ fn manifest_exec_errors_point_into_the_file() {
 
 /// The stand-in loader: a buildable project named like crates/exec.
 fn loader() -> (TempDir, PathBuf) {
-    fixture("name = \"exec\"\ntargets = [\"qemu/x86_64\", \"fc/x86_64\", \"xen/x86_64\"]\nmemory = \"64M\"\n", APP_SPIN)
+    // Its memory is not --exec's default (64M): the CLI decides that.
+    fixture("name = \"exec\"\ntargets = [\"qemu/x86_64\", \"fc/x86_64\", \"xen/x86_64\"]\nmemory = \"16M\"\n", APP_SPIN)
 }
 
 /// A fake `qemu-system-x86_64` that records its arguments, keeps a copy of
@@ -380,4 +381,46 @@ fn build_writes_image_initrd_and_command_line() {
         &unikit(t.path(), Some(&loader_dir), &["build", "-e", "A=1"]),
         "-e and -- ARGS only apply to `unikit build --exec`",
     );
+}
+
+/// Firecracker gets the same: the loader image, the initrd, the command line.
+#[test]
+#[cfg_attr(
+    unikit_no_kvm,
+    ignore = "SKIPPED: /dev/kvm is not usable on this host (unikit checks it before starting Firecracker)"
+)]
+fn run_on_firecracker_hands_over_the_same() {
+    let (_l, loader_dir) = loader();
+    let t = TempDir::new().unwrap();
+    let prog = write(t.path(), "hello", &static_exe());
+    let fc = t.path().join("firecracker");
+    fs::write(
+        &fc,
+        r#"#!/bin/sh
+cp "$3" "$FAKE_FC_CONFIG"
+rd=$(sed -n 's/.*"initrd_path": *"\([^"]*\)".*/\1/p' "$3")
+cp "$rd" "$FAKE_FC_INITRD"
+printf '\033_unikit:exit=4\033\\\r\n'
+exit 0
+"#,
+    )
+    .unwrap();
+    fs::set_permissions(&fc, fs::Permissions::from_mode(0o755)).unwrap();
+    let (config, initrd) = (t.path().join("config.json"), t.path().join("initrd"));
+    let o = Command::new(BIN)
+        .current_dir(t.path())
+        .env("UNIKIT_EXEC_LOADER", &loader_dir)
+        .env("FAKE_FC_CONFIG", &config)
+        .env("FAKE_FC_INITRD", &initrd)
+        .args(["run", "-q", "--firecracker", s(&fc), "--exec", s(&prog), "-e", "K=v", "--", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    let cfg: serde_json::Value = serde_json::from_slice(&fs::read(&config).unwrap()).unwrap();
+    let boot = &cfg["boot-source"];
+    assert!(boot["kernel_image_path"].as_str().unwrap().ends_with("/unikit/exec/exec_fc-x86_64"), "{boot}");
+    assert!(boot["boot_args"].as_str().unwrap().ends_with("unikit.quiet K=v -- /bin/hello x"), "{boot}");
+    assert_eq!(cfg["machine-config"]["mem_size_mib"], 64, "{cfg}");
+    let names: Vec<String> = cpio_entries(&fs::read(&initrd).unwrap()).into_iter().map(|e| e.0).collect();
+    assert_eq!(names, ["bin", "bin/hello"]);
 }
