@@ -99,6 +99,16 @@ pub fn build(kernel_args: &[String], env: &BTreeMap<String, String>, app_args: &
 mod tests {
     use super::*;
 
+    #[test]
+    fn env_flags() {
+        assert_eq!(parse_env_flag("A=b=c").unwrap(), ("A".into(), "b=c".into()));
+        assert_eq!(parse_env_flag("_X=").unwrap(), ("_X".into(), "".into()));
+        assert_eq!(parse_env_flag("AB").unwrap_err().to_string(), "expected KEY=VALUE, e.g. -e GREETING=hello");
+        assert!(parse_env_flag("1A=b").unwrap_err().to_string().starts_with("invalid env variable name '1A'"));
+        assert!(parse_env_flag("=b").is_err());
+        assert!(parse_env_flag("A=\0").is_err());
+    }
+
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()
     }

@@ -143,6 +143,12 @@ impl Job {
     /// Checks the platform asked for (`plat`, if any), the program and the
     /// rootfs, and finds the loader project.
     pub fn new(source: Source, plat: Option<&str>) -> Result<Job> {
+        Job::with_loader(source, plat, loader_dir)
+    }
+
+    /// [`Job::new`] with the loader project found by `loader` (once the
+    /// program has passed its checks).
+    pub fn with_loader(source: Source, plat: Option<&str>, loader: impl FnOnce() -> Result<PathBuf>) -> Result<Job> {
         if let Some(p) = plat {
             check_platform(crate::platform::parse_supported(p)?)?;
         }
@@ -162,7 +168,7 @@ impl Job {
             }
         };
         let program = prepare(&file, rootfs.as_ref())?;
-        let loader = loader_dir()?;
+        let loader = loader()?;
         let mut manifest = Manifest::load(&loader)?;
         let stem = match user {
             Some(user) => {
@@ -672,6 +678,79 @@ mod tests {
         std::fs::write(root.join("usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"), b"ld").unwrap();
         let p = prepare(&given(&prog, "--exec"), Some(&given(&root, "--rootfs"))).unwrap();
         assert_eq!((p.guest_path.as_str(), p.extra.as_deref()), ("/bin/prog", Some("bin/prog")));
+    }
+
+    /// A loader project folder: only its unikit.toml is read here.
+    fn loader(dir: &Path) -> PathBuf {
+        let l = dir.join("loader");
+        std::fs::create_dir_all(&l).unwrap();
+        std::fs::write(
+            l.join("unikit.toml"),
+            "name = \"exec\"\ntargets = [\"qemu/x86_64\", \"fc/x86_64\", \"xen/x86_64\", \"linuxu/x86_64\"]\nmemory = \"8M\"\nkernel_args = [\"unikit.quiet\"]\n",
+        )
+        .unwrap();
+        l
+    }
+
+    #[test]
+    fn a_job_from_flags() {
+        let t = tempfile::tempdir().unwrap();
+        let l = loader(t.path());
+        let prog = t.path().join("prog");
+        std::fs::write(&prog, static_exe()).unwrap();
+        let j = Job::with_loader(Source::Flags { file: &prog, rootfs: None }, Some("qemu"), || Ok(l.clone())).unwrap();
+        assert_eq!(j.loader, l);
+        assert_eq!((j.manifest.name.as_str(), j.stem.as_str()), ("exec", "prog"));
+        // The loader's targets that can run programs; --exec's own memory.
+        assert_eq!(j.manifest.targets, [Platform::Qemu, Platform::Fc, Platform::Xen]);
+        assert_eq!(j.manifest.memory, EXEC_MEMORY);
+        assert_eq!(j.app_args(None), ["/bin/prog"]);
+        assert_eq!(j.app_args(Some(&["a".into(), "b c".into()])), ["/bin/prog", "a", "b c"]);
+        let env = j.env(&[("A".into(), "1".into()), ("A".into(), "2".into())]);
+        assert_eq!(env.into_iter().collect::<Vec<_>>(), [("A".to_string(), "2".to_string())]);
+        let mut d = Devices::default();
+        j.set_devices(&mut d);
+        assert_eq!(d.initrd_file, Some(("bin/prog".into(), prog.clone())));
+        // Platforms are refused before the program is looked at.
+        let e =
+            Job::with_loader(
+                Source::Flags { file: Path::new("/nope"), rootfs: None },
+                Some("linuxu"),
+                || Ok(l.clone()),
+            );
+        assert!(e.err().unwrap().to_string().starts_with("--exec is not supported on linuxu yet"));
+        let e = Job::with_loader(Source::Flags { file: &prog, rootfs: None }, None, || bail!("no loader"));
+        assert_eq!(e.err().unwrap().to_string(), "no loader");
+    }
+
+    #[test]
+    fn a_job_from_a_manifest() {
+        let t = tempfile::tempdir().unwrap();
+        let l = loader(t.path());
+        let proj = t.path().join("proj");
+        std::fs::create_dir_all(proj.join("root/data")).unwrap();
+        std::fs::write(proj.join("root/server"), static_exe()).unwrap();
+        let text = "name = \"web\"\nexec = \"root/server\"\nrootfs = \"root\"\nmemory = \"96M\"\nargs = [\"-v\"]\nenv = { A = \"1\" }\nkernel_args = [\"unikit.strace\"]\ntargets = [\"xen/x86_64\"]\n";
+        let m = Manifest::parse(text, &proj.join("unikit.toml")).unwrap();
+        let j = Job::with_loader(Source::Project { dir: &proj, manifest: &m, rootfs: None }, None, || Ok(l.clone()))
+            .unwrap();
+        assert_eq!((j.manifest.name.as_str(), j.stem.as_str()), ("web", "web"));
+        assert_eq!(j.manifest.targets, [Platform::Xen]);
+        assert_eq!(j.manifest.memory, crate::memory::Memory::parse("96M").unwrap());
+        assert_eq!(j.manifest.kernel_args, ["unikit.strace", "unikit.quiet"]);
+        assert_eq!(j.app_args(None), ["/server", "-v"]);
+        assert_eq!(j.env(&[("B".into(), "2".into())]).len(), 2);
+        assert_eq!(
+            (j.program.rootfs.as_deref(), j.program.extra.as_deref()),
+            (Some(proj.join("root").as_path()), None)
+        );
+        // Its messages point into the manifest.
+        let m = Manifest::parse("name = \"web\"\nexec = \"gone\"\n", &proj.join("unikit.toml")).unwrap();
+        let e = Job::with_loader(Source::Project { dir: &proj, manifest: &m, rootfs: None }, None, || Ok(l.clone()));
+        assert_eq!(
+            e.err().unwrap().to_string(),
+            format!("{}:2:8: exec \"gone\": no such file", proj.join("unikit.toml").display())
+        );
     }
 
     #[test]
