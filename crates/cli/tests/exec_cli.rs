@@ -424,3 +424,52 @@ exit 0
     let names: Vec<String> = cpio_entries(&fs::read(&initrd).unwrap()).into_iter().map(|e| e.0).collect();
     assert_eq!(names, ["bin", "bin/hello"]);
 }
+
+/// And Xen (a fake dom0): the guest type asked for is passed on, the initrd
+/// is the domain's ramdisk.
+#[test]
+fn run_on_xen_hands_over_the_same() {
+    let (_l, loader_dir) = loader();
+    let t = TempDir::new().unwrap();
+    let prog = write(t.path(), "hello", &static_exe());
+    let xl = t.path().join("xl");
+    fs::write(
+        &xl,
+        r#"#!/bin/sh
+[ "$1" = create ] || exit 2
+cp "$4" "$FAKE_XL_CONFIG"
+rd=$(sed -n 's/^ramdisk = "\(.*\)"$/\1/p' "$4")
+cp "$rd" "$FAKE_XL_INITRD"
+printf 'guest\n\033_unikit:exit=6\033\\\n'
+echo "Domain 1 has shut down, reason code 0 0x0" >&2
+exit 0
+"#,
+    )
+    .unwrap();
+    fs::set_permissions(&xl, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(t.path().join("capabilities"), "control_d\n").unwrap();
+    let mut paths = vec![t.path().to_path_buf()];
+    paths.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()));
+    let (config, initrd) = (t.path().join("guest.cfg"), t.path().join("initrd"));
+    let o = Command::new(BIN)
+        .current_dir(t.path())
+        .env("PATH", std::env::join_paths(paths).unwrap())
+        .env("UNIKIT_XEN_CAPABILITIES", t.path().join("capabilities"))
+        .env("UNIKIT_EXEC_LOADER", &loader_dir)
+        .env("FAKE_XL_CONFIG", &config)
+        .env("FAKE_XL_INITRD", &initrd)
+        .args(["run", "-q", "--plat", "xen", "--xen-type", "pvh", "--exec", s(&prog), "--", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(6), "{}", stderr(&o));
+    let cfg = fs::read_to_string(&config).unwrap();
+    assert!(cfg.contains("type = \"pvh\"\n"), "{cfg}");
+    assert!(cfg.contains("memory = 64\n"), "{cfg}");
+    assert!(cfg.contains("cmdline = \"unikit.quiet -- /bin/hello x\"\n"), "{cfg}");
+    assert!(
+        cfg.lines().any(|l| l.starts_with("kernel = \"") && l.ends_with("/unikit/exec/exec_xen-x86_64\"")),
+        "{cfg}"
+    );
+    let names: Vec<String> = cpio_entries(&fs::read(&initrd).unwrap()).into_iter().map(|e| e.0).collect();
+    assert_eq!(names, ["bin", "bin/hello"]);
+}
