@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what unikit needs on a Debian 12 host: QEMU (from bookworm-backports when
-# available, for QEMU 10), the Rust targets, and cargo-nextest. Idempotent.
+# available, for QEMU 10), the Rust targets, musl-gcc, and cargo-nextest. Idempotent.
 set -euo pipefail
 
 SUDO=""
@@ -17,6 +17,8 @@ command -v fsck.fat >/dev/null || [ -x /usr/sbin/fsck.fat ] || need_pkgs+=(dosfs
 # download + dpkg-deb (on every Debian) and unpacks Xen with gzip; xz for
 # kernels whose modules are .ko.xz.
 command -v xz >/dev/null || need_pkgs+=(xz-utils)
+# The --exec boot tests (tests/exec.rs) build their C programs with musl-gcc.
+command -v musl-gcc >/dev/null || need_pkgs+=(musl-tools)
 [ -e /usr/share/qemu/qboot.rom ] || need_pkgs+=(qemu-system-data)
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -41,5 +43,7 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
 fi
 
 rustup target add x86_64-unknown-none >/dev/null 2>&1 || rustup target add x86_64-unknown-none
+# ... and their Rust std program for this target (tests/exec/rust-std).
+rustup target add x86_64-unknown-linux-musl >/dev/null 2>&1 || rustup target add x86_64-unknown-linux-musl
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 echo "setup: $(qemu-system-x86_64 --version | head -n1); rust $(rustc --version | cut -d' ' -f2)"

@@ -16,6 +16,7 @@ fn main() {
     }
     firecracker();
     solo5_hvt();
+    musl();
     xen_testbed();
     println!("cargo:rerun-if-changed=/dev/kvm");
     let usable = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
@@ -77,5 +78,29 @@ fn xen_testbed() {
     if !missing.is_empty() {
         println!("cargo:rustc-cfg=unikit_no_xen_testbed");
         println!("cargo:warning=no {} here: the Xen test-bed boot tests will be skipped", missing.join(", "));
+    }
+}
+
+/// The `--exec` boot tests (tests/exec.rs) build their programs with
+/// `musl-gcc` (Debian's musl-tools) and Rust's x86_64-unknown-linux-musl
+/// target; without either they are compiled as ignored, with the reason.
+fn musl() {
+    println!("cargo::rustc-check-cfg=cfg(unikit_no_musl)");
+    println!("cargo:rerun-if-env-changed=PATH");
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let gcc = std::env::split_paths(&path).any(|d| d.join("musl-gcc").is_file());
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let target = std::process::Command::new(rustc)
+        .args(["--print", "target-libdir", "--target", "x86_64-unknown-linux-musl"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| std::path::PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+        .is_some_and(|d| d.is_dir());
+    if !(gcc && target) {
+        println!("cargo:rustc-cfg=unikit_no_musl");
+        println!(
+            "cargo:warning=no musl-gcc or no x86_64-unknown-linux-musl Rust target: the --exec boot tests will be skipped (scripts/setup-host.sh installs both)"
+        );
     }
 }

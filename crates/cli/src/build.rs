@@ -7,21 +7,58 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use crate::elf;
 use crate::error::{hinted, warn};
 use crate::manifest::Manifest;
 use crate::platform::{self, Platform, target_name};
+use crate::{elf, exec};
 
 pub const GUEST_TARGET: &str = "x86_64-unknown-none";
 
-/// `unikit build [-C DIR] [--plat P]`.
-pub fn command(dir: &Path, plat: Option<&str>, quiet: bool) -> Result<()> {
+/// What `unikit build` was asked.
+pub struct Options {
+    pub dir: PathBuf,
+    pub plat: Option<String>,
+    pub quiet: bool,
+    /// `--exec FILE`: build the loader image and the program's initrd.
+    pub exec: Option<PathBuf>,
+    pub rootfs: Option<PathBuf>,
+    /// `--out DIR`: where the images go (default: `DIR/build`, `./build` with --exec).
+    pub out: Option<PathBuf>,
+    /// `-e KEY=VALUE` and `-- ARGS` (with --exec: baked into the command-line note).
+    pub env: Vec<(String, String)>,
+    pub args: Option<Vec<String>>,
+}
+
+/// `unikit build [-C DIR] [--plat P]` or `unikit build --exec FILE ...`.
+pub fn command(opts: &Options) -> Result<()> {
     // A bad --plat is reported before anything about the project.
-    if let Some(p) = plat {
+    if let Some(p) = &opts.plat {
         platform::parse_supported(p)?;
     }
-    let manifest = Manifest::load(dir)?;
-    let plats = match plat {
+    let job = match &opts.exec {
+        Some(file) => {
+            Some(exec::Job::new(exec::Source::Flags { file, rootfs: opts.rootfs.as_deref() }, opts.plat.as_deref())?)
+        }
+        None => None,
+    };
+    let manifest = match &job {
+        Some(j) => j.manifest.clone(),
+        None => Manifest::load(&opts.dir)?,
+    };
+    let job = match job {
+        None if manifest.exec.is_some() => Some(exec::Job::new(
+            exec::Source::Project { dir: &opts.dir, manifest: &manifest, rootfs: opts.rootfs.as_deref() },
+            opts.plat.as_deref(),
+        )?),
+        j => j,
+    };
+    if job.is_none() && (!opts.env.is_empty() || opts.args.is_some()) {
+        bail!(
+            "-e and -- ARGS only apply to `unikit build --exec` (an app's defaults are `env` and `args` in unikit.toml)"
+        );
+    }
+    let manifest = job.as_ref().map_or(manifest, |j| j.manifest.clone());
+    let plats = match &opts.plat {
         Some(p) => vec![selected(&manifest, p)?],
         None => {
             let (ok, skipped): (Vec<Platform>, Vec<Platform>) = manifest.targets.iter().partition(|p| p.supported());
@@ -39,14 +76,36 @@ pub fn command(dir: &Path, plat: Option<&str>, quiet: bool) -> Result<()> {
             ok
         }
     };
-    let project = Project::find(dir)?;
+    let crate_dir = job.as_ref().map_or(opts.dir.clone(), |j| j.loader.clone());
+    let out_dir = match (&opts.out, &opts.exec) {
+        (Some(o), _) => o.clone(),
+        (None, Some(_)) => PathBuf::from("build"),
+        (None, None) => opts.dir.join("build"),
+    };
+    let stem = job.as_ref().map_or(manifest.name.clone(), |j| j.stem.clone());
+    let project = Project::find(&crate_dir)?;
+    // Ignore a closed stdout (`unikit build | head -1`): the build happened.
+    use std::io::Write;
     for p in plats {
-        let image = build(dir, &project, &manifest, p, &manifest.solo5_devices, quiet)?;
-        // Ignore a closed stdout (`unikit build | head -1`): the build happened.
-        use std::io::Write;
+        let dest = image_path(&out_dir, &stem, p);
+        let image = build(&project, &manifest, p, &manifest.solo5_devices, opts.quiet, &dest)?;
         let _ = writeln!(std::io::stdout(), "{}", image.describe());
+        if let Some(j) = &job {
+            let (initrd, cmdline) = j.write_beside(&dest, &opts.env, opts.args.as_deref())?;
+            let _ = writeln!(
+                std::io::stdout(),
+                "  with {} (the initrd) and {} (its kernel command line)",
+                initrd.display(),
+                cmdline.display()
+            );
+        }
     }
     Ok(())
+}
+
+/// Where the image of `name` for `plat` goes in `out_dir`.
+pub fn image_path(out_dir: &Path, name: &str, plat: Platform) -> PathBuf {
+    out_dir.join(format!("{name}_{plat}-x86_64"))
 }
 
 /// Resolve `--plat P` against the manifest's targets.
@@ -223,15 +282,16 @@ impl Image {
     }
 }
 
-/// Build the image for one platform.
+/// Build the image for one platform into `dest` (and its symbols beside it).
 pub fn build(
-    dir: &Path,
     project: &Project,
     manifest: &Manifest,
     plat: Platform,
     solo5_devices: &[String],
     quiet: bool,
+    dest: &Path,
 ) -> Result<Image> {
+    let dir = project.manifest_path.parent().unwrap_or(Path::new("."));
     let inv = cargo_build(project, &manifest.features, plat, solo5_devices, quiet);
     let program = cargo();
     let mut cmd = Command::new(&program);
@@ -252,11 +312,10 @@ pub fn build(
     }
 
     let built = inv.target_dir.join(GUEST_TARGET).join("release").join(&project.bin);
-    let out_dir = dir.join("build");
-    let file = format!("{}_{}-x86_64", manifest.name, plat);
-    let dest = out_dir.join(&file);
+    let out_dir = dest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let file = dest.file_name().unwrap_or_default().to_string_lossy();
     let sym = out_dir.join(format!("{file}.sym"));
-    std::fs::create_dir_all(&out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
+    std::fs::create_dir_all(out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
     let unstripped = std::fs::read(&built).with_context(|| format!("cannot read {}", built.display()))?;
     let mode = std::fs::metadata(&built).with_context(|| format!("cannot read {}", built.display()))?.permissions();
     let image = match elf::strip(&unstripped) {
@@ -268,13 +327,13 @@ pub fn build(
     };
     // The symbols first: an image is never newer than its `.sym`.
     write_atomic(&sym, &unstripped, &mode)?;
-    write_atomic(&dest, &image, &mode)?;
-    Ok(Image { path: dest, size: image.len() as u64, symbols: sym })
+    write_atomic(dest, &image, &mode)?;
+    Ok(Image { path: dest.to_path_buf(), size: image.len() as u64, symbols: sym })
 }
 
 /// Write `dest` through a temporary file and a rename, so that a running
 /// image is never overwritten in place and a reader never sees half a file.
-fn write_atomic(dest: &Path, data: &[u8], mode: &std::fs::Permissions) -> Result<()> {
+pub fn write_atomic(dest: &Path, data: &[u8], mode: &std::fs::Permissions) -> Result<()> {
     let name = dest.file_name().unwrap_or_default().to_string_lossy();
     let tmp = dest.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
     let result = std::fs::write(&tmp, data)

@@ -49,6 +49,20 @@ pub fn check_kernel_arg(arg: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `-e KEY=VALUE`: an environment variable for the app.
+pub fn parse_env_flag(spec: &str) -> Result<(String, String)> {
+    let Some((k, v)) = spec.split_once('=') else {
+        bail!("expected KEY=VALUE, e.g. -e GREETING=hello");
+    };
+    if !valid_env_key(k) {
+        bail!("invalid env variable name '{k}' (must match [A-Za-z_][A-Za-z0-9_]*)");
+    }
+    if v.contains('\0') {
+        bail!("a value cannot hold a NUL byte");
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
 /// Quote one token if needed.
 pub fn quote(token: &str) -> String {
     let needs = token.is_empty() || token.chars().any(|c| c.is_whitespace() || c == '"' || c == '\\');
@@ -84,6 +98,16 @@ pub fn build(kernel_args: &[String], env: &BTreeMap<String, String>, app_args: &
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn env_flags() {
+        assert_eq!(parse_env_flag("A=b=c").unwrap(), ("A".into(), "b=c".into()));
+        assert_eq!(parse_env_flag("_X=").unwrap(), ("_X".into(), "".into()));
+        assert_eq!(parse_env_flag("AB").unwrap_err().to_string(), "expected KEY=VALUE, e.g. -e GREETING=hello");
+        assert!(parse_env_flag("1A=b").unwrap_err().to_string().starts_with("invalid env variable name '1A'"));
+        assert!(parse_env_flag("=b").is_err());
+        assert!(parse_env_flag("A=\0").is_err());
+    }
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()

@@ -14,19 +14,62 @@ pub const NAME_MAX: usize = 255;
 /// The name that ends a newc archive: a file with this name would end it early.
 const TRAILER: &str = "TRAILER!!!";
 
-/// Writes an archive of everything under `dir` to `out` (paths relative to
+/// Writes an archive of everything under `dir` (if any) to `out` (paths relative to
 /// it, sorted, so the same tree always gives the same bytes), refusing to
 /// grow it past `limit` bytes: each file's size is checked against that
 /// before a byte of it is read, and files are streamed, never held whole.
 /// Returns the archive's size and the special files (FIFOs, sockets, device
 /// nodes) left out, which an initrd cannot carry.
-pub fn pack(dir: &Path, out: &mut impl Write, limit: u64) -> Result<(u64, Vec<String>)> {
-    let meta = std::fs::metadata(dir).with_context(|| format!("--rootfs {}", dir.display()))?;
-    if !meta.is_dir() {
-        bail!("--rootfs {} is not a directory", dir.display());
+///
+/// With `extra`, one more file: `extra` is (its path in
+/// the archive, relative to `/`; the host file). Its parent folders that
+/// `dir` lacks are added; `dir` must not hold anything at that path. The
+/// file is made executable (it is the `--exec` program).
+pub fn pack_with(
+    dir: Option<&Path>,
+    extra: Option<(&str, &Path)>,
+    out: &mut impl Write,
+    limit: u64,
+) -> Result<(u64, Vec<String>)> {
+    let root = dir.unwrap_or(Path::new(""));
+    let mut p = Packer { out, written: 0, limit, ino: 1, skipped: Vec::new(), root };
+    if let Some(dir) = dir {
+        let meta = std::fs::metadata(dir).with_context(|| format!("--rootfs {}", dir.display()))?;
+        if !meta.is_dir() {
+            bail!("--rootfs {} is not a directory", dir.display());
+        }
+        p.walk(dir)?;
     }
-    let mut p = Packer { out, written: 0, limit, ino: 1, skipped: Vec::new(), root: dir };
-    p.walk(dir)?;
+    if let Some((rel, host)) = extra {
+        let rel = rel.trim_start_matches('/');
+        check_name(host, Path::new(rel))?;
+        let mut parent = String::new();
+        let parts: Vec<&str> = rel.split('/').collect();
+        for part in &parts[..parts.len() - 1] {
+            if !parent.is_empty() {
+                parent.push('/');
+            }
+            parent.push_str(part);
+            // A folder the tree has already went in with it.
+            if dir.is_some_and(|d| std::fs::symlink_metadata(d.join(&parent)).is_ok()) {
+                continue;
+            }
+            p.ino += 1;
+            let ino = p.ino;
+            p.entry(&parent, 0o040755, ino, 0, None)?;
+        }
+        if dir.is_some_and(|d| std::fs::symlink_metadata(d.join(rel)).is_ok()) {
+            bail!("--rootfs {}: already holds /{rel}", root.display());
+        }
+        let meta = std::fs::metadata(host).with_context(|| format!("cannot read {}", host.display()))?;
+        if !meta.is_file() {
+            bail!("{}: not a regular file", host.display());
+        }
+        let perm = (meta.permissions().mode() & 0o7777) | 0o555;
+        p.ino += 1;
+        let ino = p.ino;
+        p.entry(rel, 0o100000 | perm, ino, meta.mtime(), Some((host, meta.len())))?;
+    }
     p.entry(TRAILER, 0, 0, 0, None)?;
     Ok((p.written, p.skipped))
 }
@@ -107,11 +150,12 @@ impl<W: Write> Packer<'_, W> {
     /// Reserves `n` more bytes of the archive, or says which file broke the limit.
     fn reserve(&mut self, n: u64, name: &str) -> Result<()> {
         if self.written.saturating_add(n) > self.limit {
-            bail!(
-                "--rootfs {}: the archive would be larger than {} KiB (the guest's memory) at {name}",
-                self.root.display(),
-                self.limit / 1024
-            );
+            let what = if self.root.as_os_str().is_empty() {
+                "the initrd".to_string()
+            } else {
+                format!("--rootfs {}", self.root.display())
+            };
+            bail!("{what}: the archive would be larger than {} KiB (the guest's memory) at {name}", self.limit / 1024);
         }
         self.written += n;
         Ok(())
@@ -232,6 +276,10 @@ fn header(out: &mut Vec<u8>, name: &str, mode: u32, ino: u32, mtime: i64, size: 
 mod tests {
     use super::*;
 
+    fn pack(dir: &Path, out: &mut impl Write, limit: u64) -> Result<(u64, Vec<String>)> {
+        pack_with(Some(dir), None, out, limit)
+    }
+
     #[test]
     fn packs_a_tree_the_host_cpio_can_read() {
         let d = tempfile::tempdir().unwrap();
@@ -260,6 +308,53 @@ mod tests {
             let list = String::from_utf8_lossy(&out.stdout);
             assert_eq!(list.lines().collect::<Vec<_>>(), ["home.html", "index.html", "static", "static/a.txt"]);
         }
+    }
+
+    /// (name, mode, data) of each entry of a newc archive.
+    fn entries(a: &[u8]) -> Vec<(String, u32, Vec<u8>)> {
+        let hex = |b: &[u8]| u32::from_str_radix(std::str::from_utf8(b).unwrap(), 16).unwrap() as usize;
+        let mut out = Vec::new();
+        let mut at = 0;
+        loop {
+            let h = &a[at..at + 110];
+            let (mode, size, namesize) = (hex(&h[14..22]), hex(&h[54..62]), hex(&h[94..102]));
+            let name = String::from_utf8(a[at + 110..at + 110 + namesize - 1].to_vec()).unwrap();
+            let data_at = (at + 110 + namesize).div_ceil(4) * 4;
+            if name == TRAILER {
+                return out;
+            }
+            out.push((name, mode as u32, a[data_at..data_at + size].to_vec()));
+            at = (data_at + size).div_ceil(4) * 4;
+        }
+    }
+
+    #[test]
+    fn an_extra_file_gets_its_missing_parents() {
+        let d = tempfile::tempdir().unwrap();
+        let prog = d.path().join("prog");
+        std::fs::write(&prog, b"\x7fELF...").unwrap();
+        std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o600)).unwrap();
+        // No tree: the folders, then the file, executable.
+        let mut v = Vec::new();
+        pack_with(None, Some(("/usr/bin/prog", &prog)), &mut v, u64::MAX).unwrap();
+        let e = entries(&v);
+        let names: Vec<(&str, u32)> = e.iter().map(|(n, m, _)| (n.as_str(), *m)).collect();
+        assert_eq!(names, [("usr", 0o040755), ("usr/bin", 0o040755), ("usr/bin/prog", 0o100755)]);
+        assert_eq!(e[2].2, b"\x7fELF...");
+        // With a tree that has usr/ but no usr/bin/: only usr/bin is added.
+        let root = d.path().join("root");
+        std::fs::create_dir_all(root.join("usr/lib")).unwrap();
+        std::fs::write(root.join("usr/lib/x"), b"x").unwrap();
+        let mut v = Vec::new();
+        pack_with(Some(&root), Some(("usr/bin/prog", &prog)), &mut v, u64::MAX).unwrap();
+        let names: Vec<String> = entries(&v).into_iter().map(|e| e.0).collect();
+        assert_eq!(names, ["usr", "usr/lib", "usr/lib/x", "usr/bin", "usr/bin/prog"]);
+        // Never twice.
+        let e = pack_with(Some(&root), Some(("usr/lib/x", &prog)), &mut Vec::new(), u64::MAX).unwrap_err();
+        assert!(e.to_string().ends_with("already holds /usr/lib/x"), "{e}");
+        // The limit counts the extra file too.
+        let e = pack_with(None, Some(("bin/prog", &prog)), &mut Vec::new(), 300).unwrap_err().to_string();
+        assert!(e.starts_with("the initrd: the archive would be larger than"), "{e}");
     }
 
     #[test]

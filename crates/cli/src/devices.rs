@@ -24,6 +24,9 @@ pub struct Devices {
     pub ip: Option<String>,
     pub disks: Vec<PathBuf>,
     pub rootfs: Option<PathBuf>,
+    /// A file the initrd carries beside the rootfs (`--exec FILE` outside
+    /// it): its path in the guest (relative to `/`) and on the host.
+    pub initrd_file: Option<(String, PathBuf)>,
 }
 
 fn port(s: &str, what: &str, spec: &str) -> Result<u16> {
@@ -138,17 +141,22 @@ impl Devices {
         self.ip.iter().map(|ip| format!("netdev.ip={ip}")).collect()
     }
 
-    /// Packs `--rootfs` into `out_dir`; returns the archive's path.
-    /// The `--rootfs` archive, streamed into `out_dir`, at most `limit`
-    /// bytes (the guest's memory: a larger one cannot be loaded).
-    pub fn initrd(&self, out_dir: &Path, name: &str, limit: u64) -> Result<Option<PathBuf>> {
-        let Some(dir) = &self.rootfs else { return Ok(None) };
+    /// The initrd (`--rootfs` and the `--exec` program), streamed into
+    /// `dest`, at most `limit` bytes (the guest's memory: a larger one
+    /// cannot be loaded); `None` when there is nothing to carry.
+    pub fn initrd(&self, dest: &Path, limit: u64) -> Result<Option<PathBuf>> {
+        if self.rootfs.is_none() && self.initrd_file.is_none() {
+            return Ok(None);
+        }
+        let out_dir = dest.parent().unwrap_or(Path::new("."));
+        let out_dir = if out_dir.as_os_str().is_empty() { Path::new(".") } else { out_dir };
         std::fs::create_dir_all(out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
-        let dest = out_dir.join(format!("{name}.rootfs.cpio"));
-        let tmp = out_dir.join(format!(".{name}.rootfs.cpio.{}.tmp", std::process::id()));
+        let name = dest.file_name().unwrap_or_default().to_string_lossy();
+        let tmp = out_dir.join(format!(".{name}.{}.tmp", std::process::id()));
         let file = std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
         let mut w = std::io::BufWriter::new(file);
-        let packed = crate::cpio::pack(dir, &mut w, limit)
+        let extra = self.initrd_file.as_ref().map(|(rel, host)| (rel.as_str(), host.as_path()));
+        let packed = crate::cpio::pack_with(self.rootfs.as_deref(), extra, &mut w, limit)
             .and_then(|r| std::io::Write::flush(&mut w).map(|()| r).context("cannot write the rootfs archive"));
         let skipped = match packed {
             Ok((_, skipped)) => skipped,
@@ -157,7 +165,7 @@ impl Devices {
                 return Err(e);
             }
         };
-        if !skipped.is_empty() {
+        if let (false, Some(dir)) = (skipped.is_empty(), &self.rootfs) {
             crate::error::warn(format!(
                 "--rootfs {}: left out {} special file(s) an initrd cannot carry (FIFOs, sockets, device nodes): {}",
                 dir.display(),
@@ -165,8 +173,8 @@ impl Devices {
                 skipped.join(", ")
             ));
         }
-        std::fs::rename(&tmp, &dest).with_context(|| format!("cannot write {}", dest.display()))?;
-        Ok(Some(dest))
+        std::fs::rename(&tmp, dest).with_context(|| format!("cannot write {}", dest.display()))?;
+        Ok(Some(dest.to_path_buf()))
     }
 }
 

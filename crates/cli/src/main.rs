@@ -15,6 +15,7 @@ mod cpio;
 mod devices;
 mod elf;
 mod error;
+mod exec;
 mod manifest;
 mod memory;
 mod platform;
@@ -100,6 +101,21 @@ struct BuildArgs {
     /// Do not show cargo's progress.
     #[arg(short, long)]
     quiet: bool,
+    /// Build the loader image for an x86_64 Linux program, with FILE (and --rootfs) in its initrd; no project needed.
+    #[arg(long, value_name = "FILE", conflicts_with = "dir")]
+    exec: Option<PathBuf>,
+    /// With --exec: the folder whose contents become / in the guest.
+    #[arg(long, value_name = "DIR")]
+    rootfs: Option<PathBuf>,
+    /// Where the images go (default: DIR/build; ./build with --exec).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// With --exec: an environment variable for the program, written into the command-line note. Repeatable.
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = cmdline::parse_env_flag)]
+    env: Vec<(String, String)>,
+    /// With --exec: the program's arguments, written into the command-line note.
+    #[arg(last = true, value_name = "ARGS")]
+    args: Option<Vec<String>>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -154,6 +170,12 @@ struct RunArgs {
     /// Pack DIR into a cpio initrd and mount it as the root file system.
     #[arg(long, value_name = "DIR")]
     rootfs: Option<PathBuf>,
+    /// Run an x86_64 Linux program (static, static-pie or dynamic with --rootfs) in the loader image; no project needed.
+    #[arg(long, value_name = "FILE", conflicts_with = "dir")]
+    exec: Option<PathBuf>,
+    /// An environment variable for the app (over the manifest's `env`). Repeatable.
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = cmdline::parse_env_flag)]
+    env: Vec<(String, String)>,
     /// No build output and no kernel boot log (adds `unikit.quiet`).
     #[arg(short, long)]
     quiet: bool,
@@ -181,7 +203,17 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Build(a) => build::command(&a.dir, a.plat.as_deref(), a.quiet).map(|()| 0),
+        Command::Build(a) => build::command(&build::Options {
+            dir: a.dir,
+            plat: a.plat,
+            quiet: a.quiet,
+            exec: a.exec,
+            rootfs: a.rootfs,
+            out: a.out,
+            env: a.env,
+            args: a.args,
+        })
+        .map(|()| 0),
         Command::Run(a) => run::command(run::Options {
             dir: a.dir,
             plat: a.plat,
@@ -192,7 +224,14 @@ fn main() -> ExitCode {
             cpus: a.cpus,
             firecracker: a.firecracker,
             tender: a.tender,
-            devices: devices::Devices { publish: a.publish, net: a.net, ip: a.ip, disks: a.disk, rootfs: a.rootfs },
+            devices: devices::Devices {
+                publish: a.publish,
+                net: a.net,
+                ip: a.ip,
+                disks: a.disk,
+                rootfs: a.rootfs,
+                initrd_file: None,
+            },
             xen_testbed: a.xen_testbed,
             xen_type: a.xen_type.map(|t| match t {
                 XenType::Pv => run::xen::GuestType::Pv,
@@ -200,6 +239,8 @@ fn main() -> ExitCode {
             }),
             quiet: a.quiet,
             args: a.args,
+            exec: a.exec,
+            env: a.env,
         }),
         Command::XenTestbed(a) => run::xen::boot_file(
             match &a.kernel {

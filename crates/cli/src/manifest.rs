@@ -29,14 +29,34 @@ pub struct Manifest {
     /// `unikit build` (`net:NAME` / `block:NAME`); `unikit run` derives them
     /// from its own `--net`/`-p`/`--disk` flags instead.
     pub solo5_devices: Vec<String>,
+    /// `exec = "path"`: a Linux program to run in the `--exec` loader image
+    /// (the project then needs no Cargo crate), as written (relative to the
+    /// project folder), with where it was written for messages.
+    pub exec: Option<Located>,
+    /// `rootfs = "dir"`: the folder packed into the initrd that becomes `/`
+    /// (what `--rootfs` gives; the flag wins).
+    pub rootfs: Option<Located>,
 }
+
+/// A path from the manifest and where it stands (`file:line:column`), so
+/// that the checks made later (the file is missing, not an ELF, ...) can
+/// point at it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Located {
+    pub path: std::path::PathBuf,
+    /// `unikit.toml:LINE:COLUMN: KEY "VALUE"`: the label of its messages.
+    pub label: String,
+}
+
+/// The platforms the `--exec` loader image runs on (crates/exec's targets).
+pub const EXEC_TARGETS: [Platform; 3] = [Platform::Qemu, Platform::Fc, Platform::Xen];
 
 /// The file as written, before validation.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Raw {
     name: Spanned<String>,
-    targets: Spanned<Vec<Spanned<String>>>,
+    targets: Option<Spanned<Vec<Spanned<String>>>>,
     memory: Option<Spanned<toml::Value>>,
     #[serde(default)]
     args: Vec<String>,
@@ -48,6 +68,8 @@ struct Raw {
     kernel_args: Vec<Spanned<String>>,
     #[serde(default)]
     solo5_devices: Vec<Spanned<String>>,
+    exec: Option<Spanned<String>>,
+    rootfs: Option<Spanned<String>>,
 }
 
 /// A problem at a byte range of the file (when known).
@@ -115,7 +137,7 @@ impl Manifest {
 
     /// Parse manifest text; `path` is only used in error messages.
     pub fn parse(text: &str, path: &Path) -> Result<Manifest> {
-        Manifest::parse_inner(text).map_err(|p| {
+        Manifest::parse_inner(text, path).map_err(|p| {
             let message = p.message.trim().replace('\n', "; ");
             match p.span {
                 Some(span) => {
@@ -127,7 +149,7 @@ impl Manifest {
         })
     }
 
-    fn parse_inner(text: &str) -> Result<Manifest, Problem> {
+    fn parse_inner(text: &str, path: &Path) -> Result<Manifest, Problem> {
         let raw: Raw =
             toml::from_str(text).map_err(|e| Problem { span: e.span(), message: e.message().to_string() })?;
 
@@ -142,19 +164,55 @@ impl Manifest {
             ));
         }
 
-        if raw.targets.get_ref().is_empty() {
-            return Err(Problem::at(
-                raw.targets.span(),
-                "'targets' is empty; list at least one, e.g. [\"qemu/x86_64\"]",
-            ));
-        }
-        let mut targets = Vec::new();
-        for t in raw.targets.get_ref() {
-            let p = parse_target(t.get_ref()).map_err(|m| Problem::at(t.span(), m))?;
-            if targets.contains(&p) {
-                return Err(Problem::at(t.span(), format!("target '{}' is listed twice", t.get_ref())));
+        // A path key: not empty, and its place in the file for later messages.
+        let located = |key: &str, v: &Option<Spanned<String>>| -> Result<Option<Located>, Problem> {
+            let Some(v) = v else { return Ok(None) };
+            if v.get_ref().is_empty() {
+                return Err(Problem::at(v.span(), format!("'{key}' is empty; give a path")));
             }
-            targets.push(p);
+            let (line, col) = line_col(text, v.span().start);
+            let label = format!("{}:{line}:{col}: {key} {:?}", path.display(), v.get_ref());
+            Ok(Some(Located { path: v.get_ref().into(), label }))
+        };
+        let exec = located("exec", &raw.exec)?;
+        let rootfs = located("rootfs", &raw.rootfs)?;
+
+        let mut targets = Vec::new();
+        match &raw.targets {
+            // An exec project runs wherever the loader image does.
+            None if exec.is_some() => targets.extend(EXEC_TARGETS),
+            None => return Err(Problem { span: None, message: "missing field `targets`".into() }),
+            Some(list) if list.get_ref().is_empty() => {
+                return Err(Problem::at(list.span(), "'targets' is empty; list at least one, e.g. [\"qemu/x86_64\"]"));
+            }
+            Some(list) => {
+                for t in list.get_ref() {
+                    let p = parse_target(t.get_ref()).map_err(|m| Problem::at(t.span(), m))?;
+                    if targets.contains(&p) {
+                        return Err(Problem::at(t.span(), format!("target '{}' is listed twice", t.get_ref())));
+                    }
+                    if exec.is_some() && !EXEC_TARGETS.contains(&p) {
+                        return Err(Problem::at(
+                            t.span(),
+                            format!(
+                                "target '{}': Linux programs (exec) run on qemu, fc and xen for now, not on {p}",
+                                t.get_ref()
+                            ),
+                        ));
+                    }
+                    targets.push(p);
+                }
+            }
+        }
+        if exec.is_some()
+            && let Some(f) = raw.features.first()
+        {
+            return Err(Problem {
+                span: None,
+                message: format!(
+                    "features = [\"{f}\", ...]: an exec project has no crate of its own to give features to"
+                ),
+            });
         }
 
         let memory = match &raw.memory {
@@ -201,6 +259,8 @@ impl Manifest {
             features: raw.features,
             kernel_args: raw.kernel_args.into_iter().map(|a| a.into_inner()).collect(),
             solo5_devices,
+            exec,
+            rootfs,
         })
     }
 }
@@ -291,6 +351,43 @@ kernel_args = ["unikit.quiet"]
             .unwrap_err();
         assert!(e.contains("named twice"), "{e}");
         assert!(parse("name = \"a\"\ntargets = [\"qemu/x86_64\"]\n").unwrap().solo5_devices.is_empty());
+    }
+
+    #[test]
+    fn exec_and_rootfs() {
+        let m = parse("name = \"web\"\nexec = \"root/usr/sbin/nginx\"\nrootfs = \"root\"\nargs = [\"-g\", \"daemon off;\"]\nenv = { A = \"1\" }\n")
+            .unwrap();
+        // No targets: wherever the loader image runs.
+        assert_eq!(m.targets, EXEC_TARGETS);
+        let exec = m.exec.unwrap();
+        assert_eq!(exec.path, Path::new("root/usr/sbin/nginx"));
+        assert_eq!(exec.label, "p/unikit.toml:2:8: exec \"root/usr/sbin/nginx\"");
+        assert_eq!(m.rootfs.unwrap().label, "p/unikit.toml:3:10: rootfs \"root\"");
+        assert_eq!(m.args, ["-g", "daemon off;"]);
+        let m = parse("name = \"a\"\nexec = \"prog\"\ntargets = [\"xen/x86_64\"]\n").unwrap();
+        assert_eq!(m.targets, [Platform::Xen]);
+        // A plain app may have a rootfs too.
+        let m = parse("name = \"a\"\ntargets = [\"qemu/x86_64\"]\nrootfs = \"www\"\n").unwrap();
+        assert!(m.exec.is_none() && m.rootfs.is_some());
+    }
+
+    #[test]
+    fn bad_exec_values() {
+        let e = parse("name = \"a\"\nexec = \"\"\n").unwrap_err();
+        assert_eq!(e, "p/unikit.toml:2:8: 'exec' is empty; give a path");
+        let e = parse("name = \"a\"\nexec = 3\n").unwrap_err();
+        assert!(e.starts_with("p/unikit.toml:2:8: invalid type: integer `3`, expected a string"), "{e}");
+        let e = parse("name = \"a\"\nrootfs = [\"x\"]\ntargets = [\"qemu/x86_64\"]\n").unwrap_err();
+        assert!(e.starts_with("p/unikit.toml:2:10: invalid type"), "{e}");
+        let e = parse("name = \"a\"\nexec = \"p\"\ntargets = [\"qemu/x86_64\", \"linuxu/x86_64\"]\n").unwrap_err();
+        assert_eq!(
+            e,
+            "p/unikit.toml:3:27: target 'linuxu/x86_64': Linux programs (exec) run on qemu, fc and xen for now, not on linuxu"
+        );
+        let e = parse("name = \"a\"\nexec = \"p\"\nfeatures = [\"net\"]\n").unwrap_err();
+        assert!(e.contains("an exec project has no crate of its own"), "{e}");
+        let e = parse("name = \"a\"\nexce = \"p\"\n").unwrap_err();
+        assert!(e.starts_with("p/unikit.toml:2:1: unknown field `exce`"), "{e}");
     }
 
     #[test]

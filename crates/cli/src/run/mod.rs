@@ -14,12 +14,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 
 use crate::build::{self, Project};
-use crate::cmdline;
 use crate::devices::{Devices, Net};
 use crate::manifest::Manifest;
 use crate::memory::Memory;
 use crate::platform::{self, Platform, target_name};
 use crate::symbols::{Annotator, Symbols};
+use crate::{cmdline, exec};
 
 /// QEMU's machine type (`--machine`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -58,6 +58,10 @@ pub struct Options {
     pub xen_type: Option<xen::GuestType>,
     pub quiet: bool,
     pub args: Option<Vec<String>>,
+    /// `--exec FILE`: a Linux program, run in the loader image.
+    pub exec: Option<PathBuf>,
+    /// `-e KEY=VALUE`: environment variables over the manifest's `env`.
+    pub env: Vec<(String, String)>,
 }
 
 /// One platform's side of `unikit run`. Made before the build: making it
@@ -111,18 +115,37 @@ fn check_flags(opts: &Options, plat: Platform) -> Result<()> {
     Ok(())
 }
 
-/// The platform to run: `--plat`, or implied by a platform's own flag, or
-/// the first target of the manifest this host can run.
-fn select(opts: &Options, manifest: &Manifest) -> Result<Platform> {
+/// The platform asked for: `--plat`, or implied by a platform's own flag.
+fn requested(opts: &Options) -> Option<&str> {
     match opts.plat.as_deref() {
-        Some(p) => build::selected(manifest, p),
+        Some(p) => Some(p),
         // `--firecracker PATH` alone means `--plat fc`.
-        None if opts.firecracker.is_some() => build::selected(manifest, "fc"),
+        None if opts.firecracker.is_some() => Some("fc"),
         // `--tender T` alone means `--plat solo5`.
-        None if opts.tender.is_some() => build::selected(manifest, "solo5"),
+        None if opts.tender.is_some() => Some("solo5"),
         // `--xen-testbed` alone means `--plat xen`.
-        None if opts.xen_testbed => build::selected(manifest, "xen"),
+        None if opts.xen_testbed => Some("xen"),
+        None => None,
+    }
+}
+
+/// The platform to run: the one asked for, or the first target of the
+/// manifest this host can run.
+fn select(opts: &Options, manifest: &Manifest) -> Result<Platform> {
+    match requested(opts) {
+        Some(p) => build::selected(manifest, p),
         None => pick(manifest),
+    }
+}
+
+/// Removes a file when dropped (a run's own initrd).
+struct Remove(Option<PathBuf>);
+
+impl Drop for Remove {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
     }
 }
 
@@ -132,11 +155,44 @@ pub fn command(opts: Options) -> Result<u8> {
     if let Some(p) = opts.plat.as_deref() {
         platform::parse_supported(p)?;
     }
-    let manifest = Manifest::load(&opts.dir)?;
+    // A Linux program (`--exec`, or `exec` in the manifest) runs in the
+    // loader image; everything else about the run is the same.
+    let job = match &opts.exec {
+        Some(file) => Some(exec::Job::new(
+            exec::Source::Flags { file, rootfs: opts.devices.rootfs.as_deref() },
+            requested(&opts),
+        )?),
+        None => None,
+    };
+    let manifest = match &job {
+        Some(j) => j.manifest.clone(),
+        None => Manifest::load(&opts.dir)?,
+    };
+    let job = match job {
+        None if manifest.exec.is_some() => Some(exec::Job::new(
+            exec::Source::Project { dir: &opts.dir, manifest: &manifest, rootfs: opts.devices.rootfs.as_deref() },
+            requested(&opts),
+        )?),
+        j => j,
+    };
+    let manifest = job.as_ref().map_or(manifest, |j| j.manifest.clone());
     let plat = select(&opts, &manifest)?;
     check_flags(&opts, plat)?;
     let memory = opts.memory.unwrap_or(manifest.memory);
     let mut devices = opts.devices.clone();
+    match (&job, &manifest.rootfs) {
+        (Some(j), _) => j.set_devices(&mut devices),
+        (None, Some(r)) if devices.rootfs.is_none() => {
+            let rootfs = exec::Given { path: opts.dir.join(&r.path), label: r.label.clone() };
+            exec::check_rootfs(&rootfs)?;
+            devices.rootfs = Some(rootfs.path);
+        }
+        (None, _) => {
+            if let Some(r) = &devices.rootfs {
+                exec::check_rootfs(&exec::Given::flag("--rootfs", r))?;
+            }
+        }
+    }
     let plan: Box<dyn Plan> = match plat {
         Platform::Qemu => Box::new(qemu::Plan::new(&opts, &mut devices, memory)?),
         Platform::Fc => Box::new(fc::Plan::new(&opts, &mut devices, memory)?),
@@ -149,16 +205,27 @@ pub fn command(opts: Options) -> Result<u8> {
         }
     };
 
-    let args = opts.args.clone().unwrap_or_else(|| manifest.args.clone());
+    let args = match &job {
+        Some(j) => j.app_args(opts.args.as_deref()),
+        None => opts.args.clone().unwrap_or_else(|| manifest.args.clone()),
+    };
+    let env = exec::with_env(&manifest.env, &opts.env);
     let mut kernel_args = manifest.kernel_args.clone();
     kernel_args.extend(devices.kernel_args());
     if opts.quiet && !kernel_args.iter().any(|a| a == cmdline::QUIET) {
         kernel_args.push(cmdline::QUIET.to_string());
     }
-    let line = cmdline::build(&kernel_args, &manifest.env, &args)?;
+    let line = cmdline::build(&kernel_args, &env, &args)?;
 
-    let project = Project::find(&opts.dir)?;
-    let image = build::build(&opts.dir, &project, &manifest, plat, &plan.solo5_devices(&devices), opts.quiet)?;
+    let crate_dir = job.as_ref().map_or(opts.dir.clone(), |j| j.loader.clone());
+    let project = Project::find(&crate_dir)?;
+    let out_dir = match (&opts.exec, &job) {
+        // No project: the loader's images live in its target folder.
+        (Some(_), _) => project.target_dir.join("unikit").join("exec"),
+        _ => opts.dir.join("build"),
+    };
+    let dest = build::image_path(&out_dir, &manifest.name, plat);
+    let image = build::build(&project, &manifest, plat, &plan.solo5_devices(&devices), opts.quiet, &dest)?;
     if !opts.quiet {
         eprintln!("{}", image.describe());
     }
@@ -170,7 +237,16 @@ pub fn command(opts: Options) -> Result<u8> {
         }
     };
     let mut annotator = Annotator::new(symbols);
-    let initrd = devices.initrd(&opts.dir.join("build"), &manifest.name, memory.bytes())?;
+    // A program's initrd is the run's own (runs of different programs share
+    // the loader image): named after the run, removed after it.
+    let (initrd_path, _remove) = match &job {
+        Some(j) => {
+            let p = out_dir.join(format!("{}.{}.initrd", j.stem, std::process::id()));
+            (p.clone(), Remove(Some(p)))
+        }
+        None => (opts.dir.join("build").join(format!("{}.rootfs.cpio", manifest.name)), Remove(None)),
+    };
+    let initrd = devices.initrd(&initrd_path, memory.bytes())?;
     let run = Boot {
         image: &image.path,
         name: &manifest.name,
@@ -178,7 +254,7 @@ pub fn command(opts: Options) -> Result<u8> {
         cmdline: &line,
         args: &args,
         kernel_args: &kernel_args,
-        env: &manifest.env,
+        env: &env,
         devices: &devices,
         initrd: initrd.as_deref(),
     };

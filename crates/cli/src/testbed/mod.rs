@@ -411,34 +411,10 @@ fn only_file(dir: &Path, pred: impl Fn(&str) -> bool) -> Result<PathBuf> {
 /// it (an absolute link such as /lib64/ld-linux-x86-64.so.2 points into the
 /// tree, not at the host's own files).
 fn read_in_root(root: &Path, path: &str) -> Result<Vec<u8>> {
-    let mut rel = PathBuf::from(path.trim_start_matches('/'));
-    for _ in 0..40 {
-        let full = root.join(&rel);
-        let meta =
-            std::fs::symlink_metadata(&full).with_context(|| format!("{path} is not in the extracted packages"))?;
-        if !meta.file_type().is_symlink() {
-            return std::fs::read(&full).with_context(|| format!("cannot read {}", full.display()));
-        }
-        let target = std::fs::read_link(&full)?;
-        rel = if target.is_absolute() {
-            target.strip_prefix("/").unwrap_or(&target).to_path_buf()
-        } else {
-            let joined = rel.parent().unwrap_or(Path::new("")).join(target);
-            // Resolve `..` lexically, staying inside the tree.
-            let mut clean = PathBuf::new();
-            for c in joined.components() {
-                match c {
-                    std::path::Component::ParentDir => {
-                        clean.pop();
-                    }
-                    std::path::Component::Normal(s) => clean.push(s),
-                    _ => {}
-                }
-            }
-            clean
-        };
-    }
-    bail!("{path}: too many levels of symbolic links")
+    let Some((_, full)) = crate::exec::resolve(root, path) else {
+        bail!("{path} is not in the extracted packages (or its symbolic links loop)")
+    };
+    std::fs::read(&full).with_context(|| format!("cannot read {}", full.display()))
 }
 
 /// The first `xen-*` directory under usr/lib that has a bin/xl.
