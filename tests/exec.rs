@@ -290,7 +290,6 @@ macro_rules! boot_tests {
             $(
                 #[test]
                 #[cfg_attr(unikit_no_musl, ignore = "SKIPPED: musl-gcc or the x86_64-unknown-linux-musl Rust target is missing (scripts/setup-host.sh installs both)")]
-                #[cfg_attr(not(unikit_no_musl), ignore = "needs the guest syscall layer (issue 12)")]
                 fn $name() { super::$name(super::TCG) }
             )*
         }
@@ -298,7 +297,6 @@ macro_rules! boot_tests {
             $(
                 #[test]
                 #[cfg_attr(unikit_no_musl, ignore = "SKIPPED: musl-gcc or the x86_64-unknown-linux-musl Rust target is missing (scripts/setup-host.sh installs both)")]
-                #[cfg_attr(not(unikit_no_musl), ignore = "needs the guest syscall layer (issue 12)")]
                 fn $name() { super::$name(super::MICROVM) }
             )*
         }
@@ -306,7 +304,6 @@ macro_rules! boot_tests {
             $(
                 #[test]
                 #[cfg_attr(any(unikit_no_musl, unikit_no_kvm), ignore = "SKIPPED: /dev/kvm is not usable on this host, or musl-gcc or the musl Rust target is missing")]
-                #[cfg_attr(not(any(unikit_no_musl, unikit_no_kvm)), ignore = "needs the guest syscall layer (issue 12)")]
                 fn $name() { super::$name(super::KVM) }
             )*
         }
