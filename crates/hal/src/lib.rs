@@ -133,6 +133,10 @@ pub trait Clock: Sync {
     /// Called with interrupts disabled when no thread can run: returns after
     /// an interrupt or once `deadline_ns` (monotonic) has passed.
     fn wait_for_event(&self, deadline_ns: Option<u64>);
+    /// Asks for a timer interrupt at `deadline_ns` while threads run (the
+    /// time slices of user programs). Platforms without one do nothing:
+    /// their user threads are then switched only when they block.
+    fn arm_timer(&self, _deadline_ns: u64) {}
 }
 
 /// Interrupt masking.
@@ -291,8 +295,16 @@ pub trait UserMode: Sync {
     /// returns true when every register must be restored as it left them,
     /// as after `rt_sigreturn`) and
     /// a program's CPU exceptions to `fault`, which returns when the
-    /// registers were changed to continue (e.g. into a signal handler).
-    fn bind(&self, _syscall: fn(&mut UserRegs) -> bool, _fault: fn(&mut UserRegs, &Fault)) {}
+    /// registers were changed to continue (e.g. into a signal handler);
+    /// `on_return` runs before the program resumes after an interrupt
+    /// (time slices, signals).
+    fn bind(
+        &self,
+        _syscall: fn(&mut UserRegs) -> bool,
+        _fault: fn(&mut UserRegs, &Fault),
+        _on_return: fn(&mut UserRegs),
+    ) {
+    }
     /// Runs the program from `regs` on the current thread; system calls
     /// and interrupts use the kernel stack ending at `kernel_stack_top`.
     fn enter(&self, _regs: &UserRegs, _kernel_stack_top: u64) -> ! {

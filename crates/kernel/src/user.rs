@@ -24,9 +24,10 @@ pub fn available() -> bool {
     hal().user.available()
 }
 
-/// Routes system calls and program faults to the given handlers.
-pub fn bind(syscall: fn(&mut UserRegs) -> bool, fault: fn(&mut UserRegs, &Fault)) {
-    hal().user.bind(syscall, fault)
+/// Routes system calls and program faults to the given handlers, and
+/// calls `on_return` before a program resumes after an interrupt.
+pub fn bind(syscall: fn(&mut UserRegs) -> bool, fault: fn(&mut UserRegs, &Fault), on_return: fn(&mut UserRegs)) {
+    hal().user.bind(syscall, fault, on_return)
 }
 
 /// Runs a program on the running thread from `regs`, with CPU state
@@ -34,6 +35,7 @@ pub fn bind(syscall: fn(&mut UserRegs) -> bool, fault: fn(&mut UserRegs, &Fault)
 pub fn enter(regs: &UserRegs, state: UserCpuState) -> ! {
     let _irq = IrqGuard::new();
     let top = crate::sched::become_user(state);
+    hal().clock.arm_timer(hal().clock.monotonic_ns().saturating_add(crate::sched::TIME_SLICE_NS));
     hal().user.enter(regs, top)
 }
 
@@ -53,6 +55,19 @@ pub fn cpu_state() -> UserCpuState {
         s.clone()
     })
     .unwrap_or_else(UserCpuState::initial)
+}
+
+/// Replaces the running thread's FPU/SSE registers (`rt_sigreturn`). The
+/// MXCSR's reserved bits are cleared: loading them would fault.
+pub fn set_fpu(fpu: &[u8; 512]) {
+    let _irq = IrqGuard::new();
+    let top = crate::sched::current_stack().1;
+    crate::sched::with_user_state(|s| {
+        s.fpu = *fpu;
+        let mxcsr = u32::from_le_bytes([fpu[24], fpu[25], fpu[26], fpu[27]]) & 0xffff;
+        s.fpu[24..28].copy_from_slice(&mxcsr.to_le_bytes());
+        hal().user.load(s, top);
+    });
 }
 
 /// Maps the user page `va` to frame `pa` with `prot`. False when the

@@ -32,6 +32,7 @@ static unikit_kernel_rsp: AtomicU64 = AtomicU64::new(0);
 
 static SYSCALL: spin::Once<fn(&mut UserRegs) -> bool> = spin::Once::new();
 static FAULT: spin::Once<fn(&mut UserRegs, &Fault)> = spin::Once::new();
+static ON_RETURN: spin::Once<fn(&mut UserRegs)> = spin::Once::new();
 
 // `syscall` leaves the user's rip in rcx and rflags in r11, and masks
 // interrupts (FMASK) until the switch to the kernel stack is done. The
@@ -162,14 +163,8 @@ fn deliver_fault(regs: &mut UserRegs, fault: &Fault) {
     }
 }
 
-/// A trap from ring 3: hands a CPU exception to the kernel's fault handler
-/// (with the registers as the program saw them, written back afterwards).
-/// Returns false for traps from ring 0, which are the platform's business.
-pub fn user_exception(frame: &mut TrapFrame) -> bool {
-    if frame.cs & 3 != 3 || frame.vector >= 32 {
-        return false;
-    }
-    let mut regs = UserRegs {
+fn regs_of(frame: &TrapFrame) -> UserRegs {
+    UserRegs {
         r15: frame.r15,
         r14: frame.r14,
         r13: frame.r13,
@@ -188,26 +183,11 @@ pub fn user_exception(frame: &mut TrapFrame) -> bool {
         rip: frame.rip,
         rflags: frame.rflags,
         rsp: frame.rsp,
-    };
-    if frame.vector == crate::idt::PAGE_FAULT && frame.rip == unikit_syscall_entry as *const () as u64 {
-        // A `syscall` that jumped to LSTAR but stayed in ring 3: the
-        // nested, page-table-based KVM (kvm_pvm) some hosts run does this
-        // to guests that do not speak its paravirtual protocol. rcx and
-        // r11 hold the return rip and rflags as `syscall` left them; serve
-        // the call here and iret back (no `sysretq`: it is not our stack).
-        // The trap runs on the emergency stack (IST), which a blocking call
-        // must not keep: move to the thread's kernel stack for good.
-        regs.rip = frame.rcx;
-        regs.rflags = frame.r11;
-        // SAFETY: interrupts are off (interrupt gate); the kernel stack top
-        // is the running thread's and holds nothing live (it is in user
-        // mode); the routine copies `regs` there before leaving this stack.
-        unsafe { unikit_syscall_reenter(&regs) }
-    } else {
-        let fault = frame.decode();
-        deliver_fault(&mut regs, &fault);
     }
-    let UserRegs { r15, r14, r13, r12, r11, r10, r9, r8, rbp, rdi, rsi, rdx, rcx, rbx, rax, rip, rflags, rsp } = regs;
+}
+
+fn store(frame: &mut TrapFrame, regs: &UserRegs) {
+    let UserRegs { r15, r14, r13, r12, r11, r10, r9, r8, rbp, rdi, rsi, rdx, rcx, rbx, rax, rip, rflags, rsp } = *regs;
     *frame = TrapFrame {
         r15,
         r14,
@@ -232,7 +212,47 @@ pub fn user_exception(frame: &mut TrapFrame) -> bool {
         rsp,
         ss: USER_DS as u64,
     };
+}
+
+/// A trap from ring 3: hands a CPU exception to the kernel's fault handler
+/// (with the registers as the program saw them, written back afterwards).
+/// Returns false for traps from ring 0, which are the platform's business.
+pub fn user_exception(frame: &mut TrapFrame) -> bool {
+    if frame.cs & 3 != 3 || frame.vector >= 32 {
+        return false;
+    }
+    let mut regs = regs_of(frame);
+    if frame.vector == crate::idt::PAGE_FAULT && frame.rip == unikit_syscall_entry as *const () as u64 {
+        // A `syscall` that jumped to LSTAR but stayed in ring 3: the
+        // nested, page-table-based KVM (kvm_pvm) some hosts run does this
+        // to guests that do not speak its paravirtual protocol. rcx and
+        // r11 hold the return rip and rflags as `syscall` left them.
+        // The trap runs on the emergency stack (IST), which a blocking call
+        // must not keep: move to the thread's kernel stack for good.
+        regs.rip = frame.rcx;
+        regs.rflags = frame.r11;
+        // SAFETY: interrupts are off (interrupt gate); the kernel stack top
+        // is the running thread's and holds nothing live (it is in user
+        // mode); the routine copies `regs` there before leaving this stack.
+        unsafe { unikit_syscall_reenter(&regs) }
+    }
+    let fault = frame.decode();
+    deliver_fault(&mut regs, &fault);
+    store(frame, &regs);
     true
+}
+
+/// After an interrupt that arrived in ring 3: lets the kernel switch
+/// threads or deliver a signal before the program resumes.
+pub fn user_interrupt_return(frame: &mut TrapFrame) {
+    if frame.cs & 3 != 3 {
+        return;
+    }
+    if let Some(f) = ON_RETURN.get() {
+        let mut regs = regs_of(frame);
+        f(&mut regs);
+        store(frame, &regs);
+    }
 }
 
 /// The flags a program may set for itself (arithmetic flags, DF, TF, AC,
@@ -252,9 +272,10 @@ impl hal::UserMode for X86User {
         true
     }
 
-    fn bind(&self, syscall: fn(&mut UserRegs) -> bool, fault: fn(&mut UserRegs, &Fault)) {
+    fn bind(&self, syscall: fn(&mut UserRegs) -> bool, fault: fn(&mut UserRegs, &Fault), on_return: fn(&mut UserRegs)) {
         SYSCALL.call_once(|| syscall);
         FAULT.call_once(|| fault);
+        ON_RETURN.call_once(|| on_return);
         // SAFETY: ring 0 on the boot CPU. EFER.SCE enables `syscall`; STAR
         // holds the selectors of gdt.rs; CR0/CR4 let ring 3 use SSE (the
         // kernel itself is soft-float and never touches those registers).

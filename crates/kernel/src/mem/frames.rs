@@ -112,6 +112,11 @@ impl<'a> FrameAllocator<'a> {
         addr >= self.base && (addr - self.base) / FRAME_SIZE < self.nframes as u64
     }
 
+    /// Makes the next searches start at `addr` (they wrap around).
+    pub fn start_search_at(&mut self, addr: u64) {
+        self.next = (addr.saturating_sub(self.base) / FRAME_SIZE).min(self.nframes as u64) as usize;
+    }
+
     /// Takes the `n` frames at `addr` exactly, if they are all free.
     pub fn claim(&mut self, addr: u64, n: usize) -> bool {
         if !addr.is_multiple_of(FRAME_SIZE) || addr < self.base {

@@ -24,6 +24,9 @@ pub type Tid = u64;
 
 /// Id of the thread that runs `main`.
 pub const MAIN_TID: Tid = 1;
+/// How long a user program's thread runs before others that are ready
+/// get the CPU (threads of the kernel and of native apps are cooperative).
+pub const TIME_SLICE_NS: u64 = 10_000_000;
 /// Stack size of a thread spawned without one.
 pub const DEFAULT_STACK_SIZE: usize = 64 * 1024;
 
@@ -239,6 +242,8 @@ fn reschedule(mut g: Guard) {
             }
             if let Some(u) = s.thread(next).user.as_deref() {
                 hal().user.load(u, range.1);
+                // A program thread runs for a time slice at most.
+                hal().clock.arm_timer(hal().clock.monotonic_ns().saturating_add(TIME_SLICE_NS));
             }
             let save: *mut u64 = &mut s.thread(cur).sp;
             s.current = next;
@@ -427,6 +432,39 @@ pub fn yield_now() {
     reschedule(g);
 }
 
+/// A timer interrupt arrived while the kernel ran (a system call of a
+/// user thread, or idle): a user thread keeps a slice timer armed, so that
+/// it is interrupted again once back in user mode.
+pub fn timer_tick() {
+    let user = lock().as_mut().is_some_and(|s| {
+        let cur = s.current;
+        s.thread(cur).user.is_some()
+    });
+    if user {
+        hal().clock.arm_timer(hal().clock.monotonic_ns().saturating_add(TIME_SLICE_NS));
+    }
+}
+
+/// A time slice ended (a timer interrupt in a user program): wakes the
+/// sleepers that are due, lets the ready threads run, and asks for the
+/// next slice's interrupt.
+pub fn preempt() {
+    let _irq = IrqGuard::new();
+    let mut g = lock();
+    let s = g.as_mut().unwrap();
+    let now = hal().clock.monotonic_ns();
+    s.wake_sleepers(now);
+    if s.ready.is_empty() {
+        drop(g);
+        hal().clock.arm_timer(now.saturating_add(TIME_SLICE_NS));
+        return;
+    }
+    let cur = s.current;
+    s.thread(cur).state = State::Ready;
+    s.ready.push_back(cur);
+    reschedule(g);
+}
+
 /// Blocks the current thread until the monotonic clock reaches `deadline_ns`.
 pub fn sleep_until(deadline_ns: u64) {
     let _irq = IrqGuard::new();
@@ -512,6 +550,11 @@ pub fn detach(tid: Tid) {
     } else {
         t.detached = true;
     }
+}
+
+/// Whether thread `tid` exists and has not exited.
+pub fn exists(tid: Tid) -> bool {
+    lock().as_ref().and_then(|s| s.threads.get(&tid)).is_some_and(|t| t.state != State::Exited)
 }
 
 /// Number of threads that exist (running, ready, blocked or unjoined).

@@ -18,6 +18,7 @@ mod pipe;
 mod poll;
 mod procfs;
 mod random;
+mod signal;
 mod socket;
 mod syscall;
 mod vm;
@@ -60,7 +61,7 @@ pub fn exec(argv: &[String], envp: &[String]) -> i32 {
         }
     };
     fd::init_std();
-    unikit_kernel::user::bind(syscall::handle, syscall::fault);
+    unikit_kernel::user::bind(syscall::handle, syscall::fault, syscall::on_return);
     let regs = unikit_kernel::user::UserRegs { rip: start.entry, rsp: start.sp, rflags: 0x202, ..Default::default() };
     unikit_kernel::user::enter(&regs, unikit_kernel::user::UserCpuState::initial())
 }

@@ -57,15 +57,60 @@ fn page_up(a: u64) -> u64 {
     a.div_ceil(PAGE) * PAGE
 }
 
-/// Reads a whole file of the VFS.
-fn read_file(path: &str) -> Result<Vec<u8>, String> {
-    unikit_fs::read(path).map_err(|e| format!("{path}: {e}"))
+/// A program file, read piece by piece: a large program is never copied
+/// whole into the kernel's heap (which would take the very frames a
+/// program linked at fixed addresses needs).
+struct Source {
+    path: String,
+    file: unikit_fs::File,
+    len: u64,
 }
 
-/// Maps `file`'s `PT_LOAD` segments; ET_DYN files at `base` (or anywhere
-/// free when `base` is `None`).
-fn map_image(path: &str, file: &[u8], base: Option<u64>) -> Result<(Image, Option<String>), String> {
-    let elf = Elf::parse(file).map_err(|e| format!("{path}: not a loadable ELF file ({e})"))?;
+impl Source {
+    fn open(path: &str) -> Result<Self, String> {
+        let file = unikit_fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
+        let len = file.metadata().map_err(|e| format!("{path}: {e}"))?.len();
+        Ok(Self { path: path.into(), file, len })
+    }
+
+    fn read_at(&mut self, off: u64, len: usize) -> Result<Vec<u8>, String> {
+        let end = off.checked_add(len as u64).filter(|&e| e <= self.len);
+        if end.is_none() {
+            return Err(format!("{}: truncated (needs bytes {off:#x}+{len:#x}, has {:#x})", self.path, self.len));
+        }
+        let mut v = alloc::vec![0u8; len];
+        self.file.seek(unikit_fs::SeekFrom::Start(off)).map_err(|e| format!("{}: {e}", self.path))?;
+        self.file.read_exact(&mut v).map_err(|e| format!("{}: {e}", self.path))?;
+        Ok(v)
+    }
+}
+
+/// The ELF header and program headers of `src` (section headers are not
+/// needed to load a program and are left out).
+fn headers(src: &mut Source) -> Result<Vec<u8>, String> {
+    let path = src.path.clone();
+    let mut head = src.read_at(0, (elf::EHDR_SIZE as u64).min(src.len) as usize)?;
+    if head.len() < elf::EHDR_SIZE {
+        return Err(format!("{path}: not an ELF file (too short)"));
+    }
+    let phoff = u64::from_le_bytes(head[0x20..0x28].try_into().unwrap());
+    let phnum = u16::from_le_bytes([head[0x38], head[0x39]]) as u64;
+    let end = phoff.checked_add(phnum * elf::PHDR_SIZE as u64).filter(|&e| e <= 64 * 1024);
+    let Some(end) = end else { return Err(format!("{path}: program headers out of range")) };
+    if end > head.len() as u64 {
+        head = src.read_at(0, end as usize)?;
+    }
+    head[0x28..0x30].fill(0); // e_shoff
+    head[0x3c..0x3e].fill(0); // e_shnum
+    Ok(head)
+}
+
+/// Maps the `PT_LOAD` segments of the program at `path`; ET_DYN files at
+/// `base` (or anywhere free when `base` is `None`).
+fn map_image(path: &str, base: Option<u64>) -> Result<(Image, Option<String>), String> {
+    let mut src = Source::open(path)?;
+    let head = headers(&mut src)?;
+    let elf = Elf::parse(&head).map_err(|e| format!("{path}: not a loadable ELF file ({e})"))?;
     let h = elf.header();
     if h.machine != EM_X86_64 {
         return Err(format!("{path}: not an x86_64 program (ELF machine {})", h.machine));
@@ -94,10 +139,14 @@ fn map_image(path: &str, file: &[u8], base: Option<u64>) -> Result<(Image, Optio
         }
         t => return Err(format!("{path}: not an executable (ELF type {t})")),
     };
-    let interp = elf
-        .interpreter()
-        .map_err(|e| format!("{path}: bad PT_INTERP ({e})"))?
-        .map(|b| String::from_utf8_lossy(b).into_owned());
+    let interp = match elf.program_headers().find(|p| p.p_type == elf::PT_INTERP) {
+        Some(p) if p.filesz > 0 && p.filesz < 4096 => {
+            let b = src.read_at(p.offset, p.filesz as usize)?;
+            Some(String::from_utf8_lossy(b.split(|&c| c == 0).next().unwrap_or(&[])).into_owned())
+        }
+        Some(_) => return Err(format!("{path}: bad PT_INTERP")),
+        None => None,
+    };
     let rw = Prot { read: true, write: true, exec: false };
     let mut prev_end = 0u64; // end of the last segment's pages: a page may be shared
     let mut protections: Vec<(u64, u64, Prot)> = Vec::new();
@@ -105,7 +154,9 @@ fn map_image(path: &str, file: &[u8], base: Option<u64>) -> Result<(Image, Optio
         if !ph.is_load() || ph.memsz == 0 {
             continue;
         }
-        let data = elf.segment_data(i, &ph).map_err(|e| format!("{path}: segment {i}: {e}"))?;
+        if ph.filesz > ph.memsz {
+            return Err(format!("{path}: segment {i} has more file bytes than memory"));
+        }
         let start = ph.vaddr.checked_add(bias).ok_or_else(|| format!("{path}: segment {i} out of range"))?;
         let end = start.checked_add(ph.memsz).ok_or_else(|| format!("{path}: segment {i} out of range"))?;
         let (pstart, pend) = (page_down(start).max(prev_end), page_up(end));
@@ -117,7 +168,13 @@ fn map_image(path: &str, file: &[u8], base: Option<u64>) -> Result<(Image, Optio
                 )
             })?;
         }
-        vm::write(start, data).map_err(|_| format!("{path}: cannot write segment {i}"))?;
+        let mut done = 0u64;
+        while done < ph.filesz {
+            let n = (ph.filesz - done).min(64 * 1024);
+            let data = src.read_at(ph.offset + done, n as usize)?;
+            vm::write(start + done, &data).map_err(|_| format!("{path}: cannot write segment {i}"))?;
+            done += n;
+        }
         let prot = Prot { read: ph.readable() || ph.executable(), write: ph.writable(), exec: ph.executable() };
         protections.push((page_down(start), pend, prot));
         prev_end = pend;
@@ -152,17 +209,14 @@ fn map_image(path: &str, file: &[u8], base: Option<u64>) -> Result<(Image, Optio
 /// Loads the program at `path` with `argv` and `envp` and returns where
 /// it starts.
 pub fn load(path: &str, argv: &[String], envp: &[String]) -> Result<Start, String> {
-    let file = read_file(path)?;
-    let (exe, interp) = map_image(path, &file, Some(vm::PIE_BASE))?;
-    drop(file);
+    let (exe, interp) = map_image(path, Some(vm::PIE_BASE))?;
     // The heap of `brk` right after the image, as Linux has it; for a
     // program linked into low memory (the guest's RAM), far above it.
     let brk = if exe.end < 4 << 30 { 0x10_0000_0000 } else { page_up(exe.end) };
     vm::set_brk_start(brk);
     let (entry, base) = match &interp {
         Some(ip) => {
-            let ifile = read_file(ip).map_err(|e| format!("interpreter {e}"))?;
-            let (img, _) = map_image(ip, &ifile, None)?;
+            let (img, _) = map_image(ip, None).map_err(|e| format!("interpreter {e}"))?;
             (img.entry, img.bias)
         }
         None => (exe.entry, 0),

@@ -21,27 +21,40 @@ pub fn deadline_from_timespec(ts: u64) -> Result<Option<u64>, Errno> {
     Ok(Some(monotonic_ns().saturating_add((s as u64).saturating_mul(1_000_000_000)).saturating_add(ns as u64)))
 }
 
-/// Waits until `ready()` finds something or `deadline` passes.
+/// Waits until `ready()` finds something or `deadline` passes. What the
+/// check inside the wait found is what is returned: `ready` may consume
+/// what it reports (edge-triggered epoll entries).
 pub fn wait<T>(
     deadline: Option<u64>,
     mut ready: impl FnMut() -> Result<Option<T>, Errno>,
     none: T,
 ) -> Result<T, Errno> {
+    let mut found: Option<Result<T, Errno>> = None;
     loop {
-        if let Some(r) = ready()? {
-            return Ok(r);
+        match ready() {
+            Ok(Some(r)) => return Ok(r),
+            Err(e) => return Err(e),
+            Ok(None) => {}
         }
         if deadline.is_some_and(|d| monotonic_ns() >= d) {
             return Ok(none);
         }
-        let mut found = false;
         IO_EVENTS.wait_until_deadline(
             || {
-                found = matches!(ready(), Ok(Some(_)) | Err(_));
-                found
+                if found.is_none() {
+                    found = match ready() {
+                        Ok(Some(r)) => Some(Ok(r)),
+                        Err(e) => Some(Err(e)),
+                        Ok(None) => None,
+                    };
+                }
+                found.is_some()
             },
             deadline,
         );
+        if let Some(r) = found.take() {
+            return r;
+        }
     }
 }
 

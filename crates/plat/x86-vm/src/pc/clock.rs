@@ -204,19 +204,25 @@ pub fn eoi() {
 /// Halts until an interrupt or the monotonic `deadline`. Interrupts are off.
 pub fn wait(deadline: Option<u64>) {
     if let Some(d) = deadline {
-        let now = monotonic_ns();
-        if d <= now {
+        if d <= monotonic_ns() {
             return;
         }
-        let (apic, ratio) = apic();
-        let clock = tsc();
-        let ticks = clock.scale.ns_to_ticks(d - now).max(1);
-        if !apic.arm_tsc_deadline(rdtsc() + ticks) {
-            let apic_ticks = ((ticks as u128 * ratio as u128) >> 32).clamp(1, u32::MAX as u128);
-            apic.arm_oneshot(apic_ticks as u32);
-        }
+        arm(d);
     }
     arch::cpu::wait_for_interrupt();
+}
+
+/// Arms the local APIC timer for the monotonic `deadline` (one shot; a
+/// later call replaces it).
+pub fn arm(deadline: u64) {
+    let now = monotonic_ns();
+    let (apic, ratio) = apic();
+    let clock = tsc();
+    let ticks = clock.scale.ns_to_ticks(deadline.saturating_sub(now)).max(1);
+    if !apic.arm_tsc_deadline(rdtsc() + ticks) {
+        let apic_ticks = ((ticks as u128 * ratio as u128) >> 32).clamp(1, u32::MAX as u128);
+        apic.arm_oneshot(apic_ticks as u32);
+    }
 }
 
 pub fn describe(out: &mut dyn Write) -> core::fmt::Result {

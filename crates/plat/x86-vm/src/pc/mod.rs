@@ -135,6 +135,14 @@ impl hal::Clock for Machine {
         }
         clock::wait(deadline_ns)
     }
+
+    fn arm_timer(&self, deadline_ns: u64) {
+        #[cfg(feature = "xen")]
+        if hvm::active() {
+            return xen_time::arm(Some(deadline_ns));
+        }
+        clock::arm(deadline_ns)
+    }
 }
 
 impl hal::IrqControl for Machine {
@@ -257,7 +265,16 @@ pub(crate) fn trap(frame: &mut TrapFrame) {
         #[cfg(feature = "xen")]
         v if v == XEN_VECTOR as u64 => hvm::upcall(),
         v if irq::dispatch(v) => {}
-        _ => clock::eoi(), // timer: waking the idle wait is all it has to do
+        _ => {
+            // The timer: it wakes the idle wait, or ends a user thread's slice.
+            clock::eoi();
+            if frame.cs & 3 != 3 {
+                unikit_kernel::sched::timer_tick();
+            }
+        }
+    }
+    if frame.vector >= 32 {
+        arch::user::user_interrupt_return(frame);
     }
 }
 

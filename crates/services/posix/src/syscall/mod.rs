@@ -10,9 +10,11 @@ mod proc;
 mod thread;
 
 use crate::errno::*;
+use crate::signal;
 use alloc::collections::BTreeSet;
 use core::sync::atomic::{AtomicBool, Ordering};
 use spin::Mutex;
+pub(crate) use thread::end_program;
 use unikit_kernel::kprintln;
 use unikit_kernel::user::{Fault, UserRegs};
 
@@ -80,11 +82,11 @@ pub fn handle(regs: &mut UserRegs) -> bool {
     if !full {
         regs.rax = ret;
     }
+    signal::deliver_pending(regs);
     full
 }
 
 fn dispatch(nr: u64, a: [u64; 6], regs: &mut UserRegs, full: &mut bool) -> SysResult {
-    let _ = full;
     let i = |x: u64| x as i64;
     match nr {
         0 => fs::read(i(a[0]), a[1], a[2]),
@@ -100,8 +102,13 @@ fn dispatch(nr: u64, a: [u64; 6], regs: &mut UserRegs, full: &mut bool) -> SysRe
         10 => mem::mprotect(a[0], a[1], a[2]),
         11 => mem::munmap(a[0], a[1]),
         12 => Ok(crate::vm::brk(a[0])),
-        13 => proc::rt_sigaction(i(a[0]), a[1], a[2], a[3]),
-        14 => proc::rt_sigprocmask(i(a[0]), a[1], a[2], a[3]),
+        13 => signal::sigaction(i(a[0]), a[1], a[2], a[3]),
+        14 => signal::sigprocmask(i(a[0]), a[1], a[2], a[3]),
+        15 => {
+            signal::sigreturn(regs)?;
+            *full = true;
+            Ok(regs.rax)
+        }
         16 => fs::ioctl(i(a[0]), a[1], a[2]),
         17 => fs::pread(i(a[0]), a[1], a[2], a[3]),
         18 => fs::pwrite(i(a[0]), a[1], a[2], a[3]),
@@ -167,12 +174,13 @@ fn dispatch(nr: u64, a: [u64; 6], regs: &mut UserRegs, full: &mut bool) -> SysRe
         112 => Ok(proc::getpid()),      // setsid
         115 | 116 => Ok(0),             // getgroups, setgroups: none
         118 | 120 => proc::getresid(a[0], a[1], a[2]),
-        131 => proc::sigaltstack(a[0], a[1]),
+        127 => signal::sigpending(a[0]),
+        131 => signal::sigaltstack(a[0], a[1], regs.rsp),
         137 | 138 => proc::statfs(a[1]),
         157 => Ok(0), // prctl: names and flags have no effect here
         158 => proc::arch_prctl(a[0], a[1]),
         186 => Ok(unikit_kernel::sched::current()),
-        200 => proc::tgkill(proc::getpid() as i64, i(a[0]), i(a[1])),
+        200 => proc::tgkill(-1, i(a[0]), i(a[1])),
         201 => proc::time(a[0]),
         202 => thread::futex(a[0], a[1] as u32, a[2] as u32, a[3], a[4], a[5] as u32),
         203 => Ok(0), // sched_setaffinity: one CPU
@@ -215,6 +223,13 @@ fn dispatch(nr: u64, a: [u64; 6], regs: &mut UserRegs, full: &mut bool) -> SysRe
     }
 }
 
+/// Before the program resumes after an interrupt: the time slice may be
+/// over (another thread's turn), and signals may be pending.
+pub fn on_return(regs: &mut UserRegs) {
+    unikit_kernel::sched::preempt();
+    signal::deliver_pending(regs);
+}
+
 /// A deadline `ms` milliseconds from now (negative: none).
 fn ms_deadline(ms: i64) -> Option<u64> {
     (ms >= 0).then(|| unikit_kernel::time::monotonic_ns().saturating_add(ms as u64 * 1_000_000))
@@ -230,17 +245,25 @@ pub fn fault(regs: &mut UserRegs, f: &Fault) {
     {
         return;
     }
-    let (sig, name) = match f.vector {
-        0 => (8, "SIGFPE"),
-        6 => (4, "SIGILL"),
-        3 => (5, "SIGTRAP"),
-        16 | 19 => (8, "SIGFPE"),
-        17 => (7, "SIGBUS"),
-        _ => (11, "SIGSEGV"),
+    let sig = match f.vector {
+        0 | 16 | 19 => 8, // SIGFPE
+        6 => 4,           // SIGILL
+        1 | 3 => 5,       // SIGTRAP
+        17 => 7,          // SIGBUS
+        _ => 11,          // SIGSEGV
     };
-    kprintln!("unikit: program killed by {name}: {} at rip {:#x}, rsp {:#x}", f.name, regs.rip, regs.rsp);
-    if let Some(a) = f.address {
-        kprintln!("  fault address {:#x}: {}, {}", a.addr, a.access, a.cause);
+    let addr = f.address.map(|a| a.addr).unwrap_or(0);
+    if !signal::has_handler(sig) {
+        kprintln!(
+            "unikit: program killed by {}: {} at rip {:#x}, rsp {:#x}",
+            signal::name(sig),
+            f.name,
+            regs.rip,
+            regs.rsp
+        );
+        if let Some(a) = f.address {
+            kprintln!("  fault address {:#x}: {}, {}", a.addr, a.access, a.cause);
+        }
     }
-    unikit_kernel::exit::exit(128 + sig)
+    signal::fault(regs, sig, addr, f.error_code & 1 != 0, f.vector, f.error_code);
 }

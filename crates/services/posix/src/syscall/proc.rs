@@ -4,7 +4,6 @@ use super::SysResult;
 use crate::errno::*;
 use crate::vm;
 use core::sync::atomic::{AtomicU32, Ordering};
-use spin::Mutex;
 use unikit_kernel::time::{monotonic_ns, sleep_ns, wall_clock_ns};
 
 /// The release `uname` reports: a kernel new enough for every libc.
@@ -13,10 +12,6 @@ const CLOCK_REALTIME: u32 = 0;
 const TIMER_ABSTIME: u32 = 1;
 
 static UMASK: AtomicU32 = AtomicU32::new(0o022);
-
-/// Signal dispositions (`rt_sigaction`), 64 signals of 32 bytes.
-static ACTIONS: Mutex<[[u8; 32]; 64]> = Mutex::new([[0; 32]; 64]);
-static MASK: Mutex<u64> = Mutex::new(0);
 
 /// The process id: the main thread's.
 pub fn getpid() -> u64 {
@@ -211,118 +206,33 @@ pub fn getrandom(buf: u64, len: u64) -> SysResult {
     Ok(n as u64)
 }
 
-pub fn rt_sigaction(sig: i64, act: u64, old: u64, size: u64) -> SysResult {
-    if !(1..=64).contains(&sig) || size != 8 || (act != 0 && (sig == 9 || sig == 19)) {
+/// `tgkill`: a signal for one of the program's threads.
+pub fn tgkill(tgid: i64, tid: i64, sig: i64) -> SysResult {
+    if tgid as u64 != getpid() && tgid != -1 {
+        return Err(ESRCH);
+    }
+    if !(0..=64).contains(&sig) {
         return Err(EINVAL);
     }
-    let mut actions = ACTIONS.lock();
-    let slot = &mut actions[sig as usize - 1];
-    if old != 0 {
-        vm::write(old, slot)?;
+    if tid <= 0 || !unikit_kernel::sched::exists(tid as u64) {
+        return Err(ESRCH);
     }
-    if act != 0 {
-        vm::read(act, slot)?;
+    if sig == 0 {
+        return Ok(0);
     }
-    Ok(0)
+    crate::signal::send(Some(tid as u64), sig as u32).map(|_| 0)
 }
 
-pub fn rt_sigprocmask(how: i64, set: u64, old: u64, size: u64) -> SysResult {
-    if size != 8 {
-        return Err(EINVAL);
+/// `kill`: only the program itself can be a target.
+pub fn kill(pid: i64, sig: i64) -> SysResult {
+    if pid > 0 && pid as u64 != getpid() {
+        return Err(ESRCH);
     }
-    let mut mask = MASK.lock();
-    if old != 0 {
-        vm::write_u64(old, *mask)?;
-    }
-    if set != 0 {
-        let s = vm::read_u64(set)?;
-        *mask = match how {
-            0 => *mask | s,
-            1 => *mask & !s,
-            2 => s,
-            _ => return Err(EINVAL),
-        } & !((1 << 8) | (1 << 18)); // SIGKILL and SIGSTOP cannot be blocked
-    }
-    Ok(0)
-}
-
-pub fn sigaltstack(new: u64, old: u64) -> SysResult {
-    static ALT: Mutex<[u8; 24]> = Mutex::new([0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-    let mut alt = ALT.lock();
-    if old != 0 {
-        vm::write(old, &*alt)?;
-    }
-    if new != 0 {
-        vm::read(new, &mut *alt)?;
-    }
-    Ok(0)
-}
-
-const SIG_NAMES: [&str; 31] = [
-    "SIGHUP",
-    "SIGINT",
-    "SIGQUIT",
-    "SIGILL",
-    "SIGTRAP",
-    "SIGABRT",
-    "SIGBUS",
-    "SIGFPE",
-    "SIGKILL",
-    "SIGUSR1",
-    "SIGSEGV",
-    "SIGUSR2",
-    "SIGPIPE",
-    "SIGALRM",
-    "SIGTERM",
-    "SIGSTKFLT",
-    "SIGCHLD",
-    "SIGCONT",
-    "SIGSTOP",
-    "SIGTSTP",
-    "SIGTTIN",
-    "SIGTTOU",
-    "SIGURG",
-    "SIGXCPU",
-    "SIGXFSZ",
-    "SIGVTALRM",
-    "SIGPROF",
-    "SIGWINCH",
-    "SIGIO",
-    "SIGPWR",
-    "SIGSYS",
-];
-
-/// A signal sent to the program itself. Handlers are recorded but not
-/// yet run: a signal whose default action ends the process ends it, the
-/// others are ignored.
-pub fn tgkill(_tgid: i64, _tid: i64, sig: i64) -> SysResult {
     if !(0..=64).contains(&sig) {
         return Err(EINVAL);
     }
     if sig == 0 {
         return Ok(0);
     }
-    let ignored_by_default = matches!(sig, 17 | 18 | 23 | 28); // CHLD, CONT, URG, WINCH
-    let handled = {
-        let a = ACTIONS.lock();
-        u64::from_le_bytes(a[sig as usize - 1][..8].try_into().unwrap())
-    };
-    if handled == 1 || (handled == 0 && ignored_by_default) {
-        return Ok(0); // SIG_IGN, or a default of "ignore"
-    }
-    let name = SIG_NAMES.get(sig as usize - 1).copied().unwrap_or("a real-time signal");
-    if handled != 0 {
-        unikit_kernel::kprintln!(
-            "unikit: {name} has a handler, but signal delivery is not there yet: ending the program"
-        );
-    }
-    unikit_kernel::kprintln!("unikit: program killed by {name}");
-    unikit_kernel::exit::exit(128 + sig as i32)
-}
-
-pub fn kill(pid: i64, sig: i64) -> SysResult {
-    if pid > 0 && pid as u64 != getpid() {
-        return Err(ESRCH);
-    }
-    tgkill(pid, pid, sig)
+    crate::signal::send(None, sig as u32).map(|_| 0)
 }

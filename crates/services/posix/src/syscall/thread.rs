@@ -52,6 +52,7 @@ pub fn clone(parent: &UserRegs, flags: u64, stack: u64, ptid: u64, ctid: u64, tl
         }
     };
     sched::detach(tid);
+    crate::signal::thread_created(tid);
     // The child runs only once this thread blocks or yields: these land first.
     if flags & CLONE_PARENT_SETTID != 0 {
         vm::write(ptid, &(tid as u32).to_le_bytes())?;
@@ -80,6 +81,7 @@ pub fn exit(code: i32) -> SysResult {
     {
         wake(p, 1, u32::MAX);
     }
+    crate::signal::thread_exited(me);
     if LIVE.fetch_sub(1, Ordering::Relaxed) == 1 {
         end_program(code);
     }
@@ -99,7 +101,7 @@ pub fn exit_group(code: i32) -> SysResult {
 
 /// The program is over: what its connections still have queued goes out
 /// (up to a second each), then the VM stops with its status.
-fn end_program(code: i32) -> ! {
+pub fn end_program(code: i32) -> ! {
     for f in crate::fd::all() {
         if let Some(s) = f.as_socket() {
             s.linger(core::time::Duration::from_secs(1));
