@@ -32,6 +32,9 @@ for plat in kvm linuxu solo5; do
     step "clippy: guest crates, plat-$plat (x86_64-unknown-none)"
     cargo clippy --quiet --target x86_64-unknown-none "${guest_apps[@]}" --features "unikit/plat-$plat" -- -D warnings
 done
+# The --exec loader (the Linux system-call layer) runs on the x86 VM image.
+step "clippy: the --exec loader and unikit-posix, plat-kvm (x86_64-unknown-none)"
+cargo clippy --quiet --target x86_64-unknown-none -p exec --features "unikit/plat-kvm" -- -D warnings
 # The x86 VM image without its optional backends (xen, virtio off).
 step "clippy: guest crates, plat-kvm without default features"
 cargo clippy --quiet --target x86_64-unknown-none -p unikit --no-default-features --features plat-kvm -- -D warnings

@@ -11,6 +11,9 @@ use spin::Mutex;
 /// Most descriptors a program may hold (`RLIMIT_NOFILE`).
 pub const MAX_FDS: usize = 1024;
 
+/// A directory entry: name, type as `d_type`, inode number.
+pub type DirEntry = (String, u8, u64);
+
 /// File types as `st_mode` spells them.
 pub const S_IFREG: u32 = 0o100000;
 #[allow(missing_docs)]
@@ -74,7 +77,7 @@ pub trait FileLike: Send + Sync {
     fn stat(&self) -> Result<Stat, Errno>;
     /// The directory entries (name, type as `d_type`, inode) from the
     /// directory's position on, and that position (`seek` moves it).
-    fn read_dir(&self) -> Result<(Vec<(String, u8, u64)>, usize), Errno> {
+    fn read_dir(&self) -> Result<(Vec<DirEntry>, usize), Errno> {
         Err(ENOTDIR)
     }
     /// The path it was opened by (directories, for `*at` calls; `getcwd`).
@@ -368,7 +371,7 @@ impl FileLike for VfsFile {
 /// An open directory: its entries as of the open, and a position.
 pub struct Dir {
     path: String,
-    entries: Vec<(String, u8, u64)>,
+    entries: Vec<DirEntry>,
     pos: Mutex<usize>,
 }
 
@@ -423,7 +426,7 @@ impl FileLike for Dir {
     fn stat(&self) -> Result<Stat, Errno> {
         Ok(Stat { mode: S_IFDIR | 0o755, size: 4096, ino: ino_of(&self.path), ..Stat::default() })
     }
-    fn read_dir(&self) -> Result<(Vec<(String, u8, u64)>, usize), Errno> {
+    fn read_dir(&self) -> Result<(Vec<DirEntry>, usize), Errno> {
         let pos = *self.pos.lock();
         Ok((self.entries.iter().skip(pos).cloned().collect(), pos))
     }

@@ -107,7 +107,8 @@ pub fn select(n: i64, r: u64, w: u64, e: u64, deadline: Option<u64>) -> Result<u
         |p: u64| -> Result<Vec<u8>, Errno> { if p == 0 { Ok(alloc::vec![0; bytes]) } else { vm::read_vec(p, bytes) } };
     let (rs, ws, es) = (read_set(r)?, read_set(w)?, read_set(e)?);
     let bit = |s: &[u8], i: usize| s[i / 8] & (1 << (i % 8)) != 0;
-    let scan = || -> Result<Option<(Vec<u8>, Vec<u8>, u64)>, Errno> {
+    type Sets = (Vec<u8>, Vec<u8>, u64);
+    let scan = || -> Result<Option<Sets>, Errno> {
         let (mut ro, mut wo, mut count) = (alloc::vec![0u8; bytes], alloc::vec![0u8; bytes], 0u64);
         for i in 0..n as usize {
             let (want_r, want_w) = (bit(&rs, i), bit(&ws, i));

@@ -276,7 +276,7 @@ pub fn move_pages(from: u64, to: u64, len: u64) -> Result<(), Errno> {
 
 /// `munmap`.
 pub fn unmap(start: u64, len: u64) -> Result<(), Errno> {
-    if start % PAGE != 0 || len == 0 {
+    if !start.is_multiple_of(PAGE) || len == 0 {
         return Err(EINVAL);
     }
     let end = page_up(start.checked_add(len).ok_or(EINVAL)?).ok_or(EINVAL)?;
@@ -286,7 +286,7 @@ pub fn unmap(start: u64, len: u64) -> Result<(), Errno> {
 
 /// `mprotect`.
 pub fn protect(start: u64, len: u64, prot: Prot) -> Result<(), Errno> {
-    if start % PAGE != 0 {
+    if !start.is_multiple_of(PAGE) {
         return Err(EINVAL);
     }
     let end = page_up(start.checked_add(len).ok_or(ENOMEM)?).ok_or(ENOMEM)?;

@@ -17,7 +17,7 @@ const MREMAP_FIXED: u64 = 2;
 const PAGE: u64 = 4096;
 
 pub fn mmap(addr: u64, len: u64, prot: u64, flags: u64, fdn: i64, off: u64) -> SysResult {
-    if len == 0 || off % PAGE != 0 || flags & (MAP_SHARED | MAP_PRIVATE) == 0 {
+    if len == 0 || !off.is_multiple_of(PAGE) || flags & (MAP_SHARED | MAP_PRIVATE) == 0 {
         return Err(EINVAL);
     }
     let prot = vm::prot_from_bits(prot);
@@ -30,7 +30,7 @@ pub fn mmap(addr: u64, len: u64, prot: u64, flags: u64, fdn: i64, off: u64) -> S
         }
         vm::map_fixed(addr, len, initial).map(|_| addr)?
     } else if flags & MAP_FIXED != 0 {
-        if addr % PAGE != 0 {
+        if !addr.is_multiple_of(PAGE) {
             return Err(EINVAL);
         }
         vm::map_fixed(addr, len, initial).map(|_| addr)?
@@ -69,7 +69,7 @@ pub fn mprotect(addr: u64, len: u64, prot: u64) -> SysResult {
 }
 
 pub fn mremap(old: u64, old_len: u64, new_len: u64, flags: u64, new_addr: u64) -> SysResult {
-    if old % PAGE != 0 || new_len == 0 || flags & MREMAP_FIXED != 0 && flags & MREMAP_MAYMOVE == 0 {
+    if !old.is_multiple_of(PAGE) || new_len == 0 || flags & MREMAP_FIXED != 0 && flags & MREMAP_MAYMOVE == 0 {
         return Err(EINVAL);
     }
     let old_len = old_len.div_ceil(PAGE) * PAGE;

@@ -160,7 +160,7 @@ fn dispatch(nr: u64, a: [u64; 6], regs: &mut UserRegs, full: &mut bool) -> SysRe
         84 => fs::unlinkat(crate::path::AT_FDCWD, a[0], fs::AT_REMOVEDIR),
         87 => fs::unlinkat(crate::path::AT_FDCWD, a[0], 0),
         89 => fs::readlinkat(crate::path::AT_FDCWD, a[0], a[1], a[2]),
-        90 | 91 | 92 | 93 | 94 => Ok(0), // chmod, fchmod, chown, fchown, lchown: no users here
+        90..=94 => Ok(0), // chmod, fchmod, chown, fchown, lchown: no users here
         95 => Ok(proc::umask(a[0] as u32)),
         96 => proc::gettimeofday(a[0], a[1]),
         97 => proc::prlimit(0, a[0] as u32, 0, a[1]),

@@ -105,8 +105,10 @@ pub fn recvfrom(fd: i64, buf: u64, len: u64, _flags: u64, addr: u64, lenp: u64) 
     Ok(n as u64)
 }
 
-/// `struct msghdr`: (name, namelen, iovecs).
-fn msghdr(p: u64) -> Result<(u64, u64, Vec<(u64, u64)>), Errno> {
+/// `struct msghdr`: name, namelen, iovecs (base, length).
+type MsgHdr = (u64, u64, Vec<(u64, u64)>);
+
+fn msghdr(p: u64) -> Result<MsgHdr, Errno> {
     let raw = vm::read_vec(p, 56)?;
     let w = |i: usize| u64::from_le_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap());
     let (name, namelen, iov, iovlen) = (w(0), w(1) & 0xffff_ffff, w(2), w(3));

@@ -123,7 +123,7 @@ static FUTEX_WQ: WaitQueue = WaitQueue::new();
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 fn read_u32(addr: u64) -> Result<u32, Errno> {
-    if addr % 4 != 0 {
+    if !addr.is_multiple_of(4) {
         return Err(EINVAL);
     }
     let mut b = [0u8; 4];
