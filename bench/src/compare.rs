@@ -74,9 +74,15 @@ fn prepare(tree: Tree) -> Result<Built, String> {
 /// `report` with its "Before and after" section replaced by `section`
 /// (appended when it has none).
 fn splice(report: &str, section: &str) -> String {
-    let Some(start) = report.find(HEADING) else { return format!("{report}{section}") };
-    let rest = &report[start + HEADING.len()..];
-    let end = rest.find("\n## ").map_or(report.len(), |i| start + HEADING.len() + i + 1);
+    splice_at(report, HEADING, section)
+}
+
+/// `report` with the section starting with `heading` replaced by
+/// `section` (appended when it has none).
+pub fn splice_at(report: &str, heading: &str, section: &str) -> String {
+    let Some(start) = report.find(heading) else { return format!("{report}{section}") };
+    let rest = &report[start + heading.len()..];
+    let end = rest.find("\n## ").map_or(report.len(), |i| start + heading.len() + i + 1);
     format!("{}{}{}", &report[..start], section.trim_start(), &report[end..])
 }
 

@@ -20,6 +20,7 @@ mod compare;
 mod copies;
 mod crashkill;
 mod crashkill_report;
+mod exec;
 mod net;
 mod xen;
 
@@ -297,6 +298,16 @@ fn main() {
         let n = args.get(i + 1).and_then(|n| n.parse().ok()).unwrap_or(100);
         std::process::exit(crashkill_report::main(&repo(), &unikit, n, kvm_usable()));
     }
+    // `--exec-only`: the Linux-programs section alone, written into REPORT.md.
+    if args.iter().any(|a| a == "--exec-only") {
+        let section = exec::run(&repo(), &unikit, kvm_usable());
+        print!("{section}");
+        let file = repo().join("bench/REPORT.md");
+        let old = std::fs::read_to_string(&file).unwrap_or_default();
+        std::fs::write(&file, compare::splice_at(&old, exec::HEADING, &section)).expect("cannot write bench/REPORT.md");
+        eprintln!("bench: wrote the \"{}\" section of bench/REPORT.md", exec::HEADING.trim_start_matches("## "));
+        return;
+    }
     let (qemu_img, linuxu_img) = build_images(&repo(), &unikit).unwrap_or_else(|e| fail(&e));
     let hello = Hello {
         qemu: qemu_img.clone(),
@@ -452,6 +463,7 @@ fn main() {
             "\nOn this host /dev/kvm is kvm_pvm: a guest that does not use the PVM paravirtual ABI runs its kernel-mode code through KVM's instruction emulator, so the KVM rows measure that emulator (several microseconds per instruction), not hardware virtualization; TCG is faster here. On hardware KVM the guest runs natively."
         );
     }
+    r.push_str(&exec::run(&repo(), &unikit, kvm));
     let with_net = !std::env::args().any(|a| a == "--no-net");
     if with_net {
         r.push_str(&net::run(&repo(), &unikit, kvm));

@@ -458,10 +458,27 @@ exit 0
         .env("UNIKIT_EXEC_LOADER", &loader_dir)
         .env("FAKE_XL_CONFIG", &config)
         .env("FAKE_XL_INITRD", &initrd)
-        .args(["run", "-q", "--plat", "xen", "--xen-type", "pvh", "--exec", s(&prog), "--", "x"])
+        .args(["run", "-q", "--plat", "xen", "--exec", s(&prog), "--", "x"])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(6), "{}", stderr(&o));
+    // PV guests have no user mode: refused before anything runs.
+    let pv = Command::new(BIN)
+        .current_dir(t.path())
+        .env(
+            "PATH",
+            std::env::join_paths(
+                std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).chain([t.path().to_path_buf()]),
+            )
+            .unwrap(),
+        )
+        .env("UNIKIT_XEN_CAPABILITIES", t.path().join("capabilities"))
+        .env("UNIKIT_EXEC_LOADER", &loader_dir)
+        .args(["run", "-q", "--plat", "xen", "--xen-type", "pv", "--exec", s(&prog)])
+        .output()
+        .unwrap();
+    assert_eq!(pv.status.code(), Some(125), "{}", stderr(&pv));
+    assert!(stderr(&pv).contains("PV guests cannot run Linux programs yet"), "{}", stderr(&pv));
     let cfg = fs::read_to_string(&config).unwrap();
     assert!(cfg.contains("type = \"pvh\"\n"), "{cfg}");
     assert!(cfg.contains("memory = 64\n"), "{cfg}");

@@ -150,7 +150,7 @@ impl Drop for Remove {
 }
 
 /// Returns the process exit code.
-pub fn command(opts: Options) -> Result<u8> {
+pub fn command(mut opts: Options) -> Result<u8> {
     // A bad --plat is reported before anything about the project.
     if let Some(p) = opts.plat.as_deref() {
         platform::parse_supported(p)?;
@@ -178,6 +178,15 @@ pub fn command(opts: Options) -> Result<u8> {
     let manifest = job.as_ref().map_or(manifest, |j| j.manifest.clone());
     let plat = select(&opts, &manifest)?;
     check_flags(&opts, plat)?;
+    if plat == Platform::Xen && job.is_some() {
+        // Programs run in user mode, which the PV guest does not offer yet.
+        if opts.xen_type == Some(xen::GuestType::Pv) {
+            bail!(
+                "--exec runs a Linux program in a Xen PVH guest: PV guests cannot run Linux programs yet (leave out --xen-type pv)"
+            );
+        }
+        opts.xen_type = Some(xen::GuestType::Pvh);
+    }
     let memory = opts.memory.unwrap_or(manifest.memory);
     let mut devices = opts.devices.clone();
     match (&job, &manifest.rootfs) {

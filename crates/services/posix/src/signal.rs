@@ -10,6 +10,7 @@
 use crate::errno::*;
 use crate::vm;
 use alloc::collections::BTreeMap;
+use core::sync::atomic::{AtomicBool, Ordering};
 use spin::Mutex;
 use unikit_kernel::sched::{self, Tid};
 use unikit_kernel::user::UserRegs;
@@ -49,6 +50,9 @@ struct ThreadSignals {
 
 static ACTIONS: Mutex<[Action; 64]> = Mutex::new([Action { handler: 0, flags: 0, restorer: 0, mask: 0 }; 64]);
 static THREADS: Mutex<BTreeMap<Tid, ThreadSignals>> = Mutex::new(BTreeMap::new());
+/// Whether any thread may have a pending signal: spares every system
+/// call's return the look-up when none is (the common case).
+static ANY_PENDING: AtomicBool = AtomicBool::new(false);
 
 fn bit(sig: u32) -> u64 {
     1u64 << (sig - 1)
@@ -236,12 +240,16 @@ pub fn send(tid: Option<Tid>, sig: u32) -> Result<(), Errno> {
     }
     let target = tid.unwrap_or_else(sched::current);
     with_thread(target, |t| t.pending |= bit(sig));
+    ANY_PENDING.store(true, Ordering::Relaxed);
     Ok(())
 }
 
 /// Before the running thread returns to user mode: delivers one pending,
 /// unblocked signal by building its frame. True when `regs` changed.
 pub fn deliver_pending(regs: &mut UserRegs) -> bool {
+    if !ANY_PENDING.load(Ordering::Relaxed) {
+        return false;
+    }
     let me = sched::current();
     let sig = with_thread(me, |t| {
         let ready = t.pending & !t.blocked;
@@ -252,6 +260,9 @@ pub fn deliver_pending(regs: &mut UserRegs) -> bool {
         t.pending &= !bit(s);
         Some(s)
     });
+    if THREADS.lock().values().all(|t| t.pending == 0) {
+        ANY_PENDING.store(false, Ordering::Relaxed);
+    }
     match sig {
         Some(s) => {
             let mut info = [0u8; 128];

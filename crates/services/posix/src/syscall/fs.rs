@@ -35,9 +35,19 @@ fn path_arg(dirfd: i64, p: u64) -> Result<String, Errno> {
     resolve(dirfd, &vm::read_cstr(p, 4096)?)
 }
 
+/// Reads and writes this small go through a buffer on the kernel stack.
+const SMALL_IO: usize = 256;
+
 pub fn read(fd: i64, buf: u64, len: u64) -> SysResult {
     let f = fd::get(fd)?;
-    let mut tmp = vec![0u8; (len as usize).min(MAX_IO)];
+    let len = (len as usize).min(MAX_IO);
+    if len <= SMALL_IO {
+        let mut tmp = [0u8; SMALL_IO];
+        let n = f.read(&mut tmp[..len])?;
+        vm::write(buf, &tmp[..n])?;
+        return Ok(n as u64);
+    }
+    let mut tmp = vec![0u8; len];
     let n = f.read(&mut tmp)?;
     vm::write(buf, &tmp[..n])?;
     Ok(n as u64)
@@ -45,7 +55,13 @@ pub fn read(fd: i64, buf: u64, len: u64) -> SysResult {
 
 pub fn write(fd: i64, buf: u64, len: u64) -> SysResult {
     let f = fd::get(fd)?;
-    let data = vm::read_vec(buf, (len as usize).min(MAX_IO))?;
+    let len = (len as usize).min(MAX_IO);
+    if len <= SMALL_IO {
+        let mut tmp = [0u8; SMALL_IO];
+        vm::read(buf, &mut tmp[..len])?;
+        return Ok(f.write(&tmp[..len])? as u64);
+    }
+    let data = vm::read_vec(buf, len)?;
     Ok(f.write(&data)? as u64)
 }
 
