@@ -60,10 +60,11 @@ pub(crate) unsafe fn init(usable: &[Region], reserved: &[Region]) -> Result<(), 
     }
     fa.reserve(spot.start, spot.end);
     fa.reserve(0, FRAME_SIZE); // never hand out page 0: null must stay invalid
-    // Allocate from the upper half first: low RAM stays free longest for a
-    // Linux program linked at a fixed low address (0x400000), whose pages
-    // must be those very frames (`claim_frames`).
-    fa.start_search_at(lo + (hi - lo) / 2);
+    // Allocate from the middle of RAM first: low RAM stays free longest for
+    // a Linux program linked at a fixed low address (0x400000), whose pages
+    // must be those very frames (`claim_frames`). At most 256 MiB up: a
+    // boot entry may map only the first GiB until the platform's bring-up.
+    fa.start_search_at(lo + ((hi - lo) / 2).min(256 << 20));
     TOTAL_BYTES.store(usable.iter().map(|r| r.len()).sum(), core::sync::atomic::Ordering::Relaxed);
     *FRAMES.lock() = Some(fa);
     Ok(())
