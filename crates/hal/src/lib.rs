@@ -76,6 +76,10 @@ pub struct BootInfo<'a> {
     pub memory: &'a [Region],
     /// Ranges inside `memory` that are in use (image, boot data, initrd).
     pub reserved: &'a [Region],
+    /// Those of `reserved` that only the boot needs (the loader's boot
+    /// information, the command line): the kernel frees their whole pages
+    /// once the platform is up and the command line is read.
+    pub reclaimable: &'a [Region],
     /// The initial RAM disk, if the loader gave one. It must lie in a
     /// reserved range (it is never written).
     pub initrd: Option<&'static [u8]>,

@@ -66,6 +66,7 @@ unsafe fn init(hal: Hal, boot: &BootInfo) {
         fatal(format_args!("memory init: {e:?}"));
     }
     if let Some(rd) = boot.initrd {
+        let rd = crate::mem::relocate_low(rd);
         INITRD.call_once(|| rd);
     }
 }
@@ -74,6 +75,7 @@ unsafe fn init(hal: Hal, boot: &BootInfo) {
 /// as backtraces show it).
 fn start(boot: &BootInfo, cl: CommandLine) -> ! {
     hal().platform.bring_up(boot);
+    crate::mem::reclaim(boot.reclaimable, boot.reserved);
     crate::sched::init((boot.boot_stack.start, boot.boot_stack.end));
     let quiet = cl.has_option("unikit.quiet");
     QUIET.store(quiet, Ordering::Relaxed);

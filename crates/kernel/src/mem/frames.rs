@@ -112,6 +112,24 @@ impl<'a> FrameAllocator<'a> {
         addr >= self.base && (addr - self.base) / FRAME_SIZE < self.nframes as u64
     }
 
+    /// Allocates the highest free run of `n` frames.
+    pub fn alloc_top(&mut self, n: usize) -> Option<u64> {
+        if n == 0 || n > self.free || n > self.nframes {
+            return None;
+        }
+        let mut end = self.nframes; // candidate run: [end - n, end)
+        while end >= n {
+            match (end - n..end).rev().find(|&j| self.is_used(j)) {
+                Some(used) => end = used,
+                None => {
+                    self.set_range(end - n..end, true);
+                    return Some(self.base + (end - n) as u64 * FRAME_SIZE);
+                }
+            }
+        }
+        None
+    }
+
     /// Makes the next searches start at `addr` (they wrap around).
     pub fn start_search_at(&mut self, addr: u64) {
         self.next = (addr.saturating_sub(self.base) / FRAME_SIZE).min(self.nframes as u64) as usize;
@@ -146,6 +164,18 @@ impl<'a> FrameAllocator<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn alloc_top_takes_the_highest_free_run() {
+        with_alloc(16, |fa| {
+            fa.add_free(0x10_0000, 0x10_0000 + 16 * FRAME_SIZE);
+            fa.reserve(0x10_e000, 0x10_f000); // frame 14 used
+            assert_eq!(fa.alloc_top(2), Some(0x10_c000)); // 15 alone is too short
+            assert_eq!(fa.alloc_top(1), Some(0x10_f000));
+            assert_eq!(fa.alloc_top(13), None);
+            assert_eq!(fa.alloc_top(12), Some(0x10_0000));
+        });
+    }
 
     #[test]
     fn claim_takes_exact_free_frames_only() {

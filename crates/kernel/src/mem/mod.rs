@@ -13,6 +13,9 @@ use spin::Mutex;
 pub use hal::Region;
 
 static FRAMES: Mutex<Option<FrameAllocator<'static>>> = Mutex::new(None);
+/// Where the frame allocator's first search started: below it, RAM is
+/// kept free as long as possible (see `init`).
+static LOW_END: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 static TOTAL_BYTES: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
 /// Why memory could not be set up.
@@ -64,10 +67,30 @@ pub(crate) unsafe fn init(usable: &[Region], reserved: &[Region]) -> Result<(), 
     // a Linux program linked at a fixed low address (0x400000), whose pages
     // must be those very frames (`claim_frames`). At most 256 MiB up: a
     // boot entry may map only the first GiB until the platform's bring-up.
-    fa.start_search_at(lo + ((hi - lo) / 2).min(256 << 20));
+    let low_end = half_of_ram(usable).min(lo + (256 << 20));
+    fa.start_search_at(low_end);
+    LOW_END.store(low_end, core::sync::atomic::Ordering::Relaxed);
     TOTAL_BYTES.store(usable.iter().map(|r| r.len()).sum(), core::sync::atomic::Ordering::Relaxed);
     *FRAMES.lock() = Some(fa);
     Ok(())
+}
+
+/// The address below which half of the usable RAM lies.
+fn half_of_ram(usable: &[Region]) -> u64 {
+    let total: u64 = usable.iter().map(|r| r.len()).sum();
+    let mut rest = total / 2;
+    // No heap yet: walk the regions in address order without sorting a copy.
+    let mut at = 0;
+    loop {
+        let Some(r) = usable.iter().filter(|r| r.start >= at && !r.is_empty()).min_by_key(|r| r.start) else {
+            return at;
+        };
+        if r.len() >= rest {
+            return r.start + rest;
+        }
+        rest -= r.len();
+        at = r.end;
+    }
 }
 
 /// Allocates `n` contiguous frames aligned to `align` frames.
@@ -85,6 +108,54 @@ pub fn claim_frames(addr: u64, n: usize) -> bool {
 /// Whether `addr` lies in the RAM the frame allocator manages.
 pub fn is_ram(addr: u64) -> bool {
     FRAMES.lock().as_ref().is_some_and(|f| f.contains(addr))
+}
+
+/// Moves an initrd that a loader put in low RAM (Xen's PVH builder puts it
+/// right after the kernel) to frames further up, and frees its old frames:
+/// low RAM is where a Linux program linked at 0x400000 must go. Returns
+/// the initrd's new place (the old one when it stays).
+pub fn relocate_low(data: &'static [u8]) -> &'static [u8] {
+    let start = data.as_ptr() as u64;
+    let end = start + data.len() as u64;
+    if data.is_empty() || start >= LOW_END.load(core::sync::atomic::Ordering::Relaxed) {
+        return data;
+    }
+    let n = (data.len() as u64).div_ceil(FRAME_SIZE) as usize;
+    let Some(new) = FRAMES.lock().as_mut().and_then(|f| f.alloc_top(n)) else { return data };
+    // SAFETY: `new` is `n` fresh, identity-mapped frames, ours alone; the
+    // source is the initrd the boot entry handed over (readable, and
+    // never written); the two do not overlap (the new frames were free).
+    let moved = unsafe {
+        core::ptr::copy_nonoverlapping(data.as_ptr(), new as *mut u8, data.len());
+        core::slice::from_raw_parts(new as *const u8, data.len())
+    };
+    // The old copy's frames are freed with the boot data (`reclaim`).
+    OLD_INITRD.call_once(|| Region::new(start, end));
+    moved
+}
+
+/// Where the initrd was before `relocate_low` moved it.
+static OLD_INITRD: spin::Once<Region> = spin::Once::new();
+
+/// Frees the whole frames of `regions` that no other reserved range
+/// touches (boot data the platform no longer needs).
+pub(crate) fn reclaim(regions: &[Region], reserved: &[Region]) {
+    let old = OLD_INITRD.get().copied();
+    let gone = |x: &Region| regions.contains(x) || Some(*x) == old;
+    for r in regions.iter().chain(old.iter()).filter(|r| !r.is_empty()) {
+        // Frames touching the range: a frame shared with another range that
+        // is gone too is free; one shared with a range still in use is not.
+        let mut f = r.start / FRAME_SIZE * FRAME_SIZE;
+        while f < r.end {
+            let frame = Region::new(f, f + FRAME_SIZE);
+            let in_use = reserved.iter().filter(|x| !gone(x)).any(|x| x.overlaps(&frame));
+            let done = regions.iter().chain(old.iter()).take_while(|x| *x != r).any(|x| x.overlaps(&frame));
+            if !in_use && !done && f != 0 && is_ram(f) {
+                free_frames(f, 1);
+            }
+            f += FRAME_SIZE;
+        }
+    }
 }
 
 /// Allocates one zeroed frame.

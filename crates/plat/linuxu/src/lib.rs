@@ -239,6 +239,7 @@ extern "C" fn linuxu_main(sp: *const u64) -> ! {
                 args: Args::Process(process),
                 memory: &memory,
                 reserved: &[],
+                reclaimable: &[],
                 initrd,
                 boot_stack: Region::new(top.saturating_sub(8 << 20), top),
                 hypervisor: "none (Linux process)",

@@ -223,6 +223,7 @@ pub extern "C" fn solo5_main(boot_info: u64) -> ! {
                 args: Args::Kernel(cmdline),
                 memory: &ram,
                 reserved: &reserved,
+                reclaimable: &[],
                 initrd: None,
                 boot_stack: Region::new(lo, hi),
                 hypervisor: "Solo5 hvt",

@@ -172,7 +172,12 @@ fn map_image(path: &str, base: Option<u64>) -> Result<(Image, Option<String>), S
         while done < ph.filesz {
             let n = (ph.filesz - done).min(64 * 1024);
             let data = src.read_at(ph.offset + done, n as usize)?;
-            vm::write(start + done, &data).map_err(|_| format!("{path}: cannot write segment {i}"))?;
+            vm::write(start + done, &data).map_err(|_| {
+                format!(
+                    "{path}: cannot load segment {i} at {:#x}: that memory is the kernel's (give the VM more memory, or link the program as PIE)",
+                    start + done
+                )
+            })?;
             done += n;
         }
         let prot = Prot { read: ph.readable() || ph.executable(), write: ph.writable(), exec: ph.executable() };

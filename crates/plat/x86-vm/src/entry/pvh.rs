@@ -157,6 +157,10 @@ pub extern "C" fn pvh_main(start_info: u64) -> ! {
                 args: Args::Kernel(params.cmdline),
                 memory: &params.ram[..params.nr_ram],
                 reserved: &reserved,
+                // start_info, the command line and the memory map: read by
+                // now. On Xen they sit right after the modules, in low RAM
+                // that a Linux program linked at 0x400000 needs.
+                reclaimable: &params.boot_data,
                 initrd,
                 boot_stack: Region::new(lo, hi),
                 hypervisor: pc::hypervisor().0.name(),

@@ -154,6 +154,7 @@ extern "C" fn xen_pv_main(si: *const StartInfo) -> ! {
                 args: Args::Kernel(cmdline),
                 memory: &ram,
                 reserved: &reserved,
+                reclaimable: &[],
                 initrd,
                 boot_stack: Region::new(stack.0, stack.1),
                 hypervisor: "Xen (PV)",
