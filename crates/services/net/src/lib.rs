@@ -124,6 +124,27 @@ fn ready(net: &Net) -> Result<Net> {
     ))
 }
 
+/// Starts the global stack now: on the machine's network device, or, when
+/// it has none, on a loopback device as 127.0.0.1/8 (so a program can
+/// still talk TCP and UDP to itself). For programs that expect the
+/// network to be up before their first socket call (a SYN that arrives
+/// early gets an answer). Errors are those of the first use.
+pub fn start_early() {
+    let mut g = GLOBAL.lock();
+    if !matches!(&*g, Global::NotStarted) {
+        return;
+    }
+    let Ok(mut opts) = Options::from_kernel_options(sys::kernel_options()) else { return };
+    if sys::net_devices().is_empty() {
+        opts.ip = IpConfig::Static { addr: Ipv4Addr::new(127, 0, 0, 1), prefix: 8, gateway: None };
+        if let Ok(net) = Net::start(Loopback::new(), opts) {
+            *g = Global::Running(net);
+        }
+        return;
+    }
+    let _ = start_global(&mut g, opts);
+}
+
 /// If the global stack runs: waits (up to `timeout`) until every TCP
 /// connection, closed ones included, has sent what it queued and had it
 /// acknowledged. For a program ending: its data still goes out.

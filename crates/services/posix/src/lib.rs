@@ -34,6 +34,19 @@ pub(crate) fn argv() -> &'static [String] {
     ARGV.get().map(|v| v.as_slice()).unwrap_or(&[])
 }
 
+/// Brings the network up before the program runs when its address is
+/// fixed (a SYN that arrives before the program's first socket call gets
+/// an answer, as from a Linux host), or on a loopback device as
+/// 127.0.0.1/8 when there is no NIC. With DHCP it starts on first use, so
+/// a program that never uses the network does not wait for a lease.
+fn start_network() {
+    let cl = unikit_kernel::boot::command_line();
+    let fixed = cl.options.iter().any(|o| o.starts_with("netdev.ip=") && o != "netdev.ip=dhcp");
+    if fixed || unikit_kernel::dev::net_devices().is_empty() {
+        unikit_net::start_early();
+    }
+}
+
 /// Exit status when the program cannot be started.
 pub const EXIT_CANNOT_EXEC: i32 = 126;
 
@@ -61,6 +74,7 @@ pub fn exec(argv: &[String], envp: &[String]) -> i32 {
         }
     };
     fd::init_std();
+    start_network();
     unikit_kernel::user::bind(syscall::handle, syscall::fault, syscall::on_return);
     let regs = unikit_kernel::user::UserRegs { rip: start.entry, rsp: start.sp, rflags: 0x202, ..Default::default() };
     unikit_kernel::user::enter(&regs, unikit_kernel::user::UserCpuState::initial())

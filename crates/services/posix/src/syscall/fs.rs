@@ -274,8 +274,9 @@ pub fn ioctl(fd: i64, cmd: u64, arg: u64) -> SysResult {
             Ok(0)
         }
         TCGETS if f.is_tty() => {
-            // A raw-ish terminal: zeroed termios, what isatty() needs.
-            vm::write(arg, &[0u8; 60])?;
+            // The kernel's struct termios (36 bytes; libc's is larger and
+            // copies from it), zeroed: what isatty() needs.
+            vm::write(arg, &[0u8; 36])?;
             Ok(0)
         }
         FIONBIO => {

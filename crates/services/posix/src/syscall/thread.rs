@@ -31,7 +31,7 @@ static CLEAR_TID: Mutex<BTreeMap<Tid, u64>> = Mutex::new(BTreeMap::new());
 
 pub fn clone(parent: &UserRegs, flags: u64, stack: u64, ptid: u64, ctid: u64, tls: u64) -> SysResult {
     if flags & (CLONE_VM | CLONE_THREAD) != CLONE_VM | CLONE_THREAD {
-        return super::unserved(57, "(clone of a new process) is not offered (one process per VM)");
+        return super::unserved(56, "of a new process (what fork does) is not offered (one process per VM)");
     }
     let mut regs = *parent;
     regs.rax = 0;
