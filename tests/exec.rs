@@ -57,6 +57,7 @@ mod progs {
         ("spin", "spin.c", Link::Static),
         ("ep", "ep.c", Link::Static),
         ("idle", "idle.c", Link::Static),
+        ("io", "io.c", Link::Static),
     ];
 
     #[derive(Clone, Copy)]
@@ -237,16 +238,6 @@ struct Run {
 }
 
 impl Run {
-    fn of(out: Output) -> Run {
-        let r = Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        };
-        assert!(!r.stderr.contains("panicked"), "the CLI panicked:\n{}", r.stderr);
-        r
-    }
-
     #[track_caller]
     fn expect(&self, code: i32, lines: &[&str]) -> &Self {
         let ctx = format!("exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr);
@@ -265,20 +256,10 @@ impl Run {
     }
 }
 
-/// `unikit run -q PLAT --exec <program> EXTRA...`.
+/// `unikit run -q PLAT --exec <program> EXTRA...` to its end (stopped with
+/// SIGTERM after `SERVE_TIMEOUT`: a hung guest fails its test).
 fn run(plat: &[&str], prog: &str, extra: &[&str]) -> Run {
-    let p = progs::build().join(prog);
-    Run::of(
-        Command::new(env!("CARGO_BIN_EXE_unikit"))
-            .arg("run")
-            .arg("-q")
-            .args(plat)
-            .arg("--exec")
-            .arg(&p)
-            .args(extra)
-            .output()
-            .expect("cannot start unikit"),
-    )
+    Server::start(plat, &progs::build().join(prog), extra).finish()
 }
 
 const TCG: &[&str] = &["--plat", "qemu", "--accel", "tcg"];
@@ -374,6 +355,52 @@ fn sig(plat: &[&str]) {
 
 fn spin(plat: &[&str]) {
     run(plat, "spin", &[]).expect(0, &["spin: ok"]);
+}
+
+/// A rootfs whose /etc/hosts names exec-test-host (io.c, the Go program).
+fn hosts_rootfs(dir: &Path) {
+    fs::create_dir_all(dir.join("etc")).unwrap();
+    fs::write(dir.join("etc/hosts"), "127.0.0.1 localhost\n10.1.2.3 exec-test-host\n").unwrap();
+    fs::write(dir.join("etc/nsswitch.conf"), "hosts: files dns\n").unwrap();
+}
+
+/// io.c's groups `args`; every check must pass.
+fn io(plat: &[&str], args: &[&str], extra: &[&str]) -> Run {
+    let root = tempfile::tempdir().unwrap();
+    hosts_rootfs(root.path());
+    let mut all = vec!["--rootfs", root.path().to_str().unwrap()];
+    all.extend(extra);
+    all.push("--");
+    all.extend(args);
+    let r = run(plat, "io", &all);
+    let ctx = format!("exit {}\n{}{}", r.code, r.stdout, r.stderr);
+    assert!(r.stdout.lines().any(|l| l.trim_end().ends_with(" ok, 0 failed")), "{ctx}");
+    r.expect(0, &[]).no_fail();
+    r
+}
+
+fn io_pipes(plat: &[&str]) {
+    io(plat, &["pipes", "events", "hosts"], &[]).expect(
+        0,
+        &[
+            "poll pipe wakes ok",
+            "select timeout ok",
+            "TCGETS on a pipe ENOTTY ok",
+            "eventfd sum ok",
+            "getaddrinfo from /etc/hosts ok",
+        ],
+    );
+}
+
+/// TCP and UDP to itself over 127.0.0.1, with a NIC (`-p`) ...
+fn io_loopback(plat: &[&str]) {
+    let fwd = format!("{}:9", free_port());
+    io(plat, &["tcp", "udp"], &["-p", &fwd]).expect(0, &["tcp client round trip ok", "udp recvmsg ok"]);
+}
+
+/// ... and without one.
+fn io_loopback_no_nic(plat: &[&str]) {
+    io(plat, &["tcp", "udp"], &[]).expect(0, &["tcp client round trip ok", "udp recvmsg ok"]);
 }
 
 /// A loopback port free right now, for `-p PORT:GUEST`.
@@ -545,6 +572,22 @@ fn go_prog(plat: &[&str]) {
             ],
         )
         .no_fail();
+}
+
+/// On one P, main wakes from time.Sleep only if the runtime preempts a
+/// goroutine spinning without a call: with SIGURG.
+fn go_preempt(plat: &[&str]) {
+    run(plat, progs::go().to_str().unwrap(), &["--", "preempt"])
+        .expect(0, &["go: preempted a spinning goroutine", "go: ok"])
+        .no_fail();
+}
+
+/// net.LookupHost reads the rootfs's /etc/hosts.
+fn go_hosts(plat: &[&str]) {
+    let root = tempfile::tempdir().unwrap();
+    hosts_rootfs(root.path());
+    run(plat, progs::go().to_str().unwrap(), &["--rootfs", root.path().to_str().unwrap(), "--", "hosts"])
+        .expect(0, &["go: hosts [10.1.2.3] <nil>", "go: ok"]);
 }
 
 /// The Go net/http server: two pages, then /exit, then `go: ok`, exit 0.
@@ -818,6 +861,11 @@ boot_tests!(
     rust_std,
     sig,
     spin,
+    io_pipes,
+    #[ignore = "guest: connect() to 127.0.0.1 where a socket listens gets ECONNREFUSED, and a UDP datagram sent to 127.0.0.1 never arrives (recvmsg EAGAIN after poll times out)"]
+    io_loopback,
+    #[ignore = "guest: without a NIC every socket call that needs the network stack fails with EIO (listen, connect, UDP bind, sendto): no loopback-only stack"]
+    io_loopback_no_nic,
     epoll_http,
     rust_http,
     closed_port,
@@ -825,6 +873,10 @@ boot_tests!(
     closed_port_idle,
     #[cfg_attr(unikit_no_go, ignore = "SKIPPED: no go on PATH (scripts/setup-host.sh installs golang-go)")]
     go_prog,
+    #[cfg_attr(unikit_no_go, ignore = "SKIPPED: no go on PATH (scripts/setup-host.sh installs golang-go)")]
+    go_preempt,
+    #[cfg_attr(unikit_no_go, ignore = "SKIPPED: no go on PATH (scripts/setup-host.sh installs golang-go)")]
+    go_hosts,
     #[cfg_attr(unikit_no_go, ignore = "SKIPPED: no go on PATH (scripts/setup-host.sh installs golang-go)")]
     go_http,
     busybox_sh,
@@ -890,6 +942,9 @@ fn programs_behave_on_the_host() {
     let o = native("sig", &[], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(text(&o), "sig: caught 11 at 0x10\nsig: usr1 handler ran: 10\nsig: fpu after handlers 12.0 ok\n");
+    let o = native("io", &["pipes", "events", "tcp", "udp"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).ends_with("io: 31 ok, 0 failed\n"), "{}", text(&o));
     let o = native("spin", &[], &[]);
     assert_eq!((o.status.code(), text(&o).as_str()), (Some(0), "spin: ok\n"));
     let o = native("rust-std", &["a", "b"], &[("GREETING", "hi")]);
@@ -945,4 +1000,7 @@ fn go_behaves_on_the_host() {
         "go: goroutines 2399960\ngo: slept true\n\
          go: recovered: runtime error: invalid memory address or nil pointer dereference\ngo: ok\n"
     );
+    let o = Command::new(progs::go()).arg("preempt").output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).ends_with("go: preempted a spinning goroutine\ngo: ok\n"), "{}", text(&o));
 }

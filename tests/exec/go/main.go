@@ -1,17 +1,33 @@
 // A Go program for `unikit run --exec`, built by the exec boot tests
 // (tests/exec.rs) with CGO_ENABLED=0: goroutines, time.Sleep, a recovered
-// nil-pointer panic, then with the argument `serve` a net/http server on
-// :8080 that stops after a request to /exit. Prints `go: ok` and exits 0.
+// nil-pointer panic, then what its arguments ask for:
+//   - serve: a net/http server on :8080 that stops after a request to /exit;
+//   - preempt: on one P, a goroutine spinning without a call must be
+//     preempted (the runtime sends it SIGURG) for main to wake up;
+//   - hosts: net.LookupHost of a name in the rootfs's /etc/hosts.
+//
+// Prints `go: ok` and exits 0.
 package main
 
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 )
+
+// spin loops without a function call: it holds its P until the runtime
+// preempts it asynchronously.
+func spin(stop *int32, n *int64) {
+	for atomic.LoadInt32(stop) == 0 {
+		*n++
+	}
+}
 
 type T struct{ x int }
 
@@ -43,7 +59,24 @@ func main() {
 	time.Sleep(20 * time.Millisecond)
 	fmt.Println("go: slept", time.Since(t) >= 20*time.Millisecond)
 	fmt.Println("go:", nilDeref())
-	if len(os.Args) > 1 && os.Args[1] == "serve" {
+	mode := ""
+	if len(os.Args) > 1 {
+		mode = os.Args[1]
+	}
+	if mode == "preempt" {
+		runtime.GOMAXPROCS(1)
+		var stop int32
+		var n int64
+		go spin(&stop, &n)
+		time.Sleep(50 * time.Millisecond)
+		atomic.StoreInt32(&stop, 1)
+		fmt.Println("go: preempted a spinning goroutine")
+	}
+	if mode == "hosts" {
+		addrs, err := net.LookupHost("exec-test-host")
+		fmt.Println("go: hosts", addrs, err)
+	}
+	if mode == "serve" {
 		srv := &http.Server{Addr: ":8080"}
 		done := make(chan struct{})
 		http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
