@@ -19,6 +19,9 @@ command -v fsck.fat >/dev/null || [ -x /usr/sbin/fsck.fat ] || need_pkgs+=(dosfs
 command -v xz >/dev/null || need_pkgs+=(xz-utils)
 # The --exec boot tests (tests/exec.rs) build their C programs with musl-gcc.
 command -v musl-gcc >/dev/null || need_pkgs+=(musl-tools)
+# ... and their Go program with go (busybox-static, and nginx-light where
+# /usr/sbin/nginx is missing, are fetched by the tests with apt-get download).
+command -v go >/dev/null || need_pkgs+=(golang-go)
 [ -e /usr/share/qemu/qboot.rom ] || need_pkgs+=(qemu-system-data)
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -1,19 +1,31 @@
-//! `unikit run --exec`: unmodified Linux programs (tests/exec/: C built with
-//! musl-gcc, static and static-pie, and a Rust std program for
-//! x86_64-unknown-linux-musl) booted in the loader image on QEMU q35 and
-//! microvm under TCG, and under KVM where /dev/kvm works, checking their
-//! output and exit codes.
+//! `unikit run --exec`: unmodified Linux programs booted in the loader
+//! image on QEMU q35 and microvm under TCG, and under KVM where /dev/kvm
+//! works, checking their output and exit codes:
+//! - C built with musl-gcc (tests/exec/*.c), static and static-pie: files,
+//!   threads, signals (sig.c), timer preemption (spin.c), an epoll HTTP
+//!   server reached through `-p` (ep.c), a fault, an unserved system call;
+//! - a Rust std program for x86_64-unknown-linux-musl (tests/exec/rust-std),
+//!   also as a `TcpListener` HTTP server;
+//! - a Go program (tests/exec/go, `CGO_ENABLED=0 go build`), also as a
+//!   net/http server;
+//! - programs nobody here wrote: Debian's static busybox (fetched with
+//!   `apt-get download busybox-static` into target/exec-pkgs/) and the
+//!   host's dynamically linked nginx with its glibc libraries in a rootfs.
 //!
 //! The programs are built here, into `target/exec-progs/`, never committed.
 //! Every program is also run as a Linux process on this host first
 //! (`programs_behave_on_the_host`), so that a boot test's expectations are
 //! those of Linux itself. Without musl-gcc or the musl Rust target the tests
-//! are compiled as ignored, with the reason (see crates/cli/build.rs).
+//! are compiled as ignored, with the reason (see crates/cli/build.rs); the
+//! Go ones likewise without `go`. When busybox cannot be downloaded or there
+//! is no nginx, those tests print `SKIPPED:` with the reason and pass.
+//! Tests the guest cannot pass yet are ignored with the reason.
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -41,6 +53,11 @@ mod progs {
         ("threads-pie", "threads.c", Link::StaticPie),
         ("fault", "fault.c", Link::Static),
         ("nosys", "nosys.c", Link::Static),
+        ("sig", "sig.c", Link::Static),
+        ("spin", "spin.c", Link::Static),
+        ("ep", "ep.c", Link::Static),
+        ("idle", "idle.c", Link::Static),
+        ("io", "io.c", Link::Static),
     ];
 
     #[derive(Clone, Copy)]
@@ -131,6 +148,75 @@ mod progs {
         out
     }
 
+    /// The Go program (tests/exec/go), built with `CGO_ENABLED=0 go build`
+    /// into `target/exec-progs/go`; returns its path.
+    pub fn go() -> PathBuf {
+        let out = build();
+        let lock = fs::File::create(out.join(".lock")).unwrap();
+        lock.lock().unwrap_or_else(|e| panic!("cannot lock {}: {e}", out.display()));
+        let (src, dest) = (repo().join("tests/exec/go/main.go"), out.join("go"));
+        if newer(&src, &dest) {
+            let tmp = out.join("go.tmp");
+            let o = Command::new("go")
+                .args(["build", "-o"])
+                .arg(&tmp)
+                .arg(&src)
+                .env("CGO_ENABLED", "0")
+                .env("GOCACHE", out.join("go-cache"))
+                .env("GOFLAGS", "-trimpath")
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run go: {e}"));
+            assert!(o.status.success(), "go build failed:\n{}", String::from_utf8_lossy(&o.stderr));
+            fs::rename(&tmp, &dest).unwrap();
+        }
+        dest
+    }
+
+    /// Debian package `pkg`, fetched with `apt-get download` into
+    /// `target/exec-pkgs/` and unpacked there (once): returns the folder it
+    /// was unpacked into, or why it could not be fetched.
+    pub fn debian(pkg: &str) -> Result<PathBuf, String> {
+        let cache = target().join("exec-pkgs");
+        fs::create_dir_all(&cache).unwrap();
+        let lock = fs::File::create(cache.join(".lock")).unwrap();
+        lock.lock().unwrap_or_else(|e| panic!("cannot lock {}: {e}", cache.display()));
+        let root = cache.join(pkg);
+        if root.join(".unpacked").exists() {
+            return Ok(root);
+        }
+        let dl = cache.join(format!("{pkg}.download"));
+        let _ = fs::remove_dir_all(&dl);
+        fs::create_dir_all(&dl).unwrap();
+        let o = Command::new("apt-get")
+            .args(["download", "-q", pkg])
+            .current_dir(&dl)
+            .output()
+            .map_err(|e| format!("cannot run apt-get: {e}"))?;
+        let deb = fs::read_dir(&dl)
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.extension().is_some_and(|x| x == "deb"));
+        let Some(deb) = deb.filter(|_| o.status.success()) else {
+            return Err(format!(
+                "apt-get download {pkg} failed: {}",
+                String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("(no message)")
+            ));
+        };
+        let _ = fs::remove_dir_all(&root);
+        let o = Command::new("dpkg-deb")
+            .arg("-x")
+            .arg(&deb)
+            .arg(&root)
+            .output()
+            .map_err(|e| format!("cannot run dpkg-deb: {e}"))?;
+        if !o.status.success() {
+            return Err(format!("dpkg-deb -x {} failed: {}", deb.display(), String::from_utf8_lossy(&o.stderr)));
+        }
+        fs::write(root.join(".unpacked"), deb.file_name().unwrap().as_encoded_bytes()).unwrap();
+        let _ = fs::remove_dir_all(&dl);
+        Ok(root)
+    }
+
     /// A rootfs for files.c: /data/hello.txt and /data/sub.
     pub fn data_rootfs(dir: &Path) {
         fs::create_dir_all(dir.join("data/sub")).unwrap();
@@ -152,16 +238,6 @@ struct Run {
 }
 
 impl Run {
-    fn of(out: Output) -> Run {
-        let r = Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        };
-        assert!(!r.stderr.contains("panicked"), "the CLI panicked:\n{}", r.stderr);
-        r
-    }
-
     #[track_caller]
     fn expect(&self, code: i32, lines: &[&str]) -> &Self {
         let ctx = format!("exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr);
@@ -180,20 +256,10 @@ impl Run {
     }
 }
 
-/// `unikit run -q PLAT --exec <program> EXTRA...`.
+/// `unikit run -q PLAT --exec <program> EXTRA...` to its end (stopped with
+/// SIGTERM after `SERVE_TIMEOUT`: a hung guest fails its test).
 fn run(plat: &[&str], prog: &str, extra: &[&str]) -> Run {
-    let p = progs::build().join(prog);
-    Run::of(
-        Command::new(env!("CARGO_BIN_EXE_unikit"))
-            .arg("run")
-            .arg("-q")
-            .args(plat)
-            .arg("--exec")
-            .arg(&p)
-            .args(extra)
-            .output()
-            .expect("cannot start unikit"),
-    )
+    Server::start(plat, &progs::build().join(prog), extra).finish()
 }
 
 const TCG: &[&str] = &["--plat", "qemu", "--accel", "tcg"];
@@ -281,15 +347,485 @@ fn rust_std(plat: &[&str]) {
         .no_fail();
 }
 
-/// Every program on every configuration. They wait for the guest side of
-/// issue 12 (the ELF loader and the system-call layer in crates/exec and
-/// crates/services/posix): until it lands they are ignored.
+fn sig(plat: &[&str]) {
+    run(plat, "sig", &[])
+        .expect(0, &["sig: caught 11 at 0x10", "sig: usr1 handler ran: 10", "sig: fpu after handlers 12.0 ok"])
+        .no_fail();
+}
+
+fn spin(plat: &[&str]) {
+    run(plat, "spin", &[]).expect(0, &["spin: ok"]);
+}
+
+/// A rootfs whose /etc/hosts names exec-test-host (io.c, the Go program).
+fn hosts_rootfs(dir: &Path) {
+    fs::create_dir_all(dir.join("etc")).unwrap();
+    fs::write(dir.join("etc/hosts"), "127.0.0.1 localhost\n10.1.2.3 exec-test-host\n").unwrap();
+    fs::write(dir.join("etc/nsswitch.conf"), "hosts: files dns\n").unwrap();
+}
+
+/// io.c's groups `args`; every check must pass.
+fn io(plat: &[&str], args: &[&str], extra: &[&str]) -> Run {
+    let root = tempfile::tempdir().unwrap();
+    hosts_rootfs(root.path());
+    let mut all = vec!["--rootfs", root.path().to_str().unwrap()];
+    all.extend(extra);
+    all.push("--");
+    all.extend(args);
+    let r = run(plat, "io", &all);
+    let ctx = format!("exit {}\n{}{}", r.code, r.stdout, r.stderr);
+    assert!(r.stdout.lines().any(|l| l.trim_end().ends_with(" ok, 0 failed")), "{ctx}");
+    r.expect(0, &[]).no_fail();
+    r
+}
+
+fn io_pipes(plat: &[&str]) {
+    io(plat, &["pipes", "events", "hosts"], &[]).expect(
+        0,
+        &[
+            "poll pipe wakes ok",
+            "select timeout ok",
+            "TCGETS on a pipe ENOTTY ok",
+            "eventfd sum ok",
+            "getaddrinfo from /etc/hosts ok",
+        ],
+    );
+}
+
+/// TCP and UDP to itself over 127.0.0.1, with a NIC (`-p`) ...
+fn io_loopback(plat: &[&str]) {
+    let fwd = format!("{}:9", free_port());
+    io(plat, &["tcp", "udp"], &["-p", &fwd]).expect(0, &["tcp client round trip ok", "udp recvmsg ok"]);
+}
+
+/// ... and without one.
+fn io_loopback_no_nic(plat: &[&str]) {
+    io(plat, &["tcp", "udp"], &[]).expect(0, &["tcp client round trip ok", "udp recvmsg ok"]);
+}
+
+/// A loopback port free right now, for `-p PORT:GUEST`.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A `unikit run --exec` in the background, its console read line by line.
+struct Server {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    stdout: std::sync::Arc<std::sync::Mutex<String>>,
+    stderr: std::thread::JoinHandle<String>,
+    stdout_done: std::thread::JoinHandle<()>,
+}
+
+/// How long a guest may take to get to serving, and to answer (TCG, a
+/// loaded 2-core host).
+const SERVE_TIMEOUT: Duration = Duration::from_secs(120);
+
+impl Server {
+    fn start(plat: &[&str], prog: &Path, extra: &[&str]) -> Server {
+        use std::io::{BufRead, Read};
+        use std::process::Stdio;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_unikit"))
+            .arg("run")
+            .arg("-q")
+            .args(plat)
+            .arg("--exec")
+            .arg(prog)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start unikit");
+        let (tx, lines) = std::sync::mpsc::channel();
+        let stdout = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (out, all) = (child.stdout.take().unwrap(), stdout.clone());
+        let stdout_done = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                all.lock().unwrap().push_str(&format!("{line}\n"));
+                let _ = tx.send(line);
+            }
+        });
+        let mut err = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        });
+        Server { child, lines, stdout, stderr, stdout_done }
+    }
+
+    /// Waits for a console line starting with `prefix`.
+    fn wait_for(&mut self, prefix: &str) -> Result<(), String> {
+        let end = Instant::now() + SERVE_TIMEOUT;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) if l.starts_with(prefix) => return Ok(()),
+                Ok(_) => {}
+                Err(_) => return Err(format!("no line {prefix:?} on the console")),
+            }
+        }
+    }
+
+    /// `GET path` through the forwarded `port`, retried while the guest is
+    /// not listening yet (QEMU's user network accepts on the host side and
+    /// then closes when the guest refuses); the whole answer.
+    fn get(&mut self, port: u16, path: &str) -> Result<String, String> {
+        use std::io::{Read, Write};
+        let end = Instant::now() + SERVE_TIMEOUT;
+        let mut last = String::new();
+        while Instant::now() < end {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Err(format!("unikit exited ({st}) before answering GET {path}; last try: {last}"));
+            }
+            let attempt = (|| -> std::io::Result<String> {
+                let mut c = std::net::TcpStream::connect(("127.0.0.1", port))?;
+                c.set_read_timeout(Some(Duration::from_secs(30)))?;
+                write!(c, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+                let mut v = Vec::new();
+                c.read_to_end(&mut v)?;
+                Ok(String::from_utf8_lossy(&v).into_owned())
+            })();
+            match attempt {
+                Ok(r) if r.starts_with("HTTP/1.") => return Ok(r),
+                Ok(r) => last = format!("answer {r:?}"),
+                Err(e) => last = e.to_string(),
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        Err(format!("no answer to GET {path} on port {port}; last try: {last}"))
+    }
+
+    /// Waits for the run to end by itself (SIGTERM after the timeout).
+    fn finish(mut self) -> Run {
+        let end = Instant::now() + SERVE_TIMEOUT;
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return self.collect();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.stop()
+    }
+
+    /// Ends the run with SIGTERM to unikit (which stops the guest).
+    fn stop(mut self) -> Run {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        }
+        self.collect()
+    }
+
+    fn collect(mut self) -> Run {
+        let status = self.child.wait().unwrap();
+        let _ = self.stdout_done.join();
+        let stdout = self.stdout.lock().unwrap().clone();
+        let stderr = self.stderr.join().unwrap();
+        let r = Run { code: status.code().unwrap_or(-1), stdout, stderr };
+        assert!(!r.stderr.contains("panicked"), "the CLI panicked:\n{}", r.stderr);
+        r
+    }
+
+    /// The console so far, for failure messages.
+    fn console(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+}
+
+/// Ends the run and fails with `why` and what it printed.
+#[track_caller]
+fn serve_failed(srv: Server, why: String) -> ! {
+    let r = srv.stop();
+    panic!("{why}\nexit {}\n--- stdout\n{}\n--- stderr\n{}", r.code, r.stdout, r.stderr);
+}
+
+/// ep.c: two requests to its epoll loop, then it exits 0 by itself.
+fn epoll_http(plat: &[&str]) {
+    let port = free_port();
+    let mut srv = Server::start(plat, &progs::build().join("ep"), &["-p", &format!("{port}:8080")]);
+    if let Err(e) = srv.wait_for("ep: listening") {
+        serve_failed(srv, e);
+    }
+    for _ in 0..2 {
+        match srv.get(port, "/") {
+            Ok(r) if r.contains("hello from epoll") => {}
+            Ok(r) => serve_failed(srv, format!("wrong answer {r:?}")),
+            Err(e) => serve_failed(srv, e),
+        }
+    }
+    let r = srv.finish();
+    r.expect(0, &["ep: listening"]);
+    assert!(r.stdout.contains("ep: epoll_wait="), "{}", r.stdout);
+}
+
+fn go_prog(plat: &[&str]) {
+    run(plat, progs::go().to_str().unwrap(), &[])
+        .expect(
+            0,
+            &[
+                "go: goroutines 2399960",
+                "go: slept true",
+                "go: recovered: runtime error: invalid memory address or nil pointer dereference",
+                "go: ok",
+            ],
+        )
+        .no_fail();
+}
+
+/// On one P, main wakes from time.Sleep only if the runtime preempts a
+/// goroutine spinning without a call: with SIGURG.
+fn go_preempt(plat: &[&str]) {
+    run(plat, progs::go().to_str().unwrap(), &["--", "preempt"])
+        .expect(0, &["go: preempted a spinning goroutine", "go: ok"])
+        .no_fail();
+}
+
+/// net.LookupHost reads the rootfs's /etc/hosts.
+fn go_hosts(plat: &[&str]) {
+    let root = tempfile::tempdir().unwrap();
+    hosts_rootfs(root.path());
+    run(plat, progs::go().to_str().unwrap(), &["--rootfs", root.path().to_str().unwrap(), "--", "hosts"])
+        .expect(0, &["go: hosts [10.1.2.3] <nil>", "go: ok"]);
+}
+
+/// The Go net/http server: two pages, then /exit, then `go: ok`, exit 0.
+fn go_http(plat: &[&str]) {
+    let port = free_port();
+    let mut srv = Server::start(plat, &progs::go(), &["-p", &format!("{port}:8080"), "--", "serve"]);
+    if let Err(e) = srv.wait_for("go: serving") {
+        serve_failed(srv, e);
+    }
+    for (path, want) in [("/a", "hello from go /a"), ("/b", "hello from go /b"), ("/exit", "bye from go")] {
+        match srv.get(port, path) {
+            Ok(r) if r.starts_with("HTTP/1.0 200 OK") && r.ends_with(&format!("\r\n\r\n{want}\n")) => {}
+            Ok(r) => serve_failed(srv, format!("wrong answer to {path}: {r:?}")),
+            Err(e) => serve_failed(srv, e),
+        }
+    }
+    srv.finish().expect(0, &["go: serving", "go: served", "go: ok"]);
+}
+
+/// The Rust std program's TcpListener mode: 3 requests, then exit 0.
+fn rust_http(plat: &[&str]) {
+    let port = free_port();
+    let prog = progs::build().join("rust-std");
+    let mut srv = Server::start(plat, &prog, &["-p", &format!("{port}:8080"), "-e", "GREETING=hi", "--", "serve", "3"]);
+    if let Err(e) = srv.wait_for("rust: serving") {
+        serve_failed(srv, e);
+    }
+    for i in 0..3 {
+        let path = format!("/page{i}");
+        match srv.get(port, &path) {
+            Ok(r) if r.contains(&format!(": GET {path} HTTP/1.0\n")) && r.contains("hello from rust std") => {}
+            Ok(r) => serve_failed(srv, format!("wrong answer to {path}: {r:?}")),
+            Err(e) => serve_failed(srv, e),
+        }
+    }
+    srv.finish().expect(0, &["rust: served 3", "TcpListener serve ok", "rust: ok"]).no_fail();
+}
+
+/// Connects to host `port` (forwarded to a guest port where nothing
+/// listens) while the guest runs: Ok when the connection is refused within
+/// 3 s, as Linux answers the SYN with a RST and QEMU's user network then
+/// closes the host side (QEMU would retransmit a SYN left unanswered only
+/// after seconds).
+fn refused(port: u16) -> Result<(), String> {
+    use std::io::{Read, Write};
+    let t0 = Instant::now();
+    let r = (|| -> std::io::Result<usize> {
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", port))?;
+        c.set_read_timeout(Some(Duration::from_secs(3)))?;
+        c.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+        c.read(&mut [0u8; 64])
+    })();
+    match r {
+        Ok(0) => Ok(()),
+        Err(e) if e.kind() != std::io::ErrorKind::WouldBlock && e.kind() != std::io::ErrorKind::TimedOut => Ok(()),
+        other => Err(format!("a closed guest port, after {:?}: {other:?}, not refused", t0.elapsed())),
+    }
+}
+
+/// A closed port while the program serves another one.
+fn closed_port(plat: &[&str]) {
+    let (port, closed) = (free_port(), free_port());
+    let prog = progs::build().join("rust-std");
+    let fwd = [format!("{port}:8080"), format!("{closed}:8081")];
+    let mut srv = Server::start(plat, &prog, &["-p", &fwd[0], "-p", &fwd[1], "-e", "GREETING=hi", "--", "serve", "1"]);
+    if let Err(e) = srv.wait_for("rust: serving") {
+        serve_failed(srv, e);
+    }
+    let closed = refused(closed);
+    // Ends the program: its one request.
+    let served = srv.get(port, "/");
+    let r = srv.finish();
+    assert!(closed.is_ok(), "{}\n{}", closed.unwrap_err(), r.stdout);
+    assert!(served.is_ok(), "{served:?}");
+    r.expect(0, &["rust: served 1", "rust: ok"]);
+}
+
+/// A closed port while the program (which has no socket) sleeps: a
+/// connection that arrives before a server's first socket call.
+fn closed_port_idle(plat: &[&str]) {
+    let port = free_port();
+    let prog = progs::build().join("idle");
+    // It sleeps longer than `refused` waits: a refusal is the guest's.
+    let mut srv = Server::start(plat, &prog, &["-p", &format!("{port}:8080"), "--", "20"]);
+    if let Err(e) = srv.wait_for("idle: up") {
+        serve_failed(srv, e);
+    }
+    let closed = refused(port);
+    let running = srv.child.try_wait().is_ok_and(|s| s.is_none());
+    let r = srv.stop();
+    assert!(closed.is_ok(), "{}\n{}", closed.unwrap_err(), r.stdout);
+    assert!(running, "the program ended before the check:\n{}", r.stdout);
+}
+
+/// Debian's static busybox, or None (with the reason printed) when it
+/// cannot be downloaded here.
+fn busybox_bin() -> Option<PathBuf> {
+    match progs::debian("busybox-static") {
+        Ok(root) => Some(root.join("bin/busybox")),
+        Err(e) => {
+            eprintln!("SKIPPED: Debian's busybox-static cannot be fetched: {e}");
+            None
+        }
+    }
+}
+
+fn busybox_rootfs(dir: &Path) {
+    fs::create_dir_all(dir.join("etc")).unwrap();
+    fs::create_dir_all(dir.join("srv/www")).unwrap();
+    let text: String = (0..200).map(|i| format!("line {i} of a file for sha256sum\n")).collect();
+    fs::write(dir.join("etc/somefile"), text).unwrap();
+}
+
+/// `unikit run --exec busybox --rootfs R -- ARGS`, or None when busybox
+/// cannot be fetched (SKIPPED, printed).
+fn busybox(plat: &[&str], args: &[&str]) -> Option<(Run, tempfile::TempDir)> {
+    let bb = busybox_bin()?;
+    let root = tempfile::tempdir().unwrap();
+    busybox_rootfs(root.path());
+    let mut extra = vec!["--rootfs", root.path().to_str().unwrap(), "--"];
+    extra.extend(args);
+    Some((run(plat, bb.to_str().unwrap(), &extra), root))
+}
+
+fn busybox_sh(plat: &[&str]) {
+    if let Some((r, _)) = busybox(plat, &["sh", "-c", "echo hi; exit 3"]) {
+        r.expect(3, &["hi"]);
+    }
+}
+
+fn busybox_sha256sum(plat: &[&str]) {
+    if let Some((r, root)) = busybox(plat, &["sha256sum", "/etc/somefile"]) {
+        let host = Command::new("sha256sum").arg(root.path().join("etc/somefile")).output().unwrap();
+        let sum = String::from_utf8_lossy(&host.stdout).split_whitespace().next().unwrap().to_string();
+        assert_eq!(sum.len(), 64, "host sha256sum: {host:?}");
+        r.expect(0, &[&format!("{sum}  /etc/somefile")]);
+    }
+}
+
+fn busybox_ls(plat: &[&str]) {
+    // The rootfs, and /bin where unikit put the program.
+    if let Some((r, _)) = busybox(plat, &["ls", "/"]) {
+        r.expect(0, &["bin", "etc", "srv"]);
+    }
+}
+
+/// nginx: the host's /usr/sbin/nginx (Debian's nginx-light, fetched when
+/// it is not installed) with the libraries `ldd` names, in a rootfs.
+fn nginx_rootfs(dir: &Path) -> Result<(), String> {
+    let host = Path::new("/usr/sbin/nginx");
+    let bin = if host.exists() { host.to_path_buf() } else { progs::debian("nginx-light")?.join("usr/sbin/nginx") };
+    let o = Command::new("ldd").arg(&bin).output().map_err(|e| format!("cannot run ldd: {e}"))?;
+    let list = String::from_utf8_lossy(&o.stdout).into_owned();
+    if !o.status.success() || list.contains("not found") {
+        return Err(format!("ldd {} cannot resolve its libraries:\n{list}", bin.display()));
+    }
+    let copy = |from: &Path, to: &str| {
+        let dest = dir.join(to.trim_start_matches('/'));
+        fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        fs::copy(from, &dest).unwrap_or_else(|e| panic!("copying {} to {}: {e}", from.display(), dest.display()));
+    };
+    copy(&bin, "/usr/sbin/nginx");
+    for line in list.lines() {
+        // "libz.so.1 => /lib/x86_64-linux-gnu/libz.so.1 (0x...)" or
+        // "/lib64/ld-linux-x86-64.so.2 (0x...)"; linux-vdso has no file.
+        let path = match line.split_once("=>") {
+            Some((_, p)) => p.split_whitespace().next(),
+            None => line.split_whitespace().next(),
+        };
+        if let Some(p) = path.filter(|p| p.starts_with('/')) {
+            copy(Path::new(p), p);
+        }
+    }
+    let etc = dir.join("etc/nginx");
+    fs::create_dir_all(&etc).unwrap();
+    fs::write(
+        dir.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nwww-data:x:33:33:www-data:/var/www:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+    )
+    .unwrap();
+    fs::write(dir.join("etc/group"), "root:x:0:\nwww-data:x:33:\nnogroup:x:65534:\n").unwrap();
+    fs::write(
+        etc.join("nginx.conf"),
+        "daemon off;\nmaster_process off;\nworker_processes 1;\nerror_log stderr;\npid /tmp/nginx.pid;\n\
+         events { worker_connections 64; }\n\
+         http { access_log off; server { listen 8080; location / { root /www; } } }\n",
+    )
+    .unwrap();
+    fs::create_dir_all(dir.join("www")).unwrap();
+    fs::write(dir.join("www/index.html"), "<h1>nginx on unikit</h1>\n").unwrap();
+    for d in ["var/lib/nginx/body", "var/lib/nginx/proxy", "var/lib/nginx/fastcgi", "var/lib/nginx/uwsgi"] {
+        fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    for d in ["var/lib/nginx/scgi", "var/log/nginx", "run", "tmp"] {
+        fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    Ok(())
+}
+
+fn nginx(plat: &[&str]) {
+    let root = tempfile::tempdir().unwrap();
+    if let Err(e) = nginx_rootfs(root.path()) {
+        eprintln!("SKIPPED: no nginx to run: {e}");
+        return;
+    }
+    let port = free_port();
+    let prog = root.path().join("usr/sbin/nginx");
+    let r = root.path().to_str().unwrap();
+    let pf = format!("{port}:8080");
+    let mut srv = Server::start(
+        plat,
+        &prog,
+        &["--rootfs", r, "-m", "128M", "-p", &pf, "--", "-c", "/etc/nginx/nginx.conf", "-p", "/tmp"],
+    );
+    for _ in 0..2 {
+        match srv.get(port, "/index.html") {
+            Ok(a) if a.starts_with("HTTP/1.1 200 OK") && a.ends_with("\r\n\r\n<h1>nginx on unikit</h1>\n") => {}
+            Ok(a) => serve_failed(srv, format!("wrong answer: {a:?}")),
+            Err(e) => {
+                let out = srv.console();
+                serve_failed(srv, format!("{e}\n(console so far: {out})"))
+            }
+        }
+    }
+    let r = srv.stop();
+    // Still running when stopped: it did not crash after serving.
+    assert!(!r.stderr.contains("SIGSEGV") && !r.stdout.contains("SIGSEGV"), "{}{}", r.stdout, r.stderr);
+}
+
+/// Every program on every configuration; a test's own attributes (ignore
+/// with the reason while the guest cannot run it yet) come before its name.
 macro_rules! boot_tests {
-    ($($name:ident),* $(,)?) => {
+    ($($(#[$m:meta])* $name:ident),* $(,)?) => {
         mod tcg {
             $(
                 #[test]
                 #[cfg_attr(unikit_no_musl, ignore = "SKIPPED: musl-gcc or the x86_64-unknown-linux-musl Rust target is missing (scripts/setup-host.sh installs both)")]
+                $(#[$m])*
                 fn $name() { super::$name(super::TCG) }
             )*
         }
@@ -297,6 +833,7 @@ macro_rules! boot_tests {
             $(
                 #[test]
                 #[cfg_attr(unikit_no_musl, ignore = "SKIPPED: musl-gcc or the x86_64-unknown-linux-musl Rust target is missing (scripts/setup-host.sh installs both)")]
+                $(#[$m])*
                 fn $name() { super::$name(super::MICROVM) }
             )*
         }
@@ -304,6 +841,7 @@ macro_rules! boot_tests {
             $(
                 #[test]
                 #[cfg_attr(any(unikit_no_musl, unikit_no_kvm), ignore = "SKIPPED: /dev/kvm is not usable on this host, or musl-gcc or the musl Rust target is missing")]
+                $(#[$m])*
                 fn $name() { super::$name(super::KVM) }
             )*
         }
@@ -320,7 +858,32 @@ boot_tests!(
     threads_pie,
     fault,
     nosys,
-    rust_std
+    rust_std,
+    sig,
+    spin,
+    io_pipes,
+    #[ignore = "guest: connect() to 127.0.0.1 where a socket listens gets ECONNREFUSED, and a UDP datagram sent to 127.0.0.1 never arrives (recvmsg EAGAIN after poll times out)"]
+    io_loopback,
+    #[ignore = "guest: without a NIC every socket call that needs the network stack fails with EIO (listen, connect, UDP bind, sendto): no loopback-only stack"]
+    io_loopback_no_nic,
+    epoll_http,
+    rust_http,
+    closed_port,
+    #[ignore = "guest: the network stack starts at the program's first socket call; until then nothing answers a SYN (no RST), so a client that connects early hangs for QEMU's SYN retransmission (seconds; the nginx and Go server tests lose ~6 s to it)"]
+    closed_port_idle,
+    #[cfg_attr(unikit_no_go, ignore = "SKIPPED: no go on PATH (scripts/setup-host.sh installs golang-go)")]
+    go_prog,
+    #[cfg_attr(unikit_no_go, ignore = "SKIPPED: no go on PATH (scripts/setup-host.sh installs golang-go)")]
+    go_preempt,
+    #[cfg_attr(unikit_no_go, ignore = "SKIPPED: no go on PATH (scripts/setup-host.sh installs golang-go)")]
+    go_hosts,
+    #[cfg_attr(unikit_no_go, ignore = "SKIPPED: no go on PATH (scripts/setup-host.sh installs golang-go)")]
+    go_http,
+    busybox_sh,
+    busybox_sha256sum,
+    #[ignore = "guest: ioctl(TCGETS) writes 60 bytes (musl's struct termios) where the kernel's struct termios is 36: glibc's tcgetattr buffer overflows, busybox ls aborts with 'stack smashing detected' (SIGABRT, 134)"]
+    busybox_ls,
+    nginx,
 );
 
 /// A program run as a Linux process on this host.
@@ -376,6 +939,14 @@ fn programs_behave_on_the_host() {
     let o = native("nosys", &[], &[]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("syscall 1000: -1 ENOSYS\nnosys: FAIL\n"), "{}", text(&o));
+    let o = native("sig", &[], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(text(&o), "sig: caught 11 at 0x10\nsig: usr1 handler ran: 10\nsig: fpu after handlers 12.0 ok\n");
+    let o = native("io", &["pipes", "events", "tcp", "udp"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).ends_with("io: 31 ok, 0 failed\n"), "{}", text(&o));
+    let o = native("spin", &[], &[]);
+    assert_eq!((o.status.code(), text(&o).as_str()), (Some(0), "spin: ok\n"));
     let o = native("rust-std", &["a", "b"], &[("GREETING", "hi")]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(text(&o).contains("GREETING=Ok(\"hi\")\n") && text(&o).ends_with("rust: ok\n"), "{}", text(&o));
@@ -416,4 +987,20 @@ fn host_checks_accept_every_program() {
     progs::musl_rootfs(root.path());
     let e = check("hello-dyn", &["--rootfs", r]);
     assert!(e.starts_with("error: the loader project for --exec is missing"), "{e}");
+}
+
+/// The Go program, as a Linux process here (without `serve`).
+#[test]
+#[cfg_attr(unikit_no_go, ignore = "SKIPPED: no go on PATH (scripts/setup-host.sh installs golang-go)")]
+fn go_behaves_on_the_host() {
+    let o = Command::new(progs::go()).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(
+        text(&o),
+        "go: goroutines 2399960\ngo: slept true\n\
+         go: recovered: runtime error: invalid memory address or nil pointer dereference\ngo: ok\n"
+    );
+    let o = Command::new(progs::go()).arg("preempt").output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).ends_with("go: preempted a spinning goroutine\ngo: ok\n"), "{}", text(&o));
 }

@@ -17,6 +17,7 @@ fn main() {
     firecracker();
     solo5_hvt();
     musl();
+    go();
     xen_testbed();
     println!("cargo:rerun-if-changed=/dev/kvm");
     let usable = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
@@ -101,6 +102,19 @@ fn musl() {
         println!("cargo:rustc-cfg=unikit_no_musl");
         println!(
             "cargo:warning=no musl-gcc or no x86_64-unknown-linux-musl Rust target: the --exec boot tests will be skipped (scripts/setup-host.sh installs both)"
+        );
+    }
+}
+
+/// The Go program of the `--exec` boot tests is built with `go` (Debian's
+/// golang-go); without it those tests are compiled as ignored.
+fn go() {
+    println!("cargo::rustc-check-cfg=cfg(unikit_no_go)");
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if !std::env::split_paths(&path).any(|d| d.join("go").is_file()) {
+        println!("cargo:rustc-cfg=unikit_no_go");
+        println!(
+            "cargo:warning=no go on PATH: the Go --exec boot tests will be skipped (scripts/setup-host.sh installs golang-go)"
         );
     }
 }

@@ -1,6 +1,11 @@
 //! What a Rust `std` program does first: threads and channels, files and
 //! folders, arguments and environment, the monotonic clock. One line per
 //! check, then `rust: ok` (exit 0) or `rust: FAIL` (exit 1).
+//!
+//! With the arguments `serve N` it then also serves N HTTP requests on
+//! 0.0.0.0:8080 with `TcpListener`, each answered on its own thread.
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -71,6 +76,49 @@ fn main() {
     let slept = t0.elapsed();
     check(slept >= Duration::from_millis(20), "Instant and sleep", &mut failed);
 
+    if args.get(1).map(String::as_str) == Some("serve") {
+        let n: usize = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(1);
+        match serve(n) {
+            Ok(()) => check(true, "TcpListener serve", &mut failed),
+            Err(e) => {
+                println!("serve: {e}");
+                check(false, "TcpListener serve", &mut failed)
+            }
+        }
+    }
+
     println!("rust: {}", if failed == 0 { "ok" } else { "FAIL" });
     std::process::exit(if failed == 0 { 0 } else { 1 });
+}
+
+/// Answers `n` HTTP requests, each on its own thread, then returns.
+fn serve(n: usize) -> std::io::Result<()> {
+    let listener = TcpListener::bind("0.0.0.0:8080")?;
+    println!("rust: serving on {}", listener.local_addr()?);
+    let mut workers = Vec::new();
+    for (i, conn) in listener.incoming().take(n).enumerate() {
+        let conn = conn?;
+        workers.push(std::thread::spawn(move || answer(conn, i)));
+    }
+    for w in workers {
+        w.join().map_err(|_| std::io::Error::other("a worker panicked"))??;
+    }
+    println!("rust: served {n}");
+    Ok(())
+}
+
+fn answer(mut conn: TcpStream, i: usize) -> std::io::Result<()> {
+    let mut req = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+        let got = conn.read(&mut buf)?;
+        if got == 0 {
+            return Err(std::io::Error::other("the client closed before a whole request"));
+        }
+        req.extend_from_slice(&buf[..got]);
+    }
+    let line = String::from_utf8_lossy(&req).lines().next().unwrap_or("").to_string();
+    let body = format!("hello from rust std, request {i}: {line}\n");
+    write!(conn, "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())?;
+    conn.flush()
 }
