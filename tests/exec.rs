@@ -864,12 +864,10 @@ boot_tests!(
     io_pipes,
     #[ignore = "guest: connect() to 127.0.0.1 where a socket listens gets ECONNREFUSED, and a UDP datagram sent to 127.0.0.1 never arrives (recvmsg EAGAIN after poll times out)"]
     io_loopback,
-    #[ignore = "guest: without a NIC every socket call that needs the network stack fails with EIO (listen, connect, UDP bind, sendto): no loopback-only stack"]
     io_loopback_no_nic,
     epoll_http,
     rust_http,
     closed_port,
-    #[ignore = "guest: the network stack starts at the program's first socket call; until then nothing answers a SYN (no RST), so a client that connects early hangs for QEMU's SYN retransmission (seconds; the nginx and Go server tests lose ~6 s to it)"]
     closed_port_idle,
     #[cfg_attr(unikit_no_go, ignore = "SKIPPED: no go on PATH (scripts/setup-host.sh installs golang-go)")]
     go_prog,
@@ -881,7 +879,6 @@ boot_tests!(
     go_http,
     busybox_sh,
     busybox_sha256sum,
-    #[ignore = "guest: ioctl(TCGETS) writes 60 bytes (musl's struct termios) where the kernel's struct termios is 36: glibc's tcgetattr buffer overflows, busybox ls aborts with 'stack smashing detected' (SIGABRT, 134)"]
     busybox_ls,
     nginx,
 );

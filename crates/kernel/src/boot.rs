@@ -15,9 +15,9 @@ static PROGRAM: spin::Once<String> = spin::Once::new();
 static QUIET: AtomicBool = AtomicBool::new(false);
 
 /// The kernel's own options.
-// `unikit.strace` is read by unikit-posix (the loader image), which starts
-// after the check for unknown options has run.
-const OPTIONS: &[&str] = &["unikit.quiet", "unikit.bootstats", "unikit.strace"];
+// `unikit.strace` and `unikit.tty` are read by unikit-posix (the loader
+// image), which starts after the check for unknown options has run.
+const OPTIONS: &[&str] = &["unikit.quiet", "unikit.bootstats", "unikit.strace", "unikit.tty"];
 
 #[allow(unsafe_code)]
 unsafe extern "Rust" {

@@ -221,6 +221,10 @@ pub fn command(mut opts: Options) -> Result<u8> {
     let env = exec::with_env(&manifest.env, &opts.env);
     let mut kernel_args = manifest.kernel_args.clone();
     kernel_args.extend(devices.kernel_args());
+    // A Linux program sees a terminal when `unikit run` writes to one.
+    if job.is_some() && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        kernel_args.push("unikit.tty".to_string());
+    }
     if opts.quiet && !kernel_args.iter().any(|a| a == cmdline::QUIET) {
         kernel_args.push(cmdline::QUIET.to_string());
     }

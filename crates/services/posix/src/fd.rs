@@ -206,8 +206,18 @@ pub fn all() -> alloc::vec::Vec<Arc<dyn FileLike>> {
 }
 
 /// The console: stdin reads end of file (there is no console input),
-/// stdout and stderr write to it.
+/// stdout and stderr write to it. It is a terminal only when `unikit run`
+/// itself writes to one (kernel option `unikit.tty`), as `docker run -t`:
+/// a program whose output is piped or logged sees no terminal and buffers
+/// and formats as it would on Linux.
 pub struct Console;
+
+static CONSOLE_TTY: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Makes the console a terminal (`unikit.tty`).
+pub fn set_console_tty(on: bool) {
+    CONSOLE_TTY.store(on, core::sync::atomic::Ordering::Relaxed);
+}
 
 impl FileLike for Console {
     fn read(&self, _buf: &mut [u8]) -> Result<usize, Errno> {
@@ -221,7 +231,7 @@ impl FileLike for Console {
         Ok(Stat { mode: S_IFCHR | 0o620, rdev: (136 << 8), ino: 3, ..Stat::default() })
     }
     fn is_tty(&self) -> bool {
-        true
+        CONSOLE_TTY.load(core::sync::atomic::Ordering::Relaxed)
     }
 }
 

@@ -63,6 +63,7 @@ pub fn exec(argv: &[String], envp: &[String]) -> i32 {
         return EXIT_CANNOT_EXEC;
     };
     syscall::set_strace(unikit_kernel::boot::command_line().has_option("unikit.strace"));
+    fd::set_console_tty(unikit_kernel::boot::command_line().has_option("unikit.tty"));
     let path = path::normalize(path);
     procfs::set_exe(&path);
     ARGV.call_once(|| argv.to_vec());
