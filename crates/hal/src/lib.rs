@@ -290,10 +290,6 @@ impl UserCpuState {
 /// User mode: running a program in its own privilege level, with system
 /// calls and its faults coming back to the kernel.
 pub trait UserMode: Sync {
-    /// Whether this platform runs programs in user mode at all.
-    fn available(&self) -> bool {
-        false
-    }
     /// Routes system calls to `syscall` (which reads the number and
     /// arguments from the registers and writes the result into them; it
     /// returns true when every register must be restored as it left them,
@@ -302,31 +298,19 @@ pub trait UserMode: Sync {
     /// registers were changed to continue (e.g. into a signal handler);
     /// `on_return` runs before the program resumes after an interrupt
     /// (time slices, signals).
-    fn bind(
-        &self,
-        _syscall: fn(&mut UserRegs) -> bool,
-        _fault: fn(&mut UserRegs, &Fault),
-        _on_return: fn(&mut UserRegs),
-    ) {
-    }
+    fn bind(&self, syscall: fn(&mut UserRegs) -> bool, fault: fn(&mut UserRegs, &Fault), on_return: fn(&mut UserRegs));
     /// Runs the program from `regs` on the current thread; system calls
     /// and interrupts use the kernel stack ending at `kernel_stack_top`.
-    fn enter(&self, _regs: &UserRegs, _kernel_stack_top: u64) -> ! {
-        panic!("no user mode on this platform")
-    }
+    fn enter(&self, regs: &UserRegs, kernel_stack_top: u64) -> !;
     /// Makes `state` the CPU's and `kernel_stack_top` the stack of traps
     /// from user mode: called before switching to a user thread.
-    fn load(&self, _state: &UserCpuState, _kernel_stack_top: u64) {}
+    fn load(&self, state: &UserCpuState, kernel_stack_top: u64);
     /// Saves the CPU's user state into `state`: called when a user thread
     /// stops running.
-    fn save(&self, _state: &mut UserCpuState) {}
+    fn save(&self, state: &mut UserCpuState);
     /// Sets the TLS base of the running thread now.
-    fn set_tls(&self, _base: u64) {}
+    fn set_tls(&self, base: u64);
 }
-
-/// The platform without user mode.
-pub struct NoUserMode;
-impl UserMode for NoUserMode {}
 
 /// The hardware services, bound once at boot.
 #[derive(Clone, Copy)]
@@ -345,8 +329,8 @@ pub struct Hal {
     pub memory: &'static dyn Memory,
     /// Context switch and stack walking.
     pub cpu: &'static dyn Cpu,
-    /// Running Linux programs (`&NoUserMode` where there is none).
-    pub user: &'static dyn UserMode,
+    /// Running Linux programs, where the platform can.
+    pub user: Option<&'static dyn UserMode>,
 }
 
 /// The faulting address of a memory fault, decoded by the architecture.

@@ -10,13 +10,16 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use hal::{Args, BootInfo, Hal, ProcessItem};
 
 static CMDLINE: spin::Once<CommandLine> = spin::Once::new();
-static INITRD: spin::Once<&'static [u8]> = spin::Once::new();
+static INITRD: spin::Mutex<Option<&'static [u8]>> = spin::Mutex::new(None);
 static PROGRAM: spin::Once<String> = spin::Once::new();
 static QUIET: AtomicBool = AtomicBool::new(false);
 
 /// The kernel's own options.
+#[cfg(not(feature = "user"))]
+const OPTIONS: &[&str] = &["unikit.quiet", "unikit.bootstats"];
 // `unikit.strace` and `unikit.tty` are read by unikit-posix (the loader
 // image), which starts after the check for unknown options has run.
+#[cfg(feature = "user")]
 const OPTIONS: &[&str] = &["unikit.quiet", "unikit.bootstats", "unikit.strace", "unikit.tty"];
 
 #[allow(unsafe_code)]
@@ -66,16 +69,16 @@ unsafe fn init(hal: Hal, boot: &BootInfo) {
         fatal(format_args!("memory init: {e:?}"));
     }
     if let Some(rd) = boot.initrd {
-        let rd = crate::mem::relocate_low(rd);
-        INITRD.call_once(|| rd);
+        *INITRD.lock() = Some(rd);
     }
+    #[cfg(feature = "user")]
+    crate::mem::keep_boot_data(boot.reclaimable, boot.reserved);
 }
 
 /// Brings the machine up and runs the app (the frame that calls `main`,
 /// as backtraces show it).
 fn start(boot: &BootInfo, cl: CommandLine) -> ! {
     hal().platform.bring_up(boot);
-    crate::mem::reclaim(boot.reclaimable, boot.reserved);
     crate::sched::init((boot.boot_stack.start, boot.boot_stack.end));
     let quiet = cl.has_option("unikit.quiet");
     QUIET.store(quiet, Ordering::Relaxed);
@@ -135,6 +138,20 @@ pub fn report_unknown_options(services: &[&[&str]]) {
 
 pub use crate::bootstats::{boot_time_ns, mark_main_entered};
 
+#[cfg(feature = "user")]
+/// Frees low RAM for a Linux program linked at a fixed low address
+/// (0x400000): an initrd a loader put there moves up, and the boot data
+/// the platform no longer needs is freed. Call before the initrd is used
+/// (the VFS reads it in place).
+pub fn free_low_memory() {
+    let mut rd = INITRD.lock();
+    if let Some(r) = *rd {
+        *rd = Some(crate::mem::relocate_low(r));
+    }
+    drop(rd);
+    crate::mem::reclaim_boot_data();
+}
+
 /// Whether `unikit.quiet` silences the boot log and driver lines.
 pub fn is_quiet() -> bool {
     QUIET.load(Ordering::Relaxed)
@@ -149,7 +166,7 @@ pub fn set_default_program(name: &str) {
 /// The initial RAM disk the platform was given (PVH module, or the file
 /// named by `UNIKIT_INITRD` on linuxu), if any.
 pub fn initrd() -> Option<&'static [u8]> {
-    INITRD.get().copied()
+    *INITRD.lock()
 }
 
 /// `argv[0]`.

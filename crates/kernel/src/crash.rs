@@ -197,7 +197,7 @@ mod tests {
             shutdown: &F,
             memory: &F,
             cpu: &F,
-            user: &hal::NoUserMode,
+            user: None,
         });
         FAULTY.store(true, Ordering::SeqCst);
         let r = std::panic::catch_unwind(|| exception(&FAULT));

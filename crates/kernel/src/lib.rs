@@ -31,6 +31,7 @@ pub mod platform;
 pub mod sched;
 pub mod sync;
 pub mod time;
+#[cfg(feature = "user")]
 pub mod user;
 
 pub use platform::hal;

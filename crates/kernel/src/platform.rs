@@ -68,7 +68,7 @@ static UNBOUND_HAL: Hal = Hal {
     shutdown: &UNBOUND,
     memory: &UNBOUND,
     cpu: &UNBOUND,
-    user: &hal::NoUserMode,
+    user: None,
 };
 
 /// Binds the platform's services. The first call wins; the kernel makes

@@ -21,13 +21,18 @@ pub struct BadAddress(pub u64);
 
 /// Whether this platform runs user programs.
 pub fn available() -> bool {
-    hal().user.available()
+    hal().user.is_some()
+}
+
+/// The platform's user mode: callers have checked [`available`].
+fn um() -> &'static dyn hal::UserMode {
+    hal().user.expect("user mode on a platform without it")
 }
 
 /// Routes system calls and program faults to the given handlers, and
 /// calls `on_return` before a program resumes after an interrupt.
 pub fn bind(syscall: fn(&mut UserRegs) -> bool, fault: fn(&mut UserRegs, &Fault), on_return: fn(&mut UserRegs)) {
-    hal().user.bind(syscall, fault, on_return)
+    um().bind(syscall, fault, on_return)
 }
 
 /// Runs a program on the running thread from `regs`, with CPU state
@@ -36,14 +41,14 @@ pub fn enter(regs: &UserRegs, state: UserCpuState) -> ! {
     let _irq = IrqGuard::new();
     let top = crate::sched::become_user(state);
     hal().clock.arm_timer(hal().clock.monotonic_ns().saturating_add(crate::sched::TIME_SLICE_NS));
-    hal().user.enter(regs, top)
+    um().enter(regs, top)
 }
 
 /// Sets the running thread's TLS base.
 pub fn set_tls(base: u64) {
     let _irq = IrqGuard::new();
     crate::sched::with_user_state(|s| s.tls = base);
-    hal().user.set_tls(base);
+    um().set_tls(base);
 }
 
 /// A copy of the running thread's CPU state (for a new thread: `clone`
@@ -51,7 +56,7 @@ pub fn set_tls(base: u64) {
 pub fn cpu_state() -> UserCpuState {
     let _irq = IrqGuard::new();
     crate::sched::with_user_state(|s| {
-        hal().user.save(s);
+        um().save(s);
         s.clone()
     })
     .unwrap_or_else(UserCpuState::initial)
@@ -66,7 +71,7 @@ pub fn set_fpu(fpu: &[u8; 512]) {
         s.fpu = *fpu;
         let mxcsr = u32::from_le_bytes([fpu[24], fpu[25], fpu[26], fpu[27]]) & 0xffff;
         s.fpu[24..28].copy_from_slice(&mxcsr.to_le_bytes());
-        hal().user.load(s, top);
+        um().load(s, top);
     });
 }
 

@@ -268,10 +268,6 @@ pub struct X86User;
 pub static USER: X86User = X86User;
 
 impl hal::UserMode for X86User {
-    fn available(&self) -> bool {
-        true
-    }
-
     fn bind(&self, syscall: fn(&mut UserRegs) -> bool, fault: fn(&mut UserRegs, &Fault), on_return: fn(&mut UserRegs)) {
         SYSCALL.call_once(|| syscall);
         FAULT.call_once(|| fault);

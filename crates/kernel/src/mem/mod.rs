@@ -13,6 +13,7 @@ use spin::Mutex;
 pub use hal::Region;
 
 static FRAMES: Mutex<Option<FrameAllocator<'static>>> = Mutex::new(None);
+#[cfg(feature = "user")]
 /// Where the frame allocator's first search started: below it, RAM is
 /// kept free as long as possible (see `init`).
 static LOW_END: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
@@ -67,14 +68,18 @@ pub(crate) unsafe fn init(usable: &[Region], reserved: &[Region]) -> Result<(), 
     // a Linux program linked at a fixed low address (0x400000), whose pages
     // must be those very frames (`claim_frames`). At most 256 MiB up: a
     // boot entry may map only the first GiB until the platform's bring-up.
-    let low_end = half_of_ram(usable).min(lo + (256 << 20));
-    fa.start_search_at(low_end);
-    LOW_END.store(low_end, core::sync::atomic::Ordering::Relaxed);
+    #[cfg(feature = "user")]
+    {
+        let low_end = half_of_ram(usable).min(lo + (256 << 20));
+        fa.start_search_at(low_end);
+        LOW_END.store(low_end, core::sync::atomic::Ordering::Relaxed);
+    }
     TOTAL_BYTES.store(usable.iter().map(|r| r.len()).sum(), core::sync::atomic::Ordering::Relaxed);
     *FRAMES.lock() = Some(fa);
     Ok(())
 }
 
+#[cfg(feature = "user")]
 /// The address below which half of the usable RAM lies.
 fn half_of_ram(usable: &[Region]) -> u64 {
     let total: u64 = usable.iter().map(|r| r.len()).sum();
@@ -98,6 +103,7 @@ pub fn alloc_frames(n: usize, align: usize) -> Option<u64> {
     FRAMES.lock().as_mut()?.alloc(n, align)
 }
 
+#[cfg(feature = "user")]
 /// Takes the `n` frames at `addr` exactly (a program linked at fixed
 /// addresses inside the kernel's identity map); false if one is in use or
 /// is not RAM.
@@ -105,11 +111,13 @@ pub fn claim_frames(addr: u64, n: usize) -> bool {
     FRAMES.lock().as_mut().is_some_and(|f| f.claim(addr, n))
 }
 
+#[cfg(feature = "user")]
 /// Whether `addr` lies in the RAM the frame allocator manages.
 pub fn is_ram(addr: u64) -> bool {
     FRAMES.lock().as_ref().is_some_and(|f| f.contains(addr))
 }
 
+#[cfg(feature = "user")]
 /// Moves an initrd that a loader put in low RAM (Xen's PVH builder puts it
 /// right after the kernel) to frames further up, and frees its old frames:
 /// low RAM is where a Linux program linked at 0x400000 must go. Returns
@@ -134,14 +142,38 @@ pub fn relocate_low(data: &'static [u8]) -> &'static [u8] {
     moved
 }
 
+#[cfg(feature = "user")]
 /// Where the initrd was before `relocate_low` moved it.
 static OLD_INITRD: spin::Once<Region> = spin::Once::new();
 
-/// Frees the whole frames of `regions` that no other reserved range
-/// touches (boot data the platform no longer needs).
-pub(crate) fn reclaim(regions: &[Region], reserved: &[Region]) {
+#[cfg(feature = "user")]
+/// The boot's reclaimable and reserved ranges, kept for `reclaim_boot_data`.
+static BOOT_RANGES: Mutex<([Region; 4], [Region; 8])> = Mutex::new(([Region::new(0, 0); 4], [Region::new(0, 0); 8]));
+
+#[cfg(feature = "user")]
+/// Remembers the boot data that may be freed later (no heap yet: copies
+/// into fixed arrays; ranges beyond them are simply never freed).
+pub(crate) fn keep_boot_data(reclaimable: &[Region], reserved: &[Region]) {
+    let mut b = BOOT_RANGES.lock();
+    for (d, s) in b.0.iter_mut().zip(reclaimable) {
+        *d = *s;
+    }
+    for (d, s) in b.1.iter_mut().zip(reserved) {
+        *d = *s;
+    }
+    if reserved.len() > b.1.len() {
+        b.0 = [Region::new(0, 0); 4]; // cannot tell what is shared: free nothing
+    }
+}
+
+#[cfg(feature = "user")]
+/// Frees the whole frames of the boot data the platform no longer needs
+/// (and of an initrd `relocate_low` moved), where no range still in use
+/// touches them.
+pub(crate) fn reclaim_boot_data() {
+    let (regions, reserved) = *BOOT_RANGES.lock();
     let old = OLD_INITRD.get().copied();
-    let gone = |x: &Region| regions.contains(x) || Some(*x) == old;
+    let gone = |x: &Region| x.is_empty() || regions.contains(x) || Some(*x) == old;
     for r in regions.iter().chain(old.iter()).filter(|r| !r.is_empty()) {
         // Frames touching the range: a frame shared with another range that
         // is gone too is free; one shared with a range still in use is not.

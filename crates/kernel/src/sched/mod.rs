@@ -53,6 +53,7 @@ struct Thread {
     wake_at: Option<u64>,
     /// A thread running a user program: its FPU registers and TLS base,
     /// saved while it does not run.
+    #[cfg(feature = "user")]
     user: Option<Box<hal::UserCpuState>>,
 }
 
@@ -202,6 +203,7 @@ pub(crate) fn init(boot_stack: (u64, u64)) {
         joiner: None,
         detached: false,
         wake_at: None,
+        #[cfg(feature = "user")]
         user: None,
     });
     let mut threads = BTreeMap::new();
@@ -237,11 +239,13 @@ fn reschedule(mut g: Guard) {
                 t.state = State::Running;
                 (t.sp, t.stack_range)
             };
-            if let Some(u) = s.thread(cur).user.as_deref_mut() {
-                hal().user.save(u);
+            #[cfg(feature = "user")]
+            if let (Some(u), Some(um)) = (s.thread(cur).user.as_deref_mut(), hal().user) {
+                um.save(u);
             }
-            if let Some(u) = s.thread(next).user.as_deref() {
-                hal().user.load(u, range.1);
+            #[cfg(feature = "user")]
+            if let (Some(u), Some(um)) = (s.thread(next).user.as_deref(), hal().user) {
+                um.load(u, range.1);
                 // A program thread runs for a time slice at most.
                 hal().clock.arm_timer(hal().clock.monotonic_ns().saturating_add(TIME_SLICE_NS));
             }
@@ -366,6 +370,7 @@ pub fn spawn(name: String, stack_size: usize, f: Box<dyn FnOnce() + Send>) -> Re
             joiner: None,
             detached: false,
             wake_at: None,
+            #[cfg(feature = "user")]
             user: None,
         }),
     );
@@ -373,6 +378,7 @@ pub fn spawn(name: String, stack_size: usize, f: Box<dyn FnOnce() + Send>) -> Re
     Ok(tid)
 }
 
+#[cfg(feature = "user")]
 /// Makes the running thread a user thread with CPU state `state`, loaded
 /// now; returns the top of its kernel stack. Used by [`crate::user`].
 pub(crate) fn become_user(state: hal::UserCpuState) -> u64 {
@@ -382,10 +388,13 @@ pub(crate) fn become_user(state: hal::UserCpuState) -> u64 {
     let t = s.thread(cur);
     let top = t.stack_range.1;
     let u = t.user.insert(Box::new(state));
-    hal().user.load(u, top);
+    if let Some(um) = hal().user {
+        um.load(u, top);
+    }
     top
 }
 
+#[cfg(feature = "user")]
 /// Runs `f` on the running thread's user CPU state, if it has one.
 pub(crate) fn with_user_state<R>(f: impl FnOnce(&mut hal::UserCpuState) -> R) -> Option<R> {
     let mut g = lock();
@@ -432,6 +441,7 @@ pub fn yield_now() {
     reschedule(g);
 }
 
+#[cfg(feature = "user")]
 /// A timer interrupt arrived while the kernel ran (a system call of a
 /// user thread, or idle): a user thread keeps a slice timer armed, so that
 /// it is interrupted again once back in user mode.
@@ -445,6 +455,7 @@ pub fn timer_tick() {
     }
 }
 
+#[cfg(feature = "user")]
 /// A time slice ended (a timer interrupt in a user program): wakes the
 /// sleepers that are due, lets the ready threads run, and asks for the
 /// next slice's interrupt.

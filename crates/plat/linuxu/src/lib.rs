@@ -110,7 +110,7 @@ static HAL: Hal = Hal {
     shutdown: &LINUXU,
     memory: &LINUXU,
     cpu: &arch::fault::CPU,
-    user: &hal::NoUserMode,
+    user: None,
 };
 
 /// argv and envp as the process got them, read in place.

@@ -23,7 +23,7 @@ static HAL: Hal = Hal {
     shutdown: &SOLO5,
     memory: &SOLO5,
     cpu: &arch::fault::CPU,
-    user: &hal::NoUserMode,
+    user: None,
 };
 
 /// Where the tender put the manifest (bring-up reads it).

@@ -64,6 +64,8 @@ pub fn exec(argv: &[String], envp: &[String]) -> i32 {
     };
     syscall::set_strace(unikit_kernel::boot::command_line().has_option("unikit.strace"));
     fd::set_console_tty(unikit_kernel::boot::command_line().has_option("unikit.tty"));
+    // Before anything reads the initrd: the program may need low RAM.
+    unikit_kernel::boot::free_low_memory();
     let path = path::normalize(path);
     procfs::set_exe(&path);
     ARGV.call_once(|| argv.to_vec());

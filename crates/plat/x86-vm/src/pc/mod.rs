@@ -37,6 +37,11 @@ static UART: Uart16550 = Uart16550::new(COM1);
 static UART_READY: Once<()> = Once::new();
 static ADDRESS_SPACE: Once<u64> = Once::new();
 
+#[cfg(feature = "user")]
+const USER: Option<&dyn hal::UserMode> = Some(&arch::user::USER);
+#[cfg(not(feature = "user"))]
+const USER: Option<&dyn hal::UserMode> = None;
+
 pub(crate) static HAL: Hal = Hal {
     platform: &MACHINE,
     console: &MACHINE,
@@ -45,7 +50,7 @@ pub(crate) static HAL: Hal = Hal {
     shutdown: &MACHINE,
     memory: &MACHINE,
     cpu: &arch::fault::CPU,
-    user: &arch::user::USER,
+    user: USER,
 };
 
 pub(crate) fn hypervisor() -> (Hypervisor, u32) {
@@ -136,6 +141,7 @@ impl hal::Clock for Machine {
         clock::wait(deadline_ns)
     }
 
+    #[cfg(feature = "user")]
     fn arm_timer(&self, deadline_ns: u64) {
         #[cfg(feature = "xen")]
         if hvm::active() {
@@ -195,6 +201,7 @@ impl hal::Memory for Machine {
         AddressSpace::current().translate(vaddr)
     }
 
+    #[cfg(feature = "user")]
     fn map_user(&self, va: u64, pa: u64, prot: hal::UserProt) -> bool {
         if ADDRESS_SPACE.get().is_none() || !prot.read {
             return false;
@@ -206,6 +213,7 @@ impl hal::Memory for Machine {
         unsafe { AddressSpace::current().map_page(va, pa, flags, true, &mut KernelFrames) }.is_ok()
     }
 
+    #[cfg(feature = "user")]
     fn unmap_user(&self, va: u64) -> Option<u64> {
         ADDRESS_SPACE.get()?;
         let _irq = unikit_kernel::platform::IrqGuard::new();
@@ -222,6 +230,7 @@ impl hal::Memory for Machine {
         Some(pa)
     }
 
+    #[cfg(feature = "user")]
     fn user_page(&self, va: u64) -> Option<(u64, hal::UserProt)> {
         ADDRESS_SPACE.get()?;
         let (pa, f) = AddressSpace::current().user_page(va)?;
@@ -257,9 +266,11 @@ pub(crate) fn early_fail(args: core::fmt::Arguments) -> ! {
 pub(crate) fn trap(frame: &mut TrapFrame) {
     match frame.vector {
         v if v < 32 => {
-            if !arch::user::user_exception(frame) {
-                unikit_kernel::crash::exception(&frame.decode())
+            #[cfg(feature = "user")]
+            if arch::user::user_exception(frame) {
+                return;
             }
+            unikit_kernel::crash::exception(&frame.decode())
         }
         v if v == SPURIOUS_VECTOR as u64 => {}
         #[cfg(feature = "xen")]
@@ -268,11 +279,13 @@ pub(crate) fn trap(frame: &mut TrapFrame) {
         _ => {
             // The timer: it wakes the idle wait, or ends a user thread's slice.
             clock::eoi();
+            #[cfg(feature = "user")]
             if frame.cs & 3 != 3 {
                 unikit_kernel::sched::timer_tick();
             }
         }
     }
+    #[cfg(feature = "user")]
     if frame.vector >= 32 {
         arch::user::user_interrupt_return(frame);
     }

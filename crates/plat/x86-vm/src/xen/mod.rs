@@ -38,7 +38,7 @@ pub(crate) static HAL: Hal = Hal {
     shutdown: &XEN,
     memory: &XEN,
     cpu: &arch::fault::CPU,
-    user: &hal::NoUserMode,
+    user: None,
 };
 
 /// Whether this boot came in through the Xen PV entry.
