@@ -3,6 +3,7 @@
 //! the wall time of a static hello, and the smallest `-m` it runs in.
 //! `--exec-only` measures this section alone and writes it into REPORT.md.
 
+use crate::net;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -86,6 +87,116 @@ fn smallest(unikit: &Path, plat: &[&str], hello: &Path) -> Option<u64> {
     Some(hi)
 }
 
+/// The host's nginx with the libraries `ldd` names, a configuration in
+/// the shape of `net::nginx_conf` (listening on 8080, the bench's page at
+/// /www), in a rootfs for `--exec`.
+fn nginx_rootfs(dir: &Path, www: &Path) -> Result<PathBuf, String> {
+    let bin = Path::new("/usr/sbin/nginx");
+    let o = Command::new("ldd").arg(bin).output().map_err(|e| format!("ldd: {e}"))?;
+    let list = String::from_utf8_lossy(&o.stdout).into_owned();
+    if !o.status.success() || list.contains("not found") {
+        return Err(format!("ldd {} failed", bin.display()));
+    }
+    let copy = |from: &Path, to: &Path| -> Result<(), String> {
+        let dest = dir.join(to.strip_prefix("/").unwrap_or(to));
+        std::fs::create_dir_all(dest.parent().unwrap()).map_err(|e| e.to_string())?;
+        std::fs::copy(from, &dest).map(|_| ()).map_err(|e| format!("copying {}: {e}", from.display()))
+    };
+    copy(bin, bin)?;
+    for line in list.lines() {
+        let path = match line.split_once("=>") {
+            Some((_, p)) => p.split_whitespace().next(),
+            None => line.split_whitespace().next(),
+        };
+        if let Some(p) = path.filter(|p| p.starts_with('/')) {
+            copy(Path::new(p), Path::new(p))?;
+        }
+    }
+    for f in std::fs::read_dir(www).map_err(|e| e.to_string())?.flatten() {
+        copy(&f.path(), &Path::new("/www").join(f.file_name()))?;
+    }
+    let etc = dir.join("etc");
+    std::fs::create_dir_all(etc.join("nginx")).map_err(|e| e.to_string())?;
+    std::fs::write(etc.join("passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n")
+        .map_err(|e| e.to_string())?;
+    std::fs::write(etc.join("group"), "root:x:0:\nnogroup:x:65534:\n").map_err(|e| e.to_string())?;
+    let conf = net::nginx_conf("/tmp", "8080", "/www").replace("daemon off;", "daemon off;\nmaster_process off;");
+    std::fs::write(etc.join("nginx/nginx.conf"), conf).map_err(|e| e.to_string())?;
+    for d in ["tmp/body", "tmp/proxy", "tmp/fastcgi", "tmp/uwsgi", "tmp/scgi"] {
+        std::fs::create_dir_all(dir.join(d)).map_err(|e| e.to_string())?;
+    }
+    Ok(dir.join("usr/sbin/nginx"))
+}
+
+/// nginx (Debian's, dynamically linked against glibc) in unikit, beside
+/// the same binary as a host process and inside a Linux guest on the same
+/// QEMU and accelerator: requests/s, keep-alive and one per connection.
+fn http(repo: &Path, unikit: &Path) -> String {
+    let mut r = String::new();
+    let _ = writeln!(
+        r,
+        "
+### nginx: the same binary in unikit, as a Linux process, in a Linux guest
+"
+    );
+    let Some(www) = net::bench_www() else {
+        let _ = writeln!(r, "(not measured: no page to serve)");
+        return r;
+    };
+    let root = std::env::temp_dir().join(format!("unikit-bench-nginx-root-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let nginx = match nginx_rootfs(&root, &www) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = writeln!(r, "(not measured: {e})");
+            return r;
+        }
+    };
+    let port = net::free_port();
+    let mut servers: Vec<net::Server> = vec![];
+    servers.extend(net::nginx_host(&www));
+    let mut cmd = Command::new(unikit);
+    cmd.args([
+        "run",
+        "-q",
+        "--plat",
+        "qemu",
+        "--accel",
+        "tcg",
+        "-m",
+        "128M",
+        "-p",
+        &format!("{port}:8080"),
+        "--rootfs",
+    ])
+    .arg(&root)
+    .arg("--exec")
+    .arg(&nginx)
+    .args(["--", "-c", "/etc/nginx/nginx.conf", "-p", "/tmp"]);
+    servers.extend(net::server(
+        "nginx 1 worker in unikit (--exec), QEMU q35 TCG, user net".into(),
+        &mut cmd,
+        port,
+        120,
+    ));
+    servers.extend(net::linux_guest(repo, &www).into_iter().filter(|s| s.name.starts_with("nginx")));
+    let _ = writeln!(
+        r,
+        "| server | keep-alive req/s | p50 | p99 | one request per connection, req/s | p50 | p99 |\n|---|---|---|---|---|---|---|"
+    );
+    let cell = |w: &Option<net::Wrk>| match w {
+        Some(w) => format!("{:.0} | {:.0} us | {:.0} us", w.rps, w.p50_us, w.p99_us),
+        None => "- | - | -".into(),
+    };
+    for s in &servers {
+        let (ka, close) = (net::wrk(s, false), net::wrk(s, true));
+        let _ = writeln!(r, "| {} | {} | {} |", s.name, cell(&ka), cell(&close));
+    }
+    drop(servers);
+    let _ = std::fs::remove_dir_all(&root);
+    r
+}
+
 pub fn run(repo: &Path, unikit: &Path, kvm: bool) -> String {
     let mut r = String::new();
     let _ = writeln!(r, "\n{HEADING}\n");
@@ -157,5 +268,6 @@ pub fn run(repo: &Path, unikit: &Path, kvm: bool) -> String {
     let tcg: Vec<&str> = vec!["--plat", "qemu", "--accel", "tcg"];
     let min = smallest(unikit, &tcg, &progs.hello);
     let _ = writeln!(r, "| smallest `-m` (TCG, 256 KiB steps) | {} |", min.map_or("-".into(), |k| format!("{k} KiB")));
+    r.push_str(&http(repo, unikit));
     r
 }

@@ -110,6 +110,11 @@ pub trait FileLike: Send + Sync {
     fn as_socket(&self) -> Option<&crate::socket::Socket> {
         None
     }
+    /// Whether it is a socket (an end of a `socketpair` is one without an
+    /// address: the send and receive calls read and write it).
+    fn is_socket(&self) -> bool {
+        self.as_socket().is_some()
+    }
 }
 
 /// One slot of the table.

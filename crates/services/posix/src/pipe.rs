@@ -138,6 +138,51 @@ impl FileLike for End {
     }
 }
 
+/// One end of a `socketpair`: reads one pipe, writes the other.
+pub struct PairEnd {
+    rx: End,
+    tx: End,
+}
+
+/// Two connected stream ends.
+pub fn socket_pair(nonblocking: bool) -> (Arc<dyn FileLike>, Arc<dyn FileLike>) {
+    let new = || {
+        Arc::new(Shared {
+            buf: Mutex::new(VecDeque::new()),
+            readers: AtomicBool::new(true),
+            writers: AtomicBool::new(true),
+        })
+    };
+    let (ab, ba) = (new(), new());
+    let end = |s: &Arc<Shared>, write| End { shared: s.clone(), write, nonblock: AtomicBool::new(nonblocking) };
+    (
+        Arc::new(PairEnd { rx: end(&ba, false), tx: end(&ab, true) }),
+        Arc::new(PairEnd { rx: end(&ab, false), tx: end(&ba, true) }),
+    )
+}
+
+impl FileLike for PairEnd {
+    fn read(&self, buf: &mut [u8]) -> Result<usize, Errno> {
+        self.rx.read(buf)
+    }
+    fn write(&self, buf: &[u8]) -> Result<usize, Errno> {
+        self.tx.write(buf)
+    }
+    fn stat(&self) -> Result<Stat, Errno> {
+        Ok(Stat { mode: crate::fd::S_IFSOCK | 0o777, ino: Arc::as_ptr(&self.rx.shared) as u64, ..Stat::default() })
+    }
+    fn poll(&self, events: u16) -> u16 {
+        (self.rx.poll(events & !POLLOUT) | self.tx.poll(events & !POLLIN)) & (events | POLLERR | POLLHUP)
+    }
+    fn set_nonblocking(&self, on: bool) {
+        self.rx.set_nonblocking(on);
+        self.tx.set_nonblocking(on);
+    }
+    fn is_socket(&self) -> bool {
+        true
+    }
+}
+
 /// An eventfd: a 64-bit counter.
 pub struct EventFd {
     count: Mutex<u64>,

@@ -427,6 +427,52 @@ pub fn readlinkat(dirfd: i64, p: u64, buf: u64, size: u64) -> SysResult {
     Ok(n as u64)
 }
 
+pub fn symlinkat(target: u64, dirfd: i64, p: u64) -> SysResult {
+    let target = vm::read_cstr(target, 4096)?;
+    let target = core::str::from_utf8(&target).map_err(|_| EINVAL)?;
+    let path = path_arg(dirfd, p)?;
+    unikit_fs::symlink(target, &path).map(|_| 0).map_err(|e| from_fs(&e))
+}
+
+/// `sendfile`: copies from `in_fd` (at `*offset`, or its position) to
+/// `out_fd` through a kernel buffer.
+pub fn sendfile(out_fd: i64, in_fd: i64, offset: u64, count: u64) -> SysResult {
+    let (out, inp) = (fd::get(out_fd)?, fd::get(in_fd)?);
+    let mut pos = if offset != 0 { Some(vm::read_u64(offset)?) } else { None };
+    let mut buf = vec![0u8; (count as usize).min(64 * 1024)];
+    let mut done = 0u64;
+    while done < count {
+        let want = ((count - done) as usize).min(buf.len());
+        let n = match pos {
+            Some(p) => inp.pread(p, &mut buf[..want])?,
+            None => inp.read(&mut buf[..want])?,
+        };
+        if n == 0 {
+            break;
+        }
+        let w = match out.write(&buf[..n]) {
+            Ok(w) => w,
+            Err(e) if done > 0 && e == EAGAIN => 0,
+            Err(e) if done == 0 => return Err(e),
+            Err(_) => 0,
+        };
+        if let Some(p) = pos.as_mut() {
+            *p += w as u64;
+        } else if w < n {
+            // The rest goes back: the input's position follows what was sent.
+            inp.seek(-((n - w) as i64), 1)?;
+        }
+        done += w as u64;
+        if w < n {
+            break;
+        }
+    }
+    if let Some(p) = pos {
+        vm::write_u64(offset, p)?;
+    }
+    Ok(done)
+}
+
 pub fn pipe2(fds: u64, flags: u32) -> SysResult {
     let (r, w) = crate::pipe::pair();
     let cloexec = flags & O_CLOEXEC != 0;

@@ -125,6 +125,7 @@ fn dispatch(nr: u64, a: [u64; 6], regs: &mut UserRegs, full: &mut bool) -> SysRe
         33 => fs::dup3(i(a[0]), i(a[1]), 0, true),
         35 => proc::nanosleep(a[0], a[1]),
         39 => Ok(proc::getpid()),
+        40 => fs::sendfile(i(a[0]), i(a[1]), a[2], a[3]),
         41 => net::socket(a[0], a[1], a[2]),
         42 => net::connect(i(a[0]), a[1], a[2]),
         43 => net::accept4(i(a[0]), a[1], a[2], 0),
@@ -137,7 +138,7 @@ fn dispatch(nr: u64, a: [u64; 6], regs: &mut UserRegs, full: &mut bool) -> SysRe
         50 => net::listen(i(a[0])),
         51 => net::getsockname(i(a[0]), a[1], a[2]),
         52 => net::getpeername(i(a[0]), a[1], a[2]),
-        53 => Err(EAFNOSUPPORT), // socketpair: AF_UNIX is not offered
+        53 => net::socketpair(a[0], a[1], a[3]),
         54 => net::setsockopt(i(a[0]), a[1], a[2], a[3], a[4]),
         55 => net::getsockopt(i(a[0]), a[1], a[2], a[3], a[4]),
         56 => thread::clone(regs, a[0], a[1], a[2], a[3], a[4]),
@@ -159,6 +160,7 @@ fn dispatch(nr: u64, a: [u64; 6], regs: &mut UserRegs, full: &mut bool) -> SysRe
         83 => fs::mkdirat(crate::path::AT_FDCWD, a[0], a[1] as u32),
         84 => fs::unlinkat(crate::path::AT_FDCWD, a[0], fs::AT_REMOVEDIR),
         87 => fs::unlinkat(crate::path::AT_FDCWD, a[0], 0),
+        88 => fs::symlinkat(a[0], crate::path::AT_FDCWD, a[1]),
         89 => fs::readlinkat(crate::path::AT_FDCWD, a[0], a[1], a[2]),
         90..=94 => Ok(0), // chmod, fchmod, chown, fchown, lchown: no users here
         95 => Ok(proc::umask(a[0] as u32)),
@@ -203,6 +205,7 @@ fn dispatch(nr: u64, a: [u64; 6], regs: &mut UserRegs, full: &mut bool) -> SysRe
         263 => fs::unlinkat(i(a[0]), a[1], a[2] as u32),
         264 | 316 => fs::renameat(i(a[0]), a[1], i(a[2]), a[3]),
         267 => fs::readlinkat(i(a[0]), a[1], a[2], a[3]),
+        266 => fs::symlinkat(a[0], i(a[1]), a[2]),
         268 => Ok(0), // fchmodat
         269 | 439 => fs::faccessat(i(a[0]), a[1], a[2] as u32),
         270 => fs::pselect6(i(a[0]), a[1], a[2], a[3], a[4]),

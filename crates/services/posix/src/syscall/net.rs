@@ -22,6 +22,30 @@ fn with_socket<R>(fd: i64, f: impl FnOnce(&Socket) -> Result<R, Errno>) -> Resul
     f(s)
 }
 
+/// Sends on an addressless socket (a `socketpair` end): a plain write.
+fn send_plain(fd: i64, data: &[u8]) -> Result<Option<u64>, Errno> {
+    let file = fd::get(fd)?;
+    if file.as_socket().is_some() {
+        return Ok(None);
+    }
+    if !file.is_socket() {
+        return Err(ENOTSOCK);
+    }
+    file.write(data).map(|n| Some(n as u64))
+}
+
+/// Receives on an addressless socket: a plain read.
+fn recv_plain(fd: i64, buf: &mut [u8]) -> Result<Option<usize>, Errno> {
+    let file = fd::get(fd)?;
+    if file.as_socket().is_some() {
+        return Ok(None);
+    }
+    if !file.is_socket() {
+        return Err(ENOTSOCK);
+    }
+    file.read(buf).map(Some)
+}
+
 fn read_addr(addr: u64, len: u64) -> Result<SocketAddrV4, Errno> {
     if len < 8 {
         return Err(EINVAL);
@@ -64,6 +88,33 @@ pub fn socket(domain: u64, ty: u64, _proto: u64) -> SysResult {
     Ok(fd::insert(Fd { file: Arc::new(s), cloexec: ty & SOCK_CLOEXEC != 0, flags }, 0)? as u64)
 }
 
+/// `socketpair(AF_UNIX, SOCK_STREAM)`: two connected ends, each reading
+/// what the other writes (two pipes).
+pub fn socketpair(domain: u64, ty: u64, fds: u64) -> SysResult {
+    const AF_UNIX: u64 = 1;
+    if domain != AF_UNIX {
+        return Err(EAFNOSUPPORT);
+    }
+    if ty & 0xf != SOCK_STREAM as u64 {
+        return Err(EOPNOTSUPP);
+    }
+    let (a, b) = crate::pipe::socket_pair(ty & SOCK_NONBLOCK != 0);
+    let cloexec = ty & SOCK_CLOEXEC != 0;
+    let fa = fd::insert(Fd { file: a, cloexec, flags: 2 }, 0)?;
+    let fb = match fd::insert(Fd { file: b, cloexec, flags: 2 }, 0) {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = fd::close(fa);
+            return Err(e);
+        }
+    };
+    let mut out = [0u8; 8];
+    out[..4].copy_from_slice(&(fa as i32).to_le_bytes());
+    out[4..].copy_from_slice(&(fb as i32).to_le_bytes());
+    vm::write(fds, &out)?;
+    Ok(0)
+}
+
 pub fn bind(fd: i64, addr: u64, len: u64) -> SysResult {
     let a = read_addr(addr, len)?;
     with_socket(fd, |s| s.bind(a)).map(|_| 0)
@@ -87,6 +138,9 @@ pub fn connect(fd: i64, addr: u64, len: u64) -> SysResult {
 
 pub fn sendto(fd: i64, buf: u64, len: u64, _flags: u64, addr: u64, alen: u64) -> SysResult {
     let data = vm::read_vec(buf, (len as usize).min(MAX_IO))?;
+    if let Some(n) = send_plain(fd, &data)? {
+        return Ok(n);
+    }
     let to = if addr != 0 { Some(read_addr(addr, alen)?) } else { None };
     with_socket(fd, |s| match to {
         Some(a) => s.send_to(&data, a),
@@ -97,6 +151,10 @@ pub fn sendto(fd: i64, buf: u64, len: u64, _flags: u64, addr: u64, alen: u64) ->
 
 pub fn recvfrom(fd: i64, buf: u64, len: u64, _flags: u64, addr: u64, lenp: u64) -> SysResult {
     let mut tmp = vec![0u8; (len as usize).min(MAX_IO)];
+    if let Some(n) = recv_plain(fd, &mut tmp)? {
+        vm::write(buf, &tmp[..n])?;
+        return Ok(n as u64);
+    }
     let (n, from) = with_socket(fd, |s| s.recv_from(&mut tmp))?;
     vm::write(buf, &tmp[..n])?;
     if let Some(a) = from {
@@ -129,6 +187,9 @@ pub fn sendmsg(fd: i64, msg: u64, _flags: u64) -> SysResult {
     for (b, l) in iovs {
         data.extend_from_slice(&vm::read_vec(b, (l as usize).min(MAX_IO))?);
     }
+    if let Some(n) = send_plain(fd, &data)? {
+        return Ok(n);
+    }
     let to = if name != 0 { Some(read_addr(name, namelen)?) } else { None };
     with_socket(fd, |s| match to {
         Some(a) => s.send_to(&data, a),
@@ -141,7 +202,10 @@ pub fn recvmsg(fd: i64, msg: u64, _flags: u64) -> SysResult {
     let (name, _namelen, iovs) = msghdr(msg)?;
     let total: u64 = iovs.iter().map(|&(_, l)| l).sum();
     let mut tmp = vec![0u8; (total as usize).min(MAX_IO)];
-    let (n, from) = with_socket(fd, |s| s.recv_from(&mut tmp))?;
+    let (n, from) = match recv_plain(fd, &mut tmp)? {
+        Some(n) => (n, None),
+        None => with_socket(fd, |s| s.recv_from(&mut tmp))?,
+    };
     let mut off = 0;
     for (b, l) in iovs {
         let take = (l as usize).min(n - off);
