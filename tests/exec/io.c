@@ -5,7 +5,9 @@
  *          names, shutdown, sendmsg);
  *   udp    a datagram to itself over 127.0.0.1 (recvmsg);
  *   hosts  getaddrinfo of "exec-test-host", which the rootfs's /etc/hosts
- *          maps to 10.1.2.3.
+ *          maps to 10.1.2.3;
+ *   unix   an AF_UNIX socketpair round trip (nginx makes one at start);
+ *   links  symlink, lstat and readlink in a new folder /tmp/io-links.
  * One line per check ending in "ok" or "FAIL ...", then
  * "io: N ok, M failed"; exits with M. */
 #include <arpa/inet.h>
@@ -25,6 +27,7 @@
 #include <sys/ioctl.h>
 #include <sys/select.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <termios.h>
 #include <unistd.h>
@@ -234,13 +237,43 @@ static void hosts(void)
         freeaddrinfo(res);
 }
 
+static void unix_pair(void)
+{
+    int sv[2] = { -1, -1 };
+    check(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair AF_UNIX", "");
+    char b[8] = { 0 };
+    ssize_t w = write(sv[0], "pair", 4), r = read(sv[1], b, sizeof b);
+    check(w == 4 && r == 4 && !memcmp(b, "pair", 4), "socketpair round trip", "wrote %zd, read %zd", w, r);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+static void links(void)
+{
+    mkdir("/tmp", 0777);
+    check(mkdir("/tmp/io-links", 0755) == 0 || errno == EEXIST, "mkdir /tmp/io-links", "");
+    int fd = open("/tmp/io-links/target", O_CREAT | O_WRONLY | O_TRUNC, 0644);
+    check(fd >= 0 && write(fd, "t", 1) == 1, "create the target", "");
+    close(fd);
+    check(symlink("target", "/tmp/io-links/link") == 0, "symlink", "");
+    struct stat st;
+    check(lstat("/tmp/io-links/link", &st) == 0 && S_ISLNK(st.st_mode), "lstat sees a link", "mode %o", st.st_mode);
+    char buf[64] = { 0 };
+    ssize_t n = readlink("/tmp/io-links/link", buf, sizeof buf - 1);
+    check(n == 6 && !strcmp(buf, "target"), "readlink", "n=%zd %s", n, buf);
+    check(stat("/tmp/io-links/link", &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 1, "stat follows the link", "");
+    unlink("/tmp/io-links/link");
+    unlink("/tmp/io-links/target");
+    rmdir("/tmp/io-links");
+}
+
 int main(int argc, char **argv)
 {
     static const struct {
         const char *name;
         void (*run)(void);
         int by_default;
-    } groups[] = { { "pipes", pipes, 1 }, { "events", eventfds, 1 }, { "tcp", tcp, 1 }, { "udp", udp, 1 }, { "hosts", hosts, 0 } };
+    } groups[] = { { "pipes", pipes, 1 }, { "events", eventfds, 1 }, { "tcp", tcp, 1 }, { "udp", udp, 1 }, { "hosts", hosts, 0 }, { "unix", unix_pair, 0 }, { "links", links, 0 } };
     for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++) {
         int want = argc == 1 && groups[g].by_default;
         for (int i = 1; i < argc; i++)

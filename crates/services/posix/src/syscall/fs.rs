@@ -280,8 +280,9 @@ pub fn ioctl(fd: i64, cmd: u64, arg: u64) -> SysResult {
             Ok(0)
         }
         FIONBIO => {
-            let on = vm::read(arg, &mut [0u8; 4]).map(|_| true)?;
-            f.set_nonblocking(on);
+            let mut b = [0u8; 4];
+            vm::read(arg, &mut b)?;
+            f.set_nonblocking(u32::from_le_bytes(b) != 0);
             Ok(0)
         }
         FIOCLEX => fd::update(fd, |e| e.cloexec = true).map(|_| 0),
