@@ -944,8 +944,8 @@ boot_tests!(
     io_loopback,
     io_loopback_no_nic,
     epoll_http,
-    epoll_big [kvm: #[ignore = "guest (KVM only; TCG and microvm TCG pass): a large TCP answer crawls and stalls: 1 MiB from epout.c takes 0.43 s under TCG, under KVM 80-800 KB arrive in 30 s with stalls of 10 s without an EPOLLOUT (blocking writes too); the host's KVM is the nested kvm_pvm, so this may be the host"]],
-    tcp_big_blocking [kvm: #[ignore = "guest (KVM only; TCG and microvm TCG pass): a large TCP answer crawls and stalls: 1 MiB from epout.c takes 0.43 s under TCG, under KVM 80-800 KB arrive in 30 s with stalls of 10 s without an EPOLLOUT (blocking writes too); the host's KVM is the nested kvm_pvm, so this may be the host"]],
+    epoll_big,
+    tcp_big_blocking,
     rust_http,
     closed_port,
     closed_port_idle,
@@ -961,8 +961,8 @@ boot_tests!(
     busybox_sha256sum,
     busybox_ls,
     nginx,
-    nginx_big [kvm: #[ignore = "guest (KVM only; TCG and microvm TCG pass): a large TCP answer crawls and stalls: 1 MiB from epout.c takes 0.43 s under TCG, under KVM 80-800 KB arrive in 30 s with stalls of 10 s without an EPOLLOUT (blocking writes too); the host's KVM is the nested kvm_pvm, so this may be the host"]],
-    nginx_sendfile [kvm: #[ignore = "guest (KVM only; TCG and microvm TCG pass): a large TCP answer crawls and stalls: 1 MiB from epout.c takes 0.43 s under TCG, under KVM 80-800 KB arrive in 30 s with stalls of 10 s without an EPOLLOUT (blocking writes too); the host's KVM is the nested kvm_pvm, so this may be the host"]],
+    nginx_big,
+    nginx_sendfile,
 );
 
 /// A program run as a Linux process on this host.

@@ -116,6 +116,10 @@ pub(crate) struct State {
     /// Dropped TCP sockets finishing their close, with a deadline after
     /// which they are aborted.
     closing: Vec<(SocketHandle, u64)>,
+    /// A packet was processed since the activity hook last ran: an ACK
+    /// that frees send room changes no socket's state, yet a `poll` or
+    /// `epoll` waiting for room must hear of it.
+    packets_seen: bool,
     next_port: u16,
     opts: Options,
     /// Connections refused for lack of memory (no listening socket could
@@ -260,7 +264,7 @@ impl State {
             }
             match self.iface.poll_ingress_single(ts, &mut self.adapter, &mut self.sockets) {
                 PollIngressSingleResult::None => break,
-                PollIngressSingleResult::PacketProcessed => {}
+                PollIngressSingleResult::PacketProcessed => self.packets_seen = true,
                 PollIngressSingleResult::SocketStateChanged => {
                     changed = true;
                     // Refill listening sockets before the next SYN is seen.
@@ -619,6 +623,7 @@ impl Net {
             listeners: BTreeMap::new(),
             next_listener: 1,
             closing: Vec::new(),
+            packets_seen: false,
             next_port,
             opts: opts.clone(),
             refused: 0,
@@ -822,9 +827,12 @@ fn run(weak: Weak<Shared>, dev: Arc<dyn NetDevice>, doorbell: &'static sys::Even
         // the poll; this queue holds the waits on the stack as a whole.
         if changed || reported {
             sh.wq.notify_all();
-            if let Some(hook) = ACTIVITY_HOOK.get() {
-                hook();
-            }
+        }
+        let packets = core::mem::take(&mut sh.state.lock().packets_seen);
+        if (changed || reported || packets)
+            && let Some(hook) = ACTIVITY_HOOK.get()
+        {
+            hook();
         }
         if reported {
             let all: Vec<Arc<SockWait>> = sh.socket_waits.lock().iter().filter_map(Weak::upgrade).collect();

@@ -1,7 +1,9 @@
 //! `epoll`: an interest list polled on every wait. Edge-triggered entries
-//! report a condition when it newly holds (it was not ready at the last
-//! report), which is what edge-triggered users (Go's netpoller) rely on:
-//! they drain until EAGAIN, after which the next arrival is a new edge.
+//! report a condition when it newly holds: it was not ready at the last
+//! report, or the program has since been told EAGAIN on that file (it
+//! drained it; readiness that came back in between is a new edge, even if
+//! no wait saw the file unready). Edge-triggered users (Go's netpoller)
+//! drain until EAGAIN and rely on exactly that.
 use crate::errno::*;
 use crate::fd::{self, FileLike, Stat};
 use alloc::collections::BTreeMap;
@@ -21,6 +23,8 @@ struct Entry {
     data: u64,
     /// Conditions seen at the last report (edge-triggered entries).
     last: u16,
+    /// The file's EAGAIN count at the last report.
+    drained: u64,
     disabled: bool,
 }
 
@@ -47,11 +51,11 @@ impl Epoll {
                 if m.contains_key(&fd) {
                     return Err(EEXIST);
                 }
-                m.insert(fd, Entry { events, data, last: 0, disabled: false });
+                m.insert(fd, Entry { events, data, last: 0, drained: 0, disabled: false });
             }
             EPOLL_CTL_MOD => {
                 let e = m.get_mut(&fd).ok_or(ENOENT)?;
-                *e = Entry { events, data, last: 0, disabled: false };
+                *e = Entry { events, data, last: 0, drained: 0, disabled: false };
             }
             EPOLL_CTL_DEL => {
                 m.remove(&fd).ok_or(ENOENT)?;
@@ -79,6 +83,11 @@ impl Epoll {
             };
             let want = (e.events & 0xffff) as u16 | ALWAYS;
             let now = file.poll(want);
+            let drained = drained_count(&file);
+            if drained != e.drained {
+                e.last = 0; // told EAGAIN since: whatever is ready now is news
+                e.drained = drained;
+            }
             let report = if e.events & EPOLLET != 0 { now & !e.last } else { now };
             e.last = now;
             if report != 0 {
@@ -93,6 +102,27 @@ impl Epoll {
         }
         out
     }
+}
+
+/// Times each open file has answered EAGAIN, by its address.
+static DRAINED: Mutex<BTreeMap<usize, u64>> = Mutex::new(BTreeMap::new());
+
+fn key(file: &alloc::sync::Arc<dyn FileLike>) -> usize {
+    alloc::sync::Arc::as_ptr(file) as *const () as usize
+}
+
+fn drained_count(file: &alloc::sync::Arc<dyn FileLike>) -> u64 {
+    DRAINED.lock().get(&key(file)).copied().unwrap_or(0)
+}
+
+/// The program was told EAGAIN on `file`: its next readiness is an edge.
+pub fn note_would_block(file: &alloc::sync::Arc<dyn FileLike>) {
+    *DRAINED.lock().entry(key(file)).or_insert(0) += 1;
+}
+
+/// Forgets a file that is closed for good.
+pub fn forget(file: &alloc::sync::Arc<dyn FileLike>) {
+    DRAINED.lock().remove(&key(file));
 }
 
 impl Default for Epoll {

@@ -201,6 +201,9 @@ pub fn close(fd: i64) -> Result<(), Errno> {
         let mut t = TABLE.lock();
         usize::try_from(fd).ok().and_then(|i| t.slots.get_mut(i)).and_then(|s| s.take()).ok_or(EBADF)?
     };
+    if Arc::strong_count(&old.file) == 1 {
+        crate::epoll::forget(&old.file);
+    }
     drop(old);
     Ok(())
 }

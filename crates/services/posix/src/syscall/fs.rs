@@ -61,8 +61,46 @@ pub fn write(fd: i64, buf: u64, len: u64) -> SysResult {
         vm::read(buf, &mut tmp[..len])?;
         return Ok(f.write(&tmp[..len])? as u64);
     }
-    let data = vm::read_vec(buf, len)?;
-    Ok(f.write(&data)? as u64)
+    write_gather(&*f, &[(buf, len as u64)])
+}
+
+/// Writes the program's buffers `pieces` to `f` a chunk at a time, each
+/// copied just before it is written, and stops at the first partial
+/// write. A socket that takes a few KiB per call then costs one chunk's
+/// copy per call, not the whole buffer's; a small vector still goes out
+/// as one write (a line made of pieces stays whole on the console).
+pub fn write_gather(f: &dyn FileLike, pieces: &[(u64, u64)]) -> SysResult {
+    const CHUNK: usize = 64 * 1024;
+    let mut rest = pieces.iter().copied().filter(|&(_, l)| l > 0);
+    let mut cur = rest.next();
+    let mut total = 0u64;
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        while let Some((base, len)) = cur
+            && buf.len() < CHUNK
+        {
+            let take = (len as usize).min(CHUNK - buf.len());
+            let at = buf.len();
+            buf.resize(at + take, 0);
+            if let Err(e) = vm::read(base, &mut buf[at..]) {
+                return if total > 0 { Ok(total) } else { Err(e) };
+            }
+            cur = if take as u64 == len { rest.next() } else { Some((base + take as u64, len - take as u64)) };
+        }
+        if buf.is_empty() {
+            return Ok(total);
+        }
+        let w = match f.write(&buf) {
+            Ok(w) => w,
+            Err(_) if total > 0 => return Ok(total),
+            Err(e) => return Err(e),
+        };
+        total += w as u64;
+        if w < buf.len() {
+            return Ok(total);
+        }
+    }
 }
 
 pub fn pread(fd: i64, buf: u64, len: u64, off: u64) -> SysResult {
@@ -110,13 +148,7 @@ pub fn readv(fd: i64, iov: u64, cnt: u64) -> SysResult {
 
 pub fn writev(fd: i64, iov: u64, cnt: u64) -> SysResult {
     let f = fd::get(fd)?;
-    // One write of the whole vector: a line made of several pieces stays
-    // one piece on the console and in a pipe.
-    let mut data = Vec::new();
-    for (base, len) in iovecs(iov, cnt)? {
-        data.extend_from_slice(&vm::read_vec(base, (len as usize).min(MAX_IO))?);
-    }
-    Ok(f.write(&data)? as u64)
+    write_gather(&*f, &iovecs(iov, cnt)?)
 }
 
 /// Opens what `path` names, the synthesized nodes first.

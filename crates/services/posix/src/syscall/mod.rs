@@ -55,6 +55,13 @@ pub fn handle(regs: &mut UserRegs) -> bool {
         Ok(v) => v,
         Err(e) => (-e) as u64,
     };
+    // EAGAIN from an I/O call: the file's next readiness is an epoll edge.
+    if r == Err(EAGAIN)
+        && matches!(nr, 0 | 1 | 19 | 20 | 40 | 43 | 44 | 45 | 46 | 47 | 288)
+        && let Ok(f) = crate::fd::get(a[0] as i64)
+    {
+        crate::epoll::note_would_block(&f);
+    }
     if STRACE.load(Ordering::Relaxed) {
         let name = names::name(nr).unwrap_or("unknown");
         match r {

@@ -22,16 +22,32 @@ fn with_socket<R>(fd: i64, f: impl FnOnce(&Socket) -> Result<R, Errno>) -> Resul
     f(s)
 }
 
-/// Sends on an addressless socket (a `socketpair` end): a plain write.
-fn send_plain(fd: i64, data: &[u8]) -> Result<Option<u64>, Errno> {
+/// The send calls: a datagram (UDP) goes out whole, to `to` or the
+/// connected peer; a stream (TCP, a `socketpair` end) is written a chunk
+/// at a time, as `write` does (an address given with it is ignored, as
+/// Linux does on a connected stream).
+fn send(fd: i64, pieces: &[(u64, u64)], to: Option<SocketAddrV4>) -> SysResult {
     let file = fd::get(fd)?;
-    if file.as_socket().is_some() {
-        return Ok(None);
-    }
     if !file.is_socket() {
         return Err(ENOTSOCK);
     }
-    file.write(data).map(|n| Some(n as u64))
+    match file.as_socket() {
+        Some(s) if s.kind() == SOCK_DGRAM => {
+            let mut data = Vec::new();
+            for &(b, l) in pieces {
+                if data.len() + l as usize > 65536 {
+                    return Err(EMSGSIZE);
+                }
+                data.extend_from_slice(&vm::read_vec(b, l as usize)?);
+            }
+            match to {
+                Some(a) => s.send_to(&data, a),
+                None => crate::fd::FileLike::write(s, &data),
+            }
+            .map(|n| n as u64)
+        }
+        _ => super::fs::write_gather(&*file, pieces),
+    }
 }
 
 /// Receives on an addressless socket: a plain read.
@@ -137,16 +153,8 @@ pub fn connect(fd: i64, addr: u64, len: u64) -> SysResult {
 }
 
 pub fn sendto(fd: i64, buf: u64, len: u64, _flags: u64, addr: u64, alen: u64) -> SysResult {
-    let data = vm::read_vec(buf, (len as usize).min(MAX_IO))?;
-    if let Some(n) = send_plain(fd, &data)? {
-        return Ok(n);
-    }
     let to = if addr != 0 { Some(read_addr(addr, alen)?) } else { None };
-    with_socket(fd, |s| match to {
-        Some(a) => s.send_to(&data, a),
-        None => crate::fd::FileLike::write(s, &data),
-    })
-    .map(|n| n as u64)
+    send(fd, &[(buf, len)], to)
 }
 
 pub fn recvfrom(fd: i64, buf: u64, len: u64, _flags: u64, addr: u64, lenp: u64) -> SysResult {
@@ -183,19 +191,8 @@ fn msghdr(p: u64) -> Result<MsgHdr, Errno> {
 
 pub fn sendmsg(fd: i64, msg: u64, _flags: u64) -> SysResult {
     let (name, namelen, iovs) = msghdr(msg)?;
-    let mut data = Vec::new();
-    for (b, l) in iovs {
-        data.extend_from_slice(&vm::read_vec(b, (l as usize).min(MAX_IO))?);
-    }
-    if let Some(n) = send_plain(fd, &data)? {
-        return Ok(n);
-    }
     let to = if name != 0 { Some(read_addr(name, namelen)?) } else { None };
-    with_socket(fd, |s| match to {
-        Some(a) => s.send_to(&data, a),
-        None => crate::fd::FileLike::write(s, &data),
-    })
-    .map(|n| n as u64)
+    send(fd, &iovs, to)
 }
 
 pub fn recvmsg(fd: i64, msg: u64, _flags: u64) -> SysResult {
