@@ -14,11 +14,7 @@ pub fn deadline_from_timespec(ts: u64) -> Result<Option<u64>, Errno> {
     if ts == 0 {
         return Ok(None);
     }
-    let (s, ns) = (vm::read_u64(ts)? as i64, vm::read_u64(ts + 8)? as i64);
-    if s < 0 || !(0..1_000_000_000).contains(&ns) {
-        return Err(EINVAL);
-    }
-    Ok(Some(monotonic_ns().saturating_add((s as u64).saturating_mul(1_000_000_000)).saturating_add(ns as u64)))
+    Ok(Some(monotonic_ns().saturating_add(vm::read_timespec(ts)?)))
 }
 
 /// Waits until `ready()` finds something or `deadline` passes. What the

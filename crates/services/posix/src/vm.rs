@@ -382,6 +382,25 @@ pub fn write_u64(addr: u64, v: u64) -> Result<(), Errno> {
     write(addr, &v.to_le_bytes())
 }
 
+/// Reads a `struct timespec` the program passed, in nanoseconds (EINVAL
+/// for a negative time or nanoseconds out of range, as Linux).
+pub fn read_timespec(addr: u64) -> Result<u64, Errno> {
+    let (s, ns) = (read_u64(addr)? as i64, read_u64(addr + 8)? as i64);
+    if s < 0 || !(0..1_000_000_000).contains(&ns) {
+        return Err(EINVAL);
+    }
+    Ok((s as u64).saturating_mul(1_000_000_000).saturating_add(ns as u64))
+}
+
+/// Reads `cnt` `struct iovec`s (base, length); the caller bounds `cnt`.
+pub fn read_iovecs(addr: u64, cnt: u64) -> Result<Vec<(u64, u64)>, Errno> {
+    let raw = read_vec(addr, cnt as usize * 16)?;
+    Ok(raw
+        .chunks_exact(16)
+        .map(|c| (u64::from_le_bytes(c[..8].try_into().unwrap()), u64::from_le_bytes(c[8..].try_into().unwrap())))
+        .collect())
+}
+
 /// Reads a NUL-terminated string of at most `max` bytes.
 pub fn read_cstr(addr: u64, max: usize) -> Result<Vec<u8>, Errno> {
     let mut out = Vec::new();

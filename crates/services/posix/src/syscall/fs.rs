@@ -121,11 +121,7 @@ fn iovecs(iov: u64, cnt: u64) -> Result<Vec<(u64, u64)>, Errno> {
     if cnt > 1024 {
         return Err(EINVAL);
     }
-    let raw = vm::read_vec(iov, cnt as usize * 16)?;
-    Ok(raw
-        .chunks_exact(16)
-        .map(|c| (u64::from_le_bytes(c[..8].try_into().unwrap()), u64::from_le_bytes(c[8..].try_into().unwrap())))
-        .collect())
+    vm::read_iovecs(iov, cnt)
 }
 
 pub fn readv(fd: i64, iov: u64, cnt: u64) -> SysResult {
@@ -513,18 +509,24 @@ pub fn pipe2(fds: u64, flags: u32) -> SysResult {
         r.set_nonblocking(true);
         w.set_nonblocking(true);
     }
-    let rfd = fd::insert(Fd { file: r, cloexec, flags: 0 }, 0)?;
-    let wfd = match fd::insert(Fd { file: w, cloexec, flags: 1 }, 0) {
+    install_pair(fds, Fd { file: r, cloexec, flags: 0 }, Fd { file: w, cloexec, flags: 1 })
+}
+
+/// Puts both ends of a pipe or socket pair in the table and writes their
+/// numbers to the program's `int[2]` (both or neither).
+pub fn install_pair(out: u64, a: Fd, b: Fd) -> SysResult {
+    let fa = fd::insert(a, 0)?;
+    let fb = match fd::insert(b, 0) {
         Ok(f) => f,
         Err(e) => {
-            let _ = fd::close(rfd);
+            let _ = fd::close(fa);
             return Err(e);
         }
     };
-    let mut b = [0u8; 8];
-    b[..4].copy_from_slice(&(rfd as i32).to_le_bytes());
-    b[4..].copy_from_slice(&(wfd as i32).to_le_bytes());
-    vm::write(fds, &b)?;
+    let mut buf = [0u8; 8];
+    buf[..4].copy_from_slice(&(fa as i32).to_le_bytes());
+    buf[4..].copy_from_slice(&(fb as i32).to_le_bytes());
+    vm::write(out, &buf)?;
     Ok(0)
 }
 

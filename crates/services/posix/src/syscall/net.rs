@@ -116,19 +116,7 @@ pub fn socketpair(domain: u64, ty: u64, fds: u64) -> SysResult {
     }
     let (a, b) = crate::pipe::socket_pair(ty & SOCK_NONBLOCK != 0);
     let cloexec = ty & SOCK_CLOEXEC != 0;
-    let fa = fd::insert(Fd { file: a, cloexec, flags: 2 }, 0)?;
-    let fb = match fd::insert(Fd { file: b, cloexec, flags: 2 }, 0) {
-        Ok(f) => f,
-        Err(e) => {
-            let _ = fd::close(fa);
-            return Err(e);
-        }
-    };
-    let mut out = [0u8; 8];
-    out[..4].copy_from_slice(&(fa as i32).to_le_bytes());
-    out[4..].copy_from_slice(&(fb as i32).to_le_bytes());
-    vm::write(fds, &out)?;
-    Ok(0)
+    super::fs::install_pair(fds, Fd { file: a, cloexec, flags: 2 }, Fd { file: b, cloexec, flags: 2 })
 }
 
 pub fn bind(fd: i64, addr: u64, len: u64) -> SysResult {
@@ -181,12 +169,7 @@ fn msghdr(p: u64) -> Result<MsgHdr, Errno> {
     if iovlen > 1024 {
         return Err(EMSGSIZE);
     }
-    let v = vm::read_vec(iov, iovlen as usize * 16)?;
-    let iovs = v
-        .chunks_exact(16)
-        .map(|c| (u64::from_le_bytes(c[..8].try_into().unwrap()), u64::from_le_bytes(c[8..].try_into().unwrap())))
-        .collect();
-    Ok((name, namelen, iovs))
+    Ok((name, namelen, vm::read_iovecs(iov, iovlen)?))
 }
 
 pub fn sendmsg(fd: i64, msg: u64, _flags: u64) -> SysResult {

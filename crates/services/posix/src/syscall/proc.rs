@@ -23,14 +23,6 @@ pub fn sched_yield() -> SysResult {
     Ok(0)
 }
 
-fn read_timespec(p: u64) -> Result<u64, Errno> {
-    let (s, ns) = (vm::read_u64(p)? as i64, vm::read_u64(p + 8)? as i64);
-    if s < 0 || !(0..1_000_000_000).contains(&ns) {
-        return Err(EINVAL);
-    }
-    Ok((s as u64).saturating_mul(1_000_000_000).saturating_add(ns as u64))
-}
-
 fn write_timespec(p: u64, ns: u64) -> Result<(), Errno> {
     let mut b = [0u8; 16];
     b[..8].copy_from_slice(&(ns / 1_000_000_000).to_le_bytes());
@@ -39,12 +31,12 @@ fn write_timespec(p: u64, ns: u64) -> Result<(), Errno> {
 }
 
 pub fn nanosleep(req: u64, _rem: u64) -> SysResult {
-    sleep_ns(read_timespec(req)?);
+    sleep_ns(vm::read_timespec(req)?);
     Ok(0)
 }
 
 pub fn clock_nanosleep(clock: u32, flags: u32, req: u64, _rem: u64) -> SysResult {
-    let t = read_timespec(req)?;
+    let t = vm::read_timespec(req)?;
     let ns = if flags & TIMER_ABSTIME != 0 {
         let now = if clock == CLOCK_REALTIME { wall_clock_ns() } else { monotonic_ns() };
         t.saturating_sub(now)

@@ -235,14 +235,14 @@ pub fn futex(addr: u64, op: u32, val: u32, timeout: u64, addr2: u64, val3: u32) 
     let now = unikit_kernel::time::monotonic_ns;
     match op & 0x7f {
         WAIT => {
-            let deadline = if timeout == 0 { None } else { Some(now().saturating_add(ts_ns(timeout)?)) };
+            let deadline = if timeout == 0 { None } else { Some(now().saturating_add(vm::read_timespec(timeout)?)) };
             wait(addr, val, deadline, u32::MAX)
         }
         WAIT_BITSET => {
             let deadline = if timeout == 0 {
                 None
             } else {
-                let abs = ts_ns(timeout)?;
+                let abs = vm::read_timespec(timeout)?;
                 Some(if op & CLOCK_REALTIME != 0 {
                     now().saturating_add(abs.saturating_sub(unikit_kernel::time::wall_clock_ns()))
                 } else {
@@ -263,12 +263,4 @@ pub fn futex(addr: u64, op: u32, val: u32, timeout: u64, addr2: u64, val3: u32) 
         WAKE_OP => wake_op(addr, val, timeout as u32, addr2, val3),
         _ => Err(ENOSYS),
     }
-}
-
-fn ts_ns(p: u64) -> Result<u64, Errno> {
-    let (s, ns) = (vm::read_u64(p)? as i64, vm::read_u64(p + 8)? as i64);
-    if s < 0 || !(0..1_000_000_000).contains(&ns) {
-        return Err(EINVAL);
-    }
-    Ok((s as u64).saturating_mul(1_000_000_000).saturating_add(ns as u64))
 }
