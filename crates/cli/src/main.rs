@@ -16,6 +16,7 @@ mod devices;
 mod elf;
 mod error;
 mod exec;
+mod image;
 mod manifest;
 mod memory;
 mod platform;
