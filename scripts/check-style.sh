@@ -38,4 +38,7 @@ cargo clippy --quiet --target x86_64-unknown-none -p exec --features "unikit/pla
 # The x86 VM image without its optional backends (xen, virtio off).
 step "clippy: guest crates, plat-kvm without default features"
 cargo clippy --quiet --target x86_64-unknown-none -p unikit --no-default-features --features plat-kvm -- -D warnings
+# The BIOS boot loader (16-bit assembly; built by the CLI for vmware images).
+step "clippy: the BIOS loader (x86_64-unknown-none)"
+cargo clippy --quiet --target x86_64-unknown-none -p unikit-boot-bios -- -D warnings
 step "style checks passed"
