@@ -424,8 +424,9 @@ mod tests {
         assert!(e.contains("stage 2 is larger"), "{e}");
     }
 
-    /// Manual boot check (not run by default): writes a raw disk, MBR then
-    /// the area from LBA 1, for
+    /// Manual boot check (not run by default): writes a raw disk, the MBR
+    /// with a protective 0xee entry (as on a GPT disk) and the area at
+    /// UNIKIT_BIOS_AREA_LBA (default 1), for
     /// `qemu-system-x86_64 -M pc -accel tcg -serial stdio -drive file=IMG,format=raw`.
     /// UNIKIT_BIOS_LOADER, UNIKIT_BIOS_KERNEL, UNIKIT_BIOS_IMAGE, and
     /// optionally UNIKIT_BIOS_INITRD and UNIKIT_BIOS_CMDLINE.
@@ -437,16 +438,14 @@ mod tests {
         let kernel = std::fs::read(var("UNIKIT_BIOS_KERNEL")).unwrap();
         let initrd = std::env::var("UNIKIT_BIOS_INITRD").ok().map(|p| std::fs::read(p).unwrap());
         let cmdline = std::env::var("UNIKIT_BIOS_CMDLINE").unwrap_or_default();
-        let b = boot_area(&loader, &kernel, initrd.as_deref(), &cmdline, 1).unwrap();
-        let mut img = vec![0u8; SECTOR];
+        let lba: u64 = std::env::var("UNIKIT_BIOS_AREA_LBA").map_or(1, |v| v.parse().unwrap());
+        let b = boot_area(&loader, &kernel, initrd.as_deref(), &cmdline, lba).unwrap();
+        let mut img = vec![0u8; lba as usize * SECTOR];
         img[..MBR_CODE].copy_from_slice(&b.mbr_code);
-        // One active partition of type 0xda covering the area, as some
-        // BIOSes want a partition table; 0x55aa.
         let e = 446;
-        img[e] = 0x80;
-        img[e + 4] = 0xda;
+        img[e + 4] = 0xee;
         img[e + 8..e + 12].copy_from_slice(&1u32.to_le_bytes());
-        img[e + 12..e + 16].copy_from_slice(&(b.area.len().div_ceil(SECTOR) as u32).to_le_bytes());
+        img[e + 12..e + 16].copy_from_slice(&u32::MAX.to_le_bytes());
         img[510] = 0x55;
         img[511] = 0xaa;
         img.extend_from_slice(&b.area);
