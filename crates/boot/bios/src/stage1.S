@@ -54,6 +54,7 @@ boot1_start:
    teletype) and COM1, then halt for good. Used by stage 2 too. */
     .globl boot_fail
 boot_fail:
+    cld
     pushw %si
     /* COM1: 115200 8N1, FIFOs on (a VMware VM's console is its serial
        port; the BIOS may have left it unset). */

@@ -209,15 +209,15 @@ read_sectors:
     movw $dap2, %si
     movb boot_drive, %dl
     movb $0x42, %ah
-    pushw %di
+    pushal                      /* some BIOSes clobber registers */
     int $0x13
-    popw %di
+    popal                       /* (keeps CF) */
     jnc 2f
     xorb %ah, %ah
     movb boot_drive, %dl
-    pushw %di
+    pushal
     int $0x13
-    popw %di
+    popal
     decw %di
     jnz 1b
     movw $msg_read, %si
