@@ -343,33 +343,38 @@ read_e820:
     jz boot_fail
     ret
 
-/* CF clear if one E820 RAM entry holds [EAX, EDX). Keeps CX, BP. */
+/* CF clear if E820 RAM entries (one, or several that adjoin or overlap)
+   hold [EAX, EDX). Clobbers EAX, EBX, EDI; keeps CX, BP. */
 ram_covers:
     pushw %cx
     pushw %si
+1:  cmpl %edx, %eax
+    jae 4f                      /* covered up to EAX >= end */
     movw $MEMMAP, %si
     movw memmap_count, %cx
-1:  jcxz 3f
+2:  jcxz 3f                     /* nothing holds EAX */
     cmpl $1, 16(%si)
-    jne 2f
+    jne 5f
     cmpl $0, 4(%si)
-    jne 2f                      /* starts above 4 GiB */
+    jne 5f                      /* starts above 4 GiB */
     cmpl %eax, (%si)
-    ja 2f                       /* starts after EAX */
+    ja 5f                       /* starts after EAX */
     movl (%si), %ebx
     addl 8(%si), %ebx
     movl 12(%si), %edi
     adcl $0, %edi
     jnz 4f                      /* ends at or above 4 GiB */
-    cmpl %edx, %ebx
-    jae 4f
-2:  addw $24, %si
-    decw %cx
+    cmpl %eax, %ebx
+    jbe 5f                      /* ends at or before EAX */
+    movl %ebx, %eax             /* covered up to its end: go on from there */
     jmp 1b
+5:  addw $24, %si
+    decw %cx
+    jmp 2b
 3:  stc
-    jmp 5f
+    jmp 6f
 4:  clc
-5:  popw %si
+6:  popw %si
     popw %cx
     ret
 
