@@ -26,6 +26,7 @@
 use anyhow::{Context, Result, bail, ensure};
 
 use crate::elf::{Elf, PT_LOAD};
+use unikit_abi::elf::ET_EXEC;
 
 /// Sector size of the disk.
 pub const SECTOR: usize = 512;
@@ -110,6 +111,12 @@ fn loader_parts(loader_elf: &[u8]) -> Result<([u8; MBR_CODE], Vec<u8>)> {
 /// The kernel's PVH entry point and loaded segments, checked.
 fn kernel_loads(kernel_elf: &[u8]) -> Result<(u32, Vec<Load<'_>>)> {
     let elf = Elf::parse(kernel_elf).map_err(|e| anyhow::anyhow!("not an ELF64 x86-64 file: {e}"))?;
+    // Loaded at its physical addresses without relocation.
+    ensure!(
+        elf.e_type() == ET_EXEC,
+        "not an executable ELF file (e_type {}): a kernel is linked at fixed addresses",
+        elf.e_type()
+    );
     let mut entry = None;
     for n in elf.segment_notes() {
         let (_, n) = n.map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -369,6 +376,9 @@ mod tests {
         let mut arm = elf(&[(PT_LOAD, 0x100000, &ok, 16), (PT_NOTE, 0, &note, 16)]);
         arm[0x12] = 183;
         assert!(err(&loader(), &arm, None, "").contains("not an ELF64 x86-64"));
+        let mut pie = elf(&[(PT_LOAD, 0x100000, &ok, 16), (PT_NOTE, 0, &note, 16)]);
+        pie[0x10] = 3;
+        assert!(err(&loader(), &pie, None, "").contains("not an executable ELF file (e_type 3)"));
         let e = err(&loader(), &elf(&[(PT_LOAD, 0x100000, &ok, 16)]), None, "");
         assert!(e.contains("no PVH entry note"), "{e}");
         let low = elf(&[(PT_LOAD, 0x8000, &ok, 16), (PT_NOTE, 0, &pvh_note(0x8000), 16)]);
