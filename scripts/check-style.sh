@@ -41,4 +41,7 @@ cargo clippy --quiet --target x86_64-unknown-none -p unikit --no-default-feature
 # The UEFI loader (not a default member: it only builds for its own target).
 step "clippy: the UEFI loader (x86_64-unknown-uefi)"
 cargo clippy --quiet --target x86_64-unknown-uefi -p unikit-boot-uefi -- -D warnings
+# The BIOS boot loader (16-bit assembly; built by the CLI for vmware images).
+step "clippy: the BIOS loader (x86_64-unknown-none)"
+cargo clippy --quiet --target x86_64-unknown-none -p unikit-boot-bios -- -D warnings
 step "style checks passed"

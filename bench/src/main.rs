@@ -68,7 +68,7 @@ fn qemu_cmd(image: &Path, kvm: bool, qboot: bool, microvm: bool, mem_k: u64, app
     let mut c = Command::new("qemu-system-x86_64");
     c.args([
         "-M",
-        if microvm { "microvm,acpi=off" } else { "q35" },
+        if microvm { "microvm,acpi=off" } else { "q35,vmport=off" },
         "-nodefaults",
         "-no-user-config",
         "-display",

@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, anyhow, bail};
 
 use crate::error::{hinted, warn};
+use crate::image::vmware;
 use crate::manifest::Manifest;
 use crate::platform::{self, Platform, target_name};
 use crate::{elf, exec};
@@ -90,6 +91,7 @@ pub fn command(opts: &Options) -> Result<()> {
         let dest = image_path(&out_dir, &stem, p);
         let image = build(&project, &manifest, p, &manifest.solo5_devices, opts.quiet, &dest)?;
         let _ = writeln!(std::io::stdout(), "{}", image.describe());
+        let mut boot = None;
         if let Some(j) = &job {
             let (initrd, cmdline) = j.write_beside(&dest, &opts.env, opts.args.as_deref())?;
             let _ = writeln!(
@@ -98,6 +100,29 @@ pub fn command(opts: &Options) -> Result<()> {
                 initrd.display(),
                 cmdline.display()
             );
+            let line =
+                std::fs::read_to_string(&cmdline).with_context(|| format!("cannot read {}", cmdline.display()))?;
+            boot = Some((Some(initrd), line.trim_end().to_string()));
+        }
+        if p == Platform::Vmware {
+            // A VMware VM gets no command line from outside: the manifest's
+            // (or the program's) is baked into the disk.
+            let (initrd, line) = match boot {
+                Some(b) => b,
+                None => (None, crate::cmdline::build(&manifest.kernel_args, &manifest.env, &manifest.args)?),
+            };
+            let vm = vmware::Vm {
+                name: &stem,
+                memory_mib: vmware::vmware_memory(manifest.memory.bytes()),
+                firmware: vmware::Firmware::Efi,
+                nic: Some(vmware::Nic::Vmxnet3),
+                disk: "",
+            };
+            let set = vmware::write_set(&dest, initrd.as_deref(), &line, &vm, true, opts.quiet)?;
+            for f in [Some(&set.vmdk), Some(&set.vmx), set.ova.as_ref()].into_iter().flatten() {
+                let size = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
+                let _ = writeln!(std::io::stdout(), "  wrote {} ({} KiB)", f.display(), size.div_ceil(1024));
+            }
         }
     }
     Ok(())

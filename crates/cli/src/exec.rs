@@ -128,14 +128,14 @@ pub struct Job {
 /// saying why not.
 pub fn check_platform(p: Platform) -> Result<()> {
     match p {
-        Platform::Qemu | Platform::Fc | Platform::Xen => Ok(()),
+        Platform::Qemu | Platform::Fc | Platform::Xen | Platform::Vmware => Ok(()),
         Platform::Linuxu => bail!(
-            "--exec is not supported on linuxu yet (it has no Linux system-call layer for programs): use --plat qemu, fc or xen"
+            "--exec is not supported on linuxu yet (it has no Linux system-call layer for programs): use --plat qemu, fc, xen or vmware"
         ),
         Platform::Solo5 => bail!(
-            "--exec is not supported on solo5 yet (Solo5 hvt has no initrd to carry the program): use --plat qemu, fc or xen"
+            "--exec is not supported on solo5 yet (Solo5 hvt has no initrd to carry the program): use --plat qemu, fc, xen or vmware"
         ),
-        other => bail!("--exec is not supported on {other}: use --plat qemu, fc or xen"),
+        other => bail!("--exec is not supported on {other}: use --plat qemu, fc, xen or vmware"),
     }
 }
 

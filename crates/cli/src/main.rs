@@ -16,6 +16,7 @@ mod devices;
 mod elf;
 mod error;
 mod exec;
+mod image;
 mod manifest;
 mod memory;
 mod platform;
@@ -132,9 +133,15 @@ struct RunArgs {
     /// QEMU accelerator (default: kvm when /dev/kvm works, else tcg).
     #[arg(long, value_enum)]
     accel: Option<Accel>,
-    /// Firmware for qemu: qboot (fast; the default when installed) or seabios.
+    /// Firmware: for qemu qboot (fast; the default when installed) or seabios; for vmware seabios (default) or efi (OVMF).
     #[arg(long, value_enum)]
     firmware: Option<Firmware>,
+    /// The NIC of a VMware VM: vmxnet3 (default) or e1000.
+    #[arg(long, value_name = "MODEL")]
+    nic: Option<String>,
+    /// Boot a vmware image in QEMU shaped like a VMware VM (vmport, PVSCSI, vmxnet3/e1000), where VMware is not installed.
+    #[arg(long)]
+    testbed: bool,
     /// QEMU machine: q35 (PCI devices) or microvm (virtio-mmio, Firecracker's shape).
     #[arg(long, value_enum)]
     machine: Option<Machine>,
@@ -220,6 +227,8 @@ fn main() -> ExitCode {
             memory: a.memory,
             accel: a.accel,
             firmware: a.firmware,
+            nic: a.nic,
+            testbed: a.testbed,
             machine: a.machine,
             cpus: a.cpus,
             firecracker: a.firecracker,

@@ -63,7 +63,10 @@ impl Platform {
 
     /// Can this version of unikit build and run images for it?
     pub fn supported(self) -> bool {
-        matches!(self, Platform::Qemu | Platform::Linuxu | Platform::Fc | Platform::Solo5 | Platform::Xen)
+        matches!(
+            self,
+            Platform::Qemu | Platform::Linuxu | Platform::Fc | Platform::Solo5 | Platform::Xen | Platform::Vmware
+        )
     }
 
     pub fn check_supported(self) -> Result<()> {
@@ -78,7 +81,7 @@ impl Platform {
     /// through its Xen PV notes.
     pub fn kernel_plat(self) -> &'static str {
         match self {
-            Platform::Qemu | Platform::Fc | Platform::Xen => "kvm",
+            Platform::Qemu | Platform::Fc | Platform::Xen | Platform::Vmware => "kvm",
             other => other.name(),
         }
     }
@@ -195,6 +198,11 @@ pub fn host_can_run(p: Platform) -> Result<()> {
         Platform::Solo5 => find_tender(None).and_then(|_| check_kvm_for_solo5()),
         // Only a real dom0 counts here: the test bed is asked for explicitly.
         Platform::Xen => crate::xenhost::host_mode(false).map(|_| ()),
+        // Only VMware itself counts here: the test bed is asked for explicitly.
+        Platform::Vmware => Err(hinted(
+            "VMware Workstation or Fusion (vmrun) is not installed",
+            "`unikit run --plat vmware --testbed` boots the image in QEMU shaped like a VMware VM",
+        )),
         other => other.check_supported(),
     }
 }
@@ -297,7 +305,28 @@ fn describe(p: Platform) -> (bool, String) {
                 ),
             }
         }
-        Platform::Vmware | Platform::Hyperv => (false, not_yet.into()),
+        Platform::Vmware => {
+            let testbed = match (which(QEMU), which("qemu-img")) {
+                (Some(_), Some(_)) => "`unikit run --plat vmware --testbed` boots its disk in QEMU shaped like VMware",
+                _ => "`--testbed` (QEMU shaped like VMware) needs qemu-system-x86 and qemu-utils",
+            };
+            match which("vmrun") {
+                Some(p) => (
+                    false,
+                    format!(
+                        "{} found, but unikit cannot drive vmrun yet: open the built .vmx in Workstation or Fusion, or import the .ova into vSphere; {testbed}",
+                        p.display()
+                    ),
+                ),
+                None => (
+                    false,
+                    format!(
+                        "VMware Workstation/Fusion (vmrun) not installed; `unikit build --plat vmware` writes the .vmdk, .vmx and .ova; {testbed}"
+                    ),
+                ),
+            }
+        }
+        Platform::Hyperv => (false, not_yet.into()),
     }
 }
 
@@ -332,8 +361,9 @@ mod tests {
         assert_eq!(Platform::Solo5.kernel_plat(), "solo5");
         assert_eq!(Platform::Fc.kernel_plat(), "kvm");
         assert_eq!(Platform::Xen.kernel_plat(), "kvm");
-        let e = parse_supported("vmware").unwrap_err().to_string();
-        assert_eq!(e, "platform 'vmware' is not supported by this version of unikit yet");
+        assert_eq!(Platform::Vmware.kernel_plat(), "kvm");
+        let e = parse_supported("hyperv").unwrap_err().to_string();
+        assert_eq!(e, "platform 'hyperv' is not supported by this version of unikit yet");
         assert_eq!(Platform::Qemu.kernel_plat(), "kvm");
         assert_eq!(Platform::Linuxu.kernel_plat(), "linuxu");
     }

@@ -201,10 +201,61 @@ mod host {
 /// Runs the platform's device discovery once, on the first request for
 /// devices: programs that use none do not pay for bus scans at boot.
 fn ensure_probed() {
-    #[allow(unsafe_code)]
-    // SAFETY: every platform crate defines the symbol with this signature;
-    // linking fails otherwise.
-    PROBED.call_once(|| unsafe { __unikit_probe_devices() });
+    PROBED.call_once(|| {
+        #[allow(unsafe_code)]
+        // SAFETY: every platform crate defines the symbol with this
+        // signature; linking fails otherwise.
+        unsafe {
+            __unikit_probe_devices()
+        };
+        drop_boot_disk();
+    });
+}
+
+/// `unikit.bootdisk=GUID`: the disk a firmware-booted image (VMware,
+/// Hyper-V) booted from, named by its GPT disk GUID (the 16 bytes at
+/// offset 56 of the GPT header, in hex). It holds the loader and the
+/// kernel, not the app's data: the app never gets it, so that a program
+/// that formats "the first disk" cannot wipe the image it booted from.
+pub const BOOT_DISK_OPTION: &str = "unikit.bootdisk=";
+
+fn drop_boot_disk() {
+    let Some(hex) = crate::boot::command_line().options.iter().find_map(|o| o.strip_prefix(BOOT_DISK_OPTION)) else {
+        return;
+    };
+    let Some(guid) = parse_guid(hex) else {
+        crate::kprintln!("unikit: {BOOT_DISK_OPTION}{hex}: expected 32 hex digits; no disk withheld");
+        return;
+    };
+    BLOCK.lock().retain(|d| {
+        let is_boot = gpt_disk_guid(d.as_ref()) == Some(guid);
+        if is_boot && !crate::boot::is_quiet() {
+            crate::kprintln!("{}: the boot disk, not given to the app", d.name());
+        }
+        !is_boot
+    });
+}
+
+fn parse_guid(hex: &str) -> Option<[u8; 16]> {
+    let mut g = [0u8; 16];
+    if hex.len() != 32 || !hex.is_ascii() {
+        return None;
+    }
+    for (i, b) in g.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(g)
+}
+
+/// The disk GUID of a GPT disk (header in block 1), if it is one.
+fn gpt_disk_guid(d: &dyn BlockDevice) -> Option<[u8; 16]> {
+    let bs = d.block_size();
+    if !(512..=4096).contains(&bs) || d.num_blocks() < 2 {
+        return None;
+    }
+    let mut b = alloc::vec![0u8; bs];
+    d.read_blocks(1, &mut b).ok()?;
+    (&b[..8] == b"EFI PART").then(|| b[56..72].try_into().ok()).flatten()
 }
 
 /// Makes a network device available to the network service.

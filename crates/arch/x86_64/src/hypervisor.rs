@@ -59,3 +59,35 @@ pub fn detect() -> (Hypervisor, u32) {
     sig[8..12].copy_from_slice(&r.edx.to_le_bytes());
     (Hypervisor::from_signature(&sig), r.eax)
 }
+
+/// The VMware backdoor's magic (`VMXh`), in `eax` on the way in and in
+/// `ebx` on the way back.
+const VMWARE_MAGIC: u32 = 0x564d_5868;
+/// The backdoor's I/O port (`VX`).
+const VMWARE_PORT: u16 = 0x5658;
+/// Backdoor command GETVERSION.
+const VMWARE_GETVERSION: u32 = 10;
+
+/// The VMware backdoor's version, if one answers (VMware, and QEMU with
+/// `vmport=on`). VMware's CPUID leaf can be hidden; the backdoor is how
+/// VMware Tools find it. A machine without it returns all ones from the
+/// unclaimed port and leaves `ebx` alone.
+pub fn vmware_backdoor() -> Option<u32> {
+    let eax: u32;
+    let mut rbx = u64::from(!VMWARE_MAGIC);
+    // SAFETY: a port read; without a backdoor the port is unclaimed and the
+    // read has no effect. rbx is swapped by hand: LLVM reserves it.
+    unsafe {
+        core::arch::asm!(
+            "xchg {b}, rbx",
+            "in eax, dx",
+            "xchg {b}, rbx",
+            b = inout(reg) rbx,
+            inout("eax") VMWARE_MAGIC => eax,
+            inout("ecx") VMWARE_GETVERSION => _,
+            inout("edx") u32::from(VMWARE_PORT) => _,
+            options(nostack, preserves_flags),
+        );
+    }
+    (rbx as u32 == VMWARE_MAGIC && eax != u32::MAX).then_some(eax)
+}

@@ -7,6 +7,7 @@ mod qemu;
 mod reaper;
 mod solo5;
 pub(crate) mod supervisor;
+mod vmware;
 pub(crate) mod xen;
 
 use std::path::{Path, PathBuf};
@@ -33,6 +34,8 @@ pub enum Machine {
 pub enum Firmware {
     Qboot,
     Seabios,
+    /// UEFI (OVMF), for the firmware-booted platforms (vmware).
+    Efi,
 }
 
 /// QEMU's accelerator (`--accel`).
@@ -48,6 +51,10 @@ pub struct Options {
     pub memory: Option<Memory>,
     pub accel: Option<Accel>,
     pub firmware: Option<Firmware>,
+    /// `--nic MODEL`: the VM's NIC where the platform offers a choice.
+    pub nic: Option<String>,
+    /// `--testbed`: a vmware image in QEMU shaped like VMware.
+    pub testbed: bool,
     pub machine: Option<Machine>,
     pub cpus: Option<u8>,
     pub firecracker: Option<PathBuf>,
@@ -94,23 +101,30 @@ pub struct Boot<'a> {
 
 /// The options only one platform takes; any other refuses them.
 fn check_flags(opts: &Options, plat: Platform) -> Result<()> {
-    let flags: [(bool, &str, Platform); 8] = [
-        (opts.accel.is_some(), "--accel", Platform::Qemu),
-        (opts.firmware.is_some(), "--firmware", Platform::Qemu),
-        (opts.machine.is_some(), "--machine", Platform::Qemu),
-        (opts.cpus.is_some(), "--cpus", Platform::Fc),
-        (opts.firecracker.is_some(), "--firecracker", Platform::Fc),
-        (opts.tender.is_some(), "--tender", Platform::Solo5),
-        (opts.xen_testbed, "--xen-testbed", Platform::Xen),
-        (opts.xen_type.is_some(), "--xen-type", Platform::Xen),
+    use Platform::{Fc, Qemu, Solo5, Vmware, Xen};
+    let flags: [(bool, &str, &[Platform]); 10] = [
+        (opts.accel.is_some(), "--accel", &[Qemu, Vmware]),
+        (opts.firmware.is_some(), "--firmware", &[Qemu, Vmware]),
+        (opts.machine.is_some(), "--machine", &[Qemu]),
+        (opts.cpus.is_some(), "--cpus", &[Fc]),
+        (opts.firecracker.is_some(), "--firecracker", &[Fc]),
+        (opts.tender.is_some(), "--tender", &[Solo5]),
+        (opts.xen_testbed, "--xen-testbed", &[Xen]),
+        (opts.xen_type.is_some(), "--xen-type", &[Xen]),
+        (opts.testbed, "--testbed", &[Vmware]),
+        (opts.nic.is_some(), "--nic", &[Vmware]),
     ];
-    for (given, flag, owner) in flags {
-        if given && owner != plat {
+    for (given, flag, owners) in flags {
+        if given && !owners.contains(&plat) {
             if flag == "--cpus" {
                 bail!("--cpus only applies to the fc platform (the {plat} guest gets one CPU)");
             }
-            bail!("{flag} only applies to the {owner} platform, not {plat}");
+            let names: Vec<&str> = owners.iter().map(|p| p.name()).collect();
+            bail!("{flag} only applies to the {} platform, not {plat}", names.join(" and "));
         }
+    }
+    if plat == Qemu && opts.firmware == Some(Firmware::Efi) {
+        bail!("--firmware efi boots a disk image: use it with --plat vmware (qemu boots the kernel directly)");
     }
     Ok(())
 }
@@ -125,6 +139,8 @@ fn requested(opts: &Options) -> Option<&str> {
         None if opts.tender.is_some() => Some("solo5"),
         // `--xen-testbed` alone means `--plat xen`.
         None if opts.xen_testbed => Some("xen"),
+        // `--testbed` alone means `--plat vmware` (the only platform with one).
+        None if opts.testbed => Some("vmware"),
         None => None,
     }
 }
@@ -208,6 +224,7 @@ pub fn command(mut opts: Options) -> Result<u8> {
         Platform::Solo5 => Box::new(solo5::Plan::new(&opts, &mut devices, memory)?),
         Platform::Xen => Box::new(xen::Plan::new(&opts, &mut devices)?),
         Platform::Linuxu => Box::new(linuxu::Plan::new(&mut devices, memory)?),
+        Platform::Vmware => Box::new(vmware::Plan::new(&opts, &mut devices, memory)?),
         other => {
             platform::host_can_run(other)?;
             bail!("unikit cannot run {other} images yet")

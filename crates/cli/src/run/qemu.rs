@@ -81,7 +81,9 @@ pub fn argv(cfg: &Config) -> Vec<OsString> {
     let mut a: Vec<OsString> = Vec::new();
     let mut push = |items: &[&str]| a.extend(items.iter().map(OsString::from));
     let machine = match cfg.machine {
-        Machine::Q35 => "q35",
+        // vmport (the VMware backdoor) is on by default under TCG: the guest
+        // would take the VM for VMware.
+        Machine::Q35 => "q35,vmport=off",
         // No ACPI tables (the kernel reads the devices from the command
         // line, as on Firecracker); QEMU appends virtio_mmio.device= entries.
         Machine::Microvm => "microvm,acpi=off",
@@ -312,7 +314,7 @@ mod tests {
         };
         assert_eq!(
             strings(argv(&cfg)).join(" "),
-            "-M q35 -nodefaults -no-user-config -display none -no-reboot -smp 1 -m 64M -serial stdio \
+            "-M q35,vmport=off -nodefaults -no-user-config -display none -no-reboot -smp 1 -m 64M -serial stdio \
              -device isa-debug-exit,iobase=0xf4,iosize=0x04 -accel kvm -cpu host,-arch-capabilities -bios /usr/share/qemu/qboot.rom \
              -kernel build/hello_qemu-x86_64 -append -- a"
         );

@@ -19,6 +19,7 @@ extern crate alloc;
 // Host unit tests (`cargo test -p unikit-plat-x86-vm`) cover the parsers
 // only: the rest defines entry points, needs the guest's linker script and
 // drivers that exist only for the guest target.
+mod acpi;
 #[cfg(all(not(test), target_os = "none"))]
 mod boot;
 #[cfg(all(not(test), target_os = "none"))]

@@ -14,6 +14,8 @@ pub struct BootParams {
     pub boot_data: [Region; 3],
     /// The first boot module (QEMU `-initrd`): the initial RAM disk.
     pub initrd: Option<Region>,
+    /// Where the loader found the ACPI RSDP (0: not given).
+    pub rsdp: u64,
 }
 
 #[derive(Debug)]
@@ -74,6 +76,7 @@ pub unsafe fn parse(paddr: u64) -> Result<BootParams, Error> {
     };
     Ok(BootParams {
         initrd,
+        rsdp: si.rsdp_paddr,
         cmdline,
         ram,
         nr_ram,

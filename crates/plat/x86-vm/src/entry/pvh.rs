@@ -137,6 +137,7 @@ pub extern "C" fn pvh_main(start_info: u64) -> ! {
         Ok(p) => p,
         Err(e) => pc::early_fail(format_args!("bad PVH start_info: {e:?}")),
     };
+    pc::set_rsdp_hint(params.rsdp);
     let (img_lo, img_hi) = boot::kernel_image();
     let mut reserved = [Region::new(0, 0); 5];
     reserved[0] = Region::new(img_lo, img_hi);

@@ -57,6 +57,63 @@ pub(crate) fn hypervisor() -> (Hypervisor, u32) {
     *MACHINE.hypervisor.call_once(arch::hypervisor::detect)
 }
 
+static VMWARE: Once<Option<u32>> = Once::new();
+
+/// The VMware backdoor's version when one answers: VMware, or QEMU shaped
+/// like it (`vmport=on`). Never asked on Xen, whose ports are its own.
+pub(crate) fn vmware() -> Option<u32> {
+    *VMWARE.call_once(|| match hypervisor().0 {
+        Hypervisor::Xen => None,
+        _ => arch::hypervisor::vmware_backdoor(),
+    })
+}
+
+/// Where the boot loader found the ACPI RSDP (PVH `rsdp_paddr`; 0: search).
+static RSDP_HINT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+pub(crate) fn set_rsdp_hint(paddr: u64) {
+    RSDP_HINT.store(paddr, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// Physical memory for the ACPI reader: mapped on demand (tables sit in
+/// firmware-reserved RAM the kernel's page tables leave out).
+struct PhysMem;
+
+impl crate::acpi::PhysRead for PhysMem {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> bool {
+        let Some(end) = addr.checked_add(buf.len() as u64) else { return false };
+        if buf.is_empty() || end > 1 << 46 || !hal::Memory::map_device(&MACHINE, addr, buf.len() as u64) {
+            return false;
+        }
+        for (i, b) in buf.iter_mut().enumerate() {
+            // SAFETY: `[addr, end)` was just identity mapped; reading
+            // firmware tables has no side effects.
+            *b = unsafe { core::ptr::read_volatile((addr + i as u64) as *const u8) };
+        }
+        true
+    }
+}
+
+/// ACPI soft-off (S5), as the FADT and `\_S5` say.
+fn acpi_power_off() -> Result<core::convert::Infallible, &'static str> {
+    let rsdp = crate::acpi::find_rsdp(&PhysMem, RSDP_HINT.load(core::sync::atomic::Ordering::Relaxed))
+        .ok_or("no ACPI RSDP")?;
+    let p = crate::acpi::power_off(&PhysMem, rsdp)?;
+    // SAFETY: the FADT names these as the PM1 control ports; writing
+    // SLP_EN with the S5 type powers the machine off.
+    unsafe {
+        arch::io::outw(p.pm1a_cnt, crate::acpi::PowerOff::value(p.slp_typ.0));
+        if p.pm1b_cnt != 0 {
+            arch::io::outw(p.pm1b_cnt, crate::acpi::PowerOff::value(p.slp_typ.1));
+        }
+    }
+    // The write takes effect at once on every VMM seen; give it a moment.
+    for _ in 0..1_000_000 {
+        core::hint::spin_loop();
+    }
+    Err("the machine did not power off")
+}
+
 fn pc_console_write(bytes: &[u8]) {
     UART_READY.call_once(|| UART.init());
     UART.write(bytes);
@@ -67,6 +124,9 @@ impl hal::Platform for Machine {
         #[cfg(feature = "xen")]
         if hvm::active() {
             return "xen";
+        }
+        if vmware().is_some() {
+            return "vmware";
         }
         "kvm"
     }
@@ -89,6 +149,9 @@ impl hal::Platform for Machine {
         #[cfg(feature = "xen")]
         if hvm::active() {
             return crate::xen::describe(out, "PVH");
+        }
+        if let Some(v) = vmware() {
+            write!(out, ", VMware backdoor version {v}")?;
         }
         clock::describe(out)
     }
@@ -246,6 +309,17 @@ fn shutdown(code: i32) -> ! {
     unsafe {
         // QEMU isa-debug-exit: QEMU exits with status (code << 1) | 1.
         arch::io::outb(0xf4, code as u8);
+    }
+    // A firmware-booted VM (VMware, Hyper-V) stops only through ACPI, at
+    // ports only its tables name; a reset would reboot it. Elsewhere the
+    // ports below do, without a table walk.
+    if (vmware().is_some() || hypervisor().0 == Hypervisor::HyperV)
+        && let Err(why) = acpi_power_off()
+    {
+        unikit_kernel::console::print_to(&MACHINE, format_args!("unikit: ACPI power-off: {why}\n"));
+    }
+    // SAFETY: as above.
+    unsafe {
         // ACPI S5 on QEMU q35 (ICH9 PM1a_CNT at 0x604) and on piix (0xb004).
         arch::io::outw(0x604, 0x2000);
         arch::io::outw(0xb004, 0x2000);

@@ -1,0 +1,250 @@
+//! `unikit run --plat vmware`: the image's VMDK booted by VMware's `vmrun`
+//! where Workstation or Fusion is installed, or with `--testbed` by QEMU
+//! shaped like a VMware VM: `-M pc` with the VMware backdoor (vmport),
+//! SeaBIOS or OVMF, the VMDK on PVSCSI, a vmxnet3 or e1000 NIC, the console
+//! on COM1 and no exit device but ACPI power-off. That is QEMU imitating
+//! VMware, and the run says so.
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Result, bail};
+
+use super::supervisor::{self, Outcome, Runner, Verdict};
+use super::{Accel, Firmware};
+use crate::devices::{Devices, Net};
+use crate::error::hinted;
+use crate::image::vmware::{self as vmw, Nic};
+use crate::memory::Memory;
+use crate::platform::QEMU;
+
+/// OVMF as one file (code and variables), for `-bios` (Debian `ovmf`).
+pub const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
+/// The least memory OVMF boots a disk in (32 MiB: "No bootable option").
+const EFI_MIN_MEMORY: u64 = 40 << 20;
+
+pub struct Plan {
+    qemu: PathBuf,
+    accel: Accel,
+    warning: Option<String>,
+    firmware: vmw::Firmware,
+    nic: Nic,
+}
+
+impl Plan {
+    pub fn new(opts: &super::Options, devices: &mut Devices, memory: Memory) -> Result<Plan> {
+        if !opts.testbed {
+            let vmrun = crate::tools::which("vmrun");
+            return Err(match vmrun {
+                Some(p) => hinted(
+                    format!("{} is installed, but unikit cannot drive vmrun yet", p.display()),
+                    "`unikit build --plat vmware` writes a .vmx to open in Workstation or Fusion and an .ova for vSphere; \
+                     `--testbed` boots the image in QEMU shaped like a VMware VM",
+                ),
+                None => hinted(
+                    "VMware Workstation or Fusion (vmrun) is not installed",
+                    "`unikit run --plat vmware --testbed` boots the same disk in QEMU shaped like a VMware VM; \
+                     `unikit build --plat vmware` writes the .vmx and .ova for a VMware host",
+                ),
+            });
+        }
+        devices.check()?;
+        devices.check_tap()?;
+        let firmware = match opts.firmware {
+            None | Some(Firmware::Seabios) => vmw::Firmware::Bios,
+            Some(Firmware::Efi) => vmw::Firmware::Efi,
+            Some(Firmware::Qboot) => {
+                bail!("--firmware qboot cannot boot a disk: a VMware VM boots with seabios (BIOS) or efi")
+            }
+        };
+        if firmware == vmw::Firmware::Efi {
+            if !Path::new(OVMF).is_file() {
+                return Err(hinted(
+                    format!("--firmware efi: {OVMF} not found"),
+                    "install it with: apt-get install ovmf",
+                ));
+            }
+            // OVMF finds no boot disk in less (it stops at "No bootable option").
+            if memory.bytes() < EFI_MIN_MEMORY {
+                return Err(hinted(
+                    format!(
+                        "--firmware efi needs at least {} MiB of guest memory (-m {memory} given)",
+                        EFI_MIN_MEMORY >> 20
+                    ),
+                    format!("use -m {}M, or --firmware seabios", EFI_MIN_MEMORY >> 20),
+                ));
+            }
+        }
+        let qemu = crate::platform::find_qemu()?;
+        vmw::qemu_img()?;
+        let (accel, warning) = super::qemu::choose_accel(opts.accel, crate::platform::probe_kvm())?;
+        super::check_host_memory(memory, super::host_memory())?;
+        let nic = match opts.nic.as_deref() {
+            None | Some("vmxnet3") => Nic::Vmxnet3,
+            Some("e1000") => Nic::E1000,
+            Some(other) => bail!("--nic {other}: a VMware VM's NIC is vmxnet3 (the default) or e1000"),
+        };
+        Ok(Plan { qemu, accel, warning, firmware, nic })
+    }
+}
+
+impl super::Plan for Plan {
+    fn boot(self: Box<Self>, run: &super::Boot, annotator: &mut crate::symbols::Annotator) -> Result<u8> {
+        super::check_memory(run.image, run.memory)?;
+        super::check_initrd(run.image, run.initrd, run.memory)?;
+        if let Some(w) = &self.warning {
+            crate::error::warn(w);
+        }
+        crate::error::warn("--testbed: QEMU imitating a VMware VM (vmport, PVSCSI, vmxnet3/e1000), not VMware");
+        let vm = vmw::Vm {
+            name: run.name,
+            memory_mib: vmw::vmware_memory(run.memory.bytes()),
+            firmware: self.firmware,
+            nic: run.devices.net.is_some().then_some(self.nic),
+            disk: "",
+        };
+        let set = vmw::write_set(run.image, run.initrd, run.cmdline, &vm, false, true)?;
+        let cfg = Config {
+            vmdk: &set.vmdk,
+            memory: run.memory,
+            accel: self.accel,
+            firmware: self.firmware,
+            nic: self.nic,
+            devices: run.devices,
+        };
+        supervisor::run(&mut Testbed { qemu: &self.qemu, cfg }, annotator)
+    }
+}
+
+pub struct Config<'a> {
+    pub vmdk: &'a Path,
+    pub memory: Memory,
+    pub accel: Accel,
+    pub firmware: vmw::Firmware,
+    pub nic: Nic,
+    pub devices: &'a Devices,
+}
+
+/// QEMU's arguments for the VMware shape.
+pub fn argv(cfg: &Config) -> Vec<OsString> {
+    let mut a: Vec<OsString> = Vec::new();
+    let mut push = |items: &[&str]| a.extend(items.iter().map(OsString::from));
+    push(&["-M", "pc,vmport=on", "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-smp", "1"]);
+    push(&["-m", &cfg.memory.qemu_arg(), "-serial", "stdio"]);
+    match cfg.accel {
+        Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host,-arch-capabilities"]),
+        Accel::Tcg => push(&["-accel", "tcg", "-cpu", "max"]),
+    }
+    if cfg.firmware == vmw::Firmware::Efi {
+        push(&["-bios", OVMF]);
+    }
+    push(&["-device", "pvscsi,id=scsi0"]);
+    let file = |p: &Path| p.display().to_string().replace(',', ",,");
+    // The boot disk is never written (the guest withholds it from the app;
+    // `snapshot` keeps even a stray write out of the VMDK). Debian's OVMF
+    // has no PVSCSI driver, so under EFI it sits on IDE, which every
+    // firmware reads; VMware's own EFI boots it from PVSCSI.
+    let boot_dev = match cfg.firmware {
+        vmw::Firmware::Bios => "scsi-hd,bus=scsi0.0,scsi-id=0,drive=boot,bootindex=0",
+        vmw::Firmware::Efi => "ide-hd,bus=ide.0,drive=boot,bootindex=0",
+    };
+    push(&["-drive", &format!("file={},if=none,id=boot,format=vmdk,snapshot=on", file(cfg.vmdk)), "-device", boot_dev]);
+    for (i, disk) in cfg.devices.disks.iter().enumerate() {
+        push(&[
+            "-drive",
+            &format!("file={},if=none,id=disk{i},format=raw", file(disk)),
+            "-device",
+            &format!("scsi-hd,bus=scsi0.0,scsi-id={},drive=disk{i}", i + 1),
+        ]);
+    }
+    let model = match cfg.nic {
+        Nic::Vmxnet3 => "vmxnet3",
+        Nic::E1000 => "e1000",
+    };
+    match &cfg.devices.net {
+        Some(Net::User) => {
+            let mut nd = String::from("user,id=net0");
+            for (h, g) in &cfg.devices.publish {
+                nd.push_str(&format!(",hostfwd=tcp:127.0.0.1:{h}-:{g}"));
+            }
+            push(&["-netdev", &nd, "-device", &format!("{model},netdev=net0")]);
+        }
+        Some(Net::Tap(name)) => push(&[
+            "-netdev",
+            &format!("tap,id=net0,ifname={name},script=no,downscript=no"),
+            "-device",
+            &format!("{model},netdev=net0"),
+        ]),
+        None => {}
+    }
+    a
+}
+
+struct Testbed<'a> {
+    qemu: &'a Path,
+    cfg: Config<'a>,
+}
+
+impl Runner for Testbed<'_> {
+    fn vmm(&self) -> String {
+        QEMU.to_string()
+    }
+
+    fn command(&mut self) -> Result<Command> {
+        let mut c = Command::new(self.qemu);
+        c.args(argv(&self.cfg)).stdin(Stdio::null());
+        Ok(c)
+    }
+
+    fn started(&mut self, pid: u32) {
+        if matches!(self.cfg.devices.net, Some(Net::User)) && !self.cfg.devices.publish.is_empty() {
+            let ports = self.cfg.devices.publish.iter().map(|&(h, _)| h).collect();
+            std::thread::spawn(move || super::qemu::hostfwd_backlog::widen(pid, ports));
+        }
+    }
+
+    fn unmarked(&mut self, o: &Outcome) -> Verdict {
+        super::qemu::unmarked(o)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(v: Vec<OsString>) -> Vec<String> {
+        v.into_iter().map(|s| s.into_string().unwrap()).collect()
+    }
+
+    #[test]
+    fn argv_is_vmware_shaped_with_no_exit_device() {
+        let devices = Devices {
+            publish: vec![(8080, 80)],
+            net: Some(Net::User),
+            disks: vec!["/d/a,b.img".into()],
+            ..Default::default()
+        };
+        let cfg = Config {
+            vmdk: Path::new("/b/hello.vmdk"),
+            memory: Memory::parse("64M").unwrap(),
+            accel: Accel::Tcg,
+            firmware: vmw::Firmware::Efi,
+            nic: Nic::E1000,
+            devices: &devices,
+        };
+        let a = strings(argv(&cfg)).join(" ");
+        for part in [
+            "-M pc,vmport=on",
+            "-bios /usr/share/ovmf/OVMF.fd",
+            "-device pvscsi,id=scsi0",
+            "file=/b/hello.vmdk,if=none,id=boot,format=vmdk,snapshot=on",
+            "ide-hd,bus=ide.0,drive=boot,bootindex=0",
+            "file=/d/a,,b.img,if=none,id=disk0,format=raw",
+            "scsi-hd,bus=scsi0.0,scsi-id=1,drive=disk0",
+            "hostfwd=tcp:127.0.0.1:8080-:80 -device e1000,netdev=net0",
+        ] {
+            assert!(a.contains(part), "{part} in {a}");
+        }
+        assert!(!a.contains("isa-debug-exit") && !a.contains("-kernel"), "{a}");
+    }
+}
