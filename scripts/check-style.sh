@@ -38,4 +38,7 @@ cargo clippy --quiet --target x86_64-unknown-none -p exec --features "unikit/pla
 # The x86 VM image without its optional backends (xen, virtio off).
 step "clippy: guest crates, plat-kvm without default features"
 cargo clippy --quiet --target x86_64-unknown-none -p unikit --no-default-features --features plat-kvm -- -D warnings
+# The UEFI loader (not a default member: it only builds for its own target).
+step "clippy: the UEFI loader (x86_64-unknown-uefi)"
+cargo clippy --quiet --target x86_64-unknown-uefi -p unikit-boot-uefi -- -D warnings
 step "style checks passed"

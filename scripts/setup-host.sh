@@ -48,5 +48,7 @@ fi
 rustup target add x86_64-unknown-none >/dev/null 2>&1 || rustup target add x86_64-unknown-none
 # ... and their Rust std program for this target (tests/exec/rust-std).
 rustup target add x86_64-unknown-linux-musl >/dev/null 2>&1 || rustup target add x86_64-unknown-linux-musl
+# The UEFI loader (crates/boot/uefi, BOOTX64.EFI of --plat vmware images).
+rustup target add x86_64-unknown-uefi >/dev/null 2>&1 || rustup target add x86_64-unknown-uefi
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 echo "setup: $(qemu-system-x86_64 --version | head -n1); rust $(rustc --version | cut -d' ' -f2)"
