@@ -13,8 +13,6 @@
 #![no_main]
 
 mod console;
-mod e820;
-mod kernel;
 mod trampoline;
 
 use uefi::boot::{self, AllocateType, MemoryType};
@@ -25,7 +23,8 @@ use uefi::{CStr16, Status, cstr16, entry};
 use unikit_abi::pvh::{MemmapEntry, ModlistEntry, START_MAGIC, StartInfo};
 
 use console::die;
-use kernel::{Kernel, LIMIT};
+use unikit_boot_uefi::e820;
+use unikit_boot_uefi::kernel::{self, Kernel, LIMIT};
 
 const PAGE: u64 = 4096;
 /// Below 1 GiB (the kernel's identity map; `kernel::LIMIT`).

@@ -16,7 +16,7 @@
 
 use core::arch::{asm, global_asm};
 
-use crate::kernel::{MAX_SEGMENTS, Segment};
+use unikit_boot_uefi::kernel::{MAX_SEGMENTS, Segment};
 
 /// Layout of the trampoline page (offsets; the asm below uses the same numbers).
 const GDT: usize = 0xc00;
