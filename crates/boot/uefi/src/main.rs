@@ -238,6 +238,9 @@ fn claim(k: &Kernel) {
                     }
                 }
                 MemoryType::BOOT_SERVICES_CODE | MemoryType::BOOT_SERVICES_DATA => {}
+                MemoryType::LOADER_CODE | MemoryType::LOADER_DATA => die!(
+                    "the kernel's memory {start:#x}..{end:#x} overlaps {s:#x}..{e:#x}, where the firmware loaded this loader or its buffers"
+                ),
                 ty => die!(
                     "the kernel's memory {start:#x}..{end:#x} overlaps {s:#x}..{e:#x}, which the firmware keeps ({ty:?})"
                 ),
