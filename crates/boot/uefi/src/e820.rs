@@ -72,3 +72,55 @@ impl<'a> Table<'a> {
         Ok(self.written)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(buf: &[u8], n: usize) -> [(u64, u64, u32); 4] {
+        let mut out = [(0, 0, 0); 4];
+        for (i, o) in out.iter_mut().enumerate().take(n) {
+            let e = MemmapEntry::from_bytes(&buf[i * MemmapEntry::SIZE..]).unwrap();
+            *o = (e.addr, e.size, e.kind);
+        }
+        out
+    }
+
+    #[test]
+    fn maps_uefi_types_to_e820() {
+        let want = [2, 1, 1, 1, 1, 2, 2, 1, 5, 3, 4, 2, 2, 2, 2, 2];
+        for (ty, &kind) in want.iter().enumerate() {
+            assert_eq!(kind_of(ty as u32), kind, "UEFI type {ty}");
+        }
+        assert_eq!(kind_of(0x8000_0000), MEMMAP_TYPE_RESERVED, "OEM types stay reserved");
+    }
+
+    #[test]
+    fn merges_adjacent_ranges_of_one_type() {
+        let mut buf = [0u8; 4 * MemmapEntry::SIZE];
+        let mut t = Table::new(&mut buf);
+        t.push(0, 0x1000, 1).unwrap();
+        t.push(0x1000, 0x9f000, 1).unwrap(); // adjacent, same type: merged
+        t.push(0xa0000, 0, 2).unwrap(); // empty: dropped
+        t.push(0x10_0000, 0x1000, 1).unwrap(); // gap: new entry
+        t.push(0x10_1000, 0x1000, 3).unwrap(); // other type: new entry
+        t.push(0x10_2000, 0x1000, 1).unwrap();
+        assert_eq!(t.finish().unwrap(), 4);
+        assert_eq!(
+            entries(&buf, 4),
+            [(0, 0xa0000, 1), (0x10_0000, 0x1000, 1), (0x10_1000, 0x1000, 3), (0x10_2000, 0x1000, 1)]
+        );
+    }
+
+    #[test]
+    fn says_when_the_room_runs_out() {
+        let mut buf = [0u8; MemmapEntry::SIZE];
+        let mut t = Table::new(&mut buf);
+        t.push(0, 0x1000, 1).unwrap();
+        t.push(0x2000, 0x1000, 1).unwrap();
+        assert!(t.finish().is_err());
+        let mut t = Table::new(&mut buf);
+        t.push(0, 0x1000, 1).unwrap();
+        assert_eq!(t.finish().unwrap(), 1);
+    }
+}

@@ -157,3 +157,98 @@ impl Kernel {
         (out, n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::vec::Vec;
+
+    use super::*;
+
+    /// A minimal ELF64 x86-64 file: `loads` as (paddr, filesz, memsz), then
+    /// a PT_NOTE with a Xen type-18 note whose descriptor is `desc`.
+    fn elf(e_type: u16, loads: &[(u64, u64, u64)], desc: Option<&[u8]>) -> Vec<u8> {
+        let phnum = loads.len() + usize::from(desc.is_some());
+        let mut b = std::vec![0u8; 64 + 56 * phnum];
+        b[..8].copy_from_slice(b"\x7fELF\x02\x01\x01\x00");
+        b[0x10..0x12].copy_from_slice(&e_type.to_le_bytes());
+        b[0x12..0x14].copy_from_slice(&62u16.to_le_bytes());
+        b[0x14..0x18].copy_from_slice(&1u32.to_le_bytes());
+        b[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
+        b[0x34..0x36].copy_from_slice(&64u16.to_le_bytes());
+        b[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+        b[0x38..0x3a].copy_from_slice(&(phnum as u16).to_le_bytes());
+        let phdr = |i: usize, b: &mut Vec<u8>, p_type: u32, paddr: u64, filesz: u64, memsz: u64| {
+            let offset = b.len() as u64;
+            b.resize(b.len() + filesz as usize, 0xab);
+            let at = 64 + 56 * i;
+            b[at..at + 4].copy_from_slice(&p_type.to_le_bytes());
+            b[at + 8..at + 16].copy_from_slice(&offset.to_le_bytes());
+            b[at + 16..at + 24].copy_from_slice(&paddr.to_le_bytes());
+            b[at + 24..at + 32].copy_from_slice(&paddr.to_le_bytes());
+            b[at + 32..at + 40].copy_from_slice(&filesz.to_le_bytes());
+            b[at + 40..at + 48].copy_from_slice(&memsz.to_le_bytes());
+            offset as usize
+        };
+        for (i, &(paddr, filesz, memsz)) in loads.iter().enumerate() {
+            phdr(i, &mut b, PT_LOAD, paddr, filesz, memsz);
+        }
+        if let Some(desc) = desc {
+            let len = 16 + desc.len().next_multiple_of(4);
+            let at = phdr(loads.len(), &mut b, 4, 0, len as u64, len as u64);
+            let note = &mut b[at..at + len];
+            note.fill(0);
+            note[0..4].copy_from_slice(&4u32.to_le_bytes());
+            note[4..8].copy_from_slice(&(desc.len() as u32).to_le_bytes());
+            note[8..12].copy_from_slice(&18u32.to_le_bytes());
+            note[12..16].copy_from_slice(b"Xen\0");
+            note[16..16 + desc.len()].copy_from_slice(desc);
+        }
+        b
+    }
+
+    const ENTRY: [u8; 4] = 0x10_0010u32.to_le_bytes();
+
+    #[test]
+    fn accepts_a_pvh_kernel_and_merges_shared_pages() {
+        let f = elf(2, &[(0x10_2000, 0x10, 0x2000), (0x10_0000, 0x1000, 0x1000), (0x10_4800, 8, 0x900)], Some(&ENTRY));
+        let k = check(&f).unwrap();
+        assert_eq!(k.entry, 0x10_0010);
+        let paddrs: Vec<u64> = k.segments().iter().map(|s| s.paddr).collect();
+        assert_eq!(paddrs, [0x10_0000, 0x10_2000, 0x10_4800], "sorted by address");
+        assert_eq!(k.segments()[1].memsz, 0x2000);
+        let (r, n) = k.page_ranges();
+        // 0x102000..0x104000 and 0x104800..0x105100 touch pages 0x104000..0x106000: one range.
+        assert_eq!(&r[..n], &[(0x10_0000, 0x10_1000), (0x10_2000, 0x10_6000)]);
+    }
+
+    #[test]
+    fn rejects_what_it_cannot_place() {
+        let ok = [(0x10_0000, 0x1000, 0x1000)];
+        assert!(matches!(check(b"hello\n"), Err(Error::Elf(ElfError::BadMagic))));
+        assert!(matches!(check(&elf(3, &ok, Some(&ENTRY))), Err(Error::NotExec(3))));
+        assert!(matches!(check(&elf(2, &[], Some(&ENTRY))), Err(Error::NoLoad)));
+        assert!(matches!(check(&elf(2, &ok, None)), Err(Error::NoPvhNote)));
+        assert!(matches!(check(&elf(2, &ok, Some(&[1, 2]))), Err(Error::BadPvhNote)));
+        let outside = 0x20_0000u32.to_le_bytes();
+        assert!(matches!(check(&elf(2, &ok, Some(&outside))), Err(Error::EntryOutside(0x20_0000))));
+        let more_file_than_memory = [(0x10_0000, 0x1000, 0x800)];
+        assert!(matches!(check(&elf(2, &more_file_than_memory, Some(&ENTRY))), Err(Error::BadSegment(0))));
+        let high = [(0x10_0000, 0x1000, 0x1000), (0x3fff_f000, 0, 0x2000)];
+        assert!(matches!(check(&elf(2, &high, Some(&ENTRY))), Err(Error::Above1G(1, 0x3fff_f000, 0x4000_1000))));
+        let wraps = [(0x10_0000, 0x1000, 0x1000), (u64::MAX - 0xfff, 0, 0x2000)];
+        assert!(matches!(check(&elf(2, &wraps, Some(&ENTRY))), Err(Error::Above1G(1, ..))));
+        let overlap = [(0x10_0000, 0x1000, 0x3000), (0x10_2000, 0, 0x1000)];
+        assert!(matches!(
+            check(&elf(2, &overlap, Some(&ENTRY))),
+            Err(Error::Overlap(0x10_0000, 0x10_3000, 0x10_2000, 0x10_3000))
+        ));
+        let many: Vec<(u64, u64, u64)> =
+            (0..=MAX_SEGMENTS as u64).map(|i| (0x10_0000 + i * 0x1000, 0, 0x1000)).collect();
+        assert!(matches!(check(&elf(2, &many, Some(&ENTRY))), Err(Error::TooManySegments)));
+        // A file image past the end of the file.
+        let mut cut = elf(2, &ok, Some(&ENTRY));
+        cut[64 + 8..64 + 16].copy_from_slice(&0xffff_0000u64.to_le_bytes());
+        assert!(matches!(check(&cut), Err(Error::Elf(ElfError::SegmentOutside { index: 0, .. }))));
+    }
+}

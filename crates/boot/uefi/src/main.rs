@@ -13,8 +13,6 @@
 #![no_main]
 
 mod console;
-mod e820;
-mod kernel;
 mod trampoline;
 
 use uefi::boot::{self, AllocateType, MemoryType};
@@ -25,7 +23,8 @@ use uefi::{CStr16, Status, cstr16, entry};
 use unikit_abi::pvh::{MemmapEntry, ModlistEntry, START_MAGIC, StartInfo};
 
 use console::die;
-use kernel::{Kernel, LIMIT};
+use unikit_boot_uefi::e820;
+use unikit_boot_uefi::kernel::{self, Kernel, LIMIT};
 
 const PAGE: u64 = 4096;
 /// Below 1 GiB (the kernel's identity map; `kernel::LIMIT`).
@@ -47,20 +46,22 @@ fn main() -> Status {
     const MODLIST: usize = 64;
     const EMPTY_CMDLINE: usize = MODLIST + ModlistEntry::SIZE;
     const MEMMAP: usize = EMPTY_CMDLINE + 8;
-    let info = alloc(LOW, MEMMAP + entries * MemmapEntry::SIZE, "the boot information");
+    let info = alloc(LOW, MemoryType::LOADER_DATA, MEMMAP + entries * MemmapEntry::SIZE, "the boot information");
     let info_addr = info.as_ptr() as u64;
-    let tramp = alloc(LOW, PAGE as usize, "the trampoline page");
+    // LoaderCode: firmware that maps data pages no-execute still runs this.
+    let tramp = alloc(LOW, MemoryType::LOADER_CODE, PAGE as usize, "the trampoline page");
     let tramp_addr = tramp.as_ptr() as u64;
 
-    let (cmdline_addr, modules) = (
-        cmdline.map_or(info_addr + EMPTY_CMDLINE as u64, |c| c.as_ptr() as u64),
-        initrd.map_or(0, |i| {
-            let m = ModlistEntry { paddr: i.as_ptr() as u64, size: i.len() as u64, cmdline_paddr: 0, reserved: 0 };
-            put_u64(info, MODLIST, m.paddr);
-            put_u64(info, MODLIST + 8, m.size);
+    let cmdline_addr = cmdline.map_or(info_addr + EMPTY_CMDLINE as u64, |c| c.as_ptr() as u64);
+    let modules = match initrd {
+        Some(i) => {
+            // The one module: the initrd, without a command line of its own.
+            put_u64(info, MODLIST, i.as_ptr() as u64);
+            put_u64(info, MODLIST + 8, i.len() as u64);
             1
-        }),
-    );
+        }
+        None => 0,
+    };
     trampoline::prepare(tramp, tramp_addr, kernel_buf, kernel.segments(), kernel.entry, info_addr);
 
     // SAFETY: every protocol (the file system) was closed in load_files and
@@ -68,6 +69,9 @@ fn main() -> Status {
     // own (LoaderData) pages are used.
     let mut map = unsafe { boot::exit_boot_services(None) };
     console::boot_services_exited();
+    // No firmware interrupt handler may run from here on (the kernel's
+    // range may hold them, and the kernel expects IF clear).
+    trampoline::disable_interrupts();
 
     map.sort();
     let mut table = e820::Table::new(&mut info[MEMMAP..]);
@@ -125,7 +129,7 @@ fn load_files() -> (Kernel, u64, Option<&'static mut [u8]>, Option<&'static mut 
     let kernel = kernel::check(&file[..len]).unwrap_or_else(|e| die!("{name}: {e}"));
     claim(&kernel);
     // The trampoline copies from this copy, in 32-bit mode: below 1 GiB.
-    let low = alloc(LOW, len, name);
+    let low = alloc(LOW, MemoryType::LOADER_DATA, len, name);
     low.copy_from_slice(&file[..len]);
     let kernel_buf = low.as_ptr() as u64;
     free(file);
@@ -169,7 +173,7 @@ fn read(root: &mut Directory, path: &CStr16, name: &str, at: AllocateType) -> Op
         die!("{name} is {size} bytes: too large to load below 1 GiB");
     }
     let len = size as usize;
-    let buf = alloc(at, len + 1, name);
+    let buf = alloc(at, MemoryType::LOADER_DATA, len + 1, name);
     let mut done = 0;
     while done < len {
         match f.read(&mut buf[done..len]) {
@@ -181,11 +185,11 @@ fn read(root: &mut Directory, path: &CStr16, name: &str, at: AllocateType) -> Op
     Some(buf)
 }
 
-/// `len` zeroed bytes in whole pages of LoaderData (E820 RAM once the
-/// kernel runs; the kernel reserves what it keeps).
-fn alloc(at: AllocateType, len: usize, what: &str) -> &'static mut [u8] {
+/// `len` zeroed bytes in whole pages of type `ty` (LoaderData or
+/// LoaderCode: E820 RAM once the kernel runs; it reserves what it keeps).
+fn alloc(at: AllocateType, ty: MemoryType, len: usize, what: &str) -> &'static mut [u8] {
     let pages = len.div_ceil(PAGE as usize).max(1);
-    let p = boot::allocate_pages(at, MemoryType::LOADER_DATA, pages)
+    let p = boot::allocate_pages(at, ty, pages)
         .unwrap_or_else(|e| die!("no memory for {what} ({len} bytes): {:?}", e.status()));
     // SAFETY: the firmware just gave us these pages (identity-mapped);
     // zeroing them first makes them initialised bytes. Never freed while
@@ -234,6 +238,9 @@ fn claim(k: &Kernel) {
                     }
                 }
                 MemoryType::BOOT_SERVICES_CODE | MemoryType::BOOT_SERVICES_DATA => {}
+                MemoryType::LOADER_CODE | MemoryType::LOADER_DATA => die!(
+                    "the kernel's memory {start:#x}..{end:#x} overlaps {s:#x}..{e:#x}, where the firmware loaded this loader or its buffers"
+                ),
                 ty => die!(
                     "the kernel's memory {start:#x}..{end:#x} overlaps {s:#x}..{e:#x}, which the firmware keeps ({ty:?})"
                 ),

@@ -16,7 +16,7 @@
 
 use core::arch::{asm, global_asm};
 
-use crate::kernel::{MAX_SEGMENTS, Segment};
+use unikit_boot_uefi::kernel::{MAX_SEGMENTS, Segment};
 
 /// Layout of the trampoline page (offsets; the asm below uses the same numbers).
 const GDT: usize = 0xc00;
@@ -27,14 +27,17 @@ const NSEG: usize = 0xc48;
 const TABLE: usize = 0xc50;
 const TABLE_ENTRY: usize = 16;
 const _: () = assert!(TABLE + MAX_SEGMENTS * TABLE_ENTRY <= 4096);
+const _: () = assert!(GDT + 8 * GDT_ENTRIES.len() <= GDT_PTR);
 
-/// Selectors of our GDT: 0x08 32-bit code, 0x10 data.
-const GDT_ENTRIES: [u64; 3] = [
+/// Selectors of our GDT: 0x08 32-bit code, 0x10 data, 0x18 TSS.
+const GDT_ENTRIES: [u64; 4] = [
     0,
     // base 0, limit 0xfffff pages (4 GiB), present, ring 0, code exec/read, D=1 (32-bit), L=0
     0x00cf_9a00_0000_ffff,
     // base 0, limit 4 GiB, present, ring 0, data read/write, B=1
     0x00cf_9200_0000_ffff,
+    // PVH asks for TR = a 32-bit TSS, base 0, limit 0x67 (never used for a task switch)
+    0x0000_8900_0000_0067,
 ];
 
 // The code; entered with `rdi` = the page it was copied to (= rip's page).
@@ -72,6 +75,8 @@ global_asm!(
     "wrmsr",
     // CR4 = 0: PAE and the rest off, as PVH specifies.
     "mov cr4, eax",
+    "mov ax, 0x18",
+    "ltr ax",
     "lea esp, [ebp + 0xc00]",
     "cld",
     // Copy each segment's file image, then zero the rest of its memory.
@@ -138,6 +143,12 @@ fn code() -> &'static [u8] {
         assert!(len <= GDT, "trampoline larger than its room");
         core::slice::from_raw_parts(start, len)
     }
+}
+
+/// `cli`: the firmware's interrupt handlers are not to run any more.
+pub fn disable_interrupts() {
+    // SAFETY: clearing IF touches no memory.
+    unsafe { asm!("cli", options(nomem, nostack)) }
 }
 
 /// Runs the prepared page. Boot services must have exited.
