@@ -271,8 +271,14 @@ pub fn cargo_build(
         "-Crelocation-model=static".to_string(),
         "-Cforce-frame-pointers=yes".to_string(),
         format!("-Clink-arg=-Tunikit-{k}.ld"),
-    ]
-    .join("\x1f");
+    ];
+    // The x86 VM image is loaded by physical address (QEMU, Firecracker,
+    // Xen, our firmware loaders), never mmap()ed: its segments need no
+    // page-aligned file offsets, and without them each segment boundary no
+    // longer pads the file to a page (8 KiB of 74 on hello). linuxu images
+    // are mmap()ed by Linux and keep the padding.
+    let page = (k == "kvm").then(|| "-Clink-arg=-zmax-page-size=16".to_string());
+    let rustflags = rustflags.into_iter().chain(page).collect::<Vec<_>>().join("\x1f");
     let mut env = vec![
         ("CARGO_ENCODED_RUSTFLAGS", rustflags.into()),
         ("CARGO_PROFILE_RELEASE_OPT_LEVEL", "s".into()),
@@ -419,7 +425,7 @@ mod tests {
         let flags = &b.env.iter().find(|(k, _)| *k == "CARGO_ENCODED_RUSTFLAGS").unwrap().1;
         assert_eq!(
             flags.to_str().unwrap(),
-            "-Crelocation-model=static\x1f-Cforce-frame-pointers=yes\x1f-Clink-arg=-Tunikit-kvm.ld"
+            "-Crelocation-model=static\x1f-Cforce-frame-pointers=yes\x1f-Clink-arg=-Tunikit-kvm.ld\x1f-Clink-arg=-zmax-page-size=16"
         );
         assert!(b.env.contains(&("CARGO_PROFILE_RELEASE_PANIC", "abort".into())));
         assert!(b.env.contains(&("CARGO_PROFILE_RELEASE_STRIP", "debuginfo".into())));

@@ -16,12 +16,11 @@ static QUIET: AtomicBool = AtomicBool::new(false);
 
 /// The kernel's own options.
 #[cfg(not(feature = "user"))]
-const OPTIONS: &[&str] = &["unikit.quiet", "unikit.bootstats", crate::dev::BOOT_DISK_OPTION];
+const OPTIONS: &[&str] = &["unikit.quiet", "unikit.bootstats"];
 // `unikit.strace` and `unikit.tty` are read by unikit-posix (the loader
 // image), which starts after the check for unknown options has run.
 #[cfg(feature = "user")]
-const OPTIONS: &[&str] =
-    &["unikit.quiet", "unikit.bootstats", crate::dev::BOOT_DISK_OPTION, "unikit.strace", "unikit.tty"];
+const OPTIONS: &[&str] = &["unikit.quiet", "unikit.bootstats", "unikit.strace", "unikit.tty"];
 
 #[allow(unsafe_code)]
 unsafe extern "Rust" {

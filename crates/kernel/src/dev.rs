@@ -208,6 +208,7 @@ fn ensure_probed() {
         unsafe {
             __unikit_probe_devices()
         };
+        #[cfg(feature = "boot-disk")]
         drop_boot_disk();
     });
 }
@@ -217,8 +218,10 @@ fn ensure_probed() {
 /// offset 56 of the GPT header, in hex). It holds the loader and the
 /// kernel, not the app's data: the app never gets it, so that a program
 /// that formats "the first disk" cannot wipe the image it booted from.
+#[cfg(feature = "boot-disk")]
 pub const BOOT_DISK_OPTION: &str = "unikit.bootdisk=";
 
+#[cfg(feature = "boot-disk")]
 fn drop_boot_disk() {
     let Some(hex) = crate::boot::command_line().options.iter().find_map(|o| o.strip_prefix(BOOT_DISK_OPTION)) else {
         return;
@@ -236,6 +239,7 @@ fn drop_boot_disk() {
     });
 }
 
+#[cfg(feature = "boot-disk")]
 fn parse_guid(hex: &str) -> Option<[u8; 16]> {
     let mut g = [0u8; 16];
     if hex.len() != 32 || !hex.is_ascii() {
@@ -248,6 +252,7 @@ fn parse_guid(hex: &str) -> Option<[u8; 16]> {
 }
 
 /// The disk GUID of a GPT disk (header in block 1), if it is one.
+#[cfg(feature = "boot-disk")]
 fn gpt_disk_guid(d: &dyn BlockDevice) -> Option<[u8; 16]> {
     let bs = d.block_size();
     if !(512..=4096).contains(&bs) || d.num_blocks() < 2 {

@@ -141,8 +141,9 @@ impl hal::Platform for Machine {
     }
 
     fn options(&self) -> &'static [&'static str] {
-        // Firecracker's additions (virtio-mmio devices, `pci=off`).
-        &["virtio_mmio.device=", "pci="]
+        // Firecracker's additions (virtio-mmio devices, `pci=off`), and the
+        // boot disk our firmware loaders name.
+        &["virtio_mmio.device=", "pci=", unikit_kernel::dev::BOOT_DISK_OPTION]
     }
 
     fn describe(&self, out: &mut dyn Write) -> core::fmt::Result {
