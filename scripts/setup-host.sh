@@ -23,6 +23,9 @@ command -v musl-gcc >/dev/null || need_pkgs+=(musl-tools)
 # /usr/sbin/nginx is missing, are fetched by the tests with apt-get download).
 command -v go >/dev/null || need_pkgs+=(golang-go)
 [ -e /usr/share/qemu/qboot.rom ] || need_pkgs+=(qemu-system-data)
+# --plat vmware: qemu-img writes the VMDKs; OVMF is the --testbed's EFI firmware.
+command -v qemu-img >/dev/null || need_pkgs+=(qemu-utils)
+[ -e /usr/share/ovmf/OVMF.fd ] || need_pkgs+=(ovmf)
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     # Enable bookworm-backports by reusing the mirror this machine already uses:

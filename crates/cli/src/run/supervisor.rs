@@ -336,6 +336,21 @@ extern "C" fn pass_on(sig: libc::c_int) {
     }
 }
 
+/// Ends the VMM `pid` with SIGTERM: for a runner that learns from the
+/// console that the guest can get no further (a firmware loader that
+/// failed and halts).
+pub fn stop_child(pid: u32) {
+    if let Ok(pid) = i32::try_from(pid)
+        && pid > 0
+    {
+        // SAFETY: kill(2) takes no pointers; `pid` is our own child.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+    }
+}
+
 /// SIGINT, SIGTERM and SIGHUP to `unikit` go to the child instead, so that
 /// the run ends through the normal path and removes what it made. Handlers
 /// are reset by exec: the child keeps the default actions. With pid 0 the
