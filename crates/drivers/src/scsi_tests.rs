@@ -4,6 +4,9 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::cell::RefCell;
 
+/// A canned answer to one opcode's data-in command.
+type Answer = fn(&mut [u8]) -> Result<Reply, ScsiError>;
+
 /// A disk at target 0 of `blocks` blocks of `bs` bytes, sparse (only the
 /// blocks written are stored), logging every CDB.
 struct FakeDisk {
@@ -15,7 +18,7 @@ struct FakeDisk {
     data: RefCell<Vec<(u64, Vec<u8>)>>,
     log: RefCell<Vec<Vec<u8>>>,
     /// Replaces the answer to this opcode.
-    hook: Option<(u8, fn(&mut [u8]) -> Result<Reply, ScsiError>)>,
+    hook: Option<(u8, Answer)>,
     /// Pending sense for REQUEST SENSE (when autosense is off).
     autosense: bool,
     pending: RefCell<Option<Sense>>,
@@ -329,13 +332,13 @@ fn hostile_capacities() {
         b[..12].copy_from_slice(&[0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe, 0, 0, 0x10, 0]);
         Ok(Reply::good(12))
     }
-    for (op, f) in [(READ_CAPACITY_10, bad_len as fn(&mut [u8]) -> _), (READ_CAPACITY_10, short)] {
+    for (op, f) in [(READ_CAPACITY_10, bad_len as Answer), (READ_CAPACITY_10, short)] {
         let mut d = FakeDisk::new(512, 16);
         d.hook = Some((op, f));
         assert!(matches!(identify(&d, 0), Err(ScsiError::BadResponse(_))), "{op:#x}");
     }
     // READ CAPACITY (10) says "look at (16)", which says 2^64 blocks / overflow.
-    for f in [huge16 as fn(&mut [u8]) -> _, overflow16, short] {
+    for f in [huge16 as Answer, overflow16, short] {
         let mut d = FakeDisk::new(512, 16);
         d.hook = Some((SERVICE_ACTION_IN_16, f));
         // The hook only fires for SERVICE ACTION IN; make (10) say 0xffffffff.
@@ -347,7 +350,7 @@ fn hostile_capacities() {
 /// A second hook on top of [`FakeDisk`].
 struct Hooked {
     inner: FakeDisk,
-    second: (u8, fn(&mut [u8]) -> Result<Reply, ScsiError>),
+    second: (u8, Answer),
 }
 
 impl Transport for Hooked {
