@@ -104,6 +104,9 @@ fn check_flags(opts: &Options, plat: Platform) -> Result<()> {
         (opts.xen_testbed, "--xen-testbed", Platform::Xen),
         (opts.xen_type.is_some(), "--xen-type", Platform::Xen),
     ];
+    if opts.devices.disk_bus != crate::devices::DiskBus::Virtio && plat != Platform::Qemu {
+        bail!("--disk-bus pvscsi only applies to the qemu platform (machine q35), not {plat}");
+    }
     for (given, flag, owner) in flags {
         if given && owner != plat {
             if flag == "--cpus" {
