@@ -310,8 +310,9 @@ fn crash(mode: &str) -> i32 {
                 thread::Builder::new().name("deep".into()).stack_size(16 * 1024).spawn(|| recurse(0)).expect("spawn");
             let _ = h.join();
         }
-        // Raw block device, across boots: `disk-write SEED` then `disk-read SEED`
+        // Raw block device, across boots: `disk-write SEED [AT]` then `disk-read SEED [AT]`
         // (unaligned offset and length: read-modify-write inside the disk layer).
+        // AT is a byte offset (default 4103), or `end`: the pattern ends 7 bytes before the disk's end.
         "disk-write" | "disk-read" => {
             let seed: u8 = unikit::env::args().nth(2).and_then(|s| s.parse().ok()).unwrap_or(1);
             let pattern: Vec<u8> = (0..70_000u32).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect();
@@ -322,12 +323,17 @@ fn crash(mode: &str) -> i32 {
                     return 4;
                 }
             };
+            let at = match unikit::env::args().nth(3).as_deref() {
+                Some("end") => disk.len().saturating_sub(pattern.len() as u64 + 7),
+                Some(n) => n.parse().unwrap_or(4096 + 7),
+                None => 4096 + 7,
+            };
             if mode == "disk-write" {
-                disk.write_at(4096 + 7, &pattern).and_then(|_| disk.flush()).expect("disk write");
-                println!("kernel-tests: wrote {} bytes", pattern.len());
+                disk.write_at(at, &pattern).and_then(|_| disk.flush()).expect("disk write");
+                println!("kernel-tests: wrote {} bytes at {at}", pattern.len());
             } else {
                 let mut back = vec![0u8; pattern.len()];
-                disk.read_at(4096 + 7, &mut back).expect("disk read");
+                disk.read_at(at, &mut back).expect("disk read");
                 let ok = back == pattern;
                 println!("kernel-tests: read back {} bytes: {}", back.len(), if ok { "match" } else { "MISMATCH" });
                 return if ok { 0 } else { 5 };
