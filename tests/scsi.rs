@@ -55,6 +55,7 @@ fn counter_survives_reboots(plat: &[&str]) {
             "{out}"
         );
         assert!(out.contains(&format!("counter: boot {i}")), "{out}");
+        assert!(out.contains(", interrupts (MSI)"), "{out}");
         assert!(!out.contains("virtio-blk"), "{out}");
     }
     if let Some(fsck) = ["/usr/sbin/fsck.fat", "/sbin/fsck.fat"].iter().find(|p| Path::new(p).exists()) {

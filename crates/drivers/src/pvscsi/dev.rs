@@ -1,7 +1,7 @@
 //! The PVSCSI function: registers, set-up, the command path and the disks.
 use super::reply_of;
 use super::ring::{self, Request, Rings};
-use crate::irq::InterruptController;
+use crate::irq::{InterruptController, IrqHandler};
 use crate::pci::{self, ConfigAccess, Window};
 use crate::scsi::{self, Data, READ_10, READ_16, Reply, SENSE_LEN, ScsiError, Transport, WRITE_10, WRITE_16};
 use crate::{dlog, dwarn};
@@ -11,12 +11,14 @@ use alloc::sync::Arc;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use unikit_io::{Broken, DmaRegion, IoMem};
 use unikit_kernel::dev::{BlockDevice, DevError, check_block_request};
+use unikit_kernel::event::Event;
 use unikit_kernel::sync::Mutex;
 
 /// Register offsets (`enum PVSCSIRegOffset`).
 const REG_COMMAND: usize = 0x0;
 const REG_COMMAND_DATA: usize = 0x4;
 const REG_COMMAND_STATUS: usize = 0x8;
+const REG_INTR_STATUS: usize = 0x100c;
 const REG_INTR_MASK: usize = 0x2010;
 const REG_KICK_NON_RW_IO: usize = 0x3014;
 const REG_KICK_RW_IO: usize = 0x4018;
@@ -26,6 +28,16 @@ const REGS_LEN: u64 = 0x401c;
 /// Commands (`enum PVSCSICommands`).
 const CMD_ADAPTER_RESET: u32 = 1;
 const CMD_SETUP_RINGS: u32 = 3;
+
+/// `PVSCSI_INTR_CMPL_MASK`: the completion interrupt sources.
+const INTR_CMPL_MASK: u32 = 0b11;
+
+/// PCI MSI capability (PCI Local Bus 3.0, 6.8.1): ID, and the control
+/// register's bits.
+const CAP_MSI: u8 = 0x05;
+const MSI_ENABLE: u16 = 1 << 0;
+const MSI_MULTIPLE_ENABLE: u16 = 0b111 << 4;
+const MSI_64BIT: u16 = 1 << 7;
 
 /// Targets scanned (QEMU's and ESXi's PVSCSI carry up to 64).
 const MAX_TARGETS: u8 = 64;
@@ -48,6 +60,54 @@ struct Controller {
     regs: IoMem,
     inner: Mutex<Inner>,
     broken: Broken,
+    /// Signalled by the completion interrupt (when `irq`).
+    event: &'static Event,
+    irq: bool,
+}
+
+/// The MSI handler: acknowledges the completion interrupt and wakes the
+/// waiting command.
+struct Handler {
+    regs: IoMem,
+    event: &'static Event,
+}
+
+impl IrqHandler for Handler {
+    fn handle(&self) {
+        // INTR_STATUS is write-1-to-clear.
+        let s = self.regs.read::<u32>(REG_INTR_STATUS).unwrap_or(0);
+        if s != 0 {
+            self.regs.write::<u32>(REG_INTR_STATUS, s);
+        }
+        self.event.signal();
+    }
+}
+
+/// Programs and enables the function's MSI capability with `irq`'s message
+/// for `handler`; `false` when there is no capability or no vector.
+fn enable_msi(
+    cfg: &'static dyn ConfigAccess,
+    addr: pci::PciAddress,
+    irq: &'static dyn InterruptController,
+    handler: &'static dyn IrqHandler,
+) -> bool {
+    let caps = pci::capabilities(cfg, addr);
+    let Some(&(_, cap)) = caps.iter().find(|c| c.0 == CAP_MSI) else { return false };
+    let ctrl = cfg.read16(addr, cap + 2);
+    let Some(msg) = irq.alloc_msi(handler) else { return false };
+    cfg.write32(addr, cap + 4, msg.address as u32);
+    if ctrl & MSI_64BIT != 0 {
+        cfg.write32(addr, cap + 8, (msg.address >> 32) as u32);
+        cfg.write16(addr, cap + 12, msg.data as u16);
+    } else if msg.address >> 32 != 0 {
+        return false;
+    } else {
+        cfg.write16(addr, cap + 8, msg.data as u16);
+    }
+    // One vector, enabled; INTx off.
+    cfg.write16(addr, cap + 2, (ctrl & !MSI_MULTIPLE_ENABLE) | MSI_ENABLE);
+    pci::enable(cfg, addr, pci::CMD_INTX_DISABLE);
+    true
 }
 
 impl Controller {
@@ -72,7 +132,7 @@ impl Controller {
 
     fn setup(&self) -> Result<(), &'static str> {
         self.write(REG_COMMAND, CMD_ADAPTER_RESET);
-        // Completions are polled: no interrupt sources.
+        // Polled: no interrupt sources (until the rings are set up).
         self.write(REG_INTR_MASK, 0);
         let mut g = self.inner.lock();
         let words = g.rings.setup_words();
@@ -83,6 +143,9 @@ impl Controller {
         match self.read(REG_COMMAND_STATUS) {
             0 => {
                 g.rings.reset_indexes();
+                if self.irq {
+                    self.write(REG_INTR_MASK, INTR_CMPL_MASK);
+                }
                 Ok(())
             }
             _ => Err("the adapter refused PVSCSI_CMD_SETUP_RINGS"),
@@ -133,14 +196,21 @@ impl Transport for Controller {
                 Ok(None) => {}
                 Err(e) => return Err(self.fail(e.0)),
             }
-            if unikit_kernel::time::monotonic_ns() > deadline {
+            let now = unikit_kernel::time::monotonic_ns();
+            if now > deadline {
                 return Err(self.fail("command timed out"));
             }
-            spins += 1;
-            if spins.is_multiple_of(64) {
-                unikit_kernel::sched::yield_now();
+            if self.irq {
+                // The ring is checked again after every wake-up (and every
+                // 10 ms, should an interrupt go missing).
+                self.event.wait(Some(now + 10_000_000));
             } else {
-                core::hint::spin_loop();
+                spins += 1;
+                if spins.is_multiple_of(64) {
+                    unikit_kernel::sched::yield_now();
+                } else {
+                    core::hint::spin_loop();
+                }
             }
         };
         let mut sense = [0u8; SENSE_LEN];
@@ -245,7 +315,7 @@ pub fn probe_function(
     f: &pci::Function,
     mem: &mut Window,
     _io: &mut Window,
-    _irq: Option<&'static dyn InterruptController>,
+    irq: Option<&'static dyn InterruptController>,
 ) -> Result<(), &'static str> {
     let addr = f.addr;
     if f.header_type & 0x7f != 0 {
@@ -268,7 +338,7 @@ pub fn probe_function(
         pci::set_bar(cfg, addr, bar, base);
     }
     let (base, size) = (bar.base, bar.size.min(0x8000));
-    // Polled: INTx off; memory decoding and DMA on.
+    // INTx off (MSI or polling); memory decoding and DMA on.
     cfg.write16(addr, pci::COMMAND, cmd & !pci::CMD_IO | pci::CMD_MEMORY | pci::CMD_BUS_MASTER | pci::CMD_INTX_DISABLE);
     if !map_mmio(base, size) {
         return Err("cannot map BAR 0 (Platform::map_device unsupported and not identity mapped)");
@@ -282,10 +352,20 @@ pub fn probe_function(
         sense: DmaRegion::alloc(SENSE_LEN, 64).ok_or("out of memory for the sense buffer")?,
         context: 0,
     };
+    let event: &'static Event = alloc::boxed::Box::leak(alloc::boxed::Box::new(Event::new()));
+    let irq = match irq {
+        Some(ctrl) => {
+            let handler: &'static Handler = alloc::boxed::Box::leak(alloc::boxed::Box::new(Handler { regs, event }));
+            enable_msi(cfg, addr, ctrl, handler)
+        }
+        None => false,
+    };
     let ctl: &'static Controller = alloc::boxed::Box::leak(alloc::boxed::Box::new(Controller {
         regs,
         inner: Mutex::new(inner),
         broken: Broken::new(),
+        event,
+        irq,
     }));
     ctl.setup()?;
     let mut found = 0;
@@ -305,11 +385,12 @@ pub fn probe_function(
         let n = DISKS.fetch_add(1, Ordering::Relaxed);
         let bs = info.block_size as usize;
         dlog!(
-            "pvscsi{n}: pci {addr} target {target}, {}, {} blocks of {bs} bytes{}{}, polled",
+            "pvscsi{n}: pci {addr} target {target}, {}, {} blocks of {bs} bytes{}{}, {}",
             info.model,
             info.blocks,
             if info.long_lba { " (16-byte LBAs)" } else { "" },
             if info.read_only { " (read-only)" } else { "" },
+            if ctl.irq { "interrupts (MSI)" } else { "polled" },
         );
         let disk = Disk { name: format!("pvscsi{n}"), ctl, target, chunk: CHUNK / bs * bs, info };
         unikit_kernel::dev::register_block(Arc::new(disk));

@@ -20,7 +20,11 @@
 //! device publishes its completion through `cmpProdIdx`.
 //!
 //! One command is outstanding at a time, through a 64 KiB bounce buffer
-//! owned by the driver (as virtio-blk does). Completions are polled.
+//! owned by the driver (as virtio-blk does). Completions interrupt through
+//! the function's MSI capability (QEMU's pvscsi has MSI, not MSI-X) when
+//! the platform gives an interrupt controller, with the completion sources
+//! unmasked in `PVSCSI_REG_OFFSET_INTR_MASK` and acknowledged in
+//! `..._INTR_STATUS`; otherwise they are polled. The boot line says which.
 //! Everything the device writes is checked (see [`ring`]), and the SCSI
 //! layer ([`crate::scsi`]) checks what the targets answer.
 pub mod ring;
