@@ -340,6 +340,39 @@ fn crash(mode: &str) -> i32 {
             }
             return 0;
         }
+        // Sequential throughput of the first disk: `disk-bench MIB` writes
+        // MIB MiB from offset 0 in 1 MiB requests, syncs, then reads them back.
+        "disk-bench" => {
+            let mib: usize = unikit::env::args().nth(2).and_then(|s| s.parse().ok()).unwrap_or(16);
+            let disk = match unikit::fs::Disk::open(0) {
+                Ok(d) => d,
+                Err(e) => {
+                    println!("kernel-tests: no disk: {e}");
+                    return 4;
+                }
+            };
+            let mut buf: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
+            let rate = |t: Duration| mib as f64 / t.as_secs_f64().max(1e-9);
+            let t0 = Instant::now();
+            for i in 0..mib {
+                disk.write_at((i << 20) as u64, &buf).expect("disk write");
+            }
+            disk.flush().expect("disk flush");
+            let w = t0.elapsed();
+            let t0 = Instant::now();
+            for i in 0..mib {
+                disk.read_at((i << 20) as u64, &mut buf).expect("disk read");
+            }
+            let r = t0.elapsed();
+            let ok = buf.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8);
+            println!(
+                "kernel-tests: disk-bench {mib} MiB: write {:.1} MiB/s, read {:.1} MiB/s, {}",
+                rate(w),
+                rate(r),
+                if ok { "data intact" } else { "DATA MISMATCH" }
+            );
+            return if ok { 0 } else { 5 };
+        }
         "deadlock" => {
             let wq = Arc::new(WaitQueue::new());
             let w = wq.clone();
