@@ -396,3 +396,17 @@ fn garbage_inquiry_is_rejected_or_cleaned() {
     let info = identify(&d, 0).unwrap().unwrap();
     assert!(info.model.chars().all(|c| c == '?' || c == ' '));
 }
+
+#[test]
+fn short_transfers_are_errors() {
+    /// Moves one block less than asked, with GOOD status.
+    struct Short;
+    impl Transport for Short {
+        fn execute(&self, _: u8, _: &[u8], data: Data<'_>) -> Result<Reply, ScsiError> {
+            Ok(Reply::good(data.len().saturating_sub(512)))
+        }
+    }
+    let mut buf = [0u8; 2048];
+    assert_eq!(read(&Short, 0, 512, 65536, 0, &mut buf), Err(ScsiError::BadResponse("short read")));
+    assert_eq!(write(&Short, 0, 512, 65536, 0, &buf), Err(ScsiError::BadResponse("short write")));
+}
