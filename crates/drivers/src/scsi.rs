@@ -218,8 +218,11 @@ pub fn command(t: &dyn Transport, target: u8, cdb: &[u8], data: Data<'_>) -> Res
         STATUS_GOOD => Ok(r.transferred),
         STATUS_CHECK_CONDITION => {
             let n = r.sense_len.min(SENSE_LEN);
-            if let Some(s) = Sense::parse(&r.sense[..n]) {
-                return Err(ScsiError::Sense(s));
+            match Sense::parse(&r.sense[..n]) {
+                // RECOVERED ERROR: the command completed (SPC-4 4.5.6).
+                Some(s) if s.key == KEY_RECOVERED_ERROR => return Ok(r.transferred),
+                Some(s) => return Err(ScsiError::Sense(s)),
+                None => {}
             }
             let mut buf = [0u8; 18];
             let cdb = [REQUEST_SENSE, 0, 0, 0, buf.len() as u8, 0];

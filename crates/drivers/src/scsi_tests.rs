@@ -410,3 +410,10 @@ fn short_transfers_are_errors() {
     assert_eq!(read(&Short, 0, 512, 65536, 0, &mut buf), Err(ScsiError::BadResponse("short read")));
     assert_eq!(write(&Short, 0, 512, 65536, 0, &buf), Err(ScsiError::BadResponse("short write")));
 }
+
+#[test]
+fn recovered_error_counts_as_done() {
+    let recovered = Sense { key: KEY_RECOVERED_ERROR, asc: 0x17, ascq: 1 };
+    assert_eq!(sync_cache(&Refuses(recovered), 0), Ok(()));
+    assert_eq!(command(&Refuses(recovered), 0, &[TEST_UNIT_READY, 0, 0, 0, 0, 0], Data::None), Ok(0));
+}
