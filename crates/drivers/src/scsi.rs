@@ -207,6 +207,8 @@ impl core::fmt::Display for ScsiError {
 /// sense length <= [`SENSE_LEN`]) before returning a [`Reply`].
 pub trait Transport {
     fn execute(&self, target: u8, cdb: &[u8], data: Data<'_>) -> Result<Reply, ScsiError>;
+    /// Waits a moment before asking a target that is becoming ready again.
+    fn pause(&self) {}
 }
 
 /// Runs `cdb`; CHECK CONDITION becomes [`ScsiError::Sense`] (asking with
@@ -296,7 +298,11 @@ pub fn identify(t: &dyn Transport, target: u8) -> Result<Option<DiskInfo>, ScsiE
                 last = None;
                 break;
             }
-            Err(ScsiError::Sense(s)) if s.key == KEY_UNIT_ATTENTION || s.key == KEY_NOT_READY => last = Some(s),
+            Err(ScsiError::Sense(s)) if s.key == KEY_UNIT_ATTENTION => last = Some(s),
+            Err(ScsiError::Sense(s)) if s.key == KEY_NOT_READY => {
+                last = Some(s);
+                t.pause();
+            }
             Err(e) => return Err(e),
         }
     }

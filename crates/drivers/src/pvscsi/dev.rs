@@ -154,6 +154,10 @@ impl Controller {
 }
 
 impl Transport for Controller {
+    fn pause(&self) {
+        unikit_kernel::time::sleep_ns(100_000_000);
+    }
+
     fn execute(&self, target: u8, cdb: &[u8], data: Data<'_>) -> Result<Reply, ScsiError> {
         self.broken.check().map_err(ScsiError::Broken)?;
         let len = data.len();
