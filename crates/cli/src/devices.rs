@@ -15,6 +15,16 @@ pub enum Net {
     Tap(String),
 }
 
+/// The controller `--disk` images hang off (qemu q35 only offers a choice).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum DiskBus {
+    /// One virtio-blk device per disk.
+    #[default]
+    Virtio,
+    /// One VMware PVSCSI adapter, a SCSI disk per `--disk` at targets 0, 1, ...
+    Pvscsi,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Devices {
     /// TCP forwards from 127.0.0.1:HOST to the guest's GUEST port.
@@ -23,6 +33,7 @@ pub struct Devices {
     /// Guest address as `ADDR/PREFIX[:GATEWAY]` or `dhcp`.
     pub ip: Option<String>,
     pub disks: Vec<PathBuf>,
+    pub disk_bus: DiskBus,
     pub rootfs: Option<PathBuf>,
     /// A file the initrd carries beside the rootfs (`--exec FILE` outside
     /// it): its path in the guest (relative to `/`) and on the host.

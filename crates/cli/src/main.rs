@@ -174,6 +174,9 @@ struct RunArgs {
     /// Attach FILE (raw image) as a block device. Repeatable.
     #[arg(long, value_name = "FILE")]
     disk: Vec<PathBuf>,
+    /// The disks' controller on qemu q35: virtio (virtio-blk, the default) or pvscsi (VMware's paravirtual SCSI).
+    #[arg(long = "disk-bus", value_enum, value_name = "virtio|pvscsi")]
+    disk_bus: Option<devices::DiskBus>,
     /// Pack DIR into a cpio initrd and mount it as the root file system.
     #[arg(long, value_name = "DIR")]
     rootfs: Option<PathBuf>,
@@ -238,6 +241,7 @@ fn main() -> ExitCode {
                 net: a.net,
                 ip: a.ip,
                 disks: a.disk,
+                disk_bus: a.disk_bus.unwrap_or_default(),
                 rootfs: a.rootfs,
                 initrd_file: None,
             },

@@ -5,6 +5,8 @@
 //! - [`pci`]: PCI configuration space, enumeration, BARs, capabilities, MSI-X.
 //! - [`virtio`]: virtio transports (PCI modern and legacy, MMIO) and the
 //!   net and block drivers; entry points `virtio::probe_pci`/`probe_mmio`.
+//! - [`pvscsi`]: VMware's paravirtual SCSI adapter, over the small SCSI
+//!   disk layer in [`scsi`].
 #![cfg_attr(not(test), no_std)]
 // Crate-wide `deny(unsafe_code)` lands once every module is converted; until
 // then each converted module denies it itself (see crates/io).
@@ -17,6 +19,8 @@ pub mod irq;
 pub use unikit_io as io;
 pub mod pc;
 pub mod pci;
+pub mod pvscsi;
+pub mod scsi;
 pub mod virtio;
 pub mod xen;
 

@@ -310,8 +310,9 @@ fn crash(mode: &str) -> i32 {
                 thread::Builder::new().name("deep".into()).stack_size(16 * 1024).spawn(|| recurse(0)).expect("spawn");
             let _ = h.join();
         }
-        // Raw block device, across boots: `disk-write SEED` then `disk-read SEED`
+        // Raw block device, across boots: `disk-write SEED [AT]` then `disk-read SEED [AT]`
         // (unaligned offset and length: read-modify-write inside the disk layer).
+        // AT is a byte offset (default 4103), or `end`: the pattern ends 7 bytes before the disk's end.
         "disk-write" | "disk-read" => {
             let seed: u8 = unikit::env::args().nth(2).and_then(|s| s.parse().ok()).unwrap_or(1);
             let pattern: Vec<u8> = (0..70_000u32).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect();
@@ -322,17 +323,55 @@ fn crash(mode: &str) -> i32 {
                     return 4;
                 }
             };
+            let at = match unikit::env::args().nth(3).as_deref() {
+                Some("end") => disk.len().saturating_sub(pattern.len() as u64 + 7),
+                Some(n) => n.parse().unwrap_or(4096 + 7),
+                None => 4096 + 7,
+            };
             if mode == "disk-write" {
-                disk.write_at(4096 + 7, &pattern).and_then(|_| disk.flush()).expect("disk write");
-                println!("kernel-tests: wrote {} bytes", pattern.len());
+                disk.write_at(at, &pattern).and_then(|_| disk.flush()).expect("disk write");
+                println!("kernel-tests: wrote {} bytes at {at}", pattern.len());
             } else {
                 let mut back = vec![0u8; pattern.len()];
-                disk.read_at(4096 + 7, &mut back).expect("disk read");
+                disk.read_at(at, &mut back).expect("disk read");
                 let ok = back == pattern;
                 println!("kernel-tests: read back {} bytes: {}", back.len(), if ok { "match" } else { "MISMATCH" });
                 return if ok { 0 } else { 5 };
             }
             return 0;
+        }
+        // Sequential throughput of the first disk: `disk-bench MIB` writes
+        // MIB MiB from offset 0 in 1 MiB requests, syncs, then reads them back.
+        "disk-bench" => {
+            let mib: usize = unikit::env::args().nth(2).and_then(|s| s.parse().ok()).unwrap_or(16);
+            let disk = match unikit::fs::Disk::open(0) {
+                Ok(d) => d,
+                Err(e) => {
+                    println!("kernel-tests: no disk: {e}");
+                    return 4;
+                }
+            };
+            let mut buf: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
+            let rate = |t: Duration| mib as f64 / t.as_secs_f64().max(1e-9);
+            let t0 = Instant::now();
+            for i in 0..mib {
+                disk.write_at((i << 20) as u64, &buf).expect("disk write");
+            }
+            disk.flush().expect("disk flush");
+            let w = t0.elapsed();
+            let t0 = Instant::now();
+            for i in 0..mib {
+                disk.read_at((i << 20) as u64, &mut buf).expect("disk read");
+            }
+            let r = t0.elapsed();
+            let ok = buf.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8);
+            println!(
+                "kernel-tests: disk-bench {mib} MiB: write {:.1} MiB/s, read {:.1} MiB/s, {}",
+                rate(w),
+                rate(r),
+                if ok { "data intact" } else { "DATA MISMATCH" }
+            );
+            return if ok { 0 } else { 5 };
         }
         "deadlock" => {
             let wq = Arc::new(WaitQueue::new());

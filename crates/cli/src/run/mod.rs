@@ -114,6 +114,10 @@ fn check_flags(opts: &Options, plat: Platform) -> Result<()> {
         (opts.testbed, "--testbed", &[Vmware]),
         (opts.nic.is_some(), "--nic", &[Vmware]),
     ];
+    // A VMware VM's disks are PVSCSI anyway.
+    if opts.devices.disk_bus != crate::devices::DiskBus::Virtio && plat != Qemu && plat != Vmware {
+        bail!("--disk-bus pvscsi only applies to the qemu platform (machine q35), not {plat}");
+    }
     for (given, flag, owners) in flags {
         if given && !owners.contains(&plat) {
             if flag == "--cpus" {

@@ -8,7 +8,7 @@ use anyhow::Result;
 
 use super::supervisor::{self, End, Outcome, Runner, Verdict};
 use super::{Accel, Firmware, Machine};
-use crate::devices::{Devices, Net};
+use crate::devices::{Devices, DiskBus, Net};
 use crate::error::hinted;
 use crate::memory::Memory;
 use crate::platform::QEMU;
@@ -38,6 +38,9 @@ impl Plan {
     pub fn new(opts: &super::Options, devices: &mut Devices, memory: Memory) -> Result<Plan> {
         devices.check()?;
         devices.check_tap()?;
+        if devices.disk_bus == DiskBus::Pvscsi && opts.machine == Some(Machine::Microvm) {
+            anyhow::bail!("--disk-bus pvscsi needs a PCI bus: use --machine q35 (microvm has only virtio-mmio)");
+        }
         let qboot = Path::new(crate::platform::QBOOT_ROM);
         let bios = match opts.firmware {
             Some(Firmware::Qboot) if !qboot.is_file() => {
@@ -118,15 +121,19 @@ pub fn argv(cfg: &Config) -> Vec<OsString> {
         ]),
         None => {}
     }
+    let pvscsi = cfg.devices.disk_bus == DiskBus::Pvscsi && !cfg.devices.disks.is_empty();
+    if pvscsi {
+        push(&["-device", "pvscsi,id=scsi0"]);
+    }
     for (i, disk) in cfg.devices.disks.iter().enumerate() {
         // QEMU's -drive syntax uses ',' as separator: double it in paths.
         let file = disk.display().to_string().replace(',', ",,");
-        push(&[
-            "-drive",
-            &format!("file={file},if=none,id=disk{i},format=raw"),
-            "-device",
-            &format!("{blk_dev},drive=disk{i}"),
-        ]);
+        let dev = match pvscsi {
+            // Disk i at SCSI target i, LUN 0: the guest names them in target order.
+            true => format!("scsi-hd,bus=scsi0.0,drive=disk{i},scsi-id={i},lun=0"),
+            false => format!("{blk_dev},drive=disk{i}"),
+        };
+        push(&["-drive", &format!("file={file},if=none,id=disk{i},format=raw"), "-device", &dev]);
     }
     if let Some(bios) = cfg.bios {
         a.extend(["-bios".into(), bios.into()]);
@@ -337,6 +344,36 @@ mod tests {
         assert!(a.windows(2).any(|w| w == ["-m", "1536K"]));
         assert!(!a.iter().any(|s| s == "-bios"));
         assert_eq!(a[a.len() - 2..], ["-append".to_string(), "x \"y z\" --".to_string()]);
+    }
+
+    #[test]
+    fn argv_pvscsi_disks_in_target_order() {
+        let devices =
+            Devices { disks: vec!["a.img".into(), "b.img".into()], disk_bus: DiskBus::Pvscsi, ..Default::default() };
+        let cfg = Config {
+            image: Path::new("img"),
+            memory: Memory::parse("64M").unwrap(),
+            cmdline: "--",
+            accel: Accel::Tcg,
+            bios: None,
+            machine: Machine::Q35,
+            devices: &devices,
+            initrd: None,
+        };
+        let a = strings(argv(&cfg)).join(" ");
+        assert_eq!(a.matches("-device pvscsi,id=scsi0").count(), 1, "{a}");
+        assert!(
+            a.contains(
+                "-drive file=a.img,if=none,id=disk0,format=raw -device scsi-hd,bus=scsi0.0,drive=disk0,scsi-id=0,lun=0 \
+                 -drive file=b.img,if=none,id=disk1,format=raw -device scsi-hd,bus=scsi0.0,drive=disk1,scsi-id=1,lun=0"
+            ),
+            "{a}"
+        );
+        assert!(!a.contains("virtio-blk"), "{a}");
+        // No disks: no adapter.
+        let none = Devices { disk_bus: DiskBus::Pvscsi, ..Default::default() };
+        let a = strings(argv(&Config { devices: &none, ..cfg })).join(" ");
+        assert!(!a.contains("pvscsi"), "{a}");
     }
 
     #[test]

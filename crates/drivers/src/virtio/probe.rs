@@ -115,6 +115,12 @@ pub fn probe_pci(irq: Option<&'static dyn InterruptController>) -> usize {
     }
     let mut count = 0;
     for f in &funcs {
+        if (f.vendor, f.device) == (crate::pvscsi::VENDOR_VMWARE, crate::pvscsi::DEVICE_PVSCSI) {
+            if let Err(why) = crate::pvscsi::probe_function(cfg, f, &mut mem, &mut io, irq) {
+                dwarn!("pvscsi: pci {}: {why}; skipped", f.addr);
+            }
+            continue;
+        }
         let Some(ty) = vpci::device_type(cfg, f).map(u32::from) else { continue };
         if ty != TYPE_NET && ty != TYPE_BLOCK || f.header_type & 0x7f != 0 {
             continue;
