@@ -211,3 +211,32 @@ fn bad_input_gets_one_clear_error() {
 fn common_which(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(name)).find(|p| p.is_file())
 }
+
+/// examples/counter on a FAT disk on PVSCSI: formatted, then counted across
+/// two more boots. The VM's own boot disk is PVSCSI target 0 and must be
+/// withheld (else counter would take it for its data disk).
+#[test]
+fn counter_on_pvscsi_survives_boots_and_the_boot_disk_is_withheld() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("data.img");
+    std::fs::File::create(&disk).unwrap().set_len(32 << 20).unwrap();
+    let project = repo().join("examples/counter");
+    for (boot, extra) in [(1, &["--", "--format"][..]), (2, &[][..]), (3, &[][..])] {
+        let mut a = vec![
+            "run",
+            "-C",
+            project.to_str().unwrap(),
+            "--plat",
+            "vmware",
+            "--testbed",
+            "--accel",
+            "tcg",
+            "--disk",
+            disk.to_str().unwrap(),
+        ];
+        a.extend_from_slice(extra);
+        let o = unikit(&a);
+        expect(&o, 0, &["pvscsi0: the boot disk, not given to the app", &format!("counter: boot {boot}")]);
+        assert!(stdout(&o).contains("pvscsi1: pci"), "{}", stdout(&o));
+    }
+}
