@@ -22,6 +22,7 @@ mod crashkill;
 mod crashkill_report;
 mod exec;
 mod net;
+mod vmware;
 mod xen;
 
 use std::fmt::Write as _;
@@ -297,6 +298,17 @@ fn main() {
     if let Some(i) = args.iter().position(|a| a == "--crash-kill") {
         let n = args.get(i + 1).and_then(|n| n.parse().ok()).unwrap_or(100);
         std::process::exit(crashkill_report::main(&repo(), &unikit, n, kvm_usable()));
+    }
+    // `--vmware-only`: the VMware section alone, written into REPORT.md.
+    if args.iter().any(|a| a == "--vmware-only") {
+        let section = vmware::run(&repo(), &unikit);
+        print!("{section}");
+        let file = repo().join("bench/REPORT.md");
+        let old = std::fs::read_to_string(&file).unwrap_or_default();
+        std::fs::write(&file, compare::splice_at(&old, vmware::HEADING, &section))
+            .expect("cannot write bench/REPORT.md");
+        eprintln!("bench: wrote the \"{}\" section of bench/REPORT.md", vmware::HEADING.trim_start_matches("## "));
+        return;
     }
     // `--exec-only`: the Linux-programs section alone, written into REPORT.md.
     if args.iter().any(|a| a == "--exec-only") {
