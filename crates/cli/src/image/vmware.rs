@@ -3,12 +3,11 @@
 //! (OVF descriptor, streamOptimized VMDK, SHA-256 manifest) for vSphere,
 //! ESXi and `ovftool`.
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
-use crate::error::hinted;
+use super::with_ext;
 
 /// The firmware the VM boots with (`firmware` in the .vmx).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -185,28 +184,6 @@ pub fn ovf(vm: &Vm, disk_file: &str, disk_file_size: u64, capacity: u64) -> Stri
     )
 }
 
-/// `qemu-img`, or how to get it.
-pub fn qemu_img() -> Result<PathBuf> {
-    crate::tools::which("qemu-img")
-        .ok_or_else(|| hinted("qemu-img not found (it writes the VMDK)", "install it with: apt-get install qemu-utils"))
-}
-
-/// Converts the raw disk `raw` to a VMDK of `subformat`.
-pub fn vmdk(qemu_img: &Path, raw: &Path, out: &Path, subformat: &str) -> Result<()> {
-    let o = Command::new(qemu_img)
-        .args(["convert", "-q", "-f", "raw", "-O", "vmdk", "-o"])
-        .arg(format!("subformat={subformat},adapter_type=lsilogic"))
-        .arg(raw)
-        .arg(out)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("cannot run {}", qemu_img.display()))?;
-    if !o.status.success() {
-        bail!("qemu-img could not write {}: {}", out.display(), String::from_utf8_lossy(&o.stderr).trim());
-    }
-    Ok(())
-}
-
 /// What `write_set` wrote, beside the kernel image.
 pub struct Set {
     pub vmdk: PathBuf,
@@ -225,39 +202,23 @@ pub fn write_set(
     with_ova: bool,
     quiet: bool,
 ) -> Result<Set> {
-    let qemu_img = qemu_img()?;
-    let loaders = super::loaders::build(quiet)?;
-    let read = |p: &Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
-    let kernel = read(image)?;
-    let initrd = initrd.map(read).transpose()?;
-    let raw = super::firmware_disk(&loaders, &super::Payload { kernel: &kernel, initrd: initrd.as_deref(), cmdline })?;
-    let with_ext = |ext: &str| {
-        let mut s = image.as_os_str().to_owned();
-        s.push(ext);
-        PathBuf::from(s)
+    let set = Set {
+        vmdk: with_ext(image, ".vmdk"),
+        vmx: with_ext(image, ".vmx"),
+        ova: with_ova.then(|| with_ext(image, ".ova")),
     };
-    // qemu-img reads a file: the raw disk lives only while it converts.
-    let tmp = with_ext(&format!(".{}.raw.tmp", std::process::id()));
-    let tmp_stream = with_ext(&format!(".{}.stream.tmp", std::process::id()));
-    let result = (|| {
-        std::fs::write(&tmp, &raw).with_context(|| format!("cannot write {}", tmp.display()))?;
-        let set = Set { vmdk: with_ext(".vmdk"), vmx: with_ext(".vmx"), ova: with_ova.then(|| with_ext(".ova")) };
-        let vmdk_tmp = with_ext(&format!(".{}.vmdk.tmp", std::process::id()));
-        vmdk(&qemu_img, &tmp, &vmdk_tmp, "monolithicSparse")?;
-        std::fs::rename(&vmdk_tmp, &set.vmdk).with_context(|| format!("cannot write {}", set.vmdk.display()))?;
+    super::with_raw_disk(image, initrd, cmdline, quiet, |disk| {
+        // The adapter type in the descriptor: VMware's PVSCSI disks say lsilogic.
+        disk.convert(&set.vmdk, "vmdk", "subformat=monolithicSparse,adapter_type=lsilogic")?;
         let disk_name = set.vmdk.file_name().unwrap_or_default().to_string_lossy().into_owned();
-        let mode = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o644);
-        crate::build::write_atomic(&set.vmx, vmx(&Vm { disk: &disk_name, ..*vm }).as_bytes(), &mode)?;
+        crate::build::write_atomic(&set.vmx, vmx(&Vm { disk: &disk_name, ..*vm }).as_bytes(), &super::readable())?;
         if let Some(ova_path) = &set.ova {
-            vmdk(&qemu_img, &tmp, &tmp_stream, "streamOptimized")?;
-            let stream = std::fs::read(&tmp_stream).with_context(|| format!("cannot read {}", tmp_stream.display()))?;
-            ova(vm, &stream, raw.len() as u64, ova_path)?;
+            let stream = disk.convert_to_bytes("vmdk", "subformat=streamOptimized,adapter_type=lsilogic")?;
+            ova(vm, &stream, disk.size, ova_path)?;
         }
-        Ok(set)
-    })();
-    let _ = std::fs::remove_file(&tmp);
-    let _ = std::fs::remove_file(&tmp_stream);
-    result
+        Ok(())
+    })?;
+    Ok(set)
 }
 
 fn sha256_hex(data: &[u8]) -> String {

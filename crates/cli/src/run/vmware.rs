@@ -76,7 +76,7 @@ impl Plan {
             }
         }
         let qemu = crate::platform::find_qemu()?;
-        vmw::qemu_img()?;
+        crate::image::qemu_img()?;
         let (accel, warning) = super::qemu::choose_accel(opts.accel, crate::platform::probe_kvm())?;
         super::check_host_memory(memory, super::host_memory())?;
         let nic = match opts.nic.as_deref() {
