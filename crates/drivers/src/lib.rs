@@ -11,6 +11,7 @@
 
 extern crate alloc;
 
+pub mod e1000;
 pub mod irq;
 /// The audited I/O layer, re-exported so platforms can hand drivers
 /// [`io::DmaRegion`]s and [`io::IoMem`]s without another dependency.
@@ -18,6 +19,7 @@ pub use unikit_io as io;
 pub mod pc;
 pub mod pci;
 pub mod virtio;
+pub mod vmxnet3;
 pub mod xen;
 
 /// A MAC address as `aa:bb:cc:dd:ee:ff`, for the drivers' device lines.
