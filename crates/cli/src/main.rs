@@ -161,6 +161,9 @@ struct RunArgs {
     /// Network: `user` (QEMU user networking) or `tap:NAME` (an existing tap interface).
     #[arg(long, value_name = "user|tap:NAME", value_parser = devices::parse_net)]
     net: Option<devices::Net>,
+    /// NIC model for --plat qemu on q35: virtio (default), vmxnet3 (VMware's) or e1000 (Intel 82540EM).
+    #[arg(long, value_enum, value_name = "virtio|vmxnet3|e1000")]
+    nic: Option<devices::Nic>,
     /// Guest IPv4 address, `ADDR/PREFIX[:GATEWAY]` or `dhcp` (default: DHCP; 10.0.2.15/24 with user networking).
     #[arg(long, value_name = "ADDR/PREFIX[:GW]", value_parser = devices::parse_ip)]
     ip: Option<String>,
@@ -227,6 +230,7 @@ fn main() -> ExitCode {
             devices: devices::Devices {
                 publish: a.publish,
                 net: a.net,
+                nic: a.nic.unwrap_or_default(),
                 ip: a.ip,
                 disks: a.disk,
                 rootfs: a.rootfs,

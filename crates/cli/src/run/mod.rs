@@ -94,10 +94,11 @@ pub struct Boot<'a> {
 
 /// The options only one platform takes; any other refuses them.
 fn check_flags(opts: &Options, plat: Platform) -> Result<()> {
-    let flags: [(bool, &str, Platform); 8] = [
+    let flags: [(bool, &str, Platform); 9] = [
         (opts.accel.is_some(), "--accel", Platform::Qemu),
         (opts.firmware.is_some(), "--firmware", Platform::Qemu),
         (opts.machine.is_some(), "--machine", Platform::Qemu),
+        (opts.devices.nic != crate::devices::Nic::Virtio, "--nic", Platform::Qemu),
         (opts.cpus.is_some(), "--cpus", Platform::Fc),
         (opts.firecracker.is_some(), "--firecracker", Platform::Fc),
         (opts.tender.is_some(), "--tender", Platform::Solo5),
