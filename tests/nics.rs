@@ -1,5 +1,6 @@
 //! The VMware-family NICs on QEMU q35: examples/httpd answering curl
-//! through `-p` over vmxnet3 and over e1000 (`--nic`), under TCG and KVM,
+//! through `-p` over vmxnet3 and over e1000 (`--nic`), under TCG and KVM
+//! (e1000e under TCG),
 //! including a 1.5 MiB answer; and `--nic` refused where there is no PCI.
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -80,7 +81,8 @@ fn site(dir: &Path) -> Vec<u8> {
     big
 }
 
-fn httpd_over(nic: &str, accel: &str) {
+/// httpd over `--nic NIC`, which the guest names `DEVICE-0`.
+fn httpd_over(nic: &str, device: &str, accel: &str) {
     let port = free_port();
     let root = tempfile::tempdir().unwrap();
     let big = site(root.path());
@@ -108,7 +110,7 @@ fn httpd_over(nic: &str, accel: &str) {
     assert!(index.contains("Hello from unikit!"), "{index}");
     // The page came over the NIC asked for, not virtio-net.
     let log = g.log();
-    assert!(log.contains(&format!("{nic}-0: pci ")), "no {nic} device line:\n{log}");
+    assert!(log.contains(&format!("{device}-0: pci ")), "no {device} device line:\n{log}");
     assert!(!log.contains("virtio-net"), "{log}");
     // Two requests on one kept-alive connection.
     let reuse = text(curl(
@@ -141,24 +143,30 @@ fn httpd_over(nic: &str, accel: &str) {
 
 #[test]
 fn httpd_vmxnet3_tcg() {
-    httpd_over("vmxnet3", "tcg");
+    httpd_over("vmxnet3", "vmxnet3", "tcg");
 }
 
 #[test]
 fn httpd_e1000_tcg() {
-    httpd_over("e1000", "tcg");
+    httpd_over("e1000", "e1000", "tcg");
+}
+
+/// The 82574L, through the same driver and its legacy descriptors.
+#[test]
+fn httpd_e1000e_tcg() {
+    httpd_over("e1000e", "e1000", "tcg");
 }
 
 #[test]
 #[cfg_attr(unikit_no_kvm, ignore = "SKIPPED: /dev/kvm is not usable on this host")]
 fn httpd_vmxnet3_kvm() {
-    httpd_over("vmxnet3", "kvm");
+    httpd_over("vmxnet3", "vmxnet3", "kvm");
 }
 
 #[test]
 #[cfg_attr(unikit_no_kvm, ignore = "SKIPPED: /dev/kvm is not usable on this host")]
 fn httpd_e1000_kvm() {
-    httpd_over("e1000", "kvm");
+    httpd_over("e1000", "e1000", "kvm");
 }
 
 /// microvm has no PCI: a vmxnet3 cannot be attached. One `error:` line,

@@ -24,6 +24,8 @@ pub enum Nic {
     Vmxnet3,
     /// Intel 82540EM.
     E1000,
+    /// Intel 82574L.
+    E1000e,
 }
 
 impl Nic {
@@ -33,6 +35,7 @@ impl Nic {
             Nic::Virtio => "virtio-net-pci",
             Nic::Vmxnet3 => "vmxnet3",
             Nic::E1000 => "e1000",
+            Nic::E1000e => "e1000e",
         }
     }
 
@@ -41,6 +44,7 @@ impl Nic {
             Nic::Virtio => "virtio",
             Nic::Vmxnet3 => "vmxnet3",
             Nic::E1000 => "e1000",
+            Nic::E1000e => "e1000e",
         }
     }
 }

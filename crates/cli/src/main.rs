@@ -161,8 +161,8 @@ struct RunArgs {
     /// Network: `user` (QEMU user networking) or `tap:NAME` (an existing tap interface).
     #[arg(long, value_name = "user|tap:NAME", value_parser = devices::parse_net)]
     net: Option<devices::Net>,
-    /// NIC model for --plat qemu on q35: virtio (default), vmxnet3 (VMware's) or e1000 (Intel 82540EM).
-    #[arg(long, value_enum, value_name = "virtio|vmxnet3|e1000")]
+    /// NIC model for --plat qemu on q35: virtio (default), vmxnet3 (VMware's), e1000 (Intel 82540EM) or e1000e (Intel 82574L).
+    #[arg(long, value_enum, value_name = "virtio|vmxnet3|e1000|e1000e")]
     nic: Option<devices::Nic>,
     /// Guest IPv4 address, `ADDR/PREFIX[:GATEWAY]` or `dhcp` (default: DHCP; 10.0.2.15/24 with user networking).
     #[arg(long, value_name = "ADDR/PREFIX[:GW]", value_parser = devices::parse_ip)]

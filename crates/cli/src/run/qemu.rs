@@ -347,7 +347,9 @@ mod tests {
 
     #[test]
     fn argv_nic_models_on_q35() {
-        for (nic, dev) in [(Nic::Virtio, "virtio-net-pci"), (Nic::Vmxnet3, "vmxnet3"), (Nic::E1000, "e1000")] {
+        for (nic, dev) in
+            [(Nic::Virtio, "virtio-net-pci"), (Nic::Vmxnet3, "vmxnet3"), (Nic::E1000, "e1000"), (Nic::E1000e, "e1000e")]
+        {
             let devices = Devices { publish: vec![(8080, 80)], net: Some(Net::User), nic, ..Default::default() };
             let cfg = Config {
                 image: Path::new("img"),

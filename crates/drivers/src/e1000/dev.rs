@@ -53,12 +53,13 @@ fn w32(regs: &IoMem, off: usize, v: u32) {
     regs.write::<u32>(off, v);
 }
 
-/// EEPROM word `word` through EERD (82540/82545 bit layout).
-fn eeprom_read(regs: &IoMem, word: u32) -> Option<u16> {
-    w32(regs, EERD, word << 8 | EERD_START);
+/// EEPROM word `word` through EERD (the 82574 moved its bits).
+fn eeprom_read(regs: &IoMem, word: u32, i82574: bool) -> Option<u16> {
+    let (shift, done) = if i82574 { (EERD_ADDR_SHIFT_82574, EERD_DONE_82574) } else { (EERD_ADDR_SHIFT, EERD_DONE) };
+    w32(regs, EERD, word << shift | EERD_START);
     for _ in 0..SPIN {
         let v = r32(regs, EERD);
-        if v & EERD_DONE != 0 {
+        if v & done != 0 {
             return Some((v >> 16) as u16);
         }
         core::hint::spin_loop();
@@ -95,7 +96,7 @@ pub fn attach(mut slot: Slot<'_>) -> Result<(), &'static str> {
     } else {
         let mut m = [0u8; 6];
         for w in 0..3 {
-            let v = eeprom_read(&regs, w).ok_or("EEPROM read timed out")?.to_le_bytes();
+            let v = eeprom_read(&regs, w, slot.func.device == E1000E).ok_or("EEPROM read timed out")?.to_le_bytes();
             m[2 * w as usize] = v[0];
             m[2 * w as usize + 1] = v[1];
         }

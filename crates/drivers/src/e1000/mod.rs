@@ -23,8 +23,11 @@ pub use dev::{E1000, attach};
 mod tests;
 
 pub const VENDOR: u16 = 0x8086;
-/// 82540EM (QEMU `-device e1000`), 82545EM copper (VMware's `e1000`).
-pub const DEVICES: [u16; 2] = [0x100e, 0x100f];
+/// 82540EM (QEMU `-device e1000`), 82545EM copper (VMware's `e1000`),
+/// 82574L (QEMU's and VMware's `e1000e`; driven through the same legacy
+/// descriptors, which it keeps as its default format).
+pub const DEVICES: [u16; 3] = [0x100e, 0x100f, E1000E];
+pub const E1000E: u16 = 0x10d3;
 
 // Registers (byte offsets in BAR 0).
 pub const CTRL: usize = 0x0000;
@@ -56,8 +59,13 @@ pub const CTRL_ASDE: u32 = 1 << 5;
 pub const CTRL_SLU: u32 = 1 << 6;
 pub const CTRL_RST: u32 = 1 << 26;
 pub const STATUS_LU: u32 = 1 << 1;
+/// EERD on the 8254x: start bit 0, done bit 4, word address from bit 8.
 pub const EERD_START: u32 = 1 << 0;
 pub const EERD_DONE: u32 = 1 << 4;
+pub const EERD_ADDR_SHIFT: u32 = 8;
+/// EERD on the 82574: done bit 1, word address from bit 2.
+pub const EERD_DONE_82574: u32 = 1 << 1;
+pub const EERD_ADDR_SHIFT_82574: u32 = 2;
 pub const RAH_AV: u32 = 1 << 31;
 pub const RCTL_EN: u32 = 1 << 1;
 pub const RCTL_BAM: u32 = 1 << 15;
