@@ -2,9 +2,14 @@
 //! a specialised image carries only what its platform needs).
 //!
 //! - [`pc`]: legacy PC devices (16550, PIT, PIC, RTC).
-//! - [`pci`]: PCI configuration space, enumeration, BARs, capabilities, MSI-X.
+//! - [`pci`]: PCI configuration space, enumeration, BARs, capabilities,
+//!   MSI-X; `pci::probe::probe_all` (guest) enumerates once and hands each
+//!   function to the family that drives it (cargo features `virtio`,
+//!   `vmxnet3`, `e1000`).
 //! - [`virtio`]: virtio transports (PCI modern and legacy, MMIO) and the
-//!   net and block drivers; entry points `virtio::probe_pci`/`probe_mmio`.
+//!   net and block drivers; `virtio::probe_mmio` for virtio-mmio.
+//! - [`vmxnet3`]: VMware's paravirtual NIC.
+//! - [`e1000`]: Intel 8254x/82574 NICs (QEMU's and VMware's e1000/e1000e).
 #![cfg_attr(not(test), no_std)]
 // Crate-wide `deny(unsafe_code)` lands once every module is converted; until
 // then each converted module denies it itself (see crates/io).
