@@ -81,8 +81,9 @@ fn site(dir: &Path) -> Vec<u8> {
     big
 }
 
-/// httpd over `--nic NIC`, which the guest names `DEVICE-0`.
-fn httpd_over(nic: &str, device: &str, accel: &str) {
+/// httpd over `--nic NIC`, which the guest names `DEVICE-0` and drives
+/// with `MODE` ("interrupts (msi-x)" or "polled").
+fn httpd_over(nic: &str, device: &str, mode: &str, accel: &str) {
     let port = free_port();
     let root = tempfile::tempdir().unwrap();
     let big = site(root.path());
@@ -112,6 +113,8 @@ fn httpd_over(nic: &str, device: &str, accel: &str) {
     let log = g.log();
     assert!(log.contains(&format!("{device}-0: pci ")), "no {device} device line:\n{log}");
     assert!(!log.contains("virtio-net"), "{log}");
+    let line = log.lines().find(|l| l.starts_with(&format!("{device}-0: pci "))).unwrap();
+    assert!(line.ends_with(mode), "{line}");
     // Two requests on one kept-alive connection.
     let reuse = text(curl(
         &[
@@ -143,30 +146,31 @@ fn httpd_over(nic: &str, device: &str, accel: &str) {
 
 #[test]
 fn httpd_vmxnet3_tcg() {
-    httpd_over("vmxnet3", "vmxnet3", "tcg");
+    httpd_over("vmxnet3", "vmxnet3", "interrupts (msi-x)", "tcg");
 }
 
 #[test]
 fn httpd_e1000_tcg() {
-    httpd_over("e1000", "e1000", "tcg");
+    httpd_over("e1000", "e1000", "polled", "tcg");
 }
 
-/// The 82574L, through the same driver and its legacy descriptors.
+/// The 82574L, through the same driver and its legacy descriptors, with
+/// MSI-X.
 #[test]
 fn httpd_e1000e_tcg() {
-    httpd_over("e1000e", "e1000", "tcg");
+    httpd_over("e1000e", "e1000", "interrupts (msi-x)", "tcg");
 }
 
 #[test]
 #[cfg_attr(unikit_no_kvm, ignore = "SKIPPED: /dev/kvm is not usable on this host")]
 fn httpd_vmxnet3_kvm() {
-    httpd_over("vmxnet3", "vmxnet3", "kvm");
+    httpd_over("vmxnet3", "vmxnet3", "interrupts (msi-x)", "kvm");
 }
 
 #[test]
 #[cfg_attr(unikit_no_kvm, ignore = "SKIPPED: /dev/kvm is not usable on this host")]
 fn httpd_e1000_kvm() {
-    httpd_over("e1000", "e1000", "kvm");
+    httpd_over("e1000", "e1000", "polled", "kvm");
 }
 
 /// microvm has no PCI: a vmxnet3 cannot be attached. One `error:` line,

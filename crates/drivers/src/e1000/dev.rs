@@ -1,6 +1,8 @@
 //! The e1000 device: bring-up over PCI and the `NetDevice` it registers.
-//! Polled: the 82540EM has no MSI/MSI-X, and PCI INTx routing is not
-//! plumbed through the platform yet; the stack polls every millisecond.
+//! The 82574 (e1000e) interrupts through MSI-X (one vector for receive and
+//! transmit). The 8254x are polled: they have no MSI/MSI-X, and PCI INTx
+//! routing is not plumbed through the platform yet; the stack then polls
+//! every millisecond.
 use super::ring::{RxEvent, RxRing, TxRing};
 use super::*;
 use crate::pci::{self, probe::Slot};
@@ -42,7 +44,19 @@ pub struct E1000 {
     rx: spin::Mutex<Rx>,
     tx: spin::Mutex<Tx>,
     event: &'static Event,
+    irq: bool,
     broken: Broken,
+}
+
+struct Handler {
+    event: &'static Event,
+}
+
+impl crate::irq::IrqHandler for Handler {
+    fn handle(&self) {
+        // The causes were auto-cleared (EIAC) when the vector fired.
+        self.event.signal();
+    }
 }
 
 fn r32(regs: &IoMem, off: usize) -> u32 {
@@ -131,8 +145,25 @@ pub fn attach(mut slot: Slot<'_>) -> Result<(), &'static str> {
     w32(&regs, TCTL, TCTL_EN | TCTL_PSP | TCTL_CT_COLD);
     let link = r32(&regs, STATUS) & STATUS_LU != 0;
 
-    let n = COUNT.fetch_add(1, Ordering::Relaxed);
     let event: &'static Event = alloc::boxed::Box::leak(alloc::boxed::Box::new(Event::new()));
+    let (cfg, mut irq) = (slot.cfg, false);
+    if slot.func.device == E1000E
+        && let Some(ctrl) = slot.irq
+        && let Some(&(_, cap)) = pci::capabilities(cfg, addr).iter().find(|c| c.0 == pci::CAP_MSIX)
+        && let Some(info) = pci::msix_info(cfg, addr, cap)
+        && let Ok(table) = pci::probe::map_bar(&bars, info.table_bar, info.table_offset as u64, 16)
+        && let Some(msg) = ctrl.alloc_msi(alloc::boxed::Box::leak(alloc::boxed::Box::new(Handler { event })))
+        && pci::msix_write_entry(&table, 0, msg)
+    {
+        pci::msix_enable(cfg, addr, &info, true);
+        w32(&regs, IVAR, IVAR_VALID | IVAR_VALID << 8 | IVAR_VALID << 16 | IVAR_TX_EVERY_WB);
+        w32(&regs, EIAC_82574, ICR_RXQ0 | ICR_TXQ0);
+        w32(&regs, CTRL_EXT, r32(&regs, CTRL_EXT) | CTRL_EXT_IAME | CTRL_EXT_PBA_CLR);
+        w32(&regs, IMS, ICR_RXQ0 | ICR_TXQ0);
+        irq = true;
+    }
+
+    let n = COUNT.fetch_add(1, Ordering::Relaxed);
     let dev = E1000 {
         name: format!("e1000-{n}"),
         mac,
@@ -140,13 +171,15 @@ pub fn attach(mut slot: Slot<'_>) -> Result<(), &'static str> {
         rx: spin::Mutex::new(Rx { ring: rx, slots: rx_slots, held: None }),
         tx: spin::Mutex::new(Tx { ring: tx, slots: tx_slots }),
         event,
+        irq,
         broken: Broken::new(),
     };
     dlog!(
-        "e1000-{n}: pci {addr} ({:04x}), mac {}, link {}, polled",
+        "e1000-{n}: pci {addr} ({:04x}), mac {}, link {}, {}",
         slot.func.device,
         crate::Mac(mac),
-        if link { "up" } else { "down" }
+        if link { "up" } else { "down" },
+        if irq { "interrupts (msi-x)" } else { "polled" }
     );
     unikit_kernel::dev::register_net(Arc::new(dev));
     Ok(())
@@ -158,6 +191,7 @@ impl E1000 {
     fn fail(&self, why: &'static str) -> DevError {
         let (why, first) = self.broken.set_first(why);
         if first {
+            w32(&self.regs, IMC, u32::MAX);
             w32(&self.regs, RCTL, 0);
             w32(&self.regs, TCTL, 0);
             w32(&self.regs, CTRL, CTRL_RST);
@@ -254,6 +288,6 @@ impl NetDevice for E1000 {
     }
 
     fn has_interrupts(&self) -> bool {
-        false
+        self.irq
     }
 }

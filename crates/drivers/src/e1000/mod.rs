@@ -84,6 +84,20 @@ pub const INT_LSC: u32 = 1 << 2;
 pub const INT_RXDMT0: u32 = 1 << 4;
 pub const INT_RXT0: u32 = 1 << 7;
 
+// 82574 only: MSI-X. IVAR maps causes to vectors (4-bit entries: vector
+// in bits 0-2, valid bit 3; RxQ0 at bit 0, TxQ0 at 8, Other at 16; bit 31:
+// a Tx interrupt on every write-back); EIAC auto-clears ICR bits when their
+// vector fires; CTRL_EXT.IAME keeps IMS set through that auto-clear.
+pub const CTRL_EXT: usize = 0x0018;
+pub const EIAC_82574: usize = 0x00dc;
+pub const IVAR: usize = 0x00e4;
+pub const CTRL_EXT_IAME: u32 = 1 << 27;
+pub const CTRL_EXT_PBA_CLR: u32 = 1 << 31;
+pub const IVAR_VALID: u32 = 1 << 3;
+pub const IVAR_TX_EVERY_WB: u32 = 1 << 31;
+pub const ICR_RXQ0: u32 = 1 << 20;
+pub const ICR_TXQ0: u32 = 1 << 22;
+
 /// Descriptors are 16 bytes; ring lengths are multiples of 128 bytes.
 pub const DESC: usize = 16;
 pub const RING_ALIGN: u32 = 8;
