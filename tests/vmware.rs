@@ -190,7 +190,7 @@ fn bad_input_gets_one_clear_error() {
     assert_error(&run(&[]), "VMware Workstation or Fusion (vmrun) is not installed");
     assert_error(&run(&["--testbed", "--firmware", "qboot"]), "--firmware qboot cannot boot a disk");
     assert_error(&run(&["--testbed", "--firmware", "efi", "-m", "16M"]), "--firmware efi needs at least 40 MiB");
-    assert_error(&run(&["--testbed", "--nic", "rtl8139"]), "--nic rtl8139");
+    assert_error(&run(&["--testbed", "--nic", "rtl8139"]), "invalid value 'rtl8139'");
     let q = unikit(&["run", "-C", d, "--plat", "qemu", "--testbed"]);
     assert_error(&q, "--testbed only applies to the vmware platform");
     let q = unikit(&["run", "-C", d, "--plat", "qemu", "--firmware", "efi"]);

@@ -25,11 +25,47 @@ pub enum DiskBus {
     Pvscsi,
 }
 
+/// The NIC model a q35 guest gets (`--nic`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Nic {
+    #[default]
+    Virtio,
+    /// VMware's paravirtual NIC.
+    Vmxnet3,
+    /// Intel 82540EM.
+    E1000,
+    /// Intel 82574L.
+    E1000e,
+}
+
+impl Nic {
+    /// QEMU's `-device` for it on a PCI machine.
+    pub fn qemu_pci_device(self) -> &'static str {
+        match self {
+            Nic::Virtio => "virtio-net-pci",
+            Nic::Vmxnet3 => "vmxnet3",
+            Nic::E1000 => "e1000",
+            Nic::E1000e => "e1000e",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Nic::Virtio => "virtio",
+            Nic::Vmxnet3 => "vmxnet3",
+            Nic::E1000 => "e1000",
+            Nic::E1000e => "e1000e",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Devices {
     /// TCP forwards from 127.0.0.1:HOST to the guest's GUEST port.
     pub publish: Vec<(u16, u16)>,
     pub net: Option<Net>,
+    /// The NIC model (`--nic`; anything but virtio only on qemu q35).
+    pub nic: Nic,
     /// Guest address as `ADDR/PREFIX[:GATEWAY]` or `dhcp`.
     pub ip: Option<String>,
     pub disks: Vec<PathBuf>,

@@ -136,9 +136,6 @@ struct RunArgs {
     /// Firmware: for qemu qboot (fast; the default when installed) or seabios; for vmware seabios (default) or efi (OVMF).
     #[arg(long, value_enum)]
     firmware: Option<Firmware>,
-    /// The NIC of a VMware VM: vmxnet3 (default) or e1000.
-    #[arg(long, value_name = "MODEL")]
-    nic: Option<String>,
     /// Boot a vmware image in QEMU shaped like a VMware VM (vmport, PVSCSI, vmxnet3/e1000), where VMware is not installed.
     #[arg(long)]
     testbed: bool,
@@ -168,6 +165,10 @@ struct RunArgs {
     /// Network: `user` (QEMU user networking) or `tap:NAME` (an existing tap interface).
     #[arg(long, value_name = "user|tap:NAME", value_parser = devices::parse_net)]
     net: Option<devices::Net>,
+    /// NIC model: for qemu on q35 virtio (default), vmxnet3 (VMware's), e1000 (Intel 82540EM) or e1000e (Intel 82574L);
+    /// for vmware vmxnet3 (default), e1000 or e1000e.
+    #[arg(long, value_enum, value_name = "virtio|vmxnet3|e1000|e1000e")]
+    nic: Option<devices::Nic>,
     /// Guest IPv4 address, `ADDR/PREFIX[:GATEWAY]` or `dhcp` (default: DHCP; 10.0.2.15/24 with user networking).
     #[arg(long, value_name = "ADDR/PREFIX[:GW]", value_parser = devices::parse_ip)]
     ip: Option<String>,
@@ -230,7 +231,6 @@ fn main() -> ExitCode {
             memory: a.memory,
             accel: a.accel,
             firmware: a.firmware,
-            nic: a.nic,
             testbed: a.testbed,
             machine: a.machine,
             cpus: a.cpus,
@@ -239,6 +239,7 @@ fn main() -> ExitCode {
             devices: devices::Devices {
                 publish: a.publish,
                 net: a.net,
+                nic: a.nic.unwrap_or_default(),
                 ip: a.ip,
                 disks: a.disk,
                 disk_bus: a.disk_bus.unwrap_or_default(),

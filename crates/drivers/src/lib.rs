@@ -2,9 +2,14 @@
 //! a specialised image carries only what its platform needs).
 //!
 //! - [`pc`]: legacy PC devices (16550, PIT, PIC, RTC).
-//! - [`pci`]: PCI configuration space, enumeration, BARs, capabilities, MSI-X.
+//! - [`pci`]: PCI configuration space, enumeration, BARs, capabilities,
+//!   MSI-X; `pci::probe::probe_all` (guest) enumerates once and hands each
+//!   function to the family that drives it (cargo features `virtio`,
+//!   `vmxnet3`, `e1000`).
 //! - [`virtio`]: virtio transports (PCI modern and legacy, MMIO) and the
-//!   net and block drivers; entry points `virtio::probe_pci`/`probe_mmio`.
+//!   net and block drivers; `virtio::probe_mmio` for virtio-mmio.
+//! - [`vmxnet3`]: VMware's paravirtual NIC.
+//! - [`e1000`]: Intel 8254x/82574 NICs (QEMU's and VMware's e1000/e1000e).
 //! - [`pvscsi`]: VMware's paravirtual SCSI adapter, over the small SCSI
 //!   disk layer in [`scsi`].
 #![cfg_attr(not(test), no_std)]
@@ -13,6 +18,7 @@
 
 extern crate alloc;
 
+pub mod e1000;
 pub mod irq;
 /// The audited I/O layer, re-exported so platforms can hand drivers
 /// [`io::DmaRegion`]s and [`io::IoMem`]s without another dependency.
@@ -22,6 +28,7 @@ pub mod pci;
 pub mod pvscsi;
 pub mod scsi;
 pub mod virtio;
+pub mod vmxnet3;
 pub mod xen;
 
 /// A MAC address as `aa:bb:cc:dd:ee:ff`, for the drivers' device lines.

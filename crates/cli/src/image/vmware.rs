@@ -21,19 +21,23 @@ pub enum Firmware {
 pub enum Nic {
     Vmxnet3,
     E1000,
+    E1000e,
 }
 
 impl Nic {
-    fn vmx(self) -> &'static str {
+    /// The `.vmx` `virtualDev`, which is also QEMU's `-device` name.
+    pub fn vmx(self) -> &'static str {
         match self {
             Nic::Vmxnet3 => "vmxnet3",
             Nic::E1000 => "e1000",
+            Nic::E1000e => "e1000e",
         }
     }
     fn ovf(self) -> &'static str {
         match self {
             Nic::Vmxnet3 => "VmxNet3",
             Nic::E1000 => "E1000",
+            Nic::E1000e => "E1000e",
         }
     }
 }

@@ -51,8 +51,6 @@ pub struct Options {
     pub memory: Option<Memory>,
     pub accel: Option<Accel>,
     pub firmware: Option<Firmware>,
-    /// `--nic MODEL`: the VM's NIC where the platform offers a choice.
-    pub nic: Option<String>,
     /// `--testbed`: a vmware image in QEMU shaped like VMware.
     pub testbed: bool,
     pub machine: Option<Machine>,
@@ -112,7 +110,7 @@ fn check_flags(opts: &Options, plat: Platform) -> Result<()> {
         (opts.xen_testbed, "--xen-testbed", &[Xen]),
         (opts.xen_type.is_some(), "--xen-type", &[Xen]),
         (opts.testbed, "--testbed", &[Vmware]),
-        (opts.nic.is_some(), "--nic", &[Vmware]),
+        (opts.devices.nic != crate::devices::Nic::Virtio, "--nic", &[Qemu, Vmware]),
     ];
     // A VMware VM's disks are PVSCSI anyway.
     if opts.devices.disk_bus != crate::devices::DiskBus::Virtio && plat != Qemu && plat != Vmware {
@@ -124,7 +122,8 @@ fn check_flags(opts: &Options, plat: Platform) -> Result<()> {
                 bail!("--cpus only applies to the fc platform (the {plat} guest gets one CPU)");
             }
             let names: Vec<&str> = owners.iter().map(|p| p.name()).collect();
-            bail!("{flag} only applies to the {} platform, not {plat}", names.join(" and "));
+            let noun = if names.len() > 1 { "platforms" } else { "platform" };
+            bail!("{flag} only applies to the {} {noun}, not {plat}", names.join(" and "));
         }
     }
     if plat == Qemu && opts.firmware == Some(Firmware::Efi) {

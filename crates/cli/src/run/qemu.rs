@@ -49,12 +49,19 @@ impl Plan {
             Some(Firmware::Seabios) => None,
             _ => qboot.is_file().then_some(qboot),
         };
+        let machine = opts.machine.unwrap_or(Machine::Q35);
+        if machine == Machine::Microvm && devices.nic != crate::devices::Nic::Virtio {
+            anyhow::bail!(
+                "--nic {}: microvm has no PCI bus, only virtio-mmio devices; use --machine q35 (the default)",
+                devices.nic.name()
+            );
+        }
         // Check the host before spending time on a build.
         crate::platform::host_can_run(crate::platform::Platform::Qemu)?;
         let qemu = crate::platform::find_qemu()?;
         let (accel, warning) = choose_accel(opts.accel, crate::platform::probe_kvm())?;
         super::check_host_memory(memory, super::host_memory())?;
-        Ok(Plan { qemu, accel, warning, bios, machine: opts.machine.unwrap_or(Machine::Q35) })
+        Ok(Plan { qemu, accel, warning, bios, machine })
     }
 }
 
@@ -102,7 +109,7 @@ pub fn argv(cfg: &Config) -> Vec<OsString> {
         Accel::Tcg => push(&["-accel", "tcg", "-cpu", "max"]),
     }
     let (net_dev, blk_dev) = match cfg.machine {
-        Machine::Q35 => ("virtio-net-pci", "virtio-blk-pci"),
+        Machine::Q35 => (cfg.devices.nic.qemu_pci_device(), "virtio-blk-pci"),
         Machine::Microvm => ("virtio-net-device", "virtio-blk-device"),
     };
     match &cfg.devices.net {
@@ -302,6 +309,7 @@ pub(crate) mod hostfwd_backlog {
 mod tests {
     use super::*;
     use crate::console::GuestExit;
+    use crate::devices::Nic;
 
     fn strings(v: Vec<OsString>) -> Vec<String> {
         v.into_iter().map(|s| s.into_string().unwrap()).collect()
@@ -374,6 +382,27 @@ mod tests {
         let none = Devices { disk_bus: DiskBus::Pvscsi, ..Default::default() };
         let a = strings(argv(&Config { devices: &none, ..cfg })).join(" ");
         assert!(!a.contains("pvscsi"), "{a}");
+    }
+
+    #[test]
+    fn argv_nic_models_on_q35() {
+        for (nic, dev) in
+            [(Nic::Virtio, "virtio-net-pci"), (Nic::Vmxnet3, "vmxnet3"), (Nic::E1000, "e1000"), (Nic::E1000e, "e1000e")]
+        {
+            let devices = Devices { publish: vec![(8080, 80)], net: Some(Net::User), nic, ..Default::default() };
+            let cfg = Config {
+                image: Path::new("img"),
+                memory: Memory::parse("64M").unwrap(),
+                cmdline: "--",
+                accel: Accel::Tcg,
+                bios: None,
+                machine: Machine::Q35,
+                devices: &devices,
+                initrd: None,
+            };
+            let a = strings(argv(&cfg)).join(" ");
+            assert!(a.contains(&format!("-device {dev},netdev=net0")), "{a}");
+        }
     }
 
     #[test]

@@ -79,10 +79,11 @@ impl Plan {
         crate::image::qemu_img()?;
         let (accel, warning) = super::qemu::choose_accel(opts.accel, crate::platform::probe_kvm())?;
         super::check_host_memory(memory, super::host_memory())?;
-        let nic = match opts.nic.as_deref() {
-            None | Some("vmxnet3") => Nic::Vmxnet3,
-            Some("e1000") => Nic::E1000,
-            Some(other) => bail!("--nic {other}: a VMware VM's NIC is vmxnet3 (the default) or e1000"),
+        // VMware's own NICs; virtio (the option's default) means "not given".
+        let nic = match devices.nic {
+            crate::devices::Nic::Virtio | crate::devices::Nic::Vmxnet3 => Nic::Vmxnet3,
+            crate::devices::Nic::E1000 => Nic::E1000,
+            crate::devices::Nic::E1000e => Nic::E1000e,
         };
         Ok(Plan { qemu, accel, warning, firmware, nic })
     }
@@ -158,10 +159,7 @@ pub fn argv(cfg: &Config) -> Vec<OsString> {
             &format!("scsi-hd,bus=scsi0.0,scsi-id={},drive=disk{i}", i + 1),
         ]);
     }
-    let model = match cfg.nic {
-        Nic::Vmxnet3 => "vmxnet3",
-        Nic::E1000 => "e1000",
-    };
+    let model = cfg.nic.vmx();
     match &cfg.devices.net {
         Some(Net::User) => {
             let mut nd = String::from("user,id=net0");

@@ -6,6 +6,10 @@
 //! are visited once.
 #![deny(unsafe_code)]
 mod config;
+// Maps BARs (`IoMem::new`); guest only (needs the kernel's HAL).
+#[cfg(target_os = "none")]
+#[allow(unsafe_code)]
+pub mod probe;
 mod window;
 
 pub use config::{ConfigAccess, PORT_CONFIG, PortConfig};
@@ -43,6 +47,13 @@ pub const CMD_MEMORY: u16 = 1 << 1;
 pub const CMD_BUS_MASTER: u16 = 1 << 2;
 pub const CMD_INTX_DISABLE: u16 = 1 << 10;
 const STATUS_CAP_LIST: u16 = 1 << 4;
+
+/// 32-bit memory window unassigned BARs are placed in: above q35's ECAM
+/// (0xb000_0000..0xc000_0000), below the IOAPIC (0xfec0_0000). SeaBIOS uses
+/// the same window on q35; QEMU's q35 PCI hole covers it.
+pub const PCI_MEM_WINDOW: (u64, u64) = (0xc000_0000, 0xfec0_0000);
+/// I/O window for unassigned I/O BARs (SeaBIOS uses the same).
+pub const PCI_IO_WINDOW: (u64, u64) = (0xc000, 0x1_0000);
 
 pub const CAP_MSIX: u8 = 0x11;
 pub const CAP_VENDOR: u8 = 0x09;

@@ -3,9 +3,9 @@
 //!
 //! # Entry points (called by the platform; signatures are stable)
 //!
-//! - [`probe_pci`]`(irq: Option<&'static dyn InterruptController>) -> usize`:
-//!   enumerates PCI (configuration mechanism #1), brings up every virtio-net
-//!   and virtio-blk function (transitional ids 0x1000/0x1001 and modern
+//! - PCI: `crate::pci::probe::probe_all` enumerates PCI once and hands each
+//!   virtio function to `probe::probe_pci_function`, which brings up every
+//!   virtio-net and virtio-blk function (transitional ids 0x1000/0x1001 and modern
 //!   0x1041/0x1042; the modern interface is preferred, legacy I/O BAR 0 is
 //!   the fallback), registers them with `unikit_kernel::dev` and returns how
 //!   many it registered. BARs the firmware left unassigned (qboot assigns
@@ -44,25 +44,20 @@ mod common;
 #[cfg(target_os = "none")]
 mod net;
 #[cfg(target_os = "none")]
-mod probe;
+pub(crate) mod probe;
 
 #[cfg(target_os = "none")]
 pub use blk::VirtioBlk;
 #[cfg(target_os = "none")]
 pub use net::VirtioNet;
 #[cfg(target_os = "none")]
-pub use probe::{probe_mmio, probe_pci};
+pub use probe::probe_mmio;
 
 /// virtio device types this crate drives.
 pub const TYPE_NET: u32 = 1;
 pub const TYPE_BLOCK: u32 = 2;
 
-/// 32-bit memory window unassigned BARs are placed in: above q35's ECAM
-/// (0xb000_0000..0xc000_0000), below the IOAPIC (0xfec0_0000). SeaBIOS uses
-/// the same window on q35; QEMU's q35 PCI hole covers it.
-pub const PCI_MEM_WINDOW: (u64, u64) = (0xc000_0000, 0xfec0_0000);
-/// I/O window for unassigned I/O BARs (SeaBIOS uses the same).
-pub const PCI_IO_WINDOW: (u64, u64) = (0xc000, 0x1_0000);
+pub use crate::pci::{PCI_IO_WINDOW, PCI_MEM_WINDOW};
 
 /// Why [`probe_mmio`] did not register a device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,11 +3,12 @@ use super::common::{IntKind, Ints};
 use super::mmio::{self, Mmio};
 use super::pci::{self as vpci, LegacyPci, ModernPci};
 use super::transport::{Regs, Transport};
-use super::{PCI_IO_WINDOW, PCI_MEM_WINDOW, ProbeError, TYPE_BLOCK, TYPE_NET};
+use super::{ProbeError, TYPE_BLOCK, TYPE_NET};
 use super::{VirtioBlk, VirtioNet};
+use crate::dlog;
 use crate::irq::InterruptController;
-use crate::pci::{self, Bar, ConfigAccess, PORT_CONFIG, Window};
-use crate::{dlog, dwarn};
+use crate::pci;
+use crate::pci::probe::{Slot, map_bar, map_mmio};
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::sync::Arc;
@@ -16,21 +17,6 @@ use unikit_io::{IoMem, PortRange};
 
 static NET_COUNT: AtomicUsize = AtomicUsize::new(0);
 static BLK_COUNT: AtomicUsize = AtomicUsize::new(0);
-
-/// Makes `[base, base + len)` accessible: the platform maps it, or it is
-/// already identity mapped.
-fn map_mmio(base: u64, len: u64) -> bool {
-    let p = unikit_kernel::hal().memory;
-    if len == 0 || base.checked_add(len).is_none() {
-        return false;
-    }
-    if p.map_device(base, len) {
-        return true;
-    }
-    let start = base & !0xfff;
-    let end = (base + len).next_multiple_of(0x1000);
-    (start..end).step_by(0x1000).all(|a| p.virt_to_phys(a) == Some(a))
-}
 
 /// Brings up a transport as the device type says and registers it.
 fn attach(ty: u32, t: &'static dyn Transport, ints: &Ints, place: &dyn core::fmt::Display) -> Result<(), &'static str> {
@@ -101,82 +87,27 @@ pub fn probe_mmio(
     attach(ty, t, &ints, &format_args!("mmio {base:#x} irq {gsi}")).map_err(ProbeError::Failed)
 }
 
-/// Enumerates PCI and brings up every virtio net and block function.
-pub fn probe_pci(irq: Option<&'static dyn InterruptController>) -> usize {
-    let cfg: &'static dyn ConfigAccess = &PORT_CONFIG;
-    let funcs = pci::enumerate(cfg);
-    // Everything the firmware assigned is taken; unassigned BARs go around it.
-    let mut mem = Window::new(PCI_MEM_WINDOW.0, PCI_MEM_WINDOW.1);
-    let mut io = Window::new(PCI_IO_WINDOW.0, PCI_IO_WINDOW.1);
-    for f in funcs.iter().filter(|f| f.header_type & 0x7f == 0) {
-        for b in pci::read_bars(cfg, f.addr).iter().flatten().filter(|b| b.base != 0) {
-            if b.is_io() { io.reserve(b.base, b.size) } else { mem.reserve(b.base, b.size) }
-        }
+/// One virtio PCI function (offered by `pci::probe::probe_all`): `None` if
+/// it is not a net or block device, else whether it came up.
+#[cfg_attr(not(feature = "virtio"), allow(dead_code))]
+pub fn probe_pci_function(mut slot: Slot<'_>) -> Option<Result<(), &'static str>> {
+    let ty = vpci::device_type(slot.cfg, slot.func).map(u32::from)?;
+    if ty != TYPE_NET && ty != TYPE_BLOCK {
+        return None;
     }
-    let mut count = 0;
-    for f in &funcs {
-        if (f.vendor, f.device) == (crate::pvscsi::VENDOR_VMWARE, crate::pvscsi::DEVICE_PVSCSI) {
-            if let Err(why) = crate::pvscsi::probe_function(cfg, f, &mut mem, &mut io, irq) {
-                dwarn!("pvscsi: pci {}: {why}; skipped", f.addr);
-            }
-            continue;
-        }
-        let Some(ty) = vpci::device_type(cfg, f).map(u32::from) else { continue };
-        if ty != TYPE_NET && ty != TYPE_BLOCK || f.header_type & 0x7f != 0 {
-            continue;
-        }
-        match setup_pci(cfg, f, ty, &mut mem, &mut io, irq) {
-            Ok(()) => count += 1,
-            Err(why) => dwarn!("virtio: pci {}: {why}; skipped", f.addr),
-        }
-    }
-    count
+    Some(setup_pci(&mut slot, ty))
 }
 
-fn setup_pci(
-    cfg: &'static dyn ConfigAccess,
-    f: &pci::Function,
-    ty: u32,
-    mem: &mut Window,
-    io: &mut Window,
-    irq: Option<&'static dyn InterruptController>,
-) -> Result<(), &'static str> {
-    let addr = f.addr;
-    let mut bars = pci::read_bars(cfg, addr);
+fn setup_pci(slot: &mut Slot<'_>, ty: u32) -> Result<(), &'static str> {
+    let (cfg, addr, irq) = (slot.cfg, slot.func.addr, slot.irq);
     let caps = pci::capabilities(cfg, addr);
-    // Assign what the firmware left at 0 (only on bus 0: behind a bridge
-    // the address would also need the bridge's window).
-    let cmd = cfg.read16(addr, pci::COMMAND);
-    cfg.write16(addr, pci::COMMAND, cmd & !(pci::CMD_IO | pci::CMD_MEMORY));
-    for b in bars.iter_mut().flatten().filter(|b| b.base == 0) {
-        if addr.bus != 0 {
-            return Err("unassigned BAR behind a bridge");
-        }
-        let base = if b.is_io() { io.alloc(b.size.max(4)) } else { mem.alloc(b.size.max(4096)) };
-        let base = base.ok_or("no room to assign a BAR")?;
-        pci::set_bar(cfg, addr, b, base);
-    }
+    // Decide legacy vs modern on the BARs as read; the legacy interface
+    // needs I/O decoding.
+    let bars = pci::read_bars(cfg, addr);
+    let use_io = vpci::modern_caps(cfg, addr, &caps, &bars).is_none();
+    let bars = slot.assign_bars(use_io)?;
     let modern = vpci::modern_caps(cfg, addr, &caps, &bars);
-    let use_io = modern.is_none();
-    let mut enable = pci::CMD_MEMORY | pci::CMD_BUS_MASTER;
-    if use_io {
-        enable |= pci::CMD_IO;
-    }
-    cfg.write16(addr, pci::COMMAND, cmd & !(pci::CMD_IO | pci::CMD_MEMORY) | enable);
-
-    let region = |bar: u8, off: u64, len: u64| -> Result<Regs, &'static str> {
-        let b: Bar = bars[bar as usize].ok_or("missing BAR")?;
-        if b.is_io() || off.checked_add(len).is_none_or(|e| e > b.size) {
-            return Err("region outside its BAR");
-        }
-        let start = b.base + off;
-        if !map_mmio(start, len) {
-            return Err("cannot map BAR (Platform::map_device unsupported and not identity mapped)");
-        }
-        // SAFETY: `map_mmio` just made `[start, start + len)` accessible
-        // (uncached); it lies inside the device's memory BAR (checked above).
-        Ok(Regs(unsafe { IoMem::new(start as usize, len as usize) }))
-    };
+    let region = |bar: u8, off: u64, len: u64| map_bar(&bars, bar, off, len).map(Regs);
 
     let t: &'static dyn Transport = match modern {
         Some(m) => {

@@ -12,7 +12,10 @@
 #![cfg_attr(not(test), no_std)]
 // The parsers are host-tested; without `virtio` nothing in the guest uses
 // them (nor the interrupt routing only virtio devices ask for).
-#![cfg_attr(any(not(target_os = "none"), not(feature = "virtio")), allow(dead_code))]
+#![cfg_attr(
+    any(not(target_os = "none"), not(any(feature = "virtio", feature = "vmxnet3", feature = "e1000"))),
+    allow(dead_code)
+)]
 
 extern crate alloc;
 
@@ -56,19 +59,20 @@ pub fn __unikit_probe_devices() {
     if xen::active() || xen::hvm::active() {
         return xen::probe_devices();
     }
-    #[cfg(feature = "virtio")]
-    probe_virtio();
+    #[cfg(any(feature = "virtio", feature = "vmxnet3", feature = "e1000"))]
+    probe_pc();
 }
 
-/// virtio on PCI (q35), or the virtio-mmio devices named on the command
-/// line (microvm, Firecracker).
-#[cfg(all(not(test), target_os = "none", feature = "virtio"))]
-fn probe_virtio() {
+/// PCI (q35: virtio, vmxnet3, e1000 as compiled in), or the virtio-mmio
+/// devices named on the command line (microvm, Firecracker).
+#[cfg(all(not(test), target_os = "none", any(feature = "virtio", feature = "vmxnet3", feature = "e1000")))]
+fn probe_pc() {
     let irq: &'static dyn drivers::irq::InterruptController = &pc::irq::CONTROLLER;
     let mmio = virtio_mmio::devices(&unikit_kernel::boot::command_line().options);
     if mmio.is_empty() {
-        drivers::virtio::probe_pci(Some(irq));
+        drivers::pci::probe::probe_all(Some(irq));
     }
+    #[cfg(feature = "virtio")]
     for d in mmio {
         if let Err(e) = drivers::virtio::probe_mmio(d.base, d.size, d.irq, Some(irq)) {
             unikit_kernel::kprintln!("unikit: virtio-mmio device at {:#x}: {e}", d.base);
