@@ -13,11 +13,8 @@ pub fn build(files: &[(&str, &[u8])]) -> Result<Vec<u8>> {
     let size = (content + content / 8 + (1 << 20)).max(2 << 20).next_multiple_of(1 << 20);
     let mut img = vec![0u8; size as usize];
     let fail = |e: std::io::Error| anyhow::anyhow!("cannot write the EFI system partition: {e}");
-    fatfs::format_volume(
-        &mut Cursor::new(&mut img[..]),
-        fatfs::FormatVolumeOptions::new().volume_label(*b"UNIKIT-ESP "),
-    )
-    .map_err(fail)?;
+    fatfs::format_volume(Cursor::new(&mut img[..]), fatfs::FormatVolumeOptions::new().volume_label(*b"UNIKIT-ESP "))
+        .map_err(fail)?;
     {
         let fs = fatfs::FileSystem::new(Cursor::new(&mut img[..]), fatfs::FsOptions::new()).map_err(fail)?;
         for (path, data) in files {

@@ -70,7 +70,7 @@ pub fn find_rsdp(mem: &dyn PhysRead, hint: u64) -> Option<u64> {
     let mut seg = [0u8; 2];
     let ebda = if mem.read(0x40e, &mut seg) { u64::from(u16::from_le_bytes(seg)) << 4 } else { 0 };
     let mut areas = [(0xe_0000u64, 0x2_0000usize), (ebda, 1024)];
-    if ebda < 0x8_0000 || ebda >= 0xa_0000 {
+    if !(0x8_0000..0xa_0000).contains(&ebda) {
         areas[1].1 = 0;
     }
     // Read a KiB at a time: each read may map pages.
