@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, anyhow, bail};
 
 use crate::error::{hinted, warn};
-use crate::image::vmware;
+use crate::image::{hyperv, vmware};
 use crate::manifest::Manifest;
 use crate::platform::{self, Platform, target_name};
 use crate::{elf, exec};
@@ -104,22 +104,41 @@ pub fn command(opts: &Options) -> Result<()> {
                 std::fs::read_to_string(&cmdline).with_context(|| format!("cannot read {}", cmdline.display()))?;
             boot = Some((Some(initrd), line.trim_end().to_string()));
         }
-        if p == Platform::Vmware {
-            // A VMware VM gets no command line from outside: the manifest's
-            // (or the program's) is baked into the disk.
+        if matches!(p, Platform::Vmware | Platform::Hyperv) {
+            // A firmware-booted VM gets no command line from outside: the
+            // manifest's (or the program's) is baked into its disk, with the
+            // manifest's rootfs as the initrd.
             let (initrd, line) = match boot {
                 Some(b) => b,
-                None => (None, crate::cmdline::build(&manifest.kernel_args, &manifest.env, &manifest.args)?),
+                None => {
+                    let rootfs = manifest.rootfs.as_ref().map(|r| opts.dir.join(&r.path));
+                    let devices = crate::devices::Devices { rootfs, ..Default::default() };
+                    let cpio = out_dir.join(format!("{stem}.rootfs.cpio"));
+                    let rd = devices.initrd(&cpio, manifest.memory.bytes())?;
+                    (rd, crate::cmdline::build(&manifest.kernel_args, &manifest.env, &manifest.args)?)
+                }
             };
-            let vm = vmware::Vm {
-                name: &stem,
-                memory_mib: vmware::vmware_memory(manifest.memory.bytes()),
-                firmware: vmware::Firmware::Efi,
-                nic: Some(vmware::Nic::Vmxnet3),
-                disk: "",
+            let written = if p == Platform::Vmware {
+                let vm = vmware::Vm {
+                    name: &stem,
+                    memory_mib: vmware::vmware_memory(manifest.memory.bytes()),
+                    firmware: vmware::Firmware::Efi,
+                    nic: Some(vmware::Nic::Vmxnet3),
+                    disk: "",
+                };
+                let set = vmware::write_set(&dest, initrd.as_deref(), &line, &vm, true, opts.quiet)?;
+                [Some(set.vmdk), Some(set.vmx), set.ova]
+            } else {
+                let vm = hyperv::Vm {
+                    name: &stem,
+                    memory_mib: hyperv::hyperv_memory(manifest.memory.bytes()),
+                    generation: hyperv::Generation::Two,
+                    disk: "",
+                };
+                let set = hyperv::write_set(&dest, initrd.as_deref(), &line, &vm, true, opts.quiet)?;
+                [Some(set.vhdx), set.vhd, Some(set.script)]
             };
-            let set = vmware::write_set(&dest, initrd.as_deref(), &line, &vm, true, opts.quiet)?;
-            for f in [Some(&set.vmdk), Some(&set.vmx), set.ova.as_ref()].into_iter().flatten() {
+            for f in written.iter().flatten() {
                 let size = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
                 let _ = writeln!(std::io::stdout(), "  wrote {} ({} KiB)", f.display(), size.div_ceil(1024));
             }

@@ -128,14 +128,13 @@ pub struct Job {
 /// saying why not.
 pub fn check_platform(p: Platform) -> Result<()> {
     match p {
-        Platform::Qemu | Platform::Fc | Platform::Xen | Platform::Vmware => Ok(()),
+        Platform::Qemu | Platform::Fc | Platform::Xen | Platform::Vmware | Platform::Hyperv => Ok(()),
         Platform::Linuxu => bail!(
-            "--exec is not supported on linuxu yet (it has no Linux system-call layer for programs): use --plat qemu, fc, xen or vmware"
+            "--exec is not supported on linuxu yet (it has no Linux system-call layer for programs): use --plat qemu, fc, xen, vmware or hyperv"
         ),
         Platform::Solo5 => bail!(
-            "--exec is not supported on solo5 yet (Solo5 hvt has no initrd to carry the program): use --plat qemu, fc, xen or vmware"
+            "--exec is not supported on solo5 yet (Solo5 hvt has no initrd to carry the program): use --plat qemu, fc, xen, vmware or hyperv"
         ),
-        other => bail!("--exec is not supported on {other}: use --plat qemu, fc, xen or vmware"),
     }
 }
 

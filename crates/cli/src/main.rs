@@ -136,9 +136,12 @@ struct RunArgs {
     /// Firmware: for qemu qboot (fast; the default when installed) or seabios; for vmware seabios (default) or efi (OVMF).
     #[arg(long, value_enum)]
     firmware: Option<Firmware>,
-    /// Boot a vmware image in QEMU shaped like a VMware VM (vmport, PVSCSI, vmxnet3/e1000), where VMware is not installed.
+    /// Boot a vmware or hyperv image in QEMU shaped like that hypervisor (where it is not installed).
     #[arg(long)]
     testbed: bool,
+    /// Hyper-V generation for --plat hyperv --testbed: 1 (BIOS, IDE, DEC 21140 NIC) or 2 (UEFI; default).
+    #[arg(long = "gen", value_name = "1|2", value_parser = clap::value_parser!(u8).range(1..=2))]
+    generation: Option<u8>,
     /// QEMU machine: q35 (PCI devices) or microvm (virtio-mmio, Firecracker's shape).
     #[arg(long, value_enum)]
     machine: Option<Machine>,
@@ -232,6 +235,7 @@ fn main() -> ExitCode {
             accel: a.accel,
             firmware: a.firmware,
             testbed: a.testbed,
+            generation: a.generation,
             machine: a.machine,
             cpus: a.cpus,
             firecracker: a.firecracker,

@@ -65,7 +65,13 @@ impl Platform {
     pub fn supported(self) -> bool {
         matches!(
             self,
-            Platform::Qemu | Platform::Linuxu | Platform::Fc | Platform::Solo5 | Platform::Xen | Platform::Vmware
+            Platform::Qemu
+                | Platform::Linuxu
+                | Platform::Fc
+                | Platform::Solo5
+                | Platform::Xen
+                | Platform::Vmware
+                | Platform::Hyperv
         )
     }
 
@@ -81,7 +87,7 @@ impl Platform {
     /// through its Xen PV notes.
     pub fn kernel_plat(self) -> &'static str {
         match self {
-            Platform::Qemu | Platform::Fc | Platform::Xen | Platform::Vmware => "kvm",
+            Platform::Qemu | Platform::Fc | Platform::Xen | Platform::Vmware | Platform::Hyperv => "kvm",
             other => other.name(),
         }
     }
@@ -198,12 +204,15 @@ pub fn host_can_run(p: Platform) -> Result<()> {
         Platform::Solo5 => find_tender(None).and_then(|_| check_kvm_for_solo5()),
         // Only a real dom0 counts here: the test bed is asked for explicitly.
         Platform::Xen => crate::xenhost::host_mode(false).map(|_| ()),
+        Platform::Hyperv => Err(hinted(
+            "Hyper-V runs on Windows, not on this host",
+            "`unikit run --plat hyperv --testbed` boots the image in QEMU shaped like a Hyper-V VM",
+        )),
         // Only VMware itself counts here: the test bed is asked for explicitly.
         Platform::Vmware => Err(hinted(
             "VMware Workstation or Fusion (vmrun) is not installed",
             "`unikit run --plat vmware --testbed` boots the image in QEMU shaped like a VMware VM",
         )),
-        other => other.check_supported(),
     }
 }
 
@@ -253,7 +262,6 @@ pub fn print_table() {
 }
 
 fn describe(p: Platform) -> (bool, String) {
-    let not_yet = "not supported by this version of unikit yet";
     match p {
         Platform::Linuxu if host_is_linux_x86_64() => (true, "runs as a Linux x86_64 process on this host".into()),
         Platform::Linuxu => (false, "needs a Linux x86_64 host".into()),
@@ -326,7 +334,20 @@ fn describe(p: Platform) -> (bool, String) {
                 ),
             }
         }
-        Platform::Hyperv => (false, not_yet.into()),
+        Platform::Hyperv => {
+            let testbed = match (which(QEMU), which("qemu-img")) {
+                (Some(_), Some(_)) => {
+                    "`unikit run --plat hyperv --testbed [--gen 1|2]` boots its disk in QEMU shaped like Hyper-V"
+                }
+                _ => "`--testbed` (QEMU shaped like Hyper-V) needs qemu-system-x86 and qemu-utils",
+            };
+            (
+                false,
+                format!(
+                    "Hyper-V runs on Windows: `unikit build --plat hyperv` writes the .vhdx, the .vhd for Azure and a PowerShell script that creates the VM; {testbed}"
+                ),
+            )
+        }
     }
 }
 
@@ -362,8 +383,8 @@ mod tests {
         assert_eq!(Platform::Fc.kernel_plat(), "kvm");
         assert_eq!(Platform::Xen.kernel_plat(), "kvm");
         assert_eq!(Platform::Vmware.kernel_plat(), "kvm");
-        let e = parse_supported("hyperv").unwrap_err().to_string();
-        assert_eq!(e, "platform 'hyperv' is not supported by this version of unikit yet");
+        assert_eq!(Platform::Hyperv.kernel_plat(), "kvm");
+        assert!(parse_supported("hyperv").is_ok());
         assert_eq!(Platform::Qemu.kernel_plat(), "kvm");
         assert_eq!(Platform::Linuxu.kernel_plat(), "linuxu");
     }

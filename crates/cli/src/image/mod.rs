@@ -1,4 +1,4 @@
-//! Disk images for firmware-booted platforms (VMware; Hyper-V next): one
+//! Disk images for firmware-booted platforms (VMware, Hyper-V): one
 //! GPT disk that boots under BIOS (our boot sector and stage 2, in a BIOS
 //! boot partition) and under UEFI (our BOOTX64.EFI on the EFI system
 //! partition), both loading the same PVH kernel image the other x86
@@ -6,6 +6,7 @@
 pub mod bios;
 pub mod esp;
 pub mod gpt;
+pub mod hyperv;
 pub mod loaders;
 pub mod vmware;
 

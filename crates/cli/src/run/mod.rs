@@ -1,6 +1,8 @@
 //! `unikit run`: build the image, boot it, and exit with the app's exit code.
 
 mod fc;
+mod firmware;
+mod hyperv;
 mod linuxu;
 mod netns;
 mod qemu;
@@ -51,8 +53,10 @@ pub struct Options {
     pub memory: Option<Memory>,
     pub accel: Option<Accel>,
     pub firmware: Option<Firmware>,
-    /// `--testbed`: a vmware image in QEMU shaped like VMware.
+    /// `--testbed`: a vmware or hyperv image in QEMU shaped like that hypervisor.
     pub testbed: bool,
+    /// `--gen 1|2`: the Hyper-V generation of the test bed.
+    pub generation: Option<u8>,
     pub machine: Option<Machine>,
     pub cpus: Option<u8>,
     pub firecracker: Option<PathBuf>,
@@ -99,9 +103,9 @@ pub struct Boot<'a> {
 
 /// The options only one platform takes; any other refuses them.
 fn check_flags(opts: &Options, plat: Platform) -> Result<()> {
-    use Platform::{Fc, Qemu, Solo5, Vmware, Xen};
-    let flags: [(bool, &str, &[Platform]); 10] = [
-        (opts.accel.is_some(), "--accel", &[Qemu, Vmware]),
+    use Platform::{Fc, Hyperv, Qemu, Solo5, Vmware, Xen};
+    let flags: [(bool, &str, &[Platform]); 11] = [
+        (opts.accel.is_some(), "--accel", &[Qemu, Vmware, Hyperv]),
         (opts.firmware.is_some(), "--firmware", &[Qemu, Vmware]),
         (opts.machine.is_some(), "--machine", &[Qemu]),
         (opts.cpus.is_some(), "--cpus", &[Fc]),
@@ -109,7 +113,8 @@ fn check_flags(opts: &Options, plat: Platform) -> Result<()> {
         (opts.tender.is_some(), "--tender", &[Solo5]),
         (opts.xen_testbed, "--xen-testbed", &[Xen]),
         (opts.xen_type.is_some(), "--xen-type", &[Xen]),
-        (opts.testbed, "--testbed", &[Vmware]),
+        (opts.testbed, "--testbed", &[Vmware, Hyperv]),
+        (opts.generation.is_some(), "--gen", &[Hyperv]),
         (opts.devices.nic != crate::devices::Nic::Virtio, "--nic", &[Qemu, Vmware]),
     ];
     // A VMware VM's disks are PVSCSI anyway.
@@ -142,8 +147,8 @@ fn requested(opts: &Options) -> Option<&str> {
         None if opts.tender.is_some() => Some("solo5"),
         // `--xen-testbed` alone means `--plat xen`.
         None if opts.xen_testbed => Some("xen"),
-        // `--testbed` alone means `--plat vmware` (the only platform with one).
-        None if opts.testbed => Some("vmware"),
+        // `--gen N` alone means `--plat hyperv`.
+        None if opts.generation.is_some() => Some("hyperv"),
         None => None,
     }
 }
@@ -228,10 +233,7 @@ pub fn command(mut opts: Options) -> Result<u8> {
         Platform::Xen => Box::new(xen::Plan::new(&opts, &mut devices)?),
         Platform::Linuxu => Box::new(linuxu::Plan::new(&mut devices, memory)?),
         Platform::Vmware => Box::new(vmware::Plan::new(&opts, &mut devices, memory)?),
-        other => {
-            platform::host_can_run(other)?;
-            bail!("unikit cannot run {other} images yet")
-        }
+        Platform::Hyperv => Box::new(hyperv::Plan::new(&opts, &mut devices, memory)?),
     };
 
     let args = match &job {
