@@ -21,6 +21,7 @@ mod copies;
 mod crashkill;
 mod crashkill_report;
 mod exec;
+mod hyperv;
 mod net;
 mod vmware;
 mod xen;
@@ -299,16 +300,20 @@ fn main() {
         let n = args.get(i + 1).and_then(|n| n.parse().ok()).unwrap_or(100);
         std::process::exit(crashkill_report::main(&repo(), &unikit, n, kvm_usable()));
     }
-    // `--vmware-only`: the VMware section alone, written into REPORT.md.
-    if args.iter().any(|a| a == "--vmware-only") {
-        let section = vmware::run(&repo(), &unikit);
-        print!("{section}");
-        let file = repo().join("bench/REPORT.md");
-        let old = std::fs::read_to_string(&file).unwrap_or_default();
-        std::fs::write(&file, compare::splice_at(&old, vmware::HEADING, &section))
-            .expect("cannot write bench/REPORT.md");
-        eprintln!("bench: wrote the \"{}\" section of bench/REPORT.md", vmware::HEADING.trim_start_matches("## "));
-        return;
+    // `--vmware-only`, `--hyperv-only`: that platform's section alone, written into REPORT.md.
+    for (flag, heading, section) in [
+        ("--vmware-only", vmware::HEADING, vmware::run as fn(&Path, &Path) -> String),
+        ("--hyperv-only", hyperv::HEADING, hyperv::run),
+    ] {
+        if args.iter().any(|a| a == flag) {
+            let text = section(&repo(), &unikit);
+            print!("{text}");
+            let file = repo().join("bench/REPORT.md");
+            let old = std::fs::read_to_string(&file).unwrap_or_default();
+            std::fs::write(&file, compare::splice_at(&old, heading, &text)).expect("cannot write bench/REPORT.md");
+            eprintln!("bench: wrote the \"{}\" section of bench/REPORT.md", heading.trim_start_matches("## "));
+            return;
+        }
     }
     // `--exec-only`: the Linux-programs section alone, written into REPORT.md.
     if args.iter().any(|a| a == "--exec-only") {

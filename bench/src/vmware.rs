@@ -16,7 +16,7 @@ const ROUNDS: usize = 5;
 
 /// Milliseconds from QEMU's start to its exit (the guest's ACPI power-off
 /// or isa-debug-exit), median of `ROUNDS`; None if a run failed.
-fn boot_ms(args: &[&str]) -> Option<f64> {
+pub fn boot_ms(args: &[&str]) -> Option<f64> {
     let mut v = Vec::new();
     for _ in 0..ROUNDS {
         let t0 = Instant::now();
@@ -30,7 +30,7 @@ fn boot_ms(args: &[&str]) -> Option<f64> {
     net::median(&mut v)
 }
 
-fn size(p: &Path) -> String {
+pub fn size(p: &Path) -> String {
     std::fs::metadata(p).map_or("-".into(), |m| format!("{} KiB ({} bytes)", m.len().div_ceil(1024), m.len()))
 }
 
