@@ -192,7 +192,7 @@ fn bad_input_gets_one_clear_error() {
     assert_error(&run(&["--testbed", "--firmware", "efi", "-m", "16M"]), "--firmware efi needs at least 40 MiB");
     assert_error(&run(&["--testbed", "--nic", "rtl8139"]), "invalid value 'rtl8139'");
     let q = unikit(&["run", "-C", d, "--plat", "qemu", "--testbed"]);
-    assert_error(&q, "--testbed only applies to the vmware platform");
+    assert_error(&q, "--testbed only applies to the vmware and hyperv platforms");
     let q = unikit(&["run", "-C", d, "--plat", "qemu", "--firmware", "efi"]);
     assert_error(&q, "--firmware efi boots a disk image");
     // QEMU but no qemu-img on PATH: the VMDK cannot be written.
@@ -239,4 +239,72 @@ fn counter_on_pvscsi_survives_boots_and_the_boot_disk_is_withheld() {
         expect(&o, 0, &["pvscsi0: the boot disk, not given to the app", &format!("counter: boot {boot}")]);
         assert!(stdout(&o).contains("pvscsi1: pci"), "{}", stdout(&o));
     }
+}
+
+/// A `vmrun` on PATH: tests/vmware/fake-vmrun, which boots the .vmx's own
+/// disk in QEMU shaped like VMware with COM1 written to the .vmx's serial
+/// log, as VMware would (no VMware product can run here).
+fn fake_vmrun() -> (tempfile::TempDir, tempfile::TempDir, String) {
+    let bin = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    std::fs::copy(repo().join("tests/vmware/fake-vmrun"), bin.path().join("vmrun")).unwrap();
+    let path = format!("{}:{}", bin.path().display(), std::env::var("PATH").unwrap_or_default());
+    (bin, state, path)
+}
+
+#[test]
+fn vmrun_runs_the_vm_and_gives_back_its_exit_code() {
+    let (_bin, state, path) = fake_vmrun();
+    let dir = repo().join("examples/hello");
+    let o = Command::new(BIN)
+        .args(["run", "-C", dir.to_str().unwrap(), "--plat", "vmware", "--", "one", "--exit", "5"])
+        .env("PATH", &path)
+        .env("FAKE_VMRUN_STATE", state.path())
+        .output()
+        .unwrap();
+    expect(&o, 5, &["Hello from unikit on vmware!", "argv[1] = \"one\""]);
+    let calls = std::fs::read_to_string(state.path().join("calls")).unwrap();
+    let vmx = repo().join("examples/hello/build/hello_vmware-x86_64.vmx").canonicalize().unwrap();
+    assert_eq!(calls.trim(), format!("-T ws start {} nogui", vmx.display()));
+    // vmrun's own options are VMware's: -p has no port forward to give.
+    let o = Command::new(BIN)
+        .args(["run", "-C", dir.to_str().unwrap(), "--plat", "vmware", "-p", "8080:80"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert_error(&o, "-p and --net need --testbed");
+}
+
+/// SIGTERM to `unikit run` powers the VMware VM off (vmrun stop hard).
+#[test]
+fn vmrun_vm_is_stopped_when_the_run_is() {
+    let (_bin, state, path) = fake_vmrun();
+    let dir = repo().join("examples/httpd");
+    let mut child = Command::new(BIN)
+        .args(["run", "-q", "-C", dir.to_str().unwrap(), "--plat", "vmware"])
+        .env("PATH", &path)
+        .env("FAKE_VMRUN_STATE", state.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the VM to run.
+    let pidfile = state.path().join("pid");
+    let t0 = std::time::Instant::now();
+    while !pidfile.exists() {
+        assert!(t0.elapsed().as_secs() < 300, "the VM never started");
+        assert!(child.try_wait().unwrap().is_none(), "unikit ended early");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let qemu: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(143), "{}", stderr(&o));
+    let calls = std::fs::read_to_string(state.path().join("calls")).unwrap();
+    assert!(calls.lines().any(|l| l.starts_with("-T ws stop ") && l.ends_with(" hard")), "{calls}");
+    // SAFETY: kill(pid, 0) only asks whether the process exists.
+    let alive = unsafe { libc::kill(qemu, 0) } == 0;
+    assert!(!alive, "the VM's QEMU is still running");
 }

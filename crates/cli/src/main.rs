@@ -55,6 +55,9 @@ enum Command {
     /// Development aid: boot any PV kernel file (Xen-notes ELF or Linux bzImage) in the Xen test bed.
     #[command(hide = true)]
     XenTestbed(XenTestbedArgs),
+    /// Internal: runs one VM under VMware's vmrun and streams its serial log (see run/vmware.rs).
+    #[command(hide = true, name = "__vmrun-console")]
+    VmrunConsole { vmrun: PathBuf, vmx: PathBuf, log: PathBuf },
     /// Internal: removes a run's network namespace once that run is gone (see run/netns.rs).
     #[command(hide = true, name = "__reap-netns")]
     ReapNetns { name: String, ip: PathBuf },
@@ -279,6 +282,7 @@ fn main() -> ExitCode {
                 XenType::Pvh => run::xen::GuestType::Pvh,
             },
         ),
+        Command::VmrunConsole { vmrun, vmx, log } => run::vmrun_console(&vmrun, &vmx, &log),
         Command::ReapNetns { name, ip } => run::reap_netns(&name, &ip).map(|()| 0),
         Command::ReapXl { xl, domain } => run::reap_xen(&xl, &domain).map(|()| 0),
         Command::Platforms => {

@@ -58,6 +58,11 @@ pub fn vmware_memory(bytes: u64) -> u64 {
     (bytes.div_ceil(1 << 20)).next_multiple_of(4).max(4)
 }
 
+/// The file COM1 writes to, beside the .vmx: the console.
+pub fn serial_log(name: &str) -> String {
+    format!("{name}.serial.log")
+}
+
 fn quote_vmx(s: &str) -> String {
     // .vmx values are double-quoted; `|22` is VMware's escape for `"`.
     s.replace('|', "|7C").replace('"', "|22")
@@ -86,7 +91,7 @@ pub fn vmx(vm: &Vm) -> String {
         ("scsi0:0.fileName", vm.disk.into()),
         ("serial0.present", "TRUE".into()),
         ("serial0.fileType", "file".into()),
-        ("serial0.fileName", format!("{}.serial.log", vm.name)),
+        ("serial0.fileName", serial_log(vm.name)),
         ("serial0.yieldOnMsrRead", "TRUE".into()),
         ("floppy0.present", "FALSE".into()),
         ("tools.syncTime", "FALSE".into()),

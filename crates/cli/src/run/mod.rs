@@ -297,6 +297,7 @@ pub fn command(mut opts: Options) -> Result<u8> {
 }
 
 pub use netns::reap as reap_netns;
+pub use vmware::console as vmrun_console;
 pub use xen::reap as reap_xen;
 
 /// For the tap-only platforms (fc, solo5): the network namespace that

@@ -1,5 +1,6 @@
 //! `unikit run --plat vmware`: the image's VMDK booted by VMware's `vmrun`
-//! where Workstation or Fusion is installed, or with `--testbed` by QEMU
+//! where Workstation or Fusion is installed (its console, COM1 to a file,
+//! followed until the VM powers off), or with `--testbed` by QEMU
 //! shaped like a VMware VM: `-M pc` with the VMware backdoor (vmport),
 //! SeaBIOS or OVMF, the VMDK on PVSCSI, a vmxnet3 or e1000 NIC, the console
 //! on COM1 and no exit device but ACPI power-off. That is QEMU imitating
@@ -7,9 +8,11 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail};
+use std::process::{Command, Stdio};
 
-use super::supervisor;
+use anyhow::{Context, Result, bail};
+
+use super::supervisor::{self, End, Outcome, Runner, Verdict};
 use super::{Accel, Firmware};
 use crate::devices::{Devices, Net};
 use crate::error::hinted;
@@ -22,29 +25,58 @@ pub const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
 const EFI_MIN_MEMORY: u64 = 40 << 20;
 
 pub struct Plan {
-    qemu: PathBuf,
-    accel: Accel,
-    warning: Option<String>,
+    mode: Mode,
     firmware: vmw::Firmware,
     nic: Nic,
 }
 
+enum Mode {
+    /// VMware Workstation or Fusion through `vmrun`.
+    Vmrun(PathBuf),
+    /// QEMU shaped like VMware.
+    Testbed(Testbed),
+}
+
+struct Testbed {
+    qemu: PathBuf,
+    accel: Accel,
+    warning: Option<String>,
+}
+
 impl Plan {
     pub fn new(opts: &super::Options, devices: &mut Devices, memory: Memory) -> Result<Plan> {
+        // VMware's own NICs; virtio (the option's default) means "not given".
+        let nic = match devices.nic {
+            crate::devices::Nic::Virtio | crate::devices::Nic::Vmxnet3 => Nic::Vmxnet3,
+            crate::devices::Nic::E1000 => Nic::E1000,
+            crate::devices::Nic::E1000e => Nic::E1000e,
+        };
         if !opts.testbed {
-            let vmrun = crate::tools::which("vmrun");
-            return Err(match vmrun {
-                Some(p) => hinted(
-                    format!("{} is installed, but unikit cannot drive vmrun yet", p.display()),
-                    "`unikit build --plat vmware` writes a .vmx to open in Workstation or Fusion and an .ova for vSphere; \
-                     `--testbed` boots the image in QEMU shaped like a VMware VM",
-                ),
-                None => hinted(
+            let Some(vmrun) = crate::tools::which("vmrun") else {
+                return Err(hinted(
                     "VMware Workstation or Fusion (vmrun) is not installed",
                     "`unikit run --plat vmware --testbed` boots the same disk in QEMU shaped like a VMware VM; \
                      `unikit build --plat vmware` writes the .vmx and .ova for a VMware host",
-                ),
-            });
+                ));
+            };
+            // VMware's NAT network has no port forwards from here, and its
+            // disks are VMDKs: say so rather than half-honour the options.
+            if !devices.publish.is_empty() || devices.net.is_some() {
+                bail!(
+                    "-p and --net need --testbed: under VMware the VM's NIC is on VMware's NAT network (reach the guest at the address it gets there)"
+                );
+            }
+            if !devices.disks.is_empty() {
+                bail!("--disk needs --testbed: under VMware, attach a VMDK in the .vmx (scsi0:1.fileName)");
+            }
+            let firmware = match opts.firmware {
+                None | Some(Firmware::Seabios) => vmw::Firmware::Bios,
+                Some(Firmware::Efi) => vmw::Firmware::Efi,
+                Some(Firmware::Qboot) => {
+                    bail!("--firmware qboot cannot boot a disk: a VMware VM boots with seabios (BIOS) or efi")
+                }
+            };
+            return Ok(Plan { mode: Mode::Vmrun(vmrun), firmware, nic });
         }
         devices.check()?;
         devices.check_tap()?;
@@ -77,13 +109,7 @@ impl Plan {
         crate::image::qemu_img()?;
         let (accel, warning) = super::qemu::choose_accel(opts.accel, crate::platform::probe_kvm())?;
         super::check_host_memory(memory, super::host_memory())?;
-        // VMware's own NICs; virtio (the option's default) means "not given".
-        let nic = match devices.nic {
-            crate::devices::Nic::Virtio | crate::devices::Nic::Vmxnet3 => Nic::Vmxnet3,
-            crate::devices::Nic::E1000 => Nic::E1000,
-            crate::devices::Nic::E1000e => Nic::E1000e,
-        };
-        Ok(Plan { qemu, accel, warning, firmware, nic })
+        Ok(Plan { mode: Mode::Testbed(Testbed { qemu, accel, warning }), firmware, nic })
     }
 }
 
@@ -91,7 +117,24 @@ impl super::Plan for Plan {
     fn boot(self: Box<Self>, run: &super::Boot, annotator: &mut crate::symbols::Annotator) -> Result<u8> {
         super::check_memory(run.image, run.memory)?;
         super::check_initrd(run.image, run.initrd, run.memory)?;
-        if let Some(w) = &self.warning {
+        let tb = match &self.mode {
+            Mode::Testbed(tb) => tb,
+            Mode::Vmrun(vmrun) => {
+                // Under VMware the VM always has its NIC, as the .vmx of a build has.
+                let vm = vmw::Vm {
+                    name: run.name,
+                    memory_mib: vmw::vmware_memory(run.memory.bytes()),
+                    firmware: self.firmware,
+                    nic: Some(self.nic),
+                    disk: "",
+                };
+                let set = vmw::write_set(run.image, run.initrd, run.cmdline, &vm, false, true)?;
+                let log = set.vmx.with_file_name(vmw::serial_log(run.name));
+                let mut runner = Vmrun { vmrun, vmx: &set.vmx, log: &log };
+                return supervisor::run(&mut runner, annotator);
+            }
+        };
+        if let Some(w) = &tb.warning {
             crate::error::warn(w);
         }
         crate::error::warn("--testbed: QEMU imitating a VMware VM (vmport, PVSCSI, vmxnet3/e1000), not VMware");
@@ -106,14 +149,136 @@ impl super::Plan for Plan {
         let cfg = Config {
             vmdk: &set.vmdk,
             memory: run.memory,
-            accel: self.accel,
+            accel: tb.accel,
             firmware: self.firmware,
             nic: self.nic,
             devices: run.devices,
         };
-        let mut runner = super::firmware::Testbed::new(&self.qemu, argv(&cfg), run.devices);
+        let mut runner = super::firmware::Testbed::new(&tb.qemu, argv(&cfg), run.devices);
         supervisor::run(&mut runner, annotator)
     }
+}
+
+/// `vmrun -T ws` (Workstation, Player) on Linux and Windows; `-T fusion` on macOS.
+const HOST_TYPE: &str = if cfg!(target_os = "macos") { "fusion" } else { "ws" };
+
+/// The vmrun runner: its child is this very tool in `__vmrun-console`
+/// mode, which starts the VM and turns its serial log into a console
+/// stream (see [`console`]); the common supervisor reads the marker there.
+struct Vmrun<'a> {
+    vmrun: &'a Path,
+    vmx: &'a Path,
+    log: &'a Path,
+}
+
+impl Runner for Vmrun<'_> {
+    fn vmm(&self) -> String {
+        "vmrun".to_string()
+    }
+
+    fn command(&mut self) -> Result<Command> {
+        let exe = std::env::current_exe().context("cannot find the unikit executable")?;
+        let mut c = Command::new(exe);
+        // vmrun wants the .vmx by its full path.
+        let vmx = self.vmx.canonicalize().with_context(|| format!("cannot find {}", self.vmx.display()))?;
+        c.arg(VMRUN_CONSOLE).arg(self.vmrun).arg(vmx).arg(self.log).stdin(Stdio::null());
+        Ok(c)
+    }
+
+    fn unmarked(&mut self, o: &Outcome) -> Verdict {
+        if let Some(sig) = o.interrupted {
+            // The console helper powered the VM off and ended; report the
+            // signal as a killed VMM would be.
+            return Verdict {
+                code: (128 + sig).clamp(0, 255) as u8,
+                lines: vec![format!("unikit: the VM was powered off ({})", super::signal_name(sig))],
+            };
+        }
+        match o.end {
+            End::Exited(0) => Verdict {
+                code: crate::error::EXIT_TOOL_FAILURE,
+                lines: vec![format!(
+                    "error: the VM powered off without reporting an exit code (its console: {})",
+                    self.log.display()
+                )],
+            },
+            _ => supervisor::vmm_failed("vmrun", 1, o),
+        }
+    }
+}
+
+/// The hidden subcommand that runs one VM under vmrun.
+pub const VMRUN_CONSOLE: &str = "__vmrun-console";
+
+/// Starts `vmx` with vmrun, copies the serial log to stdout as it grows,
+/// and returns when the VM is no longer running (vmrun list). SIGINT,
+/// SIGTERM or SIGHUP power the VM off hard first.
+pub fn console(vmrun: &Path, vmx: &Path, log: &Path) -> Result<u8> {
+    use std::io::{Read, Seek, Write};
+    let _ = std::fs::remove_file(log);
+    let o = Command::new(vmrun)
+        .args(["-T", HOST_TYPE, "start"])
+        .arg(vmx)
+        .arg("nogui")
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {}", vmrun.display()))?;
+    if !o.status.success() {
+        let why = String::from_utf8_lossy(&o.stdout).trim().to_string() + String::from_utf8_lossy(&o.stderr).trim();
+        bail!("vmrun could not start {}: {why}", vmx.display());
+    }
+    supervisor::forward_signals(0);
+    let mut out = std::io::stdout().lock();
+    let mut at = 0u64;
+    let mut buf = vec![0u8; 64 << 10];
+    let mut copy = |at: &mut u64, out: &mut std::io::StdoutLock| {
+        let Ok(mut f) = std::fs::File::open(log) else { return };
+        if f.seek(std::io::SeekFrom::Start(*at)).is_err() {
+            return;
+        }
+        while let Ok(n) = f.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            let _ = out.write_all(&buf[..n]);
+            *at += n as u64;
+        }
+        let _ = out.flush();
+    };
+    let mut checked = std::time::Instant::now();
+    loop {
+        copy(&mut at, &mut out);
+        if let Some(sig) = supervisor::forwarded_signal() {
+            let _ = Command::new(vmrun).args(["-T", HOST_TYPE, "stop"]).arg(vmx).arg("hard").output();
+            copy(&mut at, &mut out);
+            return Ok((128 + sig).clamp(0, 255) as u8);
+        }
+        if checked.elapsed() > std::time::Duration::from_millis(300) {
+            checked = std::time::Instant::now();
+            if !running(vmrun, vmx)? {
+                copy(&mut at, &mut out);
+                return Ok(0);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Whether `vmrun list` names `vmx` among the running VMs.
+fn running(vmrun: &Path, vmx: &Path) -> Result<bool> {
+    let o = Command::new(vmrun)
+        .args(["-T", HOST_TYPE, "list"])
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {}", vmrun.display()))?;
+    if !o.status.success() {
+        bail!("vmrun list failed: {}", String::from_utf8_lossy(&o.stderr).trim());
+    }
+    let want = vmx.canonicalize().unwrap_or_else(|_| vmx.to_path_buf());
+    Ok(String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| Path::new(l.trim()))
+        .any(|p| p == want || p.canonicalize().is_ok_and(|c| c == want)))
 }
 
 pub struct Config<'a> {
