@@ -32,7 +32,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::error::{EXIT_TOOL_FAILURE, report};
 use crate::memory::Memory;
-use crate::run::{Accel, Firmware, Machine};
+use crate::run::{Accel, Firmware, Machine, Nic};
 
 #[derive(Parser, Debug)]
 #[command(name = "unikit", version, about = "Build and run unikernel images")]
@@ -135,9 +135,13 @@ struct RunArgs {
     /// Firmware for qemu: qboot (fast; the default when installed) or seabios.
     #[arg(long, value_enum)]
     firmware: Option<Firmware>,
-    /// QEMU machine: q35 (PCI devices) or microvm (virtio-mmio, Firecracker's shape).
+    /// QEMU machine: q35 (PCI devices), microvm (virtio-mmio, Firecracker's shape) or pc (i440fx;
+    /// --disk on IDE: Hyper-V Generation 1's shape).
     #[arg(long, value_enum)]
     machine: Option<Machine>,
+    /// NIC model for qemu's PCI machines: virtio (default) or tulip (DEC 21143).
+    #[arg(long, value_enum)]
+    nic: Option<Nic>,
     /// Number of vCPUs (fc only: 1 or an even number up to 32; default 1).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=32))]
     cpus: Option<u8>,
@@ -221,6 +225,7 @@ fn main() -> ExitCode {
             accel: a.accel,
             firmware: a.firmware,
             machine: a.machine,
+            nic: a.nic,
             cpus: a.cpus,
             firecracker: a.firecracker,
             tender: a.tender,

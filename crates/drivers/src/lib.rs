@@ -11,12 +11,14 @@
 
 extern crate alloc;
 
+pub mod ata;
 pub mod irq;
 /// The audited I/O layer, re-exported so platforms can hand drivers
 /// [`io::DmaRegion`]s and [`io::IoMem`]s without another dependency.
 pub use unikit_io as io;
 pub mod pc;
 pub mod pci;
+pub mod tulip;
 pub mod virtio;
 pub mod xen;
 

@@ -26,6 +26,16 @@ use crate::{cmdline, exec};
 pub enum Machine {
     Q35,
     Microvm,
+    /// i440fx with its PIIX IDE controller: Hyper-V Generation 1's shape.
+    Pc,
+}
+
+/// The NIC model on QEMU's PCI machines (`--nic`; default virtio).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Nic {
+    Virtio,
+    /// DEC 21143 (QEMU `tulip`), like Hyper-V's legacy network adapter.
+    Tulip,
 }
 
 /// QEMU's firmware (`--firmware`).
@@ -49,6 +59,7 @@ pub struct Options {
     pub accel: Option<Accel>,
     pub firmware: Option<Firmware>,
     pub machine: Option<Machine>,
+    pub nic: Option<Nic>,
     pub cpus: Option<u8>,
     pub firecracker: Option<PathBuf>,
     pub tender: Option<PathBuf>,
@@ -94,8 +105,9 @@ pub struct Boot<'a> {
 
 /// The options only one platform takes; any other refuses them.
 fn check_flags(opts: &Options, plat: Platform) -> Result<()> {
-    let flags: [(bool, &str, Platform); 8] = [
+    let flags: [(bool, &str, Platform); 9] = [
         (opts.accel.is_some(), "--accel", Platform::Qemu),
+        (opts.nic.is_some(), "--nic", Platform::Qemu),
         (opts.firmware.is_some(), "--firmware", Platform::Qemu),
         (opts.machine.is_some(), "--machine", Platform::Qemu),
         (opts.cpus.is_some(), "--cpus", Platform::Fc),

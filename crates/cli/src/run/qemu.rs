@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use anyhow::Result;
 
 use super::supervisor::{self, End, Outcome, Runner, Verdict};
-use super::{Accel, Firmware, Machine};
+use super::{Accel, Firmware, Machine, Nic};
 use crate::devices::{Devices, Net};
 use crate::error::hinted;
 use crate::memory::Memory;
@@ -21,6 +21,7 @@ pub struct Config<'a> {
     /// Firmware to use instead of QEMU's default SeaBIOS (qboot).
     pub bios: Option<&'a Path>,
     pub machine: Machine,
+    pub nic: Nic,
     pub devices: &'a Devices,
     pub initrd: Option<&'a Path>,
 }
@@ -32,6 +33,7 @@ pub struct Plan {
     warning: Option<String>,
     bios: Option<&'static Path>,
     machine: Machine,
+    nic: Nic,
 }
 
 impl Plan {
@@ -51,7 +53,15 @@ impl Plan {
         let qemu = crate::platform::find_qemu()?;
         let (accel, warning) = choose_accel(opts.accel, crate::platform::probe_kvm())?;
         super::check_host_memory(memory, super::host_memory())?;
-        Ok(Plan { qemu, accel, warning, bios, machine: opts.machine.unwrap_or(Machine::Q35) })
+        let machine = opts.machine.unwrap_or(Machine::Q35);
+        let nic = opts.nic.unwrap_or(Nic::Virtio);
+        if machine == Machine::Microvm && nic != Nic::Virtio {
+            anyhow::bail!("--nic tulip needs a PCI machine (--machine q35 or pc), not microvm");
+        }
+        if machine == Machine::Pc && devices.disks.len() > 4 {
+            anyhow::bail!("--machine pc takes at most 4 --disk (two IDE channels, master and slave)");
+        }
+        Ok(Plan { qemu, accel, warning, bios, machine, nic })
     }
 }
 
@@ -69,6 +79,7 @@ impl super::Plan for Plan {
             accel: self.accel,
             bios: self.bios,
             machine: self.machine,
+            nic: self.nic,
             devices: run.devices,
             initrd: run.initrd,
         };
@@ -85,6 +96,8 @@ pub fn argv(cfg: &Config) -> Vec<OsString> {
         // No ACPI tables (the kernel reads the devices from the command
         // line, as on Firecracker); QEMU appends virtio_mmio.device= entries.
         Machine::Microvm => "microvm,acpi=off",
+        // vmport: VMware's backdoor port, which Hyper-V does not have.
+        Machine::Pc => "pc,vmport=off",
     };
     push(&["-M", machine, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-smp", "1"]);
     push(&["-m", &cfg.memory.qemu_arg()]);
@@ -97,9 +110,10 @@ pub fn argv(cfg: &Config) -> Vec<OsString> {
         Accel::Tcg => push(&["-accel", "tcg", "-cpu", "max"]),
     }
     let (net_dev, blk_dev) = match cfg.machine {
-        Machine::Q35 => ("virtio-net-pci", "virtio-blk-pci"),
+        Machine::Q35 | Machine::Pc => ("virtio-net-pci", "virtio-blk-pci"),
         Machine::Microvm => ("virtio-net-device", "virtio-blk-device"),
     };
+    let net_dev = if cfg.nic == Nic::Tulip { "tulip" } else { net_dev };
     match &cfg.devices.net {
         Some(Net::User) => {
             let mut nd = String::from("user,id=net0");
@@ -119,12 +133,13 @@ pub fn argv(cfg: &Config) -> Vec<OsString> {
     for (i, disk) in cfg.devices.disks.iter().enumerate() {
         // QEMU's -drive syntax uses ',' as separator: double it in paths.
         let file = disk.display().to_string().replace(',', ",,");
-        push(&[
-            "-drive",
-            &format!("file={file},if=none,id=disk{i},format=raw"),
-            "-device",
-            &format!("{blk_dev},drive=disk{i}"),
-        ]);
+        // On pc the disks go on the PIIX IDE channels: primary master,
+        // primary slave, secondary master, secondary slave.
+        let dev = match cfg.machine {
+            Machine::Pc => format!("ide-hd,drive=disk{i},bus=ide.{},unit={}", i / 2, i % 2),
+            _ => format!("{blk_dev},drive=disk{i}"),
+        };
+        push(&["-drive", &format!("file={file},if=none,id=disk{i},format=raw"), "-device", &dev]);
     }
     if let Some(bios) = cfg.bios {
         a.extend(["-bios".into(), bios.into()]);
@@ -307,6 +322,7 @@ mod tests {
             accel: Accel::Kvm,
             bios: Some(Path::new("/usr/share/qemu/qboot.rom")),
             machine: Machine::Q35,
+            nic: Nic::Virtio,
             devices: &Devices::default(),
             initrd: None,
         };
@@ -327,6 +343,7 @@ mod tests {
             accel: Accel::Tcg,
             bios: None,
             machine: Machine::Q35,
+            nic: Nic::Virtio,
             devices: &Devices::default(),
             initrd: None,
         };
@@ -352,6 +369,7 @@ mod tests {
             accel: Accel::Tcg,
             bios: None,
             machine: Machine::Q35,
+            nic: Nic::Virtio,
             devices: &devices,
             initrd: Some(Path::new("build/x.rootfs.cpio")),
         };
@@ -369,6 +387,20 @@ mod tests {
             a.contains("-device virtio-net-device,netdev=net0") && a.contains("-device virtio-blk-device,drive=disk0"),
             "{a}"
         );
+        cfg.machine = Machine::Pc;
+        cfg.nic = Nic::Tulip;
+        let two = Devices { disks: vec!["a.img".into(), "b.img".into(), "c.img".into()], ..devices.clone() };
+        cfg.devices = &two;
+        let a = strings(argv(&cfg)).join(" ");
+        assert!(a.starts_with("-M pc,vmport=off "), "{a}");
+        assert!(a.contains("-device tulip,netdev=net0"), "{a}");
+        assert!(
+            a.contains("-drive file=a.img,if=none,id=disk0,format=raw -device ide-hd,drive=disk0,bus=ide.0,unit=0"),
+            "{a}"
+        );
+        assert!(a.contains("-device ide-hd,drive=disk1,bus=ide.0,unit=1"), "{a}");
+        assert!(a.contains("-device ide-hd,drive=disk2,bus=ide.1,unit=0"), "{a}");
+        cfg.nic = Nic::Virtio;
         let tap = Devices { net: Some(Net::Tap("tap7".into())), ..Default::default() };
         cfg.devices = &tap;
         let a = strings(argv(&cfg)).join(" ");
@@ -404,6 +436,7 @@ mod tests {
                 accel: Accel::Tcg,
                 bios: None,
                 machine: Machine::Q35,
+                nic: Nic::Virtio,
                 devices: &Devices::default(),
                 initrd: None,
             },

@@ -115,6 +115,7 @@ pub fn probe_pci(irq: Option<&'static dyn InterruptController>) -> usize {
     }
     let mut count = 0;
     for f in &funcs {
+        count += crate::tulip::probe_function(cfg, f, &mut io);
         let Some(ty) = vpci::device_type(cfg, f).map(u32::from) else { continue };
         if ty != TYPE_NET && ty != TYPE_BLOCK || f.header_type & 0x7f != 0 {
             continue;
@@ -124,6 +125,7 @@ pub fn probe_pci(irq: Option<&'static dyn InterruptController>) -> usize {
             Err(why) => dwarn!("virtio: pci {}: {why}; skipped", f.addr),
         }
     }
+    count += crate::ata::probe(cfg, &funcs);
     count
 }
 

@@ -1,0 +1,154 @@
+//! The guest side: the PCI function, the I/O BAR, the `NetDevice`.
+#![allow(unsafe_code)]
+use super::{Csr, REGION_LEN, Rx, TulipError, Tx};
+use crate::pci::{self, ConfigAccess, Window};
+use crate::{dlog, dwarn};
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use unikit_io::{Broken, DmaRegion, PortRange};
+use unikit_kernel::dev::{DevError, Doorbell, NetDevice};
+
+pub(super) fn lend_rx(region: &DmaRegion, off: usize, len: usize, f: &mut dyn FnMut(&[u8])) {
+    // SAFETY: the caller saw the descriptor's OWN bit clear, so the device
+    // does not write this buffer until the descriptor is given back, which
+    // happens after `f` returns, under the rx lock; the range is inside
+    // the buffer (the length was checked against it) and the region
+    // (checked by `lend`).
+    f(unsafe { region.lend(off, len) })
+}
+
+pub(super) fn lend_tx(region: &DmaRegion, off: usize, len: usize, f: &mut dyn FnMut(&mut [u8])) {
+    // SAFETY: the buffer belongs to a descriptor the device does not own
+    // (reclaimed or never posted), which is posted only after `f` returns,
+    // under the tx lock; the range is inside the buffer (len <= BUF).
+    f(unsafe { region.lend_mut(off, len) })
+}
+
+/// CSRs through the I/O BAR.
+struct Ports(PortRange);
+
+impl Csr for Ports {
+    fn read(&self, n: u16) -> u32 {
+        self.0.read::<u32>(n * 8)
+    }
+    fn write(&self, n: u16, v: u32) {
+        self.0.write::<u32>(n * 8, v)
+    }
+    fn now_ns(&self) -> u64 {
+        unikit_kernel::time::monotonic_ns()
+    }
+}
+
+struct TulipNet {
+    name: String,
+    mac: [u8; 6],
+    csr: Ports,
+    region: DmaRegion,
+    rx: spin::Mutex<Rx>,
+    tx: spin::Mutex<Tx>,
+    broken: Broken,
+}
+
+impl TulipNet {
+    fn err(&self, e: TulipError) -> DevError {
+        match e {
+            TulipError::WouldBlock => DevError::WouldBlock,
+            TulipError::BadLength => DevError::BadLength,
+            TulipError::Broken(why) => DevError::Broken(self.broken.set(why)),
+        }
+    }
+    fn check(&self) -> Result<(), DevError> {
+        self.broken.check().map_err(DevError::Broken)
+    }
+}
+
+impl NetDevice for TulipNet {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn mac(&self) -> [u8; 6] {
+        self.mac
+    }
+    fn mtu(&self) -> usize {
+        1500
+    }
+    fn rx_pending(&self) -> Result<bool, DevError> {
+        self.check()?;
+        Ok(self.rx.lock().pending(&self.region))
+    }
+    fn receive_with(&self, f: &mut dyn FnMut(&[u8])) -> Result<bool, DevError> {
+        self.check()?;
+        self.rx.lock().receive_with(&self.csr, &self.region, f).map_err(|e| self.err(e))
+    }
+    fn transmit_with(&self, len: usize, f: &mut dyn FnMut(&mut [u8])) -> Result<(), DevError> {
+        self.check()?;
+        self.tx.lock().transmit_with(&self.csr, &self.region, len, f).map_err(|e| self.err(e))
+    }
+    fn set_doorbell(&self, _doorbell: &'static dyn Doorbell) {}
+    fn has_interrupts(&self) -> bool {
+        false
+    }
+}
+
+static COUNT: AtomicUsize = AtomicUsize::new(0);
+
+/// Brings up `f` if it is a DEC 21140 or 21143 and registers it; returns
+/// how many devices it registered (0 or 1). Assigns the I/O BAR from `io`
+/// if the firmware left it unassigned.
+pub fn probe_function(cfg: &dyn ConfigAccess, f: &pci::Function, io: &mut Window) -> usize {
+    if f.vendor != super::VENDOR_DEC || !super::DEVICES.contains(&f.device) || f.header_type & 0x7f != 0 {
+        return 0;
+    }
+    match setup(cfg, f, io) {
+        Ok(()) => 1,
+        Err(why) => {
+            dwarn!("tulip: pci {}: {why}; skipped", f.addr);
+            0
+        }
+    }
+}
+
+fn setup(cfg: &dyn ConfigAccess, f: &pci::Function, io: &mut Window) -> Result<(), &'static str> {
+    let addr = f.addr;
+    let bars = pci::read_bars(cfg, addr);
+    let mut bar = bars[0].filter(|b| b.is_io()).ok_or("no I/O BAR 0")?;
+    if bar.size < 0x80 || bar.size > 0x1_0000 {
+        return Err("I/O BAR 0 has a bad size");
+    }
+    if bar.base == 0 {
+        if addr.bus != 0 {
+            return Err("unassigned BAR behind a bridge");
+        }
+        let base = io.alloc(bar.size).ok_or("no room to assign the I/O BAR")?;
+        pci::set_bar(cfg, addr, &mut bar, base);
+    }
+    if bar.base + 0x80 > 0x1_0000 {
+        return Err("I/O BAR 0 outside the I/O space");
+    }
+    pci::enable(cfg, addr, pci::CMD_IO | pci::CMD_BUS_MASTER);
+    // SAFETY: the 128 ports are the tulip's own CSRs (its I/O BAR 0,
+    // checked to lie inside the I/O space); the DMA they start goes to the
+    // region handed over below.
+    let ports = unsafe { PortRange::new(bar.base as u16, 0x80) }.ok_or("I/O BAR 0 outside the I/O space")?;
+    let csr = Ports(ports);
+    let region = DmaRegion::alloc(REGION_LEN, 4096).ok_or("out of memory for the rings")?;
+    let to32: super::Dma32 = |a| u32::try_from(a).ok();
+    let (mac, rx, tx) = super::start(&csr, &region, to32).map_err(|e| match e {
+        TulipError::Broken(why) => why,
+        _ => "set-up failed",
+    })?;
+    let n = COUNT.fetch_add(1, Ordering::Relaxed);
+    let name = format!("tulip{n}");
+    dlog!(
+        "{name}: DEC {} at pci {addr}, io {:#x}, mac {}, polled",
+        if f.device == 0x0009 { "21140" } else { "21143" },
+        bar.base,
+        crate::Mac(mac)
+    );
+    let dev =
+        TulipNet { name, mac, csr, region, rx: spin::Mutex::new(rx), tx: spin::Mutex::new(tx), broken: Broken::new() };
+    unikit_kernel::dev::register_net(Arc::new(dev));
+    Ok(())
+}
