@@ -96,6 +96,7 @@ fn httpd_over_tulip(accel: &str) {
     assert!(index.contains("Hello from unikit!"), "{index}");
     let log = g.log();
     assert!(log.contains("tulip0: DEC 21143 at pci"), "{log}");
+    assert!(log.contains("interrupts (INTx, irq "), "the tulip is polled:\n{log}");
     assert!(log.contains("net: tulip0 "), "the stack did not take the tulip:\n{log}");
     assert!(!log.contains("virtio"), "{log}");
     // Keep-alive: two requests, one connection.

@@ -11,8 +11,10 @@
 //! last descriptor wraps), one 1536-byte buffer per descriptor, receive and
 //! transmit buffers in one [`DmaRegion`]; the MAC address comes from the
 //! serial ROM (a 93C46 behind CSR9, SROM format: address at byte 20) and is
-//! programmed into the perfect filter with a setup frame. No interrupts:
-//! the stack polls (`has_interrupts()` is false).
+//! programmed into the perfect filter with a setup frame. Interrupts (PCI
+//! INTx through the I/O APIC) on receive, and on transmit only once half
+//! the transmit ring is in flight (the stack then waits for room); where
+//! the line cannot be routed the device is polled.
 //!
 //! Nothing the device writes is trusted: a received frame's length is
 //! checked against its buffer and the Ethernet minimum, frames spread over
@@ -28,6 +30,11 @@ pub const DEVICES: [u16; 2] = [0x0009, 0x0019];
 
 pub const CSR0_SWR: u32 = 1 << 0;
 pub const CSR5_W1C: u32 = 0x0001_ffff;
+pub const CSR5_TI: u32 = 1 << 0;
+pub const CSR5_RI: u32 = 1 << 6;
+pub const CSR5_NIS: u32 = 1 << 16;
+/// CSR7: interrupt on normal summary, receive, transmit (with IC).
+pub const CSR7_ENABLE: u32 = CSR5_NIS | CSR5_RI | CSR5_TI;
 pub const CSR6_SR: u32 = 1 << 1;
 pub const CSR6_PR: u32 = 1 << 6;
 pub const CSR6_PM: u32 = 1 << 7;
@@ -48,6 +55,7 @@ pub const RDES0_ES: u32 = 1 << 15;
 pub const RDES0_FS: u32 = 1 << 9;
 pub const RDES0_LS: u32 = 1 << 8;
 pub const RDES1_RER: u32 = 1 << 25;
+pub const TDES1_IC: u32 = 1 << 31;
 pub const TDES1_LS: u32 = 1 << 30;
 pub const TDES1_FS: u32 = 1 << 29;
 pub const TDES1_SET: u32 = 1 << 27;
@@ -169,6 +177,22 @@ pub fn setup_frame(mac: &[u8; 6]) -> [u8; SETUP_LEN] {
         }
     }
     f
+}
+
+/// Interrupt handler's part: clears the pending status bits; whether
+/// there were any (the line may be shared).
+pub fn ack(csr: &impl Csr) -> bool {
+    let st = csr.read(5) & CSR5_W1C;
+    if st != 0 {
+        csr.write(5, st);
+    }
+    st != 0
+}
+
+/// Turns the device's interrupts on (after [`start`]).
+pub fn enable_interrupts(csr: &impl Csr) {
+    csr.write(5, CSR5_W1C);
+    csr.write(7, CSR7_ENABLE);
 }
 
 /// Device address of region byte `off` as the 32-bit value the rings and
@@ -318,7 +342,10 @@ impl Tx {
         lend_tx(region, TX_BUFS + i * BUF, len, f);
         let d = TX_RING + i * DESC;
         let wrap = if i == TX_COUNT - 1 { TDES1_TER } else { 0 };
-        region.write::<u32>(d + 4, TDES1_FS | TDES1_LS | wrap | len as u32);
+        // An interrupt when this one is sent only once the ring fills up:
+        // then the stack may be waiting for room.
+        let ic = if self.in_flight + 1 >= TX_COUNT / 2 { TDES1_IC } else { 0 };
+        region.write::<u32>(d + 4, TDES1_FS | TDES1_LS | wrap | ic | len as u32);
         fence(Ordering::SeqCst);
         region.write::<u32>(d, DES0_OWN);
         self.next = (i + 1) % TX_COUNT;

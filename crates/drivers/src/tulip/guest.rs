@@ -1,7 +1,8 @@
 //! The guest side: the PCI function, the I/O BAR, the `NetDevice`.
 #![allow(unsafe_code)]
 use super::{Csr, REGION_LEN, Rx, TulipError, Tx};
-use crate::pci::{self, ConfigAccess, Window};
+use crate::irq::{InterruptController, IrqHandler};
+use crate::pci::{self, ConfigAccess, PciAddress, Window};
 use crate::{dlog, dwarn};
 use alloc::format;
 use alloc::string::String;
@@ -9,6 +10,7 @@ use alloc::sync::Arc;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use unikit_io::{Broken, DmaRegion, PortRange};
 use unikit_kernel::dev::{DevError, Doorbell, NetDevice};
+use unikit_kernel::event::Event;
 
 pub(super) fn lend_rx(region: &DmaRegion, off: usize, len: usize, f: &mut dyn FnMut(&[u8])) {
     // SAFETY: the caller saw the descriptor's OWN bit clear, so the device
@@ -27,6 +29,7 @@ pub(super) fn lend_tx(region: &DmaRegion, off: usize, len: usize, f: &mut dyn Fn
 }
 
 /// CSRs through the I/O BAR.
+#[derive(Clone, Copy)]
 struct Ports(PortRange);
 
 impl Csr for Ports {
@@ -49,6 +52,8 @@ struct TulipNet {
     rx: spin::Mutex<Rx>,
     tx: spin::Mutex<Tx>,
     broken: Broken,
+    event: &'static Event,
+    irq: bool,
 }
 
 impl TulipNet {
@@ -86,10 +91,67 @@ impl NetDevice for TulipNet {
         self.check()?;
         self.tx.lock().transmit_with(&self.csr, &self.region, len, f).map_err(|e| self.err(e))
     }
-    fn set_doorbell(&self, _doorbell: &'static dyn Doorbell) {}
-    fn has_interrupts(&self) -> bool {
-        false
+    fn set_doorbell(&self, doorbell: &'static dyn Doorbell) {
+        self.event.forward_to(doorbell);
     }
+    fn has_interrupts(&self) -> bool {
+        self.irq
+    }
+}
+
+/// The INTx handler: acknowledges the device, wakes the stack.
+struct IntxHandler {
+    csr: Ports,
+    event: &'static Event,
+}
+
+impl IrqHandler for IntxHandler {
+    fn handle(&self) {
+        if super::ack(&self.csr) {
+            self.event.signal();
+        }
+    }
+}
+
+/// PCI configuration registers: interrupt line and pin.
+const INTERRUPT_LINE: u16 = 0x3c;
+const INTERRUPT_PIN: u16 = 0x3d;
+/// The PIIX3 PCI-to-ISA bridge (00:01.0 on QEMU's pc) and its PIRQA-D
+/// route control registers (0x60..0x63; bit 7 = routing disabled).
+const PIIX3: (u16, u16) = (0x8086, 0x7000);
+const PIRQRC: u16 = 0x60;
+/// The ISA IRQ we route an unrouted PIRQ to.
+const OUR_IRQ: u8 = 11;
+
+/// The ISA IRQ (= I/O APIC pin on a PC) the function's INTx arrives on.
+/// On QEMU's PIIX3 the chipset's own routing is read (and set up where
+/// disabled): the i440fx swizzle is PIRQ = (slot + pin - 2) mod 4, and
+/// qboot's interrupt line values do not match it. Elsewhere (Hyper-V's
+/// PIIX4, SeaBIOS-style firmware) the interrupt line register the
+/// firmware wrote is believed.
+fn intx_irq(cfg: &dyn ConfigAccess, addr: PciAddress) -> Option<u8> {
+    let pin = cfg.read8(addr, INTERRUPT_PIN);
+    if !(1..=4).contains(&pin) {
+        return None;
+    }
+    let isa = PciAddress { bus: 0, device: 1, function: 0 };
+    if addr.bus != 0 || (cfg.read16(isa, pci::VENDOR_ID), cfg.read16(isa, pci::DEVICE_ID)) != PIIX3 {
+        let line = cfg.read8(addr, INTERRUPT_LINE);
+        return (3..=15).contains(&line).then_some(line);
+    }
+    let pirq = (addr.device + pin + 2) & 3;
+    let shift = 8 * pirq as u32;
+    let regs = cfg.read32(isa, PIRQRC);
+    let cur = (regs >> shift) as u8;
+    let irq = if cur & 0x80 == 0 && (3..=15).contains(&(cur & 0x0f)) {
+        cur & 0x0f
+    } else {
+        cfg.write32(isa, PIRQRC, regs & !(0xff << shift) | (OUR_IRQ as u32) << shift);
+        OUR_IRQ
+    };
+    let v = cfg.read32(addr, INTERRUPT_LINE & !3);
+    cfg.write32(addr, INTERRUPT_LINE & !3, v & !0xff | irq as u32);
+    Some(irq)
 }
 
 static COUNT: AtomicUsize = AtomicUsize::new(0);
@@ -97,11 +159,16 @@ static COUNT: AtomicUsize = AtomicUsize::new(0);
 /// Brings up `f` if it is a DEC 21140 or 21143 and registers it; returns
 /// how many devices it registered (0 or 1). Assigns the I/O BAR from `io`
 /// if the firmware left it unassigned.
-pub fn probe_function(cfg: &dyn ConfigAccess, f: &pci::Function, io: &mut Window) -> usize {
+pub fn probe_function(
+    cfg: &dyn ConfigAccess,
+    f: &pci::Function,
+    io: &mut Window,
+    irq: Option<&'static dyn InterruptController>,
+) -> usize {
     if f.vendor != super::VENDOR_DEC || !super::DEVICES.contains(&f.device) || f.header_type & 0x7f != 0 {
         return 0;
     }
-    match setup(cfg, f, io) {
+    match setup(cfg, f, io, irq) {
         Ok(()) => 1,
         Err(why) => {
             dwarn!("tulip: pci {}: {why}; skipped", f.addr);
@@ -110,7 +177,12 @@ pub fn probe_function(cfg: &dyn ConfigAccess, f: &pci::Function, io: &mut Window
     }
 }
 
-fn setup(cfg: &dyn ConfigAccess, f: &pci::Function, io: &mut Window) -> Result<(), &'static str> {
+fn setup(
+    cfg: &dyn ConfigAccess,
+    f: &pci::Function,
+    io: &mut Window,
+    ctrl: Option<&'static dyn InterruptController>,
+) -> Result<(), &'static str> {
     let addr = f.addr;
     let bars = pci::read_bars(cfg, addr);
     let mut bar = bars[0].filter(|b| b.is_io()).ok_or("no I/O BAR 0")?;
@@ -139,16 +211,41 @@ fn setup(cfg: &dyn ConfigAccess, f: &pci::Function, io: &mut Window) -> Result<(
         TulipError::Broken(why) => why,
         _ => "set-up failed",
     })?;
+    let event: &'static Event = alloc::boxed::Box::leak(alloc::boxed::Box::new(Event::new()));
+    let mut line = None;
+    if let Some(ctrl) = ctrl
+        && let Some(isa_irq) = intx_irq(cfg, addr)
+    {
+        let h: &'static IntxHandler = alloc::boxed::Box::leak(alloc::boxed::Box::new(IntxHandler { csr, event }));
+        // PCI INTx: level-triggered.
+        if ctrl.route_gsi(isa_irq as u32, true, h) {
+            super::enable_interrupts(&csr);
+            line = Some(isa_irq);
+        }
+    }
     let n = COUNT.fetch_add(1, Ordering::Relaxed);
     let name = format!("tulip{n}");
+    let ints = match line {
+        Some(l) => format!("interrupts (INTx, irq {l})"),
+        None => String::from("polled"),
+    };
     dlog!(
-        "{name}: DEC {} at pci {addr}, io {:#x}, mac {}, polled",
+        "{name}: DEC {} at pci {addr}, io {:#x}, mac {}, {ints}",
         if f.device == 0x0009 { "21140" } else { "21143" },
         bar.base,
         crate::Mac(mac)
     );
-    let dev =
-        TulipNet { name, mac, csr, region, rx: spin::Mutex::new(rx), tx: spin::Mutex::new(tx), broken: Broken::new() };
+    let dev = TulipNet {
+        name,
+        mac,
+        csr,
+        region,
+        rx: spin::Mutex::new(rx),
+        tx: spin::Mutex::new(tx),
+        broken: Broken::new(),
+        event,
+        irq: line.is_some(),
+    };
     unikit_kernel::dev::register_net(Arc::new(dev));
     Ok(())
 }

@@ -235,6 +235,11 @@ fn a_stalled_transmitter_fills_up_then_would_block() {
     for _ in 0..TX_COUNT {
         tx.transmit_with(&&fake, &region, f.len(), &mut |b| b.copy_from_slice(&f)).unwrap();
     }
+    // Only once half the ring is in flight does a frame ask for an
+    // interrupt when sent (the setup frame took slot 0: posts start at 1).
+    let ic = |k: usize| region.read::<u32>(TX_RING + (1 + k) % TX_COUNT * 16 + 4) & TDES1_IC != 0;
+    assert!((0..TX_COUNT / 2 - 1).all(|k| !ic(k)));
+    assert!((TX_COUNT / 2 - 1..TX_COUNT).all(ic));
     assert_eq!(
         tx.transmit_with(&&fake, &region, f.len(), &mut |_| panic!("no room: not called")),
         Err(TulipError::WouldBlock)
@@ -288,6 +293,20 @@ fn srom_without_a_mac_and_memory_above_4g() {
     assert!(matches!(start(&&fake, &region, |_| None), Err(TulipError::Broken(m)) if m.contains("4 GiB")));
     let small = DmaRegion::alloc(REGION_LEN - 1, 4096).unwrap();
     assert!(matches!(start(&&fake, &small, TRUNC), Err(TulipError::Broken(_))));
+}
+
+#[test]
+fn ack_clears_what_is_pending() {
+    let (_r, fake, _rx, _tx) = up();
+    enable_interrupts(&&fake);
+    assert_eq!(fake.csr.borrow()[7], CSR7_ENABLE);
+    // The fake keeps CSR5 as written; W1C is modelled by the driver
+    // writing back exactly the bits it saw.
+    fake.csr.borrow_mut()[5] = 0;
+    assert!(!ack(&&fake), "nothing pending: not ours (shared line)");
+    fake.csr.borrow_mut()[5] = CSR5_RI | CSR5_NIS | 0xf000_0000;
+    assert!(ack(&&fake));
+    assert_eq!(fake.csr.borrow()[5], CSR5_RI | CSR5_NIS, "only the W1C bits are written back");
 }
 
 #[test]

@@ -115,7 +115,7 @@ pub fn probe_pci(irq: Option<&'static dyn InterruptController>) -> usize {
     }
     let mut count = 0;
     for f in &funcs {
-        count += crate::tulip::probe_function(cfg, f, &mut io);
+        count += crate::tulip::probe_function(cfg, f, &mut io, irq);
         let Some(ty) = vpci::device_type(cfg, f).map(u32::from) else { continue };
         if ty != TYPE_NET && ty != TYPE_BLOCK || f.header_type & 0x7f != 0 {
             continue;
