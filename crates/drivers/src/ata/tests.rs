@@ -332,13 +332,9 @@ fn hostile_identify_data() {
     assert!(matches!(parse_identify(&w), Err(AtaError::Unsupported(_))));
     // An LBA48 count of zero or past 2^48 is not believed: the 28-bit one stands.
     let mut w = identify_words(5000, true);
-    for i in 100..104 {
-        w[i] = 0;
-    }
+    w[100..104].fill(0);
     assert_eq!(parse_identify(&w).unwrap().sectors, 5000);
-    for i in 100..104 {
-        w[i] = 0xffff;
-    }
+    w[100..104].fill(0xffff);
     assert_eq!(parse_identify(&w).unwrap().sectors, 5000);
     // Word 83 without its validity bits: no LBA48.
     let mut w = identify_words(5000, true);
