@@ -67,7 +67,7 @@ fn curl(args: &[&str], guest: &mut Guest, wait: bool) -> String {
     }
 }
 
-fn httpd_over_tulip(accel: &str) {
+fn httpd_over_tulip(accel: &str, machine: &str) {
     let port = free_port();
     let www = repo().join("examples/httpd/www");
     let proj = repo().join("examples/httpd");
@@ -81,7 +81,7 @@ fn httpd_over_tulip(accel: &str) {
             "--accel",
             accel,
             "--machine",
-            "pc",
+            machine,
             "--nic",
             "tulip",
             "-p",
@@ -89,14 +89,16 @@ fn httpd_over_tulip(accel: &str) {
             "--rootfs",
             www.to_str().unwrap(),
         ],
-        &format!("httpd-{accel}"),
+        &format!("httpd-{accel}-{machine}"),
     );
     let base = format!("http://127.0.0.1:{port}");
     let index = curl(&[&format!("{base}/")], &mut g, true);
     assert!(index.contains("Hello from unikit!"), "{index}");
     let log = g.log();
     assert!(log.contains("tulip0: DEC 21143 at pci"), "{log}");
-    assert!(log.contains("interrupts (INTx, irq "), "the tulip is polled:\n{log}");
+    if machine == "pc" {
+        assert!(log.contains("interrupts (INTx, irq "), "the tulip is polled:\n{log}");
+    }
     assert!(log.contains("net: tulip0 "), "the stack did not take the tulip:\n{log}");
     assert!(!log.contains("virtio"), "{log}");
     // Keep-alive: two requests, one connection.
@@ -137,13 +139,21 @@ fn httpd_over_tulip(accel: &str) {
 
 #[test]
 fn httpd_tulip_tcg() {
-    httpd_over_tulip("tcg");
+    httpd_over_tulip("tcg", "pc");
 }
 
 #[test]
 #[cfg_attr(unikit_no_kvm, ignore = "SKIPPED: /dev/kvm is not usable on this host")]
 fn httpd_tulip_kvm() {
-    httpd_over_tulip("kvm");
+    httpd_over_tulip("kvm", "pc");
+}
+
+/// On q35 the interrupt line qboot writes does not reach the I/O APIC: the
+/// probe's loopback interrupt test notices and the tulip is polled, and
+/// still serves.
+#[test]
+fn httpd_tulip_q35_tcg() {
+    httpd_over_tulip("tcg", "q35");
 }
 
 fn run(args: &[&str]) -> (i32, String) {

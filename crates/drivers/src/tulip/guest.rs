@@ -7,7 +7,7 @@ use crate::{dlog, dwarn};
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use unikit_io::{Broken, DmaRegion, PortRange};
 use unikit_kernel::dev::{DevError, Doorbell, NetDevice};
 use unikit_kernel::event::Event;
@@ -103,14 +103,58 @@ impl NetDevice for TulipNet {
 struct IntxHandler {
     csr: Ports,
     event: &'static Event,
+    hits: AtomicU32,
 }
 
 impl IrqHandler for IntxHandler {
     fn handle(&self) {
         if super::ack(&self.csr) {
+            self.hits.fetch_add(1, Ordering::Relaxed);
             self.event.signal();
         }
     }
+}
+
+/// Whether the routed interrupt line really reaches us: one frame to our
+/// own address in internal loopback, whose receive interrupt must arrive
+/// within 50 ms. The routing is the firmware's or a guess about the
+/// chipset; a wrong one would leave the stack waiting for interrupts that
+/// never come, so it is tested rather than believed.
+fn interrupt_arrives(
+    csr: &Ports,
+    region: &DmaRegion,
+    rx: &mut Rx,
+    tx: &mut Tx,
+    mac: [u8; 6],
+    hits: &AtomicU32,
+) -> bool {
+    const OM_INTERNAL_LOOPBACK: u32 = 1 << 10;
+    let mode = csr.read(6);
+    let stopped = mode & !(super::CSR6_SR | super::CSR6_ST);
+    // The operating mode changes only while both processes are stopped.
+    csr.write(6, stopped);
+    csr.write(6, mode & !super::CSR6_OM | OM_INTERNAL_LOOPBACK);
+    let before = hits.load(Ordering::Relaxed);
+    let sent = tx.transmit_with(csr, region, 60, &mut |b| {
+        b.fill(0);
+        b[..6].copy_from_slice(&mac);
+        b[6..12].copy_from_slice(&mac);
+    });
+    let t0 = csr.now_ns();
+    while sent.is_ok() && hits.load(Ordering::Relaxed) == before && csr.now_ns().wrapping_sub(t0) < 50_000_000 {
+        core::hint::spin_loop();
+    }
+    let ok = sent.is_ok() && hits.load(Ordering::Relaxed) != before;
+    csr.write(6, stopped);
+    csr.write(6, mode);
+    // Whatever came in meanwhile (the looped frame) is dropped.
+    for _ in 0..super::RX_COUNT {
+        if !rx.pending(region) {
+            break;
+        }
+        let _ = rx.receive_with(csr, region, &mut |_| {});
+    }
+    ok
 }
 
 /// PCI configuration registers: interrupt line and pin.
@@ -127,8 +171,8 @@ const OUR_IRQ: u8 = 11;
 /// On QEMU's PIIX3 the chipset's own routing is read (and set up where
 /// disabled): the i440fx swizzle is PIRQ = (slot + pin - 2) mod 4, and
 /// qboot's interrupt line values do not match it. Elsewhere (Hyper-V's
-/// PIIX4, SeaBIOS-style firmware) the interrupt line register the
-/// firmware wrote is believed.
+/// PIIX4, other firmware) the interrupt line register the firmware wrote
+/// is tried. Either way [`interrupt_arrives`] checks the result.
 fn intx_irq(cfg: &dyn ConfigAccess, addr: PciAddress) -> Option<u8> {
     let pin = cfg.read8(addr, INTERRUPT_PIN);
     if !(1..=4).contains(&pin) {
@@ -207,28 +251,34 @@ fn setup(
     let csr = Ports(ports);
     let region = DmaRegion::alloc(REGION_LEN, 4096).ok_or("out of memory for the rings")?;
     let to32: super::Dma32 = |a| u32::try_from(a).ok();
-    let (mac, rx, tx) = super::start(&csr, &region, to32).map_err(|e| match e {
+    let (mac, mut rx, mut tx) = super::start(&csr, &region, to32).map_err(|e| match e {
         TulipError::Broken(why) => why,
         _ => "set-up failed",
     })?;
     let event: &'static Event = alloc::boxed::Box::leak(alloc::boxed::Box::new(Event::new()));
     let mut line = None;
+    let mut ints = String::from("polled");
     if let Some(ctrl) = ctrl
         && let Some(isa_irq) = intx_irq(cfg, addr)
     {
-        let h: &'static IntxHandler = alloc::boxed::Box::leak(alloc::boxed::Box::new(IntxHandler { csr, event }));
+        let h: &'static IntxHandler =
+            alloc::boxed::Box::leak(alloc::boxed::Box::new(IntxHandler { csr, event, hits: AtomicU32::new(0) }));
         // PCI INTx: level-triggered.
         if ctrl.route_gsi(isa_irq as u32, true, h) {
             super::enable_interrupts(&csr);
-            line = Some(isa_irq);
+            if interrupt_arrives(&csr, &region, &mut rx, &mut tx, mac, &h.hits) {
+                line = Some(isa_irq);
+                ints = format!("interrupts (INTx, irq {isa_irq})");
+            } else {
+                // A line routed wrongly must not leave the device unheard.
+                csr.write(7, 0);
+                super::ack(&csr);
+                ints = format!("polled (no interrupt arrived on irq {isa_irq})");
+            }
         }
     }
     let n = COUNT.fetch_add(1, Ordering::Relaxed);
     let name = format!("tulip{n}");
-    let ints = match line {
-        Some(l) => format!("interrupts (INTx, irq {l})"),
-        None => String::from("polled"),
-    };
     dlog!(
         "{name}: DEC {} at pci {addr}, io {:#x}, mac {}, {ints}",
         if f.device == 0x0009 { "21140" } else { "21143" },
