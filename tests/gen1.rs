@@ -182,7 +182,7 @@ fn counter_on_ide(accel: &str) {
         let (code, out) = run(&args);
         assert_eq!(code, 0, "{out}");
         assert!(out.contains("ide0: ATA disk QEMU HARDDISK on master channel 0"), "{out}");
-        assert!(out.contains("16384 sectors"), "{out}");
+        assert!(out.contains("16384 sectors, LBA48, bus-master DMA"), "{out}");
         assert!(out.contains(&format!("counter: boot {i}")), "{out}");
     }
     // Raw block access with unaligned offsets, across two boots.

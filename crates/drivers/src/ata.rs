@@ -1,5 +1,8 @@
 //! ATA disks on an IDE controller (PIIX IDE, PCI class 01:01: Hyper-V
-//! Generation 1, QEMU `-M pc`), by PIO with polling.
+//! Generation 1, QEMU `-M pc`), polled; data by bus-master DMA (one
+//! 64 KiB bounce buffer per channel) where the controller has BAR 4, every
+//! disk on the channel says it does DMA and a test read at probe agrees
+//! with PIO; by PIO otherwise.
 //!
 //! # Entry point
 //!
@@ -75,6 +78,60 @@ pub trait AtaIo {
     fn write_ctl(&self, v: u8);
     /// Nanoseconds from some fixed point; only differences are used.
     fn now_ns(&self) -> u64;
+    /// Reads bus-master register `off` (0 command, 2 status) of this
+    /// channel's half of the controller's BAR 4; channels without bus
+    /// mastering never get here.
+    fn bm_read8(&self, _off: u16) -> u8 {
+        0
+    }
+    /// Writes bus-master register `off`.
+    fn bm_write8(&self, _off: u16, _v: u8) {}
+    /// Writes the physical region descriptor table's address (offset 4).
+    fn bm_write_prdt(&self, _addr: u32) {}
+}
+
+/// Bus-master IDE registers (per channel, in BAR 4) and bits.
+pub const BM_CMD: u16 = 0;
+pub const BM_STATUS: u16 = 2;
+pub const BM_CMD_START: u8 = 0x01;
+/// Direction: the controller writes memory (a device read).
+pub const BM_CMD_TO_MEMORY: u8 = 0x08;
+pub const BM_ST_ACTIVE: u8 = 0x01;
+pub const BM_ST_ERROR: u8 = 0x02;
+pub const BM_ST_INTR: u8 = 0x04;
+
+pub const CMD_READ_DMA: u8 = 0xc8;
+pub const CMD_READ_DMA_EXT: u8 = 0x25;
+pub const CMD_WRITE_DMA: u8 = 0xca;
+pub const CMD_WRITE_DMA_EXT: u8 = 0x35;
+
+/// The DMA side of a channel: one physical region descriptor at offset 0
+/// of a 64 KiB-aligned region, and a 64 KiB bounce buffer at 64 KiB (one
+/// command's worth; a PRD must not cross a 64 KiB boundary, this one
+/// fills exactly one such page).
+pub struct Dma {
+    region: alloc::sync::Arc<unikit_io::DmaRegion>,
+    prdt: u32,
+    buf: u32,
+}
+
+/// Size and alignment of the region [`Dma`] needs.
+pub const DMA_REGION_LEN: usize = 2 * DMA_BUF;
+pub const DMA_ALIGN: usize = 0x1_0000;
+const DMA_BUF: usize = MAX_SECTORS_PER_CMD * SECTOR;
+
+impl Dma {
+    /// `to32`: the 32-bit bus address of a device address (PRDs and the
+    /// PRDT pointer are 32-bit), `None` above 4 GiB.
+    pub fn new(region: alloc::sync::Arc<unikit_io::DmaRegion>, to32: fn(u64) -> Option<u32>) -> Option<Self> {
+        if region.len() < DMA_REGION_LEN || !region.dma_addr(0).is_multiple_of(DMA_ALIGN as u64) {
+            return None;
+        }
+        let prdt = to32(region.dma_addr(0))?;
+        let buf = to32(region.dma_addr(DMA_BUF))?;
+        to32(region.dma_addr(DMA_REGION_LEN - 1))?;
+        Some(Self { region, prdt, buf })
+    }
 }
 
 /// Why an ATA operation failed.
@@ -116,6 +173,8 @@ pub struct Identity {
     pub sectors: u64,
     /// Whether the 48-bit commands are supported.
     pub lba48: bool,
+    /// Whether the device does DMA (word 49 bit 8).
+    pub dma: bool,
     /// Model string (trimmed; non-printable bytes replaced by '?').
     pub model: alloc::string::String,
 }
@@ -163,7 +222,8 @@ pub fn parse_identify(w: &[u16; 256]) -> Result<Identity, AtaError> {
         }
     }
     let model = alloc::string::String::from(model.trim());
-    Ok(Identity { sectors, lba48, model })
+    let dma = w[49] & (1 << 8) != 0;
+    Ok(Identity { sectors, lba48, dma, model })
 }
 
 /// One IDE channel (up to two devices sharing the ports). Callers
@@ -171,13 +231,84 @@ pub fn parse_identify(w: &[u16; 256]) -> Result<Identity, AtaError> {
 pub struct Channel<I: AtaIo> {
     io: I,
     broken: Option<&'static str>,
+    dma: Option<Dma>,
 }
 
 impl<I: AtaIo> Channel<I> {
     pub fn new(io: I) -> Self {
         // Polling: the device's interrupt line stays quiet.
         io.write_ctl(CTL_NIEN);
-        Self { io, broken: None }
+        Self { io, broken: None, dma: None }
+    }
+
+    /// Moves data by bus-master DMA from now on (`None`: by PIO).
+    pub fn set_dma(&mut self, dma: Option<Dma>) {
+        self.dma = dma;
+    }
+
+    /// Whether data moves by DMA.
+    pub fn uses_dma(&self) -> bool {
+        self.dma.is_some()
+    }
+
+    /// Stops using DMA; returns what it used.
+    pub fn take_dma(&mut self) -> Option<Dma> {
+        self.dma.take()
+    }
+
+    /// One DMA command of `count` sectors at `lba`; the data is in (write)
+    /// or lands in (read) the bounce buffer.
+    fn dma_command(&mut self, disk: &DiskInfo, lba: u64, count: usize, write: bool) -> Result<(), AtaError> {
+        let Some(d) = &self.dma else { return Err(AtaError::BadRequest) };
+        let len = count * SECTOR;
+        if len == 0 || len > DMA_BUF {
+            return Err(AtaError::BadRequest);
+        }
+        // One descriptor: address, byte count (0 = 64 KiB), end of table.
+        d.region.write::<u32>(0, d.buf);
+        d.region.write::<u32>(4, (len as u32 & 0xffff) | 1 << 31);
+        let prdt = d.prdt;
+        let dir = if write { 0 } else { BM_CMD_TO_MEMORY };
+        self.io.bm_write8(BM_CMD, dir);
+        self.io.bm_write_prdt(prdt);
+        // Clear error and interrupt (write 1), keep the drive-capable bits.
+        let st = self.io.bm_read8(BM_STATUS);
+        self.io.bm_write8(BM_STATUS, st | BM_ST_ERROR | BM_ST_INTR);
+        let ext = self.setup(disk, lba, count)?;
+        let cmd = match (write, ext) {
+            (false, false) => CMD_READ_DMA,
+            (false, true) => CMD_READ_DMA_EXT,
+            (true, false) => CMD_WRITE_DMA,
+            (true, true) => CMD_WRITE_DMA_EXT,
+        };
+        self.io.write8(REG_COMMAND, cmd);
+        core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+        self.io.bm_write8(BM_CMD, dir | BM_CMD_START);
+        self.settle();
+        let r = self.wait_not_busy(CMD_TIMEOUT_NS, "ATA device stayed busy (BSY) past the DMA deadline");
+        // The controller may trail the device by a little.
+        let start = self.io.now_ns();
+        let mut bm = self.io.bm_read8(BM_STATUS);
+        while r.is_ok() && bm & BM_ST_ACTIVE != 0 && self.io.now_ns().wrapping_sub(start) < CMD_TIMEOUT_NS {
+            core::hint::spin_loop();
+            bm = self.io.bm_read8(BM_STATUS);
+        }
+        self.io.bm_write8(BM_CMD, dir);
+        let st = r?;
+        self.io.read8(REG_STATUS);
+        self.io.bm_write8(BM_STATUS, bm | BM_ST_ERROR | BM_ST_INTR);
+        core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+        if st & (ST_ERR | ST_DF) != 0 {
+            return Err(AtaError::Device(self.io.read8(REG_ERROR)));
+        }
+        if bm & BM_ST_ERROR != 0 {
+            return Err(AtaError::Device(0));
+        }
+        if bm & BM_ST_ACTIVE != 0 {
+            // The controller's fault, not the disk's: PIO stays usable.
+            return Err(AtaError::Broken("IDE bus master still active after the device finished"));
+        }
+        Ok(())
     }
 
     /// Why the channel is not used any more, if it is not.
@@ -331,6 +462,13 @@ impl<I: AtaIo> Channel<I> {
         self.check(disk, lba, buf.len())?;
         for (i, chunk) in buf.chunks_mut(MAX_SECTORS_PER_CMD * SECTOR).enumerate() {
             let at = lba + (i * MAX_SECTORS_PER_CMD) as u64;
+            if self.dma.is_some() {
+                self.dma_command(disk, at, chunk.len() / SECTOR, false)?;
+                if let Some(d) = &self.dma {
+                    d.region.read_bytes(DMA_BUF, chunk);
+                }
+                continue;
+            }
             let ext = self.setup(disk, at, chunk.len() / SECTOR)?;
             self.io.write8(REG_COMMAND, if ext { CMD_READ_EXT } else { CMD_READ });
             self.settle();
@@ -355,6 +493,11 @@ impl<I: AtaIo> Channel<I> {
         self.check(disk, lba, buf.len())?;
         for (i, chunk) in buf.chunks(MAX_SECTORS_PER_CMD * SECTOR).enumerate() {
             let at = lba + (i * MAX_SECTORS_PER_CMD) as u64;
+            if let Some(d) = &self.dma {
+                d.region.write_bytes(DMA_BUF, chunk);
+                self.dma_command(disk, at, chunk.len() / SECTOR, true)?;
+                continue;
+            }
             let ext = self.setup(disk, at, chunk.len() / SECTOR)?;
             self.io.write8(REG_COMMAND, if ext { CMD_WRITE_EXT } else { CMD_WRITE });
             self.settle();

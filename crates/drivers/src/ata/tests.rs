@@ -14,6 +14,10 @@ struct Faults {
     no_drq: bool,
     /// IDENTIFY is answered with the ATAPI signature and an abort.
     atapi: bool,
+    /// The bus master moves the data but never clears its active bit.
+    bm_stuck_active: bool,
+    /// The bus master reports an error.
+    bm_error: bool,
 }
 
 struct Fake {
@@ -35,6 +39,13 @@ struct Fake {
     clock: Cell<u64>,
     faults: Faults,
     commands: RefCell<Vec<u8>>,
+    bm_cmd: Cell<u8>,
+    bm_status: Cell<u8>,
+    prdt: Cell<u32>,
+    /// The driver's DMA region (the fake reads PRDs and buffers there).
+    dma_region: RefCell<Option<std::sync::Arc<unikit_io::DmaRegion>>>,
+    /// A DMA command waiting for the bus master: write?, lba, sectors.
+    dma_pending: Cell<Option<(bool, u64, u64)>>,
 }
 
 fn identify_words(sectors: u64, lba48: bool) -> [u16; 256] {
@@ -74,6 +85,11 @@ impl Fake {
             clock: Cell::new(0),
             faults,
             commands: RefCell::new(Vec::new()),
+            bm_cmd: Cell::new(0),
+            bm_status: Cell::new(0x20),
+            prdt: Cell::new(0),
+            dma_region: RefCell::new(None),
+            dma_pending: Cell::new(None),
         }
     }
 
@@ -102,7 +118,7 @@ impl Fake {
         let r = *self.regs.borrow();
         let h = *self.hob.borrow();
         let (lba, count) = match cmd {
-            CMD_READ_EXT | CMD_WRITE_EXT => {
+            CMD_READ_EXT | CMD_WRITE_EXT | CMD_READ_DMA_EXT | CMD_WRITE_DMA_EXT => {
                 let lba = (0..3).fold(0u64, |a, i| a | (r[3 + i] as u64) << (8 * i))
                     | (0..3).fold(0u64, |a, i| a | (h[3 + i] as u64) << (8 * (i + 3)));
                 let c = (h[2] as u64) << 8 | r[2] as u64;
@@ -142,6 +158,11 @@ impl Fake {
                 self.status.set(ST_DRDY | drq);
             }
             CMD_FLUSH | CMD_FLUSH_EXT => self.status.set(ST_DRDY),
+            CMD_READ_DMA | CMD_READ_DMA_EXT | CMD_WRITE_DMA | CMD_WRITE_DMA_EXT => {
+                let write = cmd == CMD_WRITE_DMA || cmd == CMD_WRITE_DMA_EXT;
+                self.dma_pending.set(Some((write, lba, count)));
+                self.status.set(ST_DRDY | ST_BSY);
+            }
             _ => {
                 self.error.set(0x04);
                 self.status.set(ST_DRDY | ST_ERR);
@@ -206,11 +227,127 @@ impl AtaIo for &Fake {
         if self.present[self.selected()] { self.status.get() } else { 0 }
     }
     fn write_ctl(&self, _v: u8) {}
+    fn bm_read8(&self, off: u16) -> u8 {
+        match off {
+            BM_CMD => self.bm_cmd.get(),
+            BM_STATUS => self.bm_status.get(),
+            _ => 0,
+        }
+    }
+    fn bm_write8(&self, off: u16, v: u8) {
+        match off {
+            BM_CMD => {
+                let starting = v & BM_CMD_START != 0 && self.bm_cmd.get() & BM_CMD_START == 0;
+                self.bm_cmd.set(v);
+                if starting {
+                    self.bm_status.set(self.bm_status.get() | BM_ST_ACTIVE);
+                    self.run_dma(v & BM_CMD_TO_MEMORY != 0);
+                }
+            }
+            // Bits 1 and 2 are cleared by writing 1; 5 and 6 are plain.
+            BM_STATUS => {
+                let st = self.bm_status.get();
+                self.bm_status.set(st & !(v & (BM_ST_ERROR | BM_ST_INTR)) & !0x60 | v & 0x60);
+            }
+            _ => {}
+        }
+    }
+    fn bm_write_prdt(&self, addr: u32) {
+        self.prdt.set(addr);
+    }
     fn now_ns(&self) -> u64 {
         // Every look at the clock is a millisecond: deadlines pass quickly.
         self.clock.set(self.clock.get() + 1_000_000);
         self.clock.get()
     }
+}
+
+impl Fake {
+    fn run_dma(&self, to_memory: bool) {
+        let Some((write, lba, count)) = self.dma_pending.take() else { return };
+        assert_eq!(write, !to_memory, "bus-master direction matches the command");
+        let region = self.dma_region.borrow().clone().expect("DMA without a region");
+        let base = region.dma_addr(0) as u32;
+        let off = |a: u32| a.wrapping_sub(base) as usize;
+        let prd = off(self.prdt.get());
+        let addr = off(region.read::<u32>(prd));
+        let flags = region.read::<u32>(prd + 4);
+        assert_ne!(flags & 1 << 31, 0, "one descriptor, marked last");
+        let bytes = match flags & 0xffff {
+            0 => 0x1_0000,
+            n => n as usize,
+        };
+        assert_eq!(bytes as u64, count * SECTOR as u64);
+        let at = lba as usize * SECTOR;
+        let mut disk = self.disk.borrow_mut();
+        if write {
+            region.read_bytes(addr, &mut disk[at..at + bytes]);
+        } else {
+            region.write_bytes(addr, &disk[at..at + bytes]);
+        }
+        self.status.set(ST_DRDY);
+        let mut st = self.bm_status.get() | BM_ST_INTR;
+        if !self.faults.bm_stuck_active {
+            st &= !BM_ST_ACTIVE;
+        }
+        if self.faults.bm_error {
+            st |= BM_ST_ERROR;
+        }
+        self.bm_status.set(st);
+    }
+}
+
+fn dma_for(fake: &Fake) -> Dma {
+    let region = std::sync::Arc::new(unikit_io::DmaRegion::alloc(DMA_REGION_LEN, DMA_ALIGN).unwrap());
+    *fake.dma_region.borrow_mut() = Some(region.clone());
+    Dma::new(region, |a| Some(a as u32)).unwrap()
+}
+
+#[test]
+fn bus_master_dma_round_trip() {
+    let fake = Fake::new(2048, true, Faults::default());
+    let mut ch = Channel::new(&fake);
+    let d = disk_of(&ch.identify(false).unwrap(), false);
+    ch.set_dma(Some(dma_for(&fake)));
+    assert!(ch.uses_dma());
+    // 300 sectors: 128 + 128 + 44, each one DMA command.
+    let data: Vec<u8> = (0..300 * SECTOR).map(|i| (i * 13 % 253) as u8).collect();
+    ch.write(&d, 7, &data).unwrap();
+    assert_eq!(&fake.disk.borrow()[7 * SECTOR..307 * SECTOR], &data[..]);
+    let mut back = vec![0u8; data.len()];
+    ch.read(&d, 7, &mut back).unwrap();
+    assert_eq!(back, data);
+    let cmds = fake.commands.borrow();
+    assert_eq!(cmds.iter().filter(|&&c| c == CMD_WRITE_DMA).count(), 3);
+    assert_eq!(cmds.iter().filter(|&&c| c == CMD_READ_DMA).count(), 3);
+    assert!(!cmds.contains(&CMD_READ), "no PIO once DMA is on");
+    assert_eq!(fake.bm_cmd.get() & BM_CMD_START, 0, "the bus master is stopped after each command");
+}
+
+#[test]
+fn bus_master_faults_are_errors_and_pio_still_works() {
+    // Stuck active: an error, but the channel is not given up (PIO goes on).
+    let fake = Fake::new(64, false, Faults { bm_stuck_active: true, ..Faults::default() });
+    let mut ch = Channel::new(&fake);
+    let d = disk_of(&ch.identify(false).unwrap(), false);
+    ch.set_dma(Some(dma_for(&fake)));
+    let mut buf = vec![0u8; SECTOR];
+    assert!(matches!(ch.read(&d, 0, &mut buf), Err(AtaError::Broken(why)) if why.contains("bus master")));
+    assert!(ch.broken().is_none());
+    ch.take_dma();
+    fake.bm_status.set(0);
+    assert_eq!(ch.read(&d, 0, &mut buf), Ok(()));
+    // Error bit: a device error for that request.
+    let fake = Fake::new(64, false, Faults { bm_error: true, ..Faults::default() });
+    let mut ch = Channel::new(&fake);
+    let d = disk_of(&ch.identify(false).unwrap(), false);
+    ch.set_dma(Some(dma_for(&fake)));
+    assert_eq!(ch.write(&d, 0, &buf), Err(AtaError::Device(0)));
+    // A region that is not 64 KiB aligned, or above 4 GiB, is refused.
+    let r = std::sync::Arc::new(unikit_io::DmaRegion::alloc(DMA_REGION_LEN, DMA_ALIGN).unwrap());
+    assert!(Dma::new(r.clone(), |_| None).is_none());
+    let small = std::sync::Arc::new(unikit_io::DmaRegion::alloc(DMA_REGION_LEN - 1, DMA_ALIGN).unwrap());
+    assert!(Dma::new(small, |a| Some(a as u32)).is_none());
 }
 
 fn disk_of(id: &Identity, slave: bool) -> DiskInfo {
@@ -222,7 +359,7 @@ fn identify_read_write_flush_round_trip() {
     let fake = Fake::new(2048, true, Faults::default());
     let mut ch = Channel::new(&fake);
     let id = ch.identify(false).unwrap();
-    assert_eq!(id, Identity { sectors: 2048, lba48: true, model: "FAKE DISK".into() });
+    assert_eq!(id, Identity { sectors: 2048, lba48: true, dma: false, model: "FAKE DISK".into() });
     assert_eq!(ch.identify(true), Err(AtaError::NoDevice));
     let d = disk_of(&id, false);
     // 300 sectors: three commands (128 + 128 + 44).

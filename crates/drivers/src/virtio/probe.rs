@@ -125,7 +125,7 @@ pub fn probe_pci(irq: Option<&'static dyn InterruptController>) -> usize {
             Err(why) => dwarn!("virtio: pci {}: {why}; skipped", f.addr),
         }
     }
-    count += crate::ata::probe(cfg, &funcs);
+    count += crate::ata::probe(cfg, &funcs, &mut io);
     count
 }
 
