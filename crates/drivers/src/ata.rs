@@ -6,7 +6,7 @@
 //!
 //! # Entry point
 //!
-//! [`probe`]`(cfg, funcs)` (guest only): if a PCI IDE controller exists, its
+//! `probe(cfg, funcs, io)` (guest only): if a PCI IDE controller exists, its
 //! two channels (the legacy ports 0x1f0/0x3f6 and 0x170/0x376, or the I/O
 //! BARs of a channel in native mode) are probed, and every ATA disk
 //! (IDENTIFY DEVICE; ATAPI devices such as CD-ROMs are skipped) becomes a

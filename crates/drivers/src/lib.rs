@@ -3,6 +3,8 @@
 //!
 //! - [`pc`]: legacy PC devices (16550, PIT, PIC, RTC).
 //! - [`pci`]: PCI configuration space, enumeration, BARs, capabilities, MSI-X.
+//! - [`ata`]: ATA disks on a PCI IDE controller (Hyper-V Gen1, QEMU pc).
+//! - [`tulip`]: DEC 21140/21143 Ethernet (Hyper-V Gen1's legacy NIC).
 //! - [`virtio`]: virtio transports (PCI modern and legacy, MMIO) and the
 //!   net and block drivers; entry points `virtio::probe_pci`/`probe_mmio`.
 #![cfg_attr(not(test), no_std)]

@@ -3,9 +3,10 @@
 //!
 //! # Entry point
 //!
-//! [`probe_function`]`(cfg, f, io)` (guest only): if `f` is a DEC 21140
-//! (1011:0009) or 21143 (1011:0019), brings it up through its I/O BAR and
-//! registers it as a `NetDevice` named `tulip0`, `tulip1`, ...
+//! `probe_function(cfg, f, io, irq)` (guest only): if `f` is a DEC 21140
+//! (1011:0009) or 21143 (1011:0019), brings it up through its I/O BAR
+//! (assigned from `io` if unassigned) and registers it as a `NetDevice`
+//! named `tulip0`, `tulip1`, ...
 //!
 //! The device: 16 CSRs, 8 bytes apart; descriptor rings in ring mode (the
 //! last descriptor wraps), one 1536-byte buffer per descriptor, receive and
@@ -13,8 +14,10 @@
 //! serial ROM (a 93C46 behind CSR9, SROM format: address at byte 20) and is
 //! programmed into the perfect filter with a setup frame. Interrupts (PCI
 //! INTx through the I/O APIC) on receive, and on transmit only once half
-//! the transmit ring is in flight (the stack then waits for room); where
-//! the line cannot be routed the device is polled.
+//! the transmit ring is in flight (the stack then waits for room). The
+//! line (PIIX3's PIRQ routing, else the firmware's interrupt line) is
+//! checked at probe with one frame in internal loopback; where no
+//! interrupt arrives, or none can be routed, the device is polled.
 //!
 //! Nothing the device writes is trusted: a received frame's length is
 //! checked against its buffer and the Ethernet minimum, frames spread over
