@@ -138,7 +138,7 @@ fn disk_bus_pvscsi_refused_without_pci() {
         ),
         (
             &["-C", c, "--plat", "linuxu", "--disk-bus", "pvscsi", "--disk", i],
-            "error: --disk-bus pvscsi only applies to the qemu platform (machine q35), not linuxu",
+            "error: --disk-bus pvscsi only applies to the qemu platform (machine q35 or pc), not linuxu",
         ),
     ];
     for (args, want) in cases {

@@ -36,6 +36,8 @@ pub enum Nic {
     E1000,
     /// Intel 82574L.
     E1000e,
+    /// DEC 21143 (QEMU `tulip`), like Hyper-V generation 1's legacy network adapter.
+    Tulip,
 }
 
 impl Nic {
@@ -46,6 +48,7 @@ impl Nic {
             Nic::Vmxnet3 => "vmxnet3",
             Nic::E1000 => "e1000",
             Nic::E1000e => "e1000e",
+            Nic::Tulip => "tulip",
         }
     }
 
@@ -55,6 +58,7 @@ impl Nic {
             Nic::Vmxnet3 => "vmxnet3",
             Nic::E1000 => "e1000",
             Nic::E1000e => "e1000e",
+            Nic::Tulip => "tulip",
         }
     }
 }

@@ -145,7 +145,8 @@ struct RunArgs {
     /// Hyper-V generation for --plat hyperv --testbed: 1 (BIOS, IDE, DEC 21140 NIC) or 2 (UEFI; default).
     #[arg(long = "gen", value_name = "1|2", value_parser = clap::value_parser!(u8).range(1..=2))]
     generation: Option<u8>,
-    /// QEMU machine: q35 (PCI devices) or microvm (virtio-mmio, Firecracker's shape).
+    /// QEMU machine: q35 (PCI devices), microvm (virtio-mmio, Firecracker's shape) or pc (i440fx;
+    /// --disk on IDE: Hyper-V Generation 1's shape).
     #[arg(long, value_enum)]
     machine: Option<Machine>,
     /// Number of vCPUs (fc only: 1 or an even number up to 32; default 1).
@@ -171,9 +172,10 @@ struct RunArgs {
     /// Network: `user` (QEMU user networking) or `tap:NAME` (an existing tap interface).
     #[arg(long, value_name = "user|tap:NAME", value_parser = devices::parse_net)]
     net: Option<devices::Net>,
-    /// NIC model: for qemu on q35 virtio (default), vmxnet3 (VMware's), e1000 (Intel 82540EM) or e1000e (Intel 82574L);
+    /// NIC model: for qemu on q35 or pc virtio (default), vmxnet3 (VMware's), e1000 (Intel 82540EM), e1000e (Intel 82574L)
+    /// or tulip (DEC 21143, Hyper-V generation 1's legacy adapter);
     /// for vmware vmxnet3 (default), e1000 or e1000e.
-    #[arg(long, value_enum, value_name = "virtio|vmxnet3|e1000|e1000e")]
+    #[arg(long, value_enum, value_name = "virtio|vmxnet3|e1000|e1000e|tulip")]
     nic: Option<devices::Nic>,
     /// Guest IPv4 address, `ADDR/PREFIX[:GATEWAY]` or `dhcp` (default: DHCP; 10.0.2.15/24 with user networking).
     #[arg(long, value_name = "ADDR/PREFIX[:GW]", value_parser = devices::parse_ip)]

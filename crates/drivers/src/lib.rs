@@ -5,7 +5,9 @@
 //! - [`pci`]: PCI configuration space, enumeration, BARs, capabilities,
 //!   MSI-X; `pci::probe::probe_all` (guest) enumerates once and hands each
 //!   function to the family that drives it (cargo features `virtio`,
-//!   `vmxnet3`, `e1000`).
+//!   `vmxnet3`, `e1000`, `pvscsi`, `tulip`, `ata`).
+//! - [`ata`]: ATA disks on a PCI IDE controller (Hyper-V Gen1, QEMU pc).
+//! - [`tulip`]: DEC 21140/21143 Ethernet (Hyper-V Gen1's legacy NIC).
 //! - [`virtio`]: virtio transports (PCI modern and legacy, MMIO) and the
 //!   net and block drivers; `virtio::probe_mmio` for virtio-mmio.
 //! - [`vmxnet3`]: VMware's paravirtual NIC.
@@ -18,6 +20,7 @@
 
 extern crate alloc;
 
+pub mod ata;
 pub mod e1000;
 pub mod irq;
 /// The audited I/O layer, re-exported so platforms can hand drivers
@@ -27,6 +30,7 @@ pub mod pc;
 pub mod pci;
 pub mod pvscsi;
 pub mod scsi;
+pub mod tulip;
 pub mod virtio;
 pub mod vmxnet3;
 pub mod xen;

@@ -29,6 +29,8 @@ use crate::{cmdline, exec};
 pub enum Machine {
     Q35,
     Microvm,
+    /// i440fx with its PIIX IDE controller: Hyper-V Generation 1's shape.
+    Pc,
 }
 
 /// QEMU's firmware (`--firmware`).
@@ -119,7 +121,7 @@ fn check_flags(opts: &Options, plat: Platform) -> Result<()> {
     ];
     // A VMware VM's disks are PVSCSI anyway.
     if opts.devices.disk_bus != crate::devices::DiskBus::Virtio && plat != Qemu && plat != Vmware {
-        bail!("--disk-bus pvscsi only applies to the qemu platform (machine q35), not {plat}");
+        bail!("--disk-bus pvscsi only applies to the qemu platform (machine q35 or pc), not {plat}");
     }
     for (given, flag, owners) in flags {
         if given && !owners.contains(&plat) {

@@ -61,6 +61,10 @@ impl Plan {
         let qemu = crate::platform::find_qemu()?;
         let (accel, warning) = choose_accel(opts.accel, crate::platform::probe_kvm())?;
         super::check_host_memory(memory, super::host_memory())?;
+        let machine = opts.machine.unwrap_or(Machine::Q35);
+        if machine == Machine::Pc && devices.disk_bus == DiskBus::Virtio && devices.disks.len() > 4 {
+            anyhow::bail!("--machine pc takes at most 4 --disk (two IDE channels, master and slave)");
+        }
         Ok(Plan { qemu, accel, warning, bios, machine })
     }
 }
@@ -97,6 +101,8 @@ pub fn argv(cfg: &Config) -> Vec<OsString> {
         // No ACPI tables (the kernel reads the devices from the command
         // line, as on Firecracker); QEMU appends virtio_mmio.device= entries.
         Machine::Microvm => "microvm,acpi=off",
+        // vmport: VMware's backdoor port, which Hyper-V does not have.
+        Machine::Pc => "pc,vmport=off",
     };
     push(&["-M", machine, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-smp", "1"]);
     push(&["-m", &cfg.memory.qemu_arg()]);
@@ -109,7 +115,7 @@ pub fn argv(cfg: &Config) -> Vec<OsString> {
         Accel::Tcg => push(&["-accel", "tcg", "-cpu", "max"]),
     }
     let (net_dev, blk_dev) = match cfg.machine {
-        Machine::Q35 => (cfg.devices.nic.qemu_pci_device(), "virtio-blk-pci"),
+        Machine::Q35 | Machine::Pc => (cfg.devices.nic.qemu_pci_device(), "virtio-blk-pci"),
         Machine::Microvm => ("virtio-net-device", "virtio-blk-device"),
     };
     match &cfg.devices.net {
@@ -135,10 +141,13 @@ pub fn argv(cfg: &Config) -> Vec<OsString> {
     for (i, disk) in cfg.devices.disks.iter().enumerate() {
         // QEMU's -drive syntax uses ',' as separator: double it in paths.
         let file = disk.display().to_string().replace(',', ",,");
-        let dev = match pvscsi {
+        let dev = match (pvscsi, cfg.machine) {
             // Disk i at SCSI target i, LUN 0: the guest names them in target order.
-            true => format!("scsi-hd,bus=scsi0.0,drive=disk{i},scsi-id={i},lun=0"),
-            false => format!("{blk_dev},drive=disk{i}"),
+            (true, _) => format!("scsi-hd,bus=scsi0.0,drive=disk{i},scsi-id={i},lun=0"),
+            // On pc the disks go on the PIIX IDE channels: primary master,
+            // primary slave, secondary master, secondary slave.
+            (false, Machine::Pc) => format!("ide-hd,drive=disk{i},bus=ide.{},unit={}", i / 2, i % 2),
+            (false, _) => format!("{blk_dev},drive=disk{i}"),
         };
         push(&["-drive", &format!("file={file},if=none,id=disk{i},format=raw"), "-device", &dev]);
     }
@@ -437,6 +446,22 @@ mod tests {
             a.contains("-device virtio-net-device,netdev=net0") && a.contains("-device virtio-blk-device,drive=disk0"),
             "{a}"
         );
+        cfg.machine = Machine::Pc;
+        let two = Devices {
+            disks: vec!["a.img".into(), "b.img".into(), "c.img".into()],
+            nic: crate::devices::Nic::Tulip,
+            ..devices.clone()
+        };
+        cfg.devices = &two;
+        let a = strings(argv(&cfg)).join(" ");
+        assert!(a.starts_with("-M pc,vmport=off "), "{a}");
+        assert!(a.contains("-device tulip,netdev=net0"), "{a}");
+        assert!(
+            a.contains("-drive file=a.img,if=none,id=disk0,format=raw -device ide-hd,drive=disk0,bus=ide.0,unit=0"),
+            "{a}"
+        );
+        assert!(a.contains("-device ide-hd,drive=disk1,bus=ide.0,unit=1"), "{a}");
+        assert!(a.contains("-device ide-hd,drive=disk2,bus=ide.1,unit=0"), "{a}");
         let tap = Devices { net: Some(Net::Tap("tap7".into())), ..Default::default() };
         cfg.devices = &tap;
         let a = strings(argv(&cfg)).join(" ");

@@ -50,6 +50,9 @@ impl Plan {
             crate::devices::Nic::Virtio | crate::devices::Nic::Vmxnet3 => Nic::Vmxnet3,
             crate::devices::Nic::E1000 => Nic::E1000,
             crate::devices::Nic::E1000e => Nic::E1000e,
+            crate::devices::Nic::Tulip => {
+                bail!("--nic tulip: a VMware VM's NIC is vmxnet3 (the default), e1000 or e1000e")
+            }
         };
         if !opts.testbed {
             let Some(vmrun) = crate::tools::which("vmrun") else {

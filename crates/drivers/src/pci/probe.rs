@@ -73,7 +73,8 @@ pub(crate) fn map_mmio(base: u64, len: u64) -> bool {
 }
 
 /// Enumerates PCI once and brings up every function a compiled-in driver
-/// family claims (cargo features `virtio`, `vmxnet3`, `e1000`, `pvscsi`). Returns how
+/// family claims (cargo features `virtio`, `vmxnet3`, `e1000`, `pvscsi`,
+/// `tulip`, `ata`). Returns how
 /// many devices were registered. A device that fails is skipped with one
 /// warning line.
 pub fn probe_all(irq: Option<&'static dyn InterruptController>) -> usize {
@@ -100,6 +101,12 @@ pub fn probe_all(irq: Option<&'static dyn InterruptController>) -> usize {
             (crate::e1000::VENDOR, d) if crate::e1000::DEVICES.contains(&d) => {
                 Some(("e1000", crate::e1000::attach(slot)))
             }
+            #[cfg(feature = "tulip")]
+            (crate::tulip::VENDOR_DEC, d) if crate::tulip::DEVICES.contains(&d) => {
+                // It registers its NIC itself and says why when it cannot.
+                count += crate::tulip::probe_function(slot.cfg, slot.func, slot.io, slot.irq);
+                None
+            }
             #[cfg(feature = "pvscsi")]
             (crate::pvscsi::VENDOR_VMWARE, crate::pvscsi::DEVICE_PVSCSI) => {
                 // It registers its disks itself, one per target it finds.
@@ -115,6 +122,11 @@ pub fn probe_all(irq: Option<&'static dyn InterruptController>) -> usize {
             Some((family, Err(why))) => crate::dwarn!("{family}: pci {}: {why}; skipped", f.addr),
             None => {}
         }
+    }
+    // ATA disks hang off the legacy IDE ports of a PCI IDE controller.
+    #[cfg(feature = "ata")]
+    {
+        count += crate::ata::probe(cfg, &funcs, &mut io);
     }
     count
 }
