@@ -150,3 +150,33 @@ fn bad_input_gets_one_clear_error() {
         "--gen only applies to the hyperv platform",
     );
 }
+
+/// examples/counter on an IDE disk of the generation 1 test bed, across
+/// boots; the VM's own disk (IDE primary master) is withheld from the app.
+#[test]
+fn gen1_counter_on_ide_survives_boots_and_the_boot_disk_is_withheld() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("data.img");
+    std::fs::File::create(&disk).unwrap().set_len(32 << 20).unwrap();
+    let project = repo().join("examples/counter");
+    for (boot, extra) in [(1, &["--", "--format"][..]), (2, &[][..]), (3, &[][..])] {
+        let mut a = vec![
+            "run",
+            "-C",
+            project.to_str().unwrap(),
+            "--plat",
+            "hyperv",
+            "--testbed",
+            "--gen",
+            "1",
+            "--accel",
+            "tcg",
+            "--disk",
+            disk.to_str().unwrap(),
+        ];
+        a.extend_from_slice(extra);
+        let o = unikit(&a);
+        expect(&o, 0, &["ide0: the boot disk, not given to the app", &format!("counter: boot {boot}")]);
+        assert!(stdout(&o).contains("ide1: ATA disk"), "{}", stdout(&o));
+    }
+}

@@ -71,7 +71,10 @@ fn xen_flags_elsewhere_are_refused() {
         "--xen-testbed only applies to the xen platform, not qemu",
     );
     assert_error(&run(&["--plat", "qemu", "--xen-type", "pvh"]), "--xen-type only applies to the xen platform");
-    assert_error(&run(&["--plat", "xen", "--accel", "tcg"]), "--accel only applies to the qemu and vmware platforms");
+    assert_error(
+        &run(&["--plat", "xen", "--accel", "tcg"]),
+        "--accel only applies to the qemu, vmware and hyperv platforms",
+    );
     assert_error(&run(&["--plat", "xen", "--cpus", "2"]), "--cpus only applies to the fc platform");
     let o = run(&["--plat", "xen", "--xen-type", "hvm"]);
     assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));

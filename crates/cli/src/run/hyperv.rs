@@ -45,6 +45,12 @@ impl Plan {
             Some(1) => Generation::One,
             Some(g) => bail!("--gen {g}: Hyper-V VMs are generation 1 or 2"),
         };
+        if !matches!(devices.nic, crate::devices::Nic::Virtio | crate::devices::Nic::Tulip) {
+            bail!(
+                "--nic {}: a Hyper-V generation 1 VM's NIC is the legacy DEC 21140 (tulip); generation 2's is VMBus netvsc",
+                devices.nic.name()
+            );
+        }
         devices.check()?;
         devices.check_tap()?;
         match generation {

@@ -117,7 +117,7 @@ fn check_flags(opts: &Options, plat: Platform) -> Result<()> {
         (opts.xen_type.is_some(), "--xen-type", &[Xen]),
         (opts.testbed, "--testbed", &[Vmware, Hyperv]),
         (opts.generation.is_some(), "--gen", &[Hyperv]),
-        (opts.devices.nic != crate::devices::Nic::Virtio, "--nic", &[Qemu, Vmware]),
+        (opts.devices.nic != crate::devices::Nic::Virtio, "--nic", &[Qemu, Vmware, Hyperv]),
     ];
     // A VMware VM's disks are PVSCSI anyway.
     if opts.devices.disk_bus != crate::devices::DiskBus::Virtio && plat != Qemu && plat != Vmware {
@@ -129,8 +129,12 @@ fn check_flags(opts: &Options, plat: Platform) -> Result<()> {
                 bail!("--cpus only applies to the fc platform (the {plat} guest gets one CPU)");
             }
             let names: Vec<&str> = owners.iter().map(|p| p.name()).collect();
-            let noun = if names.len() > 1 { "platforms" } else { "platform" };
-            bail!("{flag} only applies to the {} {noun}, not {plat}", names.join(" and "));
+            let list = match names.split_last() {
+                Some((last, [])) => format!("the {last} platform"),
+                Some((last, rest)) => format!("the {} and {last} platforms", rest.join(", ")),
+                None => "no platform".to_string(),
+            };
+            bail!("{flag} only applies to {list}, not {plat}");
         }
     }
     if plat == Qemu && opts.firmware == Some(Firmware::Efi) {
