@@ -23,6 +23,7 @@ extern crate alloc;
 mod boot;
 #[cfg(all(not(test), target_os = "none"))]
 mod entry;
+mod hyperv;
 #[cfg(all(not(test), target_os = "none"))]
 mod pc;
 #[cfg(all(not(test), target_os = "none"))]
