@@ -11,6 +11,8 @@
 //!
 //! The decoding and the arithmetic are host-tested; the MSR and page glue
 //! exists only in the guest.
+// Without the `hyperv` feature only the clock part is used.
+#![cfg_attr(not(feature = "hyperv"), allow(dead_code))]
 
 /// CPUID leaf with the hypervisor interface signature (`Hv#1` in EAX).
 pub const CPUID_INTERFACE: u32 = 0x4000_0001;
@@ -23,15 +25,12 @@ pub const INTERFACE_HV1: u32 = 0x3123_7648;
 pub const MSR_GUEST_OS_ID: u32 = 0x4000_0000;
 /// Hypercall page: bit 0 enable, bits 63:12 the page's guest frame.
 pub const MSR_HYPERCALL: u32 = 0x4000_0001;
-/// Partition reference counter, 100 ns units (the TSC page's fallback).
-pub const MSR_TIME_REF_COUNT: u32 = 0x4000_0020;
 /// Reference TSC page: bit 0 enable, bits 63:12 the page's guest frame.
 pub const MSR_REFERENCE_TSC: u32 = 0x4000_0021;
 /// TSC frequency in Hz.
 pub const MSR_TSC_FREQUENCY: u32 = 0x4000_0022;
 
 // Leaf 0x40000003 EAX ("group A" privileges), hvgdk_mini.h.
-const PRIV_TIME_REF_COUNT: u32 = 1 << 1;
 const PRIV_SYNIC: u32 = 1 << 2;
 const PRIV_HYPERCALL: u32 = 1 << 5;
 const PRIV_REFERENCE_TSC: u32 = 1 << 9;
@@ -45,8 +44,6 @@ const PRIV_SIGNAL_EVENTS: u32 = 1 << 5;
 pub struct Features {
     /// The guest OS ID and hypercall MSRs.
     pub hypercall: bool,
-    /// The partition reference counter MSR.
-    pub time_ref_count: bool,
     /// The reference TSC page MSR.
     pub reference_tsc: bool,
     /// The TSC (and APIC) frequency MSRs.
@@ -67,7 +64,6 @@ impl Features {
         }
         Self {
             hypercall: eax & PRIV_HYPERCALL != 0,
-            time_ref_count: eax & PRIV_TIME_REF_COUNT != 0,
             reference_tsc: eax & PRIV_REFERENCE_TSC != 0,
             frequency_msrs: eax & PRIV_FREQUENCY_MSRS != 0,
             synic: eax & PRIV_SYNIC != 0,
@@ -112,7 +108,10 @@ pub struct TscPage {
 
 impl TscPage {
     /// Reference time in 100 ns units at TSC value `tsc`, or `None` when
-    /// the page is invalid (sequence 0) and the caller must fall back.
+    /// the page is invalid (sequence 0) and the caller must fall back. The
+    /// guest keeps time with the TSC at [`TscPage::tsc_hz`]; this is the
+    /// TLFS formula, which the tests hold that frequency against.
+    #[cfg(test)]
     pub fn time_100ns(&self, tsc: u64) -> Option<u64> {
         if self.sequence == 0 {
             return None;
@@ -143,6 +142,9 @@ pub fn sane_tsc_hz(hz: u64) -> Option<u64> {
 
 #[cfg(all(not(test), target_os = "none"))]
 pub use guest::*;
+
+#[cfg(all(not(test), target_os = "none", feature = "hyperv"))]
+pub use bus::probe;
 
 #[cfg(all(not(test), target_os = "none"))]
 mod guest {
@@ -215,18 +217,6 @@ mod guest {
         tsc_page(f)?.tsc_hz()
     }
 
-    /// Hyper-V's reference time (100 ns units since the partition started):
-    /// the TSC page when valid, the reference counter MSR when the page's
-    /// sequence is 0, `None` if neither is offered.
-    pub fn reference_time_100ns() -> Option<u64> {
-        let f = features();
-        if let Some(t) = tsc_page(f).and_then(|p| p.time_100ns(arch::cpu::rdtsc())) {
-            return Some(t);
-        }
-        // SAFETY: CPUID says the reference counter MSR exists.
-        f.time_ref_count.then(|| unsafe { rdmsr(MSR_TIME_REF_COUNT) })
-    }
-
     /// The hypercall page: Hyper-V overlays it with its calling stub. It
     /// lives in `.text` so the page is mapped executable.
     #[repr(C, align(4096))]
@@ -284,6 +274,160 @@ mod guest {
     }
 }
 
+/// VMBus in the guest: the hypervisor behind `drivers::vmbus::Platform`,
+/// the SynIC interrupt, and the integration services (shutdown, heartbeat)
+/// served by a kernel thread. Reached only when CPUID says Hyper-V and
+/// offers SynIC, hypercalls, post and signal.
+#[cfg(all(not(test), target_os = "none", feature = "hyperv"))]
+mod bus {
+    use super::guest::{features, hypercall, hypercalls};
+    use alloc::boxed::Box;
+    use alloc::string::String;
+    use alloc::vec::Vec;
+    use drivers::irq::{InterruptController, IrqHandler};
+    use drivers::vmbus::ic::{Event as IcEvent, IcChannel, Service};
+    use drivers::vmbus::{Error, Platform, Synic, Vmbus, abi};
+    use unikit_kernel::event::Event;
+
+    /// `hv_input_post_message` (connection ID, reserved, message type,
+    /// payload size, 240 bytes of payload) in a page of its own, so the
+    /// hypercall's input never crosses a page.
+    #[repr(C, align(4096))]
+    struct PostInput([u8; 4096]);
+    static POST: spin::Mutex<PostInput> = spin::Mutex::new(PostInput([0; 4096]));
+
+    #[derive(Clone, Copy)]
+    struct Hv;
+
+    impl Platform for Hv {
+        fn rdmsr(&self, msr: u32) -> u64 {
+            // SAFETY: only the SynIC MSRs are asked for, and `probe` checked
+            // that CPUID offers the SynIC.
+            unsafe { arch::cpu::rdmsr(msr) }
+        }
+
+        fn wrmsr(&self, msr: u32, value: u64) {
+            // SAFETY: as for `rdmsr`; the values are pages of ours and the
+            // vector `probe` allocated.
+            unsafe { arch::cpu::wrmsr(msr, value) }
+        }
+
+        fn post_message(&self, connection_id: u32, payload: &[u8]) -> u16 {
+            let Some(n) = (payload.len() <= abi::MESSAGE_PAYLOAD).then_some(payload.len()) else { return 5 };
+            let mut input = POST.lock();
+            let b = &mut input.0;
+            b[0..4].copy_from_slice(&connection_id.to_le_bytes());
+            b[4..8].fill(0);
+            b[8..12].copy_from_slice(&abi::HVMSG_CHANNEL.to_le_bytes());
+            b[12..16].copy_from_slice(&(n as u32).to_le_bytes());
+            b[16..16 + n].copy_from_slice(payload);
+            let gpa = drivers::io::dma_addr_of(b.as_ptr() as usize);
+            // SAFETY: the input is a page-aligned page of ours, held by the
+            // lock for the call; the hypercall page is enabled (`probe`).
+            unsafe { hypercall(abi::HVCALL_POST_MESSAGE as u64, gpa, 0) as u16 }
+        }
+
+        fn signal_event(&self, connection_id: u32) -> u16 {
+            // Fast call (bit 16): connection ID and flag number 0 in RDX.
+            // SAFETY: no memory is passed; the hypercall page is enabled.
+            unsafe { hypercall(abi::HVCALL_SIGNAL_EVENT as u64 | 1 << 16, connection_id as u64, 0) as u16 }
+        }
+
+        fn wait(&self, waited: u32) -> bool {
+            // Answers come within milliseconds; give up after 5 s.
+            if waited >= 5_000 {
+                return false;
+            }
+            let until = unikit_kernel::time::monotonic_ns() + 1_000_000;
+            while unikit_kernel::time::monotonic_ns() < until {
+                core::hint::spin_loop();
+            }
+            true
+        }
+    }
+
+    /// Signalled by the VMBus SINT's interrupt.
+    static SINT_EVENT: Event = Event::new();
+
+    struct SintHandler;
+    impl IrqHandler for SintHandler {
+        fn handle(&self) {
+            SINT_EVENT.signal();
+        }
+    }
+    static SINT_HANDLER: SintHandler = SintHandler;
+
+    /// Connects to VMBus and serves the shutdown and heartbeat services, if
+    /// this is Hyper-V with what VMBus needs; a failure is one line on the
+    /// console and no VMBus devices.
+    pub fn probe() {
+        if !features().vmbus() || !hypercalls() {
+            return;
+        }
+        if let Err(e) = start() {
+            unikit_kernel::kprintln!("unikit: VMBus: {e}");
+        }
+    }
+
+    fn start() -> Result<(), Error> {
+        let msi = crate::pc::irq::CONTROLLER.alloc_msi(&SINT_HANDLER).ok_or(Error::NoMemory)?;
+        // The local APIC EOI comes from the interrupt dispatch: no auto-EOI.
+        let synic = Synic::enable(&Hv, msi.data as u8, false)?;
+        let mut bus = Vmbus::connect(Hv, synic)?;
+        let offers = bus.request_offers()?;
+        let v = bus.version();
+        if !unikit_kernel::boot::is_quiet() {
+            unikit_kernel::kprintln!("vmbus: protocol {}.{}, {} channel offers", v >> 16, v & 0xffff, offers.len());
+        }
+        let mut services = Vec::new();
+        for o in offers.iter().filter(|o| o.sub_channel == 0) {
+            let service = match o.class {
+                abi::GUID_SHUTDOWN => Service::Shutdown,
+                abi::GUID_HEARTBEAT => Service::Heartbeat,
+                _ => continue,
+            };
+            // 4 pages each way: as much as Linux gives these services.
+            services.push(IcChannel::new(service, bus.open(o, 4, 4)?));
+        }
+        if services.is_empty() {
+            return Ok(());
+        }
+        unikit_kernel::sched::register_event_source();
+        let serve = move || {
+            // The bus stays alive (its pages are the host's) as long as the services.
+            let bus = bus;
+            loop {
+                SINT_EVENT.wait(None);
+                // Messages on the bus (a rescind, say) are taken so the slot stays free.
+                while bus.synic().take_message(&Hv).is_some() {}
+                for ic in services.iter_mut() {
+                    loop {
+                        match ic.poll() {
+                            Ok(Some(IcEvent::Shutdown { .. })) => {
+                                unikit_kernel::kprintln!("unikit: Hyper-V asked for a shutdown");
+                                unikit_kernel::exit::exit(0);
+                            }
+                            Ok(Some(_)) => {}
+                            Ok(None) => break,
+                            Err(e) => {
+                                unikit_kernel::kprintln!("unikit: VMBus integration service: {e}");
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        unikit_kernel::sched::spawn(
+            String::from("hyperv-ic"),
+            unikit_kernel::sched::DEFAULT_STACK_SIZE,
+            Box::new(serve),
+        )
+        .map_err(|_| Error::NoMemory)?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,7 +446,7 @@ mod tests {
         // Hypercall (5) and reference TSC (9) only; no SynIC, no post/signal.
         let f = Features::decode(0x4000_000a, INTERFACE_HV1, (1 << 5) | (1 << 9), 0);
         assert!(f.hypercall && f.reference_tsc);
-        assert!(!f.frequency_msrs && !f.synic && !f.time_ref_count && !f.vmbus());
+        assert!(!f.frequency_msrs && !f.synic && !f.vmbus());
         // SynIC (2) + hypercall but only post (4), no signal (5): no VMBus.
         let f = Features::decode(0x4000_000a, INTERFACE_HV1, (1 << 2) | (1 << 5), 1 << 4);
         assert!(f.synic && !f.post_and_signal && !f.vmbus());
