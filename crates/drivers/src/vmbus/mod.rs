@@ -16,6 +16,7 @@
 pub mod abi;
 pub mod ic;
 pub mod ring;
+pub mod storvsc;
 
 use crate::io::DmaRegion;
 use abi::{Le, Offer, Out, msg};
@@ -41,8 +42,15 @@ pub enum Error {
     Hypercall(u16),
     /// The host accepted none of the protocol versions unikit speaks.
     NoVersion,
-    /// The host refused a GPADL or an OPENCHANNEL with this status.
+    /// The host refused a GPADL, an OPENCHANNEL or a request with this status.
     Refused(u32),
+    /// A SCSI command failed (SRB status, SCSI status).
+    Scsi {
+        /// SRB status (1: success).
+        srb_status: u8,
+        /// SCSI status (0: good, 2: check condition).
+        scsi_status: u8,
+    },
 }
 
 impl core::fmt::Display for Error {
@@ -56,6 +64,9 @@ impl core::fmt::Display for Error {
             Self::Hypercall(s) => write!(f, "hypercall failed with status {s:#x}"),
             Self::NoVersion => f.write_str("no common VMBus protocol version"),
             Self::Refused(s) => write!(f, "host refused with status {s:#x}"),
+            Self::Scsi { srb_status, scsi_status } => {
+                write!(f, "SCSI command failed (SRB status {srb_status:#x}, SCSI status {scsi_status:#x})")
+            }
         }
     }
 }
@@ -389,6 +400,11 @@ impl<P: Platform> Channel<P> {
         }))
     }
 
+    /// Waits a little for the host (see [`Platform::wait`]).
+    pub fn wait(&self, waited: u32) -> bool {
+        self.p.wait(waited)
+    }
+
     /// The rings (interrupt mask, pending check).
     pub fn rings(&self) -> &Rings {
         &self.rings
@@ -399,3 +415,5 @@ impl<P: Platform> Channel<P> {
 mod sim;
 #[cfg(test)]
 mod sim_tests;
+#[cfg(test)]
+mod storvsc_tests;

@@ -40,6 +40,9 @@ pub struct State {
     pub rewrite: Option<Rewrite>,
     /// Raw slot writes instead of well-formed messages (hostile tests).
     pub raw_slot: Option<(u32, u8, u8)>,
+    /// The host's device side, run whenever the guest waits (it serves
+    /// the channel rings); false when it has nothing more to do.
+    pub on_wait: Option<Box<dyn FnMut() -> bool>>,
 }
 
 #[derive(Clone)]
@@ -47,7 +50,7 @@ pub struct Sim(pub Rc<RefCell<State>>);
 
 /// The guest page at guest physical address `gpa` (host tests: the
 /// address is the pointer).
-fn page(gpa: u64, len: usize) -> DmaRegion {
+pub fn page(gpa: u64, len: usize) -> DmaRegion {
     // SAFETY: every address handed to the simulated host is one of the
     // guest code's own live DmaRegions (identity "DMA" on the host), and
     // the tests keep them alive while the host uses them.
@@ -219,6 +222,11 @@ impl HostRing {
 
     /// Host takes a packet (from the guest): descriptor and payload.
     pub fn recv(&self, mem: &DmaRegion) -> Option<(Descriptor, Vec<u8>)> {
+        self.recv_raw(mem).map(|(d, raw)| (d, raw[d.offset8 as usize * 8..].to_vec()))
+    }
+
+    /// Host takes a packet (from the guest): descriptor and the whole packet.
+    pub fn recv_raw(&self, mem: &DmaRegion) -> Option<(Descriptor, Vec<u8>)> {
         let (w, r) = (self.write_index(mem), self.read_index(mem));
         if w == r {
             return None;
@@ -228,7 +236,7 @@ impl HostRing {
         let trailer = u64::from_le_bytes(self.copy_out(mem, r + d.len8 as usize * 8, 8).try_into().unwrap());
         assert_eq!(trailer >> 32, r as u64, "trailer names the packet's start");
         mem.write::<u32>(self.base + 4, ((r + d.len8 as usize * 8 + 8) % self.size) as u32);
-        Some((d, raw[d.offset8 as usize * 8..].to_vec()))
+        Some((d, raw))
     }
 }
 
@@ -260,6 +268,12 @@ impl Platform for Sim {
     }
 
     fn wait(&self, _waited: u32) -> bool {
-        self.deliver()
+        let hook = self.0.borrow_mut().on_wait.take();
+        let served = hook.map(|mut h| {
+            let r = h();
+            self.0.borrow_mut().on_wait = Some(h);
+            r
+        });
+        self.deliver() || served == Some(true)
     }
 }
