@@ -296,3 +296,68 @@ impl<P: Platform> StorVsc<P> {
         self.scsi(&cdb, Dir::None).map(|_| ())
     }
 }
+
+/// A storvsc disk as the kernel's block device (guest only).
+#[cfg(target_os = "none")]
+pub struct StorVscDisk<P: Platform> {
+    name: alloc::string::String,
+    blocks: u64,
+    block_size: usize,
+    dev: spin::Mutex<StorVsc<P>>,
+    /// Set once the host broke the protocol: the disk is not used again.
+    broken: crate::io::Broken,
+}
+
+#[cfg(target_os = "none")]
+impl<P: Platform> StorVscDisk<P> {
+    /// Wraps a started disk under `name`.
+    pub fn new(name: alloc::string::String, dev: StorVsc<P>) -> Self {
+        Self {
+            name,
+            blocks: dev.num_blocks(),
+            block_size: dev.block_size(),
+            dev: spin::Mutex::new(dev),
+            broken: crate::io::Broken::new(),
+        }
+    }
+
+    fn run(&self, f: impl FnOnce(&mut StorVsc<P>) -> Result<(), Error>) -> Result<(), unikit_kernel::dev::DevError> {
+        use unikit_kernel::dev::DevError;
+        if let Some(why) = self.broken.get() {
+            return Err(DevError::Broken(why));
+        }
+        f(&mut self.dev.lock()).map_err(|e| match e {
+            Error::Invalid(_) => DevError::OutOfRange,
+            Error::Scsi { .. } | Error::Refused(_) | Error::Full | Error::NoMemory => DevError::Io,
+            Error::Hostile(why) => DevError::Broken(self.broken.set(why)),
+            Error::Timeout | Error::Hypercall(_) | Error::NoVersion => {
+                DevError::Broken(self.broken.set("storvsc: the host stopped answering"))
+            }
+        })
+    }
+}
+
+#[cfg(target_os = "none")]
+impl<P: Platform + Send> unikit_kernel::dev::BlockDevice for StorVscDisk<P> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn block_size(&self) -> usize {
+        self.block_size
+    }
+    fn num_blocks(&self) -> u64 {
+        self.blocks
+    }
+    fn read_only(&self) -> bool {
+        false
+    }
+    fn read_blocks(&self, block: u64, buf: &mut [u8]) -> Result<(), unikit_kernel::dev::DevError> {
+        self.run(|d| d.read(block, buf))
+    }
+    fn write_blocks(&self, block: u64, buf: &[u8]) -> Result<(), unikit_kernel::dev::DevError> {
+        self.run(|d| d.write(block, buf))
+    }
+    fn flush(&self) -> Result<(), unikit_kernel::dev::DevError> {
+        self.run(|d| d.flush())
+    }
+}

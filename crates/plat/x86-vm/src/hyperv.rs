@@ -283,9 +283,11 @@ mod bus {
     use super::guest::{features, hypercall, hypercalls};
     use alloc::boxed::Box;
     use alloc::string::String;
+    use alloc::sync::Arc;
     use alloc::vec::Vec;
     use drivers::irq::{InterruptController, IrqHandler};
     use drivers::vmbus::ic::{Event as IcEvent, IcChannel, Service};
+    use drivers::vmbus::storvsc::{StorVsc, StorVscDisk};
     use drivers::vmbus::{Error, Platform, Synic, Vmbus, abi};
     use unikit_kernel::event::Event;
 
@@ -357,7 +359,8 @@ mod bus {
     }
     static SINT_HANDLER: SintHandler = SintHandler;
 
-    /// Connects to VMBus and serves the shutdown and heartbeat services, if
+    /// Connects to VMBus, registers the storvsc disks and serves the
+    /// shutdown and heartbeat services, if
     /// this is Hyper-V with what VMBus needs; a failure is one line on the
     /// console and no VMBus devices.
     pub fn probe() {
@@ -380,16 +383,40 @@ mod bus {
             unikit_kernel::kprintln!("vmbus: protocol {}.{}, {} channel offers", v >> 16, v & 0xffff, offers.len());
         }
         let mut services = Vec::new();
+        let mut disks = 0;
         for o in offers.iter().filter(|o| o.sub_channel == 0) {
             let service = match o.class {
                 abi::GUID_SHUTDOWN => Service::Shutdown,
                 abi::GUID_HEARTBEAT => Service::Heartbeat,
+                abi::GUID_STORVSC => {
+                    // A disk that does not come up is said, and skipped.
+                    match bus.open(o, 16, 16).and_then(StorVsc::new) {
+                        Ok(d) => {
+                            let name = alloc::format!("storvsc{disks}");
+                            if !unikit_kernel::boot::is_quiet() {
+                                unikit_kernel::kprintln!(
+                                    "{name}: {} blocks of {} bytes (VSTOR {}.{})",
+                                    d.num_blocks(),
+                                    d.block_size(),
+                                    d.version() >> 8,
+                                    d.version() & 0xff
+                                );
+                            }
+                            unikit_kernel::dev::register_block(Arc::new(StorVscDisk::new(name, d)));
+                            disks += 1;
+                        }
+                        Err(e) => unikit_kernel::kprintln!("unikit: storvsc: {e}"),
+                    }
+                    continue;
+                }
                 _ => continue,
             };
             // 4 pages each way: as much as Linux gives these services.
             services.push(IcChannel::new(service, bus.open(o, 4, 4)?));
         }
         if services.is_empty() {
+            // The channels' rings and the SynIC pages are the host's for good.
+            core::mem::forget(bus);
             return Ok(());
         }
         unikit_kernel::sched::register_event_source();
