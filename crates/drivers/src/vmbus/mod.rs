@@ -15,6 +15,7 @@
 
 pub mod abi;
 pub mod ic;
+pub mod netvsc;
 pub mod ring;
 pub mod storvsc;
 
@@ -411,6 +412,8 @@ impl<P: Platform> Channel<P> {
     }
 }
 
+#[cfg(test)]
+mod netvsc_tests;
 #[cfg(test)]
 mod sim;
 #[cfg(test)]

@@ -205,16 +205,24 @@ impl HostRing {
 
     /// Host sends a packet (to the guest). False if there is no room.
     pub fn send(&self, mem: &DmaRegion, ty: u16, trans_id: u64, payload: &[u8]) -> bool {
-        let len = (16 + payload.len()).next_multiple_of(8);
+        self.send_with_head(mem, ty, trans_id, &[], payload)
+    }
+
+    /// Host sends a packet with type-specific header bytes (a multiple of 8)
+    /// between the descriptor and the payload.
+    pub fn send_with_head(&self, mem: &DmaRegion, ty: u16, trans_id: u64, head: &[u8], payload: &[u8]) -> bool {
+        let hdr = 16 + head.len();
+        let len = (hdr + payload.len()).next_multiple_of(8);
         let (w, r) = (self.write_index(mem), self.read_index(mem));
         let free = if w >= r { self.size - (w - r) } else { r - w };
         if free <= len + 8 {
             return false;
         }
-        let d = Descriptor { ty, offset8: 2, len8: (len / 8) as u16, flags: 0, trans_id };
+        let d = Descriptor { ty, offset8: (hdr / 8) as u16, len8: (len / 8) as u16, flags: 0, trans_id };
         let mut p = self.copy_in(mem, w, &d.encode());
+        p = self.copy_in(mem, p, head);
         p = self.copy_in(mem, p, payload);
-        p = self.copy_in(mem, p, &vec![0; len - 16 - payload.len()]);
+        p = self.copy_in(mem, p, &vec![0; len - hdr - payload.len()]);
         p = self.copy_in(mem, p, &((w as u64) << 32).to_le_bytes());
         mem.write::<u32>(self.base, p as u32);
         true
