@@ -221,11 +221,13 @@ impl<P: Platform + Clone> Vmbus<P> {
     }
 
     fn post(&self, conn: u32, m: &[u8]) -> Result<(), Error> {
-        for _ in 0..100 {
+        for waited in 0..10_000 {
             match self.p.post_message(conn, m) {
                 0 => return Ok(()),
                 HV_STATUS_INSUFFICIENT_BUFFERS => {
-                    self.p.wait(0);
+                    if !self.p.wait(waited) {
+                        break;
+                    }
                 }
                 s => return Err(Error::Hypercall(s)),
             }

@@ -357,3 +357,100 @@ fn rndis_status(c: &[u8]) -> Result<(), Error> {
         None => Err(Error::Hostile("netvsc: short RNDIS completion")),
     }
 }
+
+/// A netvsc adapter as the kernel's network device (guest only). Polled:
+/// the stack asks for frames; sends wait for the host's completion.
+#[cfg(target_os = "none")]
+pub struct NetVscNic<P: Platform> {
+    name: alloc::string::String,
+    mac: [u8; 6],
+    dev: spin::Mutex<NetVsc<P>>,
+    /// A frame `rx_pending` fetched and `receive_with` has not lent yet.
+    pending: spin::Mutex<Option<Vec<u8>>>,
+    /// Set once the host broke the protocol: the adapter is not used again.
+    broken: crate::io::Broken,
+}
+
+#[cfg(target_os = "none")]
+impl<P: Platform + Clone> NetVscNic<P> {
+    /// Wraps a started adapter under `name`.
+    pub fn new(name: alloc::string::String, dev: NetVsc<P>) -> Self {
+        Self {
+            name,
+            mac: dev.mac(),
+            dev: spin::Mutex::new(dev),
+            pending: spin::Mutex::new(None),
+            broken: crate::io::Broken::new(),
+        }
+    }
+
+    fn err(&self, e: Error) -> unikit_kernel::dev::DevError {
+        use unikit_kernel::dev::DevError;
+        match e {
+            Error::Full => DevError::WouldBlock,
+            Error::Invalid(_) => DevError::BadLength,
+            Error::Refused(_) | Error::Scsi { .. } | Error::NoMemory => DevError::Io,
+            Error::Hostile(why) => DevError::Broken(self.broken.set(why)),
+            Error::Timeout | Error::Hypercall(_) | Error::NoVersion => {
+                DevError::Broken(self.broken.set("netvsc: the host stopped answering"))
+            }
+        }
+    }
+
+    fn fetch(&self) -> Result<Option<Vec<u8>>, unikit_kernel::dev::DevError> {
+        use unikit_kernel::dev::DevError;
+        if let Some(why) = self.broken.get() {
+            return Err(DevError::Broken(why));
+        }
+        if let Some(f) = self.pending.lock().take() {
+            return Ok(Some(f));
+        }
+        self.dev.lock().recv().map_err(|e| self.err(e))
+    }
+}
+
+#[cfg(target_os = "none")]
+impl<P: Platform + Clone + Send> unikit_kernel::dev::NetDevice for NetVscNic<P> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn mac(&self) -> [u8; 6] {
+        self.mac
+    }
+    fn mtu(&self) -> usize {
+        MAX_FRAME - 14
+    }
+    fn rx_pending(&self) -> Result<bool, unikit_kernel::dev::DevError> {
+        let f = self.fetch()?;
+        let some = f.is_some();
+        if some {
+            *self.pending.lock() = f;
+        }
+        Ok(some)
+    }
+    fn receive_with(&self, f: &mut dyn FnMut(&[u8])) -> Result<bool, unikit_kernel::dev::DevError> {
+        match self.fetch()? {
+            Some(frame) => {
+                f(&frame);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+    fn transmit_with(&self, len: usize, f: &mut dyn FnMut(&mut [u8])) -> Result<(), unikit_kernel::dev::DevError> {
+        use unikit_kernel::dev::DevError;
+        if let Some(why) = self.broken.get() {
+            return Err(DevError::Broken(why));
+        }
+        if len == 0 || len > MAX_FRAME {
+            return Err(DevError::BadLength);
+        }
+        let mut frame = alloc::vec![0u8; len];
+        f(&mut frame);
+        self.dev.lock().send(&frame).map_err(|e| self.err(e))
+    }
+    fn set_doorbell(&self, _doorbell: &'static dyn unikit_kernel::dev::Doorbell) {}
+    fn has_interrupts(&self) -> bool {
+        false
+    }
+}

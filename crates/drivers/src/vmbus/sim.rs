@@ -43,6 +43,10 @@ pub struct State {
     /// The host's device side, run whenever the guest waits (it serves
     /// the channel rings); false when it has nothing more to do.
     pub on_wait: Option<Box<dyn FnMut() -> bool>>,
+    /// Posts to refuse first, and with which status.
+    pub refuse_posts: (u32, u16),
+    /// The last post was refused (so a wait is worth it: the queue drains).
+    pub refused_last: bool,
 }
 
 #[derive(Clone)]
@@ -264,6 +268,14 @@ impl Platform for Sim {
 
     fn post_message(&self, connection_id: u32, payload: &[u8]) -> u16 {
         assert!(payload.len() <= abi::MESSAGE_PAYLOAD, "message over 240 bytes");
+        {
+            let mut s = self.0.borrow_mut();
+            s.refused_last = s.refuse_posts.0 > 0;
+            if s.refuse_posts.0 > 0 {
+                s.refuse_posts.0 -= 1;
+                return s.refuse_posts.1;
+            }
+        }
         self.0.borrow_mut().posted.push((connection_id, payload.to_vec()));
         self.serve(connection_id, payload);
         self.deliver();
@@ -282,6 +294,8 @@ impl Platform for Sim {
             self.0.borrow_mut().on_wait = Some(h);
             r
         });
-        self.deliver() || served == Some(true)
+        // A host with a full message queue frees it in time: worth waiting for.
+        let busy = self.0.borrow().refused_last;
+        self.deliver() || served == Some(true) || busy
     }
 }

@@ -64,6 +64,16 @@ fn connect_takes_the_newest_version_and_the_hosts_connection_id() {
 }
 
 #[test]
+fn a_busy_message_queue_is_retried_and_other_failures_reported() {
+    let sim = Sim::new(V5, vec![]);
+    sim.with(|s| s.refuse_posts = (3, 0x13));
+    assert_eq!(connect(&sim).unwrap().version(), V5);
+    let sim = Sim::new(V5, vec![]);
+    sim.with(|s| s.refuse_posts = (1, 0x12));
+    assert_eq!(connect(&sim).err(), Some(Error::Hypercall(0x12)));
+}
+
+#[test]
 fn connect_falls_back_to_older_hosts() {
     let sim = Sim::new(V4, vec![]);
     let bus = connect(&sim).unwrap();

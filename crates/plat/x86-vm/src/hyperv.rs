@@ -287,7 +287,17 @@ mod bus {
     use alloc::vec::Vec;
     use drivers::irq::{InterruptController, IrqHandler};
     use drivers::vmbus::ic::{Event as IcEvent, IcChannel, Service};
+    use drivers::vmbus::netvsc::{NetVsc, NetVscNic};
     use drivers::vmbus::storvsc::{StorVsc, StorVscDisk};
+
+    /// A MAC address as `aa:bb:cc:dd:ee:ff`.
+    struct Mac([u8; 6]);
+    impl core::fmt::Display for Mac {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            let m = self.0;
+            write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+        }
+    }
     use drivers::vmbus::{Error, Platform, Synic, Vmbus, abi};
     use unikit_kernel::event::Event;
 
@@ -336,11 +346,12 @@ mod bus {
         }
 
         fn wait(&self, waited: u32) -> bool {
-            // Answers come within milliseconds; give up after 5 s.
-            if waited >= 5_000 {
+            // Answers come within microseconds to milliseconds: look again
+            // every 10 us; give up after 5 s.
+            if waited >= 500_000 {
                 return false;
             }
-            let until = unikit_kernel::time::monotonic_ns() + 1_000_000;
+            let until = unikit_kernel::time::monotonic_ns() + 10_000;
             while unikit_kernel::time::monotonic_ns() < until {
                 core::hint::spin_loop();
             }
@@ -384,6 +395,7 @@ mod bus {
         }
         let mut services = Vec::new();
         let mut disks = 0;
+        let mut nics = 0;
         for o in offers.iter().filter(|o| o.sub_channel == 0) {
             let service = match o.class {
                 abi::GUID_SHUTDOWN => Service::Shutdown,
@@ -406,6 +418,20 @@ mod bus {
                             disks += 1;
                         }
                         Err(e) => unikit_kernel::kprintln!("unikit: storvsc: {e}"),
+                    }
+                    continue;
+                }
+                abi::GUID_NETVSC => {
+                    match NetVsc::new(&mut bus, o) {
+                        Ok(n) => {
+                            let name = alloc::format!("netvsc{nics}");
+                            if !unikit_kernel::boot::is_quiet() {
+                                unikit_kernel::kprintln!("{name}: {} (NVSP {:#x})", Mac(n.mac()), n.nvsp_version());
+                            }
+                            unikit_kernel::dev::register_net(Arc::new(NetVscNic::new(name, n)));
+                            nics += 1;
+                        }
+                        Err(e) => unikit_kernel::kprintln!("unikit: netvsc: {e}"),
                     }
                     continue;
                 }
