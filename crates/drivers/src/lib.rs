@@ -5,8 +5,8 @@
 //! - [`pci`]: PCI configuration space, enumeration, BARs, capabilities, MSI-X.
 //! - [`virtio`]: virtio transports (PCI modern and legacy, MMIO) and the
 //!   net and block drivers; entry points `virtio::probe_pci`/`probe_mmio`.
-//! - [`vmbus`] (feature `hyperv`): Hyper-V's VMBus and its integration
-//!   services, host-tested against a simulated host.
+//! - [`vmbus`] (feature `hyperv`): Hyper-V's VMBus, its integration
+//!   services, storvsc and netvsc, host-tested against a simulated host.
 #![cfg_attr(not(test), no_std)]
 // Crate-wide `deny(unsafe_code)` lands once every module is converted; until
 // then each converted module denies it itself (see crates/io).

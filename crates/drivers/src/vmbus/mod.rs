@@ -1,8 +1,9 @@
 //! VMBus, Hyper-V's device bus: the SynIC message and event pages, the
 //! connection handshake (INITIATE_CONTACT and version negotiation), channel
 //! offers, GPADLs (guest memory shared with the host by frame list),
-//! OPENCHANNEL, and the channel ring buffers ([`ring`]). The integration
-//! services (shutdown, heartbeat) are in [`ic`].
+//! OPENCHANNEL, and the channel ring buffers ([`ring`]). On top: the
+//! integration services (shutdown, heartbeat) in [`ic`], the synthetic SCSI
+//! disk in [`storvsc`] and the synthetic network adapter in [`netvsc`].
 //!
 //! Everything the host writes is checked: message sizes, offer fields,
 //! relids, ring indices, packet descriptors. A wrong value is an

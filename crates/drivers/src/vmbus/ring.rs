@@ -20,9 +20,6 @@ const WRITE_INDEX: usize = 0;
 const READ_INDEX: usize = 4;
 const INTERRUPT_MASK: usize = 8;
 const PENDING_SEND_SZ: usize = 12;
-const FEATURE_BITS: usize = 64;
-/// `feat_pending_send_sz`: this side honours the other's pending send size.
-const FEAT_PENDING_SEND_SZ: u32 = 1;
 const TRAILER: usize = 8;
 
 /// One ring (header page + data) inside the channel's memory.
@@ -106,8 +103,10 @@ pub enum Sent {
 
 impl Rings {
     /// Rings over `mem`, which must hold `out_pages + in_pages` pages (each
-    /// ring at least 2: header and data). The headers are zeroed and our
-    /// feature bit set.
+    /// ring at least 2: header and data). The headers are zeroed. Our
+    /// `feat_pending_send_sz` bit (offset 64 of the outbound header) stays
+    /// clear: a full outbound ring is polled, not waited on with a pending
+    /// size; the host's bit on the inbound ring is honoured in `recv`.
     pub fn new(mem: DmaRegion, out_pages: usize, in_pages: usize) -> Result<Self, Error> {
         if out_pages < 2 || in_pages < 2 || mem.len() < (out_pages + in_pages) * PAGE {
             return Err(Error::Invalid("ring memory too small"));
@@ -118,7 +117,6 @@ impl Rings {
         for h in [&out, &inb] {
             mem.fill(h.base, PAGE, 0);
         }
-        mem.write::<u32>(out.base + FEATURE_BITS, FEAT_PENDING_SEND_SZ);
         Ok(Self { mem, out, inb })
     }
 
