@@ -275,8 +275,8 @@ mod guest {
 }
 
 /// VMBus in the guest: the hypervisor behind `drivers::vmbus::Platform`,
-/// the SynIC interrupt, and the integration services (shutdown, heartbeat)
-/// served by a kernel thread. Reached only when CPUID says Hyper-V and
+/// the SynIC interrupt, storvsc and netvsc as kernel devices, and the
+/// integration services (shutdown, heartbeat) served by a kernel thread. Reached only when CPUID says Hyper-V and
 /// offers SynIC, hypercalls, post and signal.
 #[cfg(all(not(test), target_os = "none", feature = "hyperv"))]
 mod bus {
@@ -289,6 +289,8 @@ mod bus {
     use drivers::vmbus::ic::{Event as IcEvent, IcChannel, Service};
     use drivers::vmbus::netvsc::{NetVsc, NetVscNic};
     use drivers::vmbus::storvsc::{StorVsc, StorVscDisk};
+    use drivers::vmbus::{Error, Platform, Synic, Vmbus, abi};
+    use unikit_kernel::event::Event;
 
     /// A MAC address as `aa:bb:cc:dd:ee:ff`.
     struct Mac([u8; 6]);
@@ -298,8 +300,6 @@ mod bus {
             write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
         }
     }
-    use drivers::vmbus::{Error, Platform, Synic, Vmbus, abi};
-    use unikit_kernel::event::Event;
 
     /// `hv_input_post_message` (connection ID, reserved, message type,
     /// payload size, 240 bytes of payload) in a page of its own, so the
@@ -370,10 +370,11 @@ mod bus {
     }
     static SINT_HANDLER: SintHandler = SintHandler;
 
-    /// Connects to VMBus, registers the storvsc disks and serves the
-    /// shutdown and heartbeat services, if
-    /// this is Hyper-V with what VMBus needs; a failure is one line on the
-    /// console and no VMBus devices.
+    /// On Hyper-V with what VMBus needs: connects, registers the storvsc
+    /// disks and netvsc adapters, and serves the shutdown and heartbeat
+    /// services from a thread. A failure is one line on the console and no
+    /// VMBus devices. Runs at device discovery, so an app that never asks
+    /// for a device does not answer Hyper-V's "Shut Down".
     pub fn probe() {
         if !features().vmbus() || !hypercalls() {
             return;
