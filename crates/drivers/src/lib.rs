@@ -14,6 +14,8 @@
 //! - [`e1000`]: Intel 8254x/82574 NICs (QEMU's and VMware's e1000/e1000e).
 //! - [`pvscsi`]: VMware's paravirtual SCSI adapter, over the small SCSI
 //!   disk layer in [`scsi`].
+//! - [`vmbus`] (feature `hyperv`): Hyper-V's VMBus, its integration
+//!   services, storvsc and netvsc, host-tested against a simulated host.
 #![cfg_attr(not(test), no_std)]
 // Crate-wide `deny(unsafe_code)` lands once every module is converted; until
 // then each converted module denies it itself (see crates/io).
@@ -32,6 +34,8 @@ pub mod pvscsi;
 pub mod scsi;
 pub mod tulip;
 pub mod virtio;
+#[cfg(feature = "hyperv")]
+pub mod vmbus;
 pub mod vmxnet3;
 pub mod xen;
 

@@ -27,6 +27,7 @@ mod acpi;
 mod boot;
 #[cfg(all(not(test), target_os = "none"))]
 mod entry;
+mod hyperv;
 #[cfg(all(not(test), target_os = "none"))]
 mod pc;
 #[cfg(all(not(test), target_os = "none"))]
@@ -55,6 +56,8 @@ impl FrameSource for KernelFrames {
 #[cfg(all(not(test), target_os = "none"))]
 #[unsafe(no_mangle)]
 pub fn __unikit_probe_devices() {
+    #[cfg(feature = "hyperv")]
+    hyperv::probe();
     #[cfg(feature = "xen")]
     if xen::active() || xen::hvm::active() {
         return xen::probe_devices();

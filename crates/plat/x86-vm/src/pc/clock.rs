@@ -26,6 +26,11 @@ fn tsc() -> TscClock {
         if let Some(hz) = arch::tsc::freq_from_cpuid(max_leaf) {
             return TscClock { scale: Scale::from_hz(hz), source: "cpuid" };
         }
+        if hv == Hypervisor::HyperV
+            && let Some(hz) = crate::hyperv::tsc_hz()
+        {
+            return TscClock { scale: Scale::from_hz(hz), source: "Hyper-V" };
+        }
         if hv == Hypervisor::Kvm
             && let Some(hz) = kvmclock_tsc_hz()
         {
