@@ -29,6 +29,7 @@ mod boot;
 mod entry;
 #[cfg(all(not(test), target_os = "none"))]
 mod pc;
+mod rpci;
 #[cfg(all(not(test), target_os = "none"))]
 mod start_info;
 mod virtio_mmio;
