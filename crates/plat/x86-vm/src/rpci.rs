@@ -164,8 +164,9 @@ impl<'a> Channel<'a> {
             }
             let size = r.ebx;
             let Some(dst) = buf.get_mut(..size as usize) else {
-                // Tell the host the reception failed (status 0).
-                self.call(RECV_STATUS, 0);
+                // Tell the host the reception failed (status 0), as
+                // open-vm-tools does for a reply its buffer cannot hold.
+                self.call(RECV_PAYLOAD, 0);
                 return Err(Error::TooLong(size));
             };
             // At most buf.len() / 4 + 1 calls: `dst` bounds the loop.
@@ -337,6 +338,8 @@ mod tests {
         requests: RefCell<Vec<Vec<u8>>>,
         opens: RefCell<usize>,
         closes: RefCell<usize>,
+        /// Replies the guest said it failed to take (status 0).
+        aborts: RefCell<usize>,
     }
 
     fn ok(mut r: BackdoorRegs, bits: u32) -> BackdoorRegs {
@@ -448,7 +451,8 @@ mod tests {
                 }
                 RECV_PAYLOAD => {
                     if r.ebx != STATUS_SUCCESS {
-                        return ok(r, 0); // the guest gave up on this reply
+                        *self.aborts.borrow_mut() += 1;
+                        return ok(r, 0);
                     }
                     if self.hostile == Hostile::PayloadFails {
                         return fail(r, 0);
@@ -544,7 +548,7 @@ mod tests {
             let f = Fake::with(&[(KEY, "v")], Hostile::Size(size));
             assert_eq!(get(&f, &mut [0u8; 4096]), Err(Error::TooLong(size)));
             assert!(*f.calls.borrow() < 30, "{} calls", f.calls.borrow());
-            assert_eq!(*f.closes.borrow(), 1);
+            assert_eq!((*f.aborts.borrow(), *f.closes.borrow()), (1, 1));
         }
         let f = Fake::with(&[(KEY, "v")], Hostile::EndlessReply);
         assert_eq!(get(&f, &mut [0u8; 4096]), Err(Error::TooLong(u32::MAX)));
@@ -571,6 +575,7 @@ mod tests {
             let f = Fake::with(&[(KEY, "v")], h);
             assert_eq!(get(&f, &mut [0u8; 64]), Err(e));
             assert_eq!(*f.closes.borrow(), 1, "{e:?}: the channel is closed");
+            assert_eq!(*f.aborts.borrow(), usize::from(e == Error::Protocol), "{e:?}");
         }
     }
 
