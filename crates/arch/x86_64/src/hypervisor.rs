@@ -68,26 +68,75 @@ const VMWARE_PORT: u16 = 0x5658;
 /// Backdoor command GETVERSION.
 const VMWARE_GETVERSION: u32 = 10;
 
+/// The registers of one VMware backdoor call, going in and coming back.
+/// `ecx` holds the command (low half) and its subcommand (high half),
+/// `edx` the port (low half) and, for messages, the channel id (high half).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BackdoorRegs {
+    /// The magic going in; a command's result coming back.
+    pub eax: u32,
+    /// The argument.
+    pub ebx: u32,
+    /// Subcommand << 16 | command; status << 16 coming back (messages).
+    pub ecx: u32,
+    /// Channel id << 16 | port.
+    pub edx: u32,
+    /// Message channels: the cookie's high word.
+    pub esi: u32,
+    /// Message channels: the cookie's low word.
+    pub edi: u32,
+}
+
+/// Something that answers VMware backdoor calls: [`PortBackdoor`] in the
+/// guest, a fake VMware in host tests.
+pub trait Backdoor {
+    /// One call: the registers in, the registers the host left.
+    fn call(&self, regs: BackdoorRegs) -> BackdoorRegs;
+}
+
+/// The backdoor's I/O port (`in eax, dx` at 0x5658). Without a backdoor
+/// the port is unclaimed: `eax` comes back all ones and the rest as sent.
+pub struct PortBackdoor;
+
+impl Backdoor for PortBackdoor {
+    fn call(&self, r: BackdoorRegs) -> BackdoorRegs {
+        // The magic and the port are forced: this function reads port
+        // 0x5658 and no other, whatever the caller put in `edx`.
+        let mut out = BackdoorRegs { eax: VMWARE_MAGIC, edx: r.edx & 0xffff_0000 | u32::from(VMWARE_PORT), ..r };
+        let mut rbx = u64::from(r.ebx);
+        // SAFETY: a 32-bit read of the backdoor port; without a backdoor
+        // it is unclaimed and the read has no effect. VMware changes only
+        // the six registers named here. rbx is swapped by hand: LLVM
+        // reserves it.
+        unsafe {
+            core::arch::asm!(
+                "xchg {b}, rbx",
+                "in eax, dx",
+                "xchg {b}, rbx",
+                b = inout(reg) rbx,
+                inout("eax") out.eax,
+                inout("ecx") out.ecx,
+                inout("edx") out.edx,
+                inout("esi") out.esi,
+                inout("edi") out.edi,
+                options(nostack, preserves_flags),
+            );
+        }
+        out.ebx = rbx as u32;
+        out
+    }
+}
+
 /// The VMware backdoor's version, if one answers (VMware, and QEMU with
 /// `vmport=on`). VMware's CPUID leaf can be hidden; the backdoor is how
 /// VMware Tools find it. A machine without it returns all ones from the
 /// unclaimed port and leaves `ebx` alone.
 pub fn vmware_backdoor() -> Option<u32> {
-    let eax: u32;
-    let mut rbx = u64::from(!VMWARE_MAGIC);
-    // SAFETY: a port read; without a backdoor the port is unclaimed and the
-    // read has no effect. rbx is swapped by hand: LLVM reserves it.
-    unsafe {
-        core::arch::asm!(
-            "xchg {b}, rbx",
-            "in eax, dx",
-            "xchg {b}, rbx",
-            b = inout(reg) rbx,
-            inout("eax") VMWARE_MAGIC => eax,
-            inout("ecx") VMWARE_GETVERSION => _,
-            inout("edx") u32::from(VMWARE_PORT) => _,
-            options(nostack, preserves_flags),
-        );
-    }
-    (rbx as u32 == VMWARE_MAGIC && eax != u32::MAX).then_some(eax)
+    let r = PortBackdoor.call(BackdoorRegs {
+        ebx: !VMWARE_MAGIC,
+        ecx: VMWARE_GETVERSION,
+        edx: u32::from(VMWARE_PORT),
+        ..Default::default()
+    });
+    (r.ebx == VMWARE_MAGIC && r.eax != u32::MAX).then_some(r.eax)
 }

@@ -30,6 +30,7 @@ mod entry;
 mod hyperv;
 #[cfg(all(not(test), target_os = "none"))]
 mod pc;
+mod rpci;
 #[cfg(all(not(test), target_os = "none"))]
 mod start_info;
 mod virtio_mmio;

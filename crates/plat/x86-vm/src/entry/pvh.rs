@@ -3,8 +3,13 @@
 //! records the TSC (boot time zero), identity-maps 1 GiB with 2 MiB pages,
 //! enters long mode and calls [`pvh_main`]. The kernel replaces these tables
 //! with its own as soon as it has a frame allocator, and frees them.
+//!
+//! On VMware the host may replace the disk's command line: see
+//! [`command_line`].
+use crate::rpci::{self, LineError};
 use crate::{boot, pc, start_info};
 use core::arch::global_asm;
+use core::fmt::Write;
 use hal::{Args, BootInfo, Region};
 
 /// XEN_ELFNOTE_PHYS32_ENTRY: the note QEMU, Firecracker and Xen look for.
@@ -155,7 +160,7 @@ pub extern "C" fn pvh_main(start_info: u64) -> ! {
         unikit_kernel::boot::enter(
             pc::HAL,
             BootInfo {
-                args: Args::Kernel(params.cmdline),
+                args: Args::Kernel(command_line(params.cmdline)),
                 memory: &params.ram[..params.nr_ram],
                 reserved: &reserved,
                 // start_info, the command line and the memory map: read by
@@ -168,5 +173,71 @@ pub extern "C" fn pvh_main(start_info: u64) -> ! {
                 boot_timestamp: boot::boot_tsc(),
             },
         )
+    }
+}
+
+/// The guestinfo variable that replaces the disk's command line.
+const GUESTINFO_CMDLINE: &str = "unikit.cmdline";
+/// Longest command line taken from the host, and longest reply read: as
+/// long as the PVH command lines `start_info` takes.
+const CMDLINE_MAX: usize = 4096;
+
+/// The command line built from guestinfo (no heap exists yet); taken
+/// once, for good.
+static CMDLINE: spin::Mutex<[u8; CMDLINE_MAX]> = spin::Mutex::new([0; CMDLINE_MAX]);
+
+/// What became of `guestinfo.unikit.cmdline`, for the boot log.
+#[derive(Clone, Copy)]
+enum Guestinfo {
+    Used,
+    NotSet,
+    Refused(&'static str),
+    Failed(rpci::Error),
+}
+
+static GUESTINFO: spin::Once<Guestinfo> = spin::Once::new();
+
+/// The command line to boot with. On VMware (the backdoor answers), the
+/// host's `guestinfo.unikit.cmdline` (the `.vmx`, `vmware-rpctool`,
+/// vSphere's advanced settings) replaces the disk's line, all but the
+/// disk's own `unikit.bootdisk=` option, so that arguments, environment and
+/// `netdev.ip=` change without rebuilding the disk. Elsewhere, or when the
+/// host has no such variable or no RPCI channel (QEMU's vmport), the
+/// disk's line stays. Not inlined: the 4 KiB reply buffer leaves the boot
+/// stack when it returns.
+#[inline(never)]
+fn command_line(disk: &'static str) -> &'static str {
+    if pc::vmware().is_none() {
+        return disk;
+    }
+    let mut reply = [0u8; CMDLINE_MAX];
+    let (outcome, line) = match rpci::guestinfo(&arch::hypervisor::PortBackdoor, GUESTINFO_CMDLINE, &mut reply) {
+        Ok(None) => (Guestinfo::NotSet, disk),
+        Err(e) => (Guestinfo::Failed(e), disk),
+        Ok(Some(value)) => {
+            // pvh_main runs once: the lock is free, and the line it holds
+            // is the kernel's from now on.
+            let Some(out) = CMDLINE.try_lock().map(spin::MutexGuard::leak) else { return disk };
+            match rpci::merge_cmdline(disk, value, out) {
+                Ok(Some(l)) => (Guestinfo::Used, l),
+                Ok(None) => (Guestinfo::Refused("blank"), disk),
+                Err(LineError::Text) => (Guestinfo::Refused("not plain text"), disk),
+                Err(LineError::TooLong) => (Guestinfo::Refused("too long"), disk),
+            }
+        }
+    };
+    GUESTINFO.call_once(|| outcome);
+    line
+}
+
+/// The boot log's word on guestinfo (VMware only; nothing elsewhere).
+pub(crate) fn describe_guestinfo(out: &mut dyn Write) -> core::fmt::Result {
+    match GUESTINFO.get() {
+        None => Ok(()),
+        Some(Guestinfo::Used) => out.write_str(", the command line came from guestinfo"),
+        Some(Guestinfo::NotSet) => out.write_str(", no guestinfo.unikit.cmdline"),
+        Some(Guestinfo::Failed(rpci::Error::NoChannel)) => out.write_str(", no RPCI channel (guestinfo not read)"),
+        Some(Guestinfo::Failed(e)) => write!(out, ", guestinfo.unikit.cmdline not read: {e}"),
+        Some(Guestinfo::Refused(why)) => write!(out, ", guestinfo.unikit.cmdline not used: {why}"),
     }
 }

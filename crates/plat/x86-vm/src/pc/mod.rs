@@ -153,6 +153,7 @@ impl hal::Platform for Machine {
         }
         if let Some(v) = vmware() {
             write!(out, ", VMware backdoor version {v}")?;
+            crate::entry::pvh::describe_guestinfo(out)?;
         }
         clock::describe(out)
     }
