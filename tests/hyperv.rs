@@ -180,3 +180,27 @@ fn gen1_counter_on_ide_survives_boots_and_the_boot_disk_is_withheld() {
         assert!(stdout(&o).contains("ide1: ATA disk"), "{}", stdout(&o));
     }
 }
+
+/// A panic in the generation 2 shape (UEFI): the report and exit code.
+#[test]
+fn gen2_panic_gives_its_report_and_exit_code() {
+    let dir = repo().join("tests/kernel-tests");
+    let o = unikit(&[
+        "run",
+        "-C",
+        dir.to_str().unwrap(),
+        "--plat",
+        "hyperv",
+        "--testbed",
+        "--gen",
+        "2",
+        "--accel",
+        "tcg",
+        "-m",
+        "64M",
+        "-q",
+        "--",
+        "panic",
+    ]);
+    expect(&o, 101, &["PANIC in thread 'main': deliberate panic from kernel-tests", "backtrace:"]);
+}

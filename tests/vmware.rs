@@ -310,3 +310,29 @@ fn vmrun_vm_is_stopped_when_the_run_is() {
     let alive = unsafe { libc::kill(qemu, 0) } == 0;
     assert!(!alive, "the VM's QEMU is still running");
 }
+
+/// A panic and a CPU exception in a VMware-shaped VM: the report on COM1,
+/// symbolized, and the distinct exit codes, ended through ACPI power-off.
+#[test]
+fn crashes_give_their_report_and_exit_code() {
+    let dir = repo().join("tests/kernel-tests");
+    for (mode, code, needle) in [
+        ("panic", 101, "PANIC in thread 'main': deliberate panic from kernel-tests"),
+        ("fault", 102, "CPU EXCEPTION in thread 'main': page fault (#PF) (vector 14)"),
+    ] {
+        let o = unikit(&[
+            "run",
+            "-C",
+            dir.to_str().unwrap(),
+            "--plat",
+            "vmware",
+            "--testbed",
+            "--accel",
+            "tcg",
+            "-q",
+            "--",
+            mode,
+        ]);
+        expect(&o, code, &[needle, "backtrace:", "unikit_kernel::boot::start+0x"]);
+    }
+}
