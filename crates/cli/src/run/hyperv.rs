@@ -14,7 +14,7 @@ use anyhow::{Result, bail};
 
 use super::supervisor;
 use super::{Accel, vmware::OVMF};
-use crate::devices::{Devices, Net};
+use crate::devices::Devices;
 use crate::error::hinted;
 use crate::image::hyperv::{self as hv, Generation};
 use crate::memory::Memory;
@@ -171,28 +171,15 @@ pub fn argv(cfg: &Config) -> Vec<OsString> {
             &format!("ide-hd,bus=ide.{bus},unit={unit},drive=disk{i}"),
         ]);
     }
-    match &cfg.devices.net {
-        Some(Net::User) => {
-            let mut nd = String::from("user,id=net0");
-            for (h, g) in &cfg.devices.publish {
-                nd.push_str(&format!(",hostfwd=tcp:127.0.0.1:{h}-:{g}"));
-            }
-            push(&["-netdev", &nd, "-device", "tulip,netdev=net0"]);
-        }
-        Some(Net::Tap(name)) => push(&[
-            "-netdev",
-            &format!("tap,id=net0,ifname={name},script=no,downscript=no"),
-            "-device",
-            "tulip,netdev=net0",
-        ]),
-        None => {}
-    }
+    let net = super::qemu::net_args(cfg.devices, "tulip");
+    push(&net.iter().map(String::as_str).collect::<Vec<_>>());
     a
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::devices::Net;
 
     fn strings(v: Vec<OsString>) -> String {
         v.into_iter().map(|s| s.into_string().unwrap()).collect::<Vec<_>>().join(" ")

@@ -118,22 +118,8 @@ pub fn argv(cfg: &Config) -> Vec<OsString> {
         Machine::Q35 | Machine::Pc => (cfg.devices.nic.qemu_pci_device(), "virtio-blk-pci"),
         Machine::Microvm => ("virtio-net-device", "virtio-blk-device"),
     };
-    match &cfg.devices.net {
-        Some(Net::User) => {
-            let mut nd = String::from("user,id=net0");
-            for (h, g) in &cfg.devices.publish {
-                nd.push_str(&format!(",hostfwd=tcp:127.0.0.1:{h}-:{g}"));
-            }
-            push(&["-netdev", &nd, "-device", &format!("{net_dev},netdev=net0")]);
-        }
-        Some(Net::Tap(name)) => push(&[
-            "-netdev",
-            &format!("tap,id=net0,ifname={name},script=no,downscript=no"),
-            "-device",
-            &format!("{net_dev},netdev=net0"),
-        ]),
-        None => {}
-    }
+    let net = net_args(cfg.devices, net_dev);
+    push(&net.iter().map(String::as_str).collect::<Vec<_>>());
     let pvscsi = cfg.devices.disk_bus == DiskBus::Pvscsi && !cfg.devices.disks.is_empty();
     if pvscsi {
         push(&["-device", "pvscsi,id=scsi0"]);
@@ -159,6 +145,24 @@ pub fn argv(cfg: &Config) -> Vec<OsString> {
     }
     a.extend(["-kernel".into(), cfg.image.into(), "-append".into(), cfg.cmdline.into()]);
     a
+}
+
+/// `-netdev` and `-device` for the run's network (`-p` forwards with user
+/// networking, or a tap), with the NIC `model`; nothing without a network.
+/// Every QEMU shape (q35, microvm, the VMware and Hyper-V test beds) uses it.
+pub fn net_args(devices: &Devices, model: &str) -> Vec<String> {
+    let netdev = match &devices.net {
+        Some(Net::User) => {
+            let mut nd = String::from("user,id=net0");
+            for (h, g) in &devices.publish {
+                nd.push_str(&format!(",hostfwd=tcp:127.0.0.1:{h}-:{g}"));
+            }
+            nd
+        }
+        Some(Net::Tap(name)) => format!("tap,id=net0,ifname={name},script=no,downscript=no"),
+        None => return Vec::new(),
+    };
+    vec!["-netdev".into(), netdev, "-device".into(), format!("{model},netdev=net0")]
 }
 
 /// Decide the accelerator from the request and the KVM probe result.

@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 
 use super::supervisor::{self, End, Outcome, Runner, Verdict};
 use super::{Accel, Firmware};
-use crate::devices::{Devices, Net};
+use crate::devices::Devices;
 use crate::error::hinted;
 use crate::image::vmware::{self as vmw, Nic};
 use crate::memory::Memory;
@@ -325,29 +325,15 @@ pub fn argv(cfg: &Config) -> Vec<OsString> {
             &format!("scsi-hd,bus=scsi0.0,scsi-id={},drive=disk{i}", i + 1),
         ]);
     }
-    let model = cfg.nic.vmx();
-    match &cfg.devices.net {
-        Some(Net::User) => {
-            let mut nd = String::from("user,id=net0");
-            for (h, g) in &cfg.devices.publish {
-                nd.push_str(&format!(",hostfwd=tcp:127.0.0.1:{h}-:{g}"));
-            }
-            push(&["-netdev", &nd, "-device", &format!("{model},netdev=net0")]);
-        }
-        Some(Net::Tap(name)) => push(&[
-            "-netdev",
-            &format!("tap,id=net0,ifname={name},script=no,downscript=no"),
-            "-device",
-            &format!("{model},netdev=net0"),
-        ]),
-        None => {}
-    }
+    let net = super::qemu::net_args(cfg.devices, cfg.nic.vmx());
+    push(&net.iter().map(String::as_str).collect::<Vec<_>>());
     a
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::devices::Net;
 
     fn strings(v: Vec<OsString>) -> Vec<String> {
         v.into_iter().map(|s| s.into_string().unwrap()).collect()
