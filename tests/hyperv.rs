@@ -12,27 +12,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use common::{BIN, assert_error, stderr, stdout};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn unikit(args: &[&str]) -> Output {
-    let o = Command::new(BIN).args(args).output().expect("cannot start unikit");
-    assert!(!stderr(&o).contains("panicked"), "the CLI panicked:\n{}", stderr(&o));
-    o
-}
-
-#[track_caller]
-fn expect(o: &Output, code: i32, needles: &[&str]) {
-    let ctx = format!("exit {:?}\n--- stdout\n{}\n--- stderr\n{}", o.status.code(), stdout(o), stderr(o));
-    assert_eq!(o.status.code(), Some(code), "wrong exit code\n{ctx}");
-    for n in needles {
-        assert!(stdout(o).contains(n), "missing {n:?} in the console\n{ctx}");
-    }
-    assert!(!stdout(o).contains("_unikit:exit"), "exit marker leaked to stdout\n{ctx}");
-}
+use common::{assert_error, expect_console as expect, repo, stderr, stdout, unikit_args as unikit};
 
 fn hello(extra: &[&str]) -> Output {
     let dir = repo().join("examples/hello");

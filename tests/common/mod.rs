@@ -92,3 +92,28 @@ pub fn fixture(manifest: &str, main_rs: &str) -> (TempDir, PathBuf) {
     fs::write(app.join("unikit.toml"), manifest).unwrap();
     (tmp, app)
 }
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `unikit ARGS`, checked not to have panicked.
+pub fn unikit_args(args: &[&str]) -> Output {
+    let o = std::process::Command::new(BIN).args(args).output().expect("cannot start unikit");
+    assert!(!stderr(&o).contains("panicked"), "the CLI panicked:\n{}", stderr(&o));
+    o
+}
+
+/// A guest run's exit code and console lines; the exit marker never
+/// leaks, and a firmware-booted guest powered off through its ACPI tables.
+#[track_caller]
+pub fn expect_console(o: &Output, code: i32, needles: &[&str]) {
+    let ctx = format!("exit {:?}\n--- stdout\n{}\n--- stderr\n{}", o.status.code(), stdout(o), stderr(o));
+    assert_eq!(o.status.code(), Some(code), "wrong exit code\n{ctx}");
+    for n in needles {
+        assert!(stdout(o).contains(n), "missing {n:?} in the console\n{ctx}");
+    }
+    assert!(!stdout(o).contains("_unikit:exit"), "exit marker leaked to stdout\n{ctx}");
+    assert!(!stdout(o).contains("ACPI power-off:"), "ACPI power-off failed\n{ctx}");
+}

@@ -13,6 +13,27 @@ use super::supervisor::{self, Outcome, Runner, Verdict};
 use crate::devices::{Devices, Net};
 use crate::platform::QEMU;
 
+/// OVMF as one file (code and variables), for `-bios` (Debian `ovmf`).
+pub const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
+/// The least memory OVMF boots a disk in (with 32 MiB it stops at "No
+/// bootable option").
+const OVMF_MIN_MEMORY: u64 = 40 << 20;
+
+/// Refuses an EFI test bed that cannot boot: OVMF missing, or too little
+/// memory for it. `what` names the choice, `instead` the BIOS way.
+pub fn check_ovmf(memory: crate::memory::Memory, what: &str, instead: &str) -> Result<()> {
+    if !Path::new(OVMF).is_file() {
+        return Err(crate::error::hinted(format!("{what}: {OVMF} not found"), "install it with: apt-get install ovmf"));
+    }
+    if memory.bytes() < OVMF_MIN_MEMORY {
+        return Err(crate::error::hinted(
+            format!("{what} needs at least {} MiB of guest memory (-m {memory} given)", OVMF_MIN_MEMORY >> 20),
+            format!("use -m {}M, or {instead}", OVMF_MIN_MEMORY >> 20),
+        ));
+    }
+    Ok(())
+}
+
 pub struct Testbed<'a> {
     qemu: &'a Path,
     argv: Vec<OsString>,

@@ -13,14 +13,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 
 use super::supervisor;
-use super::{Accel, vmware::OVMF};
+use super::{Accel, firmware::OVMF};
 use crate::devices::Devices;
 use crate::error::hinted;
 use crate::image::hyperv::{self as hv, Generation};
 use crate::memory::Memory;
 
-/// The least memory OVMF boots a disk in (see vmware.rs).
-const EFI_MIN_MEMORY: u64 = 40 << 20;
 /// The IDE slots a Gen1 VM has besides its boot disk.
 const IDE_DATA_SLOTS: [(u8, u8); 3] = [(0, 1), (1, 0), (1, 1)];
 
@@ -65,21 +63,7 @@ impl Plan {
                         "a Hyper-V generation 2 VM's data disks are VMBus SCSI (storvsc), which QEMU cannot offer here: use --gen 1 (IDE) for --disk"
                     );
                 }
-                if !Path::new(OVMF).is_file() {
-                    return Err(hinted(
-                        format!("generation 2: {OVMF} not found"),
-                        "install it with: apt-get install ovmf",
-                    ));
-                }
-                if memory.bytes() < EFI_MIN_MEMORY {
-                    return Err(hinted(
-                        format!(
-                            "a generation 2 VM (UEFI) needs at least {} MiB of guest memory (-m {memory} given)",
-                            EFI_MIN_MEMORY >> 20
-                        ),
-                        format!("use -m {}M, or --gen 1", EFI_MIN_MEMORY >> 20),
-                    ));
-                }
+                super::firmware::check_ovmf(memory, "a generation 2 VM (UEFI)", "--gen 1")?;
             }
             Generation::One if devices.disks.len() > IDE_DATA_SLOTS.len() => {
                 bail!(

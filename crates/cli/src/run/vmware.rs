@@ -12,17 +12,13 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
+use super::firmware::OVMF;
 use super::supervisor::{self, End, Outcome, Runner, Verdict};
 use super::{Accel, Firmware};
 use crate::devices::Devices;
 use crate::error::hinted;
 use crate::image::vmware::{self as vmw, Nic};
 use crate::memory::Memory;
-
-/// OVMF as one file (code and variables), for `-bios` (Debian `ovmf`).
-pub const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
-/// The least memory OVMF boots a disk in (32 MiB: "No bootable option").
-const EFI_MIN_MEMORY: u64 = 40 << 20;
 
 pub struct Plan {
     mode: Mode,
@@ -91,22 +87,7 @@ impl Plan {
             }
         };
         if firmware == vmw::Firmware::Efi {
-            if !Path::new(OVMF).is_file() {
-                return Err(hinted(
-                    format!("--firmware efi: {OVMF} not found"),
-                    "install it with: apt-get install ovmf",
-                ));
-            }
-            // OVMF finds no boot disk in less (it stops at "No bootable option").
-            if memory.bytes() < EFI_MIN_MEMORY {
-                return Err(hinted(
-                    format!(
-                        "--firmware efi needs at least {} MiB of guest memory (-m {memory} given)",
-                        EFI_MIN_MEMORY >> 20
-                    ),
-                    format!("use -m {}M, or --firmware seabios", EFI_MIN_MEMORY >> 20),
-                ));
-            }
+            super::firmware::check_ovmf(memory, "--firmware efi", "--firmware seabios")?;
         }
         let qemu = crate::platform::find_qemu()?;
         crate::image::qemu_img()?;
